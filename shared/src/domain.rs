@@ -1,0 +1,170 @@
+//! The things hubrelay moves around: contact upserts, events, delivery attempts and the retry schedule.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// One contact write: create or update the contact whose email is `email`, with `properties`
+/// (HubSpot property name → value; HubSpot takes every value as a string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactUpsert {
+    pub email: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+/// What HubSpot answered for one upserted contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpsertedContact {
+    pub id: String,
+    /// true when HubSpot created the contact, false when it updated an existing one.
+    pub created: bool,
+}
+
+/// Which function accepted an event; the retry worker dispatches on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FunctionName {
+    LeadCaptured,
+}
+
+impl FunctionName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionName::LeadCaptured => "lead-captured",
+        }
+    }
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Delivered,
+    /// Transient trouble (timeout, 5xx, 423, 429): try again later.
+    Retryable,
+    /// HubSpot refused the data for a reason only a fix can cure (missing property, bad option, auth).
+    Rejected,
+}
+
+/// One try at delivering an event to HubSpot, kept in the event's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    pub attempt: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub outcome: AttemptOutcome,
+    /// HubSpot's HTTP status, when it answered at all.
+    pub status: Option<u16>,
+    pub correlation_id: Option<String>,
+    /// Stable error code (`hubspot_unavailable`, `property_doesnt_exist`, ...).
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A message on the retry queue or in the dead-letter queue: the original event, its idempotency key and
+/// its attempt history. The same JSON travels through SQS and the local SQLite queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryMessage {
+    /// Format version, so a newer worker can read older messages.
+    pub version: u32,
+    pub event_id: String,
+    pub function: FunctionName,
+    pub idempotency_key: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// The normalised event as accepted (for `lead-captured`: the parsed lead). Kept rather than the mapped
+    /// upsert so a mapping fix followed by a redrive takes effect.
+    pub event: serde_json::Value,
+    pub attempts: Vec<DeliveryAttempt>,
+    /// Do not deliver before this time (delays longer than SQS's 15 minutes are chained).
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+}
+
+impl RetryMessage {
+    pub const VERSION: u32 = 1;
+
+    pub fn last_attempt(&self) -> Option<&DeliveryAttempt> {
+        self.attempts.last()
+    }
+}
+
+/// Why an event was dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterReason {
+    pub code: String,
+    pub message: String,
+}
+
+/// The documented retry schedule: the delay before attempt `n + 1` after attempt `n` failed.
+/// Attempt 1 happens at once (inline, while the sender waits); then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
+/// 14 h, 20 h, 24 h: about 75.6 h in all, the Standard Webhooks shape of "up to 3 days".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule {
+    delays: Vec<Duration>,
+}
+
+impl Default for RetrySchedule {
+    fn default() -> Self {
+        let s = Duration::from_secs;
+        RetrySchedule {
+            delays: vec![
+                s(5),
+                s(5 * 60),
+                s(30 * 60),
+                s(2 * 3600),
+                s(5 * 3600),
+                s(10 * 3600),
+                s(14 * 3600),
+                s(20 * 3600),
+                s(24 * 3600),
+            ],
+        }
+    }
+}
+
+impl RetrySchedule {
+    pub fn new(delays: Vec<Duration>) -> Self {
+        RetrySchedule { delays }
+    }
+
+    /// The delay after failed attempt `attempt` (1-based), or `None` when the schedule is exhausted.
+    pub fn delay_after(&self, attempt: u32) -> Option<Duration> {
+        let idx = usize::try_from(attempt).ok()?.checked_sub(1)?;
+        self.delays.get(idx).copied()
+    }
+
+    /// Total attempts the schedule allows (the inline one included).
+    pub fn max_attempts(&self) -> u32 {
+        self.delays.len() as u32 + 1
+    }
+
+    /// The span from the first attempt to the last.
+    pub fn total(&self) -> Duration {
+        self.delays.iter().sum()
+    }
+}
+
+/// A fresh event id: `evt_` and 32 hex digits.
+pub fn new_event_id() -> String {
+    format!("evt_{}", uuid::Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_schedule_spans_about_three_days() {
+        let s = RetrySchedule::default();
+        assert_eq!(s.delay_after(1), Some(Duration::from_secs(5)));
+        assert_eq!(s.delay_after(2), Some(Duration::from_secs(300)));
+        assert_eq!(s.delay_after(10), None);
+        assert_eq!(s.delay_after(0), None);
+        assert_eq!(s.max_attempts(), 10);
+        // 75 h 35 m 5 s
+        assert_eq!(s.total(), Duration::from_secs(75 * 3600 + 35 * 60 + 5));
+    }
+}

@@ -1,0 +1,78 @@
+//! Talking to HubSpot: the [`HubSpot`] trait, its error classification, and the HTTP client.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AttemptOutcome, ContactUpsert, UpsertedContact};
+
+pub mod client;
+
+pub use client::HubSpotClient;
+
+/// A HubSpot contact property definition (`/crm/v3/properties/contacts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyDefinition {
+    pub name: String,
+    #[serde(default)]
+    pub label: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub field_type: String,
+    #[serde(default)]
+    pub group_name: String,
+    #[serde(default)]
+    pub options: Vec<PropertyOption>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PropertyOption {
+    pub label: String,
+    pub value: String,
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+/// Why a HubSpot call failed, classified the way `../shared/reference/hubspot.md` says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("HubSpot {}: {message}", status.map(|s| s.to_string()).unwrap_or_else(|| "unreachable".into()))]
+pub struct HubSpotError {
+    /// HTTP status, `None` for network errors and timeouts.
+    pub status: Option<u16>,
+    /// Stable code: `hubspot_unreachable`, `hubspot_timeout`, `hubspot_unavailable`, `rate_limited`, `locked`,
+    /// `property_doesnt_exist`, `invalid_option`, `invalid_date`, `validation_error`, `unauthorized`,
+    /// `missing_scopes`, `object_not_found`, `conflict`, ...
+    pub code: String,
+    pub message: String,
+    pub category: Option<String>,
+    pub correlation_id: Option<String>,
+    /// `policyName` of a 429 (`TEN_SECONDLY_ROLLING`, `SECONDLY`, `DAILY`).
+    pub policy: Option<String>,
+    /// `Retry-After` (seconds), when sent.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl HubSpotError {
+    /// Retryable: network errors, timeouts, 423, 429 (not `DAILY`... which waits for the reset, still a retry),
+    /// 477 and 5xx. Everything else needs a fix first.
+    pub fn outcome(&self) -> AttemptOutcome {
+        match self.status {
+            None => AttemptOutcome::Retryable,
+            Some(423 | 429 | 477) => AttemptOutcome::Retryable,
+            Some(s) if s >= 500 => AttemptOutcome::Retryable,
+            Some(_) => AttemptOutcome::Rejected,
+        }
+    }
+}
+
+#[async_trait]
+pub trait HubSpot: Send + Sync {
+    /// Create-or-update contacts by email in one `batch/upsert` call (≤ 100 inputs, emails unique).
+    /// Results come back in input order.
+    async fn upsert_contacts(&self, inputs: &[ContactUpsert]) -> Result<Vec<UpsertedContact>, HubSpotError>;
+    /// All contact property definitions.
+    async fn list_properties(&self) -> Result<Vec<PropertyDefinition>, HubSpotError>;
+    /// Create one contact property.
+    async fn create_property(&self, property: &PropertyDefinition) -> Result<(), HubSpotError>;
+}
