@@ -81,6 +81,9 @@ pub struct RetryMessage {
     /// Do not deliver before this time (delays longer than SQS's 15 minutes are chained).
     #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
+    /// Set when the event was dead-lettered by our code (SQS's own maxReceiveCount moves leave it empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_reason: Option<DeadLetterReason>,
 }
 
 impl RetryMessage {
