@@ -1,1 +1,68 @@
-fn main() {}
+//! The `hubrelay` command: `serve` (the whole relay locally), `sandbox` (the HubSpot test double),
+//! `properties` (create the custom properties a mapping needs).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod properties_cmd;
+mod sandbox_cmd;
+mod serve;
+
+#[derive(Parser)]
+#[command(name = "hubrelay", version, about = "Relay leads and referral events to HubSpot, exactly once")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every handler in one process on a local SQLite store (and the HubSpot sandbox when no token is set).
+    Serve(serve::ServeArgs),
+    /// Run the HubSpot sandbox on its own.
+    Sandbox(sandbox_cmd::SandboxArgs),
+    /// Check or create the custom contact properties a mapping profile needs.
+    Properties(properties_cmd::PropertiesArgs),
+}
+
+/// Settings file shared by the commands that read configuration.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ConfigArg {
+    /// TOML settings file (layered: defaults, then this file, then the environment, then flags).
+    #[arg(long, env = "HUBRELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hubrelay: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Sandbox(args) => sandbox_cmd::run(args).await,
+            Command::Properties(args) => properties_cmd::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hubrelay: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Human-readable logs on stderr for the local commands.
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -14,5 +14,6 @@ pub mod hubspot;
 pub mod lead;
 pub mod mapping;
 pub mod pii;
+pub mod properties;
 pub mod sandbox;
 pub mod store;

@@ -1,1 +1,8 @@
-fn main() {}
+//! Integration tests: start the real `hubrelay serve` (with its embedded HubSpot sandbox) and talk HTTP
+//! to it; the AWS path runs against moto server started by the harness.
+
+mod auth;
+mod cli;
+mod harness;
+mod leads;
+mod malformed;

@@ -1,0 +1,175 @@
+//! `hubrelay serve`: the relay in one local process — same handlers as the Lambdas, SQLite instead of
+//! DynamoDB/SQS, and the HubSpot sandbox when no token is configured.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use hubrelay::config::{HubSpotTarget, Layer, ServeSettings};
+use hubrelay::domain::RetrySchedule;
+use hubrelay::handler::leads::LeadServiceParts;
+use hubrelay::handler::{lead_routes, LeadService};
+use hubrelay::hubspot::{HubSpot, HubSpotClient};
+use hubrelay::pii::mask_token;
+use hubrelay::sandbox::{self, SandboxOptions};
+use hubrelay::store::sqlite::SqliteStore;
+
+use crate::ConfigArg;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on [env: HUBRELAY_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    listen: Option<String>,
+    /// Folder for the SQLite store (and the sandbox's data) [env: HUBRELAY_DATA_DIR] [default: .hubrelay]
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Address of the embedded HubSpot sandbox [env: HUBRELAY_SANDBOX_LISTEN] [default: 127.0.0.1:0, any free port]
+    #[arg(long)]
+    sandbox_listen: Option<String>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    crate::init_logs();
+    let mut layer = Layer::default();
+    if let Some(path) = &args.config.config {
+        layer = layer.merge(Layer::from_file(path).map_err(|e| e.to_string())?);
+    }
+    layer = layer.merge(Layer::from_env(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?);
+    layer = layer.merge(Layer {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        sandbox_listen: args.sandbox_listen,
+        ..Layer::default()
+    });
+    let mut settings = ServeSettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", settings.data_dir.display()))?;
+
+    // A newcomer has configured nothing: give the local relay a token of its own rather than no auth.
+    let auth = &mut settings.relay.auth;
+    let generated_token = if auth.api_tokens.is_empty() && auth.webhook_secrets.is_empty() && auth.hubspot_client_secrets.is_empty() {
+        let token = local_token(&settings.data_dir)?;
+        auth.api_tokens.push(token.clone());
+        Some(token)
+    } else {
+        None
+    };
+    if auth.public_url.is_none() {
+        auth.public_url = Some(format!("http://{}", settings.listen));
+    }
+    let authenticator = settings.relay.authenticator().map_err(|e| format!("configuration error: {e}"))?;
+    let store = SqliteStore::open(&settings.data_dir.join("hubrelay.db")).map_err(|e| e.to_string())?;
+
+    let (hubspot, hubspot_line, _sandbox) = match &settings.relay.hubspot {
+        HubSpotTarget::Api { base_url, token } => {
+            let client = HubSpotClient::new(base_url, token, settings.relay.hubspot_timeout).map_err(|e| e.to_string())?;
+            (client, format!("HubSpot API {base_url} (token {})", mask_token(token)), None)
+        }
+        HubSpotTarget::Sandbox => {
+            let token = std::env::var("HUBRELAY_SANDBOX_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| format!("sandbox-{}", uuid::Uuid::new_v4().simple()));
+            let options = SandboxOptions {
+                token: Some(token.clone()),
+                db_path: Some(settings.data_dir.join("sandbox.db")),
+                ..SandboxOptions::default()
+            };
+            let handle = sandbox::spawn(options, settings.sandbox_listen).await.map_err(|e| format!("sandbox: {e}"))?;
+            let client =
+                HubSpotClient::new(&handle.url(), &token, settings.relay.hubspot_timeout).map_err(|e| e.to_string())?;
+            // The sandbox is a fresh portal: create the mapping's custom properties so the sample lead lands.
+            let created = hubrelay::properties::sync(&client, &settings.relay.mapping).await.map_err(|e| e.to_string())?;
+            let line = format!(
+                "HubSpot sandbox {} (no HUBSPOT_TOKEN set; sandbox token {token}; {} custom properties created; faults: POST {}/__sandbox/faults)",
+                handle.url(),
+                created.len(),
+                handle.url()
+            );
+            (client, line, Some(handle))
+        }
+    };
+    let hubspot: Arc<dyn HubSpot> = Arc::new(hubspot);
+    let store = Arc::new(store);
+    let service = LeadService::new(LeadServiceParts {
+        auth: authenticator,
+        mapping: settings.relay.mapping.clone(),
+        hubspot,
+        idempotency: store.clone(),
+        queue: store.clone(),
+        schedule: RetrySchedule::default(),
+        max_body_bytes: settings.relay.max_body_bytes,
+    });
+    let modes = service_modes(&settings);
+    let app = lead_routes(Arc::new(service));
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    print_banner(&settings, addr, &hubspot_line, &modes, generated_token.as_deref());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+fn service_modes(settings: &ServeSettings) -> String {
+    let a = &settings.relay.auth;
+    let mut modes = Vec::new();
+    if !a.api_tokens.is_empty() {
+        modes.push(format!("bearer token ({} valid)", a.api_tokens.len()));
+    }
+    if !a.webhook_secrets.is_empty() {
+        modes.push(format!("Standard Webhooks signatures ({} secrets)", a.webhook_secrets.len()));
+    }
+    if !a.hubspot_client_secrets.is_empty() {
+        modes.push("HubSpot v3 signatures".to_string());
+    }
+    modes.join(", ")
+}
+
+/// The local token: kept in the data dir so restarts keep working with the same curl.
+fn local_token(data_dir: &Path) -> Result<String, String> {
+    let path = data_dir.join("api-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let token = format!("local-{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(&path, &token).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(token)
+}
+
+fn print_banner(settings: &ServeSettings, addr: std::net::SocketAddr, hubspot: &str, modes: &str, token: Option<&str>) {
+    let url = format!("http://{addr}");
+    println!("hubrelay listening on {url}");
+    println!("  POST {url}/v1/leads  (mapping profile: {})", settings.relay.mapping.name);
+    println!("  {hubspot}");
+    println!("  auth: {modes}");
+    println!("  data: {}", settings.data_dir.join("hubrelay.db").display());
+    let auth_header = match token {
+        Some(t) => {
+            println!("  local API token (generated, stored in {}): {t}", settings.data_dir.join("api-token").display());
+            format!("Authorization: Bearer {t}")
+        }
+        None => "Authorization: Bearer $HUBRELAY_API_TOKEN".to_string(),
+    };
+    println!("try:");
+    println!(
+        "  curl -sS {url}/v1/leads -H '{auth_header}' -H 'Content-Type: application/json' \\\n    -d '{}'",
+        r#"{"email":"jane@example.com","first_name":"Jane","last_name":"Doe","phone":"+1 555 0100","vehicle_of_interest":"2026 Model X","budget_range":"40-50k","priority":"high","origin_channel":"chat_widget","dealership":{"name":"Lakeside","slug":"lakeside"}}"#
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}

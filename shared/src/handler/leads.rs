@@ -1,0 +1,326 @@
+//! `lead-captured`: a lead becomes a HubSpot contact exactly once — or waits on the retry queue, or is
+//! parked in the dead-letter queue with the reason. Only input the sender can fix gets a 4xx.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::auth::{AuthMethod, Authenticator, RequestParts};
+use crate::domain::{
+    new_event_id, AttemptOutcome, ContactUpsert, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage,
+    RetrySchedule, UpsertedContact,
+};
+use crate::error::ApiError;
+use crate::hubspot::{HubSpot, HubSpotError};
+use crate::lead::{self, Lead, ParsedLead};
+use crate::mapping::Mapping;
+use crate::pii::mask_email;
+use crate::store::{Begin, IdempotencyStore, RetryQueue, StoredResponse};
+
+/// The answer to a lead request (also what the idempotency store replays).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadReply {
+    pub status: u16,
+    pub body: String,
+    pub replayed: bool,
+}
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_KEY_LEN: usize = 255;
+
+pub struct LeadService {
+    auth: Authenticator,
+    mapping: Mapping,
+    hubspot: Arc<dyn HubSpot>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    queue: Arc<dyn RetryQueue>,
+    schedule: RetrySchedule,
+    max_body_bytes: usize,
+    /// How long a duplicate waits for the first copy to finish before hearing 409 `request_in_progress`.
+    in_progress_wait: Duration,
+}
+
+pub struct LeadServiceParts {
+    pub auth: Authenticator,
+    pub mapping: Mapping,
+    pub hubspot: Arc<dyn HubSpot>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub queue: Arc<dyn RetryQueue>,
+    pub schedule: RetrySchedule,
+    pub max_body_bytes: usize,
+}
+
+impl LeadService {
+    pub fn new(p: LeadServiceParts) -> Self {
+        LeadService {
+            auth: p.auth,
+            mapping: p.mapping,
+            hubspot: p.hubspot,
+            idempotency: p.idempotency,
+            queue: p.queue,
+            schedule: p.schedule,
+            max_body_bytes: p.max_body_bytes,
+            in_progress_wait: Duration::from_secs(5),
+        }
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// The whole request path: auth → parse → map → idempotency → one HubSpot call → reply.
+    pub async fn handle(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<LeadReply, ApiError> {
+        if body.len() > self.max_body_bytes {
+            return Err(ApiError::payload_too_large(self.max_body_bytes));
+        }
+        let auth = self.auth.verify(&RequestParts { method, path_and_query, headers, body }, now)?;
+        let parsed = parse_body(headers, body)?;
+        let upsert = self.mapping.apply(&parsed.lead)?;
+        let canonical = parsed.lead.canonical_json();
+        let key = idempotency_key(headers, &auth, &parsed.lead, &canonical)?;
+        let payload_hash = hex::encode(Sha256::digest(canonical.as_bytes()));
+
+        match self.claim(&key, &payload_hash, now).await? {
+            Claim::Replay(stored) => Ok(LeadReply { status: stored.status, body: stored.body, replayed: true }),
+            Claim::Owned => {
+                let reply = match self.deliver(&key, parsed, upsert, now).await {
+                    Ok(reply) => reply,
+                    Err(e) => {
+                        // Nothing was accepted: free the key so the sender's retry can succeed.
+                        if let Err(re) = self.idempotency.release(&key).await {
+                            tracing::error!(error = %re, "could not release idempotency key");
+                        }
+                        return Err(e);
+                    }
+                };
+                let stored = StoredResponse { status: reply.status, body: reply.body.clone() };
+                if let Err(e) = self.idempotency.complete(&key, &stored, OffsetDateTime::now_utc()).await {
+                    // The event is already delivered or queued; a re-delivery after the in-progress lease
+                    // expires would only repeat an upsert, which is harmless.
+                    tracing::error!(error = %e, "could not record idempotency result");
+                }
+                Ok(reply)
+            }
+        }
+    }
+
+    async fn claim(&self, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Claim, ApiError> {
+        let deadline = tokio::time::Instant::now() + self.in_progress_wait;
+        let mut now = now;
+        loop {
+            match self.idempotency.begin(key, payload_hash, now).await? {
+                Begin::Started => return Ok(Claim::Owned),
+                Begin::Completed(stored) => return Ok(Claim::Replay(stored)),
+                Begin::Conflict => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "idempotency_conflict",
+                        "this idempotency key was already used with a different payload",
+                    ))
+                }
+                Begin::InProgress if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    now = OffsetDateTime::now_utc();
+                }
+                Begin::InProgress => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "request_in_progress",
+                        "the same event is being processed right now; retry shortly",
+                    )
+                    .with_retry_after(1))
+                }
+            }
+        }
+    }
+
+    /// One HubSpot call; on trouble, hand the event to the retry queue or the dead-letter queue.
+    async fn deliver(
+        &self,
+        key: &str,
+        parsed: ParsedLead,
+        upsert: ContactUpsert,
+        now: OffsetDateTime,
+    ) -> Result<LeadReply, ApiError> {
+        let event_id = new_event_id();
+        let masked = mask_email(&upsert.email);
+        let result = self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await;
+        let error = match result {
+            Ok(contacts) => {
+                let contact = contacts.into_iter().next().unwrap_or(UpsertedContact { id: String::new(), created: false });
+                tracing::info!(event_id, email = %masked, contact_id = %contact.id, created = contact.created, "lead delivered");
+                return Ok(reply(200, delivered_body(&event_id, &contact, &parsed.ignored)));
+            }
+            Err(e) => e,
+        };
+        let mut message = RetryMessage {
+            version: RetryMessage::VERSION,
+            event_id: event_id.clone(),
+            function: FunctionName::LeadCaptured,
+            idempotency_key: key.to_string(),
+            received_at: now,
+            event: serde_json::to_value(&parsed.lead).unwrap_or(Value::Null),
+            attempts: vec![attempt_record(1, now, &error)],
+            not_before: now,
+            dead_letter_reason: None,
+        };
+        let reason = json!({ "code": error.code, "message": error.message });
+        match error.outcome() {
+            AttemptOutcome::Retryable => {
+                let delay = retry_delay(&self.schedule, 1, &error);
+                message.not_before = now + delay;
+                self.queue.enqueue(&message).await.map_err(|e| {
+                    tracing::error!(event_id, error = %e, "retry queue unavailable");
+                    ApiError::unavailable("queue_unavailable", "HubSpot is unavailable and the retry queue could not take the event; retry later")
+                })?;
+                tracing::warn!(event_id, email = %masked, code = %error.code, "lead queued for retry");
+                let next = message.not_before.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+                Ok(reply(202, json!({
+                    "status": "queued", "event_id": event_id, "next_attempt_at": next,
+                    "reason": reason, "ignored": parsed.ignored,
+                })))
+            }
+            _ => {
+                let dl = DeadLetterReason { code: error.code.clone(), message: error.message.clone() };
+                self.queue.dead_letter(&message, &dl).await.map_err(|e| {
+                    tracing::error!(event_id, error = %e, "dead-letter queue unavailable");
+                    ApiError::unavailable("queue_unavailable", "the event could not be parked; retry later")
+                })?;
+                tracing::warn!(event_id, email = %masked, code = %error.code, "lead parked in the dead-letter queue");
+                Ok(reply(202, json!({
+                    "status": "parked", "event_id": event_id, "reason": reason, "ignored": parsed.ignored,
+                })))
+            }
+        }
+    }
+}
+
+enum Claim {
+    Owned,
+    Replay(StoredResponse),
+}
+
+fn reply(status: u16, body: Value) -> LeadReply {
+    LeadReply { status, body: body.to_string(), replayed: false }
+}
+
+fn delivered_body(event_id: &str, contact: &UpsertedContact, ignored: &[String]) -> Value {
+    // Aimbase wants the contact id twice: as ProspectExternalId and as HubSpotContactId (seed 000).
+    json!({
+        "status": "delivered",
+        "event_id": event_id,
+        "contact_id": contact.id,
+        "created": contact.created,
+        "prospect_external_id": contact.id,
+        "hubspot_contact_id": contact.id,
+        "ignored": ignored,
+    })
+}
+
+/// The record of a failed attempt.
+pub fn attempt_record(attempt: u32, at: OffsetDateTime, e: &HubSpotError) -> DeliveryAttempt {
+    DeliveryAttempt {
+        attempt,
+        at,
+        outcome: e.outcome(),
+        status: e.status,
+        correlation_id: e.correlation_id.clone(),
+        error_code: Some(e.code.clone()),
+        error: Some(e.message.clone()),
+    }
+}
+
+/// The wait after failed `attempt`: the schedule's delay, stretched for HubSpot's rate limits
+/// (a ten-secondly window needs ≥ 10 s to roll over; a `Retry-After` is honoured).
+pub fn retry_delay(schedule: &RetrySchedule, attempt: u32, e: &HubSpotError) -> Duration {
+    let mut delay = schedule.delay_after(attempt).unwrap_or(Duration::ZERO);
+    if e.status == Some(429) && e.policy.as_deref() == Some("TEN_SECONDLY_ROLLING") {
+        delay = delay.max(Duration::from_secs(10));
+    }
+    if let Some(secs) = e.retry_after_secs {
+        delay = delay.max(Duration::from_secs(secs.min(24 * 3600)));
+    }
+    delay
+}
+
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<ParsedLead, ApiError> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match content_type.as_str() {
+        "application/json" | "" => Ok(lead::parse_json(body)?),
+        "application/x-www-form-urlencoded" => Ok(lead::parse_form(body)?),
+        other if other.ends_with("+json") => Ok(lead::parse_json(body)?),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+/// `Idempotency-Key`, else the Standard Webhooks `webhook-id`, else the source lead id, else the body's hash.
+fn idempotency_key(headers: &HeaderMap, auth: &AuthMethod, lead: &Lead, canonical: &str) -> Result<String, ApiError> {
+    let prefix = FunctionName::LeadCaptured.as_str();
+    if let Some(v) = headers.get("idempotency-key") {
+        let key = v.to_str().unwrap_or("").trim();
+        if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(|c| c.is_control()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} printable characters"),
+            ));
+        }
+        return Ok(format!("{prefix}:key:{key}"));
+    }
+    if let AuthMethod::StandardWebhooks { webhook_id } = auth {
+        return Ok(format!("{prefix}:webhook:{webhook_id}"));
+    }
+    if let Some(id) = &lead.lead_id {
+        return Ok(format!("{prefix}:lead:{id}"));
+    }
+    Ok(format!("{prefix}:body:{}", hex::encode(Sha256::digest(canonical.as_bytes()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(status: Option<u16>, policy: Option<&str>, retry_after: Option<u64>) -> HubSpotError {
+        HubSpotError {
+            status,
+            code: "x".into(),
+            message: "m".into(),
+            category: None,
+            correlation_id: None,
+            policy: policy.map(String::from),
+            retry_after_secs: retry_after,
+        }
+    }
+
+    #[test]
+    fn rate_limits_stretch_the_first_delay() {
+        let s = RetrySchedule::default();
+        assert_eq!(retry_delay(&s, 1, &err(Some(503), None, None)), Duration::from_secs(5));
+        assert_eq!(retry_delay(&s, 1, &err(Some(429), Some("TEN_SECONDLY_ROLLING"), None)), Duration::from_secs(10));
+        assert_eq!(retry_delay(&s, 1, &err(Some(477), None, Some(60))), Duration::from_secs(60));
+        assert_eq!(retry_delay(&s, 2, &err(Some(503), None, None)), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,156 @@
+//! Start `hubrelay serve` on a free port with a fresh data dir; kill it on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-token-1";
+pub const SANDBOX_TOKEN: &str = "sandbox-test-token";
+
+pub struct Serve {
+    child: Child,
+    pub url: String,
+    pub sandbox_url: String,
+    pub data_dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl Serve {
+    /// `hubrelay serve` with a bearer token configured plus `env`.
+    pub fn start(env: &[(&str, &str)]) -> Serve {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubrelay"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--sandbox-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .env_remove("HUBSPOT_TOKEN")
+            .env_remove("HUBRELAY_CONFIG")
+            .env("HUBRELAY_API_TOKENS", format!("{TOKEN},test-token-2"))
+            .env("HUBRELAY_SANDBOX_TOKEN", SANDBOX_TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start hubrelay serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut url = None;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(u) = line.strip_prefix("hubrelay listening on ") {
+                    url = Some(u.trim().to_string());
+                }
+                if let Some(rest) = line.trim().strip_prefix("HubSpot sandbox ") {
+                    let sandbox = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let _ = tx.send((url.clone().unwrap_or_default(), sandbox));
+                }
+            }
+        });
+        let (url, sandbox_url) = rx.recv_timeout(Duration::from_secs(60)).expect("hubrelay serve did not report its address");
+        Serve { child, url, sandbox_url, data_dir, http: reqwest::Client::new() }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.path().join("hubrelay.db")
+    }
+
+    pub async fn post_lead(&self, body: &Value, headers: HeaderMap) -> (u16, HeaderMap, Value) {
+        self.post_raw("application/json", body.to_string().into_bytes(), headers).await
+    }
+
+    /// POST /v1/leads with the default bearer token unless `headers` carries auth of its own.
+    pub async fn post_raw(&self, content_type: &str, body: Vec<u8>, mut headers: HeaderMap) -> (u16, HeaderMap, Value) {
+        let has_auth = ["authorization", "webhook-signature", "x-hubspot-signature-v3", "x-api-key"]
+            .iter()
+            .any(|h| headers.contains_key(*h));
+        if !has_auth && !headers.contains_key("x-no-auth") {
+            headers.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        }
+        headers.remove("x-no-auth");
+        if !content_type.is_empty() {
+            headers.insert("content-type", content_type.parse().unwrap());
+        }
+        let resp = self.http.post(format!("{}/v1/leads", self.url)).headers(headers).body(body).send().await.expect("POST");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"));
+        (status, headers, value)
+    }
+
+    /// A contact as the sandbox holds it, by email.
+    pub async fn contact(&self, email: &str) -> Option<Value> {
+        let resp = self
+            .http
+            .get(format!("{}/crm/v3/objects/contacts/{email}?idProperty=email&properties=", self.sandbox_url))
+            .bearer_auth(SANDBOX_TOKEN)
+            .send()
+            .await
+            .expect("sandbox GET");
+        if resp.status().as_u16() == 404 {
+            return None;
+        }
+        assert!(resp.status().is_success(), "sandbox GET {}", resp.status());
+        Some(resp.json().await.unwrap())
+    }
+
+    /// Every contact in the sandbox.
+    pub async fn all_contacts(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{}/crm/v3/objects/contacts?limit=100", self.sandbox_url);
+            if let Some(a) = &after {
+                url.push_str(&format!("&after={a}"));
+            }
+            let v: Value = self.http.get(url).bearer_auth(SANDBOX_TOKEN).send().await.unwrap().json().await.unwrap();
+            out.extend(v["results"].as_array().cloned().unwrap_or_default());
+            match v.pointer("/paging/next/after").and_then(Value::as_str) {
+                Some(a) => after = Some(a.to_string()),
+                None => return out,
+            }
+        }
+    }
+
+    pub async fn set_faults(&self, faults: Value) {
+        let resp = self.http.post(format!("{}/__sandbox/faults", self.sandbox_url)).json(&faults).send().await.unwrap();
+        assert!(resp.status().is_success(), "set faults: {}", resp.status());
+    }
+
+    /// Requests the sandbox received for one endpoint, e.g. "POST /crm/v3/objects/contacts/batch/upsert".
+    pub async fn sandbox_calls(&self, endpoint: &str) -> u64 {
+        let v: Value = self.http.get(format!("{}/__sandbox/stats", self.sandbox_url)).send().await.unwrap().json().await.unwrap();
+        v["by_endpoint"][endpoint].as_u64().unwrap_or(0)
+    }
+}
+
+impl Serve {
+    /// SIGKILL the process, keeping its data dir.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const UPSERT: &str = "POST /crm/v3/objects/contacts/batch/upsert";
+
+pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    h
+}
