@@ -13,6 +13,8 @@ use crate::hubspot::{PropertyDefinition, PropertyOption};
 use crate::lead::Lead;
 
 mod apply;
+#[cfg(test)]
+mod load_tests;
 mod parse;
 #[cfg(test)]
 mod tests;
