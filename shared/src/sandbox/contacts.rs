@@ -1,7 +1,8 @@
 //! Contact endpoints: create, read, update, list, batch upsert (by email) and batch read.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,13 +11,13 @@ use bytes::Bytes;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
-use super::error::{ApiError, PropIssue};
+use super::error::ApiError;
 use super::store::{self, Contact, Store};
-use super::validate::{coerce_properties, is_email, iso_ms, now_ms, validate_all};
+use super::validate::{coerce_properties, iso_ms, now_ms, validate_all};
 use super::Sandbox;
 
 /// Most inputs a batch call takes.
-const BATCH_MAX: usize = 100;
+pub(crate) const BATCH_MAX: usize = 100;
 /// What a read returns when no `properties` are asked for.
 const DEFAULT_PROPS: [&str; 6] = [
     "createdate",
@@ -128,12 +129,12 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<Value, ApiError> {
 
 /// How a path addresses a contact.
 #[derive(Debug, Clone)]
-enum Target {
+pub(crate) enum Target {
     Id(Option<u64>),
     Email(String),
 }
 
-fn target(raw: &str, id_property: Option<&str>) -> Result<Target, ApiError> {
+pub(crate) fn target(raw: &str, id_property: Option<&str>) -> Result<Target, ApiError> {
     match id_property {
         None | Some("hs_object_id") => Ok(Target::Id(raw.parse().ok())),
         Some("email") => Ok(Target::Email(raw.to_lowercase())),
@@ -144,7 +145,7 @@ fn target(raw: &str, id_property: Option<&str>) -> Result<Target, ApiError> {
     }
 }
 
-fn find(conn: &Connection, t: &Target) -> rusqlite::Result<Option<Contact>> {
+pub(crate) fn find(conn: &Connection, t: &Target) -> rusqlite::Result<Option<Contact>> {
     match t {
         Target::Id(Some(id)) => store::by_id(conn, *id),
         Target::Id(None) => Ok(None),
@@ -152,8 +153,12 @@ fn find(conn: &Connection, t: &Target) -> rusqlite::Result<Option<Contact>> {
     }
 }
 
-fn path_param(params: &HashMap<String, String>, key: &str) -> String {
-    params.get(key).cloned().unwrap_or_default()
+/// Path parameters; a path axum cannot decode (bad percent-encoding) is a HubSpot-shaped 400.
+pub(crate) type PathParams = Result<Path<HashMap<String, String>>, PathRejection>;
+
+pub(crate) fn path_param(params: PathParams, key: &str) -> Result<String, ApiError> {
+    let Path(params) = params.map_err(|e| ApiError::validation(format!("Invalid path: {e}")))?;
+    Ok(params.get(key).cloned().unwrap_or_default())
 }
 
 /// Validates property pairs against the store's definitions: one 400 listing every bad property.
@@ -189,11 +194,11 @@ pub(crate) async fn create(State(sb): State<Sandbox>, body: Bytes) -> Result<Res
 /// `GET /crm/v3/objects/contacts/{id}` (`?idProperty=email`, `?properties=a,b`).
 pub(crate) async fn get(
     State(sb): State<Sandbox>,
-    Path(params): Path<HashMap<String, String>>,
+    params: PathParams,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let q = Query::parse(query)?;
-    let raw = path_param(&params, "id");
+    let raw = path_param(params, "id")?;
     let t = target(&raw, q.get("idProperty"))?;
     let sel = q.selection();
     let out = sb
@@ -208,12 +213,12 @@ pub(crate) async fn get(
 /// `PATCH /crm/v3/objects/contacts/{id}` (`?idProperty=email`): merge properties; 404; 409 on an email taken.
 pub(crate) async fn patch(
     State(sb): State<Sandbox>,
-    Path(params): Path<HashMap<String, String>>,
+    params: PathParams,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let q = Query::parse(query)?;
-    let raw = path_param(&params, "id");
+    let raw = path_param(params, "id")?;
     let t = target(&raw, q.get("idProperty"))?;
     let v = parse_object(&body)?;
     let pairs = coerce_properties(v.get("properties"))?;
@@ -282,213 +287,4 @@ pub(crate) async fn list(
         })
         .await?;
     Ok(Json(out))
-}
-
-/// The `inputs` array of a batch body (≤ 100).
-fn batch_inputs(v: &Value) -> Result<&Vec<Value>, ApiError> {
-    let Some(inputs) = v.get("inputs").and_then(Value::as_array) else {
-        return Err(ApiError::invalid_json(
-            "Cannot build BatchInput, some of required attributes are not set [inputs]",
-        ));
-    };
-    if inputs.len() > BATCH_MAX {
-        return Err(ApiError::validation(format!(
-            "Batch input contains {} inputs; the limit is {BATCH_MAX}",
-            inputs.len()
-        )));
-    }
-    Ok(inputs)
-}
-
-/// An input's `id`: a string, or a number taken as its decimal string.
-fn input_id(input: &Value) -> Option<String> {
-    match input.get("id") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-struct UpsertInput {
-    id: String,
-    email: String,
-    pairs: Vec<(String, String)>,
-}
-
-fn parse_upsert_inputs(v: &Value) -> Result<Vec<UpsertInput>, ApiError> {
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    let mut dups = Vec::new();
-    for input in batch_inputs(v)? {
-        let Some(id) = input_id(input) else {
-            return Err(ApiError::invalid_json(
-                "Cannot build SimplePublicObjectBatchInputUpsert, some of required attributes are not set [id]",
-            ));
-        };
-        match input.get("idProperty").and_then(Value::as_str) {
-            Some("email") => {}
-            other => {
-                return Err(ApiError::validation(format!(
-                    "idProperty must be a unique value property; the sandbox upserts contacts by email, got {}",
-                    other.map_or("nothing".to_string(), |o| format!("'{o}'"))
-                )))
-            }
-        }
-        let pairs = coerce_properties(input.get("properties"))?;
-        let email = id.to_lowercase();
-        if !seen.insert(email.clone()) {
-            dups.push(id.clone());
-        }
-        out.push(UpsertInput { id, email, pairs });
-    }
-    if !dups.is_empty() {
-        return Err(ApiError::validation(format!(
-            "Duplicate IDs found in batch input: [{}]. IDs must be unique",
-            dups.join(", ")
-        ))
-        .with("context", json!({"ids": dups})));
-    }
-    Ok(out)
-}
-
-/// `POST /crm/v3/objects/contacts/batch/upsert` by email: all-or-nothing, results in input order.
-pub(crate) async fn batch_upsert(
-    State(sb): State<Sandbox>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let started = now_ms();
-    let v = parse_object(&body)?;
-    let inputs = parse_upsert_inputs(&v)?;
-    let results = sb
-        .with_store(move |st| {
-            let mut issues: Vec<PropIssue> = Vec::new();
-            let mut writes = Vec::with_capacity(inputs.len());
-            for input in &inputs {
-                if !is_email(&input.id) {
-                    issues.push(PropIssue {
-                        code: "INVALID_EMAIL",
-                        name: "email".into(),
-                        message: format!("Email address {} is invalid", input.id),
-                    });
-                    continue;
-                }
-                match validate_all(&input.pairs, |n| st.property(n)) {
-                    Ok(mut values) => {
-                        if let Some(e) = values.get("email").filter(|e| **e != input.email) {
-                            return Err(ApiError::validation(format!(
-                                "Property email \"{e}\" differs from the upsert id \"{}\"",
-                                input.id
-                            )));
-                        }
-                        values.insert("email".into(), input.email.clone());
-                        writes.push((input.email.clone(), values));
-                    }
-                    Err(mut more) => issues.append(&mut more),
-                }
-            }
-            if !issues.is_empty() {
-                return Err(ApiError::properties(&issues));
-            }
-            let now = now_ms();
-            let written = st.write(|conn| {
-                let mut out = Vec::with_capacity(writes.len());
-                for (email, values) in &writes {
-                    match store::by_email(conn, email)? {
-                        Some(mut c) => {
-                            c.merge(values);
-                            c.updated_ms = now;
-                            store::update(conn, &c)?;
-                            out.push((c, false));
-                        }
-                        None => {
-                            let mut props = BTreeMap::new();
-                            for (k, v) in values.iter().filter(|(_, v)| !v.is_empty()) {
-                                props.insert(k.clone(), v.clone());
-                            }
-                            out.push((store::insert(conn, props, now)?, true));
-                        }
-                    }
-                }
-                Ok(out)
-            })?;
-            Ok(written
-                .iter()
-                .map(|(c, new)| {
-                    let mut r = render(c, &Selection::Stored, st);
-                    r["new"] = json!(new);
-                    r
-                })
-                .collect::<Vec<_>>())
-        })
-        .await?;
-    Ok(Json(json!({
-        "status": "COMPLETE",
-        "results": results,
-        "startedAt": iso_ms(started),
-        "completedAt": iso_ms(now_ms()),
-    })))
-}
-
-/// `POST /crm/v3/objects/contacts/batch/read`: 200, or 207 listing the ids not found.
-pub(crate) async fn batch_read(
-    State(sb): State<Sandbox>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let started = now_ms();
-    let v = parse_object(&body)?;
-    let id_property = v
-        .get("idProperty")
-        .and_then(Value::as_str)
-        .map(String::from);
-    let mut targets = Vec::new();
-    for input in batch_inputs(&v)? {
-        let id = input_id(input).ok_or_else(|| {
-            ApiError::invalid_json(
-                "Cannot build SimplePublicObjectId, some of required attributes are not set [id]",
-            )
-        })?;
-        targets.push((target(&id, id_property.as_deref())?, id));
-    }
-    let sel = match v.get("properties").and_then(Value::as_array) {
-        Some(names) if !names.is_empty() => Selection::Named(
-            names
-                .iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect(),
-        ),
-        _ => Selection::Default,
-    };
-    let (results, missing) = sb
-        .with_store(move |st| {
-            let mut results = Vec::new();
-            let mut seen = BTreeSet::new();
-            let mut missing = Vec::new();
-            for (t, raw) in &targets {
-                match find(st.conn(), t)? {
-                    Some(c) if seen.insert(c.id) => results.push(render(&c, &sel, st)),
-                    Some(_) => {}
-                    None => missing.push(raw.clone()),
-                }
-            }
-            Ok((results, missing))
-        })
-        .await?;
-    let mut out = json!({
-        "status": "COMPLETE",
-        "results": results,
-        "startedAt": iso_ms(started),
-        "completedAt": iso_ms(now_ms()),
-    });
-    if missing.is_empty() {
-        return Ok(Json(out).into_response());
-    }
-    out["numErrors"] = json!(1);
-    out["errors"] = json!([{
-        "status": "error",
-        "category": "OBJECT_NOT_FOUND",
-        "message": "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid.",
-        "context": {"ids": missing},
-    }]);
-    Ok((StatusCode::MULTI_STATUS, Json(out)).into_response())
 }

@@ -1,10 +1,9 @@
 //! The router: HubSpot API routes behind the gate (auth → rate limit → latency → faults), property
 //! endpoints, and the `/__sandbox` admin routes.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +12,8 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::contacts::{self, parse_object};
+use super::batch;
+use super::contacts::{self, parse_object, path_param, PathParams};
 use super::error::{correlation_id, ApiError, CORRELATION_HEADER};
 use super::faults::{fault_error, roll};
 use super::properties::{self, parse_create, to_json};
@@ -45,11 +45,11 @@ fn api_routes(objects: &str, props: &str) -> Router<Sandbox> {
         )
         .route(
             &format!("{objects}/contacts/batch/upsert"),
-            post(contacts::batch_upsert),
+            post(batch::batch_upsert),
         )
         .route(
             &format!("{objects}/contacts/batch/read"),
-            post(contacts::batch_read),
+            post(batch::batch_read),
         )
         .route(
             &format!("{objects}/contacts/{{id}}"),
@@ -157,9 +157,9 @@ async fn list_properties(State(sb): State<Sandbox>) -> Result<Json<Value>, ApiEr
 /// `GET /crm/v3/properties/contacts/{name}`
 async fn get_property(
     State(sb): State<Sandbox>,
-    Path(params): Path<HashMap<String, String>>,
+    params: PathParams,
 ) -> Result<Json<Value>, ApiError> {
-    let name = params.get("name").cloned().unwrap_or_default();
+    let name = path_param(params, "name")?;
     let out = sb
         .with_store(move |st| {
             st.property(&name)

@@ -235,6 +235,46 @@ async fn bad_bodies_are_hubspot_400s_never_500s() {
         );
     }
     assert_eq!(sb.contact_count().unwrap(), 0);
+
+    let r = call(
+        &app,
+        "GET",
+        &format!("{CONTACTS}/%FF%FE?idProperty=email"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "undecodable path: {:?}", r.body);
+    assert_eq!(r.error_category(), "VALIDATION_ERROR");
+    let r = call(
+        &app,
+        "GET",
+        &format!("{CONTACTS}/x?idProperty=firstname"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "not a unique property");
+}
+
+#[tokio::test]
+async fn encoded_plus_in_an_email_path() {
+    let (_sb, app) = sandbox();
+    let r = call(
+        &app,
+        "POST",
+        CONTACTS,
+        Some(json!({"properties": {"email": "a+tag@example.com"}})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let got = call(
+        &app,
+        "GET",
+        &format!("{CONTACTS}/a%2Btag%40example.com?idProperty=email"),
+        None,
+    )
+    .await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    assert_eq!(got.body["id"], r.body["id"]);
 }
 
 #[tokio::test]
