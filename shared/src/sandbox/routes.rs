@@ -1,0 +1,232 @@
+//! The router: HubSpot API routes behind the gate (auth → rate limit → latency → faults), property
+//! endpoints, and the `/__sandbox` admin routes.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::batch;
+use super::contacts::{self, parse_object, path_param, PathParams};
+use super::error::{correlation_id, ApiError, CORRELATION_HEADER};
+use super::faults::{fault_error, roll};
+use super::properties::{self, parse_create, to_json};
+use super::ratelimit::{Quota, WINDOW};
+use super::validate::now_ms;
+use super::{lock, Faults, Sandbox};
+
+const DAY_MS: i64 = 86_400_000;
+
+pub(crate) fn router(sb: Sandbox) -> Router {
+    let api = api_routes("/crm/v3/objects", "/crm/v3/properties")
+        .merge(api_routes(
+            "/crm/objects/{version}",
+            "/crm/properties/{version}",
+        ))
+        .route_layer(middleware::from_fn_with_state(sb.clone(), gate));
+    let admin = Router::new()
+        .route("/__sandbox/faults", get(get_faults).post(set_faults))
+        .route("/__sandbox/stats", get(stats))
+        .route("/__sandbox/reset", post(reset));
+    api.merge(admin).with_state(sb)
+}
+
+fn api_routes(objects: &str, props: &str) -> Router<Sandbox> {
+    Router::new()
+        .route(
+            &format!("{objects}/contacts"),
+            get(contacts::list).post(contacts::create),
+        )
+        .route(
+            &format!("{objects}/contacts/batch/upsert"),
+            post(batch::batch_upsert),
+        )
+        .route(
+            &format!("{objects}/contacts/batch/read"),
+            post(batch::batch_read),
+        )
+        .route(
+            &format!("{objects}/contacts/{{id}}"),
+            get(contacts::get).patch(contacts::patch),
+        )
+        .route(
+            &format!("{props}/contacts"),
+            get(list_properties).post(create_property),
+        )
+        .route(&format!("{props}/contacts/{{name}}"), get(get_property))
+}
+
+/// `Authorization: Bearer <token>` (scheme case-insensitive), non-empty.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn set_quota_headers(res: &mut Response, q: &Quota) {
+    let h = res.headers_mut();
+    let mut put = |name: &'static str, v: u64| {
+        h.insert(name, HeaderValue::from(v));
+    };
+    put("x-hubspot-ratelimit-max", q.max.into());
+    put("x-hubspot-ratelimit-remaining", q.remaining.into());
+    put(
+        "x-hubspot-ratelimit-interval-milliseconds",
+        WINDOW.as_millis() as u64,
+    );
+    put("x-hubspot-ratelimit-daily", q.daily.into());
+    put(
+        "x-hubspot-ratelimit-daily-remaining",
+        q.daily_remaining.into(),
+    );
+}
+
+/// Every API request: counted, authenticated, rate limited, delayed and maybe failed, in that order.
+/// 401s carry no rate-limit headers (there is no valid token to account them to); everything after does.
+async fn gate(State(sb): State<Sandbox>, req: Request, next: Next) -> Response {
+    let inner = &sb.inner;
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
+    {
+        let mut stats = lock(&inner.stats);
+        stats.requests += 1;
+        *stats
+            .by_endpoint
+            .entry(format!("{} {path}", req.method()))
+            .or_default() += 1;
+    }
+    let token = match (bearer(req.headers()), &inner.options.token) {
+        (Some(t), Some(expected)) if t == expected => t.to_string(),
+        (Some(t), None) => t.to_string(),
+        _ => return ApiError::unauthorized().into_response(),
+    };
+    let faults = sb.faults();
+    let max = faults
+        .requests_per_10s
+        .unwrap_or(inner.options.rate_limit_per_10s);
+    let (quota, refused) = lock(&inner.limiter).check(
+        &token,
+        max,
+        inner.options.daily_limit,
+        Instant::now(),
+        now_ms().div_euclid(DAY_MS),
+    );
+    let mut res = if let Some(policy) = refused {
+        lock(&inner.stats).rate_limited += 1;
+        ApiError::rate_limited(policy).into_response()
+    } else {
+        if faults.latency_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
+        }
+        if roll(faults.failure_rate) {
+            lock(&inner.stats).faults_injected += 1;
+            fault_error(faults.effective_status()).into_response()
+        } else {
+            next.run(req).await
+        }
+    };
+    set_quota_headers(&mut res, &quota);
+    if !res.headers().contains_key(CORRELATION_HEADER) {
+        if let Ok(v) = HeaderValue::from_str(&correlation_id()) {
+            res.headers_mut().insert(CORRELATION_HEADER, v);
+        }
+    }
+    res
+}
+
+/// `GET /crm/v3/properties/contacts`
+async fn list_properties(State(sb): State<Sandbox>) -> Result<Json<Value>, ApiError> {
+    let results = sb
+        .with_store(|st| Ok(st.properties().map(to_json).collect::<Vec<_>>()))
+        .await?;
+    Ok(Json(json!({ "results": results })))
+}
+
+/// `GET /crm/v3/properties/contacts/{name}`
+async fn get_property(
+    State(sb): State<Sandbox>,
+    params: PathParams,
+) -> Result<Json<Value>, ApiError> {
+    let name = path_param(params, "name")?;
+    let out = sb
+        .with_store(move |st| {
+            st.property(&name)
+                .map(to_json)
+                .ok_or_else(|| properties::not_found(&name))
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `POST /crm/v3/properties/contacts` → 201; 409 `OBJECT_ALREADY_EXISTS`; 400 on a bad definition.
+async fn create_property(State(sb): State<Sandbox>, body: Bytes) -> Result<Response, ApiError> {
+    let p = parse_create(&parse_object(&body)?, now_ms())?;
+    let out = to_json(&p);
+    sb.with_store(move |st| st.create_property(p)).await?;
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+async fn get_faults(State(sb): State<Sandbox>) -> Json<Faults> {
+    Json(sb.faults())
+}
+
+const FAULT_FIELDS: [&str; 4] = [
+    "failure_rate",
+    "failure_status",
+    "requests_per_10s",
+    "latency_ms",
+];
+
+/// `POST /__sandbox/faults`: replaces the faults (missing fields take their defaults).
+async fn set_faults(State(sb): State<Sandbox>, body: Bytes) -> Result<Json<Faults>, ApiError> {
+    let v = parse_object(&body)?;
+    if let Some(unknown) = v
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !FAULT_FIELDS.contains(&k.as_str())))
+    {
+        return Err(ApiError::validation(format!(
+            "unknown field '{unknown}'; expected one of [{}]",
+            FAULT_FIELDS.join(", ")
+        )));
+    }
+    let faults: Faults = serde_json::from_value(v).map_err(ApiError::invalid_json)?;
+    if !(0.0..=1.0).contains(&faults.failure_rate) {
+        return Err(ApiError::validation(format!(
+            "failure_rate must be within 0.0..=1.0, got {}",
+            faults.failure_rate
+        )));
+    }
+    if faults.failure_status != 0 && !(400..=599).contains(&faults.failure_status) {
+        return Err(ApiError::validation(format!(
+            "failure_status must be 0 (= 503) or an error status 400..=599, got {}",
+            faults.failure_status
+        )));
+    }
+    sb.set_faults(faults.clone());
+    Ok(Json(faults))
+}
+
+async fn stats(State(sb): State<Sandbox>) -> Json<super::SandboxStats> {
+    Json(sb.stats())
+}
+
+async fn reset(State(sb): State<Sandbox>) -> Result<Json<Value>, ApiError> {
+    let inner = sb.clone();
+    tokio::task::spawn_blocking(move || inner.reset())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(json!({"status": "reset"})))
+}

@@ -1,0 +1,227 @@
+//! SQLite persistence: contacts and custom properties.
+//!
+//! One connection behind the sandbox's mutex; every write runs in an immediate transaction, so a request
+//! either stores everything it validated or nothing. File databases use WAL. Contact ids come from an
+//! AUTOINCREMENT sequence seeded at 1000 (first id 1001) and are never reused, not even after a reset.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use super::error::ApiError;
+use super::properties::{self, Property, BUILTINS};
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Contact {
+    pub id: u64,
+    /// Set (non-empty) property values, `email` included (lowercased). System properties are derived.
+    pub props: BTreeMap<String, String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl Contact {
+    pub fn email(&self) -> Option<&str> {
+        self.props
+            .get("email")
+            .map(String::as_str)
+            .filter(|e| !e.is_empty())
+    }
+
+    /// Applies validated values: `""` clears, anything else sets.
+    pub fn merge(&mut self, values: &BTreeMap<String, String>) {
+        for (k, v) in values {
+            if v.is_empty() {
+                self.props.remove(k);
+            } else {
+                self.props.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS contacts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    email TEXT UNIQUE,
+    properties TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'contacts', 1000 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'contacts');
+CREATE TABLE IF NOT EXISTS properties (
+    name TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+";
+
+pub(crate) struct Store {
+    conn: Connection,
+    /// Custom properties, in creation order (a cache of the `properties` table).
+    custom: Vec<Property>,
+}
+
+fn contact_from_row(row: &Row<'_>) -> rusqlite::Result<Contact> {
+    let id: i64 = row.get(0)?;
+    let props: String = row.get(1)?;
+    Ok(Contact {
+        id: id as u64,
+        props: serde_json::from_str(&props).unwrap_or_default(),
+        created_ms: row.get(2)?,
+        updated_ms: row.get(3)?,
+    })
+}
+
+const SELECT: &str = "SELECT id, properties, created_ms, updated_ms FROM contacts";
+
+pub(crate) fn by_id(conn: &Connection, id: u64) -> rusqlite::Result<Option<Contact>> {
+    let Ok(id) = i64::try_from(id) else {
+        return Ok(None);
+    };
+    conn.query_row(&format!("{SELECT} WHERE id = ?1"), [id], contact_from_row)
+        .optional()
+}
+
+pub(crate) fn by_email(conn: &Connection, email: &str) -> rusqlite::Result<Option<Contact>> {
+    conn.query_row(
+        &format!("{SELECT} WHERE email = ?1"),
+        [email.to_lowercase()],
+        contact_from_row,
+    )
+    .optional()
+}
+
+/// Inserts a new contact with `props` (already validated and merged) and returns it with its id.
+pub(crate) fn insert(
+    conn: &Connection,
+    props: BTreeMap<String, String>,
+    now_ms: i64,
+) -> rusqlite::Result<Contact> {
+    let mut c = Contact {
+        id: 0,
+        props,
+        created_ms: now_ms,
+        updated_ms: now_ms,
+    };
+    conn.execute(
+        "INSERT INTO contacts (email, properties, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)",
+        params![c.email(), props_json(&c), now_ms],
+    )?;
+    c.id = conn.last_insert_rowid() as u64;
+    Ok(c)
+}
+
+pub(crate) fn update(conn: &Connection, c: &Contact) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE contacts SET email = ?1, properties = ?2, updated_ms = ?3 WHERE id = ?4",
+        params![c.email(), props_json(c), c.updated_ms, c.id as i64],
+    )?;
+    Ok(())
+}
+
+fn props_json(c: &Contact) -> String {
+    serde_json::to_string(&c.props).unwrap_or_else(|_| "{}".into())
+}
+
+impl Store {
+    pub fn open(path: Option<&Path>) -> rusqlite::Result<Store> {
+        let conn = match path {
+            Some(p) => {
+                let conn = Connection::open(p)?;
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+                conn
+            }
+            None => Connection::open_in_memory()?,
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let custom = {
+            let mut stmt =
+                conn.prepare("SELECT definition FROM properties ORDER BY created_ms, rowid")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut custom = Vec::new();
+            for def in rows {
+                let def = def?;
+                match serde_json::from_str::<Property>(&def) {
+                    Ok(p) => custom.push(p),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sandbox: skipping unreadable custom property")
+                    }
+                }
+            }
+            custom
+        };
+        Ok(Store { conn, custom })
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` in one immediate transaction: committed when `f` succeeds, rolled back otherwise.
+    pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// A built-in or custom property definition.
+    pub fn property(&self, name: &str) -> Option<&Property> {
+        properties::find_builtin(name).or_else(|| self.custom.iter().find(|p| p.def.name == name))
+    }
+
+    /// Built-ins first, then custom properties in creation order.
+    pub fn properties(&self) -> impl Iterator<Item = &Property> {
+        BUILTINS.iter().chain(self.custom.iter())
+    }
+
+    pub fn create_property(&mut self, p: Property) -> Result<(), ApiError> {
+        if self.property(&p.def.name).is_some() {
+            return Err(properties::already_exists(&p.def.name));
+        }
+        let json = serde_json::to_string(&p).map_err(|e| ApiError::internal(e.to_string()))?;
+        self.conn.execute(
+            "INSERT INTO properties (name, definition, created_ms) VALUES (?1, ?2, ?3)",
+            params![p.def.name, json, p.created_ms],
+        )?;
+        self.custom.push(p);
+        Ok(())
+    }
+
+    pub fn contact_count(&self) -> rusqlite::Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Up to `limit` contacts with id ≥ `from`, by id.
+    pub fn list(&self, from: u64, limit: usize) -> rusqlite::Result<Vec<Contact>> {
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let mut stmt = self
+            .conn
+            .prepare(&format!("{SELECT} WHERE id >= ?1 ORDER BY id LIMIT ?2"))?;
+        let rows = stmt.query_map(params![from, limit as i64], contact_from_row)?;
+        rows.collect()
+    }
+
+    /// Deletes contacts and custom properties (the id sequence keeps counting).
+    pub fn reset(&mut self) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM contacts", [])?;
+        tx.execute("DELETE FROM properties", [])?;
+        tx.commit()?;
+        self.custom.clear();
+        Ok(())
+    }
+}
