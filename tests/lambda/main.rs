@@ -1,0 +1,141 @@
+//! The Lambda wiring (`handler::lambda::lead_captured_app`, what `functions/lead-captured` runs) against moto
+//! server (DynamoDB, SQS, SSM) and the HubSpot sandbox: init reads its secrets from SSM, writes idempotency
+//! records to DynamoDB, queues to SQS and parks in the DLQ. Its own test binary: it sets process env vars.
+
+#[path = "../../shared/tests/support/moto.rs"]
+mod moto;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use axum::body::Body;
+use hubrelay::domain::RetryMessage;
+use hubrelay::hubspot::HubSpotClient;
+use hubrelay::mapping::Mapping;
+use hubrelay::sandbox::{self, SandboxOptions};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+async fn post(app: &axum::Router, body: &Value, key: Option<&str>) -> (u16, bool, Value) {
+    let mut req = http::Request::post("/v1/leads")
+        .header("authorization", "Bearer lambda-token")
+        .header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let resp = app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let replayed = resp.headers().contains_key("idempotent-replayed");
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, replayed, serde_json::from_slice(&bytes).unwrap())
+}
+
+async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<RetryMessage> {
+    let out = sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+    out.messages().iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lead_captured_on_aws_adapters() {
+    let server = moto::shared();
+    let dynamo = moto::dynamodb(server);
+    let sqs = moto::sqs(server);
+    let ssm = moto::ssm(server);
+
+    let table = moto::unique("idempotency");
+    dynamo
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap())
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    dynamo
+        .update_time_to_live()
+        .table_name(&table)
+        .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name("expiration").enabled(true).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
+    let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
+
+    // The HubSpot token lives in SSM, as in AWS.
+    let param = format!("/hubrelay/{}/hubspot-token", moto::unique("t"));
+    ssm.put_parameter()
+        .name(&param)
+        .value("lambda-sandbox-token")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+
+    let sandbox = sandbox::spawn(
+        SandboxOptions { token: Some("lambda-sandbox-token".into()), ..SandboxOptions::default() },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let hs = HubSpotClient::new(&sandbox.url(), "lambda-sandbox-token", std::time::Duration::from_secs(5)).unwrap();
+    hubrelay::properties::sync(&hs, &Mapping::builtin("chat-widget").unwrap()).await.unwrap();
+
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", server.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", moto::REGION.into()),
+        ("HUBSPOT_TOKEN_SSM_PARAMETER", param.clone()),
+        ("HUBSPOT_BASE_URL", sandbox.url()),
+        ("HUBRELAY_API_TOKENS", "lambda-token".into()),
+        ("HUBRELAY_MAPPING", "chat-widget".into()),
+        ("HUBRELAY_IDEMPOTENCY_TABLE", table.clone()),
+        ("HUBRELAY_RETRY_QUEUE_URL", queue_url.clone()),
+        ("HUBRELAY_DLQ_URL", dlq_url.clone()),
+    ] {
+        std::env::set_var(k, v);
+    }
+    std::env::remove_var("HUBSPOT_TOKEN");
+    let app = hubrelay::handler::lambda::lead_captured_app().await.expect("init");
+
+    // Delivered, and the idempotency record is COMPLETED in DynamoDB.
+    let lead = json!({"email": "aws@example.com", "first_name": "Ada", "vehicle_of_interest": "X", "priority": "low"});
+    let (status, _, body) = post(&app, &lead, Some("aws-1")).await;
+    assert_eq!(status, 200, "{body}");
+    let item = dynamo
+        .get_item()
+        .table_name(&table)
+        .key("id", AttributeValue::S("lead-captured:key:aws-1".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("idempotency record");
+    assert_eq!(item["status"], AttributeValue::S("COMPLETED".into()));
+    let (status, replayed, again) = post(&app, &lead, Some("aws-1")).await;
+    assert_eq!((status, replayed), (200, true));
+    assert_eq!(again, body);
+    assert_eq!(sandbox.sandbox.contact_count().unwrap(), 1);
+
+    // HubSpot down → 202 queued, the message (with its first attempt) on the SQS retry queue.
+    sandbox.sandbox.set_faults(sandbox::Faults { failure_rate: 1.0, failure_status: 503, ..Default::default() });
+    let (status, _, body) = post(&app, &json!({"email": "later@example.com"}), None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "queued");
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await; // the first retry waits 5 s (DelaySeconds)
+    let queued = receive(&sqs, &queue_url).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].event_id, body["event_id"].as_str().unwrap());
+    assert_eq!(queued[0].attempts[0].status, Some(503));
+    assert_eq!(queued[0].idempotency_key.split(':').next(), Some("lead-captured"));
+
+    // A property HubSpot lacks → parked on the DLQ with the reason.
+    sandbox.sandbox.set_faults(sandbox::Faults::default());
+    let (status, _, body) = post(&app, &json!({"email": "p@example.com", "properties": {"nope": "1"}}), None).await;
+    assert_eq!((status, body["status"].as_str()), (202, Some("parked")), "{body}");
+    let parked = receive(&sqs, &dlq_url).await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].dead_letter_reason.as_ref().unwrap().code, "property_doesnt_exist");
+}
