@@ -1,0 +1,3 @@
+//! Shared helpers for the integration tests of the shared crate.
+
+pub mod moto;
