@@ -29,7 +29,8 @@ enum Action {
 pub async fn run(args: PropertiesArgs) -> Result<(), String> {
     let mapping = Mapping::load(&args.mapping).map_err(|e| e.to_string())?;
     let token = args.token.ok_or("HUBSPOT_TOKEN (or --token) is required")?;
-    let client = HubSpotClient::new(&args.hubspot_url, &token, std::time::Duration::from_secs(20)).map_err(|e| e.to_string())?;
+    let client =
+        HubSpotClient::new(&args.hubspot_url, &token, std::time::Duration::from_secs(20)).map_err(|e| e.to_string())?;
     match args.action {
         Action::Check => {
             let missing = hubrelay::properties::missing(&client, &mapping).await.map_err(|e| e.to_string())?;

@@ -34,7 +34,10 @@ pub async fn run(args: SandboxArgs) -> Result<(), String> {
     if !(0.0..=1.0).contains(&args.failure_rate) {
         return Err("--failure-rate must be between 0.0 and 1.0".into());
     }
-    let addr = args.listen.parse().map_err(|_| format!("--listen: `{}` is not an address like 127.0.0.1:8090", args.listen))?;
+    let addr = args
+        .listen
+        .parse()
+        .map_err(|_| format!("--listen: `{}` is not an address like 127.0.0.1:8090", args.listen))?;
     let db_path = match &args.data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

@@ -49,13 +49,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     // A newcomer has configured nothing: give the local relay a token of its own rather than no auth.
     let auth = &mut settings.relay.auth;
-    let generated_token = if auth.api_tokens.is_empty() && auth.webhook_secrets.is_empty() && auth.hubspot_client_secrets.is_empty() {
-        let token = local_token(&settings.data_dir)?;
-        auth.api_tokens.push(token.clone());
-        Some(token)
-    } else {
-        None
-    };
+    let generated_token =
+        if auth.api_tokens.is_empty() && auth.webhook_secrets.is_empty() && auth.hubspot_client_secrets.is_empty() {
+            let token = local_token(&settings.data_dir)?;
+            auth.api_tokens.push(token.clone());
+            Some(token)
+        } else {
+            None
+        };
     if auth.public_url.is_none() {
         auth.public_url = Some(format!("http://{}", settings.listen));
     }
@@ -64,7 +65,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     let (hubspot, hubspot_line, _sandbox) = match &settings.relay.hubspot {
         HubSpotTarget::Api { base_url, token } => {
-            let client = HubSpotClient::new(base_url, token, settings.relay.hubspot_timeout).map_err(|e| e.to_string())?;
+            let client =
+                HubSpotClient::new(base_url, token, settings.relay.hubspot_timeout).map_err(|e| e.to_string())?;
             (client, format!("HubSpot API {base_url} (token {})", mask_token(token)), None)
         }
         HubSpotTarget::Sandbox => {
@@ -81,7 +83,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             let client =
                 HubSpotClient::new(&handle.url(), &token, settings.relay.hubspot_timeout).map_err(|e| e.to_string())?;
             // The sandbox is a fresh portal: create the mapping's custom properties so the sample lead lands.
-            let created = hubrelay::properties::sync(&client, &settings.relay.mapping).await.map_err(|e| e.to_string())?;
+            let created =
+                hubrelay::properties::sync(&client, &settings.relay.mapping).await.map_err(|e| e.to_string())?;
             let line = format!(
                 "HubSpot sandbox {} (no HUBSPOT_TOKEN set; sandbox token {token}; {} custom properties created; faults: POST {}/__sandbox/faults)",
                 handle.url(),
@@ -151,6 +154,9 @@ fn local_token(data_dir: &Path) -> Result<String, String> {
     Ok(token)
 }
 
+/// The banner's ready-to-paste lead (the chat-widget shape).
+const SAMPLE_LEAD: &str = r#"{"email":"jane@example.com","first_name":"Jane","last_name":"Doe","phone":"+1 555 0100","vehicle_of_interest":"2026 Model X","budget_range":"40-50k","priority":"high","origin_channel":"chat_widget","dealership":{"name":"Lakeside","slug":"lakeside"}}"#;
+
 fn print_banner(settings: &ServeSettings, addr: std::net::SocketAddr, hubspot: &str, modes: &str, token: Option<&str>) {
     let url = format!("http://{addr}");
     println!("hubrelay listening on {url}");
@@ -167,8 +173,7 @@ fn print_banner(settings: &ServeSettings, addr: std::net::SocketAddr, hubspot: &
     };
     println!("try:");
     println!(
-        "  curl -sS {url}/v1/leads -H '{auth_header}' -H 'Content-Type: application/json' \\\n    -d '{}'",
-        r#"{"email":"jane@example.com","first_name":"Jane","last_name":"Doe","phone":"+1 555 0100","vehicle_of_interest":"2026 Model X","budget_range":"40-50k","priority":"high","origin_channel":"chat_widget","dealership":{"name":"Lakeside","slug":"lakeside"}}"#
+        "  curl -sS {url}/v1/leads -H '{auth_header}' -H 'Content-Type: application/json' \\\n    -d '{SAMPLE_LEAD}'"
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();

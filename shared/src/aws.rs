@@ -10,9 +10,7 @@
 /// `_SSM`) when a service client is built from this config, so tests and local runs can point at a moto server
 /// without code changes.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +28,7 @@ pub fn ssm_parameter_var(name: &str) -> String {
 
 /// Resolve a secret the AWS way: for env var `name`, use `name` directly if set (and non-empty); else if
 /// `name_SSM_PARAMETER` is set, read that SSM parameter (WithDecryption). `None` when neither is set.
-pub async fn secret_from_env(
-    ssm: &aws_sdk_ssm::Client,
-    name: &str,
-) -> Result<Option<String>, AwsConfigError> {
+pub async fn secret_from_env(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Option<String>, AwsConfigError> {
     secret_from_lookup(ssm, name, |var| std::env::var(var).ok()).await
 }
 
@@ -54,13 +49,10 @@ pub async fn secret_from_lookup(
 }
 
 /// Like [`secret_from_env`], but a secret that is configured nowhere is an error naming both variables.
-pub async fn required_secret(
-    ssm: &aws_sdk_ssm::Client,
-    name: &str,
-) -> Result<String, AwsConfigError> {
-    secret_from_env(ssm, name).await?.ok_or_else(|| {
-        AwsConfigError::Missing(format!("set {name} or {}", ssm_parameter_var(name)))
-    })
+pub async fn required_secret(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<String, AwsConfigError> {
+    secret_from_env(ssm, name)
+        .await?
+        .ok_or_else(|| AwsConfigError::Missing(format!("set {name} or {}", ssm_parameter_var(name))))
 }
 
 /// A required plain environment variable (table names, queue URLs).
@@ -72,24 +64,14 @@ pub fn required_env(name: &str) -> Result<String, AwsConfigError> {
 }
 
 /// Read one SSM parameter, decrypting SecureStrings.
-pub async fn read_parameter(
-    ssm: &aws_sdk_ssm::Client,
-    parameter: &str,
-) -> Result<String, AwsConfigError> {
-    let out = ssm
-        .get_parameter()
-        .name(parameter)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| AwsConfigError::Ssm {
+pub async fn read_parameter(ssm: &aws_sdk_ssm::Client, parameter: &str) -> Result<String, AwsConfigError> {
+    let out =
+        ssm.get_parameter().name(parameter).with_decryption(true).send().await.map_err(|e| AwsConfigError::Ssm {
             parameter: parameter.to_owned(),
             message: aws_sdk_ssm::error::DisplayErrorContext(&e).to_string(),
         })?;
-    out.parameter
-        .and_then(|p| p.value)
-        .ok_or_else(|| AwsConfigError::Ssm {
-            parameter: parameter.to_owned(),
-            message: "the parameter has no value".to_owned(),
-        })
+    out.parameter.and_then(|p| p.value).ok_or_else(|| AwsConfigError::Ssm {
+        parameter: parameter.to_owned(),
+        message: "the parameter has no value".to_owned(),
+    })
 }

@@ -72,7 +72,7 @@ impl Layer {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::File { path: path.display().to_string(), message: e.to_string() })?;
         toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
             let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
             ConfigError::File { path: path.display().to_string(), message: format!("{at}{}", e.message()) }
         })
@@ -140,7 +140,8 @@ impl RelaySettings {
     pub fn from_layer(layer: &Layer) -> Result<RelaySettings, ConfigError> {
         let hubspot = match &layer.hubspot_token {
             Some(token) => {
-                let base_url = layer.hubspot_base_url.clone().unwrap_or_else(|| crate::hubspot::client::DEFAULT_BASE_URL.into());
+                let base_url =
+                    layer.hubspot_base_url.clone().unwrap_or_else(|| crate::hubspot::client::DEFAULT_BASE_URL.into());
                 check_url("HUBSPOT_BASE_URL", &base_url)?;
                 HubSpotTarget::Api { base_url, token: token.clone() }
             }
@@ -178,7 +179,8 @@ impl RelaySettings {
 impl ServeSettings {
     pub fn from_layer(layer: &Layer) -> Result<ServeSettings, ConfigError> {
         let listen = parse_addr("HUBRELAY_LISTEN", layer.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
-        let sandbox_listen = parse_addr("HUBRELAY_SANDBOX_LISTEN", layer.sandbox_listen.as_deref().unwrap_or("127.0.0.1:0"))?;
+        let sandbox_listen =
+            parse_addr("HUBRELAY_SANDBOX_LISTEN", layer.sandbox_listen.as_deref().unwrap_or("127.0.0.1:0"))?;
         let data_dir = layer.data_dir.clone().unwrap_or_else(|| PathBuf::from(".hubrelay"));
         let relay = RelaySettings::from_layer(layer)?;
         Ok(ServeSettings { listen, sandbox_listen, data_dir, relay })
@@ -213,7 +215,8 @@ mod tests {
         let path = dir.path().join("hubrelay.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:9000\"\napi_tokens = [\"a\"]\nmapping = \"aimbase\"\n").unwrap();
         let file = Layer::from_file(&path).unwrap();
-        let envl = Layer::from_env(&env(&[("HUBRELAY_LISTEN", "127.0.0.1:9100"), ("HUBRELAY_API_TOKENS", "x, y,")])).unwrap();
+        let envl =
+            Layer::from_env(&env(&[("HUBRELAY_LISTEN", "127.0.0.1:9100"), ("HUBRELAY_API_TOKENS", "x, y,")])).unwrap();
         let s = ServeSettings::from_layer(&Layer::default().merge(file).merge(envl)).unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:9100");
         assert_eq!(s.relay.auth.api_tokens, vec!["x".to_string(), "y".to_string()]);
@@ -223,11 +226,13 @@ mod tests {
 
     #[test]
     fn errors_name_the_setting_and_line() {
-        let e = ServeSettings::from_layer(&Layer { listen: Some("localhost".into()), ..Default::default() }).unwrap_err();
+        let e =
+            ServeSettings::from_layer(&Layer { listen: Some("localhost".into()), ..Default::default() }).unwrap_err();
         assert!(e.to_string().starts_with("HUBRELAY_LISTEN:"), "{e}");
         let e = Layer::from_env(&env(&[("HUBRELAY_MAX_BODY_BYTES", "lots")])).unwrap_err();
         assert!(e.to_string().contains("HUBRELAY_MAX_BODY_BYTES"), "{e}");
-        let e = RelaySettings::from_layer(&Layer { mapping: Some("nope-profile".into()), ..Default::default() }).unwrap_err();
+        let e = RelaySettings::from_layer(&Layer { mapping: Some("nope-profile".into()), ..Default::default() })
+            .unwrap_err();
         assert!(e.to_string().starts_with("HUBRELAY_MAPPING:"), "{e}");
 
         let dir = tempfile::tempdir().unwrap();
@@ -242,7 +247,8 @@ mod tests {
         let layer = Layer::from_env(&env(&[("HUBSPOT_TOKEN", "pat-1")])).unwrap();
         let s = RelaySettings::from_layer(&layer).unwrap();
         assert_eq!(s.hubspot, HubSpotTarget::Api { base_url: "https://api.hubapi.com".into(), token: "pat-1".into() });
-        let bad = Layer { hubspot_token: Some("t".into()), hubspot_base_url: Some("ftp://x".into()), ..Default::default() };
+        let bad =
+            Layer { hubspot_token: Some("t".into()), hubspot_base_url: Some("ftp://x".into()), ..Default::default() };
         assert!(RelaySettings::from_layer(&bad).unwrap_err().to_string().starts_with("HUBSPOT_BASE_URL"));
     }
 }

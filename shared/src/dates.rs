@@ -34,10 +34,7 @@ pub struct DateError {
 /// - epoch milliseconds, exactly 13 digits (10 digits are refused: that is seconds).
 pub fn parse_lead_date(s: &str) -> Result<LeadDate, DateError> {
     let input = s.trim();
-    let err = |message: &str| DateError {
-        input: input.chars().take(64).collect(),
-        message: message.to_string(),
-    };
+    let err = |message: &str| DateError { input: input.chars().take(64).collect(), message: message.to_string() };
     if input.is_empty() {
         return Err(err("empty"));
     }
@@ -70,28 +67,17 @@ pub fn hubspot_date(d: &LeadDate) -> String {
 
 /// `d.instant` as epoch milliseconds: what HubSpot `datetime` properties take.
 pub fn hubspot_datetime(d: &LeadDate) -> String {
-    d.instant
-        .unix_timestamp_nanos()
-        .div_euclid(1_000_000)
-        .to_string()
+    d.instant.unix_timestamp_nanos().div_euclid(1_000_000).to_string()
 }
 
 fn parse_epoch_ms(digits: &str) -> Result<LeadDate, String> {
     if digits.len() != 13 {
-        let hint = if digits.len() == 10 {
-            " (10 digits looks like epoch seconds)"
-        } else {
-            ""
-        };
+        let hint = if digits.len() == 10 { " (10 digits looks like epoch seconds)" } else { "" };
         return Err(format!("epoch milliseconds must have 13 digits{hint}"));
     }
     let ms: i128 = digits.parse().map_err(|_| "not a number".to_string())?;
-    let instant = OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000)
-        .map_err(|_| "out of range".to_string())?;
-    Ok(LeadDate {
-        date: instant.date(),
-        instant,
-    })
+    let instant = OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).map_err(|_| "out of range".to_string())?;
+    Ok(LeadDate { date: instant.date(), instant })
 }
 
 /// `YYYY-MM-DD` at the start of `s`; returns the date and what follows.
@@ -100,9 +86,7 @@ fn parse_date(s: &str) -> Result<(Date, &str), String> {
     let shape_ok = b.len() >= 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && [0, 1, 2, 3, 5, 6, 8, 9]
-            .iter()
-            .all(|&i| b[i].is_ascii_digit());
+        && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_digit());
     if !shape_ok {
         return Err("expected a date as YYYY-MM-DD".into());
     }
@@ -135,10 +119,7 @@ fn parse_time(s: &str) -> Result<(Time, &str), String> {
         second = two(pos + 1).ok_or_else(bad)?;
         pos += 3;
         if matches!(b.get(pos), Some(b'.' | b',')) {
-            let digits = b[pos + 1..]
-                .iter()
-                .take_while(|c| c.is_ascii_digit())
-                .count();
+            let digits = b[pos + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
             if digits == 0 || digits > 9 {
                 return Err("fractional seconds need 1 to 9 digits".into());
             }
@@ -179,9 +160,7 @@ fn parse_offset(s: &str) -> Result<UtcOffset, String> {
 
 /// The value of a run of ASCII digits (at most 9, checked by the callers).
 fn number(digits: &[u8]) -> u32 {
-    digits
-        .iter()
-        .fold(0, |acc, d| acc * 10 + u32::from(d - b'0'))
+    digits.iter().fold(0, |acc, d| acc * 10 + u32::from(d - b'0'))
 }
 
 #[cfg(test)]
@@ -211,10 +190,7 @@ mod tests {
 
         let late = ok("2026-11-20 23:30:00 -06:00");
         assert_eq!(late.date, date!(2026 - 11 - 20));
-        assert_eq!(
-            late.instant.to_offset(UtcOffset::UTC).date(),
-            date!(2026 - 11 - 21)
-        );
+        assert_eq!(late.instant.to_offset(UtcOffset::UTC).date(), date!(2026 - 11 - 21));
         assert_eq!(hubspot_date(&late), "1795132800000");
     }
 
@@ -223,10 +199,7 @@ mod tests {
         // Midnight at +05:30 is the previous day in UTC.
         let d = ok("2026-11-20 +05:30");
         assert_eq!(d.date, date!(2026 - 11 - 20));
-        assert_eq!(
-            d.instant.to_offset(UtcOffset::UTC).date(),
-            date!(2026 - 11 - 19)
-        );
+        assert_eq!(d.instant.to_offset(UtcOffset::UTC).date(), date!(2026 - 11 - 19));
         assert_eq!(hubspot_date(&d), "1795132800000");
         assert_eq!(hubspot_datetime(&d), "1795113000000"); // 2026-11-19T18:30Z
     }

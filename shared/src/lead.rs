@@ -162,10 +162,7 @@ pub enum LeadError {
     #[error("the body must be a JSON object")]
     NotAnObject,
     #[error("`{field}` must be {expected}")]
-    InvalidType {
-        field: String,
-        expected: &'static str,
-    },
+    InvalidType { field: String, expected: &'static str },
     #[error("`{field}`: {message}")]
     InvalidValue { field: String, message: String },
     #[error("the form body is malformed: {0}")]
@@ -191,8 +188,7 @@ pub fn parse_json(body: &[u8]) -> Result<ParsedLead, LeadError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(LeadError::EmptyBody);
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| LeadError::MalformedJson(e.to_string()))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| LeadError::MalformedJson(e.to_string()))?;
     match value {
         Value::Object(map) => parse::from_object(&map),
         _ => Err(LeadError::NotAnObject),

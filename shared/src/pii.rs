@@ -78,10 +78,7 @@ enum Kind {
 
 /// Lowercase letters and digits only: `First_Name`, `firstName` and `first-name` all become `firstname`.
 fn normalise(key: &str) -> String {
-    key.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    key.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
 }
 
 fn classify_key(key: &str) -> Option<Kind> {
@@ -89,15 +86,7 @@ fn classify_key(key: &str) -> Option<Kind> {
     let has = |words: &[&str]| words.iter().any(|w| k.contains(w));
     if has(&["authorization"]) {
         Some(Kind::Authorization)
-    } else if has(&[
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "apikey",
-        "cookie",
-        "credential",
-    ]) {
+    } else if has(&["token", "secret", "password", "passwd", "apikey", "cookie", "credential"]) {
         Some(Kind::Secret)
     } else if has(&["email"]) {
         Some(Kind::Email)
@@ -129,14 +118,7 @@ fn classify_key(key: &str) -> Option<Kind> {
 }
 
 /// Keys that name a field in a name/value pair, and the keys holding its value.
-const DESCRIPTOR_KEYS: &[&str] = &[
-    "property",
-    "propertyname",
-    "name",
-    "key",
-    "field",
-    "fieldname",
-];
+const DESCRIPTOR_KEYS: &[&str] = &["property", "propertyname", "name", "key", "field", "fieldname"];
 const VALUE_KEYS: &[&str] = &["value", "propertyvalue"];
 
 fn mask_value(value: &Value, kind: Option<Kind>) -> Value {
@@ -161,13 +143,9 @@ fn mask_object(map: &Map<String, Value>, inherited: Option<Kind>) -> Value {
     // A name/value pair: the descriptor's value names the field, the value key holds the data.
     let pair = map.iter().find_map(|(k, v)| {
         let descriptor = DESCRIPTOR_KEYS.contains(&normalise(k).as_str());
-        let has_value = map
-            .keys()
-            .any(|k| VALUE_KEYS.contains(&normalise(k).as_str()));
+        let has_value = map.keys().any(|k| VALUE_KEYS.contains(&normalise(k).as_str()));
         match v {
-            Value::String(field) if descriptor && has_value => {
-                Some((k.as_str(), classify_key(field)))
-            }
+            Value::String(field) if descriptor && has_value => Some((k.as_str(), classify_key(field))),
             _ => None,
         }
     });
@@ -177,9 +155,7 @@ fn mask_object(map: &Map<String, Value>, inherited: Option<Kind>) -> Value {
             // A descriptor naming a personal field (`"email"`) is a field name, not personal data; any
             // other descriptor value is masked as usual (`{"name": "Jane Doe", "value": 5}`).
             Some((descriptor, Some(_))) if k == descriptor && inherited.is_none() => v.clone(),
-            Some((_, Some(kind))) if VALUE_KEYS.contains(&normalise(k).as_str()) => {
-                mask_value(v, Some(kind))
-            }
+            Some((_, Some(kind))) if VALUE_KEYS.contains(&normalise(k).as_str()) => mask_value(v, Some(kind)),
             _ => mask_value(v, classify_key(k).or(inherited)),
         };
         out.insert(k.clone(), masked);
@@ -208,18 +184,11 @@ fn mask_authorization(s: &str) -> String {
 /// Text with no personal key: mask tokens by their look and every email address inside it.
 fn mask_free_text(s: &str) -> Cow<'_, str> {
     let trimmed = s.trim_start();
-    let lower: String = trimmed
-        .chars()
-        .take(7)
-        .flat_map(char::to_lowercase)
-        .collect();
+    let lower: String = trimmed.chars().take(7).flat_map(char::to_lowercase).collect();
     if lower.starts_with("bearer ") {
         return Cow::Owned(mask_authorization(s));
     }
-    if trimmed.starts_with("whsec_")
-        || trimmed.starts_with("pat-na")
-        || trimmed.starts_with("pat-eu")
-    {
+    if trimmed.starts_with("whsec_") || trimmed.starts_with("pat-na") || trimmed.starts_with("pat-eu") {
         return Cow::Owned(mask_token(s));
     }
     if looks_like_email(s) {
@@ -248,9 +217,7 @@ fn valid_domain(domain: &str) -> bool {
     let labels: Vec<&str> = domain.split('.').collect();
     labels.len() >= 2
         && labels.iter().all(|l| !l.is_empty())
-        && labels
-            .last()
-            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(char::is_alphabetic))
+        && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(char::is_alphabetic))
 }
 
 /// One `@`, a non-empty local part and a dotted domain, no whitespace.
@@ -258,10 +225,7 @@ fn looks_like_email(s: &str) -> bool {
     let s = s.trim();
     match s.split_once('@') {
         Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.contains('@')
-                && !s.chars().any(char::is_whitespace)
-                && valid_domain(domain)
+            !local.is_empty() && !domain.contains('@') && !s.chars().any(char::is_whitespace) && valid_domain(domain)
         }
         None => false,
     }
@@ -340,14 +304,8 @@ mod tests {
 
     #[test]
     fn tokens() {
-        assert_eq!(
-            mask_token("pat-na1-abcdef12-3456-7890-abcd-ef1234567890"),
-            "pat-***"
-        );
-        assert_eq!(
-            mask_token("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-            "whse***"
-        );
+        assert_eq!(mask_token("pat-na1-abcdef12-3456-7890-abcd-ef1234567890"), "pat-***");
+        assert_eq!(mask_token("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "whse***");
         // Never more than a quarter.
         assert_eq!(mask_token("abcdefgh"), "ab***");
         assert_eq!(mask_token("abc"), "***");
@@ -452,10 +410,7 @@ mod tests {
     #[test]
     fn json_masks_token_looking_strings() {
         let v = json!({"a": "bearer abcdefghijklmnop", "b": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "c": "pat-eu1-0000-1111-2222"});
-        assert_eq!(
-            mask_json(&v),
-            json!({"a": "bearer abcd***", "b": "whse***", "c": "pat-***"})
-        );
+        assert_eq!(mask_json(&v), json!({"a": "bearer abcd***", "b": "whse***", "c": "pat-***"}));
     }
 
     #[test]
@@ -482,22 +437,13 @@ mod tests {
     #[test]
     fn json_keeps_empty_and_non_string_scalars() {
         let v = json!({"email": "", "phone": null, "firstname": false, "token": 42});
-        assert_eq!(
-            mask_json(&v),
-            json!({"email": "", "phone": null, "firstname": false, "token": "***"})
-        );
+        assert_eq!(mask_json(&v), json!({"email": "", "phone": null, "firstname": false, "token": "***"}));
     }
 
     #[test]
     fn free_text_without_emails_is_borrowed() {
-        assert!(matches!(
-            mask_emails_in_text("nothing here @ all"),
-            Cow::Borrowed(_)
-        ));
+        assert!(matches!(mask_emails_in_text("nothing here @ all"), Cow::Borrowed(_)));
         assert_eq!(mask_emails_in_text("a@b.c"), "a@b.c"); // one-letter TLD: not an address
-        assert_eq!(
-            mask_emails_in_text("x a@b.io y c@d.io"),
-            "x a***@b***.io y c***@d***.io"
-        );
+        assert_eq!(mask_emails_in_text("x a@b.io y c@d.io"), "x a***@b***.io y c***@d***.io");
     }
 }

@@ -8,19 +8,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use hubrelay::aws::{secret_from_lookup, AwsConfigError};
-use hubrelay::domain::{
-    AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage,
-};
+use hubrelay::domain::{AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage};
 use hubrelay::store::dynamodb::DynamoIdempotencyStore;
 use hubrelay::store::sqs::{delay_seconds, SqsRetryQueue};
 use hubrelay::store::{
-    Begin, IdempotencyStore, RetryQueue, StoreError, StoredResponse, IDEMPOTENCY_TTL,
-    IN_PROGRESS_TTL,
+    Begin, IdempotencyStore, RetryQueue, StoreError, StoredResponse, IDEMPOTENCY_TTL, IN_PROGRESS_TTL,
 };
 use serde_json::json;
 use support::moto;
@@ -37,19 +34,9 @@ async fn idempotency_table(client: &aws_sdk_dynamodb::Client) -> String {
         .create_table()
         .table_name(&table)
         .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
+            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap(),
         )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
@@ -58,11 +45,7 @@ async fn idempotency_table(client: &aws_sdk_dynamodb::Client) -> String {
         .update_time_to_live()
         .table_name(&table)
         .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .attribute_name("expiration")
-                .enabled(true)
-                .build()
-                .unwrap(),
+            TimeToLiveSpecification::builder().attribute_name("expiration").enabled(true).build().unwrap(),
         )
         .send()
         .await
@@ -73,11 +56,7 @@ async fn idempotency_table(client: &aws_sdk_dynamodb::Client) -> String {
 async fn store() -> (DynamoIdempotencyStore, aws_sdk_dynamodb::Client, String) {
     let client = moto::dynamodb(moto::shared());
     let table = idempotency_table(&client).await;
-    (
-        DynamoIdempotencyStore::new(client.clone(), table.clone()),
-        client,
-        table,
-    )
+    (DynamoIdempotencyStore::new(client.clone(), table.clone()), client, table)
 }
 
 async fn raw_item(
@@ -97,18 +76,11 @@ async fn raw_item(
 }
 
 fn num(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
-    item[name]
-        .as_n()
-        .unwrap_or_else(|_| panic!("{name} is not N"))
-        .parse()
-        .unwrap()
+    item[name].as_n().unwrap_or_else(|_| panic!("{name} is not N")).parse().unwrap()
 }
 
 fn response() -> StoredResponse {
-    StoredResponse {
-        status: 202,
-        body: r#"{"event_id":"evt_1","status":"accepted"}"#.into(),
-    }
+    StoredResponse { status: 202, body: r#"{"event_id":"evt_1","status":"accepted"}"#.into() }
 }
 
 const T0: OffsetDateTime = datetime!(2026-03-01 12:00:00.250 UTC);
@@ -118,21 +90,12 @@ const SECOND: Duration = Duration::from_secs(1);
 async fn dynamo_begin_then_complete_replays_the_stored_response() {
     let (store, client, table) = store().await;
 
-    assert_eq!(
-        store.begin("k1", "hash-a", T0).await.unwrap(),
-        Begin::Started
-    );
+    assert_eq!(store.begin("k1", "hash-a", T0).await.unwrap(), Begin::Started);
 
-    let item = raw_item(&client, &table, "k1")
-        .await
-        .expect("record written");
+    let item = raw_item(&client, &table, "k1").await.expect("record written");
     assert_eq!(item["status"].as_s().unwrap(), "IN_PROGRESS");
     assert_eq!(item["validation"].as_s().unwrap(), "hash-a");
-    assert_eq!(
-        num(&item, "expiration"),
-        (T0 + IDEMPOTENCY_TTL).unix_timestamp(),
-        "TTL in epoch seconds"
-    );
+    assert_eq!(num(&item, "expiration"), (T0 + IDEMPOTENCY_TTL).unix_timestamp(), "TTL in epoch seconds");
     assert_eq!(
         num(&item, "in_progress_expiration"),
         ((T0 + IN_PROGRESS_TTL).unix_timestamp_nanos() / 1_000_000) as i64,
@@ -144,59 +107,30 @@ async fn dynamo_begin_then_complete_replays_the_stored_response() {
     let item = raw_item(&client, &table, "k1").await.unwrap();
     assert_eq!(item["status"].as_s().unwrap(), "COMPLETED");
     assert_eq!(num(&item, "response_status"), 202);
-    assert_eq!(
-        num(&item, "expiration"),
-        (t1 + IDEMPOTENCY_TTL).unix_timestamp()
-    );
+    assert_eq!(num(&item, "expiration"), (t1 + IDEMPOTENCY_TTL).unix_timestamp());
     assert_eq!(item["validation"].as_s().unwrap(), "hash-a");
 
     // A duplicate: long after the in-progress window, well inside the 4-day lifetime.
     let later = t1 + Duration::from_secs(3 * 24 * 3600);
-    assert_eq!(
-        store.begin("k1", "hash-a", later).await.unwrap(),
-        Begin::Completed(response())
-    );
+    assert_eq!(store.begin("k1", "hash-a", later).await.unwrap(), Begin::Completed(response()));
 }
 
 #[tokio::test]
 async fn dynamo_same_key_with_another_payload_conflicts() {
     let (store, _, _) = store().await;
-    assert_eq!(
-        store.begin("k", "hash-a", T0).await.unwrap(),
-        Begin::Started
-    );
-    assert_eq!(
-        store.begin("k", "hash-b", T0 + SECOND).await.unwrap(),
-        Begin::Conflict,
-        "while in progress"
-    );
+    assert_eq!(store.begin("k", "hash-a", T0).await.unwrap(), Begin::Started);
+    assert_eq!(store.begin("k", "hash-b", T0 + SECOND).await.unwrap(), Begin::Conflict, "while in progress");
     store.complete("k", &response(), T0 + SECOND).await.unwrap();
-    assert_eq!(
-        store.begin("k", "hash-b", T0 + 5 * SECOND).await.unwrap(),
-        Begin::Conflict,
-        "once completed"
-    );
-    assert_eq!(
-        store.begin("k", "hash-a", T0 + 5 * SECOND).await.unwrap(),
-        Begin::Completed(response())
-    );
+    assert_eq!(store.begin("k", "hash-b", T0 + 5 * SECOND).await.unwrap(), Begin::Conflict, "once completed");
+    assert_eq!(store.begin("k", "hash-a", T0 + 5 * SECOND).await.unwrap(), Begin::Completed(response()));
 }
 
 #[tokio::test]
 async fn dynamo_in_progress_blocks_the_same_payload() {
     let (store, _, _) = store().await;
     assert_eq!(store.begin("k", "h", T0).await.unwrap(), Begin::Started);
-    assert_eq!(
-        store.begin("k", "h", T0 + SECOND).await.unwrap(),
-        Begin::InProgress
-    );
-    assert_eq!(
-        store
-            .begin("k", "h", T0 + IN_PROGRESS_TTL - SECOND)
-            .await
-            .unwrap(),
-        Begin::InProgress
-    );
+    assert_eq!(store.begin("k", "h", T0 + SECOND).await.unwrap(), Begin::InProgress);
+    assert_eq!(store.begin("k", "h", T0 + IN_PROGRESS_TTL - SECOND).await.unwrap(), Begin::InProgress);
 }
 
 #[tokio::test]
@@ -212,10 +146,7 @@ async fn dynamo_orphaned_in_progress_record_is_taken_over() {
         ((t1 + IN_PROGRESS_TTL).unix_timestamp_nanos() / 1_000_000) as i64
     );
     // ... and now owns a fresh window.
-    assert_eq!(
-        store.begin("k", "h", t1 + SECOND).await.unwrap(),
-        Begin::InProgress
-    );
+    assert_eq!(store.begin("k", "h", t1 + SECOND).await.unwrap(), Begin::InProgress);
 }
 
 #[tokio::test]
@@ -224,20 +155,8 @@ async fn dynamo_expired_record_is_taken_over_even_if_not_yet_deleted() {
     assert_eq!(store.begin("k", "h", T0).await.unwrap(), Begin::Started);
     store.complete("k", &response(), T0).await.unwrap();
     // The record lingers (moto, like DynamoDB for up to ~48 h, has not deleted it): compare with now.
-    assert_eq!(
-        store
-            .begin("k", "h", T0 + IDEMPOTENCY_TTL - SECOND)
-            .await
-            .unwrap(),
-        Begin::Completed(response())
-    );
-    assert_eq!(
-        store
-            .begin("k", "other", T0 + IDEMPOTENCY_TTL + SECOND)
-            .await
-            .unwrap(),
-        Begin::Started
-    );
+    assert_eq!(store.begin("k", "h", T0 + IDEMPOTENCY_TTL - SECOND).await.unwrap(), Begin::Completed(response()));
+    assert_eq!(store.begin("k", "other", T0 + IDEMPOTENCY_TTL + SECOND).await.unwrap(), Begin::Started);
 }
 
 #[tokio::test]
@@ -246,17 +165,11 @@ async fn dynamo_release_frees_the_key_but_never_a_completed_one() {
     assert_eq!(store.begin("k", "h", T0).await.unwrap(), Begin::Started);
     store.release("k").await.unwrap();
     assert!(raw_item(&client, &table, "k").await.is_none());
-    assert_eq!(
-        store.begin("k", "h", T0 + SECOND).await.unwrap(),
-        Begin::Started
-    );
+    assert_eq!(store.begin("k", "h", T0 + SECOND).await.unwrap(), Begin::Started);
 
     store.complete("k", &response(), T0 + SECOND).await.unwrap();
     store.release("k").await.unwrap(); // failed condition: ignored
-    assert_eq!(
-        store.begin("k", "h", T0 + 2 * SECOND).await.unwrap(),
-        Begin::Completed(response())
-    );
+    assert_eq!(store.begin("k", "h", T0 + 2 * SECOND).await.unwrap(), Begin::Completed(response()));
 
     store.release("never-seen").await.unwrap();
 }
@@ -286,21 +199,12 @@ async fn dynamo_errors_are_reported_as_unavailable() {
     let store = DynamoIdempotencyStore::new(client, moto::unique("no-such-table"));
     match store.begin("k", "h", T0).await {
         Err(StoreError::Unavailable(message)) => {
-            assert!(
-                message.contains("PutItem") && message.contains("ResourceNotFound"),
-                "{message}"
-            )
+            assert!(message.contains("PutItem") && message.contains("ResourceNotFound"), "{message}")
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
-    assert!(matches!(
-        store.complete("k", &response(), T0).await,
-        Err(StoreError::Unavailable(_))
-    ));
-    assert!(matches!(
-        store.release("k").await,
-        Err(StoreError::Unavailable(_))
-    ));
+    assert!(matches!(store.complete("k", &response(), T0).await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.release("k").await, Err(StoreError::Unavailable(_))));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -346,12 +250,7 @@ async fn queues(client: &aws_sdk_sqs::Client) -> (String, String) {
 async fn retry_queue() -> (SqsRetryQueue, aws_sdk_sqs::Client, String, String) {
     let client = moto::sqs(moto::shared());
     let (queue_url, dlq_url) = queues(&client).await;
-    (
-        SqsRetryQueue::new(client.clone(), queue_url.clone(), dlq_url.clone()),
-        client,
-        queue_url,
-        dlq_url,
-    )
+    (SqsRetryQueue::new(client.clone(), queue_url.clone(), dlq_url.clone()), client, queue_url, dlq_url)
 }
 
 async fn receive(client: &aws_sdk_sqs::Client, queue_url: &str, wait_seconds: i32) -> Vec<Message> {
@@ -369,14 +268,8 @@ async fn receive(client: &aws_sdk_sqs::Client, queue_url: &str, wait_seconds: i3
 }
 
 fn attribute<'a>(message: &'a Message, name: &str) -> (&'a str, &'a str) {
-    let value = &message
-        .message_attributes
-        .as_ref()
-        .expect("message attributes")[name];
-    (
-        value.data_type(),
-        value.string_value().expect("string value"),
-    )
+    let value = &message.message_attributes.as_ref().expect("message attributes")[name];
+    (value.data_type(), value.string_value().expect("string value"))
 }
 
 fn retry_message(not_before: OffsetDateTime) -> RetryMessage {
@@ -397,10 +290,7 @@ fn retry_message(not_before: OffsetDateTime) -> RetryMessage {
         received_at: datetime!(2026-03-01 12:00:00.123456 UTC),
         // Unicode, control characters and the two characters SQS refuses raw (U+FFFE, U+FFFF) must round-trip.
         event: json!({"email": "zoë@example.com", "name": "Zoë \u{1F600}", "note": "tab\there\u{FFFF}\u{FFFE}"}),
-        attempts: vec![
-            attempt(1, datetime!(2026-03-01 12:00:01 UTC)),
-            attempt(2, datetime!(2026-03-01 12:00:07 UTC)),
-        ],
+        attempts: vec![attempt(1, datetime!(2026-03-01 12:00:01 UTC)), attempt(2, datetime!(2026-03-01 12:00:07 UTC))],
         not_before,
         dead_letter_reason: None,
     }
@@ -412,22 +302,10 @@ fn delay_seconds_is_clamped_to_what_sqs_accepts() {
     assert_eq!(delay_seconds(now - Duration::from_secs(30), now), 0, "past");
     assert_eq!(delay_seconds(now, now), 0, "now");
     assert_eq!(delay_seconds(now + Duration::from_secs(5), now), 5);
-    assert_eq!(
-        delay_seconds(now + Duration::from_millis(4_200), now),
-        5,
-        "rounded up, never early"
-    );
+    assert_eq!(delay_seconds(now + Duration::from_millis(4_200), now), 5, "rounded up, never early");
     assert_eq!(delay_seconds(now + Duration::from_secs(900), now), 900);
-    assert_eq!(
-        delay_seconds(now + Duration::from_secs(901), now),
-        900,
-        "SQS cap"
-    );
-    assert_eq!(
-        delay_seconds(now + Duration::from_secs(24 * 3600), now),
-        900,
-        "chained beyond 15 min"
-    );
+    assert_eq!(delay_seconds(now + Duration::from_secs(901), now), 900, "SQS cap");
+    assert_eq!(delay_seconds(now + Duration::from_secs(24 * 3600), now), 900, "chained beyond 15 min");
 }
 
 #[tokio::test]
@@ -440,20 +318,10 @@ async fn sqs_enqueue_round_trips_the_message_and_its_attributes() {
     assert_eq!(received.len(), 1);
     let got: RetryMessage = serde_json::from_str(received[0].body().unwrap()).unwrap();
     assert_eq!(got, message);
-    assert_eq!(
-        attribute(&received[0], "event_id"),
-        ("String", message.event_id.as_str())
-    );
-    assert_eq!(
-        attribute(&received[0], "function"),
-        ("String", "lead-captured")
-    );
+    assert_eq!(attribute(&received[0], "event_id"), ("String", message.event_id.as_str()));
+    assert_eq!(attribute(&received[0], "function"), ("String", "lead-captured"));
     assert_eq!(attribute(&received[0], "attempt"), ("Number", "2"));
-    assert!(!received[0]
-        .message_attributes
-        .as_ref()
-        .unwrap()
-        .contains_key("error_code"));
+    assert!(!received[0].message_attributes.as_ref().unwrap().contains_key("error_code"));
     assert!(receive(&client, &dlq_url, 0).await.is_empty());
 }
 
@@ -464,20 +332,14 @@ async fn sqs_delay_hides_the_message_until_not_before() {
     let message = retry_message(OffsetDateTime::now_utc() + Duration::from_secs(2));
     queue.enqueue(&message).await.unwrap();
 
-    assert!(
-        receive(&client, &queue_url, 0).await.is_empty(),
-        "visible before its delay"
-    );
+    assert!(receive(&client, &queue_url, 0).await.is_empty(), "visible before its delay");
     let mut received = Vec::new();
     while received.is_empty() && start.elapsed() < Duration::from_secs(8) {
         received = receive(&client, &queue_url, 1).await;
     }
     let elapsed = start.elapsed();
     assert_eq!(received.len(), 1, "never became visible");
-    assert!(
-        elapsed >= Duration::from_millis(1_500),
-        "visible after {elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(1_500), "visible after {elapsed:?}");
     let got: RetryMessage = serde_json::from_str(received[0].body().unwrap()).unwrap();
     assert_eq!(got.event_id, message.event_id);
 }
@@ -487,36 +349,17 @@ async fn sqs_dead_letter_carries_the_reason() {
     let (queue, client, queue_url, dlq_url) = retry_queue().await;
     // Even a message scheduled for later goes to the DLQ at once.
     let message = retry_message(OffsetDateTime::now_utc() + Duration::from_secs(3600));
-    let reason = DeadLetterReason {
-        code: "property_doesnt_exist".into(),
-        message: "no property lead_source".into(),
-    };
+    let reason = DeadLetterReason { code: "property_doesnt_exist".into(), message: "no property lead_source".into() };
     queue.dead_letter(&message, &reason).await.unwrap();
 
     let received = receive(&client, &dlq_url, 2).await;
     assert_eq!(received.len(), 1);
     let got: RetryMessage = serde_json::from_str(received[0].body().unwrap()).unwrap();
     assert_eq!(got.dead_letter_reason.as_ref(), Some(&reason));
-    assert_eq!(
-        RetryMessage {
-            dead_letter_reason: None,
-            ..got
-        },
-        message,
-        "history kept"
-    );
-    assert_eq!(
-        attribute(&received[0], "error_code"),
-        ("String", "property_doesnt_exist")
-    );
-    assert_eq!(
-        attribute(&received[0], "event_id"),
-        ("String", message.event_id.as_str())
-    );
-    assert_eq!(
-        attribute(&received[0], "function"),
-        ("String", "lead-captured")
-    );
+    assert_eq!(RetryMessage { dead_letter_reason: None, ..got }, message, "history kept");
+    assert_eq!(attribute(&received[0], "error_code"), ("String", "property_doesnt_exist"));
+    assert_eq!(attribute(&received[0], "event_id"), ("String", message.event_id.as_str()));
+    assert_eq!(attribute(&received[0], "function"), ("String", "lead-captured"));
     assert_eq!(attribute(&received[0], "attempt"), ("Number", "2"));
     assert!(receive(&client, &queue_url, 0).await.is_empty());
 }
@@ -525,24 +368,12 @@ async fn sqs_dead_letter_carries_the_reason() {
 async fn sqs_oversized_message_is_refused_before_calling_sqs() {
     let client = moto::sqs(moto::shared());
     // Queue URLs that do not exist: an error from SQS would read differently.
-    let queue = SqsRetryQueue::new(
-        client,
-        "http://127.0.0.1:1/000000000000/missing",
-        "http://127.0.0.1:1/dlq",
-    );
+    let queue = SqsRetryQueue::new(client, "http://127.0.0.1:1/000000000000/missing", "http://127.0.0.1:1/dlq");
     let mut message = retry_message(OffsetDateTime::now_utc());
     message.event = json!({"notes": "x".repeat(256 * 1024)});
     for result in [
         queue.enqueue(&message).await,
-        queue
-            .dead_letter(
-                &message,
-                &DeadLetterReason {
-                    code: "c".into(),
-                    message: "m".into(),
-                },
-            )
-            .await,
+        queue.dead_letter(&message, &DeadLetterReason { code: "c".into(), message: "m".into() }).await,
     ] {
         match result {
             Err(StoreError::Unavailable(text)) => {
@@ -559,10 +390,7 @@ async fn sqs_errors_are_reported_as_unavailable() {
     let (queue_url, _) = queues(&client).await;
     let missing = format!("{queue_url}-missing");
     let queue = SqsRetryQueue::new(client, missing.clone(), missing);
-    match queue
-        .enqueue(&retry_message(OffsetDateTime::now_utc()))
-        .await
-    {
+    match queue.enqueue(&retry_message(OffsetDateTime::now_utc())).await {
         Err(StoreError::Unavailable(text)) => assert!(text.contains("SendMessage"), "{text}"),
         other => panic!("expected Unavailable, got {other:?}"),
     }
@@ -584,52 +412,26 @@ async fn secrets_come_from_the_variable_or_the_named_ssm_parameter() {
         .expect("put parameter");
 
     let env = |pairs: &[(&str, &str)]| {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name: &str| map.get(name).cloned()
     };
 
     // The variable itself wins.
-    let direct = env(&[
-        ("HUBSPOT_TOKEN", "direct"),
-        ("HUBSPOT_TOKEN_SSM_PARAMETER", parameter.as_str()),
-    ]);
-    assert_eq!(
-        secret_from_lookup(&ssm, "HUBSPOT_TOKEN", direct)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("direct")
-    );
+    let direct = env(&[("HUBSPOT_TOKEN", "direct"), ("HUBSPOT_TOKEN_SSM_PARAMETER", parameter.as_str())]);
+    assert_eq!(secret_from_lookup(&ssm, "HUBSPOT_TOKEN", direct).await.unwrap().as_deref(), Some("direct"));
 
     // Else the named parameter, decrypted.
     let named = env(&[("HUBSPOT_TOKEN_SSM_PARAMETER", parameter.as_str())]);
-    assert_eq!(
-        secret_from_lookup(&ssm, "HUBSPOT_TOKEN", named)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("pat-na1-secret")
-    );
+    assert_eq!(secret_from_lookup(&ssm, "HUBSPOT_TOKEN", named).await.unwrap().as_deref(), Some("pat-na1-secret"));
 
     // Neither: not configured.
-    assert_eq!(
-        secret_from_lookup(&ssm, "HUBSPOT_TOKEN", env(&[]))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(secret_from_lookup(&ssm, "HUBSPOT_TOKEN", env(&[])).await.unwrap(), None);
 
     // A parameter that does not exist is an error naming it.
     let missing = format!("{parameter}-missing");
     let broken = env(&[("HUBSPOT_TOKEN_SSM_PARAMETER", missing.as_str())]);
     match secret_from_lookup(&ssm, "HUBSPOT_TOKEN", broken).await {
-        Err(AwsConfigError::Ssm {
-            parameter: p,
-            message,
-        }) => {
+        Err(AwsConfigError::Ssm { parameter: p, message }) => {
             assert_eq!(p, missing);
             assert!(message.contains("ParameterNotFound"), "{message}");
         }
@@ -646,8 +448,5 @@ fn moto_harness_stops_its_server_on_drop() {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.port()));
     assert!(std::net::TcpStream::connect(addr).is_ok());
     drop(server);
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "moto still listening on {addr}"
-    );
+    assert!(std::net::TcpStream::connect(addr).is_err(), "moto still listening on {addr}");
 }

@@ -18,23 +18,12 @@ async fn sdk_config_honours_global_and_per_service_endpoint_urls() {
         ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-        (
-            "AWS_CONFIG_FILE",
-            "/nonexistent/hubrelay-test-config".to_owned(),
-        ),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/hubrelay-test-credentials".to_owned(),
-        ),
+        ("AWS_CONFIG_FILE", "/nonexistent/hubrelay-test-config".to_owned()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/hubrelay-test-credentials".to_owned()),
     ] {
         std::env::set_var(name, value);
     }
-    for name in [
-        "AWS_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL_SQS",
-        "AWS_ENDPOINT_URL_SSM",
-    ] {
+    for name in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SSM"] {
         std::env::remove_var(name);
     }
 
@@ -51,15 +40,7 @@ async fn sdk_config_honours_global_and_per_service_endpoint_urls() {
     let on = |server: &moto::MotoServer| {
         let client = moto::dynamodb(server);
         let table = table.clone();
-        async move {
-            client
-                .list_tables()
-                .send()
-                .await
-                .unwrap()
-                .table_names()
-                .contains(&table)
-        }
+        async move { client.list_tables().send().await.unwrap().table_names().contains(&table) }
     };
     aws_sdk_dynamodb::Client::new(&config)
         .create_table()
@@ -82,26 +63,12 @@ async fn sdk_config_honours_global_and_per_service_endpoint_urls() {
         .send()
         .await
         .expect("create table");
-    assert!(
-        on(&dynamodb_only).await,
-        "table not on the AWS_ENDPOINT_URL_DYNAMODB server"
-    );
+    assert!(on(&dynamodb_only).await, "table not on the AWS_ENDPOINT_URL_DYNAMODB server");
     assert!(!on(general).await, "table went to the general endpoint");
 
     // ... SQS and SSM use the general one.
-    aws_sdk_sqs::Client::new(&config)
-        .create_queue()
-        .queue_name(&queue)
-        .send()
-        .await
-        .expect("SQS");
-    let urls = moto::sqs(general)
-        .list_queues()
-        .send()
-        .await
-        .unwrap()
-        .queue_urls
-        .unwrap_or_default();
+    aws_sdk_sqs::Client::new(&config).create_queue().queue_name(&queue).send().await.expect("SQS");
+    let urls = moto::sqs(general).list_queues().send().await.unwrap().queue_urls.unwrap_or_default();
     assert!(urls.iter().any(|u| u.ends_with(&queue)), "{urls:?}");
 
     let parameter = format!("/hubrelay/{}", moto::unique("env-secret"));
@@ -115,9 +82,7 @@ async fn sdk_config_honours_global_and_per_service_endpoint_urls() {
         .unwrap();
     std::env::set_var("HUBRELAY_TEST_SECRET_SSM_PARAMETER", &parameter);
     let ssm = aws_sdk_ssm::Client::new(&config);
-    let secret = hubrelay::aws::secret_from_env(&ssm, "HUBRELAY_TEST_SECRET")
-        .await
-        .unwrap();
+    let secret = hubrelay::aws::secret_from_env(&ssm, "HUBRELAY_TEST_SECRET").await.unwrap();
     assert_eq!(secret.as_deref(), Some("s3cret"));
     assert!(matches!(
         hubrelay::aws::required_secret(&ssm, "HUBRELAY_TEST_UNSET").await,

@@ -23,13 +23,15 @@ async fn bearer_tokens_rotate_and_wrong_ones_are_refused() {
         let (status, _, body) = serve.post_raw("application/json", lead(&format!("{token}@example.com")), h).await;
         assert_eq!(status, 200, "{token}: {body}");
     }
-    let (status, _, body) = serve.post_raw("application/json", lead("k@example.com"), headers(&[("x-api-key", "test-token-2")])).await;
+    let (status, _, body) =
+        serve.post_raw("application/json", lead("k@example.com"), headers(&[("x-api-key", "test-token-2")])).await;
     assert_eq!(status, 200, "{body}");
 
     let (status, _, body) =
         serve.post_raw("application/json", lead("x@example.com"), headers(&[("authorization", "Bearer nope")])).await;
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_token")));
-    let (status, _, body) = serve.post_raw("application/json", lead("x@example.com"), headers(&[("x-no-auth", "1")])).await;
+    let (status, _, body) =
+        serve.post_raw("application/json", lead("x@example.com"), headers(&[("x-no-auth", "1")])).await;
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("missing_credentials")));
     assert!(serve.all_contacts().await.iter().all(|c| c["properties"]["email"] != "x@example.com"));
 }
@@ -52,7 +54,11 @@ async fn standard_webhooks_signatures() {
 
     // Rotation: a signature by the older secret, among other entries, is accepted too.
     let old = sign_standard_webhook(WHSEC_OLD, "msg_2", now, &body).unwrap();
-    let h = headers(&[("webhook-id", "msg_2"), ("webhook-timestamp", &ts), ("webhook-signature", &format!("v1,AAAA {old}"))]);
+    let h = headers(&[
+        ("webhook-id", "msg_2"),
+        ("webhook-timestamp", &ts),
+        ("webhook-signature", &format!("v1,AAAA {old}")),
+    ]);
     let (status, _, b) = serve.post_raw("application/json", body.clone(), h).await;
     assert_eq!(status, 200, "{b}");
 

@@ -75,7 +75,11 @@ fn properties_check_then_sync_against_the_sandbox() {
 fn serve_refuses_a_broken_configuration_with_a_precise_message() {
     let dir = tempfile::tempdir().unwrap();
     let bad_mapping = dir.path().join("mapping.toml");
-    std::fs::write(&bad_mapping, "name = \"x\"\n[[field]]\nfrom = \"no_such_field\"\nproperty = \"p\"\ntype = \"string\"\n").unwrap();
+    std::fs::write(
+        &bad_mapping,
+        "name = \"x\"\n[[field]]\nfrom = \"no_such_field\"\nproperty = \"p\"\ntype = \"string\"\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
@@ -86,10 +90,8 @@ fn serve_refuses_a_broken_configuration_with_a_precise_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("HUBRELAY_MAPPING") && err.contains("line 3"), "{err}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
-        .args(["serve", "--listen", "not-an-address"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_hubrelay")).args(["serve", "--listen", "not-an-address"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HUBRELAY_LISTEN"));
 }

@@ -52,7 +52,8 @@ impl Serve {
                 }
             }
         });
-        let (url, sandbox_url) = rx.recv_timeout(Duration::from_secs(60)).expect("hubrelay serve did not report its address");
+        let (url, sandbox_url) =
+            rx.recv_timeout(Duration::from_secs(60)).expect("hubrelay serve did not report its address");
         Serve { child, url, sandbox_url, data_dir, http: reqwest::Client::new() }
     }
 
@@ -76,7 +77,8 @@ impl Serve {
         if !content_type.is_empty() {
             headers.insert("content-type", content_type.parse().unwrap());
         }
-        let resp = self.http.post(format!("{}/v1/leads", self.url)).headers(headers).body(body).send().await.expect("POST");
+        let resp =
+            self.http.post(format!("{}/v1/leads", self.url)).headers(headers).body(body).send().await.expect("POST");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
@@ -86,9 +88,25 @@ impl Serve {
 
     /// A contact as the sandbox holds it, by email.
     pub async fn contact(&self, email: &str) -> Option<Value> {
+        // Ask for every property the portal has, as HubSpot returns only a default few otherwise.
+        let defs: Value = self
+            .http
+            .get(format!("{}/crm/v3/properties/contacts", self.sandbox_url))
+            .bearer_auth(SANDBOX_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let names: Vec<&str> = defs["results"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
         let resp = self
             .http
-            .get(format!("{}/crm/v3/objects/contacts/{email}?idProperty=email&properties=", self.sandbox_url))
+            .get(format!(
+                "{}/crm/v3/objects/contacts/{email}?idProperty=email&properties={}",
+                self.sandbox_url,
+                names.join(",")
+            ))
             .bearer_auth(SANDBOX_TOKEN)
             .send()
             .await
@@ -125,7 +143,8 @@ impl Serve {
 
     /// Requests the sandbox received for one endpoint, e.g. "POST /crm/v3/objects/contacts/batch/upsert".
     pub async fn sandbox_calls(&self, endpoint: &str) -> u64 {
-        let v: Value = self.http.get(format!("{}/__sandbox/stats", self.sandbox_url)).send().await.unwrap().json().await.unwrap();
+        let v: Value =
+            self.http.get(format!("{}/__sandbox/stats", self.sandbox_url)).send().await.unwrap().json().await.unwrap();
         v["by_endpoint"][endpoint].as_u64().unwrap_or(0)
     }
 }

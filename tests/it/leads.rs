@@ -122,8 +122,9 @@ async fn aimbase_profile_maps_the_rollick_lead() {
     let c = serve.contact("rollick@example.com").await.unwrap();
     let p = &c["properties"];
     assert_eq!(p["aimbase_identifier"], "aimbase_rollick-12345");
-    // "2026-11-20 -06:00" is a calendar date: HubSpot wants midnight UTC of it, in ms.
-    assert_eq!(p["aimbase_date"], "1795132800000");
+    // "2026-11-20 -06:00" is a calendar date: we send midnight UTC of it in ms (anything else is INVALID_DATE)
+    // and HubSpot shows it back as the date.
+    assert_eq!(p["aimbase_date"], "2026-11-20");
     assert_eq!(p["aimbase_smsconsent"], "true");
     assert_eq!(p["aimbase_emailconsent"], "false");
     assert_eq!(p["aimbase_dealername"], "Lakeside Motors");

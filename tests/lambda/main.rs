@@ -32,7 +32,8 @@ async fn post(app: &axum::Router, body: &Value, key: Option<&str>) -> (u16, bool
 }
 
 async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<RetryMessage> {
-    let out = sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+    let out =
+        sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
     out.messages().iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect()
 }
 
@@ -48,7 +49,9 @@ async fn lead_captured_on_aws_adapters() {
         .create_table()
         .table_name(&table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap())
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap(),
+        )
         .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
         .send()
         .await
@@ -56,7 +59,9 @@ async fn lead_captured_on_aws_adapters() {
     dynamo
         .update_time_to_live()
         .table_name(&table)
-        .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name("expiration").enabled(true).build().unwrap())
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder().attribute_name("expiration").enabled(true).build().unwrap(),
+        )
         .send()
         .await
         .unwrap();

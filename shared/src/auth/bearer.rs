@@ -63,9 +63,7 @@ pub(crate) fn presented_token(headers: &http::HeaderMap) -> Result<Option<&str>,
         if scheme.eq_ignore_ascii_case("bearer") {
             let token = rest.trim();
             if token.is_empty() {
-                return Err(AuthError::MalformedHeader(
-                    "Authorization: Bearer without a token".into(),
-                ));
+                return Err(AuthError::MalformedHeader("Authorization: Bearer without a token".into()));
             }
             return Ok(Some(token));
         }
@@ -77,9 +75,7 @@ pub(crate) fn presented_token(headers: &http::HeaderMap) -> Result<Option<&str>,
         return Ok(Some(key));
     }
     if authorization.is_some() {
-        return Err(AuthError::MalformedHeader(
-            "Authorization scheme must be Bearer".into(),
-        ));
+        return Err(AuthError::MalformedHeader("Authorization scheme must be Bearer".into()));
     }
     Ok(None)
 }
@@ -95,58 +91,31 @@ mod tests {
     const NEW: &str = "zap-new-a1b2c3d4e5f60718";
 
     fn auth() -> Authenticator {
-        Authenticator::new(AuthConfig {
-            api_tokens: vec![OLD.into(), NEW.into()],
-            ..AuthConfig::default()
-        })
-        .unwrap()
+        Authenticator::new(AuthConfig { api_tokens: vec![OLD.into(), NEW.into()], ..AuthConfig::default() }).unwrap()
     }
 
     fn verify(pairs: &[(&str, &str)]) -> Result<AuthMethod, AuthError> {
         let h = headers(pairs);
-        let req = RequestParts {
-            method: "POST",
-            path_and_query: "/leads",
-            headers: &h,
-            body: b"{}",
-        };
+        let req = RequestParts { method: "POST", path_and_query: "/leads", headers: &h, body: b"{}" };
         auth().verify(&req, datetime!(2024-05-01 12:00 UTC))
     }
 
     #[test]
     fn both_tokens_valid_during_rotation() {
-        assert_eq!(
-            verify(&[("Authorization", &format!("Bearer {OLD}"))]),
-            Ok(AuthMethod::ApiToken)
-        );
-        assert_eq!(
-            verify(&[("Authorization", &format!("Bearer {NEW}"))]),
-            Ok(AuthMethod::ApiToken)
-        );
+        assert_eq!(verify(&[("Authorization", &format!("Bearer {OLD}"))]), Ok(AuthMethod::ApiToken));
+        assert_eq!(verify(&[("Authorization", &format!("Bearer {NEW}"))]), Ok(AuthMethod::ApiToken));
     }
 
     #[test]
     fn scheme_and_header_name_are_case_insensitive() {
-        assert_eq!(
-            verify(&[("AUTHORIZATION", &format!("bearer {NEW}"))]),
-            Ok(AuthMethod::ApiToken)
-        );
-        assert_eq!(
-            verify(&[("authorization", &format!("BEARER   {NEW}  "))]),
-            Ok(AuthMethod::ApiToken)
-        );
+        assert_eq!(verify(&[("AUTHORIZATION", &format!("bearer {NEW}"))]), Ok(AuthMethod::ApiToken));
+        assert_eq!(verify(&[("authorization", &format!("BEARER   {NEW}  "))]), Ok(AuthMethod::ApiToken));
     }
 
     #[test]
     fn wrong_token_is_invalid() {
-        assert_eq!(
-            verify(&[("Authorization", "Bearer zap-old-3f9a1c2b7d8e4f6")]),
-            Err(AuthError::InvalidToken)
-        );
-        assert_eq!(
-            verify(&[("Authorization", &format!("Bearer {OLD}x"))]),
-            Err(AuthError::InvalidToken)
-        );
+        assert_eq!(verify(&[("Authorization", "Bearer zap-old-3f9a1c2b7d8e4f6")]), Err(AuthError::InvalidToken));
+        assert_eq!(verify(&[("Authorization", &format!("Bearer {OLD}x"))]), Err(AuthError::InvalidToken));
         // Tokens are case-sensitive.
         assert_eq!(
             verify(&[("Authorization", &format!("Bearer {}", OLD.to_uppercase()))]),
@@ -158,18 +127,12 @@ mod tests {
     fn x_api_key_works() {
         assert_eq!(verify(&[("X-Api-Key", OLD)]), Ok(AuthMethod::ApiToken));
         assert_eq!(verify(&[("x-api-key", NEW)]), Ok(AuthMethod::ApiToken));
-        assert_eq!(
-            verify(&[("X-API-KEY", "nope")]),
-            Err(AuthError::InvalidToken)
-        );
+        assert_eq!(verify(&[("X-API-KEY", "nope")]), Err(AuthError::InvalidToken));
     }
 
     #[test]
     fn bearer_wins_over_x_api_key() {
-        assert_eq!(
-            verify(&[("Authorization", "Bearer nope"), ("X-Api-Key", OLD)]),
-            Err(AuthError::InvalidToken)
-        );
+        assert_eq!(verify(&[("Authorization", "Bearer nope"), ("X-Api-Key", OLD)]), Err(AuthError::InvalidToken));
     }
 
     #[test]
@@ -184,10 +147,7 @@ mod tests {
             assert_eq!(err.code(), "malformed_auth_header", "{pairs:?}");
         }
         // Basic plus a valid X-Api-Key: the key is used.
-        assert_eq!(
-            verify(&[("Authorization", "Basic dXNlcjpwYXNz"), ("X-Api-Key", NEW)]),
-            Ok(AuthMethod::ApiToken)
-        );
+        assert_eq!(verify(&[("Authorization", "Basic dXNlcjpwYXNz"), ("X-Api-Key", NEW)]), Ok(AuthMethod::ApiToken));
     }
 
     #[test]

@@ -16,9 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 use time::OffsetDateTime;
 
-use super::{
-    check_window, header_str, parse_timestamp, AuthConfigError, AuthError, AuthMethod, RequestParts,
-};
+use super::{check_window, header_str, parse_timestamp, AuthConfigError, AuthError, AuthMethod, RequestParts};
 
 pub const SIGNATURE_V1_V2: &str = "x-hubspot-signature";
 pub const SIGNATURE_V3: &str = "x-hubspot-signature-v3";
@@ -53,28 +51,13 @@ fn v3_mac(secret: &[u8], method: &str, uri: &str, body: &[u8], timestamp: &str) 
 
 /// v3: base64 HMAC-SHA256 (key = secret) of `method + uri + body + timestamp_ms`. `uri` must already be
 /// in the form [`hubspot_v3_uri`] produces.
-pub fn hubspot_v3_signature(
-    secret: &str,
-    method: &str,
-    uri: &str,
-    body: &[u8],
-    timestamp_ms: i64,
-) -> String {
-    STANDARD.encode(v3_mac(
-        secret.as_bytes(),
-        method,
-        uri,
-        body,
-        &timestamp_ms.to_string(),
-    ))
+pub fn hubspot_v3_signature(secret: &str, method: &str, uri: &str, body: &[u8], timestamp_ms: i64) -> String {
+    STANDARD.encode(v3_mac(secret.as_bytes(), method, uri, body, &timestamp_ms.to_string()))
 }
 
 /// The characters HubSpot decodes in the URI before signing (v3); every other escape stays as received.
 fn v3_decodes(byte: u8) -> bool {
-    matches!(
-        byte,
-        b':' | b'/' | b'?' | b'@' | b'!' | b'$' | b'\'' | b'(' | b')' | b'*' | b',' | b';'
-    )
+    matches!(byte, b':' | b'/' | b'?' | b'@' | b'!' | b'$' | b'\'' | b'(' | b')' | b'*' | b',' | b';')
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -129,9 +112,7 @@ pub(crate) struct V3Verifier {
 fn valid_public_url(url: &str) -> Option<String> {
     let url = url.trim();
     let lower = url.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))?;
+    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"))?;
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || url.contains(['?', '#']) || url.chars().any(char::is_whitespace) {
         return None;
@@ -153,12 +134,9 @@ impl V3Verifier {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let public_url = valid_public_url(public_url)
-            .ok_or_else(|| AuthConfigError::InvalidPublicUrl(public_url.to_owned()))?;
-        Ok(V3Verifier {
-            secrets,
-            public_url,
-        })
+        let public_url =
+            valid_public_url(public_url).ok_or_else(|| AuthConfigError::InvalidPublicUrl(public_url.to_owned()))?;
+        Ok(V3Verifier { secrets, public_url })
     }
 
     pub(crate) fn verify(
@@ -168,9 +146,8 @@ impl V3Verifier {
         window: std::time::Duration,
     ) -> Result<AuthMethod, AuthError> {
         let signature = header_str(req.headers, SIGNATURE_V3)?.unwrap_or_default();
-        let timestamp_raw = header_str(req.headers, REQUEST_TIMESTAMP)?.ok_or_else(|| {
-            AuthError::MalformedHeader("X-HubSpot-Request-Timestamp missing".into())
-        })?;
+        let timestamp_raw = header_str(req.headers, REQUEST_TIMESTAMP)?
+            .ok_or_else(|| AuthError::MalformedHeader("X-HubSpot-Request-Timestamp missing".into()))?;
         let timestamp = parse_timestamp("X-HubSpot-Request-Timestamp", timestamp_raw)?;
         let now_ms = now.unix_timestamp_nanos() / 1_000_000;
         let window_ms = i128::try_from(window.as_millis()).unwrap_or(i128::MAX / 4);
@@ -233,10 +210,7 @@ mod tests {
 
     #[test]
     fn official_v3_vector() {
-        assert_eq!(
-            hubspot_v3_signature(SECRET, "POST", URI, V3_BODY.as_bytes(), V3_TS),
-            V3_SIG
-        );
+        assert_eq!(hubspot_v3_signature(SECRET, "POST", URI, V3_BODY.as_bytes(), V3_TS), V3_SIG);
     }
 
     #[test]
@@ -245,53 +219,23 @@ mod tests {
         assert_eq!(hubspot_v3_uri(base, "/a%3Ab"), "https://h.example/a:b");
         assert_eq!(hubspot_v3_uri(base, "/a%3ab"), "https://h.example/a:b");
         assert_eq!(hubspot_v3_uri(base, "/a%20b"), "https://h.example/a%20b");
-        assert_eq!(
-            hubspot_v3_uri(base, "/x?q=a%26b"),
-            "https://h.example/x?q=a%26b"
-        );
-        assert_eq!(
-            hubspot_v3_uri(base, "/x?q=a%3Db"),
-            "https://h.example/x?q=a%3Db"
-        );
-        assert_eq!(
-            hubspot_v3_uri(base, "/%3A%2F%3F%40%21%24%27%28%29%2A%2C%3B"),
-            "https://h.example/:/?@!$'()*,;"
-        );
-        assert_eq!(
-            hubspot_v3_uri(base, "/%3a%2f%3f%40%21%24%27%28%29%2a%2c%3b"),
-            "https://h.example/:/?@!$'()*,;"
-        );
+        assert_eq!(hubspot_v3_uri(base, "/x?q=a%26b"), "https://h.example/x?q=a%26b");
+        assert_eq!(hubspot_v3_uri(base, "/x?q=a%3Db"), "https://h.example/x?q=a%3Db");
+        assert_eq!(hubspot_v3_uri(base, "/%3A%2F%3F%40%21%24%27%28%29%2A%2C%3B"), "https://h.example/:/?@!$'()*,;");
+        assert_eq!(hubspot_v3_uri(base, "/%3a%2f%3f%40%21%24%27%28%29%2a%2c%3b"), "https://h.example/:/?@!$'()*,;");
         // Other escapes keep their case; broken escapes are left alone.
-        assert_eq!(
-            hubspot_v3_uri(base, "/%e2%82%ac%2"),
-            "https://h.example/%e2%82%ac%2"
-        );
-        assert_eq!(
-            hubspot_v3_uri(base, "/%%3A%zz%"),
-            "https://h.example/%:%zz%"
-        );
+        assert_eq!(hubspot_v3_uri(base, "/%e2%82%ac%2"), "https://h.example/%e2%82%ac%2");
+        assert_eq!(hubspot_v3_uri(base, "/%%3A%zz%"), "https://h.example/%:%zz%");
         assert_eq!(hubspot_v3_uri(base, "/a%2"), "https://h.example/a%2");
         assert_eq!(hubspot_v3_uri(base, "/a%3"), "https://h.example/a%3");
     }
 
     #[test]
     fn uri_joins_base_and_path() {
-        assert_eq!(
-            hubspot_v3_uri("https://h.example/", "/hook"),
-            "https://h.example/hook"
-        );
-        assert_eq!(
-            hubspot_v3_uri("https://h.example/prod", "/hook?a=1"),
-            "https://h.example/prod/hook?a=1"
-        );
-        assert_eq!(
-            hubspot_v3_uri("https://h.example", "hook"),
-            "https://h.example/hook"
-        );
-        assert_eq!(
-            hubspot_v3_uri("https://h.example", "?a=1"),
-            "https://h.example?a=1"
-        );
+        assert_eq!(hubspot_v3_uri("https://h.example/", "/hook"), "https://h.example/hook");
+        assert_eq!(hubspot_v3_uri("https://h.example/prod", "/hook?a=1"), "https://h.example/prod/hook?a=1");
+        assert_eq!(hubspot_v3_uri("https://h.example", "hook"), "https://h.example/hook");
+        assert_eq!(hubspot_v3_uri("https://h.example", "?a=1"), "https://h.example?a=1");
         assert_eq!(hubspot_v3_uri("https://h.example", ""), "https://h.example");
     }
 
@@ -308,48 +252,25 @@ mod tests {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
     }
 
-    fn verify(
-        a: &Authenticator,
-        sig: &str,
-        ts: &str,
-        path: &str,
-        now_ms: i64,
-    ) -> Result<AuthMethod, AuthError> {
-        let h = headers(&[
-            ("X-HubSpot-Signature-v3", sig),
-            ("X-HubSpot-Request-Timestamp", ts),
-        ]);
-        let req = RequestParts {
-            method: "POST",
-            path_and_query: path,
-            headers: &h,
-            body: V3_BODY.as_bytes(),
-        };
+    fn verify(a: &Authenticator, sig: &str, ts: &str, path: &str, now_ms: i64) -> Result<AuthMethod, AuthError> {
+        let h = headers(&[("X-HubSpot-Signature-v3", sig), ("X-HubSpot-Request-Timestamp", ts)]);
+        let req = RequestParts { method: "POST", path_and_query: path, headers: &h, body: V3_BODY.as_bytes() };
         a.verify(&req, at_ms(now_ms))
     }
 
     #[test]
     fn official_v3_vector_verifies_end_to_end() {
         let ts = V3_TS.to_string();
-        assert_eq!(
-            verify(&auth(&[SECRET]), V3_SIG, &ts, "/webhook_uri", V3_TS + 1_000),
-            Ok(AuthMethod::HubSpotV3)
-        );
+        assert_eq!(verify(&auth(&[SECRET]), V3_SIG, &ts, "/webhook_uri", V3_TS + 1_000), Ok(AuthMethod::HubSpotV3));
     }
 
     #[test]
     fn any_client_secret_may_match() {
         let ts = V3_TS.to_string();
         let a = auth(&["zzzzzzzz-new-secret", SECRET]);
-        assert_eq!(
-            verify(&a, V3_SIG, &ts, "/webhook_uri", V3_TS),
-            Ok(AuthMethod::HubSpotV3)
-        );
+        assert_eq!(verify(&a, V3_SIG, &ts, "/webhook_uri", V3_TS), Ok(AuthMethod::HubSpotV3));
         let a = auth(&["zzzzzzzz-new-secret"]);
-        assert_eq!(
-            verify(&a, V3_SIG, &ts, "/webhook_uri", V3_TS),
-            Err(AuthError::InvalidSignature)
-        );
+        assert_eq!(verify(&a, V3_SIG, &ts, "/webhook_uri", V3_TS), Err(AuthError::InvalidSignature));
     }
 
     #[test]
@@ -359,19 +280,10 @@ mod tests {
         assert_eq!(uri, "https://www.example.com/hook:a?x=%20y,");
         let sig = hubspot_v3_signature(SECRET, "POST", &uri, V3_BODY.as_bytes(), V3_TS);
         let ts = V3_TS.to_string();
-        assert_eq!(
-            verify(&a, &sig, &ts, "/hook%3Aa?x=%20y%2C", V3_TS),
-            Ok(AuthMethod::HubSpotV3)
-        );
+        assert_eq!(verify(&a, &sig, &ts, "/hook%3Aa?x=%20y%2C", V3_TS), Ok(AuthMethod::HubSpotV3));
         // Another path is another signature.
-        assert_eq!(
-            verify(&a, &sig, &ts, "/hook%3Aa?x=%20y", V3_TS),
-            Err(AuthError::InvalidSignature)
-        );
-        assert_eq!(
-            verify(&a, V3_SIG, &ts, "/other", V3_TS),
-            Err(AuthError::InvalidSignature)
-        );
+        assert_eq!(verify(&a, &sig, &ts, "/hook%3Aa?x=%20y", V3_TS), Err(AuthError::InvalidSignature));
+        assert_eq!(verify(&a, V3_SIG, &ts, "/other", V3_TS), Err(AuthError::InvalidSignature));
     }
 
     #[test]
@@ -379,11 +291,7 @@ mod tests {
         let ts = V3_TS.to_string();
         let a = auth(&[SECRET]);
         for sig in ["K36dawei4A+QBNolUOqo7s91KQDWQ5MXZ/QufNYuk/Z=", "%%%", ""] {
-            assert_eq!(
-                verify(&a, sig, &ts, "/webhook_uri", V3_TS),
-                Err(AuthError::InvalidSignature),
-                "{sig}"
-            );
+            assert_eq!(verify(&a, sig, &ts, "/webhook_uri", V3_TS), Err(AuthError::InvalidSignature), "{sig}");
         }
     }
 
@@ -393,43 +301,23 @@ mod tests {
         let five_min = 5 * 60 * 1000;
         // The signature is right; only the clock differs.
         let ts = V3_TS.to_string();
-        assert_eq!(
-            verify(&a, V3_SIG, &ts, "/webhook_uri", V3_TS + five_min),
-            Ok(AuthMethod::HubSpotV3)
-        );
-        assert_eq!(
-            verify(&a, V3_SIG, &ts, "/webhook_uri", V3_TS - five_min),
-            Ok(AuthMethod::HubSpotV3)
-        );
-        assert_eq!(
-            verify(&a, V3_SIG, &ts, "/webhook_uri", V3_TS + five_min + 1),
-            Err(AuthError::StaleTimestamp)
-        );
-        assert_eq!(
-            verify(&a, V3_SIG, &ts, "/webhook_uri", V3_TS - five_min - 1),
-            Err(AuthError::StaleTimestamp)
-        );
+        assert_eq!(verify(&a, V3_SIG, &ts, "/webhook_uri", V3_TS + five_min), Ok(AuthMethod::HubSpotV3));
+        assert_eq!(verify(&a, V3_SIG, &ts, "/webhook_uri", V3_TS - five_min), Ok(AuthMethod::HubSpotV3));
+        assert_eq!(verify(&a, V3_SIG, &ts, "/webhook_uri", V3_TS + five_min + 1), Err(AuthError::StaleTimestamp));
+        assert_eq!(verify(&a, V3_SIG, &ts, "/webhook_uri", V3_TS - five_min - 1), Err(AuthError::StaleTimestamp));
     }
 
     #[test]
     fn seconds_instead_of_millis_is_stale() {
         let a = auth(&[SECRET]);
         let secs = (V3_TS / 1000).to_string();
-        assert_eq!(
-            verify(&a, V3_SIG, &secs, "/webhook_uri", V3_TS),
-            Err(AuthError::StaleTimestamp)
-        );
+        assert_eq!(verify(&a, V3_SIG, &secs, "/webhook_uri", V3_TS), Err(AuthError::StaleTimestamp));
     }
 
     #[test]
     fn missing_timestamp_is_malformed() {
         let h = headers(&[("X-HubSpot-Signature-v3", V3_SIG)]);
-        let req = RequestParts {
-            method: "POST",
-            path_and_query: "/webhook_uri",
-            headers: &h,
-            body: b"",
-        };
+        let req = RequestParts { method: "POST", path_and_query: "/webhook_uri", headers: &h, body: b"" };
         let err = auth(&[SECRET]).verify(&req, at_ms(V3_TS)).unwrap_err();
         assert_eq!(err.code(), "malformed_auth_header");
     }

@@ -24,9 +24,7 @@ pub mod bearer;
 pub mod hubspot;
 pub mod standard_webhooks;
 
-pub use hubspot::{
-    hubspot_v1_signature, hubspot_v2_signature, hubspot_v3_signature, hubspot_v3_uri,
-};
+pub use hubspot::{hubspot_v1_signature, hubspot_v2_signature, hubspot_v3_signature, hubspot_v3_uri};
 pub use standard_webhooks::sign_standard_webhook;
 
 /// Environment variable names used in configuration error messages (the config module reads them).
@@ -71,10 +69,7 @@ impl fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("api_tokens", &Redacted(self.api_tokens.len()))
             .field("webhook_secrets", &Redacted(self.webhook_secrets.len()))
-            .field(
-                "hubspot_client_secrets",
-                &Redacted(self.hubspot_client_secrets.len()),
-            )
+            .field("hubspot_client_secrets", &Redacted(self.hubspot_client_secrets.len()))
             .field("public_url", &self.public_url)
             .field("replay_window", &self.replay_window)
             .finish()
@@ -103,17 +98,13 @@ pub enum AuthConfigError {
     EmptyApiToken { entry: usize },
     #[error("{ENV_API_TOKENS}: entry {entry} contains whitespace or control characters")]
     InvalidApiToken { entry: usize },
-    #[error(
-        "{ENV_WEBHOOK_SECRETS}: entry {entry} is not a whsec_ secret (base64 after the prefix)"
-    )]
+    #[error("{ENV_WEBHOOK_SECRETS}: entry {entry} is not a whsec_ secret (base64 after the prefix)")]
     InvalidWebhookSecret { entry: usize },
     #[error("{ENV_HUBSPOT_CLIENT_SECRET}: entry {entry} is empty")]
     EmptyHubSpotSecret { entry: usize },
     #[error("{ENV_HUBSPOT_CLIENT_SECRET} set but {ENV_PUBLIC_URL} missing")]
     MissingPublicUrl,
-    #[error(
-        "{ENV_PUBLIC_URL} must be an absolute http(s) URL without query or fragment, got {0:?}"
-    )]
+    #[error("{ENV_PUBLIC_URL} must be an absolute http(s) URL without query or fragment, got {0:?}")]
     InvalidPublicUrl(String),
     #[error("the replay window must be at least one second")]
     InvalidReplayWindow,
@@ -206,20 +197,12 @@ impl Authenticator {
                 .as_deref()
                 .filter(|u| !u.trim().is_empty())
                 .ok_or(AuthConfigError::MissingPublicUrl)?;
-            Some(hubspot::V3Verifier::new(
-                &config.hubspot_client_secrets,
-                public_url,
-            )?)
+            Some(hubspot::V3Verifier::new(&config.hubspot_client_secrets, public_url)?)
         };
         if tokens.is_empty() && webhooks.is_empty() && hubspot.is_none() {
             return Err(AuthConfigError::NothingConfigured);
         }
-        Ok(Authenticator {
-            tokens,
-            webhooks,
-            hubspot,
-            replay_window: config.replay_window,
-        })
+        Ok(Authenticator { tokens, webhooks, hubspot, replay_window: config.replay_window })
     }
 
     /// The configured schemes, for the start-up banner: `api-token`, `standard-webhooks`, `hubspot-v3`.
@@ -238,11 +221,7 @@ impl Authenticator {
     }
 
     /// Decides whether `req` is authentic at `now`. See the module docs for how the scheme is chosen.
-    pub fn verify(
-        &self,
-        req: &RequestParts<'_>,
-        now: OffsetDateTime,
-    ) -> Result<AuthMethod, AuthError> {
+    pub fn verify(&self, req: &RequestParts<'_>, now: OffsetDateTime) -> Result<AuthMethod, AuthError> {
         let headers = req.headers;
         if let Some(prefix) = standard_webhooks::header_prefix(headers) {
             return self.webhooks.verify(prefix, req, now, self.replay_window);
@@ -254,16 +233,11 @@ impl Authenticator {
             };
         }
         if let Some(token) = bearer::presented_token(headers)? {
-            return if self.tokens.contains(token) {
-                Ok(AuthMethod::ApiToken)
-            } else {
-                Err(AuthError::InvalidToken)
-            };
+            return if self.tokens.contains(token) { Ok(AuthMethod::ApiToken) } else { Err(AuthError::InvalidToken) };
         }
         if headers.contains_key(hubspot::SIGNATURE_V1_V2) {
             return Err(AuthError::MalformedHeader(
-                "X-HubSpot-Signature (v1/v2) is not accepted; X-HubSpot-Signature-v3 is required"
-                    .into(),
+                "X-HubSpot-Signature (v1/v2) is not accepted; X-HubSpot-Signature-v3 is required".into(),
             ));
         }
         Err(AuthError::MissingCredentials)
@@ -271,10 +245,7 @@ impl Authenticator {
 }
 
 /// A header as trimmed visible ASCII, `None` when absent.
-pub(crate) fn header_str<'h>(
-    headers: &'h http::HeaderMap,
-    name: &str,
-) -> Result<Option<&'h str>, AuthError> {
+pub(crate) fn header_str<'h>(headers: &'h http::HeaderMap, name: &str) -> Result<Option<&'h str>, AuthError> {
     match headers.get(name) {
         None => Ok(None),
         Some(value) => value
@@ -287,13 +258,9 @@ pub(crate) fn header_str<'h>(
 /// Parses a decimal timestamp header strictly (digits only, optional leading `-` is refused).
 pub(crate) fn parse_timestamp(name: &str, value: &str) -> Result<i64, AuthError> {
     if value.is_empty() || value.len() > 18 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AuthError::MalformedHeader(format!(
-            "{name} is not a Unix timestamp"
-        )));
+        return Err(AuthError::MalformedHeader(format!("{name} is not a Unix timestamp")));
     }
-    value
-        .parse()
-        .map_err(|_| AuthError::MalformedHeader(format!("{name} is not a Unix timestamp")))
+    value.parse().map_err(|_| AuthError::MalformedHeader(format!("{name} is not a Unix timestamp")))
 }
 
 /// `Ok` when `|now - at| <= window` (all three in the same unit).
@@ -312,10 +279,7 @@ pub(crate) mod test_support {
     pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
+            map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
         }
         map
     }
@@ -342,12 +306,7 @@ mod tests {
     }
 
     fn req<'a>(h: &'a http::HeaderMap, body: &'a [u8]) -> RequestParts<'a> {
-        RequestParts {
-            method: "POST",
-            path_and_query: "/webhook_uri",
-            headers: h,
-            body,
-        }
+        RequestParts { method: "POST", path_and_query: "/webhook_uri", headers: h, body }
     }
 
     #[test]
@@ -359,36 +318,23 @@ mod tests {
 
     #[test]
     fn hubspot_secret_needs_public_url() {
-        let err = Authenticator::new(AuthConfig {
-            hubspot_client_secrets: vec![HS_SECRET.into()],
-            ..AuthConfig::default()
-        })
-        .unwrap_err();
+        let err =
+            Authenticator::new(AuthConfig { hubspot_client_secrets: vec![HS_SECRET.into()], ..AuthConfig::default() })
+                .unwrap_err();
         assert_eq!(err, AuthConfigError::MissingPublicUrl);
-        assert_eq!(
-            err.to_string(),
-            "HUBSPOT_CLIENT_SECRET set but HUBRELAY_PUBLIC_URL missing"
-        );
+        assert_eq!(err.to_string(), "HUBSPOT_CLIENT_SECRET set but HUBRELAY_PUBLIC_URL missing");
     }
 
     #[test]
     fn bad_public_url_is_an_error() {
-        for url in [
-            "example.com",
-            "ftp://example.com",
-            "https://",
-            "https://x.com/a?b=c",
-        ] {
+        for url in ["example.com", "ftp://example.com", "https://", "https://x.com/a?b=c"] {
             let err = Authenticator::new(AuthConfig {
                 hubspot_client_secrets: vec![HS_SECRET.into()],
                 public_url: Some(url.into()),
                 ..AuthConfig::default()
             })
             .unwrap_err();
-            assert!(
-                matches!(err, AuthConfigError::InvalidPublicUrl(_)),
-                "{url}: {err:?}"
-            );
+            assert!(matches!(err, AuthConfigError::InvalidPublicUrl(_)), "{url}: {err:?}");
         }
     }
 
@@ -404,21 +350,10 @@ mod tests {
             err.to_string(),
             "HUBRELAY_WEBHOOK_SECRETS: entry 2 is not a whsec_ secret (base64 after the prefix)"
         );
-        for bad in [
-            "whsec_",
-            "whsec_***notbase64***",
-            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        ] {
-            let err = Authenticator::new(AuthConfig {
-                webhook_secrets: vec![bad.into()],
-                ..AuthConfig::default()
-            })
-            .unwrap_err();
-            assert_eq!(
-                err,
-                AuthConfigError::InvalidWebhookSecret { entry: 1 },
-                "{bad}"
-            );
+        for bad in ["whsec_", "whsec_***notbase64***", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] {
+            let err = Authenticator::new(AuthConfig { webhook_secrets: vec![bad.into()], ..AuthConfig::default() })
+                .unwrap_err();
+            assert_eq!(err, AuthConfigError::InvalidWebhookSecret { entry: 1 }, "{bad}");
         }
     }
 
@@ -430,11 +365,8 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err, AuthConfigError::EmptyApiToken { entry: 2 });
-        let err = Authenticator::new(AuthConfig {
-            api_tokens: vec!["has space".into()],
-            ..AuthConfig::default()
-        })
-        .unwrap_err();
+        let err = Authenticator::new(AuthConfig { api_tokens: vec!["has space".into()], ..AuthConfig::default() })
+            .unwrap_err();
         assert_eq!(err, AuthConfigError::InvalidApiToken { entry: 1 });
         let err = Authenticator::new(AuthConfig {
             hubspot_client_secrets: vec![" ".into()],
@@ -458,15 +390,9 @@ mod tests {
 
     #[test]
     fn modes_list_what_is_configured() {
-        assert_eq!(
-            all_modes().modes(),
-            vec!["api-token", "standard-webhooks", "hubspot-v3"]
-        );
-        let only_tokens = Authenticator::new(AuthConfig {
-            api_tokens: vec!["t".into()],
-            ..AuthConfig::default()
-        })
-        .unwrap();
+        assert_eq!(all_modes().modes(), vec!["api-token", "standard-webhooks", "hubspot-v3"]);
+        let only_tokens =
+            Authenticator::new(AuthConfig { api_tokens: vec!["t".into()], ..AuthConfig::default() }).unwrap();
         assert_eq!(only_tokens.modes(), vec!["api-token"]);
     }
 
@@ -479,10 +405,7 @@ mod tests {
             public_url: Some("https://www.example.com".into()),
             ..AuthConfig::default()
         };
-        let shown = format!(
-            "{config:?} {:?}",
-            Authenticator::new(config.clone()).unwrap()
-        );
+        let shown = format!("{config:?} {:?}", Authenticator::new(config.clone()).unwrap());
         assert!(!shown.contains("token-one"), "{shown}");
         assert!(!shown.contains("MfKQ9r8G"), "{shown}");
         assert!(!shown.contains("yyyy"), "{shown}");
@@ -491,22 +414,15 @@ mod tests {
     #[test]
     fn no_credentials_is_missing_credentials() {
         let h = headers(&[("content-type", "application/json")]);
-        let err = all_modes()
-            .verify(&req(&h, b"{}"), datetime!(2024-01-01 0:00 UTC))
-            .unwrap_err();
+        let err = all_modes().verify(&req(&h, b"{}"), datetime!(2024-01-01 0:00 UTC)).unwrap_err();
         assert_eq!(err, AuthError::MissingCredentials);
         assert_eq!(err.code(), "missing_credentials");
     }
 
     #[test]
     fn legacy_hubspot_signature_alone_is_refused() {
-        let h = headers(&[
-            ("X-HubSpot-Signature", "abc"),
-            ("X-HubSpot-Signature-Version", "v1"),
-        ]);
-        let err = all_modes()
-            .verify(&req(&h, b"{}"), datetime!(2024-01-01 0:00 UTC))
-            .unwrap_err();
+        let h = headers(&[("X-HubSpot-Signature", "abc"), ("X-HubSpot-Signature-Version", "v1")]);
+        let err = all_modes().verify(&req(&h, b"{}"), datetime!(2024-01-01 0:00 UTC)).unwrap_err();
         assert_eq!(err.code(), "malformed_auth_header");
     }
 
@@ -525,29 +441,14 @@ mod tests {
             ("webhook-signature", "v1,AAAA"),
             ("authorization", "Bearer token-one-aaaaaaaaaaaa"),
         ]);
-        assert_eq!(
-            tokens_only.verify(&req(&h, b"{}"), now),
-            Err(AuthError::InvalidSignature)
-        );
-        let h = headers(&[
-            ("X-HubSpot-Signature-v3", "AAAA"),
-            ("X-HubSpot-Request-Timestamp", "1693657560000"),
-        ]);
-        assert_eq!(
-            tokens_only.verify(&req(&h, b"{}"), now),
-            Err(AuthError::InvalidSignature)
-        );
+        assert_eq!(tokens_only.verify(&req(&h, b"{}"), now), Err(AuthError::InvalidSignature));
+        let h = headers(&[("X-HubSpot-Signature-v3", "AAAA"), ("X-HubSpot-Request-Timestamp", "1693657560000")]);
+        assert_eq!(tokens_only.verify(&req(&h, b"{}"), now), Err(AuthError::InvalidSignature));
 
-        let webhooks_only = Authenticator::new(AuthConfig {
-            webhook_secrets: vec![WHSEC.into()],
-            ..AuthConfig::default()
-        })
-        .unwrap();
+        let webhooks_only =
+            Authenticator::new(AuthConfig { webhook_secrets: vec![WHSEC.into()], ..AuthConfig::default() }).unwrap();
         let h = headers(&[("authorization", "Bearer token-one-aaaaaaaaaaaa")]);
-        assert_eq!(
-            webhooks_only.verify(&req(&h, b"{}"), now),
-            Err(AuthError::InvalidToken)
-        );
+        assert_eq!(webhooks_only.verify(&req(&h, b"{}"), now), Err(AuthError::InvalidToken));
     }
 
     #[test]
@@ -555,9 +456,6 @@ mod tests {
         assert_eq!(AuthError::InvalidToken.code(), "invalid_token");
         assert_eq!(AuthError::InvalidSignature.code(), "invalid_signature");
         assert_eq!(AuthError::StaleTimestamp.code(), "stale_timestamp");
-        assert_eq!(
-            AuthError::MalformedHeader("x".into()).code(),
-            "malformed_auth_header"
-        );
+        assert_eq!(AuthError::MalformedHeader("x".into()).code(), "malformed_auth_header");
     }
 }

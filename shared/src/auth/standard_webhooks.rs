@@ -13,9 +13,7 @@ use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 use time::OffsetDateTime;
 
-use super::{
-    check_window, header_str, parse_timestamp, AuthConfigError, AuthError, AuthMethod, RequestParts,
-};
+use super::{check_window, header_str, parse_timestamp, AuthConfigError, AuthError, AuthMethod, RequestParts};
 
 const WHSEC_PREFIX: &str = "whsec_";
 
@@ -92,9 +90,7 @@ impl Verifier {
         let keys = secrets
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                decode_whsec(s).ok_or(AuthConfigError::InvalidWebhookSecret { entry: i + 1 })
-            })
+            .map(|(i, s)| decode_whsec(s).ok_or(AuthConfigError::InvalidWebhookSecret { entry: i + 1 }))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Verifier { keys })
     }
@@ -120,11 +116,7 @@ impl Verifier {
         let timestamp_raw = header_str(headers, prefix.timestamp())?
             .ok_or_else(|| AuthError::MalformedHeader(format!("{} missing", prefix.timestamp())))?;
         let timestamp = parse_timestamp(prefix.timestamp(), timestamp_raw)?;
-        check_window(
-            i128::from(timestamp),
-            i128::from(now.unix_timestamp()),
-            i128::from(window.as_secs()),
-        )?;
+        check_window(i128::from(timestamp), i128::from(now.unix_timestamp()), i128::from(window.as_secs()))?;
 
         let signature_header = header_str(headers, prefix.signature())?.unwrap_or_default();
         let mut well_formed = false;
@@ -156,9 +148,7 @@ impl Verifier {
             }
         }
         if bool::from(matched) {
-            Ok(AuthMethod::StandardWebhooks {
-                webhook_id: webhook_id.to_owned(),
-            })
+            Ok(AuthMethod::StandardWebhooks { webhook_id: webhook_id.to_owned() })
         } else {
             Err(AuthError::InvalidSignature)
         }
@@ -205,18 +195,9 @@ mod tests {
         .unwrap()
     }
 
-    fn verify(
-        a: &Authenticator,
-        pairs: &[(&str, &str)],
-        now: i64,
-    ) -> Result<AuthMethod, AuthError> {
+    fn verify(a: &Authenticator, pairs: &[(&str, &str)], now: i64) -> Result<AuthMethod, AuthError> {
         let h = headers(pairs);
-        let req = RequestParts {
-            method: "POST",
-            path_and_query: "/leads",
-            headers: &h,
-            body: BODY,
-        };
+        let req = RequestParts { method: "POST", path_and_query: "/leads", headers: &h, body: BODY };
         a.verify(&req, at(now))
     }
 
@@ -233,25 +214,17 @@ mod tests {
     }
 
     fn ok() -> Result<AuthMethod, AuthError> {
-        Ok(AuthMethod::StandardWebhooks {
-            webhook_id: MSG_ID.into(),
-        })
+        Ok(AuthMethod::StandardWebhooks { webhook_id: MSG_ID.into() })
     }
 
     #[test]
     fn svix_known_vector() {
-        assert_eq!(
-            sign_standard_webhook(SECRET, MSG_ID, TS, BODY).unwrap(),
-            SIGNATURE
-        );
+        assert_eq!(sign_standard_webhook(SECRET, MSG_ID, TS, BODY).unwrap(), SIGNATURE);
     }
 
     #[test]
     fn good_signature_verifies() {
-        assert_eq!(
-            verify(&auth(&[SECRET]), &as_refs(&signed(SIGNATURE)), TS),
-            ok()
-        );
+        assert_eq!(verify(&auth(&[SECRET]), &as_refs(&signed(SIGNATURE)), TS), ok());
     }
 
     #[test]
@@ -291,14 +264,8 @@ mod tests {
     #[test]
     fn second_secret_valid() {
         let sig = sign_standard_webhook(OTHER_SECRET, MSG_ID, TS, BODY).unwrap();
-        assert_eq!(
-            verify(&auth(&[SECRET, OTHER_SECRET]), &as_refs(&signed(&sig)), TS),
-            ok()
-        );
-        assert_eq!(
-            verify(&auth(&[SECRET]), &as_refs(&signed(&sig)), TS),
-            Err(AuthError::InvalidSignature)
-        );
+        assert_eq!(verify(&auth(&[SECRET, OTHER_SECRET]), &as_refs(&signed(&sig)), TS), ok());
+        assert_eq!(verify(&auth(&[SECRET]), &as_refs(&signed(&sig)), TS), Err(AuthError::InvalidSignature));
     }
 
     #[test]
@@ -310,28 +277,16 @@ mod tests {
             "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
             "v1,",
         ] {
-            assert_eq!(
-                verify(&a, &as_refs(&signed(sig)), TS),
-                Err(AuthError::InvalidSignature),
-                "{sig}"
-            );
+            assert_eq!(verify(&a, &as_refs(&signed(sig)), TS), Err(AuthError::InvalidSignature), "{sig}");
         }
         // The body is part of the signature.
         let h = headers(&as_refs(&signed(SIGNATURE)));
-        let req = RequestParts {
-            method: "POST",
-            path_and_query: "/",
-            headers: &h,
-            body: br#"{"test": 1}"#,
-        };
+        let req = RequestParts { method: "POST", path_and_query: "/", headers: &h, body: br#"{"test": 1}"# };
         assert_eq!(a.verify(&req, at(TS)), Err(AuthError::InvalidSignature));
         // So is the id.
         let mut pairs = signed(SIGNATURE);
         pairs[0].1 = "msg_other".into();
-        assert_eq!(
-            verify(&a, &as_refs(&pairs), TS),
-            Err(AuthError::InvalidSignature)
-        );
+        assert_eq!(verify(&a, &as_refs(&pairs), TS), Err(AuthError::InvalidSignature));
     }
 
     #[test]
@@ -347,15 +302,9 @@ mod tests {
         assert_eq!(verify(&a, &as_refs(&signed(SIGNATURE)), TS + window), ok());
         assert_eq!(verify(&a, &as_refs(&signed(SIGNATURE)), TS - window), ok());
         // Too old.
-        assert_eq!(
-            verify(&a, &as_refs(&signed(SIGNATURE)), TS + window + 1),
-            Err(AuthError::StaleTimestamp)
-        );
+        assert_eq!(verify(&a, &as_refs(&signed(SIGNATURE)), TS + window + 1), Err(AuthError::StaleTimestamp));
         // Too far in the future.
-        assert_eq!(
-            verify(&a, &as_refs(&signed(SIGNATURE)), TS - window - 1),
-            Err(AuthError::StaleTimestamp)
-        );
+        assert_eq!(verify(&a, &as_refs(&signed(SIGNATURE)), TS - window - 1), Err(AuthError::StaleTimestamp));
     }
 
     #[test]
@@ -367,18 +316,12 @@ mod tests {
         })
         .unwrap();
         assert_eq!(verify(&a, &as_refs(&signed(SIGNATURE)), TS + 60), ok());
-        assert_eq!(
-            verify(&a, &as_refs(&signed(SIGNATURE)), TS + 61),
-            Err(AuthError::StaleTimestamp)
-        );
+        assert_eq!(verify(&a, &as_refs(&signed(SIGNATURE)), TS + 61), Err(AuthError::StaleTimestamp));
     }
 
     #[test]
     fn missing_webhook_id_is_malformed() {
-        let pairs = [
-            ("webhook-timestamp", TS.to_string()),
-            ("webhook-signature", SIGNATURE.to_string()),
-        ];
+        let pairs = [("webhook-timestamp", TS.to_string()), ("webhook-signature", SIGNATURE.to_string())];
         let err = verify(&auth(&[SECRET]), &as_refs(&pairs), TS).unwrap_err();
         assert_eq!(err, AuthError::MalformedHeader("webhook-id missing".into()));
     }
@@ -386,37 +329,18 @@ mod tests {
     #[test]
     fn missing_or_bad_timestamp_is_malformed() {
         let a = auth(&[SECRET]);
-        let pairs = [
-            ("webhook-id", MSG_ID.to_string()),
-            ("webhook-signature", SIGNATURE.to_string()),
-        ];
-        assert_eq!(
-            verify(&a, &as_refs(&pairs), TS).unwrap_err().code(),
-            "malformed_auth_header"
-        );
-        for ts in [
-            "",
-            "-1",
-            "1614265330.5",
-            "+1614265330",
-            "99999999999999999999",
-        ] {
+        let pairs = [("webhook-id", MSG_ID.to_string()), ("webhook-signature", SIGNATURE.to_string())];
+        assert_eq!(verify(&a, &as_refs(&pairs), TS).unwrap_err().code(), "malformed_auth_header");
+        for ts in ["", "-1", "1614265330.5", "+1614265330", "99999999999999999999"] {
             let mut pairs = signed(SIGNATURE);
             pairs[1].1 = ts.into();
-            assert_eq!(
-                verify(&a, &as_refs(&pairs), TS).unwrap_err().code(),
-                "malformed_auth_header",
-                "{ts:?}"
-            );
+            assert_eq!(verify(&a, &as_refs(&pairs), TS).unwrap_err().code(), "malformed_auth_header", "{ts:?}");
         }
     }
 
     #[test]
     fn signing_helper_rejects_bad_secret() {
-        assert_eq!(
-            sign_standard_webhook("nope", "id", 1, b""),
-            Err(AuthConfigError::NotAWhsecSecret)
-        );
+        assert_eq!(sign_standard_webhook("nope", "id", 1, b""), Err(AuthConfigError::NotAWhsecSecret));
     }
 
     #[test]

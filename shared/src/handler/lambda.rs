@@ -25,9 +25,15 @@ pub enum InitError {
     Missing(&'static str),
 }
 
-/// Environment variables whose values are secrets; each may instead name an SSM parameter through
+/// Settings that may live in SSM (secrets, and the public URL the stack writes there); each may name an SSM parameter through
 /// `<NAME>_SSM_PARAMETER`.
-const SECRETS: [&str; 4] = ["HUBSPOT_TOKEN", "HUBRELAY_API_TOKENS", "HUBRELAY_WEBHOOK_SECRETS", "HUBSPOT_CLIENT_SECRET"];
+const SECRETS: [&str; 5] = [
+    "HUBSPOT_TOKEN",
+    "HUBRELAY_API_TOKENS",
+    "HUBRELAY_WEBHOOK_SECRETS",
+    "HUBSPOT_CLIENT_SECRET",
+    "HUBRELAY_PUBLIC_URL",
+];
 
 fn required(name: &'static str) -> Result<String, InitError> {
     std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(InitError::Missing(name))

@@ -162,7 +162,8 @@ impl LeadService {
         let result = self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await;
         let error = match result {
             Ok(contacts) => {
-                let contact = contacts.into_iter().next().unwrap_or(UpsertedContact { id: String::new(), created: false });
+                let contact =
+                    contacts.into_iter().next().unwrap_or(UpsertedContact { id: String::new(), created: false });
                 tracing::info!(event_id, email = %masked, contact_id = %contact.id, created = contact.created, "lead delivered");
                 return Ok(reply(200, delivered_body(&event_id, &contact, &parsed.ignored)));
             }
@@ -186,14 +187,21 @@ impl LeadService {
                 message.not_before = now + delay;
                 self.queue.enqueue(&message).await.map_err(|e| {
                     tracing::error!(event_id, error = %e, "retry queue unavailable");
-                    ApiError::unavailable("queue_unavailable", "HubSpot is unavailable and the retry queue could not take the event; retry later")
+                    ApiError::unavailable(
+                        "queue_unavailable",
+                        "HubSpot is unavailable and the retry queue could not take the event; retry later",
+                    )
                 })?;
                 tracing::warn!(event_id, email = %masked, code = %error.code, "lead queued for retry");
-                let next = message.not_before.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-                Ok(reply(202, json!({
-                    "status": "queued", "event_id": event_id, "next_attempt_at": next,
-                    "reason": reason, "ignored": parsed.ignored,
-                })))
+                let next =
+                    message.not_before.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+                Ok(reply(
+                    202,
+                    json!({
+                        "status": "queued", "event_id": event_id, "next_attempt_at": next,
+                        "reason": reason, "ignored": parsed.ignored,
+                    }),
+                ))
             }
             _ => {
                 let dl = DeadLetterReason { code: error.code.clone(), message: error.message.clone() };
@@ -202,9 +210,12 @@ impl LeadService {
                     ApiError::unavailable("queue_unavailable", "the event could not be parked; retry later")
                 })?;
                 tracing::warn!(event_id, email = %masked, code = %error.code, "lead parked in the dead-letter queue");
-                Ok(reply(202, json!({
-                    "status": "parked", "event_id": event_id, "reason": reason, "ignored": parsed.ignored,
-                })))
+                Ok(reply(
+                    202,
+                    json!({
+                        "status": "parked", "event_id": event_id, "reason": reason, "ignored": parsed.ignored,
+                    }),
+                ))
             }
         }
     }

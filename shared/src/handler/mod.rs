@@ -45,7 +45,8 @@ async fn post_lead(State(service): State<Arc<LeadService>>, req: Request) -> Res
         Err(e) => return e.into_response(),
     };
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    match service.handle(parts.method.as_str(), path_and_query, &parts.headers, &body, OffsetDateTime::now_utc()).await {
+    match service.handle(parts.method.as_str(), path_and_query, &parts.headers, &body, OffsetDateTime::now_utc()).await
+    {
         Ok(reply) => reply.into_response(),
         Err(e) => e.into_response(),
     }

@@ -55,7 +55,12 @@ impl HubSpotClient {
         &self.base_url
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, Value), HubSpotError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), HubSpotError> {
         let url = format!("{}{}{}", self.base_url, self.crm_prefix, path);
         let mut req = self.http.request(method, &url).bearer_auth(&self.token);
         if let Some(body) = body {
@@ -63,11 +68,8 @@ impl HubSpotClient {
         }
         let resp = req.send().await.map_err(|e| transport_error(&e))?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let retry_after =
+            resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
         let bytes = resp.bytes().await.map_err(|e| transport_error(&e))?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {

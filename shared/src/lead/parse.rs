@@ -31,20 +31,14 @@ fn top_level_slot(key: &str) -> Option<(&'static str, Slot)> {
         "source" => ("source", Text(|l| &mut l.source)),
         "category" => ("category", Text(|l| &mut l.category)),
         "comment" => ("comment", Text(|l| &mut l.comment)),
-        "time_to_purchase" | "timeToPurchase" => {
-            ("time_to_purchase", Text(|l| &mut l.time_to_purchase))
-        }
-        "vehicle_of_interest" | "vehicleOfInterest" => {
-            ("vehicle_of_interest", Text(|l| &mut l.vehicle_of_interest))
-        }
+        "time_to_purchase" | "timeToPurchase" => ("time_to_purchase", Text(|l| &mut l.time_to_purchase)),
+        "vehicle_of_interest" | "vehicleOfInterest" => ("vehicle_of_interest", Text(|l| &mut l.vehicle_of_interest)),
         "budget_range" | "budgetRange" => ("budget_range", Text(|l| &mut l.budget_range)),
         "priority" => ("priority", Text(|l| &mut l.priority)),
         "origin_channel" | "originChannel" => ("origin_channel", Text(|l| &mut l.origin_channel)),
         "status" => ("status", Text(|l| &mut l.status)),
         "notes" => ("notes", Text(|l| &mut l.notes)),
-        "hubspot_contact_id" | "hubspotContactId" => {
-            ("hubspot_contact_id", Text(|l| &mut l.hubspot_contact_id))
-        }
+        "hubspot_contact_id" | "hubspotContactId" => ("hubspot_contact_id", Text(|l| &mut l.hubspot_contact_id)),
         "product" => ("product", Slot::Product),
         "consent" => ("consent", Slot::Consent),
         "dealer" => ("dealer", Slot::Dealer),
@@ -141,10 +135,7 @@ pub(super) fn from_object(map: &Map<String, Value>) -> Result<ParsedLead, LeadEr
                     let value = match v {
                         Value::Bool(b) => Some(b.to_string()),
                         Value::Object(_) | Value::Array(_) => {
-                            return Err(LeadError::InvalidType {
-                                field,
-                                expected: "a string, number or boolean",
-                            })
+                            return Err(LeadError::InvalidType { field, expected: "a string, number or boolean" })
                         }
                         other => text(other, &field)?,
                     };
@@ -158,10 +149,7 @@ pub(super) fn from_object(map: &Map<String, Value>) -> Result<ParsedLead, LeadEr
     if let Some(email) = lead.email.take() {
         let email = email.to_lowercase();
         if !is_plausible_email(&email) {
-            return Err(LeadError::InvalidValue {
-                field: "email".into(),
-                message: "not a valid email address".into(),
-            });
+            return Err(LeadError::InvalidValue { field: "email".into(), message: "not a valid email address".into() });
         }
         lead.email = Some(email);
     }
@@ -183,20 +171,14 @@ pub(super) fn from_object(map: &Map<String, Value>) -> Result<ParsedLead, LeadEr
 
 /// Records that `path` was given (as `key`); the same field twice under different aliases
 /// (`first_name` and `firstName`) is refused rather than resolved by key order.
-fn claim(
-    seen: &mut BTreeMap<String, String>,
-    path: String,
-    key: &str,
-    value: &Value,
-) -> Result<(), LeadError> {
+fn claim(seen: &mut BTreeMap<String, String>, path: String, key: &str, value: &Value) -> Result<(), LeadError> {
     if value.is_null() {
         return Ok(());
     }
     match seen.insert(path.clone(), key.to_string()) {
-        Some(previous) => Err(LeadError::InvalidValue {
-            field: path,
-            message: format!("given twice (as `{previous}` and `{key}`)"),
-        }),
+        Some(previous) => {
+            Err(LeadError::InvalidValue { field: path, message: format!("given twice (as `{previous}` and `{key}`)") })
+        }
         None => Ok(()),
     }
 }
@@ -220,10 +202,7 @@ fn text(value: &Value, field: &str) -> Result<Option<String>, LeadError> {
             }
             Ok(Some(n.to_string()))
         }
-        _ => Err(LeadError::InvalidType {
-            field: field.to_string(),
-            expected: "a string",
-        }),
+        _ => Err(LeadError::InvalidType { field: field.to_string(), expected: "a string" }),
     }
 }
 
@@ -232,10 +211,7 @@ fn object<'a>(value: &'a Value, field: &str) -> Result<Vec<(&'a String, &'a Valu
     match value {
         Value::Null => Ok(Vec::new()),
         Value::Object(map) => Ok(map.iter().collect()),
-        _ => Err(LeadError::InvalidType {
-            field: field.to_string(),
-            expected: "an object",
-        }),
+        _ => Err(LeadError::InvalidType { field: field.to_string(), expected: "an object" }),
     }
 }
 
@@ -251,17 +227,12 @@ fn boolean(value: &Value, field: &str) -> Result<Option<bool>, LeadError> {
             if s.is_empty() {
                 return Ok(None);
             }
-            parse_bool(s)
-                .map(Some)
-                .ok_or_else(|| LeadError::InvalidValue {
-                    field: field.to_string(),
-                    message: "expected true/false, yes/no, 1/0 or on/off".into(),
-                })
+            parse_bool(s).map(Some).ok_or_else(|| LeadError::InvalidValue {
+                field: field.to_string(),
+                message: "expected true/false, yes/no, 1/0 or on/off".into(),
+            })
         }
-        _ => Err(LeadError::InvalidType {
-            field: field.to_string(),
-            expected: "a boolean",
-        }),
+        _ => Err(LeadError::InvalidType { field: field.to_string(), expected: "a boolean" }),
     }
 }
 
@@ -277,8 +248,7 @@ pub(super) fn form_to_object(body: &[u8]) -> Result<Map<String, Value>, LeadErro
             continue;
         }
         let (head, tail) = split_form_key(&key)?;
-        let twice =
-            |path: &str| LeadError::MalformedForm(format!("`{}` is given twice", short(path)));
+        let twice = |path: &str| LeadError::MalformedForm(format!("`{}` is given twice", short(path)));
         let target = match tail {
             None => {
                 if root.contains_key(head) {
@@ -287,11 +257,7 @@ pub(super) fn form_to_object(body: &[u8]) -> Result<Map<String, Value>, LeadErro
                 root.insert(head.to_string(), Value::String(value));
                 continue;
             }
-            Some(tail) => (
-                tail,
-                root.entry(head)
-                    .or_insert_with(|| Value::Object(Map::new())),
-            ),
+            Some(tail) => (tail, root.entry(head).or_insert_with(|| Value::Object(Map::new()))),
         };
         let (tail, Value::Object(inner)) = target else {
             return Err(twice(head));
@@ -315,11 +281,7 @@ fn split_form_key(key: &str) -> Result<(&str, Option<&str>), LeadError> {
         None => (key, None),
         Some((i, len, bracket)) => {
             let rest = &key[i + len..];
-            let tail = if bracket {
-                rest.strip_suffix(']').ok_or_else(malformed)?
-            } else {
-                rest
-            };
+            let tail = if bracket { rest.strip_suffix(']').ok_or_else(malformed)? } else { rest };
             (&key[..i], Some(tail))
         }
     };

@@ -30,20 +30,11 @@ fn sample_lead_parses_completely() {
     assert_eq!(l.lead_type, s("Quote"));
     assert_eq!(l.product.stock_number, s("S123"));
     assert_eq!(l.product.display_price, s("43999"));
-    assert_eq!(
-        l.consent,
-        Consent {
-            sms: Some(true),
-            email: Some(false)
-        }
-    );
+    assert_eq!(l.consent, Consent { sms: Some(true), email: Some(false) });
     assert_eq!(l.dealer.id, s("D-17"));
     assert_eq!(l.dealership.slug, s("lakeside"));
     assert_eq!(l.hubspot_contact_id, None);
-    assert_eq!(
-        l.properties.get("any_hubspot_property"),
-        s("value").as_ref()
-    );
+    assert_eq!(l.properties.get("any_hubspot_property"), s("value").as_ref());
     assert_eq!(l.field("type"), Some(FieldValue::Text("Quote".into())));
     assert_eq!(l.field("consent.email"), Some(FieldValue::Bool(false)));
     assert_eq!(l.field("hubspot_contact_id"), None);
@@ -80,13 +71,9 @@ fn full_name_fills_absent_names() {
     assert_eq!((l.first_name, l.last_name), (s("Jane"), s("van Doe")));
     let l = json(r#"{"name": "Cher"}"#).unwrap().lead;
     assert_eq!((l.first_name, l.last_name), (s("Cher"), None));
-    let l = json(r#"{"fullName": "Jane Doe", "first_name": "Janet"}"#)
-        .unwrap()
-        .lead;
+    let l = json(r#"{"fullName": "Jane Doe", "first_name": "Janet"}"#).unwrap().lead;
     assert_eq!((l.first_name, l.last_name), (s("Janet"), s("Doe")));
-    let l = json(r#"{"name": "Jane Doe", "first_name": "J", "last_name": "D"}"#)
-        .unwrap()
-        .lead;
+    let l = json(r#"{"name": "Jane Doe", "first_name": "J", "last_name": "D"}"#).unwrap().lead;
     assert_eq!((l.first_name, l.last_name), (s("J"), s("D")));
 }
 
@@ -99,36 +86,18 @@ fn unknown_fields_are_reported_sorted() {
     .unwrap();
     assert_eq!(
         p.ignored,
-        [
-            "aaa",
-            "consent.fax",
-            "dealer.city",
-            "dealership.zip",
-            "favourite_colour",
-            "product.wheels"
-        ]
+        ["aaa", "consent.fax", "dealer.city", "dealership.zip", "favourite_colour", "product.wheels"]
     );
     assert_eq!(p.lead.product.year, s("2026"));
 }
 
 #[test]
 fn email_must_look_like_one() {
-    for bad in [
-        "jane",
-        "@example.com",
-        "jane@example",
-        "ja ne@example.com",
-        "a@b@c.com",
-        "a@.com",
-        "a@b..com",
-    ] {
+    for bad in ["jane", "@example.com", "jane@example", "ja ne@example.com", "a@b@c.com", "a@.com", "a@b..com"] {
         let e = json(&format!(r#"{{"email": "{bad}"}}"#)).unwrap_err();
         assert_eq!(
             e,
-            LeadError::InvalidValue {
-                field: "email".into(),
-                message: "not a valid email address".into()
-            },
+            LeadError::InvalidValue { field: "email".into(), message: "not a valid email address".into() },
             "{bad}"
         );
         assert_eq!(e.code(), "invalid_value");
@@ -162,16 +131,8 @@ fn type_errors() {
             other => panic!("{body}: {other:?}"),
         }
     }
-    assert_eq!(
-        json(r#"{"phone": true}"#).unwrap_err().code(),
-        "invalid_type"
-    );
-    assert_eq!(
-        json(r#"{"first_name": "A", "firstName": "B"}"#)
-            .unwrap_err()
-            .code(),
-        "invalid_value"
-    );
+    assert_eq!(json(r#"{"phone": true}"#).unwrap_err().code(), "invalid_type");
+    assert_eq!(json(r#"{"first_name": "A", "firstName": "B"}"#).unwrap_err().code(), "invalid_value");
 }
 
 #[test]
@@ -179,27 +140,11 @@ fn consent_and_properties_values() {
     let l = json(r#"{"consent": {"sms": "YES", "email": "off"}, "properties": {"a": 1, "b": true, "c": " x ", "d": null, "e": ""}}"#)
         .unwrap()
         .lead;
-    assert_eq!(
-        l.consent,
-        Consent {
-            sms: Some(true),
-            email: Some(false)
-        }
-    );
-    let props: Vec<_> = l
-        .properties
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    assert_eq!(l.consent, Consent { sms: Some(true), email: Some(false) });
+    let props: Vec<_> = l.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(props, [("a", "1"), ("b", "true"), ("c", "x")]);
     let l = json(r#"{"consent": {"sms": 1, "email": 0}}"#).unwrap().lead;
-    assert_eq!(
-        l.consent,
-        Consent {
-            sms: Some(true),
-            email: Some(false)
-        }
-    );
+    assert_eq!(l.consent, Consent { sms: Some(true), email: Some(false) });
 }
 
 #[test]
@@ -240,23 +185,12 @@ fn odd_inputs_never_panic() {
     }
     let e = json(r#"{"lead_id": 123456789012345678901234567890}"#).unwrap_err();
     assert_eq!(e.code(), "invalid_value");
-    let p = json(r#"{"lead_id": 18446744073709551615, "product": {"msrp": 0.1, "year": -0.0}}"#)
-        .unwrap();
+    let p = json(r#"{"lead_id": 18446744073709551615, "product": {"msrp": 0.1, "year": -0.0}}"#).unwrap();
     assert_eq!(p.lead.lead_id, s("18446744073709551615"));
     assert_eq!(p.lead.product.msrp, s("0.1"));
     let p = json("{\"first_name\": \"Zo\u{eb}\", \"email\": \"J\u{d6}@EXAMPLE.com\"}").unwrap();
     assert_eq!(p.lead.email, s("j\u{f6}@example.com"));
-    for odd in [
-        "=",
-        "a",
-        "&&&",
-        "%",
-        "%zz=1",
-        "__=1",
-        "a[b=1",
-        "product[]=1",
-        "product=1&product__year=2",
-    ] {
+    for odd in ["=", "a", "&&&", "%", "%zz=1", "__=1", "a[b=1", "product[]=1", "product=1&product__year=2"] {
         let _ = parse_form(odd.as_bytes());
     }
 }
@@ -270,20 +204,11 @@ fn zapier_form_payloads() {
     let p = parse_form(body.as_bytes()).unwrap();
     let l = &p.lead;
     assert_eq!(l.email, s("jane@example.com"));
-    assert_eq!(
-        (l.first_name.clone(), l.last_name.clone()),
-        (s("Jane"), s("van Doe"))
-    );
+    assert_eq!((l.first_name.clone(), l.last_name.clone()), (s("Jane"), s("van Doe")));
     assert_eq!(l.product.year, s("2026"));
     assert_eq!(l.product.name, s("Model X"));
     assert_eq!(l.product.brand, s("Acme"));
-    assert_eq!(
-        l.consent,
-        Consent {
-            sms: Some(true),
-            email: Some(false)
-        }
-    );
+    assert_eq!(l.consent, Consent { sms: Some(true), email: Some(false) });
     assert_eq!(l.dealer.name, s("Lakeside Motors"));
     assert_eq!(l.properties.get("my__prop"), s("v").as_ref());
     assert_eq!(l.properties.get("budget"), s("$45,999").as_ref());

@@ -27,11 +27,7 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(code: &'static str, field: &str, message: String) -> FieldError {
-        FieldError {
-            code,
-            field: field.to_string(),
-            message,
-        }
+        FieldError { code, field: field.to_string(), message }
     }
 }
 
@@ -48,11 +44,7 @@ pub(super) fn apply(mapping: &Mapping, lead: &Lead) -> Result<ContactUpsert, Fie
         ));
     };
     if !is_plausible_email(&email) {
-        return Err(FieldError::new(
-            "invalid_email",
-            "email",
-            format!("`{email}` is not a valid email address"),
-        ));
+        return Err(FieldError::new("invalid_email", "email", format!("`{email}` is not a valid email address")));
     }
 
     let mut properties = std::collections::BTreeMap::new();
@@ -71,10 +63,7 @@ pub(super) fn apply(mapping: &Mapping, lead: &Lead) -> Result<ContactUpsert, Fie
                 return Err(FieldError::new(
                     "missing_required_field",
                     &f.from,
-                    format!(
-                        "the lead field `{}` is required (HubSpot property `{}`)",
-                        f.from, f.property
-                    ),
+                    format!("the lead field `{}` is required (HubSpot property `{}`)", f.from, f.property),
                 ))
             }
             None => {}
@@ -100,39 +89,24 @@ fn convert(f: &FieldMapping, value: FieldValue) -> Result<String, FieldError> {
     match f.kind {
         PropertyType::String => Ok(text.to_string()),
         PropertyType::Number => decimal(text).ok_or_else(|| {
-            FieldError::new(
-                "invalid_number",
-                &f.from,
-                format!("`{}`: `{text}` is not a number", f.from),
-            )
+            FieldError::new("invalid_number", &f.from, format!("`{}`: `{text}` is not a number", f.from))
         }),
         PropertyType::Bool => parse_bool(text).map(|b| b.to_string()).ok_or_else(|| {
-            FieldError::new(
-                "invalid_option",
-                &f.from,
-                format!("`{}`: `{text}` is not true or false", f.from),
-            )
+            FieldError::new("invalid_option", &f.from, format!("`{}`: `{text}` is not true or false", f.from))
         }),
         PropertyType::Date | PropertyType::Datetime => {
-            let date = parse_lead_date(text).map_err(|e| {
-                FieldError::new("invalid_date", &f.from, format!("`{}`: {e}", f.from))
-            })?;
+            let date = parse_lead_date(text)
+                .map_err(|e| FieldError::new("invalid_date", &f.from, format!("`{}`: {e}", f.from)))?;
             Ok(match f.kind {
                 PropertyType::Date => hubspot_date(&date),
                 _ => hubspot_datetime(&date),
             })
         }
         PropertyType::Enumeration => {
-            let wanted = f
-                .values
-                .get(&text.to_lowercase())
-                .map(String::as_str)
-                .unwrap_or(text);
+            let wanted = f.values.get(&text.to_lowercase()).map(String::as_str).unwrap_or(text);
             f.options
                 .iter()
-                .find(|o| {
-                    o.value.eq_ignore_ascii_case(wanted) || o.label.eq_ignore_ascii_case(wanted)
-                })
+                .find(|o| o.value.eq_ignore_ascii_case(wanted) || o.label.eq_ignore_ascii_case(wanted))
                 .map(|o| o.value.clone())
                 .ok_or_else(|| {
                     let options: Vec<_> = f.options.iter().map(|o| o.value.as_str()).collect();
@@ -165,9 +139,7 @@ pub(crate) fn decimal(s: &str) -> Option<String> {
     };
     let groups: Vec<&str> = int.split(',').collect();
     let grouped_ok = groups.len() == 1
-        || (!groups[0].is_empty()
-            && groups[0].len() <= 3
-            && groups[1..].iter().all(|g| g.len() == 3));
+        || (!groups[0].is_empty() && groups[0].len() <= 3 && groups[1..].iter().all(|g| g.len() == 3));
     let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
     if !grouped_ok || !groups.iter().all(|g| digits(g)) || frac.is_some_and(|f| !digits(f)) {
         return None;

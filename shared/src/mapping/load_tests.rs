@@ -3,9 +3,7 @@
 use super::*;
 
 fn err(source: &str) -> String {
-    Mapping::from_toml(source, "test.toml")
-        .unwrap_err()
-        .to_string()
+    Mapping::from_toml(source, "test.toml").unwrap_err().to_string()
 }
 
 #[test]
@@ -25,10 +23,12 @@ fn shape_errors_name_the_line() {
     assert!(e.contains("line "), "{e}");
     assert!(e.contains("property"), "{e}");
     // Wrong value type.
-    let e = err("name = \"x\"\n[[field]]\nfrom = \"email\"\nproperty = \"email\"\ntype = \"string\"\nrequired = \"yes\"\n");
+    let e =
+        err("name = \"x\"\n[[field]]\nfrom = \"email\"\nproperty = \"email\"\ntype = \"string\"\nrequired = \"yes\"\n");
     assert!(e.starts_with("mapping test.toml, line 6"), "{e}");
     // An option that is neither a string nor a { value, label } table.
-    let e = err("name = \"x\"\n[[field]]\nfrom = \"priority\"\nproperty = \"p\"\ntype = \"enumeration\"\noptions = [1]\n");
+    let e =
+        err("name = \"x\"\n[[field]]\nfrom = \"priority\"\nproperty = \"p\"\ntype = \"enumeration\"\noptions = [1]\n");
     assert!(e.starts_with("mapping test.toml, line 6"), "{e}");
     assert!(e.contains("an option: a string, or { value"), "{e}");
 }
@@ -93,10 +93,7 @@ fn semantic_errors_name_the_line() {
     ];
     for (source, expected) in cases {
         let e = err(&source);
-        assert!(
-            e.starts_with(expected),
-            "got: {e}\nwanted: {expected}\nsource:\n{source}"
-        );
+        assert!(e.starts_with(expected), "got: {e}\nwanted: {expected}\nsource:\n{source}");
     }
 }
 
@@ -104,31 +101,17 @@ fn semantic_errors_name_the_line() {
 fn load_reads_files_and_reports_missing_ones() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mine.toml");
-    std::fs::write(
-        &path,
-        "name = \"mine\"\n[[field]]\nfrom = \"email\"\nproperty = \"email\"\ntype = \"string\"\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "name = \"mine\"\n[[field]]\nfrom = \"email\"\nproperty = \"email\"\ntype = \"string\"\n")
+        .unwrap();
     let spec = path.to_str().unwrap();
     let m = Mapping::load(spec).unwrap();
     assert_eq!((m.name.as_str(), m.origin.as_str()), ("mine", spec));
 
-    std::fs::write(
-        &path,
-        "name = \"mine\"\n[[field]]\nfrom = \"emial\"\nproperty = \"email\"\ntype = \"string\"\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "name = \"mine\"\n[[field]]\nfrom = \"emial\"\nproperty = \"email\"\ntype = \"string\"\n")
+        .unwrap();
     let e = Mapping::load(spec).unwrap_err().to_string();
-    assert!(
-        e.starts_with(&format!(
-            "mapping {spec}, line 3: unknown lead field `emial`"
-        )),
-        "{e}"
-    );
+    assert!(e.starts_with(&format!("mapping {spec}, line 3: unknown lead field `emial`")), "{e}");
 
     let e = Mapping::load("aimbse").unwrap_err().to_string();
-    assert!(
-        e.starts_with("mapping aimbse: not a built-in mapping (aimbase, chat-widget)"),
-        "{e}"
-    );
+    assert!(e.starts_with("mapping aimbse: not a built-in mapping (aimbase, chat-widget)"), "{e}");
 }

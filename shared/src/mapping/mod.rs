@@ -115,19 +115,10 @@ pub enum MappingError {
     Io { origin: String, message: String },
     /// TOML syntax, or a shape serde refused (missing `from`, unknown key, wrong value type).
     #[error("mapping {origin}{}: {message}", at(*line, *column))]
-    Toml {
-        origin: String,
-        line: Option<usize>,
-        column: Option<usize>,
-        message: String,
-    },
+    Toml { origin: String, line: Option<usize>, column: Option<usize>, message: String },
     /// Well-formed TOML that does not make a usable mapping (unknown lead field, unknown type, ...).
     #[error("mapping {origin}, line {line}: {message}")]
-    Invalid {
-        origin: String,
-        line: usize,
-        message: String,
-    },
+    Invalid { origin: String, line: usize, message: String },
 }
 
 fn at(line: Option<usize>, column: Option<usize>) -> String {
@@ -138,10 +129,8 @@ fn at(line: Option<usize>, column: Option<usize>) -> String {
     }
 }
 
-const BUILTINS: &[(&str, &str)] = &[
-    ("aimbase", include_str!("profiles/aimbase.toml")),
-    ("chat-widget", include_str!("profiles/chat-widget.toml")),
-];
+const BUILTINS: &[(&str, &str)] =
+    &[("aimbase", include_str!("profiles/aimbase.toml")), ("chat-widget", include_str!("profiles/chat-widget.toml"))];
 
 /// HubSpot's own contact properties: never created by [`Mapping::property_definitions`]. Anything
 /// starting with `hs_` is HubSpot's too.
@@ -245,19 +234,12 @@ impl Mapping {
         let fields = self.fields.iter().map(|f| {
             let options = match f.kind {
                 PropertyType::Bool => vec![option("Yes", "true"), option("No", "false")],
-                PropertyType::Enumeration => f
-                    .options
-                    .iter()
-                    .map(|o| option(&o.label, &o.value))
-                    .collect(),
+                PropertyType::Enumeration => f.options.iter().map(|o| option(&o.label, &o.value)).collect(),
                 _ => Vec::new(),
             };
             PropertyDefinition {
                 name: f.property.clone(),
-                label: f
-                    .label
-                    .clone()
-                    .unwrap_or_else(|| label_from_name(&f.property)),
+                label: f.label.clone().unwrap_or_else(|| label_from_name(&f.property)),
                 kind: f.kind.as_str().to_string(),
                 field_type: f.kind.field_type().to_string(),
                 group_name: f.group.clone().unwrap_or_else(|| self.group.clone()),
@@ -272,19 +254,12 @@ impl Mapping {
             group_name: self.group.clone(),
             options: Vec::new(),
         });
-        fields
-            .chain(constants)
-            .filter(|d| !is_standard_property(&d.name))
-            .collect()
+        fields.chain(constants).filter(|d| !is_standard_property(&d.name)).collect()
     }
 }
 
 fn option(label: &str, value: &str) -> PropertyOption {
-    PropertyOption {
-        label: label.to_string(),
-        value: value.to_string(),
-        hidden: false,
-    }
+    PropertyOption { label: label.to_string(), value: value.to_string(), hidden: false }
 }
 
 /// `aimbase_prodyear` → `Aimbase Prodyear`.
@@ -293,10 +268,7 @@ fn label_from_name(name: &str) -> String {
         .filter(|w| !w.is_empty())
         .map(|w| {
             let mut chars = w.chars();
-            chars
-                .next()
-                .map(|c| c.to_uppercase().chain(chars).collect::<String>())
-                .unwrap_or_default()
+            chars.next().map(|c| c.to_uppercase().chain(chars).collect::<String>()).unwrap_or_default()
         })
         .collect::<Vec<_>>()
         .join(" ")

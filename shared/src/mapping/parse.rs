@@ -39,10 +39,7 @@ struct RawField {
 
 /// `"high"`, or `{ value = "IN_PROGRESS", label = "In Progress" }`.
 #[derive(Deserialize)]
-#[serde(
-    untagged,
-    expecting = "an option: a string, or { value = \"...\", label = \"...\" }"
-)]
+#[serde(untagged, expecting = "an option: a string, or { value = \"...\", label = \"...\" }")]
 enum RawOption {
     Value(String),
     Full { value: String, label: String },
@@ -64,11 +61,7 @@ impl Source<'_> {
     }
 
     fn invalid(&self, span: Range<usize>, message: String) -> MappingError {
-        MappingError::Invalid {
-            origin: self.origin.to_string(),
-            line: self.position(span.start).0,
-            message,
-        }
+        MappingError::Invalid { origin: self.origin.to_string(), line: self.position(span.start).0, message }
     }
 }
 
@@ -100,10 +93,7 @@ pub(super) fn from_toml(text: &str, origin: &str) -> Result<Mapping, MappingErro
         match written.insert(property.get_ref().clone(), line) {
             Some(first) => Err(src.invalid(
                 property.span(),
-                format!(
-                    "duplicate property `{}` (first written on line {first})",
-                    property.get_ref()
-                ),
+                format!("duplicate property `{}` (first written on line {first})", property.get_ref()),
             )),
             None => Ok(()),
         }
@@ -119,10 +109,7 @@ pub(super) fn from_toml(text: &str, origin: &str) -> Result<Mapping, MappingErro
     for (key, value) in &raw.constants {
         check_property_name(&src, key)?;
         if key.get_ref() == "email" {
-            return Err(src.invalid(
-                key.span(),
-                "`email` cannot be a constant: it is the lead's email".into(),
-            ));
+            return Err(src.invalid(key.span(), "`email` cannot be a constant: it is the lead's email".into()));
         }
         claim(key)?;
         let text = match value.get_ref() {
@@ -133,10 +120,7 @@ pub(super) fn from_toml(text: &str, origin: &str) -> Result<Mapping, MappingErro
             _ => {
                 return Err(src.invalid(
                     value.span(),
-                    format!(
-                        "constant `{}` must be a string, number or boolean",
-                        key.get_ref()
-                    ),
+                    format!("constant `{}` must be a string, number or boolean", key.get_ref()),
                 ))
             }
         };
@@ -158,47 +142,30 @@ fn field(src: &Source, f: &RawField) -> Result<FieldMapping, MappingError> {
     if !Lead::is_known_field(from) {
         return Err(src.invalid(
             f.from.span(),
-            format!(
-                "unknown lead field `{from}` (known: {})",
-                Lead::known_fields().join(", ")
-            ),
+            format!("unknown lead field `{from}` (known: {})", Lead::known_fields().join(", ")),
         ));
     }
     check_property_name(src, &f.property)?;
     let property = f.property.get_ref().as_str();
     if property == "email" && from != "email" {
-        return Err(src.invalid(
-            f.property.span(),
-            "property `email` can only be mapped from the lead field `email`".into(),
-        ));
+        return Err(
+            src.invalid(f.property.span(), "property `email` can only be mapped from the lead field `email`".into())
+        );
     }
     let kind = PropertyType::parse(f.kind.get_ref()).ok_or_else(|| {
         let known: Vec<_> = PropertyType::ALL.iter().map(|t| t.as_str()).collect();
-        src.invalid(
-            f.kind.span(),
-            format!(
-                "unknown type `{}` (known: {})",
-                f.kind.get_ref(),
-                known.join(", ")
-            ),
-        )
+        src.invalid(f.kind.span(), format!("unknown type `{}` (known: {})", f.kind.get_ref(), known.join(", ")))
     })?;
 
     let options = match (&f.options, kind) {
         (None, PropertyType::Enumeration) => {
-            return Err(src.invalid(
-                f.kind.span(),
-                format!("enumeration `{property}` needs `options`"),
-            ))
+            return Err(src.invalid(f.kind.span(), format!("enumeration `{property}` needs `options`")))
         }
         (Some(o), PropertyType::Enumeration) => enum_options(src, o, property)?,
         (Some(o), _) => {
             return Err(src.invalid(
                 o.span(),
-                format!(
-                    "`options` only applies to enumerations (`{property}` is {})",
-                    kind.as_str()
-                ),
+                format!("`options` only applies to enumerations (`{property}` is {})", kind.as_str()),
             ))
         }
         (None, _) => Vec::new(),
@@ -208,10 +175,7 @@ fn field(src: &Source, f: &RawField) -> Result<FieldMapping, MappingError> {
         Some(v) if kind != PropertyType::Enumeration => {
             return Err(src.invalid(
                 v.span(),
-                format!(
-                    "`values` only applies to enumerations (`{property}` is {})",
-                    kind.as_str()
-                ),
+                format!("`values` only applies to enumerations (`{property}` is {})", kind.as_str()),
             ))
         }
         Some(v) => translations(src, v, &options, property)?,
@@ -225,28 +189,16 @@ fn field(src: &Source, f: &RawField) -> Result<FieldMapping, MappingError> {
         property: property.to_string(),
         kind,
         required: f.required,
-        label: f
-            .label
-            .as_deref()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string),
+        label: f.label.as_deref().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string),
         group,
         options,
         values,
     })
 }
 
-fn enum_options(
-    src: &Source,
-    raw: &Spanned<Vec<RawOption>>,
-    property: &str,
-) -> Result<Vec<EnumOption>, MappingError> {
+fn enum_options(src: &Source, raw: &Spanned<Vec<RawOption>>, property: &str) -> Result<Vec<EnumOption>, MappingError> {
     if raw.get_ref().is_empty() {
-        return Err(src.invalid(
-            raw.span(),
-            format!("enumeration `{property}` needs at least one option"),
-        ));
+        return Err(src.invalid(raw.span(), format!("enumeration `{property}` needs at least one option")));
     }
     let mut out: Vec<EnumOption> = Vec::new();
     for o in raw.get_ref() {
@@ -255,21 +207,12 @@ fn enum_options(
             RawOption::Full { value, label } => (value.trim(), label.trim()),
         };
         if value.is_empty() || label.is_empty() {
-            return Err(src.invalid(
-                raw.span(),
-                format!("enumeration `{property}` has an empty option"),
-            ));
+            return Err(src.invalid(raw.span(), format!("enumeration `{property}` has an empty option")));
         }
         if out.iter().any(|e| e.value.eq_ignore_ascii_case(value)) {
-            return Err(src.invalid(
-                raw.span(),
-                format!("enumeration `{property}` lists option `{value}` twice"),
-            ));
+            return Err(src.invalid(raw.span(), format!("enumeration `{property}` lists option `{value}` twice")));
         }
-        out.push(EnumOption {
-            value: value.to_string(),
-            label: label.to_string(),
-        });
+        out.push(EnumOption { value: value.to_string(), label: label.to_string() });
     }
     Ok(out)
 }
@@ -283,10 +226,7 @@ fn translations(
 ) -> Result<BTreeMap<String, String>, MappingError> {
     let mut out = BTreeMap::new();
     for (from, to) in raw.get_ref() {
-        let Some(option) = options
-            .iter()
-            .find(|o| o.value.eq_ignore_ascii_case(to.trim()))
-        else {
+        let Some(option) = options.iter().find(|o| o.value.eq_ignore_ascii_case(to.trim())) else {
             return Err(src.invalid(
                 raw.span(),
                 format!("`values` maps `{from}` to `{to}`, which is not an option of `{property}`"),
@@ -296,9 +236,7 @@ fn translations(
         if out.insert(key, option.value.clone()).is_some() {
             return Err(src.invalid(
                 raw.span(),
-                format!(
-                    "`values` of `{property}` lists `{from}` twice (keys are case-insensitive)"
-                ),
+                format!("`values` of `{property}` lists `{from}` twice (keys are case-insensitive)"),
             ));
         }
     }
@@ -310,8 +248,7 @@ fn check_property_name(src: &Source, name: &Spanned<String>) -> Result<(), Mappi
     let n = name.get_ref();
     let ok = n.len() <= 100
         && n.starts_with(|c: char| c.is_ascii_lowercase())
-        && n.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
@@ -323,11 +260,7 @@ fn check_property_name(src: &Source, name: &Spanned<String>) -> Result<(), Mappi
 }
 
 fn checked_group(src: &Source, g: &Spanned<String>) -> Result<String, MappingError> {
-    check_property_name(src, g).map_err(|_| {
-        src.invalid(
-            g.span(),
-            format!("`{}` is not a valid property group name", g.get_ref()),
-        )
-    })?;
+    check_property_name(src, g)
+        .map_err(|_| src.invalid(g.span(), format!("`{}` is not a valid property group name", g.get_ref())))?;
     Ok(g.get_ref().clone())
 }

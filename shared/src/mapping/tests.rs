@@ -11,10 +11,7 @@ fn sample() -> Lead {
 }
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn aimbase() -> Mapping {
@@ -96,21 +93,12 @@ fn required_fields() {
     let mut lead = sample();
     lead.email = None;
     let e = aimbase().apply(&lead).unwrap_err();
-    assert_eq!(
-        (e.code, e.field.as_str()),
-        ("missing_required_field", "email")
-    );
+    assert_eq!((e.code, e.field.as_str()), ("missing_required_field", "email"));
     let e = chat().apply(&lead).unwrap_err();
-    assert_eq!(
-        (e.code, e.field.as_str()),
-        ("missing_required_field", "email")
-    );
+    assert_eq!((e.code, e.field.as_str()), ("missing_required_field", "email"));
 
     for (field, clear) in [
-        (
-            "lead_id",
-            (|l: &mut Lead| l.lead_id = None) as fn(&mut Lead),
-        ),
+        ("lead_id", (|l: &mut Lead| l.lead_id = None) as fn(&mut Lead)),
         ("lead_date", |l| l.lead_date = None),
         ("product.year", |l| l.product.year = None),
         ("product.name", |l| l.product.name = Some(String::new())),
@@ -120,10 +108,7 @@ fn required_fields() {
         let mut lead = sample();
         clear(&mut lead);
         let e = aimbase().apply(&lead).unwrap_err();
-        assert_eq!(
-            (e.code, e.field.as_str()),
-            ("missing_required_field", field)
-        );
+        assert_eq!((e.code, e.field.as_str()), ("missing_required_field", field));
         assert!(e.message.contains(field), "{e}");
     }
 
@@ -150,10 +135,7 @@ fn enumerations() {
         m.apply(&lead)
     };
     let p = with("HIGH", "Working").unwrap().properties;
-    assert_eq!(
-        (p["lead_priority"].as_str(), p["hs_lead_status"].as_str()),
-        ("high", "IN_PROGRESS")
-    );
+    assert_eq!((p["lead_priority"].as_str(), p["hs_lead_status"].as_str()), ("high", "IN_PROGRESS"));
     let p = with("Low", "in progress").unwrap().properties;
     assert_eq!(p["hs_lead_status"], "IN_PROGRESS");
     let p = with("medium", "contacted").unwrap().properties;
@@ -182,10 +164,7 @@ fn aimbase_date_is_the_local_calendar_date_at_midnight_utc() {
     // 2015-05-01 at -06:00 starts at 06:00 UTC, at +09:00 the day before in UTC: both are May 1st.
     assert_eq!(date_of("2015-05-01 -06:00").unwrap(), "1430438400000");
     assert_eq!(date_of("2015-05-01 +09:00").unwrap(), "1430438400000");
-    assert_eq!(
-        date_of("2015-05-01T23:30:00-06:00").unwrap(),
-        "1430438400000"
-    );
+    assert_eq!(date_of("2015-05-01T23:30:00-06:00").unwrap(), "1430438400000");
     let e = date_of("05/01/2015").unwrap_err();
     assert_eq!((e.code, e.field.as_str()), ("invalid_date", "lead_date"));
 }
@@ -202,13 +181,8 @@ fn numbers_are_cleaned_up() {
     assert_eq!(msrp("45999.50").unwrap(), "45999.50");
     assert_eq!(msrp("$1,234,567.5").unwrap(), "1234567.5");
     let e = msrp("call us").unwrap_err();
-    assert_eq!(
-        (e.code, e.field.as_str()),
-        ("invalid_number", "product.msrp")
-    );
-    for bad in [
-        "", "$", "45,5", "1,2345", ",999", "1e3", "12.", ".5", "4 5", "--1", "1.2.3",
-    ] {
+    assert_eq!((e.code, e.field.as_str()), ("invalid_number", "product.msrp"));
+    for bad in ["", "$", "45,5", "1,2345", ",999", "1e3", "12.", ".5", "4 5", "--1", "1.2.3"] {
         assert_eq!(decimal(bad), None, "{bad:?}");
     }
     assert_eq!(decimal("-$12.25").as_deref(), Some("-12.25"));
@@ -222,13 +196,7 @@ fn booleans() {
     lead.consent.sms = Some(false);
     lead.consent.email = Some(true);
     let p = m.apply(&lead).unwrap().properties;
-    assert_eq!(
-        (
-            p["aimbase_smsconsent"].as_str(),
-            p["aimbase_emailconsent"].as_str()
-        ),
-        ("false", "true")
-    );
+    assert_eq!((p["aimbase_smsconsent"].as_str(), p["aimbase_emailconsent"].as_str()), ("false", "true"));
 
     let custom = Mapping::from_toml(
         "name = \"t\"\n[[field]]\nfrom = \"comment\"\nproperty = \"opted_in\"\ntype = \"bool\"\n",
@@ -312,33 +280,13 @@ fn property_definitions_of_aimbase() {
     let get = |n: &str| defs.iter().find(|d| d.name == n).unwrap();
     let id = get("aimbase_identifier");
     assert_eq!(
-        (
-            id.label.as_str(),
-            id.kind.as_str(),
-            id.field_type.as_str(),
-            id.group_name.as_str()
-        ),
+        (id.label.as_str(), id.kind.as_str(), id.field_type.as_str(), id.group_name.as_str()),
         ("Aimbase Identifier", "string", "text", "contactinformation")
     );
-    assert_eq!(
-        (
-            get("aimbase_date").kind.as_str(),
-            get("aimbase_date").field_type.as_str()
-        ),
-        ("date", "date")
-    );
-    assert_eq!(
-        (
-            get("aimbase_msrp").kind.as_str(),
-            get("aimbase_msrp").field_type.as_str()
-        ),
-        ("number", "number")
-    );
+    assert_eq!((get("aimbase_date").kind.as_str(), get("aimbase_date").field_type.as_str()), ("date", "date"));
+    assert_eq!((get("aimbase_msrp").kind.as_str(), get("aimbase_msrp").field_type.as_str()), ("number", "number"));
     let sms = get("aimbase_smsconsent");
-    assert_eq!(
-        (sms.kind.as_str(), sms.field_type.as_str()),
-        ("bool", "booleancheckbox")
-    );
+    assert_eq!((sms.kind.as_str(), sms.field_type.as_str()), ("bool", "booleancheckbox"));
     let values: Vec<_> = sms.options.iter().map(|o| o.value.as_str()).collect();
     assert_eq!(values, ["true", "false"]);
 }
@@ -360,23 +308,9 @@ fn property_definitions_of_chat_widget() {
     );
     let priority = &defs[2];
     assert_eq!(priority.label, "Lead Priority");
-    assert_eq!(
-        (priority.kind.as_str(), priority.field_type.as_str()),
-        ("enumeration", "select")
-    );
-    let opts: Vec<_> = priority
-        .options
-        .iter()
-        .map(|o| (o.label.as_str(), o.value.as_str(), o.hidden))
-        .collect();
-    assert_eq!(
-        opts,
-        [
-            ("high", "high", false),
-            ("medium", "medium", false),
-            ("low", "low", false)
-        ]
-    );
+    assert_eq!((priority.kind.as_str(), priority.field_type.as_str()), ("enumeration", "select"));
+    let opts: Vec<_> = priority.options.iter().map(|o| (o.label.as_str(), o.value.as_str(), o.hidden)).collect();
+    assert_eq!(opts, [("high", "high", false), ("medium", "medium", false), ("low", "low", false)]);
     assert_eq!(defs[0].label, "Vehicle of Interest");
 }
 
@@ -403,33 +337,14 @@ lead_weight = 3
     )
     .unwrap();
     let defs = m.property_definitions();
-    let brief: Vec<_> = defs
-        .iter()
-        .map(|d| {
-            (
-                d.name.as_str(),
-                d.label.as_str(),
-                d.kind.as_str(),
-                d.group_name.as_str(),
-            )
-        })
-        .collect();
+    let brief: Vec<_> =
+        defs.iter().map(|d| (d.name.as_str(), d.label.as_str(), d.kind.as_str(), d.group_name.as_str())).collect();
     assert_eq!(
         brief,
         [
-            (
-                "dealer_external_id",
-                "Dealer External Id",
-                "string",
-                "dealer_info"
-            ),
+            ("dealer_external_id", "Dealer External Id", "string", "dealer_info"),
             ("lead_received_at", "Lead Received At", "datetime", "timing"),
-            (
-                "lead_origin_channel",
-                "Lead Origin Channel",
-                "string",
-                "dealer_info"
-            ),
+            ("lead_origin_channel", "Lead Origin Channel", "string", "dealer_info"),
             ("lead_weight", "Lead Weight", "string", "dealer_info"),
         ]
     );

@@ -83,10 +83,7 @@ fn parse_upsert_inputs(v: &Value) -> Result<Vec<UpsertInput>, ApiError> {
 }
 
 /// `POST /crm/v3/objects/contacts/batch/upsert` by email: all-or-nothing, results in input order.
-pub(crate) async fn batch_upsert(
-    State(sb): State<Sandbox>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn batch_upsert(State(sb): State<Sandbox>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let started = now_ms();
     let v = parse_object(&body)?;
     let inputs = parse_upsert_inputs(&v)?;
@@ -161,33 +158,21 @@ pub(crate) async fn batch_upsert(
 }
 
 /// `POST /crm/v3/objects/contacts/batch/read`: 200, or 207 listing the ids not found.
-pub(crate) async fn batch_read(
-    State(sb): State<Sandbox>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub(crate) async fn batch_read(State(sb): State<Sandbox>, body: Bytes) -> Result<Response, ApiError> {
     let started = now_ms();
     let v = parse_object(&body)?;
-    let id_property = v
-        .get("idProperty")
-        .and_then(Value::as_str)
-        .map(String::from);
+    let id_property = v.get("idProperty").and_then(Value::as_str).map(String::from);
     let mut targets = Vec::new();
     for input in batch_inputs(&v)? {
         let id = input_id(input).ok_or_else(|| {
-            ApiError::invalid_json(
-                "Cannot build SimplePublicObjectId, some of required attributes are not set [id]",
-            )
+            ApiError::invalid_json("Cannot build SimplePublicObjectId, some of required attributes are not set [id]")
         })?;
         targets.push((target(&id, id_property.as_deref())?, id));
     }
     let sel = match v.get("properties").and_then(Value::as_array) {
-        Some(names) if !names.is_empty() => Selection::Named(
-            names
-                .iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect(),
-        ),
+        Some(names) if !names.is_empty() => {
+            Selection::Named(names.iter().filter_map(Value::as_str).map(String::from).collect())
+        }
         _ => Selection::Default,
     };
     let (results, missing) = sb

@@ -19,14 +19,7 @@ use super::Sandbox;
 /// Most inputs a batch call takes.
 pub(crate) const BATCH_MAX: usize = 100;
 /// What a read returns when no `properties` are asked for.
-const DEFAULT_PROPS: [&str; 6] = [
-    "createdate",
-    "email",
-    "firstname",
-    "hs_object_id",
-    "lastmodifieddate",
-    "lastname",
-];
+const DEFAULT_PROPS: [&str; 6] = ["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"];
 /// Always returned.
 const SYSTEM_PROPS: [&str; 3] = ["createdate", "hs_object_id", "lastmodifieddate"];
 
@@ -53,19 +46,13 @@ fn value_of(c: &Contact, name: &str) -> Option<String> {
 pub(crate) fn render(c: &Contact, sel: &Selection, st: &Store) -> Value {
     let mut props = Map::new();
     let mut put = |name: &str| {
-        props.insert(
-            name.to_string(),
-            value_of(c, name).map_or(Value::Null, Value::String),
-        );
+        props.insert(name.to_string(), value_of(c, name).map_or(Value::Null, Value::String));
     };
     match sel {
         Selection::Default => DEFAULT_PROPS.iter().for_each(|n| put(n)),
         Selection::Named(names) => {
             SYSTEM_PROPS.iter().for_each(|n| put(n));
-            names
-                .iter()
-                .filter(|n| st.property(n).is_some())
-                .for_each(|n| put(n));
+            names.iter().filter(|n| st.property(n).is_some()).for_each(|n| put(n));
         }
         Selection::Stored => {
             SYSTEM_PROPS.iter().for_each(|n| put(n));
@@ -93,10 +80,7 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// `properties=a,b` and/or `properties=a&properties=b`.
@@ -244,37 +228,26 @@ pub(crate) async fn patch(
 }
 
 /// `GET /crm/v3/objects/contacts?limit=N&after=CURSOR` (limit 1..=100, default 10).
-pub(crate) async fn list(
-    State(sb): State<Sandbox>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list(State(sb): State<Sandbox>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
     let q = Query::parse(query)?;
     let limit = match q.get("limit") {
         None | Some("") => 10,
         Some(l) => match l.parse::<usize>() {
             Ok(n @ 1..=BATCH_MAX) => n,
-            _ => {
-                return Err(ApiError::validation(format!(
-                    "limit must be a number from 1 to 100, got '{l}'"
-                )))
-            }
+            _ => return Err(ApiError::validation(format!("limit must be a number from 1 to 100, got '{l}'"))),
         },
     };
     let after = match q.get("after") {
         None | Some("") => 0,
-        Some(a) => a.parse::<u64>().map_err(|_| {
-            ApiError::validation(format!("after '{a}' is not a valid paging cursor"))
-        })?,
+        Some(a) => {
+            a.parse::<u64>().map_err(|_| ApiError::validation(format!("after '{a}' is not a valid paging cursor")))?
+        }
     };
     let sel = q.selection();
     let out = sb
         .with_store(move |st| {
             let mut page = st.list(after, limit + 1)?;
-            let next = if page.len() > limit {
-                page.pop().map(|c| c.id)
-            } else {
-                None
-            };
+            let next = if page.len() > limit { page.pop().map(|c| c.id) } else { None };
             let results: Vec<Value> = page.iter().map(|c| render(c, &sel, st)).collect();
             let mut out = json!({ "results": results });
             if let Some(next) = next {

@@ -43,11 +43,7 @@ impl ApiError {
         body.insert("message".into(), json!(message.into()));
         body.insert("correlationId".into(), json!(correlation_id()));
         body.insert("category".into(), json!(category));
-        ApiError {
-            status,
-            body,
-            headers: Vec::new(),
-        }
+        ApiError { status, body, headers: Vec::new() }
     }
 
     /// Adds (or replaces) a top-level body field.
@@ -78,11 +74,7 @@ impl ApiError {
             Some(at) => &text[..at],
             None => &text,
         };
-        Self::validation(format!(
-            "Invalid input JSON on line {}, column {}: {detail}",
-            e.line(),
-            e.column()
-        ))
+        Self::validation(format!("Invalid input JSON on line {}, column {}: {detail}", e.line(), e.column()))
     }
 
     /// `Property values were not valid: [...]` with one `errors[]` entry per bad property.
@@ -107,19 +99,13 @@ impl ApiError {
     }
 
     pub fn contact_not_found(id: &str) -> Self {
-        Self::not_found(format!(
-            "Object not found.  objectId are usually numeric. ({id})"
-        ))
-        .with("context", json!({"id": [id]}))
+        Self::not_found(format!("Object not found.  objectId are usually numeric. ({id})"))
+            .with("context", json!({"id": [id]}))
     }
 
     /// The duplicate-email 409; the existing id is only inside `message`, like HubSpot's.
     pub fn conflict(existing_id: u64) -> Self {
-        Self::new(
-            StatusCode::CONFLICT,
-            "CONFLICT",
-            format!("Contact already exists. Existing ID: {existing_id}"),
-        )
+        Self::new(StatusCode::CONFLICT, "CONFLICT", format!("Contact already exists. Existing ID: {existing_id}"))
     }
 
     pub fn unauthorized() -> Self {
@@ -134,10 +120,7 @@ impl ApiError {
     /// The 429 shape: no `category`, `errorType: RATE_LIMIT` and the policy instead.
     pub fn rate_limited(policy: Policy) -> Self {
         let (message, name) = match policy {
-            Policy::TenSecondly => (
-                "You have reached your ten_secondly_rolling limit.",
-                "TEN_SECONDLY_ROLLING",
-            ),
+            Policy::TenSecondly => ("You have reached your ten_secondly_rolling limit.", "TEN_SECONDLY_ROLLING"),
             Policy::Daily => ("You have reached your daily limit.", "DAILY"),
         };
         let mut body = Map::new();
@@ -147,11 +130,7 @@ impl ApiError {
         body.insert("correlationId".into(), json!(correlation_id()));
         body.insert("policyName".into(), json!(name));
         body.insert("groupName".into(), json!("sandbox:private-app"));
-        ApiError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            body,
-            headers: Vec::new(),
-        }
+        ApiError { status: StatusCode::TOO_MANY_REQUESTS, body, headers: Vec::new() }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -167,11 +146,7 @@ impl From<rusqlite::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let id = self
-            .body
-            .get("correlationId")
-            .and_then(Value::as_str)
-            .and_then(|s| HeaderValue::from_str(s).ok());
+        let id = self.body.get("correlationId").and_then(Value::as_str).and_then(|s| HeaderValue::from_str(s).ok());
         let mut res = (self.status, axum::Json(Value::Object(self.body))).into_response();
         if let Some(id) = id {
             res.headers_mut().insert(CORRELATION_HEADER, id);

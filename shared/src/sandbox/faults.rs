@@ -16,24 +16,16 @@ pub(crate) fn fault_error(status: u16) -> ApiError {
     match status {
         401 => ApiError::unauthorized(),
         429 => ApiError::rate_limited(Policy::TenSecondly),
-        403 => ApiError::new(
-            code,
-            "MISSING_SCOPES",
-            "This app hasn't been granted all required scopes to make this call.",
-        ),
+        403 => {
+            ApiError::new(code, "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this call.")
+        }
         404 => ApiError::new(code, "OBJECT_NOT_FOUND", "resource not found"),
         409 => ApiError::new(code, "CONFLICT", "Conflict"),
-        423 => ApiError::new(
-            code,
-            "LOCKED",
-            "The resource is locked by another request; retry after at least 2 seconds.",
-        ),
-        477 => ApiError::new(
-            code,
-            "MIGRATION_IN_PROGRESS",
-            "This portal is being migrated; retry later.",
-        )
-        .header("retry-after", "2"),
+        423 => {
+            ApiError::new(code, "LOCKED", "The resource is locked by another request; retry after at least 2 seconds.")
+        }
+        477 => ApiError::new(code, "MIGRATION_IN_PROGRESS", "This portal is being migrated; retry later.")
+            .header("retry-after", "2"),
         500 => ApiError::new(code, "INTERNAL_ERROR", "internal error"),
         s if s >= 500 => ApiError::new(code, "SERVICE_UNAVAILABLE", reason),
         _ => ApiError::new(code, "VALIDATION_ERROR", reason),

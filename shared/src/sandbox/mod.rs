@@ -159,11 +159,7 @@ impl Sandbox {
     }
 
     pub fn faults(&self) -> Faults {
-        self.inner
-            .faults
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.faults.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn stats(&self) -> SandboxStats {
@@ -231,14 +227,9 @@ impl Drop for SandboxHandle {
 }
 
 /// Binds `addr` (e.g. `127.0.0.1:0`) and serves the sandbox in a background tokio task.
-pub async fn spawn(
-    options: SandboxOptions,
-    addr: SocketAddr,
-) -> Result<SandboxHandle, SandboxError> {
+pub async fn spawn(options: SandboxOptions, addr: SocketAddr) -> Result<SandboxHandle, SandboxError> {
     let sandbox = Sandbox::open(options)?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| SandboxError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| SandboxError::Bind { addr, source })?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = sandbox.router();
@@ -252,10 +243,5 @@ pub async fn spawn(
             tracing::warn!(error = %e, "sandbox server stopped");
         }
     });
-    Ok(SandboxHandle {
-        addr,
-        sandbox,
-        shutdown: Some(tx),
-        task: Some(task),
-    })
+    Ok(SandboxHandle { addr, sandbox, shutdown: Some(tx), task: Some(task) })
 }

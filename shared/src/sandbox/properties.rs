@@ -30,36 +30,15 @@ pub(crate) struct Property {
     pub created_ms: i64,
 }
 
-pub(crate) const TYPES: [&str; 7] = [
-    "bool",
-    "date",
-    "datetime",
-    "enumeration",
-    "number",
-    "phone_number",
-    "string",
-];
+pub(crate) const TYPES: [&str; 7] = ["bool", "date", "datetime", "enumeration", "number", "phone_number", "string"];
 
 /// Which `fieldType`s HubSpot's docs allow for each `type`.
 fn field_types_for(kind: &str) -> &'static [&'static str] {
     match kind {
         "bool" => &["booleancheckbox"],
-        "enumeration" => &[
-            "booleancheckbox",
-            "checkbox",
-            "radio",
-            "select",
-            "calculation_equation",
-        ],
+        "enumeration" => &["booleancheckbox", "checkbox", "radio", "select", "calculation_equation"],
         "date" | "datetime" => &["date"],
-        "string" => &[
-            "file",
-            "text",
-            "textarea",
-            "calculation_equation",
-            "html",
-            "signature",
-        ],
+        "string" => &["file", "text", "textarea", "calculation_equation", "html", "signature"],
         "number" => &["number", "calculation_equation"],
         "phone_number" => &["phonenumber"],
         _ => &[],
@@ -69,14 +48,7 @@ fn field_types_for(kind: &str) -> &'static [&'static str] {
 /// When HubSpot's own properties were "created" (any fixed date will do).
 const BUILTIN_CREATED_MS: i64 = 1_565_059_312_000;
 
-fn builtin(
-    name: &str,
-    label: &str,
-    kind: &str,
-    field_type: &str,
-    group: &str,
-    options: &[(&str, &str)],
-) -> Property {
+fn builtin(name: &str, label: &str, kind: &str, field_type: &str, group: &str, options: &[(&str, &str)]) -> Property {
     Property {
         def: PropertyDefinition {
             name: name.into(),
@@ -86,11 +58,7 @@ fn builtin(
             group_name: group.into(),
             options: options
                 .iter()
-                .map(|(label, value)| PropertyOption {
-                    label: (*label).into(),
-                    value: (*value).into(),
-                    hidden: false,
-                })
+                .map(|(label, value)| PropertyOption { label: (*label).into(), value: (*value).into(), hidden: false })
                 .collect(),
         },
         description: String::new(),
@@ -119,14 +87,7 @@ pub(crate) static BUILTINS: LazyLock<Vec<Property>> = LazyLock::new(|| {
         text("firstname", "First Name"),
         text("lastname", "Last Name"),
         builtin("phone", "Phone Number", "string", "phonenumber", info, &[]),
-        builtin(
-            "mobilephone",
-            "Mobile Phone Number",
-            "string",
-            "phonenumber",
-            info,
-            &[],
-        ),
+        builtin("mobilephone", "Mobile Phone Number", "string", "phonenumber", info, &[]),
         text("company", "Company Name"),
         text("website", "Website URL"),
         text("address", "Street Address"),
@@ -170,30 +131,9 @@ pub(crate) static BUILTINS: LazyLock<Vec<Property>> = LazyLock::new(|| {
                 ("Bad Timing", "BAD_TIMING"),
             ],
         ),
-        read_only(builtin(
-            "hs_object_id",
-            "Record ID",
-            "number",
-            "number",
-            info,
-            &[],
-        )),
-        read_only(builtin(
-            "createdate",
-            "Create Date",
-            "datetime",
-            "date",
-            info,
-            &[],
-        )),
-        read_only(builtin(
-            "lastmodifieddate",
-            "Last Modified Date",
-            "datetime",
-            "date",
-            info,
-            &[],
-        )),
+        read_only(builtin("hs_object_id", "Record ID", "number", "number", info, &[])),
+        read_only(builtin("createdate", "Create Date", "datetime", "date", info, &[])),
+        read_only(builtin("lastmodifieddate", "Last Modified Date", "datetime", "date", info, &[])),
     ]
 });
 
@@ -241,25 +181,17 @@ pub(crate) fn to_json(p: &Property) -> Value {
 }
 
 fn str_field<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
-    body.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
+    body.get(key).and_then(Value::as_str).filter(|s| !s.trim().is_empty())
 }
 
 /// Validates a `POST /crm/v3/properties/contacts` body into a custom property.
 /// Conflicts with existing names are the caller's job (they need the store).
 pub(crate) fn parse_create(body: &Value, now_ms: i64) -> Result<Property, ApiError> {
     if !body.is_object() {
-        return Err(ApiError::invalid_json(
-            "Cannot deserialize PropertyCreate from a non-object value",
-        ));
+        return Err(ApiError::invalid_json("Cannot deserialize PropertyCreate from a non-object value"));
     }
     let required = ["name", "label", "type", "fieldType", "groupName"];
-    let missing: Vec<&str> = required
-        .iter()
-        .copied()
-        .filter(|k| str_field(body, k).is_none())
-        .collect();
+    let missing: Vec<&str> = required.iter().copied().filter(|k| str_field(body, k).is_none()).collect();
     if !missing.is_empty() {
         return Err(ApiError::invalid_json(format!(
             "Cannot build PropertyCreate, some of required attributes are not set [{}]",
@@ -277,9 +209,7 @@ pub(crate) fn parse_create(body: &Value, now_ms: i64) -> Result<Property, ApiErr
         )));
     }
     let valid_name = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !valid_name {
         return Err(ApiError::validation(format!(
             "Property name '{name}' is invalid: it must start with a lowercase letter and contain only \
@@ -295,9 +225,7 @@ pub(crate) fn parse_create(body: &Value, now_ms: i64) -> Result<Property, ApiErr
     }
     let options = parse_options(body.get("options"))?;
     if kind == "enumeration" && options.is_empty() {
-        return Err(ApiError::validation(format!(
-            "Property '{name}' of type enumeration needs at least one option"
-        )));
+        return Err(ApiError::validation(format!("Property '{name}' of type enumeration needs at least one option")));
     }
     Ok(Property {
         def: PropertyDefinition {
@@ -308,21 +236,11 @@ pub(crate) fn parse_create(body: &Value, now_ms: i64) -> Result<Property, ApiErr
             group_name: field("groupName"),
             options,
         },
-        description: body
-            .get("description")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        description: body.get("description").and_then(Value::as_str).unwrap_or_default().to_string(),
         read_only: false,
         hubspot_defined: false,
-        unique: body
-            .get("hasUniqueValue")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        form_field: body
-            .get("formField")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        unique: body.get("hasUniqueValue").and_then(Value::as_bool).unwrap_or(false),
+        form_field: body.get("formField").and_then(Value::as_bool).unwrap_or(false),
         created_ms: now_ms,
     })
 }
@@ -331,26 +249,19 @@ fn parse_options(options: Option<&Value>) -> Result<Vec<PropertyOption>, ApiErro
     let list = match options {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(list)) => list,
-        Some(_) => {
-            return Err(ApiError::invalid_json(
-                "options must be an array of {label, value}",
-            ))
-        }
+        Some(_) => return Err(ApiError::invalid_json("options must be an array of {label, value}")),
     };
     let mut out: Vec<PropertyOption> = Vec::with_capacity(list.len());
     for o in list {
-        let (Some(label), Some(value)) = (
-            o.get("label").and_then(Value::as_str),
-            o.get("value").and_then(Value::as_str),
-        ) else {
+        let (Some(label), Some(value)) =
+            (o.get("label").and_then(Value::as_str), o.get("value").and_then(Value::as_str))
+        else {
             return Err(ApiError::invalid_json(
                 "Cannot build OptionInput, some of required attributes are not set [label, value]",
             ));
         };
         if out.iter().any(|x| x.value == value) {
-            return Err(ApiError::validation(format!(
-                "Duplicate option value '{value}'"
-            )));
+            return Err(ApiError::validation(format!("Duplicate option value '{value}'")));
         }
         out.push(PropertyOption {
             label: label.into(),
@@ -362,14 +273,9 @@ fn parse_options(options: Option<&Value>) -> Result<Vec<PropertyOption>, ApiErro
 }
 
 pub(crate) fn already_exists(name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "OBJECT_ALREADY_EXISTS",
-        format!("Property named '{name}' already exists."),
-    )
+    ApiError::new(StatusCode::CONFLICT, "OBJECT_ALREADY_EXISTS", format!("Property named '{name}' already exists."))
 }
 
 pub(crate) fn not_found(name: &str) -> ApiError {
-    ApiError::not_found(format!("Property named '{name}' does not exist"))
-        .with("context", json!({"name": [name]}))
+    ApiError::not_found(format!("Property named '{name}' does not exist")).with("context", json!({"name": [name]}))
 }

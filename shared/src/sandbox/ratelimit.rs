@@ -34,27 +34,16 @@ pub(crate) struct RateLimiter {
 impl RateLimiter {
     /// Accounts one request of `token` at `now` (on UTC day `day`): the quota left, and the policy that
     /// refuses it, if any.
-    pub fn check(
-        &mut self,
-        token: &str,
-        max: u32,
-        daily: u32,
-        now: Instant,
-        day: i64,
-    ) -> (Quota, Option<Policy>) {
+    pub fn check(&mut self, token: &str, max: u32, daily: u32, now: Instant, day: i64) -> (Quota, Option<Policy>) {
         if day != self.day {
             self.day = day;
             self.daily_used = 0;
         }
         if self.windows.len() > 1024 {
-            self.windows
-                .retain(|_, w| w.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+            self.windows.retain(|_, w| w.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
         }
         let window = self.windows.entry(token.to_string()).or_default();
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
-        {
+        while window.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
             window.pop_front();
         }
         let used = u32::try_from(window.len()).unwrap_or(u32::MAX);
@@ -98,10 +87,7 @@ mod unit {
             assert_eq!(q.remaining, 0);
         }
         // Another token has its own window.
-        assert_eq!(
-            rl.check("other", 3, 100, t0 + Duration::from_secs(5), 0).1,
-            None
-        );
+        assert_eq!(rl.check("other", 3, 100, t0 + Duration::from_secs(5), 0).1, None);
         // 10 s after the first request, its slot frees up.
         let (q, refused) = rl.check("tok", 3, 100, t0 + WINDOW, 0);
         assert_eq!(refused, None);

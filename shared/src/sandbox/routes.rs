@@ -25,10 +25,7 @@ const DAY_MS: i64 = 86_400_000;
 
 pub(crate) fn router(sb: Sandbox) -> Router {
     let api = api_routes("/crm/v3/objects", "/crm/v3/properties")
-        .merge(api_routes(
-            "/crm/objects/{version}",
-            "/crm/properties/{version}",
-        ))
+        .merge(api_routes("/crm/objects/{version}", "/crm/properties/{version}"))
         .route_layer(middleware::from_fn_with_state(sb.clone(), gate));
     let admin = Router::new()
         .route("/__sandbox/faults", get(get_faults).post(set_faults))
@@ -39,35 +36,17 @@ pub(crate) fn router(sb: Sandbox) -> Router {
 
 fn api_routes(objects: &str, props: &str) -> Router<Sandbox> {
     Router::new()
-        .route(
-            &format!("{objects}/contacts"),
-            get(contacts::list).post(contacts::create),
-        )
-        .route(
-            &format!("{objects}/contacts/batch/upsert"),
-            post(batch::batch_upsert),
-        )
-        .route(
-            &format!("{objects}/contacts/batch/read"),
-            post(batch::batch_read),
-        )
-        .route(
-            &format!("{objects}/contacts/{{id}}"),
-            get(contacts::get).patch(contacts::patch),
-        )
-        .route(
-            &format!("{props}/contacts"),
-            get(list_properties).post(create_property),
-        )
+        .route(&format!("{objects}/contacts"), get(contacts::list).post(contacts::create))
+        .route(&format!("{objects}/contacts/batch/upsert"), post(batch::batch_upsert))
+        .route(&format!("{objects}/contacts/batch/read"), post(batch::batch_read))
+        .route(&format!("{objects}/contacts/{{id}}"), get(contacts::get).patch(contacts::patch))
+        .route(&format!("{props}/contacts"), get(list_properties).post(create_property))
         .route(&format!("{props}/contacts/{{name}}"), get(get_property))
 }
 
 /// `Authorization: Bearer <token>` (scheme case-insensitive), non-empty.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
@@ -80,32 +59,21 @@ fn set_quota_headers(res: &mut Response, q: &Quota) {
     };
     put("x-hubspot-ratelimit-max", q.max.into());
     put("x-hubspot-ratelimit-remaining", q.remaining.into());
-    put(
-        "x-hubspot-ratelimit-interval-milliseconds",
-        WINDOW.as_millis() as u64,
-    );
+    put("x-hubspot-ratelimit-interval-milliseconds", WINDOW.as_millis() as u64);
     put("x-hubspot-ratelimit-daily", q.daily.into());
-    put(
-        "x-hubspot-ratelimit-daily-remaining",
-        q.daily_remaining.into(),
-    );
+    put("x-hubspot-ratelimit-daily-remaining", q.daily_remaining.into());
 }
 
 /// Every API request: counted, authenticated, rate limited, delayed and maybe failed, in that order.
 /// 401s carry no rate-limit headers (there is no valid token to account them to); everything after does.
 async fn gate(State(sb): State<Sandbox>, req: Request, next: Next) -> Response {
     let inner = &sb.inner;
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
+    let path =
+        req.extensions().get::<MatchedPath>().map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
     {
         let mut stats = lock(&inner.stats);
         stats.requests += 1;
-        *stats
-            .by_endpoint
-            .entry(format!("{} {path}", req.method()))
-            .or_default() += 1;
+        *stats.by_endpoint.entry(format!("{} {path}", req.method())).or_default() += 1;
     }
     let token = match (bearer(req.headers()), &inner.options.token) {
         (Some(t), Some(expected)) if t == expected => t.to_string(),
@@ -113,16 +81,9 @@ async fn gate(State(sb): State<Sandbox>, req: Request, next: Next) -> Response {
         _ => return ApiError::unauthorized().into_response(),
     };
     let faults = sb.faults();
-    let max = faults
-        .requests_per_10s
-        .unwrap_or(inner.options.rate_limit_per_10s);
-    let (quota, refused) = lock(&inner.limiter).check(
-        &token,
-        max,
-        inner.options.daily_limit,
-        Instant::now(),
-        now_ms().div_euclid(DAY_MS),
-    );
+    let max = faults.requests_per_10s.unwrap_or(inner.options.rate_limit_per_10s);
+    let (quota, refused) =
+        lock(&inner.limiter).check(&token, max, inner.options.daily_limit, Instant::now(), now_ms().div_euclid(DAY_MS));
     let mut res = if let Some(policy) = refused {
         lock(&inner.stats).rate_limited += 1;
         ApiError::rate_limited(policy).into_response()
@@ -148,25 +109,15 @@ async fn gate(State(sb): State<Sandbox>, req: Request, next: Next) -> Response {
 
 /// `GET /crm/v3/properties/contacts`
 async fn list_properties(State(sb): State<Sandbox>) -> Result<Json<Value>, ApiError> {
-    let results = sb
-        .with_store(|st| Ok(st.properties().map(to_json).collect::<Vec<_>>()))
-        .await?;
+    let results = sb.with_store(|st| Ok(st.properties().map(to_json).collect::<Vec<_>>())).await?;
     Ok(Json(json!({ "results": results })))
 }
 
 /// `GET /crm/v3/properties/contacts/{name}`
-async fn get_property(
-    State(sb): State<Sandbox>,
-    params: PathParams,
-) -> Result<Json<Value>, ApiError> {
+async fn get_property(State(sb): State<Sandbox>, params: PathParams) -> Result<Json<Value>, ApiError> {
     let name = path_param(params, "name")?;
-    let out = sb
-        .with_store(move |st| {
-            st.property(&name)
-                .map(to_json)
-                .ok_or_else(|| properties::not_found(&name))
-        })
-        .await?;
+    let out =
+        sb.with_store(move |st| st.property(&name).map(to_json).ok_or_else(|| properties::not_found(&name))).await?;
     Ok(Json(out))
 }
 
@@ -182,20 +133,12 @@ async fn get_faults(State(sb): State<Sandbox>) -> Json<Faults> {
     Json(sb.faults())
 }
 
-const FAULT_FIELDS: [&str; 4] = [
-    "failure_rate",
-    "failure_status",
-    "requests_per_10s",
-    "latency_ms",
-];
+const FAULT_FIELDS: [&str; 4] = ["failure_rate", "failure_status", "requests_per_10s", "latency_ms"];
 
 /// `POST /__sandbox/faults`: replaces the faults (missing fields take their defaults).
 async fn set_faults(State(sb): State<Sandbox>, body: Bytes) -> Result<Json<Faults>, ApiError> {
     let v = parse_object(&body)?;
-    if let Some(unknown) = v
-        .as_object()
-        .and_then(|o| o.keys().find(|k| !FAULT_FIELDS.contains(&k.as_str())))
-    {
+    if let Some(unknown) = v.as_object().and_then(|o| o.keys().find(|k| !FAULT_FIELDS.contains(&k.as_str()))) {
         return Err(ApiError::validation(format!(
             "unknown field '{unknown}'; expected one of [{}]",
             FAULT_FIELDS.join(", ")

@@ -23,10 +23,7 @@ pub(crate) struct Contact {
 
 impl Contact {
     pub fn email(&self) -> Option<&str> {
-        self.props
-            .get("email")
-            .map(String::as_str)
-            .filter(|e| !e.is_empty())
+        self.props.get("email").map(String::as_str).filter(|e| !e.is_empty())
     }
 
     /// Applies validated values: `""` clears, anything else sets.
@@ -81,31 +78,16 @@ pub(crate) fn by_id(conn: &Connection, id: u64) -> rusqlite::Result<Option<Conta
     let Ok(id) = i64::try_from(id) else {
         return Ok(None);
     };
-    conn.query_row(&format!("{SELECT} WHERE id = ?1"), [id], contact_from_row)
-        .optional()
+    conn.query_row(&format!("{SELECT} WHERE id = ?1"), [id], contact_from_row).optional()
 }
 
 pub(crate) fn by_email(conn: &Connection, email: &str) -> rusqlite::Result<Option<Contact>> {
-    conn.query_row(
-        &format!("{SELECT} WHERE email = ?1"),
-        [email.to_lowercase()],
-        contact_from_row,
-    )
-    .optional()
+    conn.query_row(&format!("{SELECT} WHERE email = ?1"), [email.to_lowercase()], contact_from_row).optional()
 }
 
 /// Inserts a new contact with `props` (already validated and merged) and returns it with its id.
-pub(crate) fn insert(
-    conn: &Connection,
-    props: BTreeMap<String, String>,
-    now_ms: i64,
-) -> rusqlite::Result<Contact> {
-    let mut c = Contact {
-        id: 0,
-        props,
-        created_ms: now_ms,
-        updated_ms: now_ms,
-    };
+pub(crate) fn insert(conn: &Connection, props: BTreeMap<String, String>, now_ms: i64) -> rusqlite::Result<Contact> {
+    let mut c = Contact { id: 0, props, created_ms: now_ms, updated_ms: now_ms };
     conn.execute(
         "INSERT INTO contacts (email, properties, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)",
         params![c.email(), props_json(&c), now_ms],
@@ -140,8 +122,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         let custom = {
-            let mut stmt =
-                conn.prepare("SELECT definition FROM properties ORDER BY created_ms, rowid")?;
+            let mut stmt = conn.prepare("SELECT definition FROM properties ORDER BY created_ms, rowid")?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
             let mut custom = Vec::new();
             for def in rows {
@@ -163,13 +144,8 @@ impl Store {
     }
 
     /// Runs `f` in one immediate transaction: committed when `f` succeeds, rolled back otherwise.
-    pub fn write<T>(
-        &mut self,
-        f: impl FnOnce(&Connection) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
@@ -199,18 +175,14 @@ impl Store {
     }
 
     pub fn contact_count(&self) -> rusqlite::Result<u64> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get(0))?;
+        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get(0))?;
         Ok(n as u64)
     }
 
     /// Up to `limit` contacts with id ≥ `from`, by id.
     pub fn list(&self, from: u64, limit: usize) -> rusqlite::Result<Vec<Contact>> {
         let from = i64::try_from(from).unwrap_or(i64::MAX);
-        let mut stmt = self
-            .conn
-            .prepare(&format!("{SELECT} WHERE id >= ?1 ORDER BY id LIMIT ?2"))?;
+        let mut stmt = self.conn.prepare(&format!("{SELECT} WHERE id >= ?1 ORDER BY id LIMIT ?2"))?;
         let rows = stmt.query_map(params![from, limit as i64], contact_from_row)?;
         rows.collect()
     }

@@ -25,11 +25,8 @@ fn from_ms(ms: i64) -> Option<OffsetDateTime> {
 
 /// `2024-05-01T10:20:30.123Z`
 pub(crate) fn iso_ms(ms: i64) -> String {
-    let fmt =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    from_ms(ms)
-        .and_then(|t| t.format(&fmt).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into())
+    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    from_ms(ms).and_then(|t| t.format(&fmt).ok()).unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into())
 }
 
 /// A JSON `properties` object as (name, string value) pairs. Numbers and booleans are stringified like
@@ -38,11 +35,7 @@ pub(crate) fn coerce_properties(v: Option<&Value>) -> Result<Vec<(String, String
     let map = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Object(map)) => map,
-        Some(_) => {
-            return Err(ApiError::invalid_json(
-                "properties must be an object of property name to value",
-            ))
-        }
+        Some(_) => return Err(ApiError::invalid_json("properties must be an object of property name to value")),
     };
     let mut out = Vec::with_capacity(map.len());
     for (name, value) in map {
@@ -86,25 +79,13 @@ pub(crate) fn validate_all<'a>(
 }
 
 fn issue(code: &'static str, name: &str, message: String) -> PropIssue {
-    PropIssue {
-        code,
-        name: name.into(),
-        message,
-    }
+    PropIssue { code, name: name.into(), message }
 }
 
 /// One value against its definition (`None` = no such property). Returns the normalised value.
-pub(crate) fn check_value(
-    prop: Option<&Property>,
-    name: &str,
-    value: &str,
-) -> Result<String, PropIssue> {
+pub(crate) fn check_value(prop: Option<&Property>, name: &str, value: &str) -> Result<String, PropIssue> {
     let Some(prop) = prop else {
-        return Err(issue(
-            "PROPERTY_DOESNT_EXIST",
-            name,
-            format!("Property \"{name}\" does not exist"),
-        ));
+        return Err(issue("PROPERTY_DOESNT_EXIST", name, format!("Property \"{name}\" does not exist")));
     };
     if prop.read_only {
         return Err(issue(
@@ -120,11 +101,7 @@ pub(crate) fn check_value(
         return if is_email(value) {
             Ok(value.to_lowercase())
         } else {
-            Err(issue(
-                "INVALID_EMAIL",
-                name,
-                format!("Email address {value} is invalid"),
-            ))
+            Err(issue("INVALID_EMAIL", name, format!("Email address {value} is invalid")))
         };
     }
     match prop.def.kind.as_str() {
@@ -154,11 +131,7 @@ pub(crate) fn check_value(
         }
         "bool" => match value.to_ascii_lowercase().as_str() {
             v @ ("true" | "false") => Ok(v.to_string()),
-            _ => Err(issue(
-                "INVALID_BOOLEAN",
-                name,
-                format!("{value} was not a valid boolean; use true or false."),
-            )),
+            _ => Err(issue("INVALID_BOOLEAN", name, format!("{value} was not a valid boolean; use true or false."))),
         },
         _ => Ok(value.to_string()),
     }
@@ -168,10 +141,7 @@ fn check_option(prop: &Property, name: &str, value: &str) -> Result<String, Prop
     let allowed = |v: &str| prop.def.options.iter().any(|o| o.value == v);
     // Multiple checkboxes take several values separated by `;`.
     let bad = if prop.def.field_type == "checkbox" {
-        value
-            .split(';')
-            .filter(|v| !v.is_empty())
-            .find(|v| !allowed(v))
+        value.split(';').filter(|v| !v.is_empty()).find(|v| !allowed(v))
     } else if allowed(value) {
         None
     } else {
@@ -184,10 +154,7 @@ fn check_option(prop: &Property, name: &str, value: &str) -> Result<String, Prop
             Err(issue(
                 "INVALID_OPTION",
                 name,
-                format!(
-                    "{bad} was not one of the allowed options: [{}]",
-                    values.join(", ")
-                ),
+                format!("{bad} was not one of the allowed options: [{}]", values.join(", ")),
             ))
         }
     }
@@ -208,9 +175,7 @@ fn ymd(value: &str) -> Option<Date> {
     let shape = b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     if !shape {
         return None;
     }
@@ -224,8 +189,7 @@ fn check_date(value: &str) -> Option<String> {
         Some(_) => return None,
         None => ymd(value)?,
     };
-    date.format(format_description!("[year]-[month]-[day]"))
-        .ok()
+    date.format(format_description!("[year]-[month]-[day]")).ok()
 }
 
 /// `datetime`: epoch ms or ISO-8601 (with offset, without one meaning UTC, or a bare date),
@@ -265,9 +229,7 @@ pub(crate) fn is_email(value: &str) -> bool {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local
-            .chars()
-            .all(|c| !c.is_whitespace() && !c.is_control() && !"@<>()[],;:\\\"".contains(c));
+        && local.chars().all(|c| !c.is_whitespace() && !c.is_control() && !"@<>()[],;:\\\"".contains(c));
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
         && domain.len() <= 253
@@ -277,9 +239,7 @@ pub(crate) fn is_email(value: &str) -> bool {
                 && !l.ends_with('-')
                 && l.chars().all(|c| c.is_alphanumeric() || c == '-')
         })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.len() >= 2 && !tld.bytes().all(|b| b.is_ascii_digit()));
+        && labels.last().is_some_and(|tld| tld.len() >= 2 && !tld.bytes().all(|b| b.is_ascii_digit()));
     local_ok && domain_ok
 }
 
@@ -294,11 +254,7 @@ mod unit {
         p.def.field_type = field_type.into();
         p.def.options = options
             .iter()
-            .map(|v| crate::hubspot::PropertyOption {
-                label: v.to_uppercase(),
-                value: (*v).into(),
-                hidden: false,
-            })
+            .map(|v| crate::hubspot::PropertyOption { label: v.to_uppercase(), value: (*v).into(), hidden: false })
             .collect();
         p
     }
@@ -313,44 +269,23 @@ mod unit {
         assert_eq!(code(&d, "1430438400000"), Ok("2015-05-01".into()));
         assert_eq!(code(&d, "2015-05-01"), Ok("2015-05-01".into()));
         assert_eq!(code(&d, "1430438400001"), Err("INVALID_DATE"));
-        assert_eq!(
-            code(&d, "1430438400"),
-            Err("INVALID_DATE"),
-            "seconds instead of ms"
-        );
+        assert_eq!(code(&d, "1430438400"), Err("INVALID_DATE"), "seconds instead of ms");
         assert_eq!(code(&d, "2015-5-1"), Err("INVALID_DATE"));
         assert_eq!(code(&d, "2015-02-30"), Err("INVALID_DATE"));
         assert_eq!(code(&d, "2015-05-01T00:00:00Z"), Err("INVALID_DATE"));
         assert_eq!(code(&d, ""), Ok(String::new()));
-        let msg = check_value(Some(&d), "x", "1430438400001")
-            .unwrap_err()
-            .message;
+        let msg = check_value(Some(&d), "x", "1430438400001").unwrap_err().message;
         assert!(msg.contains("not midnight"), "{msg}");
     }
 
     #[test]
     fn datetimes_take_ms_or_iso() {
         let d = prop("datetime", "date", &[]);
-        assert_eq!(
-            code(&d, "1430438400123"),
-            Ok("2015-05-01T00:00:00.123Z".into())
-        );
-        assert_eq!(
-            code(&d, "2015-05-01T10:00:00Z"),
-            Ok("2015-05-01T10:00:00.000Z".into())
-        );
-        assert_eq!(
-            code(&d, "2015-05-01T12:00:00+02:00"),
-            Ok("2015-05-01T10:00:00.000Z".into())
-        );
-        assert_eq!(
-            code(&d, "2015-05-01T10:00:00"),
-            Ok("2015-05-01T10:00:00.000Z".into())
-        );
-        assert_eq!(
-            code(&d, "2015-05-01"),
-            Ok("2015-05-01T00:00:00.000Z".into())
-        );
+        assert_eq!(code(&d, "1430438400123"), Ok("2015-05-01T00:00:00.123Z".into()));
+        assert_eq!(code(&d, "2015-05-01T10:00:00Z"), Ok("2015-05-01T10:00:00.000Z".into()));
+        assert_eq!(code(&d, "2015-05-01T12:00:00+02:00"), Ok("2015-05-01T10:00:00.000Z".into()));
+        assert_eq!(code(&d, "2015-05-01T10:00:00"), Ok("2015-05-01T10:00:00.000Z".into()));
+        assert_eq!(code(&d, "2015-05-01"), Ok("2015-05-01T00:00:00.000Z".into()));
         assert_eq!(code(&d, "yesterday"), Err("INVALID_DATETIME"));
     }
 
@@ -368,11 +303,7 @@ mod unit {
         assert_eq!(code(&b, "yes"), Err("INVALID_BOOLEAN"));
         let radio = prop("enumeration", "radio", &["a", "b"]);
         assert_eq!(code(&radio, "a"), Ok("a".into()));
-        assert_eq!(
-            code(&radio, "A"),
-            Err("INVALID_OPTION"),
-            "labels are not values"
-        );
+        assert_eq!(code(&radio, "A"), Err("INVALID_OPTION"), "labels are not values");
         assert_eq!(code(&radio, "a;b"), Err("INVALID_OPTION"));
         let multi = prop("enumeration", "checkbox", &["a", "b"]);
         assert_eq!(code(&multi, "a;b"), Ok("a;b".into()));
@@ -384,39 +315,19 @@ mod unit {
         for ok in ["a@b.co", "first.last+tag@sub.example.org", "ünï@exämple.de"] {
             assert!(is_email(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "a",
-            "a@b",
-            "@b.com",
-            "a@@b.com",
-            "a b@c.com",
-            "a@b..com",
-            "a@-b.com",
-            "a@b.c",
-            ".a@b.com",
-        ] {
+        for bad in ["", "a", "a@b", "@b.com", "a@@b.com", "a b@c.com", "a@b..com", "a@-b.com", "a@b.c", ".a@b.com"] {
             assert!(!is_email(bad), "{bad}");
         }
         let e = find_builtin("email").unwrap();
         assert_eq!(check_value(Some(e), "email", "A@B.com").unwrap(), "a@b.com");
-        assert_eq!(
-            check_value(Some(e), "email", "nope").unwrap_err().code,
-            "INVALID_EMAIL"
-        );
+        assert_eq!(check_value(Some(e), "email", "nope").unwrap_err().code, "INVALID_EMAIL");
     }
 
     #[test]
     fn unknown_and_read_only() {
-        assert_eq!(
-            check_value(None, "nope", "x").unwrap_err().code,
-            "PROPERTY_DOESNT_EXIST"
-        );
+        assert_eq!(check_value(None, "nope", "x").unwrap_err().code, "PROPERTY_DOESNT_EXIST");
         let ro = find_builtin("createdate").unwrap();
-        assert_eq!(
-            check_value(Some(ro), "createdate", "").unwrap_err().code,
-            "READ_ONLY_VALUE"
-        );
+        assert_eq!(check_value(Some(ro), "createdate", "").unwrap_err().code, "READ_ONLY_VALUE");
     }
 
     #[test]

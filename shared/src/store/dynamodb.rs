@@ -20,9 +20,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use time::OffsetDateTime;
 
-use super::{
-    Begin, IdempotencyStore, StoreError, StoredResponse, IDEMPOTENCY_TTL, IN_PROGRESS_TTL,
-};
+use super::{Begin, IdempotencyStore, StoreError, StoredResponse, IDEMPOTENCY_TTL, IN_PROGRESS_TTL};
 
 const STATUS_IN_PROGRESS: &str = "IN_PROGRESS";
 const STATUS_COMPLETED: &str = "COMPLETED";
@@ -41,10 +39,7 @@ pub struct DynamoIdempotencyStore {
 
 impl DynamoIdempotencyStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        DynamoIdempotencyStore {
-            client,
-            table: table.into(),
-        }
+        DynamoIdempotencyStore { client, table: table.into() }
     }
 
     pub fn table(&self) -> &str {
@@ -56,54 +51,37 @@ impl DynamoIdempotencyStore {
         E: std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        StoreError::Unavailable(format!(
-            "DynamoDB {operation} on table {}: {}",
-            self.table,
-            DisplayErrorContext(err)
-        ))
+        StoreError::Unavailable(format!("DynamoDB {operation} on table {}: {}", self.table, DisplayErrorContext(err)))
     }
 
     /// What an existing (live) record means for a caller with `payload_hash`.
     fn classify(item: &Item, payload_hash: &str) -> Result<Begin, StoreError> {
         // A record without a validation hash (written by `complete` after its record vanished) matches anything.
         if let Some(validation) = item.get("validation") {
-            let validation = validation.as_s().map_err(|_| {
-                StoreError::Corrupt("idempotency record: `validation` is not a string".into())
-            })?;
+            let validation = validation
+                .as_s()
+                .map_err(|_| StoreError::Corrupt("idempotency record: `validation` is not a string".into()))?;
             if validation != payload_hash {
                 return Ok(Begin::Conflict);
             }
         }
-        match item
-            .get("status")
-            .and_then(|s| s.as_s().ok())
-            .map(String::as_str)
-        {
+        match item.get("status").and_then(|s| s.as_s().ok()).map(String::as_str) {
             Some(STATUS_COMPLETED) => {
                 let status = item
                     .get("response_status")
                     .and_then(|v| v.as_n().ok())
                     .and_then(|n| n.parse::<u16>().ok())
                     .ok_or_else(|| {
-                        StoreError::Corrupt(
-                            "completed idempotency record without response_status".into(),
-                        )
+                        StoreError::Corrupt("completed idempotency record without response_status".into())
                     })?;
-                let body = item
-                    .get("response_body")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(
-                            "completed idempotency record without response_body".into(),
-                        )
+                let body =
+                    item.get("response_body").and_then(|v| v.as_s().ok()).cloned().ok_or_else(|| {
+                        StoreError::Corrupt("completed idempotency record without response_body".into())
                     })?;
                 Ok(Begin::Completed(StoredResponse { status, body }))
             }
             Some(STATUS_IN_PROGRESS) => Ok(Begin::InProgress),
-            other => Err(StoreError::Corrupt(format!(
-                "idempotency record with status {other:?}"
-            ))),
+            other => Err(StoreError::Corrupt(format!("idempotency record with status {other:?}"))),
         }
     }
 
@@ -136,12 +114,7 @@ fn n(v: i64) -> AttributeValue {
 
 #[async_trait]
 impl IdempotencyStore for DynamoIdempotencyStore {
-    async fn begin(
-        &self,
-        key: &str,
-        payload_hash: &str,
-        now: OffsetDateTime,
-    ) -> Result<Begin, StoreError> {
+    async fn begin(&self, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
         // A claim can lose a race with a `release` (condition fails, then the item is gone): try again a few times.
         for _ in 0..3 {
             let result = self
@@ -151,29 +124,19 @@ impl IdempotencyStore for DynamoIdempotencyStore {
                 .item("id", AttributeValue::S(key.to_owned()))
                 .item("status", AttributeValue::S(STATUS_IN_PROGRESS.to_owned()))
                 .item("expiration", n(epoch_seconds(now + IDEMPOTENCY_TTL)))
-                .item(
-                    "in_progress_expiration",
-                    n(epoch_millis(now + IN_PROGRESS_TTL)),
-                )
+                .item("in_progress_expiration", n(epoch_millis(now + IN_PROGRESS_TTL)))
                 .item("validation", AttributeValue::S(payload_hash.to_owned()))
                 .condition_expression(CLAIM_CONDITION)
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":now_s", n(epoch_seconds(now)))
                 .expression_attribute_values(":now_ms", n(epoch_millis(now)))
-                .expression_attribute_values(
-                    ":inprogress",
-                    AttributeValue::S(STATUS_IN_PROGRESS.to_owned()),
-                )
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
+                .expression_attribute_values(":inprogress", AttributeValue::S(STATUS_IN_PROGRESS.to_owned()))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
                 .await;
             match result {
                 Ok(_) => return Ok(Begin::Started),
-                Err(SdkError::ServiceError(ctx))
-                    if ctx.err().is_conditional_check_failed_exception() =>
-                {
+                Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => {
                     let old = match ctx.into_err() {
                         PutItemError::ConditionalCheckFailedException(e) => e.item,
                         _ => None,
@@ -196,12 +159,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
         )))
     }
 
-    async fn complete(
-        &self,
-        key: &str,
-        response: &StoredResponse,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    async fn complete(&self, key: &str, response: &StoredResponse, now: OffsetDateTime) -> Result<(), StoreError> {
         // Unconditional, like Powertools: the caller owns the key (it got `Started`).
         self.client
             .update_item()
@@ -230,20 +188,13 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .key("id", AttributeValue::S(key.to_owned()))
             .condition_expression("#status = :inprogress")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(
-                ":inprogress",
-                AttributeValue::S(STATUS_IN_PROGRESS.to_owned()),
-            )
+            .expression_attribute_values(":inprogress", AttributeValue::S(STATUS_IN_PROGRESS.to_owned()))
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
             // Already gone or already COMPLETED: nothing to give up.
-            Err(SdkError::ServiceError(ctx))
-                if ctx.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(())
-            }
+            Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => Ok(()),
             Err(e) => Err(self.unavailable("DeleteItem", &e)),
         }
     }

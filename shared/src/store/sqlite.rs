@@ -25,10 +25,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
 
-use super::{
-    Begin, IdempotencyStore, RetryQueue, StoreError, StoredResponse, IDEMPOTENCY_TTL,
-    IN_PROGRESS_TTL,
-};
+use super::{Begin, IdempotencyStore, RetryQueue, StoreError, StoredResponse, IDEMPOTENCY_TTL, IN_PROGRESS_TTL};
 use crate::domain::{DeadLetterReason, RetryMessage};
 
 const STATUS_IN_PROGRESS: &str = "IN_PROGRESS";
@@ -81,9 +78,7 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -103,9 +98,8 @@ impl SqliteStore {
     /// Opens (or creates) the database at `path`, creating missing parent directories and the tables.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
         }
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
@@ -120,16 +114,10 @@ impl SqliteStore {
     fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<SqliteStore, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
         // `journal_mode` answers with the mode in force ("memory" for in-memory databases).
-        let _mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(sql_err)?;
-        conn.execute_batch("PRAGMA synchronous = FULL;")
-            .map_err(sql_err)?;
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(sql_err)?;
+        conn.execute_batch("PRAGMA synchronous = FULL;").map_err(sql_err)?;
         migrate(&mut conn)?;
-        Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
-            path,
-        })
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), path })
     }
 
     /// The database file, `None` in memory.
@@ -140,9 +128,7 @@ impl SqliteStore {
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open (it rolls back on drop), so the
         // connection is still usable.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` on the blocking pool with the connection.
@@ -160,24 +146,16 @@ impl SqliteStore {
     /// The retry queue, oldest (first enqueued) first.
     pub fn queued(&self) -> Result<Vec<RetryMessage>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT message FROM retry_queue ORDER BY seq")
-            .map_err(sql_err)?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(sql_err)?;
+        let mut stmt = conn.prepare_cached("SELECT message FROM retry_queue ORDER BY seq").map_err(sql_err)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
         rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
     }
 
     /// The dead-letter queue (each with `dead_letter_reason` set), oldest first.
     pub fn dead_letters(&self) -> Result<Vec<RetryMessage>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT message FROM dead_letters ORDER BY seq")
-            .map_err(sql_err)?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(sql_err)?;
+        let mut stmt = conn.prepare_cached("SELECT message FROM dead_letters ORDER BY seq").map_err(sql_err)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
         rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
     }
 
@@ -192,31 +170,19 @@ impl SqliteStore {
                  ORDER BY not_before, seq LIMIT ?2",
             )
             .map_err(sql_err)?;
-        let rows = stmt
-            .query_map(params![epoch_millis(now), limit], |r| r.get::<_, String>(0))
-            .map_err(sql_err)?;
+        let rows = stmt.query_map(params![epoch_millis(now), limit], |r| r.get::<_, String>(0)).map_err(sql_err)?;
         rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
     }
 
     /// Takes a message off the retry queue (delivered, or moved on). Absent ids are fine.
     pub fn remove_queued(&self, event_id: &str) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
-                "DELETE FROM retry_queue WHERE event_id = ?1",
-                params![event_id],
-            )
-            .map_err(sql_err)?;
+        self.lock().execute("DELETE FROM retry_queue WHERE event_id = ?1", params![event_id]).map_err(sql_err)?;
         Ok(())
     }
 
     /// Takes a message out of the dead-letter queue (e.g. after a redrive re-enqueued it). Absent ids are fine.
     pub fn remove_dead_letter(&self, event_id: &str) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
-                "DELETE FROM dead_letters WHERE event_id = ?1",
-                params![event_id],
-            )
-            .map_err(sql_err)?;
+        self.lock().execute("DELETE FROM dead_letters WHERE event_id = ?1", params![event_id]).map_err(sql_err)?;
         Ok(())
     }
 }
@@ -226,17 +192,12 @@ fn decode(json: &str) -> Result<RetryMessage, StoreError> {
 }
 
 fn encode(message: &RetryMessage) -> Result<String, StoreError> {
-    serde_json::to_string(message)
-        .map_err(|e| StoreError::Corrupt(format!("cannot serialise message: {e}")))
+    serde_json::to_string(message).map_err(|e| StoreError::Corrupt(format!("cannot serialise message: {e}")))
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql_err)?;
-    let version: i64 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sql_err)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_err)?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::Unavailable(format!(
             "database schema version {version} is newer than this hubrelay supports ({SCHEMA_VERSION})"
@@ -246,8 +207,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(SCHEMA_V1).map_err(sql_err)?;
     }
     if version < SCHEMA_VERSION {
-        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-            .map_err(sql_err)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(sql_err)?;
     }
     tx.commit().map_err(sql_err)
 }
@@ -262,17 +222,10 @@ struct Record {
     in_progress_expires_at: Option<i64>,
 }
 
-fn begin_tx(
-    conn: &mut Connection,
-    key: &str,
-    payload_hash: &str,
-    now: OffsetDateTime,
-) -> Result<Begin, StoreError> {
+fn begin_tx(conn: &mut Connection, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
     let now_s = epoch_seconds(now);
     let now_ms = epoch_millis(now);
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql_err)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
     let record = tx
         .query_row(
             "SELECT status, payload_hash, response_status, response_body, expires_at, \
@@ -296,8 +249,7 @@ fn begin_tx(
         None => true,
         Some(r) => {
             r.expires_at < now_s
-                || (r.status == STATUS_IN_PROGRESS
-                    && r.in_progress_expires_at.is_none_or(|ms| ms < now_ms))
+                || (r.status == STATUS_IN_PROGRESS && r.in_progress_expires_at.is_none_or(|ms| ms < now_ms))
         }
     };
     if claimable {
@@ -321,11 +273,7 @@ fn begin_tx(
     drop(tx); // read-only from here: roll back
 
     // A record without a hash (written by `complete` after its record vanished) matches anything.
-    if record
-        .payload_hash
-        .as_deref()
-        .is_some_and(|h| h != payload_hash)
-    {
+    if record.payload_hash.as_deref().is_some_and(|h| h != payload_hash) {
         return Ok(Begin::Conflict);
     }
     match record.status.as_str() {
@@ -333,42 +281,25 @@ fn begin_tx(
             let status = record
                 .response_status
                 .and_then(|s| u16::try_from(s).ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(
-                        "completed idempotency record without response_status".into(),
-                    )
-                })?;
-            let body = record.response_body.ok_or_else(|| {
-                StoreError::Corrupt("completed idempotency record without response_body".into())
-            })?;
+                .ok_or_else(|| StoreError::Corrupt("completed idempotency record without response_status".into()))?;
+            let body = record
+                .response_body
+                .ok_or_else(|| StoreError::Corrupt("completed idempotency record without response_body".into()))?;
             Ok(Begin::Completed(StoredResponse { status, body }))
         }
         STATUS_IN_PROGRESS => Ok(Begin::InProgress),
-        other => Err(StoreError::Corrupt(format!(
-            "idempotency record with status {other:?}"
-        ))),
+        other => Err(StoreError::Corrupt(format!("idempotency record with status {other:?}"))),
     }
 }
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
-    async fn begin(
-        &self,
-        key: &str,
-        payload_hash: &str,
-        now: OffsetDateTime,
-    ) -> Result<Begin, StoreError> {
+    async fn begin(&self, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
         let (key, payload_hash) = (key.to_owned(), payload_hash.to_owned());
-        self.blocking(move |conn| begin_tx(conn, &key, &payload_hash, now))
-            .await
+        self.blocking(move |conn| begin_tx(conn, &key, &payload_hash, now)).await
     }
 
-    async fn complete(
-        &self,
-        key: &str,
-        response: &StoredResponse,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    async fn complete(&self, key: &str, response: &StoredResponse, now: OffsetDateTime) -> Result<(), StoreError> {
         // Unconditional, like the DynamoDB adapter: the caller owns the key. If the record vanished
         // meanwhile, a COMPLETED record without a payload hash is written (it matches any payload).
         let (key, response) = (key.to_owned(), response.clone());
@@ -397,11 +328,8 @@ impl IdempotencyStore for SqliteStore {
     async fn release(&self, key: &str) -> Result<(), StoreError> {
         let key = key.to_owned();
         self.blocking(move |conn| {
-            conn.execute(
-                "DELETE FROM idempotency WHERE key = ?1 AND status = ?2",
-                params![key, STATUS_IN_PROGRESS],
-            )
-            .map_err(sql_err)?;
+            conn.execute("DELETE FROM idempotency WHERE key = ?1 AND status = ?2", params![key, STATUS_IN_PROGRESS])
+                .map_err(sql_err)?;
             Ok(())
         })
         .await
@@ -432,11 +360,7 @@ impl RetryQueue for SqliteStore {
 
     /// Moves the message to the dead-letter queue (off the retry queue if it is there), with `reason` set
     /// on the stored message. A second dead-lettering of the same event replaces the first.
-    async fn dead_letter(
-        &self,
-        message: &RetryMessage,
-        reason: &DeadLetterReason,
-    ) -> Result<(), StoreError> {
+    async fn dead_letter(&self, message: &RetryMessage, reason: &DeadLetterReason) -> Result<(), StoreError> {
         let mut message = message.clone();
         message.dead_letter_reason = Some(reason.clone());
         let json = encode(&message)?;
@@ -444,8 +368,7 @@ impl RetryQueue for SqliteStore {
         let code = reason.code.clone();
         self.blocking(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
-            tx.execute("DELETE FROM retry_queue WHERE event_id = ?1", params![message.event_id])
-                .map_err(sql_err)?;
+            tx.execute("DELETE FROM retry_queue WHERE event_id = ?1", params![message.event_id]).map_err(sql_err)?;
             tx.execute(
                 "INSERT OR REPLACE INTO dead_letters \
                  (event_id, function, reason_code, dead_lettered_at, message) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -467,10 +390,7 @@ mod tests {
     const T0: OffsetDateTime = datetime!(2025-03-01 12:00 UTC);
 
     fn response(status: u16, body: &str) -> StoredResponse {
-        StoredResponse {
-            status,
-            body: body.into(),
-        }
+        StoredResponse { status, body: body.into() }
     }
 
     fn message(event_id: &str, not_before: OffsetDateTime) -> RetryMessage {
@@ -503,15 +423,9 @@ mod tests {
     async fn begin_complete_replay() {
         let store = SqliteStore::open_in_memory().unwrap();
         assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
-        store
-            .complete("k", &response(202, r#"{"ok":true}"#), T0)
-            .await
-            .unwrap();
+        store.complete("k", &response(202, r#"{"ok":true}"#), T0).await.unwrap();
         assert_eq!(
-            store
-                .begin("k", "h1", T0 + Duration::from_secs(10))
-                .await
-                .unwrap(),
+            store.begin("k", "h1", T0 + Duration::from_secs(10)).await.unwrap(),
             Begin::Completed(response(202, r#"{"ok":true}"#))
         );
     }
@@ -522,10 +436,7 @@ mod tests {
         assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
         // While in progress...
         assert_eq!(store.begin("k", "h2", T0).await.unwrap(), Begin::Conflict);
-        store
-            .complete("k", &response(200, "done"), T0)
-            .await
-            .unwrap();
+        store.complete("k", &response(200, "done"), T0).await.unwrap();
         // ...and once completed.
         assert_eq!(store.begin("k", "h2", T0).await.unwrap(), Begin::Conflict);
     }
@@ -534,10 +445,7 @@ mod tests {
     async fn same_payload_while_in_progress() {
         let store = SqliteStore::open_in_memory().unwrap();
         assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
-        assert_eq!(
-            store.begin("k", "h1", T0 + IN_PROGRESS_TTL).await.unwrap(),
-            Begin::InProgress
-        );
+        assert_eq!(store.begin("k", "h1", T0 + IN_PROGRESS_TTL).await.unwrap(), Begin::InProgress);
     }
 
     #[tokio::test]
@@ -547,31 +455,19 @@ mod tests {
         let later = T0 + IN_PROGRESS_TTL + Duration::from_millis(1);
         assert_eq!(store.begin("k", "h1", later).await.unwrap(), Begin::Started);
         // The new owner's record blocks again (and takeover does not care about the old hash).
-        assert_eq!(
-            store.begin("k", "h1", later).await.unwrap(),
-            Begin::InProgress
-        );
+        assert_eq!(store.begin("k", "h1", later).await.unwrap(), Begin::InProgress);
         let much_later = later + IN_PROGRESS_TTL + Duration::from_millis(1);
-        assert_eq!(
-            store.begin("k", "h2", much_later).await.unwrap(),
-            Begin::Started
-        );
+        assert_eq!(store.begin("k", "h2", much_later).await.unwrap(), Begin::Started);
     }
 
     #[tokio::test]
     async fn expired_record_is_taken_over() {
         let store = SqliteStore::open_in_memory().unwrap();
         assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
-        store
-            .complete("k", &response(200, "done"), T0)
-            .await
-            .unwrap();
+        store.complete("k", &response(200, "done"), T0).await.unwrap();
         // Just before expiry it still replays; one second after, the key is free (any payload).
         let last = T0 + IDEMPOTENCY_TTL;
-        assert_eq!(
-            store.begin("k", "h1", last).await.unwrap(),
-            Begin::Completed(response(200, "done"))
-        );
+        assert_eq!(store.begin("k", "h1", last).await.unwrap(), Begin::Completed(response(200, "done")));
         let after = T0 + IDEMPOTENCY_TTL + Duration::from_secs(1);
         assert_eq!(store.begin("k", "h2", after).await.unwrap(), Begin::Started);
     }
@@ -581,15 +477,9 @@ mod tests {
         let store = SqliteStore::open_in_memory().unwrap();
         assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
         let done_at = T0 + Duration::from_secs(30);
-        store
-            .complete("k", &response(200, "done"), done_at)
-            .await
-            .unwrap();
+        store.complete("k", &response(200, "done"), done_at).await.unwrap();
         let t = T0 + IDEMPOTENCY_TTL + Duration::from_secs(10);
-        assert_eq!(
-            store.begin("k", "h1", t).await.unwrap(),
-            Begin::Completed(response(200, "done"))
-        );
+        assert_eq!(store.begin("k", "h1", t).await.unwrap(), Begin::Completed(response(200, "done")));
     }
 
     #[tokio::test]
@@ -600,15 +490,9 @@ mod tests {
         assert_eq!(store.begin("a", "h", T0).await.unwrap(), Begin::Started);
 
         assert_eq!(store.begin("b", "h", T0).await.unwrap(), Begin::Started);
-        store
-            .complete("b", &response(200, "done"), T0)
-            .await
-            .unwrap();
+        store.complete("b", &response(200, "done"), T0).await.unwrap();
         store.release("b").await.unwrap();
-        assert_eq!(
-            store.begin("b", "h", T0).await.unwrap(),
-            Begin::Completed(response(200, "done"))
-        );
+        assert_eq!(store.begin("b", "h", T0).await.unwrap(), Begin::Completed(response(200, "done")));
 
         store.release("never-seen").await.unwrap();
     }
@@ -616,14 +500,8 @@ mod tests {
     #[tokio::test]
     async fn complete_without_record_matches_any_payload() {
         let store = SqliteStore::open_in_memory().unwrap();
-        store
-            .complete("k", &response(200, "done"), T0)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.begin("k", "anything", T0).await.unwrap(),
-            Begin::Completed(response(200, "done"))
-        );
+        store.complete("k", &response(200, "done"), T0).await.unwrap();
+        assert_eq!(store.begin("k", "anything", T0).await.unwrap(), Begin::Completed(response(200, "done")));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -663,18 +541,9 @@ mod tests {
 
         assert!(store.due(T0, 10).unwrap().is_empty());
         // Due: earliest not_before first; the boundary is inclusive.
-        assert_eq!(
-            ids(&store.due(T0 + Duration::from_secs(300), 10).unwrap()),
-            ["evt_b", "evt_a"]
-        );
-        assert_eq!(
-            ids(&store.due(T0 + Duration::from_secs(7200), 2).unwrap()),
-            ["evt_b", "evt_a"]
-        );
-        assert_eq!(
-            ids(&store.due(T0 + Duration::from_secs(7200), 0).unwrap()),
-            Vec::<&str>::new()
-        );
+        assert_eq!(ids(&store.due(T0 + Duration::from_secs(300), 10).unwrap()), ["evt_b", "evt_a"]);
+        assert_eq!(ids(&store.due(T0 + Duration::from_secs(7200), 2).unwrap()), ["evt_b", "evt_a"]);
+        assert_eq!(ids(&store.due(T0 + Duration::from_secs(7200), 0).unwrap()), Vec::<&str>::new());
 
         store.remove_queued("evt_b").unwrap();
         store.remove_queued("evt_missing").unwrap();
@@ -687,10 +556,7 @@ mod tests {
         store.enqueue(&message("evt_a", T0)).await.unwrap();
         store.enqueue(&message("evt_b", T0)).await.unwrap();
         let mut retried = message("evt_a", T0 + Duration::from_secs(1800));
-        retried.attempts.push(DeliveryAttempt {
-            attempt: 2,
-            ..retried.attempts[0].clone()
-        });
+        retried.attempts.push(DeliveryAttempt { attempt: 2, ..retried.attempts[0].clone() });
         store.enqueue(&retried).await.unwrap();
         let queued = store.queued().unwrap();
         assert_eq!(ids(&queued), ["evt_b", "evt_a"]);
@@ -715,10 +581,7 @@ mod tests {
         assert_eq!(dlq[0].dead_letter_reason.as_ref(), Some(&reason));
         assert_eq!(dlq[0].attempts, a.attempts);
         // A message that was never queued can be dead-lettered too.
-        store
-            .dead_letter(&message("evt_c", T0), &reason)
-            .await
-            .unwrap();
+        store.dead_letter(&message("evt_c", T0), &reason).await.unwrap();
         assert_eq!(ids(&store.dead_letters().unwrap()), ["evt_a", "evt_c"]);
         store.remove_dead_letter("evt_a").unwrap();
         assert_eq!(ids(&store.dead_letters().unwrap()), ["evt_c"]);
@@ -732,36 +595,18 @@ mod tests {
             let store = SqliteStore::open(&path).unwrap();
             assert_eq!(store.path(), Some(path.as_path()));
             assert_eq!(store.begin("k", "h", T0).await.unwrap(), Begin::Started);
-            store
-                .complete("k", &response(201, "created"), T0)
-                .await
-                .unwrap();
+            store.complete("k", &response(201, "created"), T0).await.unwrap();
             store.enqueue(&message("evt_a", T0)).await.unwrap();
-            let reason = DeadLetterReason {
-                code: "rejected".into(),
-                message: "no".into(),
-            };
-            store
-                .dead_letter(&message("evt_b", T0), &reason)
-                .await
-                .unwrap();
+            let reason = DeadLetterReason { code: "rejected".into(), message: "no".into() };
+            store.dead_letter(&message("evt_b", T0), &reason).await.unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(
-            store.begin("k", "h", T0).await.unwrap(),
-            Begin::Completed(response(201, "created"))
-        );
+        assert_eq!(store.begin("k", "h", T0).await.unwrap(), Begin::Completed(response(201, "created")));
         assert_eq!(ids(&store.queued().unwrap()), ["evt_a"]);
         assert_eq!(ids(&store.dead_letters().unwrap()), ["evt_b"]);
-        let version: i64 = store
-            .lock()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
+        let version: i64 = store.lock().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        let mode: String = store
-            .lock()
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
+        let mode: String = store.lock().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
     }
 
@@ -770,10 +615,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hubrelay.db");
         drop(SqliteStore::open(&path).unwrap());
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch("PRAGMA user_version = 99")
-            .unwrap();
+        Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
         let err = SqliteStore::open(&path).unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
     }

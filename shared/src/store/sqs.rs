@@ -26,16 +26,8 @@ pub struct SqsRetryQueue {
 }
 
 impl SqsRetryQueue {
-    pub fn new(
-        client: aws_sdk_sqs::Client,
-        queue_url: impl Into<String>,
-        dlq_url: impl Into<String>,
-    ) -> Self {
-        SqsRetryQueue {
-            client,
-            queue_url: queue_url.into(),
-            dlq_url: dlq_url.into(),
-        }
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
+        SqsRetryQueue { client, queue_url: queue_url.into(), dlq_url: dlq_url.into() }
     }
 
     pub fn queue_url(&self) -> &str {
@@ -59,19 +51,12 @@ impl SqsRetryQueue {
             ("function", "String", message.function.as_str().to_owned()),
             ("attempt", "Number", message.attempts.len().to_string()),
         ];
-        attributes.extend(
-            extra
-                .iter()
-                .map(|(name, value)| (*name, "String", value.clone())),
-        );
+        attributes.extend(extra.iter().map(|(name, value)| (*name, "String", value.clone())));
         // SQS rejects empty attribute values; an empty one carries nothing anyway.
         attributes.retain(|(_, _, value)| !value.is_empty());
 
-        let size = body.len()
-            + attributes
-                .iter()
-                .map(|(name, ty, value)| name.len() + ty.len() + value.len())
-                .sum::<usize>();
+        let size =
+            body.len() + attributes.iter().map(|(name, ty, value)| name.len() + ty.len() + value.len()).sum::<usize>();
         if size > MAX_MESSAGE_BYTES {
             return Err(StoreError::Unavailable(format!(
                 "message too large for SQS: event {} is {size} bytes, the limit is {MAX_MESSAGE_BYTES}",
@@ -79,28 +64,19 @@ impl SqsRetryQueue {
             )));
         }
 
-        let mut request = self
-            .client
-            .send_message()
-            .queue_url(queue)
-            .message_body(body)
-            .delay_seconds(delay);
+        let mut request = self.client.send_message().queue_url(queue).message_body(body).delay_seconds(delay);
         for (name, ty, value) in attributes {
             let value = MessageAttributeValue::builder()
                 .data_type(ty)
                 .string_value(value)
                 .build()
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("SQS message attribute {name}: {e}"))
-                })?;
+                .map_err(|e| StoreError::Unavailable(format!("SQS message attribute {name}: {e}")))?;
             request = request.message_attributes(name, value);
         }
-        request.send().await.map_err(|e| {
-            StoreError::Unavailable(format!(
-                "SQS SendMessage to {queue}: {}",
-                DisplayErrorContext(&e)
-            ))
-        })?;
+        request
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("SQS SendMessage to {queue}: {}", DisplayErrorContext(&e))))?;
         Ok(())
     }
 }
@@ -108,16 +84,10 @@ impl SqsRetryQueue {
 /// The message body: the JSON of `message`. U+FFFE and U+FFFF are valid in JSON but not in SQS bodies, so they
 /// travel escaped (serde_json only ever writes them inside strings, where `\uFFFE` is the same text).
 fn body_json(message: &RetryMessage) -> Result<String, StoreError> {
-    let json = serde_json::to_string(message).map_err(|e| {
-        StoreError::Unavailable(format!(
-            "serialising retry message {}: {e}",
-            message.event_id
-        ))
-    })?;
+    let json = serde_json::to_string(message)
+        .map_err(|e| StoreError::Unavailable(format!("serialising retry message {}: {e}", message.event_id)))?;
     if json.contains(['\u{FFFE}', '\u{FFFF}']) {
-        Ok(json
-            .replace('\u{FFFE}', "\\ufffe")
-            .replace('\u{FFFF}', "\\uffff"))
+        Ok(json.replace('\u{FFFE}', "\\ufffe").replace('\u{FFFF}', "\\uffff"))
     } else {
         Ok(json)
     }
@@ -144,19 +114,9 @@ impl RetryQueue for SqsRetryQueue {
         self.send(&self.queue_url, message, delay, &[]).await
     }
 
-    async fn dead_letter(
-        &self,
-        message: &RetryMessage,
-        reason: &DeadLetterReason,
-    ) -> Result<(), StoreError> {
+    async fn dead_letter(&self, message: &RetryMessage, reason: &DeadLetterReason) -> Result<(), StoreError> {
         let mut message = message.clone();
         message.dead_letter_reason = Some(reason.clone());
-        self.send(
-            &self.dlq_url,
-            &message,
-            0,
-            &[("error_code", reason.code.clone())],
-        )
-        .await
+        self.send(&self.dlq_url, &message, 0, &[("error_code", reason.code.clone())]).await
     }
 }

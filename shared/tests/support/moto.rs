@@ -43,10 +43,8 @@ impl MotoServer {
     }
 
     fn start_on(binary: &PathBuf, port: u16) -> Result<MotoServer, String> {
-        let log =
-            std::env::temp_dir().join(format!("hubrelay-moto-{}-{port}.log", std::process::id()));
-        let log_file =
-            std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        let log = std::env::temp_dir().join(format!("hubrelay-moto-{}-{port}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
         // `sh` runs moto in the background and, as soon as its stdin (our pipe) reaches EOF, kills it and
         // removes the log.
         let script = r#"
@@ -67,26 +65,16 @@ impl MotoServer {
             .spawn()
             .map_err(|e| format!("starting {}: {e}", binary.display()))?;
         let stdin = child.stdin.take();
-        let mut server = MotoServer {
-            child,
-            stdin,
-            port,
-            log,
-        };
+        let mut server = MotoServer { child, stdin, port, log };
 
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-                && server.answers_http()
-            {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() && server.answers_http() {
                 return Ok(server);
             }
             if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(format!(
-                    "moto server exited early ({status}):\n{}",
-                    server.log_tail()
-                ));
+                return Err(format!("moto server exited early ({status}):\n{}", server.log_tail()));
             }
             if Instant::now() > deadline {
                 return Err(format!(
@@ -105,17 +93,12 @@ impl MotoServer {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let request = format!(
-            "GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
-            self.port
-        );
+        let request = format!("GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n", self.port);
         if stream.write_all(request.as_bytes()).is_err() {
             return false;
         }
         let mut head = [0u8; 12];
-        stream.read_exact(&mut head).is_ok()
-            && head.starts_with(b"HTTP/1.")
-            && &head[9..12] == b"200"
+        stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
     }
 
     fn log_tail(&self) -> String {
@@ -157,10 +140,7 @@ fn moto_binary() -> Result<PathBuf, String> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(format!(
-                "{hint}; HUBRELAY_MOTO_SERVER={} does not exist",
-                path.display()
-            ))
+            Err(format!("{hint}; HUBRELAY_MOTO_SERVER={} does not exist", path.display()))
         };
     }
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -171,16 +151,12 @@ fn moto_binary() -> Result<PathBuf, String> {
     if path.is_file() {
         Ok(path)
     } else {
-        Err(format!(
-            "{hint} (looked for $HUBRELAY_MOTO_SERVER and {})",
-            path.display()
-        ))
+        Err(format!("{hint} (looked for $HUBRELAY_MOTO_SERVER and {})", path.display()))
     }
 }
 
 fn free_port() -> Result<u16, String> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
@@ -196,11 +172,7 @@ pub fn shared() -> &'static MotoServer {
 /// A name no other test (or test run) uses: `<prefix>-<pid>-<n>`.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 fn credentials() -> aws_sdk_dynamodb::config::Credentials {

@@ -16,10 +16,7 @@ mod properties;
 pub(super) const TOKEN: &str = "pat-test-token";
 
 pub(super) fn options() -> SandboxOptions {
-    SandboxOptions {
-        token: Some(TOKEN.into()),
-        ..SandboxOptions::default()
-    }
+    SandboxOptions { token: Some(TOKEN.into()), ..SandboxOptions::default() }
 }
 
 pub(super) fn sandbox() -> (Sandbox, Router) {
@@ -44,11 +41,7 @@ impl Resp {
     pub fn codes(&self) -> Vec<String> {
         self.body["errors"]
             .as_array()
-            .map(|e| {
-                e.iter()
-                    .filter_map(|x| x["code"].as_str().map(String::from))
-                    .collect()
-            })
+            .map(|e| e.iter().filter_map(|x| x["code"].as_str().map(String::from)).collect())
             .unwrap_or_default()
     }
 
@@ -56,23 +49,14 @@ impl Resp {
     pub fn error_category(&self) -> &str {
         assert_eq!(self.body["status"], "error", "{:?}", self.body);
         let cid = self.body["correlationId"].as_str().expect("correlationId");
-        assert!(
-            uuid::Uuid::parse_str(cid).is_ok(),
-            "correlationId is a uuid: {cid}"
-        );
+        assert!(uuid::Uuid::parse_str(cid).is_ok(), "correlationId is a uuid: {cid}");
         assert!(self.body["message"].is_string());
         self.body["category"].as_str().expect("category")
     }
 }
 
 /// A request with any token (`None` = no Authorization header) and a raw body.
-pub(super) async fn call_raw(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> Resp {
+pub(super) async fn call_raw(app: &Router, method: &str, uri: &str, token: Option<&str>, body: Option<&str>) -> Resp {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
@@ -80,26 +64,17 @@ pub(super) async fn call_raw(
     if body.is_some() {
         req = req.header("content-type", "application/json");
     }
-    let req = req
-        .body(Body::from(body.unwrap_or_default().to_string()))
-        .expect("request");
+    let req = req.body(Body::from(body.unwrap_or_default().to_string())).expect("request");
     let res = app.clone().oneshot(req).await.expect("infallible");
     let status = res.status().as_u16();
     let headers = res.headers().clone();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .expect("body");
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.expect("body");
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
     };
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    Resp { status, headers, body }
 }
 
 /// An authenticated JSON request.

@@ -8,12 +8,7 @@ use crate::hubspot::PropertyDefinition;
 const PROPS: &str = "/crm/v3/properties/contacts";
 
 fn names(list: &Value) -> Vec<String> {
-    list["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_string())
-        .collect()
+    list["results"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect()
 }
 
 #[tokio::test]
@@ -89,41 +84,28 @@ async fn create_list_then_conflict() {
 
     let list = call(&app, "GET", PROPS, None).await;
     assert!(names(&list.body).contains(&"lead_source_detail".to_string()));
-    assert_eq!(
-        call(&app, "GET", &format!("{PROPS}/lead_source_detail"), None)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(call(&app, "GET", &format!("{PROPS}/lead_source_detail"), None).await.status, 200);
 
     let again = call(&app, "POST", PROPS, Some(def)).await;
     assert_eq!(again.status, 409);
     assert_eq!(again.error_category(), "OBJECT_ALREADY_EXISTS");
-    let builtin = call(&app, "POST", PROPS, Some(json!({"name": "email", "label": "E", "type": "string", "fieldType": "text", "groupName": "g"}))).await;
+    let builtin = call(
+        &app,
+        "POST",
+        PROPS,
+        Some(json!({"name": "email", "label": "E", "type": "string", "fieldType": "text", "groupName": "g"})),
+    )
+    .await;
     assert_eq!(builtin.status, 409);
 
     // The new property takes part in validation.
-    let ok = call(
-        &app,
-        "POST",
-        UPSERT,
-        Some(upsert_body(&[(
-            "s@example.com",
-            json!({"lead_source_detail": "referral"}),
-        )])),
-    )
-    .await;
+    let ok =
+        call(&app, "POST", UPSERT, Some(upsert_body(&[("s@example.com", json!({"lead_source_detail": "referral"}))])))
+            .await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
-    let bad = call(
-        &app,
-        "POST",
-        UPSERT,
-        Some(upsert_body(&[(
-            "s@example.com",
-            json!({"lead_source_detail": "Referral"}),
-        )])),
-    )
-    .await;
+    let bad =
+        call(&app, "POST", UPSERT, Some(upsert_body(&[("s@example.com", json!({"lead_source_detail": "Referral"}))])))
+            .await;
     assert_eq!(bad.codes(), ["INVALID_OPTION"]);
 }
 
@@ -132,14 +114,8 @@ async fn bad_definitions_are_400() {
     let (_sb, app) = sandbox();
     let base = json!({"name": "score", "label": "Score", "type": "number", "fieldType": "number", "groupName": "g"});
     let cases: Vec<(&str, Value)> = vec![
-        (
-            "missing label",
-            json!({"name": "score", "type": "number", "fieldType": "number", "groupName": "g"}),
-        ),
-        (
-            "bad type",
-            json!({"name": "score", "label": "S", "type": "text", "fieldType": "text", "groupName": "g"}),
-        ),
+        ("missing label", json!({"name": "score", "type": "number", "fieldType": "number", "groupName": "g"})),
+        ("bad type", json!({"name": "score", "label": "S", "type": "text", "fieldType": "text", "groupName": "g"})),
         (
             "enumeration without options",
             json!({"name": "pick", "label": "P", "type": "enumeration", "fieldType": "select", "groupName": "g"}),
@@ -164,21 +140,9 @@ async fn bad_definitions_are_400() {
     }
     let r = call(&app, "POST", PROPS, Some(base)).await;
     assert_eq!(r.status, 201);
-    let n = call(
-        &app,
-        "POST",
-        UPSERT,
-        Some(upsert_body(&[("n@example.com", json!({"score": "high"}))])),
-    )
-    .await;
+    let n = call(&app, "POST", UPSERT, Some(upsert_body(&[("n@example.com", json!({"score": "high"}))]))).await;
     assert_eq!(n.codes(), ["INVALID_INTEGER"]);
-    let n = call(
-        &app,
-        "POST",
-        UPSERT,
-        Some(upsert_body(&[("n@example.com", json!({"score": 42.5}))])),
-    )
-    .await;
+    let n = call(&app, "POST", UPSERT, Some(upsert_body(&[("n@example.com", json!({"score": 42.5}))]))).await;
     assert_eq!(n.status, 200);
     assert_eq!(n.body["results"][0]["properties"]["score"], "42.5");
 }
