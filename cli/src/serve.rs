@@ -102,6 +102,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         hubspot,
         idempotency: store.clone(),
         queue: store.clone(),
+        events: store.clone(),
+        versions: store.clone(),
         schedule: RetrySchedule::default(),
         max_body_bytes: settings.relay.max_body_bytes,
     });

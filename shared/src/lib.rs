@@ -17,3 +17,4 @@ pub mod pii;
 pub mod properties;
 pub mod sandbox;
 pub mod store;
+pub mod worker;

@@ -60,11 +60,14 @@ pub async fn lead_captured_app() -> Result<Router, InitError> {
     let table = required("HUBRELAY_IDEMPOTENCY_TABLE")?;
     let queue_url = required("HUBRELAY_RETRY_QUEUE_URL")?;
     let dlq_url = required("HUBRELAY_DLQ_URL")?;
+    let dynamo = Arc::new(DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let service = LeadService::new(LeadServiceParts {
         auth: settings.authenticator()?,
         mapping: settings.mapping.clone(),
         hubspot: Arc::new(hubspot),
-        idempotency: Arc::new(DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
+        idempotency: dynamo.clone(),
+        events: dynamo.clone(),
+        versions: dynamo,
         queue: Arc::new(SqsRetryQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url, dlq_url)),
         schedule: RetrySchedule::default(),
         max_body_bytes: settings.max_body_bytes,

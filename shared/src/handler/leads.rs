@@ -19,7 +19,8 @@ use crate::hubspot::{HubSpot, HubSpotError};
 use crate::lead::{self, Lead, ParsedLead};
 use crate::mapping::Mapping;
 use crate::pii::mask_email;
-use crate::store::{Begin, IdempotencyStore, RetryQueue, StoredResponse};
+use crate::store::{Begin, ContactVersions, EventLog, EventStatus, IdempotencyStore, RetryQueue, StoredResponse};
+use crate::worker::{event_record, retry_delay, Jitter};
 
 /// The answer to a lead request (also what the idempotency store replays).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub struct LeadService {
     hubspot: Arc<dyn HubSpot>,
     idempotency: Arc<dyn IdempotencyStore>,
     queue: Arc<dyn RetryQueue>,
+    events: Arc<dyn EventLog>,
+    versions: Arc<dyn ContactVersions>,
     schedule: RetrySchedule,
     max_body_bytes: usize,
     /// How long a duplicate waits for the first copy to finish before hearing 409 `request_in_progress`.
@@ -50,6 +53,8 @@ pub struct LeadServiceParts {
     pub hubspot: Arc<dyn HubSpot>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub queue: Arc<dyn RetryQueue>,
+    pub events: Arc<dyn EventLog>,
+    pub versions: Arc<dyn ContactVersions>,
     pub schedule: RetrySchedule,
     pub max_body_bytes: usize,
 }
@@ -62,6 +67,8 @@ impl LeadService {
             hubspot: p.hubspot,
             idempotency: p.idempotency,
             queue: p.queue,
+            events: p.events,
+            versions: p.versions,
             schedule: p.schedule,
             max_body_bytes: p.max_body_bytes,
             in_progress_wait: Duration::from_secs(5),
@@ -164,6 +171,7 @@ impl LeadService {
             Ok(contacts) => {
                 let contact =
                     contacts.into_iter().next().unwrap_or(UpsertedContact { id: String::new(), created: false });
+                self.record_delivered(&event_id, &parsed, &upsert, &contact, now).await;
                 tracing::info!(event_id, email = %masked, contact_id = %contact.id, created = contact.created, "lead delivered");
                 return Ok(reply(200, delivered_body(&event_id, &contact, &parsed.ignored)));
             }
@@ -179,11 +187,12 @@ impl LeadService {
             attempts: vec![attempt_record(1, now, &error)],
             not_before: now,
             dead_letter_reason: None,
+            schedule_offset: 0,
         };
         let reason = json!({ "code": error.code, "message": error.message });
         match error.outcome() {
             AttemptOutcome::Retryable => {
-                let delay = retry_delay(&self.schedule, 1, &error);
+                let delay = Jitter::STANDARD.apply(retry_delay(&self.schedule, 1, &error, now));
                 message.not_before = now + delay;
                 self.queue.enqueue(&message).await.map_err(|e| {
                     tracing::error!(event_id, error = %e, "retry queue unavailable");
@@ -192,6 +201,7 @@ impl LeadService {
                         "HubSpot is unavailable and the retry queue could not take the event; retry later",
                     )
                 })?;
+                self.log_event(&message, EventStatus::Retrying, Some(message.not_before), None, now).await;
                 tracing::warn!(event_id, email = %masked, code = %error.code, "lead queued for retry");
                 let next =
                     message.not_before.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
@@ -209,6 +219,8 @@ impl LeadService {
                     tracing::error!(event_id, error = %e, "dead-letter queue unavailable");
                     ApiError::unavailable("queue_unavailable", "the event could not be parked; retry later")
                 })?;
+                message.dead_letter_reason = Some(dl.clone());
+                self.log_event(&message, EventStatus::DeadLettered, None, Some(dl), now).await;
                 tracing::warn!(event_id, email = %masked, code = %error.code, "lead parked in the dead-letter queue");
                 Ok(reply(
                     202,
@@ -217,6 +229,62 @@ impl LeadService {
                     }),
                 ))
             }
+        }
+    }
+}
+
+impl LeadService {
+    /// After an inline delivery: remember the contact's newest applied lead (so an older retried one
+    /// cannot overwrite it) and the event's fate. The lead is already in HubSpot: failures here are
+    /// logged, not answered.
+    async fn record_delivered(
+        &self,
+        event_id: &str,
+        parsed: &ParsedLead,
+        upsert: &ContactUpsert,
+        contact: &UpsertedContact,
+        now: OffsetDateTime,
+    ) {
+        if let Err(e) = self.versions.record_applied(&upsert.email, now).await {
+            tracing::error!(event_id, error = %e, "could not record the contact version");
+        }
+        let message = RetryMessage {
+            version: RetryMessage::VERSION,
+            event_id: event_id.to_string(),
+            function: FunctionName::LeadCaptured,
+            idempotency_key: String::new(),
+            received_at: now,
+            event: serde_json::to_value(&parsed.lead).unwrap_or(Value::Null),
+            attempts: vec![DeliveryAttempt {
+                attempt: 1,
+                at: now,
+                outcome: AttemptOutcome::Delivered,
+                status: Some(200),
+                correlation_id: None,
+                error_code: None,
+                error: None,
+            }],
+            not_before: now,
+            dead_letter_reason: None,
+            schedule_offset: 0,
+        };
+        let record = event_record(&message, EventStatus::Delivered, None, Some(contact.id.clone()), None, now);
+        if let Err(e) = self.events.put_event(&record).await {
+            tracing::error!(event_id, error = %e, "could not record the event");
+        }
+    }
+
+    async fn log_event(
+        &self,
+        message: &RetryMessage,
+        status: EventStatus,
+        next: Option<OffsetDateTime>,
+        reason: Option<DeadLetterReason>,
+        now: OffsetDateTime,
+    ) {
+        let record = event_record(message, status, next, None, reason, now);
+        if let Err(e) = self.events.put_event(&record).await {
+            tracing::error!(event_id = %message.event_id, error = %e, "could not record the event");
         }
     }
 }
@@ -254,19 +322,6 @@ pub fn attempt_record(attempt: u32, at: OffsetDateTime, e: &HubSpotError) -> Del
         error_code: Some(e.code.clone()),
         error: Some(e.message.clone()),
     }
-}
-
-/// The wait after failed `attempt`: the schedule's delay, stretched for HubSpot's rate limits
-/// (a ten-secondly window needs ≥ 10 s to roll over; a `Retry-After` is honoured).
-pub fn retry_delay(schedule: &RetrySchedule, attempt: u32, e: &HubSpotError) -> Duration {
-    let mut delay = schedule.delay_after(attempt).unwrap_or(Duration::ZERO);
-    if e.status == Some(429) && e.policy.as_deref() == Some("TEN_SECONDLY_ROLLING") {
-        delay = delay.max(Duration::from_secs(10));
-    }
-    if let Some(secs) = e.retry_after_secs {
-        delay = delay.max(Duration::from_secs(secs.min(24 * 3600)));
-    }
-    delay
 }
 
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<ParsedLead, ApiError> {
@@ -308,30 +363,4 @@ fn idempotency_key(headers: &HeaderMap, auth: &AuthMethod, lead: &Lead, canonica
         return Ok(format!("{prefix}:lead:{id}"));
     }
     Ok(format!("{prefix}:body:{}", hex::encode(Sha256::digest(canonical.as_bytes()))))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn err(status: Option<u16>, policy: Option<&str>, retry_after: Option<u64>) -> HubSpotError {
-        HubSpotError {
-            status,
-            code: "x".into(),
-            message: "m".into(),
-            category: None,
-            correlation_id: None,
-            policy: policy.map(String::from),
-            retry_after_secs: retry_after,
-        }
-    }
-
-    #[test]
-    fn rate_limits_stretch_the_first_delay() {
-        let s = RetrySchedule::default();
-        assert_eq!(retry_delay(&s, 1, &err(Some(503), None, None)), Duration::from_secs(5));
-        assert_eq!(retry_delay(&s, 1, &err(Some(429), Some("TEN_SECONDLY_ROLLING"), None)), Duration::from_secs(10));
-        assert_eq!(retry_delay(&s, 1, &err(Some(477), None, Some(60))), Duration::from_secs(60));
-        assert_eq!(retry_delay(&s, 2, &err(Some(503), None, None)), Duration::from_secs(300));
-    }
 }

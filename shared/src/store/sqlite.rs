@@ -35,7 +35,7 @@ const STATUS_COMPLETED: &str = "COMPLETED";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE idempotency (
@@ -82,7 +82,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn sql_err(e: rusqlite::Error) -> StoreError {
+pub(super) fn sql_err(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("sqlite: {e}"))
 }
 
@@ -90,7 +90,7 @@ fn epoch_seconds(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
-fn epoch_millis(t: OffsetDateTime) -> i64 {
+pub(super) fn epoch_millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
@@ -125,14 +125,14 @@ impl SqliteStore {
         self.path.as_deref()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open (it rolls back on drop), so the
         // connection is still usable.
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` on the blocking pool with the connection.
-    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(super) async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -205,6 +205,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if version < 1 {
         tx.execute_batch(SCHEMA_V1).map_err(sql_err)?;
+    }
+    if version < 2 {
+        tx.execute_batch(super::sqlite_events::SCHEMA_V2).map_err(sql_err)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(sql_err)?;
@@ -412,6 +415,7 @@ mod tests {
             }],
             not_before,
             dead_letter_reason: None,
+            schedule_offset: 0,
         }
     }
 

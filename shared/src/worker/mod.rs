@@ -1,0 +1,271 @@
+//! The retry worker's logic, shared by the `retry-worker` Lambda (SQS) and `hubrelay serve` (SQLite):
+//! take due messages, merge the contact upserts of one batch into HubSpot batch calls (≤ 100 inputs, one
+//! input per email, the newest lead's values winning), and decide each message's fate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::domain::{ContactUpsert, DeadLetterReason, RetryMessage, RetrySchedule};
+use crate::handler::leads::attempt_record;
+use crate::hubspot::{HubSpot, HubSpotError};
+use crate::lead::Lead;
+use crate::mapping::Mapping;
+use crate::pii::mask_email;
+use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, StoreError};
+
+pub mod delay;
+
+pub use delay::{retry_delay, Jitter};
+
+/// HubSpot's batch limit.
+pub const MAX_BATCH_INPUTS: usize = 100;
+
+/// What to do with one message after a worker pass.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// Written to HubSpot: remove it from the queue.
+    Delivered { contact_id: String },
+    /// A newer lead for the same contact was already applied: remove it without writing.
+    Superseded,
+    /// Not due yet (a delay longer than the queue can hold): put it back unchanged.
+    NotYetDue,
+    /// Failed again and will be retried: put this updated message (attempt appended, `not_before` set) back.
+    Retry(RetryMessage),
+    /// Retries exhausted, or HubSpot refused the data: to the dead-letter queue with the reason.
+    DeadLetter(RetryMessage, DeadLetterReason),
+}
+
+/// One message and its fate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub event_id: String,
+    pub disposition: Disposition,
+}
+
+pub struct RetryWorker {
+    hubspot: Arc<dyn HubSpot>,
+    mapping: Mapping,
+    schedule: RetrySchedule,
+    jitter: Jitter,
+    versions: Arc<dyn ContactVersions>,
+    events: Arc<dyn EventLog>,
+}
+
+/// One contact's share of a batch: the merged upsert and the messages behind it.
+struct Group {
+    upsert: ContactUpsert,
+    newest: OffsetDateTime,
+    messages: Vec<RetryMessage>,
+}
+
+impl RetryWorker {
+    pub fn new(
+        hubspot: Arc<dyn HubSpot>,
+        mapping: Mapping,
+        schedule: RetrySchedule,
+        jitter: Jitter,
+        versions: Arc<dyn ContactVersions>,
+        events: Arc<dyn EventLog>,
+    ) -> Self {
+        RetryWorker { hubspot, mapping, schedule, jitter, versions, events }
+    }
+
+    pub fn schedule(&self) -> &RetrySchedule {
+        &self.schedule
+    }
+
+    /// Decide the fate of every message. Store errors (event log, versions) are returned: the caller must
+    /// then leave the messages where they are, to be processed again.
+    pub async fn process(&self, messages: Vec<RetryMessage>, now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(messages.len());
+        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        for message in messages {
+            if message.not_before > now {
+                outcomes.push(Outcome { event_id: message.event_id.clone(), disposition: Disposition::NotYetDue });
+                continue;
+            }
+            let upsert = match self.upsert_for(&message) {
+                Ok(u) => u,
+                Err(reason) => {
+                    outcomes.push(self.dead_letter(message, reason, now).await?);
+                    continue;
+                }
+            };
+            let email = upsert.email.to_lowercase();
+            if let Some(applied) = self.versions.last_applied(&email).await? {
+                if applied > message.received_at {
+                    outcomes.push(self.superseded(message, now).await?);
+                    continue;
+                }
+            }
+            add_to_group(&mut groups, email, upsert, message);
+        }
+        let groups: Vec<Group> = groups.into_values().collect();
+        for chunk in groups.chunks(MAX_BATCH_INPUTS) {
+            self.deliver_chunk(chunk.to_vec(), now, &mut outcomes).await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Map the stored lead with today's mapping (a redrive after a mapping fix takes effect).
+    fn upsert_for(&self, message: &RetryMessage) -> Result<ContactUpsert, DeadLetterReason> {
+        let lead: Lead = serde_json::from_value(message.event.clone())
+            .map_err(|e| DeadLetterReason { code: "unreadable_event".into(), message: e.to_string() })?;
+        self.mapping.apply(&lead).map_err(|e| DeadLetterReason { code: e.code.into(), message: e.message })
+    }
+
+    /// One HubSpot call for up to 100 contacts; a refused batch is split so one bad input cannot sink
+    /// the others (HubSpot fails an email-keyed batch whole).
+    async fn deliver_chunk(
+        &self,
+        chunk: Vec<Group>,
+        now: OffsetDateTime,
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<(), StoreError> {
+        let mut pending = vec![chunk];
+        while let Some(groups) = pending.pop() {
+            let inputs: Vec<ContactUpsert> = groups.iter().map(|g| g.upsert.clone()).collect();
+            match self.hubspot.upsert_contacts(&inputs).await {
+                Ok(contacts) => {
+                    for (group, contact) in groups.into_iter().zip(contacts) {
+                        self.versions.record_applied(&group.upsert.email, group.newest).await?;
+                        for m in group.messages {
+                            outcomes.push(self.delivered(m, &contact.id, now).await?);
+                        }
+                    }
+                }
+                Err(e) if e.outcome() == crate::domain::AttemptOutcome::Rejected && groups.len() > 1 => {
+                    let mut groups = groups;
+                    let right = groups.split_off(groups.len() / 2);
+                    pending.push(groups);
+                    pending.push(right);
+                }
+                Err(e) => {
+                    for group in groups {
+                        for m in group.messages {
+                            outcomes.push(self.failed(m, &e, now).await?);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn failed(&self, mut m: RetryMessage, e: &HubSpotError, now: OffsetDateTime) -> Result<Outcome, StoreError> {
+        let attempt = m.attempts.len() as u32 + 1;
+        m.attempts.push(attempt_record(attempt, now, e));
+        let in_schedule = m.attempts_in_schedule();
+        if e.outcome() == crate::domain::AttemptOutcome::Rejected {
+            let reason = DeadLetterReason { code: e.code.clone(), message: e.message.clone() };
+            return self.dead_letter(m, reason, now).await;
+        }
+        match self.schedule.delay_after(in_schedule) {
+            None => {
+                let reason = DeadLetterReason {
+                    code: "retries_exhausted".into(),
+                    message: format!("{} attempts failed; last: {} ({})", in_schedule, e.code, e.message),
+                };
+                self.dead_letter(m, reason, now).await
+            }
+            Some(_) => {
+                let delay = self.jitter.apply(retry_delay(&self.schedule, in_schedule, e, now));
+                m.not_before = now + delay;
+                self.record(&m, EventStatus::Retrying, Some(m.not_before), None, None, now).await?;
+                tracing::info!(event_id = %m.event_id, attempt, code = %e.code, delay_ms = delay.as_millis() as u64, "retry scheduled");
+                Ok(Outcome { event_id: m.event_id.clone(), disposition: Disposition::Retry(m) })
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        mut m: RetryMessage,
+        reason: DeadLetterReason,
+        now: OffsetDateTime,
+    ) -> Result<Outcome, StoreError> {
+        m.dead_letter_reason = Some(reason.clone());
+        self.record(&m, EventStatus::DeadLettered, None, None, Some(reason.clone()), now).await?;
+        tracing::warn!(event_id = %m.event_id, code = %reason.code, "event dead-lettered");
+        Ok(Outcome { event_id: m.event_id.clone(), disposition: Disposition::DeadLetter(m, reason) })
+    }
+
+    async fn delivered(&self, m: RetryMessage, contact_id: &str, now: OffsetDateTime) -> Result<Outcome, StoreError> {
+        self.record(&m, EventStatus::Delivered, None, Some(contact_id.to_string()), None, now).await?;
+        Ok(Outcome { event_id: m.event_id, disposition: Disposition::Delivered { contact_id: contact_id.to_string() } })
+    }
+
+    async fn superseded(&self, m: RetryMessage, now: OffsetDateTime) -> Result<Outcome, StoreError> {
+        self.record(&m, EventStatus::Superseded, None, None, None, now).await?;
+        Ok(Outcome { event_id: m.event_id, disposition: Disposition::Superseded })
+    }
+
+    async fn record(
+        &self,
+        m: &RetryMessage,
+        status: EventStatus,
+        next_attempt_at: Option<OffsetDateTime>,
+        contact_id: Option<String>,
+        reason: Option<DeadLetterReason>,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.events.put_event(&event_record(m, status, next_attempt_at, contact_id, reason, now)).await
+    }
+}
+
+/// The event-log record for a message in a given state.
+pub fn event_record(
+    m: &RetryMessage,
+    status: EventStatus,
+    next_attempt_at: Option<OffsetDateTime>,
+    contact_id: Option<String>,
+    reason: Option<DeadLetterReason>,
+    now: OffsetDateTime,
+) -> EventRecord {
+    EventRecord {
+        event_id: m.event_id.clone(),
+        function: m.function,
+        status,
+        received_at: m.received_at,
+        updated_at: now,
+        next_attempt_at,
+        attempts: m.attempts.clone(),
+        contact_id,
+        email_masked: m.event.get("email").and_then(|e| e.as_str()).map(mask_email),
+        reason,
+    }
+}
+
+/// Merge into the contact's group: properties of the newer lead win, whatever order messages arrive in.
+fn add_to_group(groups: &mut BTreeMap<String, Group>, email: String, upsert: ContactUpsert, message: RetryMessage) {
+    let received = message.received_at;
+    match groups.get_mut(&email) {
+        None => {
+            groups.insert(email, Group { upsert, newest: received, messages: vec![message] });
+        }
+        Some(g) => {
+            if received >= g.newest {
+                g.upsert.properties.extend(upsert.properties);
+                g.newest = received;
+            } else {
+                let mut merged = upsert.properties;
+                merged.extend(std::mem::take(&mut g.upsert.properties));
+                g.upsert.properties = merged;
+            }
+            g.messages.push(message);
+        }
+    }
+}
+
+impl Clone for Group {
+    fn clone(&self) -> Self {
+        Group { upsert: self.upsert.clone(), newest: self.newest, messages: self.messages.clone() }
+    }
+}
+
+/// How long the worker may wait before giving HubSpot another try, at most (a `Retry-After` or a daily
+/// reset never parks an event for longer).
+pub const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
