@@ -7,6 +7,7 @@ pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod dates;
+pub mod dlq;
 pub mod domain;
 pub mod error;
 pub mod handler;

@@ -12,8 +12,11 @@ use crate::domain::{DeadLetterReason, RetryMessage};
 pub mod dynamodb;
 mod dynamodb_events;
 pub mod sqlite;
+mod sqlite_dlq;
 mod sqlite_events;
 pub mod sqs;
+
+pub use sqlite_dlq::DeadLetterRow;
 
 /// How long a finished idempotency record lives: senders re-deliver for up to 3 days and our own retries
 /// run ~75.6 h, so 4 days covers both with margin.
