@@ -263,3 +263,47 @@ fn cloudformation(server: &moto::MotoServer) -> aws_sdk_cloudformation::Client {
         .build();
     aws_sdk_cloudformation::Client::from_conf(config)
 }
+
+/// The library directly: duplicate copies of one event in the DLQ are moved once and the extra copy removed;
+/// progress counts events, not copies.
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_copies_move_once() {
+    use hubrelay::dlq::{DeadLetters, Selection, SqsDeadLetters};
+    use std::sync::Arc;
+
+    let server = moto::shared();
+    let sqs = moto::sqs(server);
+    let table = create_table(&moto::dynamodb(server)).await;
+    let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
+    let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
+    let queue = SqsRetryQueue::new(sqs.clone(), &queue_url, &dlq_url);
+    let (m, reason) = dead_letter("evt_dup", HOUR, 2, "property_doesnt_exist");
+    queue.dead_letter(&m, &reason).await.unwrap();
+    queue.dead_letter(&m, &reason).await.unwrap();
+    let (other, reason2) = dead_letter("evt_other", HOUR, 1, "invalid_option");
+    queue.dead_letter(&other, &reason2).await.unwrap();
+
+    let dlq = SqsDeadLetters::new(sqs.clone(), &dlq_url)
+        .with_retry_queue(&queue_url)
+        .with_event_log(Arc::new(DynamoIdempotencyStore::new(moto::dynamodb(server), &table)));
+    assert_eq!(dlq.list().await.unwrap().len(), 2, "one line per event");
+    assert_eq!(dlq.get("evt_dup").await.unwrap().unwrap().attempts(), 2);
+
+    let mut seen = Vec::new();
+    let report = dlq
+        .redrive(&Selection::ids(["evt_dup"]), false, OffsetDateTime::now_utc(), &mut |d, t| seen.push((d, t)))
+        .await
+        .unwrap();
+    assert_eq!(report.moved, ["evt_dup"]);
+    assert_eq!(report.duplicates_removed, 1);
+    assert_eq!(report.not_matched, 1);
+    assert_eq!(seen, [(0, 1), (1, 1)]);
+    let redriven = drain(&sqs, &queue_url).await;
+    assert_eq!(redriven.len(), 1);
+    assert_eq!(redriven[0].schedule_offset, 2);
+    let left = dlq.list().await.unwrap();
+    assert_eq!(left.iter().map(|l| l.event_id()).collect::<Vec<_>>(), ["evt_other"]);
+    assert_eq!(dlq.purge("evt_other").await.unwrap(), 1);
+    assert_eq!(dlq.purge("evt_other").await.unwrap(), 0);
+    assert!(dlq.list().await.unwrap().is_empty());
+}

@@ -39,7 +39,7 @@ pub const DATA_DIR_ENV: &str = "HUBRELAY_DATA_DIR";
 
 pub enum Target {
     Local(PathBuf),
-    Aws(Aws),
+    Aws(Box<Aws>),
 }
 
 pub struct Aws {
@@ -114,7 +114,7 @@ pub async fn resolve(store: &StoreArgs, queues: Option<&QueueArgs>) -> Result<Ta
         Some(c) => c,
         None => hubrelay::aws::sdk_config().await,
     };
-    Ok(Target::Aws(Aws { config, table, queue_url, dlq_url }))
+    Ok(Target::Aws(Box::new(Aws { config, table, queue_url, dlq_url })))
 }
 
 /// A stack's outputs by key.
