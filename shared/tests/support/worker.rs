@@ -37,7 +37,7 @@ pub fn fixture() -> Value {
 
 /// An `aws:sqs` event with one record per `(messageId, body)`, shaped like the fixture's records (taken in
 /// turn as templates), from the queue `queue_arn`. The worker reads `messageId` and `body`; the rest is
-/// there because Lambda sends it.
+/// there because Lambda sends it (`md5OfBody` stays the fixture's, the MD5 of its empty body: nothing checks it).
 pub fn sqs_event(queue_arn: &str, records: &[(String, String)]) -> SqsEvent {
     let fixture = fixture();
     let templates = fixture["Records"].as_array().expect("Records").clone();
