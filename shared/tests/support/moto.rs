@@ -2,7 +2,7 @@
 //!
 //! One server per test binary ([`shared`]), started on first use; every test creates its own uniquely named
 //! tables and queues ([`unique`]), so tests run in parallel against it. The server binary is
-//! `$HUBRELAY_MOTO_SERVER`, else `<workspace>/.tools/venv/bin/moto_server` (installed by
+//! `$HUBRELAY_MOTO_SERVER`, else `<workspace>/scripts/moto-server` (moto from `.tools/venv`, installed by
 //! `scripts/install-test-tools`). When neither exists the tests fail: they never skip silently.
 #![allow(dead_code)]
 
@@ -120,9 +120,13 @@ impl Drop for MotoServer {
     fn drop(&mut self) {
         drop(self.stdin.take()); // EOF: the watchdog kills moto and exits
         let deadline = Instant::now() + Duration::from_secs(5);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         while Instant::now() < deadline {
+            // The watchdog has sent the kill; wait until the server has really let go of its port.
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_err() {
+                    return;
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -132,7 +136,8 @@ impl Drop for MotoServer {
     }
 }
 
-/// `$HUBRELAY_MOTO_SERVER`, else the workspace's `.tools/venv/bin/moto_server`.
+/// `$HUBRELAY_MOTO_SERVER`, else the workspace's `scripts/moto-server` (moto from `.tools/venv`, DynamoDB
+/// requests serialised so conditional writes are atomic as in DynamoDB).
 fn moto_binary() -> Result<PathBuf, String> {
     let hint = "moto server not found: run scripts/install-test-tools (or scripts/test)";
     if let Some(path) = std::env::var_os("HUBRELAY_MOTO_SERVER").filter(|p| !p.is_empty()) {
@@ -147,8 +152,8 @@ fn moto_binary() -> Result<PathBuf, String> {
         .parent()
         .expect("the shared crate sits inside the workspace")
         .to_path_buf();
-    let path = workspace.join(".tools/venv/bin/moto_server");
-    if path.is_file() {
+    let path = workspace.join("scripts/moto-server");
+    if path.is_file() && workspace.join(".tools/venv/bin/python").is_file() {
         Ok(path)
     } else {
         Err(format!("{hint} (looked for $HUBRELAY_MOTO_SERVER and {})", path.display()))
