@@ -17,8 +17,14 @@ use crate::pii::mask_email;
 use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, StoreError};
 
 pub mod delay;
+pub mod local;
+pub mod locks;
+#[cfg(test)]
+mod tests;
 
 pub use delay::{retry_delay, Jitter};
+pub use local::{LocalWorker, TickReport, WakingQueue};
+pub use locks::{ContactGuard, ContactLocks};
 
 /// HubSpot's batch limit.
 pub const MAX_BATCH_INPUTS: usize = 100;
@@ -52,6 +58,7 @@ pub struct RetryWorker {
     jitter: Jitter,
     versions: Arc<dyn ContactVersions>,
     events: Arc<dyn EventLog>,
+    locks: Option<Arc<ContactLocks>>,
 }
 
 /// One contact's share of a batch: the merged upsert and the messages behind it.
@@ -70,7 +77,18 @@ impl RetryWorker {
         versions: Arc<dyn ContactVersions>,
         events: Arc<dyn EventLog>,
     ) -> Self {
-        RetryWorker { hubspot, mapping, schedule, jitter, versions, events }
+        RetryWorker { hubspot, mapping, schedule, jitter, versions, events, locks: None }
+    }
+
+    /// Share per-contact locks with the inline path of the same process (`hubrelay serve`): the worker's
+    /// check-write-record of a contact then never interleaves with an inline delivery to it.
+    pub fn with_contact_locks(mut self, locks: Arc<ContactLocks>) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
+    pub fn jitter(&self) -> Jitter {
+        self.jitter
     }
 
     pub fn schedule(&self) -> &RetrySchedule {
@@ -81,31 +99,43 @@ impl RetryWorker {
     /// then leave the messages where they are, to be processed again.
     pub async fn process(&self, messages: Vec<RetryMessage>, now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError> {
         let mut outcomes = Vec::with_capacity(messages.len());
-        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        let mut by_email: BTreeMap<String, Vec<(RetryMessage, ContactUpsert)>> = BTreeMap::new();
         for message in messages {
             if message.not_before > now {
                 outcomes.push(Outcome { event_id: message.event_id.clone(), disposition: Disposition::NotYetDue });
                 continue;
             }
-            let upsert = match self.upsert_for(&message) {
-                Ok(u) => u,
-                Err(reason) => {
-                    outcomes.push(self.dead_letter(message, reason, now).await?);
-                    continue;
-                }
+            match self.upsert_for(&message) {
+                Ok(upsert) => by_email.entry(upsert.email.to_lowercase()).or_default().push((message, upsert)),
+                Err(reason) => outcomes.push(self.dead_letter(message, reason, now).await?),
+            }
+        }
+        let mut contacts = by_email.into_iter().peekable();
+        while contacts.peek().is_some() {
+            let chunk: Vec<_> = contacts.by_ref().take(MAX_BATCH_INPUTS).collect();
+            // Check, write and record under the contacts' locks, so no inline delivery slips in between.
+            let _guard = match &self.locks {
+                Some(locks) => Some(locks.lock(chunk.iter().map(|(email, _)| email.as_str())).await),
+                None => None,
             };
-            let email = upsert.email.to_lowercase();
-            if let Some(applied) = self.versions.last_applied(&email).await? {
-                if applied > message.received_at {
-                    outcomes.push(self.superseded(message, now).await?);
-                    continue;
+            let mut groups = Vec::with_capacity(chunk.len());
+            for (email, members) in chunk {
+                let applied = self.versions.last_applied(&email).await?;
+                let mut live = Vec::with_capacity(members.len());
+                for (message, upsert) in members {
+                    if applied.is_some_and(|a| a > message.received_at) {
+                        outcomes.push(self.superseded(message, now).await?);
+                    } else {
+                        live.push((message, upsert));
+                    }
+                }
+                if let Some(group) = Group::merge(live) {
+                    groups.push(group);
                 }
             }
-            add_to_group(&mut groups, email, upsert, message);
-        }
-        let groups: Vec<Group> = groups.into_values().collect();
-        for chunk in groups.chunks(MAX_BATCH_INPUTS) {
-            self.deliver_chunk(chunk.to_vec(), now, &mut outcomes).await?;
+            if !groups.is_empty() {
+                self.deliver_chunk(groups, now, &mut outcomes).await?;
+            }
         }
         Ok(outcomes)
     }
@@ -239,24 +269,25 @@ pub fn event_record(
     }
 }
 
-/// Merge into the contact's group: properties of the newer lead win, whatever order messages arrive in.
-fn add_to_group(groups: &mut BTreeMap<String, Group>, email: String, upsert: ContactUpsert, message: RetryMessage) {
-    let received = message.received_at;
-    match groups.get_mut(&email) {
-        None => {
-            groups.insert(email, Group { upsert, newest: received, messages: vec![message] });
-        }
-        Some(g) => {
-            if received >= g.newest {
-                g.upsert.properties.extend(upsert.properties);
-                g.newest = received;
-            } else {
-                let mut merged = upsert.properties;
-                merged.extend(std::mem::take(&mut g.upsert.properties));
-                g.upsert.properties = merged;
+impl Group {
+    /// One contact's messages as one input: oldest first, so the newest lead's values win (ties keep
+    /// arrival order). `None` when there is nothing left to write.
+    fn merge(mut members: Vec<(RetryMessage, ContactUpsert)>) -> Option<Group> {
+        members.sort_by_key(|(m, _)| m.received_at);
+        let newest = members.last()?.0.received_at;
+        let mut upsert: Option<ContactUpsert> = None;
+        let mut messages = Vec::with_capacity(members.len());
+        for (message, u) in members {
+            match upsert.as_mut() {
+                None => upsert = Some(u),
+                Some(merged) => {
+                    merged.email = u.email;
+                    merged.properties.extend(u.properties);
+                }
             }
-            g.messages.push(message);
+            messages.push(message);
         }
+        Some(Group { upsert: upsert?, newest, messages })
     }
 }
 
