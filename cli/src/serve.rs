@@ -155,7 +155,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 /// How long an inline call waits for a slot under `HUBSPOT_RATE_LIMIT_PER_10S` before the lead is queued.
-const INLINE_SLOT_WAIT: Duration = Duration::from_secs(1);
+const INLINE_SLOT_WAIT: Duration = Duration::from_millis(100);
 
 fn service_modes(settings: &ServeSettings) -> String {
     let a = &settings.relay.auth;

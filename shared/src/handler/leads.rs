@@ -50,8 +50,9 @@ pub struct LeadService {
     locks: Option<Arc<ContactLocks>>,
 }
 
-/// How long the inline path waits for a contact the worker is writing before queueing the lead instead.
-pub const CONTACT_LOCK_WAIT: Duration = Duration::from_secs(2);
+/// How long the inline path waits for a contact the worker is writing before queueing the lead instead
+/// (the worker then merges it into its next batch at once).
+pub const CONTACT_LOCK_WAIT: Duration = Duration::from_millis(250);
 
 pub struct LeadServiceParts {
     pub auth: Authenticator,
@@ -92,7 +93,7 @@ impl LeadService {
     /// Share per-contact locks with a worker in the same process: an inline delivery then never lands
     /// between the worker's check of a contact's newest lead and its write. When the worker holds the
     /// contact for longer than [`CONTACT_LOCK_WAIT`], the lead is queued (`202 queued`, reason
-    /// `contact_busy`) and the worker merges it.
+    /// `contact_busy`, due at once) and the worker merges it.
     pub fn with_contact_locks(mut self, locks: Arc<ContactLocks>) -> Self {
         self.locks = Some(locks);
         self
@@ -193,7 +194,7 @@ impl LeadService {
         let mut _contact = None;
         let result = match &self.locks {
             None => self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await,
-            Some(locks) => match tokio::time::timeout(CONTACT_LOCK_WAIT, locks.lock([&upsert.email])).await {
+            Some(locks) => match tokio::time::timeout(CONTACT_LOCK_WAIT, locks.share(&upsert.email)).await {
                 Ok(guard) => {
                     _contact = Some(guard);
                     self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await
