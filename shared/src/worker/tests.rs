@@ -315,6 +315,10 @@ async fn a_redriven_message_restarts_the_schedule() {
     assert_eq!(f.contact("again@example.com").await.unwrap()["vehicle_of_interest"], "fixed");
     let record = f.store.get_event(&m.event_id).await.unwrap().unwrap();
     assert_eq!(record.status, EventStatus::Delivered);
+    // The record ends with the successful attempt.
+    assert_eq!(record.attempts.len(), 5);
+    let last = record.attempts.last().unwrap();
+    assert_eq!((last.attempt, last.at, last.outcome), (5, at, AttemptOutcome::Delivered));
 }
 
 #[tokio::test]
@@ -424,4 +428,82 @@ async fn run_wakes_on_enqueue_and_stops_on_shutdown() {
 
     stop.notify_one();
     tokio::time::timeout(Duration::from_secs(5), task).await.expect("the worker stops").unwrap();
+}
+
+// ---- the worker's check-write-record of a contact excludes inline deliveries ----
+
+/// Holds the worker's HubSpot call until told to go on.
+struct Gated {
+    inner: HubSpotClient,
+    entered: tokio::sync::Notify,
+    proceed: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl crate::hubspot::HubSpot for Gated {
+    async fn upsert_contacts(
+        &self,
+        inputs: &[crate::domain::ContactUpsert],
+    ) -> Result<Vec<crate::domain::UpsertedContact>, crate::hubspot::HubSpotError> {
+        self.entered.notify_one();
+        self.proceed.notified().await;
+        self.inner.upsert_contacts(inputs).await
+    }
+
+    async fn list_properties(&self) -> Result<Vec<crate::hubspot::PropertyDefinition>, crate::hubspot::HubSpotError> {
+        self.inner.list_properties().await
+    }
+
+    async fn create_property(
+        &self,
+        p: &crate::hubspot::PropertyDefinition,
+    ) -> Result<(), crate::hubspot::HubSpotError> {
+        self.inner.create_property(p).await
+    }
+}
+
+#[tokio::test]
+async fn an_inline_delivery_cannot_land_between_the_workers_check_and_write() {
+    let f = fixture(RetrySchedule::default()).await;
+    let client = HubSpotClient::new(&f.sandbox.url(), TOKEN, Duration::from_secs(5)).unwrap();
+    let gated = Arc::new(Gated {
+        inner: client.clone(),
+        entered: tokio::sync::Notify::new(),
+        proceed: tokio::sync::Notify::new(),
+    });
+    let locks = ContactLocks::new();
+    let shared = Arc::new(f.store.clone());
+    let worker = RetryWorker::new(
+        gated.clone(),
+        Mapping::load("chat-widget").unwrap(),
+        RetrySchedule::default(),
+        Jitter::NONE,
+        shared.clone(),
+        shared,
+    )
+    .with_contact_locks(locks.clone());
+    let now = OffsetDateTime::now_utc();
+    let older = queued(lead("race@example.com", "older"), now - secs(60));
+    let work = tokio::spawn(async move { worker.process(vec![older], now).await.unwrap() });
+    // The worker has checked the contact's version and is about to write the older lead...
+    gated.entered.notified().await;
+    // ...when a newer lead arrives inline (what `LeadService` does with shared locks).
+    let (locks2, store, inline_client) = (locks.clone(), f.store.clone(), client.clone());
+    let inline = tokio::spawn(async move {
+        let _shared = locks2.share("race@example.com").await;
+        let upsert = crate::domain::ContactUpsert {
+            email: "race@example.com".into(),
+            properties: [("vehicle_of_interest".to_string(), "newer".to_string())].into(),
+        };
+        inline_client.upsert_contacts(&[upsert]).await.unwrap();
+        store.record_applied("race@example.com", now).await.unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!inline.is_finished(), "the inline delivery waits for the worker");
+    gated.proceed.notify_one();
+    let outcomes = work.await.unwrap();
+    assert!(matches!(outcomes[0].disposition, Disposition::Delivered { .. }));
+    inline.await.unwrap();
+    assert_eq!(f.contact("race@example.com").await.unwrap()["vehicle_of_interest"], "newer");
+    assert!(locks.is_empty());
 }
