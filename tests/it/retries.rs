@@ -158,17 +158,34 @@ async fn a_thousand_leads_over_200_emails_come_through_5xx_and_429_bursts() {
     let schedule = steps(20, "100ms");
     let serve =
         Serve::start(&[("HUBRELAY_RETRY_SCHEDULE", &schedule), ("HUBRELAY_RETRY_JITTER", "0"), ("RUST_LOG", "error")]);
-    // The portal allows 100 calls per 10 s, hubrelay's default limit. While the first 200 leads come in,
-    // half the calls are refused with 429 TEN_SECONDLY_ROLLING; then half fail with 503 until the end.
-    let burst = json!({"failure_rate": 0.5, "failure_status": 429, "requests_per_10s": 100});
+    // The portal allows 100 calls per 10 s, hubrelay's default limit. Half the calls fail with 503, except
+    // for a burst of 429 TEN_SECONDLY_ROLLING refusing every call for twenty calls after the 20th.
     let outage = json!({"failure_rate": 0.5, "failure_status": 503, "requests_per_10s": 100});
-    serve.set_faults(burst).await;
+    let burst = json!({"failure_rate": 1.0, "failure_status": 429, "requests_per_10s": 100});
+    serve.set_faults(outage.clone()).await;
+    let phases = {
+        let (http, url) = (serve.http.clone(), serve.sandbox_url.clone());
+        tokio::spawn(async move {
+            let calls = || async {
+                let stats: Value =
+                    http.get(format!("{url}/__sandbox/stats")).send().await.unwrap().json().await.unwrap();
+                stats["by_endpoint"][UPSERT].as_u64().unwrap_or(0)
+            };
+            let mut until = 20;
+            for faults in [burst, outage] {
+                while calls().await < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                http.post(format!("{url}/__sandbox/faults")).json(&faults).send().await.unwrap();
+                // Twenty calls in this phase.
+                until = calls().await + 20;
+            }
+        })
+    };
     let started = Instant::now();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let leads: Vec<_> = (0..1000).map(|seq| (seq, email(seq % 200))).collect();
-    post_all(&serve.url, leads[..200].to_vec(), 32, &ledger).await;
-    serve.set_faults(outage).await;
-    post_all(&serve.url, leads[200..].to_vec(), 32, &ledger).await;
+    post_all(&serve.url, leads, 32, &ledger).await;
     let posted = started.elapsed();
     let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
     assert_eq!(ledger.accepted().len(), 1000, "every lead is accepted");
@@ -176,6 +193,7 @@ async fn a_thousand_leads_over_200_emails_come_through_5xx_and_429_bursts() {
     eprintln!("1000 leads posted in {posted:?}");
     let store = drained(&serve, Duration::from_secs(60)).await;
     let settled = started.elapsed();
+    phases.await.unwrap();
     serve.set_faults(json!({"failure_rate": 0.0, "requests_per_10s": 100_000})).await;
 
     assert!(store.dead_letters().unwrap().is_empty(), "{:?}", store.dead_letters().unwrap());
