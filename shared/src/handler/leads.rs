@@ -20,7 +20,7 @@ use crate::lead::{self, Lead, ParsedLead};
 use crate::mapping::Mapping;
 use crate::pii::mask_email;
 use crate::store::{Begin, ContactVersions, EventLog, EventStatus, IdempotencyStore, RetryQueue, StoredResponse};
-use crate::worker::{event_record, retry_delay, Jitter};
+use crate::worker::{event_record, retry_delay, ContactLocks, Jitter};
 
 /// The answer to a lead request (also what the idempotency store replays).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,14 @@ pub struct LeadService {
     max_body_bytes: usize,
     /// How long a duplicate waits for the first copy to finish before hearing 409 `request_in_progress`.
     in_progress_wait: Duration,
+    jitter: Jitter,
+    /// Shared with the local worker (`hubrelay serve`); `None` in the Lambda.
+    locks: Option<Arc<ContactLocks>>,
 }
+
+/// How long the inline path waits for a contact the worker is writing before queueing the lead instead
+/// (the worker then merges it into its next batch at once).
+pub const CONTACT_LOCK_WAIT: Duration = Duration::from_millis(250);
 
 pub struct LeadServiceParts {
     pub auth: Authenticator,
@@ -72,7 +79,24 @@ impl LeadService {
             schedule: p.schedule,
             max_body_bytes: p.max_body_bytes,
             in_progress_wait: Duration::from_secs(5),
+            jitter: Jitter::STANDARD,
+            locks: None,
         }
+    }
+
+    /// The spread applied to the first retry delay (default ±20 %).
+    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Share per-contact locks with a worker in the same process: an inline delivery then never lands
+    /// between the worker's check of a contact's newest lead and its write. When the worker holds the
+    /// contact for longer than [`CONTACT_LOCK_WAIT`], the lead is queued (`202 queued`, reason
+    /// `contact_busy`, due at once) and the worker merges it.
+    pub fn with_contact_locks(mut self, locks: Arc<ContactLocks>) -> Self {
+        self.locks = Some(locks);
+        self
     }
 
     pub fn max_body_bytes(&self) -> usize {
@@ -166,7 +190,26 @@ impl LeadService {
     ) -> Result<LeadReply, ApiError> {
         let event_id = new_event_id();
         let masked = mask_email(&upsert.email);
-        let result = self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await;
+        // Held until the contact's version is recorded (end of this function).
+        let mut _contact = None;
+        let result = match &self.locks {
+            None => self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await,
+            Some(locks) => match tokio::time::timeout(CONTACT_LOCK_WAIT, locks.share(&upsert.email)).await {
+                Ok(guard) => {
+                    _contact = Some(guard);
+                    self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await
+                }
+                Err(_) => Err(HubSpotError {
+                    status: None,
+                    code: "contact_busy".into(),
+                    message: "not sent: the retry worker is writing this contact; queued to be merged".into(),
+                    category: None,
+                    correlation_id: None,
+                    policy: None,
+                    retry_after_secs: None,
+                }),
+            },
+        };
         let error = match result {
             Ok(contacts) => {
                 let contact =
@@ -192,7 +235,7 @@ impl LeadService {
         let reason = json!({ "code": error.code, "message": error.message });
         match error.outcome() {
             AttemptOutcome::Retryable => {
-                let delay = Jitter::STANDARD.apply(retry_delay(&self.schedule, 1, &error, now));
+                let delay = self.jitter.apply(retry_delay(&self.schedule, 1, &error, now));
                 message.not_before = now + delay;
                 self.queue.enqueue(&message).await.map_err(|e| {
                     tracing::error!(event_id, error = %e, "retry queue unavailable");

@@ -130,6 +130,13 @@ pub struct EventFilter {
 pub trait EventLog: Send + Sync {
     /// Insert or replace the record of `record.event_id`.
     async fn put_event(&self, record: &EventRecord) -> Result<(), StoreError>;
+    /// Insert or replace several records (the worker's whole pass); adapters may write them at once.
+    async fn put_events(&self, records: &[EventRecord]) -> Result<(), StoreError> {
+        for record in records {
+            self.put_event(record).await?;
+        }
+        Ok(())
+    }
     async fn get_event(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError>;
     /// Newest first.
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError>;
@@ -143,6 +150,13 @@ pub trait ContactVersions: Send + Sync {
     async fn last_applied(&self, email: &str) -> Result<Option<OffsetDateTime>, StoreError>;
     /// Record that a lead received at `received_at` was applied; keeps the maximum (conditional write).
     async fn record_applied(&self, email: &str, received_at: OffsetDateTime) -> Result<(), StoreError>;
+    /// [`ContactVersions::record_applied`] for a batch's contacts; adapters may write them at once.
+    async fn record_applied_all(&self, applied: &[(String, OffsetDateTime)]) -> Result<(), StoreError> {
+        for (email, received_at) in applied {
+            self.record_applied(email, *received_at).await?;
+        }
+        Ok(())
+    }
 }
 
 /// The key under which [`ContactVersions`] stores an email: `contact:` + hex SHA-256 of the lower-cased email.

@@ -1,7 +1,7 @@
 //! The event log and contact versions on the local SQLite store (schema v2).
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
 
 use super::sqlite::{epoch_millis, sql_err, SqliteStore};
@@ -32,24 +32,56 @@ fn decode(json: &str) -> Result<EventRecord, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("event record: {e}")))
 }
 
+/// An `events` row, encoded outside the lock.
+struct EventRow {
+    id: String,
+    function: &'static str,
+    status: &'static str,
+    received: i64,
+    json: String,
+}
+
+impl EventRow {
+    fn new(record: &EventRecord) -> Result<EventRow, StoreError> {
+        Ok(EventRow {
+            id: record.event_id.clone(),
+            function: record.function.as_str(),
+            status: record.status.as_str(),
+            received: epoch_millis(record.received_at),
+            json: serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        })
+    }
+
+    fn write(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+        conn.prepare_cached(
+            "INSERT INTO events (event_id, function, status, received_at, record) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (event_id) DO UPDATE SET status = excluded.status, record = excluded.record",
+        )
+        .and_then(|mut stmt| stmt.execute(params![self.id, self.function, self.status, self.received, self.json]))
+        .map_err(sql_err)?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl EventLog for SqliteStore {
     async fn put_event(&self, record: &EventRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (id, function, status, received) = (
-            record.event_id.clone(),
-            record.function.as_str(),
-            record.status.as_str(),
-            epoch_millis(record.received_at),
-        );
+        let row = EventRow::new(record)?;
+        self.blocking(move |conn| row.write(conn)).await
+    }
+
+    /// All records in one transaction.
+    async fn put_events(&self, records: &[EventRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rows = records.iter().map(EventRow::new).collect::<Result<Vec<_>, _>>()?;
         self.blocking(move |conn| {
-            conn.execute(
-                "INSERT INTO events (event_id, function, status, received_at, record) VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (event_id) DO UPDATE SET status = excluded.status, record = excluded.record",
-                params![id, function, status, received, json],
-            )
-            .map_err(sql_err)?;
-            Ok(())
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            for row in &rows {
+                row.write(&tx)?;
+            }
+            tx.commit().map_err(sql_err)
         })
         .await
     }
@@ -101,16 +133,26 @@ impl ContactVersions for SqliteStore {
     }
 
     async fn record_applied(&self, email: &str, received_at: OffsetDateTime) -> Result<(), StoreError> {
-        let key = contact_key(email);
-        let ms = epoch_millis(received_at);
+        self.record_applied_all(&[(email.to_string(), received_at)]).await
+    }
+
+    /// All in one transaction.
+    async fn record_applied_all(&self, applied: &[(String, OffsetDateTime)]) -> Result<(), StoreError> {
+        if applied.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(String, i64)> = applied.iter().map(|(e, t)| (contact_key(e), epoch_millis(*t))).collect();
         self.blocking(move |conn| {
-            conn.execute(
-                "INSERT INTO contact_versions (contact_key, applied_at) VALUES (?1, ?2) \
-                 ON CONFLICT (contact_key) DO UPDATE SET applied_at = max(applied_at, excluded.applied_at)",
-                params![key, ms],
-            )
-            .map_err(sql_err)?;
-            Ok(())
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            for (key, ms) in &rows {
+                tx.prepare_cached(
+                    "INSERT INTO contact_versions (contact_key, applied_at) VALUES (?1, ?2) \
+                     ON CONFLICT (contact_key) DO UPDATE SET applied_at = max(applied_at, excluded.applied_at)",
+                )
+                .and_then(|mut stmt| stmt.execute(params![key, ms]))
+                .map_err(sql_err)?;
+            }
+            tx.commit().map_err(sql_err)
         })
         .await
     }
@@ -165,5 +207,23 @@ mod tests {
         assert_eq!(store.last_applied("a@x.com").await.unwrap(), Some(t));
         store.record_applied("a@x.com", t + time::Duration::seconds(1)).await.unwrap();
         assert_eq!(store.last_applied("a@x.com").await.unwrap(), Some(t + time::Duration::seconds(1)));
+    }
+
+    #[tokio::test]
+    async fn batches_are_written_together() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let t = datetime!(2026-11-24 10:00 UTC);
+        let records: Vec<_> = (0..3).map(|i| record(&format!("e{i}"), EventStatus::Delivered, t)).collect();
+        store.put_events(&records).await.unwrap();
+        store.put_events(&[]).await.unwrap();
+        assert_eq!(store.list_events(&EventFilter::default()).await.unwrap().len(), 3);
+        let applied = vec![
+            ("a@x.com".to_string(), t),
+            ("b@x.com".to_string(), t),
+            ("A@x.com".to_string(), t - time::Duration::hours(1)),
+        ];
+        store.record_applied_all(&applied).await.unwrap();
+        assert_eq!(store.last_applied("a@x.com").await.unwrap(), Some(t));
+        assert_eq!(store.last_applied("b@x.com").await.unwrap(), Some(t));
     }
 }

@@ -11,11 +11,19 @@ use crate::hubspot::HubSpotError;
 
 use super::MAX_DELAY;
 
+/// Codes of inline attempts that never reached HubSpot because hubrelay held them back: the lead is
+/// queued due at once, for the worker's next batch (which waits for the rate limit itself).
+pub const NOT_SENT: [&str; 2] = ["client_rate_limited", "contact_busy"];
+
 /// The wait after failed attempt `attempt` (1-based, counted in the current run of the schedule).
+/// - not sent at all ([`NOT_SENT`]): no wait;
 /// - `TEN_SECONDLY_ROLLING` / `SECONDLY` 429: at least 10 s, so the rolling window has moved on;
 /// - `DAILY` 429: until the next UTC midnight (HubSpot's daily budget resets then, in UTC for most portals);
 /// - `Retry-After`: honoured but clamped to [scheduled, 2 × scheduled].
 pub fn retry_delay(schedule: &RetrySchedule, attempt: u32, e: &HubSpotError, now: OffsetDateTime) -> Duration {
+    if e.status.is_none() && NOT_SENT.contains(&e.code.as_str()) {
+        return Duration::ZERO;
+    }
     let scheduled = schedule.delay_after(attempt).unwrap_or(Duration::ZERO);
     let mut delay = scheduled;
     if e.status == Some(429) {
@@ -82,6 +90,15 @@ mod tests {
         assert_eq!(retry_delay(&s, 1, &err(477, None, Some(60)), now), Duration::from_secs(10));
         assert_eq!(retry_delay(&s, 2, &err(477, None, Some(1)), now), Duration::from_secs(300));
         assert_eq!(retry_delay(&s, 2, &err(477, None, Some(400)), now), Duration::from_secs(400));
+        // Held back by hubrelay itself: due at once.
+        let mut held = err(0, None, None);
+        held.status = None;
+        for code in NOT_SENT {
+            held.code = code.into();
+            assert_eq!(retry_delay(&s, 1, &held, now), Duration::ZERO);
+        }
+        held.code = "hubspot_timeout".into();
+        assert_eq!(retry_delay(&s, 1, &held, now), Duration::from_secs(5));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::domain::{ContactUpsert, DeadLetterReason, RetryMessage, RetrySchedule};
+use crate::domain::{AttemptOutcome, ContactUpsert, DeadLetterReason, DeliveryAttempt, RetryMessage, RetrySchedule};
 use crate::handler::leads::attempt_record;
 use crate::hubspot::{HubSpot, HubSpotError};
 use crate::lead::Lead;
@@ -17,8 +17,14 @@ use crate::pii::mask_email;
 use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, StoreError};
 
 pub mod delay;
+pub mod local;
+pub mod locks;
+#[cfg(test)]
+mod tests;
 
 pub use delay::{retry_delay, Jitter};
+pub use local::{LocalWorker, TickReport, WakingQueue};
+pub use locks::{ContactGuard, ContactLocks};
 
 /// HubSpot's batch limit.
 pub const MAX_BATCH_INPUTS: usize = 100;
@@ -52,6 +58,7 @@ pub struct RetryWorker {
     jitter: Jitter,
     versions: Arc<dyn ContactVersions>,
     events: Arc<dyn EventLog>,
+    locks: Option<Arc<ContactLocks>>,
 }
 
 /// One contact's share of a batch: the merged upsert and the messages behind it.
@@ -70,7 +77,18 @@ impl RetryWorker {
         versions: Arc<dyn ContactVersions>,
         events: Arc<dyn EventLog>,
     ) -> Self {
-        RetryWorker { hubspot, mapping, schedule, jitter, versions, events }
+        RetryWorker { hubspot, mapping, schedule, jitter, versions, events, locks: None }
+    }
+
+    /// Share per-contact locks with the inline path of the same process (`hubrelay serve`): the worker's
+    /// check-write-record of a contact then never interleaves with an inline delivery to it.
+    pub fn with_contact_locks(mut self, locks: Arc<ContactLocks>) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
+    pub fn jitter(&self) -> Jitter {
+        self.jitter
     }
 
     pub fn schedule(&self) -> &RetrySchedule {
@@ -78,36 +96,50 @@ impl RetryWorker {
     }
 
     /// Decide the fate of every message. Store errors (event log, versions) are returned: the caller must
-    /// then leave the messages where they are, to be processed again.
+    /// then leave the messages where they are, to be processed again. The event records of the whole
+    /// pass are written at the end, in one go where the store allows ([`EventLog::put_events`]).
     pub async fn process(&self, messages: Vec<RetryMessage>, now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError> {
-        let mut outcomes = Vec::with_capacity(messages.len());
-        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        let mut pass = Pass { now, outcomes: Vec::with_capacity(messages.len()), log: Vec::new() };
+        let mut by_email: BTreeMap<String, Vec<(RetryMessage, ContactUpsert)>> = BTreeMap::new();
         for message in messages {
             if message.not_before > now {
-                outcomes.push(Outcome { event_id: message.event_id.clone(), disposition: Disposition::NotYetDue });
+                pass.outcomes.push(Outcome { event_id: message.event_id.clone(), disposition: Disposition::NotYetDue });
                 continue;
             }
-            let upsert = match self.upsert_for(&message) {
-                Ok(u) => u,
-                Err(reason) => {
-                    outcomes.push(self.dead_letter(message, reason, now).await?);
-                    continue;
-                }
+            match self.upsert_for(&message) {
+                Ok(upsert) => by_email.entry(upsert.email.to_lowercase()).or_default().push((message, upsert)),
+                Err(reason) => pass.dead_letter(message, reason),
+            }
+        }
+        let mut contacts = by_email.into_iter().peekable();
+        while contacts.peek().is_some() {
+            let chunk: Vec<_> = contacts.by_ref().take(MAX_BATCH_INPUTS).collect();
+            // Check, write and record under the contacts' locks, so no inline delivery slips in between.
+            let _guard = match &self.locks {
+                Some(locks) => Some(locks.lock(chunk.iter().map(|(email, _)| email.as_str())).await),
+                None => None,
             };
-            let email = upsert.email.to_lowercase();
-            if let Some(applied) = self.versions.last_applied(&email).await? {
-                if applied > message.received_at {
-                    outcomes.push(self.superseded(message, now).await?);
-                    continue;
+            let mut groups = Vec::with_capacity(chunk.len());
+            for (email, members) in chunk {
+                let applied = self.versions.last_applied(&email).await?;
+                let mut live = Vec::with_capacity(members.len());
+                for (message, upsert) in members {
+                    if applied.is_some_and(|a| a > message.received_at) {
+                        pass.superseded(message);
+                    } else {
+                        live.push((message, upsert));
+                    }
+                }
+                if let Some(group) = Group::merge(live) {
+                    groups.push(group);
                 }
             }
-            add_to_group(&mut groups, email, upsert, message);
+            if !groups.is_empty() {
+                self.deliver_chunk(groups, &mut pass).await?;
+            }
         }
-        let groups: Vec<Group> = groups.into_values().collect();
-        for chunk in groups.chunks(MAX_BATCH_INPUTS) {
-            self.deliver_chunk(chunk.to_vec(), now, &mut outcomes).await?;
-        }
-        Ok(outcomes)
+        self.events.put_events(&pass.log).await?;
+        Ok(pass.outcomes)
     }
 
     /// Map the stored lead with today's mapping (a redrive after a mapping fix takes effect).
@@ -119,25 +151,21 @@ impl RetryWorker {
 
     /// One HubSpot call for up to 100 contacts; a refused batch is split so one bad input cannot sink
     /// the others (HubSpot fails an email-keyed batch whole).
-    async fn deliver_chunk(
-        &self,
-        chunk: Vec<Group>,
-        now: OffsetDateTime,
-        outcomes: &mut Vec<Outcome>,
-    ) -> Result<(), StoreError> {
+    async fn deliver_chunk(&self, chunk: Vec<Group>, pass: &mut Pass) -> Result<(), StoreError> {
         let mut pending = vec![chunk];
         while let Some(groups) = pending.pop() {
             let inputs: Vec<ContactUpsert> = groups.iter().map(|g| g.upsert.clone()).collect();
             match self.hubspot.upsert_contacts(&inputs).await {
                 Ok(contacts) => {
+                    let applied: Vec<_> = groups.iter().map(|g| (g.upsert.email.clone(), g.newest)).collect();
+                    self.versions.record_applied_all(&applied).await?;
                     for (group, contact) in groups.into_iter().zip(contacts) {
-                        self.versions.record_applied(&group.upsert.email, group.newest).await?;
                         for m in group.messages {
-                            outcomes.push(self.delivered(m, &contact.id, now).await?);
+                            pass.delivered(m, &contact.id);
                         }
                     }
                 }
-                Err(e) if e.outcome() == crate::domain::AttemptOutcome::Rejected && groups.len() > 1 => {
+                Err(e) if e.outcome() == AttemptOutcome::Rejected && groups.len() > 1 => {
                     let mut groups = groups;
                     let right = groups.split_off(groups.len() / 2);
                     pending.push(groups);
@@ -146,7 +174,7 @@ impl RetryWorker {
                 Err(e) => {
                     for group in groups {
                         for m in group.messages {
-                            outcomes.push(self.failed(m, &e, now).await?);
+                            self.failed(m, &e, pass);
                         }
                     }
                 }
@@ -155,13 +183,14 @@ impl RetryWorker {
         Ok(())
     }
 
-    async fn failed(&self, mut m: RetryMessage, e: &HubSpotError, now: OffsetDateTime) -> Result<Outcome, StoreError> {
+    fn failed(&self, mut m: RetryMessage, e: &HubSpotError, pass: &mut Pass) {
+        let now = pass.now;
         let attempt = m.attempts.len() as u32 + 1;
         m.attempts.push(attempt_record(attempt, now, e));
         let in_schedule = m.attempts_in_schedule();
-        if e.outcome() == crate::domain::AttemptOutcome::Rejected {
+        if e.outcome() == AttemptOutcome::Rejected {
             let reason = DeadLetterReason { code: e.code.clone(), message: e.message.clone() };
-            return self.dead_letter(m, reason, now).await;
+            return pass.dead_letter(m, reason);
         }
         match self.schedule.delay_after(in_schedule) {
             None => {
@@ -169,50 +198,55 @@ impl RetryWorker {
                     code: "retries_exhausted".into(),
                     message: format!("{} attempts failed; last: {} ({})", in_schedule, e.code, e.message),
                 };
-                self.dead_letter(m, reason, now).await
+                pass.dead_letter(m, reason)
             }
             Some(_) => {
                 let delay = self.jitter.apply(retry_delay(&self.schedule, in_schedule, e, now));
                 m.not_before = now + delay;
-                self.record(&m, EventStatus::Retrying, Some(m.not_before), None, None, now).await?;
+                pass.log.push(event_record(&m, EventStatus::Retrying, Some(m.not_before), None, None, now));
                 tracing::info!(event_id = %m.event_id, attempt, code = %e.code, delay_ms = delay.as_millis() as u64, "retry scheduled");
-                Ok(Outcome { event_id: m.event_id.clone(), disposition: Disposition::Retry(m) })
+                pass.outcomes.push(Outcome { event_id: m.event_id.clone(), disposition: Disposition::Retry(m) });
             }
         }
     }
+}
 
-    async fn dead_letter(
-        &self,
-        mut m: RetryMessage,
-        reason: DeadLetterReason,
-        now: OffsetDateTime,
-    ) -> Result<Outcome, StoreError> {
+/// One `process` call's results: the outcomes and the event records to write.
+struct Pass {
+    now: OffsetDateTime,
+    outcomes: Vec<Outcome>,
+    log: Vec<EventRecord>,
+}
+
+impl Pass {
+    fn dead_letter(&mut self, mut m: RetryMessage, reason: DeadLetterReason) {
         m.dead_letter_reason = Some(reason.clone());
-        self.record(&m, EventStatus::DeadLettered, None, None, Some(reason.clone()), now).await?;
+        self.log.push(event_record(&m, EventStatus::DeadLettered, None, None, Some(reason.clone()), self.now));
         tracing::warn!(event_id = %m.event_id, code = %reason.code, "event dead-lettered");
-        Ok(Outcome { event_id: m.event_id.clone(), disposition: Disposition::DeadLetter(m, reason) })
+        self.outcomes.push(Outcome { event_id: m.event_id.clone(), disposition: Disposition::DeadLetter(m, reason) });
     }
 
-    async fn delivered(&self, m: RetryMessage, contact_id: &str, now: OffsetDateTime) -> Result<Outcome, StoreError> {
-        self.record(&m, EventStatus::Delivered, None, Some(contact_id.to_string()), None, now).await?;
-        Ok(Outcome { event_id: m.event_id, disposition: Disposition::Delivered { contact_id: contact_id.to_string() } })
+    /// The event's record gains the successful attempt (the queue message is removed, so it keeps none).
+    fn delivered(&mut self, mut m: RetryMessage, contact_id: &str) {
+        m.attempts.push(DeliveryAttempt {
+            attempt: m.attempts.len() as u32 + 1,
+            at: self.now,
+            outcome: AttemptOutcome::Delivered,
+            status: Some(200),
+            correlation_id: None,
+            error_code: None,
+            error: None,
+        });
+        self.log.push(event_record(&m, EventStatus::Delivered, None, Some(contact_id.to_string()), None, self.now));
+        self.outcomes.push(Outcome {
+            event_id: m.event_id,
+            disposition: Disposition::Delivered { contact_id: contact_id.to_string() },
+        });
     }
 
-    async fn superseded(&self, m: RetryMessage, now: OffsetDateTime) -> Result<Outcome, StoreError> {
-        self.record(&m, EventStatus::Superseded, None, None, None, now).await?;
-        Ok(Outcome { event_id: m.event_id, disposition: Disposition::Superseded })
-    }
-
-    async fn record(
-        &self,
-        m: &RetryMessage,
-        status: EventStatus,
-        next_attempt_at: Option<OffsetDateTime>,
-        contact_id: Option<String>,
-        reason: Option<DeadLetterReason>,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.events.put_event(&event_record(m, status, next_attempt_at, contact_id, reason, now)).await
+    fn superseded(&mut self, m: RetryMessage) {
+        self.log.push(event_record(&m, EventStatus::Superseded, None, None, None, self.now));
+        self.outcomes.push(Outcome { event_id: m.event_id, disposition: Disposition::Superseded });
     }
 }
 
@@ -239,24 +273,25 @@ pub fn event_record(
     }
 }
 
-/// Merge into the contact's group: properties of the newer lead win, whatever order messages arrive in.
-fn add_to_group(groups: &mut BTreeMap<String, Group>, email: String, upsert: ContactUpsert, message: RetryMessage) {
-    let received = message.received_at;
-    match groups.get_mut(&email) {
-        None => {
-            groups.insert(email, Group { upsert, newest: received, messages: vec![message] });
-        }
-        Some(g) => {
-            if received >= g.newest {
-                g.upsert.properties.extend(upsert.properties);
-                g.newest = received;
-            } else {
-                let mut merged = upsert.properties;
-                merged.extend(std::mem::take(&mut g.upsert.properties));
-                g.upsert.properties = merged;
+impl Group {
+    /// One contact's messages as one input: oldest first, so the newest lead's values win (ties keep
+    /// arrival order). `None` when there is nothing left to write.
+    fn merge(mut members: Vec<(RetryMessage, ContactUpsert)>) -> Option<Group> {
+        members.sort_by_key(|(m, _)| m.received_at);
+        let newest = members.last()?.0.received_at;
+        let mut upsert: Option<ContactUpsert> = None;
+        let mut messages = Vec::with_capacity(members.len());
+        for (message, u) in members {
+            match upsert.as_mut() {
+                None => upsert = Some(u),
+                Some(merged) => {
+                    merged.email = u.email;
+                    merged.properties.extend(u.properties);
+                }
             }
-            g.messages.push(message);
+            messages.push(message);
         }
+        Some(Group { upsert: upsert?, newest, messages })
     }
 }
 
