@@ -7,10 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hubrelay::store::sqlite::{QueueChange, SqliteStore};
+use hubrelay::store::sqlite::SqliteStore;
 use hubrelay::store::{EventFilter, EventLog, EventStatus};
 use serde_json::{json, Value};
-use time::OffsetDateTime;
 
 use crate::harness::{Serve, TOKEN, UPSERT};
 
@@ -257,23 +256,19 @@ async fn with_hubspot_down_every_event_is_dead_lettered_and_a_redrive_delivers_e
     }
     assert!(serve.all_contacts().await.is_empty(), "nothing was written");
 
-    // HubSpot is back; the on-call engineer redrives everything (what `hubrelay dlq redrive --all` does to
-    // the local store: a fresh schedule, the history kept), in one go.
+    // HubSpot is back; the on-call engineer redrives everything with `hubrelay dlq redrive --all` (a fresh
+    // schedule, the history kept) while serve runs.
     serve.set_faults(json!({"failure_rate": 0.0, "requests_per_10s": 100_000})).await;
     let calls_before = serve.sandbox_calls(UPSERT).await;
-    let now = OffsetDateTime::now_utc();
-    let changes = dead
-        .iter()
-        .cloned()
-        .map(|mut m| {
-            m.redrive(now);
-            QueueChange::Requeue(m)
-        })
-        .collect();
-    store.settle(changes).await.unwrap();
-    for m in &dead {
-        store.remove_dead_letter(&m.event_id).unwrap();
-    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubrelay"))
+        .args(["dlq", "redrive", "--all", "--data-dir"])
+        .arg(serve.data_dir.path())
+        .env_remove("HUBRELAY_IDEMPOTENCY_TABLE")
+        .env_remove("HUBRELAY_DLQ_URL")
+        .env_remove("HUBRELAY_RETRY_QUEUE_URL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let store = drained(&serve, Duration::from_secs(30)).await;
     assert_fates(&store, &ledger, &[EventStatus::Delivered]).await;
     assert!(store.dead_letters().unwrap().is_empty());

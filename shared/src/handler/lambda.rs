@@ -9,14 +9,13 @@ use axum::Router;
 
 use crate::aws::{sdk_config, secret_from_env};
 use crate::config::{ConfigError, HubSpotTarget, Layer, RelaySettings};
-use crate::domain::RetrySchedule;
 use crate::hubspot::HubSpotClient;
 use crate::store::dynamodb::DynamoIdempotencyStore;
 use crate::store::sqs::SqsRetryQueue;
 
 use super::leads::{LeadService, LeadServiceParts};
 use super::sqs_worker::SqsWorker;
-use crate::worker::{Jitter, RetryWorker};
+use crate::worker::RetryWorker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -88,15 +87,15 @@ pub async fn lead_captured_app() -> Result<Router, InitError> {
         events: dynamo.clone(),
         versions: dynamo,
         queue: Arc::new(queue),
-        schedule: RetrySchedule::default(),
+        schedule: settings.retry_schedule.clone(),
         max_body_bytes: settings.max_body_bytes,
-    });
+    })
+    .with_jitter(settings.retry_jitter);
     Ok(super::lead_routes(Arc::new(service)))
 }
 
 /// The `retry-worker` function's handler: the same settings as `lead-captured` (it needs only the HubSpot
-/// token, the mapping profile and the timeout; no sender auth), the same table and queues, the documented
-/// schedule with ±20 % jitter.
+/// token, the mapping profile, the timeout and the retry schedule; no sender auth), the same table and queues.
 pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
     let sdk = sdk_config().await;
     let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
@@ -105,8 +104,8 @@ pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
     let worker = RetryWorker::new(
         Arc::new(hubspot),
         settings.mapping.clone(),
-        RetrySchedule::default(),
-        Jitter::STANDARD,
+        settings.retry_schedule.clone(),
+        settings.retry_jitter,
         dynamo.clone(),
         dynamo,
     );
