@@ -1,11 +1,14 @@
 //! The `hubrelay` command: `serve` (the whole relay locally), `sandbox` (the HubSpot test double),
-//! `properties` (create the custom properties a mapping needs).
+//! `properties` (create the custom properties a mapping needs), `events` (the fate of accepted events) and
+//! `dlq` (the on-call tool for dead-lettered events).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod dlq_cmd;
+mod events_cmd;
 mod properties_cmd;
 mod sandbox_cmd;
 mod serve;
@@ -25,6 +28,10 @@ enum Command {
     Sandbox(sandbox_cmd::SandboxArgs),
     /// Check or create the custom contact properties a mapping profile needs.
     Properties(properties_cmd::PropertiesArgs),
+    /// Where accepted events stand: delivered, retrying (next attempt), dead-lettered, superseded.
+    Events(events_cmd::EventsArgs),
+    /// On-call: list, inspect, redrive or purge dead-lettered events (local store or the stack's SQS DLQ).
+    Dlq(dlq_cmd::DlqArgs),
 }
 
 /// Settings file shared by the commands that read configuration.
@@ -49,6 +56,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Sandbox(args) => sandbox_cmd::run(args).await,
             Command::Properties(args) => properties_cmd::run(args).await,
+            Command::Events(args) => events_cmd::run(args).await,
+            Command::Dlq(args) => dlq_cmd::run(args).await,
         }
     });
     match result {

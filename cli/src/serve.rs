@@ -3,15 +3,16 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use hubrelay::config::{HubSpotTarget, Layer, ServeSettings};
-use hubrelay::domain::RetrySchedule;
+use hubrelay::config::{format_schedule, HubSpotTarget, Layer, ServeSettings};
 use hubrelay::handler::leads::LeadServiceParts;
 use hubrelay::handler::{lead_routes, LeadService};
-use hubrelay::hubspot::{HubSpot, HubSpotClient};
+use hubrelay::hubspot::{HubSpot, HubSpotClient, RateLimiter};
 use hubrelay::pii::mask_token;
 use hubrelay::sandbox::{self, SandboxOptions};
 use hubrelay::store::sqlite::SqliteStore;
+use hubrelay::worker::{ContactLocks, LocalWorker, RetryWorker, WakingQueue};
 
 use crate::ConfigArg;
 
@@ -63,10 +64,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let authenticator = settings.relay.authenticator().map_err(|e| format!("configuration error: {e}"))?;
     let store = SqliteStore::open(&settings.data_dir.join("hubrelay.db")).map_err(|e| e.to_string())?;
 
+    // One budget for the token, shared by the inline path and the worker.
+    let limiter = RateLimiter::new(settings.relay.hubspot_rate_limit_per_10s);
     let (hubspot, hubspot_line, _sandbox) = match &settings.relay.hubspot {
         HubSpotTarget::Api { base_url, token } => {
-            let client =
-                HubSpotClient::new(base_url, token, settings.relay.hubspot_timeout).map_err(|e| e.to_string())?;
+            let client = HubSpotClient::new(base_url, token, settings.relay.hubspot_timeout)
+                .map_err(|e| e.to_string())?
+                .with_rate_limiter(limiter.clone(), None);
             (client, format!("HubSpot API {base_url} (token {})", mask_token(token)), None)
         }
         HubSpotTarget::Sandbox => {
@@ -80,8 +84,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 ..SandboxOptions::default()
             };
             let handle = sandbox::spawn(options, settings.sandbox_listen).await.map_err(|e| format!("sandbox: {e}"))?;
-            let client =
-                HubSpotClient::new(&handle.url(), &token, settings.relay.hubspot_timeout).map_err(|e| e.to_string())?;
+            let client = HubSpotClient::new(&handle.url(), &token, settings.relay.hubspot_timeout)
+                .map_err(|e| e.to_string())?
+                .with_rate_limiter(limiter.clone(), None);
             // The sandbox is a fresh portal: create the mapping's custom properties so the sample lead lands.
             let created =
                 hubrelay::properties::sync(&client, &settings.relay.mapping).await.map_err(|e| e.to_string())?;
@@ -94,31 +99,63 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             (client, line, Some(handle))
         }
     };
-    let hubspot: Arc<dyn HubSpot> = Arc::new(hubspot);
+    // The worker waits for a rate-limit slot as long as it takes; the inline path, with a sender waiting,
+    // queues the lead instead (the worker then sends it in a batch of up to 100).
+    let inline: Arc<dyn HubSpot> = Arc::new(hubspot.clone().with_rate_limiter(limiter.clone(), Some(INLINE_SLOT_WAIT)));
+    let worker_client: Arc<dyn HubSpot> = Arc::new(hubspot);
     let store = Arc::new(store);
+    let relay = &settings.relay;
+    let locks = ContactLocks::new();
+    let worker = RetryWorker::new(
+        worker_client,
+        relay.mapping.clone(),
+        relay.retry_schedule.clone(),
+        relay.retry_jitter,
+        store.clone(),
+        store.clone(),
+    )
+    .with_contact_locks(locks.clone());
+    let local = LocalWorker::new((*store).clone(), worker);
+    let queue = Arc::new(WakingQueue::new(store.clone(), local.waker()));
     let service = LeadService::new(LeadServiceParts {
         auth: authenticator,
-        mapping: settings.relay.mapping.clone(),
-        hubspot,
+        mapping: relay.mapping.clone(),
+        hubspot: inline,
         idempotency: store.clone(),
-        queue: store.clone(),
-        schedule: RetrySchedule::default(),
-        max_body_bytes: settings.relay.max_body_bytes,
-    });
+        queue,
+        events: store.clone(),
+        versions: store.clone(),
+        schedule: relay.retry_schedule.clone(),
+        max_body_bytes: relay.max_body_bytes,
+    })
+    .with_jitter(relay.retry_jitter)
+    .with_contact_locks(locks);
     let modes = service_modes(&settings);
     let app = lead_routes(Arc::new(service));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let worker_stop = stop.clone();
+    let worker_task = tokio::spawn(local.run(async move { worker_stop.notified().await }));
+
     print_banner(&settings, addr, &hubspot_line, &modes, generated_token.as_deref());
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(|e| format!("server error: {e}"));
+    // Let the worker finish its tick: whatever it settled is stored, the rest stays queued.
+    stop.notify_one();
+    let _ = worker_task.await;
+    served
 }
+
+/// How long an inline call waits for a slot under `HUBSPOT_RATE_LIMIT_PER_10S` before the lead is queued.
+const INLINE_SLOT_WAIT: Duration = Duration::from_millis(100);
 
 fn service_modes(settings: &ServeSettings) -> String {
     let a = &settings.relay.auth;
@@ -164,6 +201,13 @@ fn print_banner(settings: &ServeSettings, addr: std::net::SocketAddr, hubspot: &
     println!("  {hubspot}");
     println!("  auth: {modes}");
     println!("  data: {}", settings.data_dir.join("hubrelay.db").display());
+    let relay = &settings.relay;
+    println!(
+        "  retries: {} (jitter ±{:.0} %); HubSpot calls at most {} per 10 s",
+        format_schedule(&relay.retry_schedule),
+        relay.retry_jitter.fraction * 100.0,
+        relay.hubspot_rate_limit_per_10s
+    );
     let auth_header = match token {
         Some(t) => {
             println!("  local API token (generated, stored in {}): {t}", settings.data_dir.join("api-token").display());

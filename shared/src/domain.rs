@@ -84,6 +84,14 @@ pub struct RetryMessage {
     /// Set when the event was dead-lettered by our code (SQS's own maxReceiveCount moves leave it empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_reason: Option<DeadLetterReason>,
+    /// How many of `attempts` came before the current run of the schedule: a redrive restarts the schedule
+    /// (and sets this to `attempts.len()`) while keeping the history.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub schedule_offset: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl RetryMessage {
@@ -91,6 +99,18 @@ impl RetryMessage {
 
     pub fn last_attempt(&self) -> Option<&DeliveryAttempt> {
         self.attempts.last()
+    }
+
+    /// Attempts made in the current run of the schedule (the inline attempt counts as the first).
+    pub fn attempts_in_schedule(&self) -> u32 {
+        (self.attempts.len() as u32).saturating_sub(self.schedule_offset)
+    }
+
+    /// Prepare a dead-lettered message for another run: schedule restarted, due now, reason cleared.
+    pub fn redrive(&mut self, now: OffsetDateTime) {
+        self.schedule_offset = self.attempts.len() as u32;
+        self.not_before = now;
+        self.dead_letter_reason = None;
     }
 }
 

@@ -293,6 +293,7 @@ fn retry_message(not_before: OffsetDateTime) -> RetryMessage {
         attempts: vec![attempt(1, datetime!(2026-03-01 12:00:01 UTC)), attempt(2, datetime!(2026-03-01 12:00:07 UTC))],
         not_before,
         dead_letter_reason: None,
+        schedule_offset: 0,
     }
 }
 

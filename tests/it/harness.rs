@@ -1,4 +1,5 @@
-//! Start `hubrelay serve` on a free port with a fresh data dir; kill it on drop.
+//! Start `hubrelay serve` on a free port with a fresh data dir; kill it on drop (or `kill` it, keeping the
+//! data dir, and `restart` it on the same data and the same address).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -17,46 +18,66 @@ pub struct Serve {
     pub sandbox_url: String,
     pub data_dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    env: Vec<(String, String)>,
 }
 
 impl Serve {
     /// `hubrelay serve` with a bearer token configured plus `env`.
     pub fn start(env: &[(&str, &str)]) -> Serve {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubrelay"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--sandbox-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
-            .env_remove("HUBSPOT_TOKEN")
-            .env_remove("HUBRELAY_CONFIG")
-            .env("HUBRELAY_API_TOKENS", format!("{TOKEN},test-token-2"))
-            .env("HUBRELAY_SANDBOX_TOKEN", SANDBOX_TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start hubrelay serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut url = None;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(u) = line.strip_prefix("hubrelay listening on ") {
-                    url = Some(u.trim().to_string());
-                }
-                if let Some(rest) = line.trim().strip_prefix("HubSpot sandbox ") {
-                    let sandbox = rest.split_whitespace().next().unwrap_or_default().to_string();
-                    let _ = tx.send((url.clone().unwrap_or_default(), sandbox));
-                }
-            }
-        });
-        let (url, sandbox_url) =
-            rx.recv_timeout(Duration::from_secs(60)).expect("hubrelay serve did not report its address");
-        Serve { child, url, sandbox_url, data_dir, http: reqwest::Client::new() }
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, url, sandbox_url) = spawn(data_dir.path(), "127.0.0.1:0", &env);
+        Serve { child, url, sandbox_url, data_dir, http: reqwest::Client::new(), env }
     }
 
+    /// Start `serve` again (after [`Serve::kill`]) on the same data dir, the same address and the same
+    /// settings. The embedded sandbox comes back with its data (and a new port, no faults).
+    pub fn restart(&mut self) {
+        self.kill();
+        let listen = self.url.trim_start_matches("http://").to_string();
+        let (child, url, sandbox_url) = spawn(self.data_dir.path(), &listen, &self.env);
+        self.child = child;
+        self.url = url;
+        self.sandbox_url = sandbox_url;
+    }
+}
+
+fn spawn(data_dir: &std::path::Path, listen: &str, env: &[(String, String)]) -> (Child, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubrelay"));
+    cmd.args(["serve", "--listen", listen, "--sandbox-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("HUBSPOT_TOKEN")
+        .env_remove("HUBRELAY_CONFIG")
+        .env("HUBRELAY_API_TOKENS", format!("{TOKEN},test-token-2"))
+        .env("HUBRELAY_SANDBOX_TOKEN", SANDBOX_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start hubrelay serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut url = None;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(u) = line.strip_prefix("hubrelay listening on ") {
+                url = Some(u.trim().to_string());
+            }
+            if let Some(rest) = line.trim().strip_prefix("HubSpot sandbox ") {
+                let sandbox = rest.split_whitespace().next().unwrap_or_default().to_string();
+                let _ = tx.send((url.clone().unwrap_or_default(), sandbox));
+            }
+        }
+    });
+    let (url, sandbox_url) =
+        rx.recv_timeout(Duration::from_secs(60)).expect("hubrelay serve did not report its address");
+    (child, url, sandbox_url)
+}
+
+impl Serve {
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.path().join("hubrelay.db")
     }
@@ -120,10 +141,17 @@ impl Serve {
 
     /// Every contact in the sandbox.
     pub async fn all_contacts(&self) -> Vec<Value> {
+        self.all_contacts_with(&[]).await
+    }
+
+    /// Every contact in the sandbox, with these properties besides the default ones.
+    pub async fn all_contacts_with(&self, properties: &[&str]) -> Vec<Value> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
+        let extra =
+            if properties.is_empty() { String::new() } else { format!("&properties=email,{}", properties.join(",")) };
         loop {
-            let mut url = format!("{}/crm/v3/objects/contacts?limit=100", self.sandbox_url);
+            let mut url = format!("{}/crm/v3/objects/contacts?limit=100{extra}", self.sandbox_url);
             if let Some(a) = &after {
                 url.push_str(&format!("&after={a}"));
             }
@@ -139,6 +167,11 @@ impl Serve {
     pub async fn set_faults(&self, faults: Value) {
         let resp = self.http.post(format!("{}/__sandbox/faults", self.sandbox_url)).json(&faults).send().await.unwrap();
         assert!(resp.status().is_success(), "set faults: {}", resp.status());
+    }
+
+    /// The sandbox's counters (`requests`, `rate_limited`, `faults_injected`, `by_endpoint`).
+    pub async fn sandbox_stats(&self) -> Value {
+        self.http.get(format!("{}/__sandbox/stats", self.sandbox_url)).send().await.unwrap().json().await.unwrap()
     }
 
     /// Requests the sandbox received for one endpoint, e.g. "POST /crm/v3/objects/contacts/batch/upsert".

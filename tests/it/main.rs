@@ -6,3 +6,4 @@ mod cli;
 mod harness;
 mod leads;
 mod malformed;
+mod retries;

@@ -1,5 +1,6 @@
 //! Wiring for the Lambda binaries: read settings and secrets once at init (cold start), build the AWS
-//! clients and the service, hand back a router for `lambda_http::run`.
+//! clients and the service, hand back a router for `lambda_http::run` (`lead-captured`) or the SQS handler
+//! for `lambda_runtime::run` (`retry-worker`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,12 +9,13 @@ use axum::Router;
 
 use crate::aws::{sdk_config, secret_from_env};
 use crate::config::{ConfigError, HubSpotTarget, Layer, RelaySettings};
-use crate::domain::RetrySchedule;
 use crate::hubspot::HubSpotClient;
 use crate::store::dynamodb::DynamoIdempotencyStore;
 use crate::store::sqs::SqsRetryQueue;
 
 use super::leads::{LeadService, LeadServiceParts};
+use super::sqs_worker::SqsWorker;
+use crate::worker::RetryWorker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -39,37 +41,75 @@ fn required(name: &'static str) -> Result<String, InitError> {
     std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(InitError::Missing(name))
 }
 
-/// The `lead-captured` function's router.
-pub async fn lead_captured_app() -> Result<Router, InitError> {
-    let sdk = sdk_config().await;
-    let ssm = aws_sdk_ssm::Client::new(&sdk);
+/// Settings from the environment, each secret resolved from SSM when only `<NAME>_SSM_PARAMETER` is set.
+async fn load_settings(ssm: &aws_sdk_ssm::Client) -> Result<RelaySettings, InitError> {
     let mut secrets = HashMap::new();
     for name in SECRETS {
-        if let Some(v) = secret_from_env(&ssm, name).await.map_err(|e| InitError::Aws(e.to_string()))? {
+        if let Some(v) = secret_from_env(ssm, name).await.map_err(|e| InitError::Aws(e.to_string()))? {
             secrets.insert(name, v);
         }
     }
     let env = |k: &str| secrets.get(k).cloned().or_else(|| std::env::var(k).ok());
-    let settings = RelaySettings::from_layer(&Layer::from_env(&env)?)?;
+    Ok(RelaySettings::from_layer(&Layer::from_env(&env)?)?)
+}
+
+/// The real HubSpot API (a Lambda never runs the embedded sandbox).
+fn hubspot_client(settings: &RelaySettings) -> Result<HubSpotClient, InitError> {
     let (base_url, token) = match &settings.hubspot {
         HubSpotTarget::Api { base_url, token } => (base_url.clone(), token.clone()),
         HubSpotTarget::Sandbox => return Err(InitError::Missing("HUBSPOT_TOKEN (or HUBSPOT_TOKEN_SSM_PARAMETER)")),
     };
-    let hubspot =
-        HubSpotClient::new(&base_url, &token, settings.hubspot_timeout).map_err(|e| InitError::Aws(e.to_string()))?;
+    HubSpotClient::new(&base_url, &token, settings.hubspot_timeout).map_err(|e| InitError::Aws(e.to_string()))
+}
+
+/// The idempotency table (also the event log and contact versions) and the two queues.
+fn stores(sdk: &aws_config::SdkConfig) -> Result<(Arc<DynamoIdempotencyStore>, SqsRetryQueue), InitError> {
     let table = required("HUBRELAY_IDEMPOTENCY_TABLE")?;
     let queue_url = required("HUBRELAY_RETRY_QUEUE_URL")?;
     let dlq_url = required("HUBRELAY_DLQ_URL")?;
+    Ok((
+        Arc::new(DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(sdk), table)),
+        SqsRetryQueue::new(aws_sdk_sqs::Client::new(sdk), queue_url, dlq_url),
+    ))
+}
+
+/// The `lead-captured` function's router.
+pub async fn lead_captured_app() -> Result<Router, InitError> {
+    let sdk = sdk_config().await;
+    let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
+    let hubspot = hubspot_client(&settings)?;
+    let (dynamo, queue) = stores(&sdk)?;
     let service = LeadService::new(LeadServiceParts {
         auth: settings.authenticator()?,
         mapping: settings.mapping.clone(),
         hubspot: Arc::new(hubspot),
-        idempotency: Arc::new(DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
-        queue: Arc::new(SqsRetryQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url, dlq_url)),
-        schedule: RetrySchedule::default(),
+        idempotency: dynamo.clone(),
+        events: dynamo.clone(),
+        versions: dynamo,
+        queue: Arc::new(queue),
+        schedule: settings.retry_schedule.clone(),
         max_body_bytes: settings.max_body_bytes,
-    });
+    })
+    .with_jitter(settings.retry_jitter);
     Ok(super::lead_routes(Arc::new(service)))
+}
+
+/// The `retry-worker` function's handler: the same settings as `lead-captured` (it needs only the HubSpot
+/// token, the mapping profile, the timeout and the retry schedule; no sender auth), the same table and queues.
+pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
+    let sdk = sdk_config().await;
+    let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
+    let hubspot = hubspot_client(&settings)?;
+    let (dynamo, queue) = stores(&sdk)?;
+    let worker = RetryWorker::new(
+        Arc::new(hubspot),
+        settings.mapping.clone(),
+        settings.retry_schedule.clone(),
+        settings.retry_jitter,
+        dynamo.clone(),
+        dynamo,
+    );
+    Ok(SqsWorker::new(worker, queue))
 }
 
 /// JSON logs for CloudWatch; level from `RUST_LOG` (default info).

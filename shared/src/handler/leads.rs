@@ -19,7 +19,8 @@ use crate::hubspot::{HubSpot, HubSpotError};
 use crate::lead::{self, Lead, ParsedLead};
 use crate::mapping::Mapping;
 use crate::pii::mask_email;
-use crate::store::{Begin, IdempotencyStore, RetryQueue, StoredResponse};
+use crate::store::{Begin, ContactVersions, EventLog, EventStatus, IdempotencyStore, RetryQueue, StoredResponse};
+use crate::worker::{event_record, retry_delay, ContactLocks, Jitter};
 
 /// The answer to a lead request (also what the idempotency store replays).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,11 +39,20 @@ pub struct LeadService {
     hubspot: Arc<dyn HubSpot>,
     idempotency: Arc<dyn IdempotencyStore>,
     queue: Arc<dyn RetryQueue>,
+    events: Arc<dyn EventLog>,
+    versions: Arc<dyn ContactVersions>,
     schedule: RetrySchedule,
     max_body_bytes: usize,
     /// How long a duplicate waits for the first copy to finish before hearing 409 `request_in_progress`.
     in_progress_wait: Duration,
+    jitter: Jitter,
+    /// Shared with the local worker (`hubrelay serve`); `None` in the Lambda.
+    locks: Option<Arc<ContactLocks>>,
 }
+
+/// How long the inline path waits for a contact the worker is writing before queueing the lead instead
+/// (the worker then merges it into its next batch at once).
+pub const CONTACT_LOCK_WAIT: Duration = Duration::from_millis(250);
 
 pub struct LeadServiceParts {
     pub auth: Authenticator,
@@ -50,6 +60,8 @@ pub struct LeadServiceParts {
     pub hubspot: Arc<dyn HubSpot>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub queue: Arc<dyn RetryQueue>,
+    pub events: Arc<dyn EventLog>,
+    pub versions: Arc<dyn ContactVersions>,
     pub schedule: RetrySchedule,
     pub max_body_bytes: usize,
 }
@@ -62,10 +74,29 @@ impl LeadService {
             hubspot: p.hubspot,
             idempotency: p.idempotency,
             queue: p.queue,
+            events: p.events,
+            versions: p.versions,
             schedule: p.schedule,
             max_body_bytes: p.max_body_bytes,
             in_progress_wait: Duration::from_secs(5),
+            jitter: Jitter::STANDARD,
+            locks: None,
         }
+    }
+
+    /// The spread applied to the first retry delay (default ±20 %).
+    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Share per-contact locks with a worker in the same process: an inline delivery then never lands
+    /// between the worker's check of a contact's newest lead and its write. When the worker holds the
+    /// contact for longer than [`CONTACT_LOCK_WAIT`], the lead is queued (`202 queued`, reason
+    /// `contact_busy`, due at once) and the worker merges it.
+    pub fn with_contact_locks(mut self, locks: Arc<ContactLocks>) -> Self {
+        self.locks = Some(locks);
+        self
     }
 
     pub fn max_body_bytes(&self) -> usize {
@@ -159,11 +190,31 @@ impl LeadService {
     ) -> Result<LeadReply, ApiError> {
         let event_id = new_event_id();
         let masked = mask_email(&upsert.email);
-        let result = self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await;
+        // Held until the contact's version is recorded (end of this function).
+        let mut _contact = None;
+        let result = match &self.locks {
+            None => self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await,
+            Some(locks) => match tokio::time::timeout(CONTACT_LOCK_WAIT, locks.share(&upsert.email)).await {
+                Ok(guard) => {
+                    _contact = Some(guard);
+                    self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await
+                }
+                Err(_) => Err(HubSpotError {
+                    status: None,
+                    code: "contact_busy".into(),
+                    message: "not sent: the retry worker is writing this contact; queued to be merged".into(),
+                    category: None,
+                    correlation_id: None,
+                    policy: None,
+                    retry_after_secs: None,
+                }),
+            },
+        };
         let error = match result {
             Ok(contacts) => {
                 let contact =
                     contacts.into_iter().next().unwrap_or(UpsertedContact { id: String::new(), created: false });
+                self.record_delivered(&event_id, &parsed, &upsert, &contact, now).await;
                 tracing::info!(event_id, email = %masked, contact_id = %contact.id, created = contact.created, "lead delivered");
                 return Ok(reply(200, delivered_body(&event_id, &contact, &parsed.ignored)));
             }
@@ -179,11 +230,12 @@ impl LeadService {
             attempts: vec![attempt_record(1, now, &error)],
             not_before: now,
             dead_letter_reason: None,
+            schedule_offset: 0,
         };
         let reason = json!({ "code": error.code, "message": error.message });
         match error.outcome() {
             AttemptOutcome::Retryable => {
-                let delay = retry_delay(&self.schedule, 1, &error);
+                let delay = self.jitter.apply(retry_delay(&self.schedule, 1, &error, now));
                 message.not_before = now + delay;
                 self.queue.enqueue(&message).await.map_err(|e| {
                     tracing::error!(event_id, error = %e, "retry queue unavailable");
@@ -192,6 +244,7 @@ impl LeadService {
                         "HubSpot is unavailable and the retry queue could not take the event; retry later",
                     )
                 })?;
+                self.log_event(&message, EventStatus::Retrying, Some(message.not_before), None, now).await;
                 tracing::warn!(event_id, email = %masked, code = %error.code, "lead queued for retry");
                 let next =
                     message.not_before.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
@@ -209,6 +262,8 @@ impl LeadService {
                     tracing::error!(event_id, error = %e, "dead-letter queue unavailable");
                     ApiError::unavailable("queue_unavailable", "the event could not be parked; retry later")
                 })?;
+                message.dead_letter_reason = Some(dl.clone());
+                self.log_event(&message, EventStatus::DeadLettered, None, Some(dl), now).await;
                 tracing::warn!(event_id, email = %masked, code = %error.code, "lead parked in the dead-letter queue");
                 Ok(reply(
                     202,
@@ -217,6 +272,62 @@ impl LeadService {
                     }),
                 ))
             }
+        }
+    }
+}
+
+impl LeadService {
+    /// After an inline delivery: remember the contact's newest applied lead (so an older retried one
+    /// cannot overwrite it) and the event's fate. The lead is already in HubSpot: failures here are
+    /// logged, not answered.
+    async fn record_delivered(
+        &self,
+        event_id: &str,
+        parsed: &ParsedLead,
+        upsert: &ContactUpsert,
+        contact: &UpsertedContact,
+        now: OffsetDateTime,
+    ) {
+        if let Err(e) = self.versions.record_applied(&upsert.email, now).await {
+            tracing::error!(event_id, error = %e, "could not record the contact version");
+        }
+        let message = RetryMessage {
+            version: RetryMessage::VERSION,
+            event_id: event_id.to_string(),
+            function: FunctionName::LeadCaptured,
+            idempotency_key: String::new(),
+            received_at: now,
+            event: serde_json::to_value(&parsed.lead).unwrap_or(Value::Null),
+            attempts: vec![DeliveryAttempt {
+                attempt: 1,
+                at: now,
+                outcome: AttemptOutcome::Delivered,
+                status: Some(200),
+                correlation_id: None,
+                error_code: None,
+                error: None,
+            }],
+            not_before: now,
+            dead_letter_reason: None,
+            schedule_offset: 0,
+        };
+        let record = event_record(&message, EventStatus::Delivered, None, Some(contact.id.clone()), None, now);
+        if let Err(e) = self.events.put_event(&record).await {
+            tracing::error!(event_id, error = %e, "could not record the event");
+        }
+    }
+
+    async fn log_event(
+        &self,
+        message: &RetryMessage,
+        status: EventStatus,
+        next: Option<OffsetDateTime>,
+        reason: Option<DeadLetterReason>,
+        now: OffsetDateTime,
+    ) {
+        let record = event_record(message, status, next, None, reason, now);
+        if let Err(e) = self.events.put_event(&record).await {
+            tracing::error!(event_id = %message.event_id, error = %e, "could not record the event");
         }
     }
 }
@@ -254,19 +365,6 @@ pub fn attempt_record(attempt: u32, at: OffsetDateTime, e: &HubSpotError) -> Del
         error_code: Some(e.code.clone()),
         error: Some(e.message.clone()),
     }
-}
-
-/// The wait after failed `attempt`: the schedule's delay, stretched for HubSpot's rate limits
-/// (a ten-secondly window needs ≥ 10 s to roll over; a `Retry-After` is honoured).
-pub fn retry_delay(schedule: &RetrySchedule, attempt: u32, e: &HubSpotError) -> Duration {
-    let mut delay = schedule.delay_after(attempt).unwrap_or(Duration::ZERO);
-    if e.status == Some(429) && e.policy.as_deref() == Some("TEN_SECONDLY_ROLLING") {
-        delay = delay.max(Duration::from_secs(10));
-    }
-    if let Some(secs) = e.retry_after_secs {
-        delay = delay.max(Duration::from_secs(secs.min(24 * 3600)));
-    }
-    delay
 }
 
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<ParsedLead, ApiError> {
@@ -308,30 +406,4 @@ fn idempotency_key(headers: &HeaderMap, auth: &AuthMethod, lead: &Lead, canonica
         return Ok(format!("{prefix}:lead:{id}"));
     }
     Ok(format!("{prefix}:body:{}", hex::encode(Sha256::digest(canonical.as_bytes()))))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn err(status: Option<u16>, policy: Option<&str>, retry_after: Option<u64>) -> HubSpotError {
-        HubSpotError {
-            status,
-            code: "x".into(),
-            message: "m".into(),
-            category: None,
-            correlation_id: None,
-            policy: policy.map(String::from),
-            retry_after_secs: retry_after,
-        }
-    }
-
-    #[test]
-    fn rate_limits_stretch_the_first_delay() {
-        let s = RetrySchedule::default();
-        assert_eq!(retry_delay(&s, 1, &err(Some(503), None, None)), Duration::from_secs(5));
-        assert_eq!(retry_delay(&s, 1, &err(Some(429), Some("TEN_SECONDLY_ROLLING"), None)), Duration::from_secs(10));
-        assert_eq!(retry_delay(&s, 1, &err(Some(477), None, Some(60))), Duration::from_secs(60));
-        assert_eq!(retry_delay(&s, 2, &err(Some(503), None, None)), Duration::from_secs(300));
-    }
 }

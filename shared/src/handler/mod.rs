@@ -14,6 +14,7 @@ use crate::error::ApiError;
 
 pub mod lambda;
 pub mod leads;
+pub mod sqs_worker;
 
 pub use leads::{LeadReply, LeadService};
 

@@ -1,5 +1,7 @@
-//! The HubSpot HTTP client (reqwest, rustls): private-app bearer token, configurable base URL and path prefix.
+//! The HubSpot HTTP client (reqwest, rustls): private-app bearer token, configurable base URL and path prefix,
+//! and an optional client-side rate limiter ([`super::ratelimit`]) shared by every client of one token.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -7,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::ratelimit::{quota_from_headers, RateLimiter};
 use super::{HubSpot, HubSpotError, PropertyDefinition};
 use crate::domain::{ContactUpsert, UpsertedContact};
 
@@ -20,6 +23,9 @@ pub struct HubSpotClient {
     /// `/crm/v3` or a date-versioned prefix such as `/crm/2026-03`.
     crm_prefix: String,
     token: String,
+    limiter: Option<Arc<RateLimiter>>,
+    /// How long a call may wait for a rate-limit slot (`None`: as long as it takes).
+    max_slot_wait: Option<Duration>,
 }
 
 impl std::fmt::Debug for HubSpotClient {
@@ -43,7 +49,22 @@ impl HubSpotClient {
             base_url: base_url.trim_end_matches('/').to_string(),
             crm_prefix: "/crm/v3".into(),
             token: token.to_string(),
+            limiter: None,
+            max_slot_wait: None,
         })
+    }
+
+    /// Send no more calls than `limiter` allows (share one limiter between every client of a token).
+    /// With `max_wait`, a call that gets no slot in time fails at once with the retryable code
+    /// `client_rate_limited` instead of waiting (the inline path: the sender is waiting, the worker is not).
+    pub fn with_rate_limiter(mut self, limiter: Arc<RateLimiter>, max_wait: Option<Duration>) -> Self {
+        self.limiter = Some(limiter);
+        self.max_slot_wait = max_wait;
+        self
+    }
+
+    pub fn rate_limiter(&self) -> Option<&Arc<RateLimiter>> {
+        self.limiter.as_ref()
     }
 
     pub fn with_crm_prefix(mut self, prefix: &str) -> Self {
@@ -62,12 +83,34 @@ impl HubSpotClient {
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), HubSpotError> {
         let url = format!("{}{}{}", self.base_url, self.crm_prefix, path);
+        let mut permit = match &self.limiter {
+            None => None,
+            Some(limiter) => match self.max_slot_wait {
+                None => Some(limiter.acquire().await),
+                Some(wait) => Some(limiter.try_acquire_for(wait).await.ok_or_else(|| HubSpotError {
+                    status: None,
+                    code: "client_rate_limited".into(),
+                    message: format!(
+                        "not sent: hubrelay's own limit of {} calls per 10 s had no slot within {} ms",
+                        limiter.limit(),
+                        wait.as_millis()
+                    ),
+                    category: None,
+                    correlation_id: None,
+                    policy: None,
+                    retry_after_secs: None,
+                })?),
+            },
+        };
         let mut req = self.http.request(method, &url).bearer_auth(&self.token);
         if let Some(body) = body {
             req = req.json(body);
         }
         let resp = req.send().await.map_err(|e| transport_error(&e))?;
         let status = resp.status();
+        if let Some(p) = permit.as_mut() {
+            p.observe(quota_from_headers(resp.headers()));
+        }
         let retry_after =
             resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
         let bytes = resp.bytes().await.map_err(|e| transport_error(&e))?;

@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{AttemptOutcome, ContactUpsert, UpsertedContact};
 
 pub mod client;
+pub mod ratelimit;
 
 pub use client::HubSpotClient;
+pub use ratelimit::RateLimiter;
 
 /// A HubSpot contact property definition (`/crm/v3/properties/contacts`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

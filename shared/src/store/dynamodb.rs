@@ -42,11 +42,15 @@ impl DynamoIdempotencyStore {
         DynamoIdempotencyStore { client, table: table.into() }
     }
 
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
     pub fn table(&self) -> &str {
         &self.table
     }
 
-    fn unavailable<E, R>(&self, operation: &str, err: &SdkError<E, R>) -> StoreError
+    pub(super) fn unavailable<E, R>(&self, operation: &str, err: &SdkError<E, R>) -> StoreError
     where
         E: std::error::Error + 'static,
         R: std::fmt::Debug,

@@ -10,8 +10,13 @@ use time::OffsetDateTime;
 use crate::domain::{DeadLetterReason, RetryMessage};
 
 pub mod dynamodb;
+mod dynamodb_events;
 pub mod sqlite;
+mod sqlite_dlq;
+mod sqlite_events;
 pub mod sqs;
+
+pub use sqlite_dlq::DeadLetterRow;
 
 /// How long a finished idempotency record lives: senders re-deliver for up to 3 days and our own retries
 /// run ~75.6 h, so 4 days covers both with margin.
@@ -66,4 +71,96 @@ pub trait RetryQueue: Send + Sync {
     async fn enqueue(&self, message: &RetryMessage) -> Result<(), StoreError>;
     /// Put `message` in the dead-letter queue with the reason, keeping its history.
     async fn dead_letter(&self, message: &RetryMessage, reason: &DeadLetterReason) -> Result<(), StoreError>;
+}
+
+/// Where an accepted event stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    Delivered,
+    /// Waiting on the retry queue for `next_attempt_at`.
+    Retrying,
+    DeadLettered,
+    /// Not written: a newer lead for the same contact had already been applied.
+    Superseded,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Delivered => "delivered",
+            EventStatus::Retrying => "retrying",
+            EventStatus::DeadLettered => "dead_lettered",
+            EventStatus::Superseded => "superseded",
+        }
+    }
+}
+
+/// The fate of one accepted event, kept for `hubrelay events` and so a redrive never writes a delivered
+/// event twice. Holds no personal data beyond the masked email.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub event_id: String,
+    pub function: crate::domain::FunctionName,
+    pub status: EventStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    pub attempts: Vec<crate::domain::DeliveryAttempt>,
+    pub contact_id: Option<String>,
+    /// `j***@e***.com`
+    pub email_masked: Option<String>,
+    pub reason: Option<DeadLetterReason>,
+}
+
+/// Filter for [`EventLog::list_events`].
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub status: Option<EventStatus>,
+    pub function: Option<crate::domain::FunctionName>,
+    /// Only events received at or after this time.
+    pub received_after: Option<OffsetDateTime>,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Insert or replace the record of `record.event_id`.
+    async fn put_event(&self, record: &EventRecord) -> Result<(), StoreError>;
+    /// Insert or replace several records (the worker's whole pass); adapters may write them at once.
+    async fn put_events(&self, records: &[EventRecord]) -> Result<(), StoreError> {
+        for record in records {
+            self.put_event(record).await?;
+        }
+        Ok(())
+    }
+    async fn get_event(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError>;
+    /// Newest first.
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError>;
+}
+
+/// Which lead was applied last to a contact, so a retried older lead never overwrites a newer one.
+/// Keyed by a hash of the lower-cased email (no personal data in the key).
+#[async_trait]
+pub trait ContactVersions: Send + Sync {
+    /// `received_at` of the newest lead applied to `email`, if any.
+    async fn last_applied(&self, email: &str) -> Result<Option<OffsetDateTime>, StoreError>;
+    /// Record that a lead received at `received_at` was applied; keeps the maximum (conditional write).
+    async fn record_applied(&self, email: &str, received_at: OffsetDateTime) -> Result<(), StoreError>;
+    /// [`ContactVersions::record_applied`] for a batch's contacts; adapters may write them at once.
+    async fn record_applied_all(&self, applied: &[(String, OffsetDateTime)]) -> Result<(), StoreError> {
+        for (email, received_at) in applied {
+            self.record_applied(email, *received_at).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The key under which [`ContactVersions`] stores an email: `contact:` + hex SHA-256 of the lower-cased email.
+pub fn contact_key(email: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("contact:{}", hex::encode(Sha256::digest(email.trim().to_lowercase().as_bytes())))
 }

@@ -35,7 +35,7 @@ const STATUS_COMPLETED: &str = "COMPLETED";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE idempotency (
@@ -82,7 +82,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn sql_err(e: rusqlite::Error) -> StoreError {
+pub(super) fn sql_err(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("sqlite: {e}"))
 }
 
@@ -90,7 +90,7 @@ fn epoch_seconds(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
-fn epoch_millis(t: OffsetDateTime) -> i64 {
+pub(super) fn epoch_millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
@@ -125,14 +125,14 @@ impl SqliteStore {
         self.path.as_deref()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open (it rolls back on drop), so the
         // connection is still usable.
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` on the blocking pool with the connection.
-    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(super) async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -205,6 +205,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if version < 1 {
         tx.execute_batch(SCHEMA_V1).map_err(sql_err)?;
+    }
+    if version < 2 {
+        tx.execute_batch(super::sqlite_events::SCHEMA_V2).map_err(sql_err)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(sql_err)?;
@@ -341,43 +344,151 @@ impl RetryQueue for SqliteStore {
     /// Inserts the message, or replaces the queued one with the same `event_id` (which then counts as
     /// enqueued now for ordering).
     async fn enqueue(&self, message: &RetryMessage) -> Result<(), StoreError> {
-        let json = encode(message)?;
-        let event_id = message.event_id.clone();
-        let function = message.function.as_str();
-        let not_before = epoch_millis(message.not_before);
-        let enqueued_at = epoch_millis(OffsetDateTime::now_utc());
-        self.blocking(move |conn| {
-            conn.execute(
-                "INSERT OR REPLACE INTO retry_queue (event_id, function, not_before, enqueued_at, message) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![event_id, function, not_before, enqueued_at, json],
-            )
-            .map_err(sql_err)?;
-            Ok(())
-        })
-        .await
+        let row = QueuedRow::new(message, OffsetDateTime::now_utc())?;
+        self.blocking(move |conn| row.write(conn)).await
     }
 
     /// Moves the message to the dead-letter queue (off the retry queue if it is there), with `reason` set
     /// on the stored message. A second dead-lettering of the same event replaces the first.
     async fn dead_letter(&self, message: &RetryMessage, reason: &DeadLetterReason) -> Result<(), StoreError> {
-        let mut message = message.clone();
-        message.dead_letter_reason = Some(reason.clone());
-        let json = encode(&message)?;
-        let now = epoch_millis(OffsetDateTime::now_utc());
-        let code = reason.code.clone();
+        let row = DeadRow::new(message, reason, OffsetDateTime::now_utc())?;
         self.blocking(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
-            tx.execute("DELETE FROM retry_queue WHERE event_id = ?1", params![message.event_id]).map_err(sql_err)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO dead_letters \
-                 (event_id, function, reason_code, dead_lettered_at, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![message.event_id, message.function.as_str(), code, now, json],
-            )
-            .map_err(sql_err)?;
+            row.write(&tx)?;
             tx.commit().map_err(sql_err)
         })
         .await
+    }
+}
+
+/// One change to the queues; [`SqliteStore::settle`] applies many in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueChange {
+    /// Off the retry queue (delivered, or superseded by a newer lead).
+    Remove(String),
+    /// Replace the queued message with this updated copy (attempt appended, `not_before` moved).
+    Requeue(RetryMessage),
+    /// Off the retry queue, into the dead-letter queue with the reason.
+    DeadLetter(RetryMessage, DeadLetterReason),
+}
+
+impl SqliteStore {
+    /// Applies `changes` atomically: after a crash either all of them are stored or none.
+    pub async fn settle(&self, changes: Vec<QueueChange>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let now = OffsetDateTime::now_utc();
+        enum Row {
+            Remove(String),
+            Queued(QueuedRow),
+            Dead(DeadRow),
+        }
+        let rows = changes
+            .into_iter()
+            .map(|c| {
+                Ok(match c {
+                    QueueChange::Remove(id) => Row::Remove(id),
+                    QueueChange::Requeue(m) => Row::Queued(QueuedRow::new(&m, now)?),
+                    QueueChange::DeadLetter(m, reason) => Row::Dead(DeadRow::new(&m, &reason, now)?),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.blocking(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            for row in rows {
+                match row {
+                    Row::Remove(id) => {
+                        tx.execute("DELETE FROM retry_queue WHERE event_id = ?1", params![id]).map_err(sql_err)?;
+                    }
+                    Row::Queued(q) => q.write(&tx)?,
+                    Row::Dead(d) => d.write(&tx)?,
+                }
+            }
+            tx.commit().map_err(sql_err)
+        })
+        .await
+    }
+
+    /// When the earliest queued message falls due, if any is queued.
+    pub fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        let ms: Option<i64> =
+            self.lock().query_row("SELECT MIN(not_before) FROM retry_queue", [], |r| r.get(0)).map_err(sql_err)?;
+        Ok(ms.map(|ms| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        }))
+    }
+
+    /// How many messages wait on the retry queue.
+    pub fn queued_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.lock().query_row("SELECT COUNT(*) FROM retry_queue", [], |r| r.get(0)).map_err(sql_err)?;
+        Ok(n as u64)
+    }
+}
+
+/// A retry-queue row, encoded outside the lock.
+struct QueuedRow {
+    event_id: String,
+    function: &'static str,
+    not_before: i64,
+    enqueued_at: i64,
+    json: String,
+}
+
+impl QueuedRow {
+    fn new(message: &RetryMessage, now: OffsetDateTime) -> Result<QueuedRow, StoreError> {
+        Ok(QueuedRow {
+            event_id: message.event_id.clone(),
+            function: message.function.as_str(),
+            not_before: epoch_millis(message.not_before),
+            enqueued_at: epoch_millis(now),
+            json: encode(message)?,
+        })
+    }
+
+    fn write(&self, conn: &Connection) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT OR REPLACE INTO retry_queue (event_id, function, not_before, enqueued_at, message) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![self.event_id, self.function, self.not_before, self.enqueued_at, self.json],
+        )
+        .map_err(sql_err)?;
+        Ok(())
+    }
+}
+
+/// A dead-letter row (the message with its reason set), encoded outside the lock.
+struct DeadRow {
+    event_id: String,
+    function: &'static str,
+    code: String,
+    at: i64,
+    json: String,
+}
+
+impl DeadRow {
+    fn new(message: &RetryMessage, reason: &DeadLetterReason, now: OffsetDateTime) -> Result<DeadRow, StoreError> {
+        let mut message = message.clone();
+        message.dead_letter_reason = Some(reason.clone());
+        Ok(DeadRow {
+            event_id: message.event_id.clone(),
+            function: message.function.as_str(),
+            code: reason.code.clone(),
+            at: epoch_millis(now),
+            json: encode(&message)?,
+        })
+    }
+
+    /// Call inside a transaction: the delete and the insert belong together.
+    fn write(&self, conn: &Connection) -> Result<(), StoreError> {
+        conn.execute("DELETE FROM retry_queue WHERE event_id = ?1", params![self.event_id]).map_err(sql_err)?;
+        conn.execute(
+            "INSERT OR REPLACE INTO dead_letters \
+             (event_id, function, reason_code, dead_lettered_at, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![self.event_id, self.function, self.code, self.at, self.json],
+        )
+        .map_err(sql_err)?;
+        Ok(())
     }
 }
 
@@ -412,6 +523,7 @@ mod tests {
             }],
             not_before,
             dead_letter_reason: None,
+            schedule_offset: 0,
         }
     }
 
@@ -632,5 +744,35 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(store.queued(), Err(StoreError::Corrupt(_))));
+    }
+
+    #[tokio::test]
+    async fn settle_applies_every_change_at_once() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        for id in ["evt_a", "evt_b", "evt_c", "evt_d"] {
+            store.enqueue(&message(id, T0)).await.unwrap();
+        }
+        assert_eq!(store.next_due().unwrap(), Some(T0));
+        assert_eq!(store.queued_count().unwrap(), 4);
+        let later = message("evt_b", T0 + Duration::from_secs(300));
+        let reason = DeadLetterReason { code: "retries_exhausted".into(), message: "10 attempts failed".into() };
+        store
+            .settle(vec![
+                QueueChange::Remove("evt_a".into()),
+                QueueChange::Requeue(later.clone()),
+                QueueChange::DeadLetter(message("evt_c", T0), reason.clone()),
+                QueueChange::Remove("evt_never_queued".into()),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(ids(&store.queued().unwrap()), ["evt_d", "evt_b"]);
+        assert_eq!(store.queued().unwrap()[1], later);
+        assert_eq!(store.next_due().unwrap(), Some(T0));
+        let dlq = store.dead_letters().unwrap();
+        assert_eq!(ids(&dlq), ["evt_c"]);
+        assert_eq!(dlq[0].dead_letter_reason.as_ref(), Some(&reason));
+        store.settle(vec![QueueChange::Remove("evt_d".into()), QueueChange::Remove("evt_b".into())]).await.unwrap();
+        assert_eq!(store.next_due().unwrap(), None);
+        assert_eq!(store.queued_count().unwrap(), 0);
     }
 }

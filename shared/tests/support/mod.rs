@@ -1,3 +1,4 @@
 //! Shared helpers for the integration tests of the shared crate.
 
 pub mod moto;
+pub mod worker;

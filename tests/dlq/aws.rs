@@ -1,0 +1,309 @@
+//! `hubrelay dlq` and `hubrelay events` against moto server: the SQS dead-letter and retry queues, the
+//! DynamoDB event log, and a CloudFormation stack's outputs for `--stack`.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use hubrelay::domain::RetryMessage;
+use hubrelay::store::dynamodb::DynamoIdempotencyStore;
+use hubrelay::store::sqs::SqsRetryQueue;
+use hubrelay::store::{EventLog, EventStatus, RetryQueue};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::fixtures::*;
+use crate::moto;
+
+/// What the child process needs to reach moto.
+fn aws_env() -> Vec<(&'static str, String)> {
+    let server = moto::shared();
+    vec![
+        ("AWS_ENDPOINT_URL", server.endpoint()),
+        ("AWS_REGION", moto::REGION.to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+    ]
+}
+
+async fn create_table(dynamo: &aws_sdk_dynamodb::Client) -> String {
+    let table = moto::unique("idempotency");
+    dynamo
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap(),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    table
+}
+
+/// Every message now on `url` (deleted), as retry messages.
+async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<RetryMessage> {
+    let mut out = Vec::new();
+    loop {
+        let got =
+            sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+        if got.messages().is_empty() {
+            return out;
+        }
+        for m in got.messages() {
+            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+        }
+    }
+}
+
+/// How many messages `url` holds (received, left invisible for a while: for the end of a test).
+async fn raw_count(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
+    let mut n = 0;
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if got.messages().is_empty() {
+            return n;
+        }
+        n += got.messages().len();
+    }
+}
+
+fn approx_visible(v: &Value) -> usize {
+    v.as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dlq_on_sqs_with_the_event_log_in_dynamodb() {
+    let server = moto::shared();
+    let sqs = moto::sqs(server);
+    let dynamo = moto::dynamodb(server);
+    let table = create_table(&dynamo).await;
+    let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
+    let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
+    let queue = SqsRetryQueue::new(sqs.clone(), &queue_url, &dlq_url);
+    let events = DynamoIdempotencyStore::new(dynamo.clone(), &table);
+
+    // Dead-lettered by our code (with a reason and the error_code attribute), one delivered meanwhile.
+    for (id, age, attempts, code, status) in [
+        ("evt_a", 3 * HOUR, 3, "property_doesnt_exist", EventStatus::DeadLettered),
+        ("evt_b", HOUR, 1, "invalid_option", EventStatus::DeadLettered),
+        ("evt_d", 5 * HOUR, 2, "property_doesnt_exist", EventStatus::Delivered),
+    ] {
+        let (m, reason) = dead_letter(id, age, attempts, code);
+        queue.dead_letter(&m, &reason).await.unwrap();
+        events.put_event(&record(&m, &reason, status)).await.unwrap();
+    }
+    // Moved by SQS itself after maxReceiveCount: no reason in the body.
+    let (moved_by_sqs, _) = dead_letter("evt_m", 2 * HOUR, 4, "hubspot_unavailable");
+    SqsRetryQueue::new(sqs.clone(), &dlq_url, &dlq_url).enqueue(&moved_by_sqs).await.unwrap();
+    // Something that is not ours.
+    sqs.send_message().queue_url(&dlq_url).message_body("not json").send().await.unwrap();
+
+    let mut env = aws_env();
+    let flags = ["--dlq-url", dlq_url.as_str(), "--queue-url", queue_url.as_str(), "--table", table.as_str()];
+    let with = |args: &[&'static str]| -> Vec<String> {
+        args.iter().map(|s| s.to_string()).chain(flags.iter().map(|s| s.to_string())).collect()
+    };
+    let run_json = |args: &[&'static str], env: &[(&str, String)]| -> Value {
+        let args = with(args);
+        ok_json(&args.iter().map(String::as_str).collect::<Vec<_>>(), env)
+    };
+
+    let list = run_json(&["dlq", "list", "--json"], &env);
+    assert_eq!(ids(&list), ["evt_a", "evt_b", "evt_d", "evt_m"]);
+    let m = list.as_array().unwrap().iter().find(|x| x["event_id"] == "evt_m").unwrap();
+    assert!(m["reason"].is_null());
+    assert_eq!(m["last_error_code"], "hubspot_unavailable");
+    assert!(list[0]["dead_lettered_at"].is_string());
+    // Looking released them: a second look sees the same, at once.
+    let again = run_json(&["dlq", "list", "--json"], &env);
+    assert_eq!(approx_visible(&again), 4);
+
+    // Flags may come from the environment too.
+    env.push(("HUBRELAY_DLQ_URL", dlq_url.clone()));
+    let shown = ok(&["dlq", "show", "evt_a"], &env);
+    assert!(shown.contains("j***@e***.com") && !shown.contains(EMAIL), "{shown}");
+    assert!(shown.contains("corr-evt_a-3"), "{shown}");
+    let revealed = ok_json(&["dlq", "show", "evt_a", "--reveal", "--json"], &env);
+    assert_eq!(revealed["message"]["event"]["email"], EMAIL);
+
+    // A redrive needs the table.
+    let out = hubrelay(&["dlq", "redrive", "--all", "--queue-url", &queue_url], &env);
+    assert!(!out.status.success() && stderr(&out).contains("idempotency table"), "{}", stderr(&out));
+
+    let dry = run_json(&["dlq", "redrive", "--error-code", "property_doesnt_exist", "--dry-run", "--json"], &env);
+    assert_eq!(strs(&dry["moved"]), ["evt_a"]);
+    assert_eq!(strs(&dry["already_delivered"]), ["evt_d"]);
+    assert_eq!(dry["not_matched"], 2);
+    assert_eq!(dry["unreadable"], 1);
+    assert_eq!(approx_visible(&run_json(&["dlq", "list", "--json"], &env)), 4, "a dry run changes nothing");
+
+    let before = OffsetDateTime::now_utc();
+    let report = run_json(&["dlq", "redrive", "--error-code", "property_doesnt_exist", "--json"], &env);
+    assert_eq!(strs(&report["moved"]), ["evt_a"]);
+    assert_eq!(strs(&report["already_delivered"]), ["evt_d"]);
+    assert!(report["failed"].as_array().unwrap().is_empty(), "{report}");
+
+    // On the retry queue: evt_a only, schedule restarted and due now, history kept.
+    let redriven = drain(&sqs, &queue_url).await;
+    assert_eq!(redriven.len(), 1, "{redriven:?}");
+    let a = &redriven[0];
+    assert_eq!(a.event_id, "evt_a");
+    assert_eq!(a.attempts.len(), 3);
+    assert_eq!(a.schedule_offset, 3);
+    assert!(a.dead_letter_reason.is_none());
+    assert!(a.not_before >= before - Duration::from_secs(1) && a.not_before <= OffsetDateTime::now_utc());
+    assert_eq!(events.get_event("evt_a").await.unwrap().unwrap().status, EventStatus::Retrying);
+    assert_eq!(events.get_event("evt_d").await.unwrap().unwrap().status, EventStatus::Delivered);
+
+    // The DLQ keeps evt_b, evt_m and the unreadable message.
+    let list = run_json(&["dlq", "list", "--json"], &env);
+    assert_eq!(ids(&list), ["evt_b", "evt_m"]);
+
+    let purged = ok(&["dlq", "purge", "evt_b", "--yes"], &env);
+    assert!(purged.contains("purged evt_b"), "{purged}");
+    let list = run_json(&["dlq", "list", "--json"], &env);
+    assert_eq!(ids(&list), ["evt_m"]);
+
+    // By id: evt_m has no event record at all, so it is redriven.
+    let report = run_json(&["dlq", "redrive", "evt_m", "--json"], &env);
+    assert_eq!(strs(&report["moved"]), ["evt_m"]);
+    let redriven = drain(&sqs, &queue_url).await;
+    assert_eq!(redriven.iter().map(|m| m.event_id.as_str()).collect::<Vec<_>>(), ["evt_m"]);
+    assert_eq!(redriven[0].schedule_offset, 4);
+    let left = raw_count(&sqs, &dlq_url).await;
+    assert_eq!(left, 1, "only the unreadable message remains");
+
+    // events on AWS: from the table.
+    let env_table = [aws_env(), vec![("HUBRELAY_IDEMPOTENCY_TABLE", table.clone())]].concat();
+    let shown = ok(&["events", "show", "evt_a"], &env_table);
+    assert!(shown.contains("status       retrying"), "{shown}");
+    let dead = ok_json(&["events", "list", "--status", "dead_lettered", "--json"], &env_table);
+    assert_eq!(ids(&dead), ["evt_b"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stack_outputs_name_the_queues_and_the_table() {
+    let server = moto::shared();
+    let cfn = cloudformation(server);
+    let stack = moto::unique("hubrelay-stack");
+    let template = json!({
+        "Resources": {
+            "RetryQueue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": moto::unique("retry")}},
+            "DeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": moto::unique("dlq")}},
+            "IdempotencyTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
+                "TableName": moto::unique("idempotency"),
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]
+            }}
+        },
+        "Outputs": {
+            "RetryQueueUrl": {"Value": {"Ref": "RetryQueue"}},
+            "DeadLetterQueueUrl": {"Value": {"Ref": "DeadLetterQueue"}},
+            "DeadLetterQueueArn": {"Value": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}},
+            "IdempotencyTableName": {"Value": {"Ref": "IdempotencyTable"}}
+        }
+    });
+    cfn.create_stack().stack_name(&stack).template_body(template.to_string()).send().await.unwrap();
+    let described = cfn.describe_stacks().stack_name(&stack).send().await.unwrap();
+    let output = |key: &str| -> String {
+        described.stacks()[0]
+            .outputs()
+            .iter()
+            .find(|o| o.output_key() == Some(key))
+            .and_then(|o| o.output_value())
+            .unwrap_or_else(|| panic!("moto stack without output {key}"))
+            .to_string()
+    };
+    let (queue_url, dlq_url, table) =
+        (output("RetryQueueUrl"), output("DeadLetterQueueUrl"), output("IdempotencyTableName"));
+
+    let sqs = moto::sqs(server);
+    let events = DynamoIdempotencyStore::new(moto::dynamodb(server), &table);
+    let queue = SqsRetryQueue::new(sqs.clone(), &queue_url, &dlq_url);
+    for (id, status) in [("evt_s1", EventStatus::DeadLettered), ("evt_s2", EventStatus::Delivered)] {
+        let (m, reason) = dead_letter(id, HOUR, 2, "property_doesnt_exist");
+        queue.dead_letter(&m, &reason).await.unwrap();
+        events.put_event(&record(&m, &reason, status)).await.unwrap();
+    }
+
+    let env = aws_env();
+    let list = ok_json(&["dlq", "list", "--json", "--stack", &stack], &env);
+    assert_eq!(ids(&list), ["evt_s1", "evt_s2"]);
+    let listed = ok_json(&["events", "list", "--json", "--stack", &stack], &env);
+    assert_eq!(ids(&listed), ["evt_s1", "evt_s2"]);
+    let text = ok(&["dlq", "redrive", "--all", "--stack", &stack], &env);
+    assert!(text.contains("redrive: moved 1, skipped as delivered 1, not matched 0"), "{text}");
+    let redriven = drain(&sqs, &queue_url).await;
+    assert_eq!(redriven.iter().map(|m| m.event_id.as_str()).collect::<Vec<_>>(), ["evt_s1"]);
+    assert_eq!(raw_count(&sqs, &dlq_url).await, 0, "the delivered one was removed, not re-sent");
+
+    let out = hubrelay(&["dlq", "list", "--stack", "no-such-stack"], &env);
+    assert!(!out.status.success() && stderr(&out).contains("no-such-stack"), "{}", stderr(&out));
+}
+
+fn cloudformation(server: &moto::MotoServer) -> aws_sdk_cloudformation::Client {
+    let config = aws_sdk_cloudformation::Config::builder()
+        .behavior_version(aws_sdk_cloudformation::config::BehaviorVersion::latest())
+        .region(aws_sdk_cloudformation::config::Region::new(moto::REGION))
+        .credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+        .endpoint_url(server.endpoint())
+        .build();
+    aws_sdk_cloudformation::Client::from_conf(config)
+}
+
+/// The library directly: duplicate copies of one event in the DLQ are moved once and the extra copy removed;
+/// progress counts events, not copies.
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_copies_move_once() {
+    use hubrelay::dlq::{DeadLetters, Selection, SqsDeadLetters};
+    use std::sync::Arc;
+
+    let server = moto::shared();
+    let sqs = moto::sqs(server);
+    let table = create_table(&moto::dynamodb(server)).await;
+    let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
+    let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
+    let queue = SqsRetryQueue::new(sqs.clone(), &queue_url, &dlq_url);
+    let (m, reason) = dead_letter("evt_dup", HOUR, 2, "property_doesnt_exist");
+    queue.dead_letter(&m, &reason).await.unwrap();
+    queue.dead_letter(&m, &reason).await.unwrap();
+    let (other, reason2) = dead_letter("evt_other", HOUR, 1, "invalid_option");
+    queue.dead_letter(&other, &reason2).await.unwrap();
+
+    let dlq = SqsDeadLetters::new(sqs.clone(), &dlq_url)
+        .with_retry_queue(&queue_url)
+        .with_event_log(Arc::new(DynamoIdempotencyStore::new(moto::dynamodb(server), &table)));
+    assert_eq!(dlq.list().await.unwrap().len(), 2, "one line per event");
+    assert_eq!(dlq.get("evt_dup").await.unwrap().unwrap().attempts(), 2);
+
+    let mut seen = Vec::new();
+    let report = dlq
+        .redrive(&Selection::ids(["evt_dup"]), false, OffsetDateTime::now_utc(), &mut |d, t| seen.push((d, t)))
+        .await
+        .unwrap();
+    assert_eq!(report.moved, ["evt_dup"]);
+    assert_eq!(report.duplicates_removed, 1);
+    assert_eq!(report.not_matched, 1);
+    assert_eq!(seen, [(0, 1), (1, 1)]);
+    let redriven = drain(&sqs, &queue_url).await;
+    assert_eq!(redriven.len(), 1);
+    assert_eq!(redriven[0].schedule_offset, 2);
+    let left = dlq.list().await.unwrap();
+    assert_eq!(left.iter().map(|l| l.event_id()).collect::<Vec<_>>(), ["evt_other"]);
+    assert_eq!(dlq.purge("evt_other").await.unwrap(), 1);
+    assert_eq!(dlq.purge("evt_other").await.unwrap(), 0);
+    assert!(dlq.list().await.unwrap().is_empty());
+}
