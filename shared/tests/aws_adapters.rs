@@ -7,10 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use hubrelay::aws::{secret_from_lookup, AwsConfigError};
 use hubrelay::domain::{AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage};
@@ -27,35 +24,9 @@ use time::OffsetDateTime;
 // ---------------------------------------------------------------------------------------------------------------
 // DynamoDB
 
-/// A fresh idempotency table shaped like template.yaml's: `id` HASH key, on demand, TTL on `expiration`.
-async fn idempotency_table(client: &aws_sdk_dynamodb::Client) -> String {
-    let table = moto::unique("idempotency");
-    client
-        .create_table()
-        .table_name(&table)
-        .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap(),
-        )
-        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table");
-    client
-        .update_time_to_live()
-        .table_name(&table)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder().attribute_name("expiration").enabled(true).build().unwrap(),
-        )
-        .send()
-        .await
-        .expect("enable TTL");
-    table
-}
-
 async fn store() -> (DynamoIdempotencyStore, aws_sdk_dynamodb::Client, String) {
     let client = moto::dynamodb(moto::shared());
-    let table = idempotency_table(&client).await;
+    let table = moto::idempotency_table(&client).await;
     (DynamoIdempotencyStore::new(client.clone(), table.clone()), client, table)
 }
 

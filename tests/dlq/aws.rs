@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use hubrelay::domain::RetryMessage;
 use hubrelay::store::dynamodb::DynamoIdempotencyStore;
 use hubrelay::store::sqs::SqsRetryQueue;
@@ -23,22 +22,6 @@ fn aws_env() -> Vec<(&'static str, String)> {
         ("AWS_ACCESS_KEY_ID", "testing".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
     ]
-}
-
-async fn create_table(dynamo: &aws_sdk_dynamodb::Client) -> String {
-    let table = moto::unique("idempotency");
-    dynamo
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap(),
-        )
-        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
-        .send()
-        .await
-        .unwrap();
-    table
 }
 
 /// Every message now on `url` (deleted), as retry messages.
@@ -86,7 +69,7 @@ async fn dlq_on_sqs_with_the_event_log_in_dynamodb() {
     let server = moto::shared();
     let sqs = moto::sqs(server);
     let dynamo = moto::dynamodb(server);
-    let table = create_table(&dynamo).await;
+    let table = moto::idempotency_table(&dynamo).await;
     let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
     let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
     let queue = SqsRetryQueue::new(sqs.clone(), &queue_url, &dlq_url);
@@ -273,7 +256,7 @@ async fn duplicate_copies_move_once() {
 
     let server = moto::shared();
     let sqs = moto::sqs(server);
-    let table = create_table(&moto::dynamodb(server)).await;
+    let table = moto::idempotency_table(&moto::dynamodb(server)).await;
     let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
     let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
     let queue = SqsRetryQueue::new(sqs.clone(), &queue_url, &dlq_url);

@@ -5,10 +5,7 @@
 #[path = "../../shared/tests/support/moto.rs"]
 mod moto;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
 use hubrelay::domain::RetryMessage;
 use hubrelay::hubspot::HubSpotClient;
@@ -44,27 +41,7 @@ async fn lead_captured_on_aws_adapters() {
     let sqs = moto::sqs(server);
     let ssm = moto::ssm(server);
 
-    let table = moto::unique("idempotency");
-    dynamo
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap(),
-        )
-        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
-        .send()
-        .await
-        .unwrap();
-    dynamo
-        .update_time_to_live()
-        .table_name(&table)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder().attribute_name("expiration").enabled(true).build().unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let table = moto::idempotency_table(&dynamo).await;
     let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
     let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
 

@@ -213,3 +213,32 @@ pub fn ssm(server: &MotoServer) -> aws_sdk_ssm::Client {
         .build();
     aws_sdk_ssm::Client::from_conf(config)
 }
+
+/// A fresh idempotency table shaped like template.yaml's: `id` HASH key, on demand, TTL on `expiration`.
+pub async fn idempotency_table(client: &aws_sdk_dynamodb::Client) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    };
+    let table = unique("idempotency");
+    client
+        .create_table()
+        .table_name(&table)
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap(),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table");
+    client
+        .update_time_to_live()
+        .table_name(&table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder().attribute_name("expiration").enabled(true).build().unwrap(),
+        )
+        .send()
+        .await
+        .expect("enable TTL");
+    table
+}

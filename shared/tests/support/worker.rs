@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use hubrelay::domain::{AttemptOutcome, DeliveryAttempt, FunctionName, RetryMessage, RetrySchedule};
 use hubrelay::handler::sqs_worker::SqsWorker;
@@ -132,10 +130,8 @@ pub async fn worker_env(options: Options) -> WorkerEnv {
     let server = moto::shared();
     let sqs = moto::sqs(server);
     let dynamo = moto::dynamodb(server);
-    let table = moto::unique("worker-table");
-    if !options.missing_table {
-        create_table(&dynamo, &table).await;
-    }
+    let table =
+        if options.missing_table { moto::unique("no-such-table") } else { moto::idempotency_table(&dynamo).await };
     let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
     let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
     let queue_arn = sqs
@@ -163,20 +159,6 @@ pub async fn worker_env(options: Options) -> WorkerEnv {
     let worker = RetryWorker::new(Arc::new(hubspot), mapping, options.schedule, Jitter::NONE, store.clone(), store);
     let queue = SqsRetryQueue::new(sqs.clone(), queue_url.clone(), dlq_url.clone());
     WorkerEnv { sqs, dynamo, table, queue_url, queue_arn, dlq_url, sandbox, worker: SqsWorker::new(worker, queue) }
-}
-
-async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
-    client
-        .create_table()
-        .table_name(table)
-        .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap(),
-        )
-        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table");
 }
 
 impl WorkerEnv {
