@@ -95,3 +95,71 @@ fn serve_refuses_a_broken_configuration_with_a_precise_message() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HUBRELAY_LISTEN"));
 }
+
+/// With no auth configured, `serve` makes a local token, prints it in its ready-to-paste curl, keeps it in the data
+/// dir, and keeps using it after a restart.
+#[test]
+fn serve_without_auth_generates_and_keeps_a_local_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--sandbox-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("HUBRELAY_API_TOKENS")
+            .env_remove("HUBRELAY_WEBHOOK_SECRETS")
+            .env_remove("HUBSPOT_CLIENT_SECRET")
+            .env_remove("HUBSPOT_TOKEN")
+            .env_remove("HUBRELAY_CONFIG")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let done = line.trim_start().starts_with("-d '");
+                lines.push(line);
+                if done {
+                    let _ = tx.send(lines.clone());
+                }
+            }
+        });
+        let banner = rx.recv_timeout(Duration::from_secs(60)).expect("banner");
+        (child, banner)
+    };
+    let (mut first, banner) = start();
+    let token = std::fs::read_to_string(dir.path().join("api-token")).unwrap().trim().to_string();
+    assert!(token.starts_with("local-") && token.len() > 20, "{token}");
+    let curl = banner.iter().find(|l| l.contains("curl -sS")).expect("a curl line");
+    assert!(curl.contains(&format!("Authorization: Bearer {token}")), "{curl}");
+    let url = banner[0].strip_prefix("hubrelay listening on ").unwrap().trim().to_string();
+    let lead = r#"{"email":"local@example.com","vehicle_of_interest":"X"}"#;
+    let post = |url: &str, token: &str| {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/leads"))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(lead)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    assert_eq!(post(&url, &token), 200);
+    assert_eq!(post(&url, "not-the-token"), 401);
+    let _ = first.kill();
+    let _ = first.wait();
+
+    let (mut second, banner) = start();
+    assert!(banner.iter().any(|l| l.contains(&token)), "the restart keeps the token");
+    let url = banner[0].strip_prefix("hubrelay listening on ").unwrap().trim().to_string();
+    assert_eq!(post(&url, &token), 200);
+    let _ = second.kill();
+    let _ = second.wait();
+}
