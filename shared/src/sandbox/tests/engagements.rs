@@ -231,3 +231,32 @@ async fn engagements_share_the_gate_auth_and_faults() {
     assert_eq!(r.status, 201, "date-versioned prefix: {:?}", r.body);
     assert_eq!(sb.engagement_count().unwrap(), 1);
 }
+
+#[tokio::test]
+async fn engagements_and_their_associations_persist_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = crate::sandbox::SandboxOptions { db_path: Some(dir.path().join("sandbox.db")), ..super::options() };
+    let (c, id) = {
+        let sb = crate::sandbox::Sandbox::open(opts.clone()).unwrap();
+        let app = sb.router();
+        let c = contact(&app, "keep@example.com").await;
+        let r = call(
+            &app,
+            "POST",
+            "/crm/v3/objects/meetings",
+            Some(json!({"properties": {"hs_timestamp": "0", "hs_meeting_title": "Kept"}, "associations": assoc(&c, 200)})),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        (c, r.body["id"].as_str().unwrap().to_string())
+    };
+    let sb = crate::sandbox::Sandbox::open(opts).unwrap();
+    let app = sb.router();
+    assert_eq!(sb.engagement_count().unwrap(), 1);
+    let got = call(&app, "GET", &format!("/crm/v3/objects/meetings/{id}"), None).await;
+    assert_eq!(got.body["properties"]["hs_meeting_title"], "Kept");
+    let listed = call(&app, "GET", &format!("{CONTACTS}/{c}/associations/meetings"), None).await;
+    assert_eq!(listed.body["results"][0]["toObjectId"].to_string(), id);
+    let next = call(&app, "POST", "/crm/v3/objects/meetings", Some(json!({"properties": {"hs_timestamp": "0"}}))).await;
+    assert!(next.body["id"].as_str().unwrap().parse::<u64>().unwrap() > id.parse::<u64>().unwrap(), "ids not reused");
+}
