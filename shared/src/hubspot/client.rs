@@ -1,6 +1,7 @@
 //! The HubSpot HTTP client (reqwest, rustls): private-app bearer token, configurable base URL and path prefix,
 //! and an optional client-side rate limiter ([`super::ratelimit`]) shared by every client of one token.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ratelimit::{quota_from_headers, RateLimiter};
-use super::{HubSpot, HubSpotError, PropertyDefinition};
+use super::{Engagement, HubSpot, HubSpotError, PropertyDefinition};
 use crate::domain::{ContactUpsert, UpsertedContact};
 
 /// Default HubSpot API base URL.
@@ -227,6 +228,43 @@ impl HubSpot for HubSpotClient {
         let body = serde_json::to_value(property).unwrap_or(Value::Null);
         self.call(Method::POST, "/properties/contacts", Some(&body)).await.map(|_| ())
     }
+
+    async fn update_contact(&self, id: &str, properties: &BTreeMap<String, String>) -> Result<(), HubSpotError> {
+        let body = json!({ "properties": properties });
+        let path = format!("/objects/contacts/{}", encode_segment(id));
+        self.call(Method::PATCH, &path, Some(&body)).await.map(|_| ())
+    }
+
+    async fn create_engagement(&self, engagement: &Engagement) -> Result<String, HubSpotError> {
+        let path = format!("/objects/{}", engagement.kind.object_path());
+        let (_, value) = self.call(Method::POST, &path, Some(&engagement.create_body())).await?;
+        match value.get("id") {
+            Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
+            Some(Value::Number(id)) => Ok(id.to_string()),
+            _ => Err(HubSpotError {
+                status: Some(201),
+                code: "unexpected_response".into(),
+                message: format!("{} create answered without an id", engagement.kind.object_path()),
+                category: None,
+                correlation_id: None,
+                policy: None,
+                retry_after_secs: None,
+            }),
+        }
+    }
+}
+
+/// Percent-encodes one path segment (ids are numeric, but never let one change the path).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// HubSpot does not promise result order: match each input to its result by email.

@@ -1,14 +1,18 @@
 //! Talking to HubSpot: the [`HubSpot`] trait, its error classification, and the HTTP client.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{AttemptOutcome, ContactUpsert, UpsertedContact};
 
 pub mod client;
+pub mod engagements;
 pub mod ratelimit;
 
 pub use client::HubSpotClient;
+pub use engagements::{Engagement, EngagementKind};
 pub use ratelimit::RateLimiter;
 
 /// A HubSpot contact property definition (`/crm/v3/properties/contacts`).
@@ -77,4 +81,8 @@ pub trait HubSpot: Send + Sync {
     async fn list_properties(&self) -> Result<Vec<PropertyDefinition>, HubSpotError>;
     /// Create one contact property.
     async fn create_property(&self, property: &PropertyDefinition) -> Result<(), HubSpotError>;
+    /// `PATCH /crm/v3/objects/contacts/{id}`: set (or, with `""`, clear) properties of one contact by id.
+    async fn update_contact(&self, id: &str, properties: &BTreeMap<String, String>) -> Result<(), HubSpotError>;
+    /// `POST /crm/v3/objects/{notes|calls|...}` with the inline contact association; returns the new object's id.
+    async fn create_engagement(&self, engagement: &Engagement) -> Result<String, HubSpotError>;
 }

@@ -9,6 +9,9 @@
 //! - `POST /crm/v3/objects/contacts`, `GET /crm/v3/objects/contacts`, `GET|PATCH /crm/v3/objects/contacts/{id}`
 //!   (`?idProperty=email` to address a contact by email), `POST /crm/v3/objects/contacts/batch/upsert`,
 //!   `POST /crm/v3/objects/contacts/batch/read`
+//! - engagements (`engagements.rs`): `POST /crm/v3/objects/{notes|calls|emails|meetings|tasks|communications}`
+//!   with inline contact associations, `GET /crm/v3/objects/{type}/{id}`,
+//!   `GET /crm/v3/objects/contacts/{id}/associations/{type}` (v4 association shape)
 //! - `GET|POST /crm/v3/properties/contacts`, `GET /crm/v3/properties/contacts/{name}`
 //! - admin, no auth, not counted, never faulted: `GET|POST /__sandbox/faults`, `GET /__sandbox/stats`,
 //!   `POST /__sandbox/reset`
@@ -22,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 mod batch;
 mod contacts;
+mod engagements;
 mod error;
 mod faults;
 mod properties;
@@ -170,8 +174,13 @@ impl Sandbox {
         Ok(lock(&self.inner.store).contact_count()?)
     }
 
-    /// What `POST /__sandbox/reset` does: deletes contacts and custom properties, zeroes the stats and the
-    /// rate-limit windows. Faults stay as they are. Contact ids keep counting up (never reused).
+    /// Engagements (notes, calls, emails, meetings, tasks, communications) stored.
+    pub fn engagement_count(&self) -> Result<u64, SandboxError> {
+        Ok(lock(&self.inner.store).engagement_count()?)
+    }
+
+    /// What `POST /__sandbox/reset` does: deletes contacts, custom properties and engagements, zeroes the stats
+    /// and the rate-limit windows. Faults stay as they are. Ids keep counting up (never reused).
     pub fn reset(&self) -> Result<(), SandboxError> {
         lock(&self.inner.store).reset()?;
         *lock(&self.inner.stats) = SandboxStats::default();

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::batch;
 use super::contacts::{self, parse_object, path_param, PathParams};
+use super::engagements::{self, Object};
 use super::error::{correlation_id, ApiError, CORRELATION_HEADER};
 use super::faults::{fault_error, roll};
 use super::properties::{self, parse_create, to_json};
@@ -35,8 +36,26 @@ pub(crate) fn router(sb: Sandbox) -> Router {
 }
 
 fn api_routes(objects: &str, props: &str) -> Router<Sandbox> {
-    Router::new()
-        .route(&format!("{objects}/contacts"), get(contacts::list).post(contacts::create))
+    let mut r = Router::new();
+    for object in Object::ALL {
+        let name = object.path();
+        r = r
+            .route(
+                &format!("{objects}/{name}"),
+                post(move |State(sb): State<Sandbox>, body: Bytes| engagements::create(sb, object, body)),
+            )
+            .route(
+                &format!("{objects}/{name}/{{id}}"),
+                get(move |State(sb): State<Sandbox>, params: PathParams| engagements::get(sb, object, params)),
+            )
+            .route(
+                &format!("{objects}/contacts/{{id}}/associations/{name}"),
+                get(move |State(sb): State<Sandbox>, params: PathParams| {
+                    engagements::list_for_contact(sb, object, params)
+                }),
+            );
+    }
+    r.route(&format!("{objects}/contacts"), get(contacts::list).post(contacts::create))
         .route(&format!("{objects}/contacts/batch/upsert"), post(batch::batch_upsert))
         .route(&format!("{objects}/contacts/batch/read"), post(batch::batch_read))
         .route(&format!("{objects}/contacts/{{id}}"), get(contacts::get).patch(contacts::patch))

@@ -1,8 +1,9 @@
-//! SQLite persistence: contacts and custom properties.
+//! SQLite persistence: contacts, custom properties, engagements and their contact associations.
 //!
 //! One connection behind the sandbox's mutex; every write runs in an immediate transaction, so a request
 //! either stores everything it validated or nothing. File databases use WAL. Contact ids come from an
-//! AUTOINCREMENT sequence seeded at 1000 (first id 1001) and are never reused, not even after a reset.
+//! AUTOINCREMENT sequence seeded at 1000 (first id 1001) and are never reused, not even after a reset;
+//! engagement ids likewise start at 50000001.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,6 +54,22 @@ CREATE TABLE IF NOT EXISTS properties (
     definition TEXT NOT NULL,
     created_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS engagements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    object TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'engagements', 50000000 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'engagements');
+CREATE TABLE IF NOT EXISTS engagement_contacts (
+    engagement_id INTEGER NOT NULL,
+    contact_id INTEGER NOT NULL,
+    type_id INTEGER NOT NULL,
+    PRIMARY KEY (engagement_id, contact_id)
+);
+CREATE INDEX IF NOT EXISTS engagement_contacts_by_contact ON engagement_contacts (contact_id, engagement_id);
 ";
 
 pub(crate) struct Store {
@@ -187,9 +204,16 @@ impl Store {
         rows.collect()
     }
 
-    /// Deletes contacts and custom properties (the id sequence keeps counting).
+    pub fn engagement_count(&self) -> rusqlite::Result<u64> {
+        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM engagements", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Deletes contacts, custom properties and engagements (the id sequences keep counting).
     pub fn reset(&mut self) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM engagement_contacts", [])?;
+        tx.execute("DELETE FROM engagements", [])?;
         tx.execute("DELETE FROM contacts", [])?;
         tx.execute("DELETE FROM properties", [])?;
         tx.commit()?;

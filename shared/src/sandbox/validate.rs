@@ -194,7 +194,7 @@ fn check_date(value: &str) -> Option<String> {
 
 /// `datetime`: epoch ms or ISO-8601 (with offset, without one meaning UTC, or a bare date),
 /// normalised to ISO-8601 UTC with milliseconds.
-fn check_datetime(value: &str) -> Option<String> {
+pub(crate) fn check_datetime(value: &str) -> Option<String> {
     use time::format_description::well_known::{Iso8601, Rfc3339};
     let t = if let Some(ms) = epoch_ms(value) {
         from_ms(ms)?
@@ -212,7 +212,7 @@ fn check_datetime(value: &str) -> Option<String> {
 }
 
 /// `[+-]digits[.digits]`, `[+-]digits.` or `[+-].digits`.
-fn is_decimal(value: &str) -> bool {
+pub(crate) fn is_decimal(value: &str) -> bool {
     let v = value.strip_prefix(['-', '+']).unwrap_or(value);
     let (int, frac) = v.split_once('.').unwrap_or((v, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());

@@ -460,6 +460,21 @@ impl crate::hubspot::HubSpot for Gated {
     ) -> Result<(), crate::hubspot::HubSpotError> {
         self.inner.create_property(p).await
     }
+
+    async fn update_contact(
+        &self,
+        id: &str,
+        properties: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), crate::hubspot::HubSpotError> {
+        self.inner.update_contact(id, properties).await
+    }
+
+    async fn create_engagement(
+        &self,
+        engagement: &crate::hubspot::Engagement,
+    ) -> Result<String, crate::hubspot::HubSpotError> {
+        self.inner.create_engagement(engagement).await
+    }
 }
 
 #[tokio::test]
