@@ -23,16 +23,8 @@ async fn retry_worker_app_reads_its_settings_and_handles_an_sqs_event() {
     let ssm = moto::ssm(server);
 
     let table = moto::idempotency_table(&dynamo).await;
-    let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
-    let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
-    let param = format!("/hubrelay/{}/hubspot-token", moto::unique("w"));
-    ssm.put_parameter()
-        .name(&param)
-        .value("worker-app-token")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    let (queue_url, dlq_url) = moto::retry_queues(&sqs).await;
+    let param = moto::secure_parameter(&ssm, "worker-app-token").await;
 
     let sandbox = sandbox::spawn(
         SandboxOptions { token: Some("worker-app-token".into()), ..SandboxOptions::default() },

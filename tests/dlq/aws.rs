@@ -70,8 +70,7 @@ async fn dlq_on_sqs_with_the_event_log_in_dynamodb() {
     let sqs = moto::sqs(server);
     let dynamo = moto::dynamodb(server);
     let table = moto::idempotency_table(&dynamo).await;
-    let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
-    let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
+    let (queue_url, dlq_url) = moto::retry_queues(&sqs).await;
     let queue = SqsRetryQueue::new(sqs.clone(), &queue_url, &dlq_url);
     let events = DynamoIdempotencyStore::new(dynamo.clone(), &table);
 
@@ -257,8 +256,7 @@ async fn duplicate_copies_move_once() {
     let server = moto::shared();
     let sqs = moto::sqs(server);
     let table = moto::idempotency_table(&moto::dynamodb(server)).await;
-    let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
-    let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
+    let (queue_url, dlq_url) = moto::retry_queues(&sqs).await;
     let queue = SqsRetryQueue::new(sqs.clone(), &queue_url, &dlq_url);
     let (m, reason) = dead_letter("evt_dup", HOUR, 2, "property_doesnt_exist");
     queue.dead_letter(&m, &reason).await.unwrap();

@@ -42,18 +42,10 @@ async fn lead_captured_on_aws_adapters() {
     let ssm = moto::ssm(server);
 
     let table = moto::idempotency_table(&dynamo).await;
-    let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
-    let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
+    let (queue_url, dlq_url) = moto::retry_queues(&sqs).await;
 
     // The HubSpot token lives in SSM, as in AWS.
-    let param = format!("/hubrelay/{}/hubspot-token", moto::unique("t"));
-    ssm.put_parameter()
-        .name(&param)
-        .value("lambda-sandbox-token")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    let param = moto::secure_parameter(&ssm, "lambda-sandbox-token").await;
 
     let sandbox = sandbox::spawn(
         SandboxOptions { token: Some("lambda-sandbox-token".into()), ..SandboxOptions::default() },

@@ -242,3 +242,27 @@ pub async fn idempotency_table(client: &aws_sdk_dynamodb::Client) -> String {
         .expect("enable TTL");
     table
 }
+
+/// A fresh retry queue and dead-letter queue: `(queue_url, dlq_url)`.
+pub async fn retry_queues(sqs: &aws_sdk_sqs::Client) -> (String, String) {
+    let mut urls = Vec::new();
+    for name in ["retry", "dlq"] {
+        let out = sqs.create_queue().queue_name(unique(name)).send().await.expect("create queue");
+        urls.push(out.queue_url.expect("queue url"));
+    }
+    let dlq = urls.pop().unwrap();
+    (urls.pop().unwrap(), dlq)
+}
+
+/// A fresh SSM SecureString parameter holding `value`, as the stack's secrets are; returns its name.
+pub async fn secure_parameter(ssm: &aws_sdk_ssm::Client, value: &str) -> String {
+    let name = format!("/hubrelay/{}/secret", unique("p"));
+    ssm.put_parameter()
+        .name(&name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("put parameter");
+    name
+}

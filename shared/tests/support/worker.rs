@@ -132,8 +132,7 @@ pub async fn worker_env(options: Options) -> WorkerEnv {
     let dynamo = moto::dynamodb(server);
     let table =
         if options.missing_table { moto::unique("no-such-table") } else { moto::idempotency_table(&dynamo).await };
-    let queue_url = sqs.create_queue().queue_name(moto::unique("retry")).send().await.unwrap().queue_url.unwrap();
-    let dlq_url = sqs.create_queue().queue_name(moto::unique("dlq")).send().await.unwrap().queue_url.unwrap();
+    let (queue_url, dlq_url) = moto::retry_queues(&sqs).await;
     let queue_arn = sqs
         .get_queue_attributes()
         .queue_url(&queue_url)
@@ -173,16 +172,7 @@ impl WorkerEnv {
 
     /// The event record's status in DynamoDB (`delivered`, `retrying`, ...).
     pub async fn event_status(&self, event_id: &str) -> Option<String> {
-        self.dynamo
-            .get_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(format!("event:{event_id}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-            .and_then(|i| i.get("status").and_then(|s| s.as_s().ok()).cloned())
+        self.event_record(event_id).await.and_then(|r| r["status"].as_str().map(String::from))
     }
 
     /// The full event record JSON.
