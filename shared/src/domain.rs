@@ -27,13 +27,23 @@ pub struct UpsertedContact {
 #[serde(rename_all = "kebab-case")]
 pub enum FunctionName {
     LeadCaptured,
+    StatusUpdate,
+    Activity,
 }
 
 impl FunctionName {
+    pub const ALL: [FunctionName; 3] = [FunctionName::LeadCaptured, FunctionName::StatusUpdate, FunctionName::Activity];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FunctionName::LeadCaptured => "lead-captured",
+            FunctionName::StatusUpdate => "status-update",
+            FunctionName::Activity => "activity",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<FunctionName> {
+        FunctionName::ALL.into_iter().find(|f| f.as_str() == s)
     }
 }
 

@@ -318,7 +318,7 @@ impl Lead {
 
 /// Whether `s` (already trimmed and lowercased) looks like an email: one `@`, a non-empty local part, a
 /// domain with an inner dot and no empty labels, no whitespace or control characters.
-pub(crate) fn is_plausible_email(s: &str) -> bool {
+pub fn is_plausible_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
     };

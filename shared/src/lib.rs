@@ -18,4 +18,5 @@ pub mod pii;
 pub mod properties;
 pub mod sandbox;
 pub mod store;
+pub mod updates;
 pub mod worker;

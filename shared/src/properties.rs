@@ -7,7 +7,7 @@ use crate::mapping::Mapping;
 /// The properties `mapping` needs that the portal lacks.
 pub async fn missing(hubspot: &dyn HubSpot, mapping: &Mapping) -> Result<Vec<PropertyDefinition>, HubSpotError> {
     let existing = hubspot.list_properties().await?;
-    Ok(mapping.property_definitions().into_iter().filter(|p| !existing.iter().any(|e| e.name == p.name)).collect())
+    Ok(mapping.all_property_definitions().into_iter().filter(|p| !existing.iter().any(|e| e.name == p.name)).collect())
 }
 
 /// Create what is missing; returns the names created.

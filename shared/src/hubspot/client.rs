@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ratelimit::{quota_from_headers, RateLimiter};
-use super::{Engagement, HubSpot, HubSpotError, PropertyDefinition};
+use super::{Engagement, EngagementKind, HubSpot, HubSpotError, PropertyDefinition};
 use crate::domain::{ContactUpsert, UpsertedContact};
 
 /// Default HubSpot API base URL.
@@ -238,19 +238,63 @@ impl HubSpot for HubSpotClient {
     async fn create_engagement(&self, engagement: &Engagement) -> Result<String, HubSpotError> {
         let path = format!("/objects/{}", engagement.kind.object_path());
         let (_, value) = self.call(Method::POST, &path, Some(&engagement.create_body())).await?;
-        match value.get("id") {
-            Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
-            Some(Value::Number(id)) => Ok(id.to_string()),
-            _ => Err(HubSpotError {
-                status: Some(201),
-                code: "unexpected_response".into(),
-                message: format!("{} create answered without an id", engagement.kind.object_path()),
-                category: None,
-                correlation_id: None,
-                policy: None,
-                retry_after_secs: None,
-            }),
+        value_id(&value).ok_or_else(|| {
+            let message = format!("{} create answered without an id", engagement.kind.object_path());
+            HubSpotError::new(Some(201), "unexpected_response", message)
+        })
+    }
+
+    async fn contact_id_by_email(&self, email: &str) -> Result<Option<String>, HubSpotError> {
+        self.lookup_contact(email).await
+    }
+
+    async fn contact_engagements(&self, contact_id: &str, kind: EngagementKind) -> Result<Vec<String>, HubSpotError> {
+        let path = format!("/objects/contacts/{}/associations/{}", encode_segment(contact_id), kind.object_path());
+        let (_, value) = self.call(Method::GET, &path, None).await?;
+        let results = value.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
+        // v4 shape `toObjectId` (number), v3 shape `id` (string).
+        Ok(results
+            .iter()
+            .filter_map(|r| match (r.get("toObjectId"), r.get("id")) {
+                (Some(Value::Number(n)), _) => Some(n.to_string()),
+                (_, Some(Value::String(s))) => Some(s.clone()),
+                (Some(Value::String(s)), _) => Some(s.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn engagement_properties(
+        &self,
+        kind: EngagementKind,
+        id: &str,
+        properties: &[&str],
+    ) -> Result<BTreeMap<String, String>, HubSpotError> {
+        let path =
+            format!("/objects/{}/{}?properties={}", kind.object_path(), encode_segment(id), properties.join(","));
+        let (_, value) = self.call(Method::GET, &path, None).await?;
+        let props = value.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+        Ok(props.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_string()))).collect())
+    }
+}
+
+impl HubSpotClient {
+    async fn lookup_contact(&self, email: &str) -> Result<Option<String>, HubSpotError> {
+        let path = format!("/objects/contacts/{}?idProperty=email&properties=email", encode_segment(email));
+        match self.call(Method::GET, &path, None).await {
+            Ok((_, value)) => Ok(value_id(&value)),
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e),
         }
+    }
+}
+
+/// `"id"` as HubSpot sends it (a string; a number in some older answers).
+fn value_id(value: &Value) -> Option<String> {
+    match value.get("id") {
+        Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
+        Some(Value::Number(id)) => Some(id.to_string()),
+        _ => None,
     }
 }
 

@@ -60,6 +60,19 @@ pub struct HubSpotError {
 }
 
 impl HubSpotError {
+    /// An error without HubSpot's extras (category, correlation id, rate-limit policy).
+    pub fn new(status: Option<u16>, code: impl Into<String>, message: impl Into<String>) -> Self {
+        HubSpotError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            category: None,
+            correlation_id: None,
+            policy: None,
+            retry_after_secs: None,
+        }
+    }
+
     /// Retryable: network errors, timeouts, 423, 429 (not `DAILY`... which waits for the reset, still a retry),
     /// 477 and 5xx. Everything else needs a fix first.
     pub fn outcome(&self) -> AttemptOutcome {
@@ -85,4 +98,15 @@ pub trait HubSpot: Send + Sync {
     async fn update_contact(&self, id: &str, properties: &BTreeMap<String, String>) -> Result<(), HubSpotError>;
     /// `POST /crm/v3/objects/{notes|calls|...}` with the inline contact association; returns the new object's id.
     async fn create_engagement(&self, engagement: &Engagement) -> Result<String, HubSpotError>;
+    /// `GET /crm/v3/objects/contacts/{email}?idProperty=email`: the contact's id, `None` when there is none.
+    async fn contact_id_by_email(&self, email: &str) -> Result<Option<String>, HubSpotError>;
+    /// The ids of a contact's engagements of one kind (`GET .../contacts/{id}/associations/{kind}`).
+    async fn contact_engagements(&self, contact_id: &str, kind: EngagementKind) -> Result<Vec<String>, HubSpotError>;
+    /// Some properties of one engagement (`GET /crm/v3/objects/{kind}/{id}?properties=...`).
+    async fn engagement_properties(
+        &self,
+        kind: EngagementKind,
+        id: &str,
+        properties: &[&str],
+    ) -> Result<BTreeMap<String, String>, HubSpotError>;
 }

@@ -18,8 +18,10 @@ mod load_tests;
 mod parse;
 #[cfg(test)]
 mod tests;
+mod updates;
 
 pub use apply::FieldError;
+pub use updates::{allowed_objects, ActivityMapping, StatusMapping};
 
 /// A loaded, validated mapping profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,10 @@ pub struct Mapping {
     pub group: String,
     fields: Vec<FieldMapping>,
     constants: BTreeMap<String, String>,
+    /// Where `status-update` writes (the `[status]` section).
+    pub status: StatusMapping,
+    /// What `activity` creates and updates (the `[activity]` section).
+    pub activity: ActivityMapping,
 }
 
 /// One lead field written to one HubSpot property.
@@ -256,14 +262,33 @@ impl Mapping {
         });
         fields.chain(constants).filter(|d| !is_standard_property(&d.name)).collect()
     }
+
+    /// What `status-update` and `activity` write (the `[status]` and `[activity]` sections), custom only.
+    pub fn update_property_definitions(&self) -> Vec<PropertyDefinition> {
+        updates::property_definitions(&self.status, &self.activity, &self.group)
+            .into_iter()
+            .filter(|d| !is_standard_property(&d.name))
+            .collect()
+    }
+
+    /// Every custom property the functions need: the lead fields', then the updates' (each name once).
+    pub fn all_property_definitions(&self) -> Vec<PropertyDefinition> {
+        let mut out = self.property_definitions();
+        for d in self.update_property_definitions() {
+            if !out.iter().any(|o| o.name == d.name) {
+                out.push(d);
+            }
+        }
+        out
+    }
 }
 
-fn option(label: &str, value: &str) -> PropertyOption {
+pub(crate) fn option(label: &str, value: &str) -> PropertyOption {
     PropertyOption { label: label.to_string(), value: value.to_string(), hidden: false }
 }
 
 /// `aimbase_prodyear` → `Aimbase Prodyear`.
-fn label_from_name(name: &str) -> String {
+pub(crate) fn label_from_name(name: &str) -> String {
     name.split(['_', '-'])
         .filter(|w| !w.is_empty())
         .map(|w| {

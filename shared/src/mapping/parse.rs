@@ -20,6 +20,8 @@ struct RawMapping {
     fields: Vec<RawField>,
     #[serde(default)]
     constants: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    status: Option<super::updates::RawStatus>,
+    activity: Option<super::updates::RawActivity>,
 }
 
 #[derive(Deserialize)]
@@ -46,7 +48,7 @@ enum RawOption {
 }
 
 /// Turns byte offsets into lines for one source.
-struct Source<'a> {
+pub(super) struct Source<'a> {
     text: &'a str,
     origin: &'a str,
 }
@@ -60,7 +62,7 @@ impl Source<'_> {
         (line, column)
     }
 
-    fn invalid(&self, span: Range<usize>, message: String) -> MappingError {
+    pub(super) fn invalid(&self, span: Range<usize>, message: String) -> MappingError {
         MappingError::Invalid { origin: self.origin.to_string(), line: self.position(span.start).0, message }
     }
 }
@@ -127,6 +129,8 @@ pub(super) fn from_toml(text: &str, origin: &str) -> Result<Mapping, MappingErro
         constants.insert(key.get_ref().clone(), text);
     }
 
+    let status = super::updates::status(&src, raw.status.as_ref())?;
+    let activity = super::updates::activity(&src, raw.activity.as_ref())?;
     Ok(Mapping {
         name: name.to_string(),
         description: raw.description,
@@ -134,6 +138,8 @@ pub(super) fn from_toml(text: &str, origin: &str) -> Result<Mapping, MappingErro
         group,
         fields,
         constants,
+        status,
+        activity,
     })
 }
 
@@ -244,7 +250,7 @@ fn translations(
 }
 
 /// HubSpot internal names: a lowercase letter, then lowercase letters, digits, `_` or `-`; at most 100.
-fn check_property_name(src: &Source, name: &Spanned<String>) -> Result<(), MappingError> {
+pub(super) fn check_property_name(src: &Source, name: &Spanned<String>) -> Result<(), MappingError> {
     let n = name.get_ref();
     let ok = n.len() <= 100
         && n.starts_with(|c: char| c.is_ascii_lowercase())

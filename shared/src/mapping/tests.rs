@@ -352,3 +352,55 @@ lead_weight = 3
     assert_eq!(p["lead_received_at"], "1795154400000"); // 2026-11-20T06:00Z
     assert_eq!(p["lead_weight"], "3");
 }
+
+#[test]
+fn status_and_activity_sections_default_and_parse() {
+    use crate::hubspot::EngagementKind;
+    use crate::updates::{ActivityKind, LeadStatus};
+    let chat = chat();
+    assert_eq!(chat.status, StatusMapping::default());
+    assert_eq!(chat.activity.object_for(ActivityKind::Sms), EngagementKind::Communication);
+    assert_eq!(chat.activity.last_activity_date_property, None);
+    let a = aimbase();
+    assert_eq!(a.status.changed_at_property.as_deref(), Some("aimbase_status_changed_at"));
+    assert_eq!(a.activity.comment_property.as_deref(), Some("aimbase_dealer_comment"));
+    let names: Vec<_> = a.update_property_definitions().into_iter().map(|d| (d.name, d.kind)).collect();
+    assert!(names.contains(&("aimbase_lead_status".into(), "enumeration".into())), "{names:?}");
+    assert!(names.contains(&("aimbase_rollick_score".into(), "number".into())));
+    assert!(names.contains(&("aimbase_lead_created_date".into(), "date".into())));
+    assert!(a.all_property_definitions().iter().any(|d| d.name == "aimbase_identifier"));
+
+    let m = Mapping::from_toml(
+        r#"
+name = "custom"
+[status]
+dealer_property = ""
+created_date_type = "datetime"
+[status.hs_lead_status]
+working = "IN_PROGRESS"
+[status.lifecyclestage]
+Sold = "customer"
+[activity]
+quote = "tasks"
+phone_call = "notes"
+"#,
+        "custom.toml",
+    )
+    .unwrap();
+    assert_eq!(m.status.dealer_property, None);
+    assert_eq!(m.status.hs_lead_status[&LeadStatus::Working], "IN_PROGRESS");
+    assert_eq!(m.status.lifecyclestage[&LeadStatus::Sold], "customer");
+    assert_eq!(m.activity.object_for(ActivityKind::Quote), EngagementKind::Task);
+    assert_eq!(m.activity.object_for(ActivityKind::PhoneCall), EngagementKind::Note);
+
+    for (toml, needle) in [
+        ("[status.hs_lead_status]\nShipped = \"OPEN\"", "`Shipped` is not a lead status"),
+        ("[activity]\nemail = \"calls\"", "`email` activities can become emails or notes"),
+        ("[status]\ncreated_date_type = \"number\"", "must be date or datetime"),
+        ("[status]\nscore_property = \"Bad Name\"", "not a valid HubSpot property name"),
+        ("[activity]\nfax = \"notes\"", "unknown field"),
+    ] {
+        let err = Mapping::from_toml(&format!("name = \"x\"\n{toml}\n"), "x.toml").unwrap_err().to_string();
+        assert!(err.contains(needle), "{toml}: {err}");
+    }
+}

@@ -11,9 +11,11 @@ use crate::domain::{DeadLetterReason, RetryMessage};
 
 pub mod dynamodb;
 mod dynamodb_events;
+mod dynamodb_updates;
 pub mod sqlite;
 mod sqlite_dlq;
 mod sqlite_events;
+mod sqlite_updates;
 pub mod sqs;
 
 pub use sqlite_dlq::DeadLetterRow;
@@ -164,3 +166,71 @@ pub fn contact_key(email: &str) -> String {
     use sha2::{Digest, Sha256};
     format!("contact:{}", hex::encode(Sha256::digest(email.trim().to_lowercase().as_bytes())))
 }
+
+/// The version of one applied value group (see [`UpdateLedger`]): when the change happened at the sender,
+/// and a fingerprint of the values (equal time and fingerprint = the same update again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedVersion {
+    pub at: OffsetDateTime,
+    pub fingerprint: String,
+}
+
+impl AppliedVersion {
+    /// `<epoch ms>|<fingerprint>`, how adapters store it.
+    pub fn encode(&self) -> String {
+        format!("{}|{}", self.at.unix_timestamp_nanos().div_euclid(1_000_000), self.fingerprint)
+    }
+
+    pub fn decode(s: &str) -> Result<AppliedVersion, StoreError> {
+        let (ms, fingerprint) =
+            s.split_once('|').ok_or_else(|| StoreError::Corrupt(format!("applied version `{s}` without `|`")))?;
+        let ms: i128 = ms.parse().map_err(|_| StoreError::Corrupt(format!("applied version `{s}`: bad time")))?;
+        let at = OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000)
+            .map_err(|_| StoreError::Corrupt(format!("applied version `{s}`: time out of range")))?;
+        Ok(AppliedVersion { at, fingerprint: fingerprint.to_string() })
+    }
+}
+
+/// What [`UpdateLedger::lease`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// The caller holds the contact until it commits or releases (or the lease expires); here are the
+    /// versions applied so far, by value group (`status`, `dealer`, ...).
+    Granted(std::collections::BTreeMap<String, AppliedVersion>),
+    /// Someone else is writing this contact right now.
+    Busy,
+}
+
+/// Per-contact order for status updates and activities: a short lease serialises writers to one contact
+/// (across Lambdas), and the versions of applied values make older updates no-ops.
+#[async_trait]
+pub trait UpdateLedger: Send + Sync {
+    /// Take `contact_id` for `owner` until `now + ttl` (when free, expired or already `owner`'s).
+    async fn lease(
+        &self,
+        contact_id: &str,
+        owner: &str,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError>;
+    /// Record `applied` (value group → version) and release the lease.
+    async fn commit(
+        &self,
+        contact_id: &str,
+        owner: &str,
+        applied: &std::collections::BTreeMap<String, AppliedVersion>,
+    ) -> Result<(), StoreError>;
+    /// Release the lease without recording anything.
+    async fn release(&self, contact_id: &str, owner: &str) -> Result<(), StoreError>;
+}
+
+/// Source lead id → HubSpot contact id, recorded when `lead-captured` delivers a lead, so status updates
+/// and activities that only know the lead id find their contact.
+#[async_trait]
+pub trait LeadLinks: Send + Sync {
+    async fn link(&self, lead_id: &str, contact_id: &str, now: OffsetDateTime) -> Result<(), StoreError>;
+    async fn contact_for(&self, lead_id: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// Lead links and applied versions must outlive a lead's life at the dealer (months), not the retry window.
+pub const UPDATE_STATE_TTL: Duration = Duration::from_secs(400 * 24 * 3600);

@@ -35,7 +35,7 @@ const STATUS_COMPLETED: &str = "COMPLETED";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE idempotency (
@@ -208,6 +208,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if version < 2 {
         tx.execute_batch(super::sqlite_events::SCHEMA_V2).map_err(sql_err)?;
+    }
+    if version < 3 {
+        tx.execute_batch(super::sqlite_updates::SCHEMA_V3).map_err(sql_err)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(sql_err)?;

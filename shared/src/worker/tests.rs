@@ -475,6 +475,27 @@ impl crate::hubspot::HubSpot for Gated {
     ) -> Result<String, crate::hubspot::HubSpotError> {
         self.inner.create_engagement(engagement).await
     }
+
+    async fn contact_id_by_email(&self, email: &str) -> Result<Option<String>, crate::hubspot::HubSpotError> {
+        self.inner.contact_id_by_email(email).await
+    }
+
+    async fn contact_engagements(
+        &self,
+        contact_id: &str,
+        kind: crate::hubspot::EngagementKind,
+    ) -> Result<Vec<String>, crate::hubspot::HubSpotError> {
+        self.inner.contact_engagements(contact_id, kind).await
+    }
+
+    async fn engagement_properties(
+        &self,
+        kind: crate::hubspot::EngagementKind,
+        id: &str,
+        properties: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, String>, crate::hubspot::HubSpotError> {
+        self.inner.engagement_properties(kind, id, properties).await
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,279 @@
+//! Delivering status updates and activities to HubSpot, shared by the inline request path and the retry
+//! worker: find the contact, take its lease, write only what is newer than what was applied, record it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{activity_changes, engagement, status_changes, Activity, Change, ContactRef, StatusUpdate};
+use crate::domain::FunctionName;
+use crate::hubspot::{Engagement, EngagementKind, HubSpot, HubSpotError};
+use crate::mapping::Mapping;
+use crate::pii::mask_email;
+use crate::store::{AppliedVersion, LeadLinks, Lease, StoreError, UpdateLedger};
+
+/// How long a contact's lease lasts: longer than one PATCH, shorter than a sender's patience.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+/// How many of a contact's newest engagements a retry checks for the one an earlier attempt may have made.
+const DEDUPE_WINDOW: usize = 25;
+
+/// What became of an update that reached its contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateOutcome {
+    /// Something was written.
+    Delivered,
+    /// Every value was older than what the contact already has: nothing written.
+    Stale,
+    /// The same values at the same time were applied before: nothing written.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpdateResult {
+    pub outcome: UpdateOutcome,
+    pub contact_id: String,
+    /// Value groups written (`status`, `dealer`, ...).
+    pub applied: Vec<&'static str>,
+    /// Value groups left alone because the contact has newer (or the same) values.
+    pub skipped: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engagement_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engagement_type: Option<&'static str>,
+}
+
+pub struct UpdateDelivery {
+    hubspot: Arc<dyn HubSpot>,
+    ledger: Arc<dyn UpdateLedger>,
+    links: Arc<dyn LeadLinks>,
+    mapping: Mapping,
+    /// How long to wait for another writer's lease before giving up (the event is then retried).
+    lease_wait: Duration,
+}
+
+fn store_error(e: StoreError) -> HubSpotError {
+    HubSpotError::new(None, "store_unavailable", format!("not sent: {e}"))
+}
+
+fn contact_not_found(message: String) -> HubSpotError {
+    HubSpotError::new(Some(404), "contact_not_found", message)
+}
+
+impl UpdateDelivery {
+    pub fn new(
+        hubspot: Arc<dyn HubSpot>,
+        ledger: Arc<dyn UpdateLedger>,
+        links: Arc<dyn LeadLinks>,
+        mapping: Mapping,
+    ) -> Self {
+        UpdateDelivery { hubspot, ledger, links, mapping, lease_wait: Duration::from_secs(2) }
+    }
+
+    /// Deliver a queued event of `function` (the retry worker's entry point); `retried` is true when an
+    /// earlier attempt may have reached HubSpot.
+    pub async fn deliver_event(
+        &self,
+        function: FunctionName,
+        event: &serde_json::Value,
+        event_id: &str,
+        received_at: OffsetDateTime,
+        retried: bool,
+    ) -> Result<UpdateResult, HubSpotError> {
+        let unreadable = |e: serde_json::Error| HubSpotError::new(Some(400), "unreadable_event", e.to_string());
+        match function {
+            FunctionName::StatusUpdate => {
+                let update: StatusUpdate = serde_json::from_value(event.clone()).map_err(unreadable)?;
+                self.deliver_status(&update, event_id, received_at).await
+            }
+            FunctionName::Activity => {
+                let activity: Activity = serde_json::from_value(event.clone()).map_err(unreadable)?;
+                self.deliver_activity(&activity, event_id, received_at, retried).await
+            }
+            other => Err(HubSpotError::new(
+                Some(400),
+                "unreadable_event",
+                format!("{} events are not status updates or activities", other.as_str()),
+            )),
+        }
+    }
+
+    pub async fn deliver_status(
+        &self,
+        update: &StatusUpdate,
+        event_id: &str,
+        received_at: OffsetDateTime,
+    ) -> Result<UpdateResult, HubSpotError> {
+        let contact_id = self.resolve(&update.contact).await?;
+        let at = update.changed_at.unwrap_or(received_at);
+        let changes = status_changes(&self.mapping.status, update, at);
+        self.apply(&contact_id, event_id, changes, at).await
+    }
+
+    pub async fn deliver_activity(
+        &self,
+        activity: &Activity,
+        event_id: &str,
+        received_at: OffsetDateTime,
+        retried: bool,
+    ) -> Result<UpdateResult, HubSpotError> {
+        let contact_id = self.resolve(&activity.contact).await?;
+        let at = activity.occurred_at.unwrap_or(received_at);
+        let wanted = engagement(&self.mapping.activity, activity, &contact_id, at);
+        let existing = if retried { self.find_existing(&wanted).await? } else { None };
+        let engagement_id = match existing {
+            Some(id) => id,
+            None => self.hubspot.create_engagement(&wanted).await?,
+        };
+        let changes = activity_changes(&self.mapping.activity, activity, at);
+        let mut result = self.apply(&contact_id, event_id, changes, at).await?;
+        // The engagement is what an activity is for: it counts as delivered even when the contact
+        // already shows a newer "last activity".
+        result.outcome = UpdateOutcome::Delivered;
+        result.engagement_id = Some(engagement_id);
+        result.engagement_type = Some(wanted.kind.object_path());
+        Ok(result)
+    }
+
+    /// Contact id, else email (looked up), else the lead ids `lead-captured` linked.
+    async fn resolve(&self, contact: &ContactRef) -> Result<String, HubSpotError> {
+        if let Some(id) = &contact.contact_id {
+            return Ok(id.clone());
+        }
+        if let Some(email) = &contact.email {
+            return self
+                .hubspot
+                .contact_id_by_email(email)
+                .await?
+                .ok_or_else(|| contact_not_found(format!("no HubSpot contact has the email {}", mask_email(email))));
+        }
+        for lead_id in &contact.lead_ids {
+            if let Some(id) = self.links.contact_for(lead_id).await.map_err(store_error)? {
+                return Ok(id);
+            }
+        }
+        Err(contact_not_found(format!(
+            "no contact is linked to lead id {}: lead-captured has not delivered that lead (yet); redrive once it has",
+            contact.lead_ids.join(" or ")
+        )))
+    }
+
+    /// Write the changes that are newer than the contact's applied versions, under the contact's lease.
+    async fn apply(
+        &self,
+        contact_id: &str,
+        owner: &str,
+        changes: Vec<Change>,
+        at: OffsetDateTime,
+    ) -> Result<UpdateResult, HubSpotError> {
+        let mut result = UpdateResult {
+            outcome: UpdateOutcome::Delivered,
+            contact_id: contact_id.to_string(),
+            applied: Vec::new(),
+            skipped: Vec::new(),
+            engagement_id: None,
+            engagement_type: None,
+        };
+        if changes.is_empty() {
+            return Ok(result);
+        }
+        let versions = self.lease(contact_id, owner).await?;
+        let mut properties = BTreeMap::new();
+        let mut applied = BTreeMap::new();
+        let mut duplicates = 0;
+        for change in changes {
+            let version = AppliedVersion { at, fingerprint: change.fingerprint() };
+            match versions.get(change.field) {
+                Some(v) if v.at > at => result.skipped.push(change.field),
+                Some(v) if *v == version => {
+                    duplicates += 1;
+                    result.skipped.push(change.field);
+                }
+                _ => {
+                    properties.extend(change.properties);
+                    applied.insert(change.field.to_string(), version);
+                    result.applied.push(change.field);
+                }
+            }
+        }
+        if applied.is_empty() {
+            self.ledger.release(contact_id, owner).await.map_err(store_error)?;
+            result.outcome =
+                if duplicates == result.skipped.len() { UpdateOutcome::Duplicate } else { UpdateOutcome::Stale };
+            return Ok(result);
+        }
+        if let Err(e) = self.hubspot.update_contact(contact_id, &properties).await {
+            if let Err(re) = self.ledger.release(contact_id, owner).await {
+                tracing::error!(contact_id, error = %re, "could not release the contact's lease");
+            }
+            return Err(if e.status == Some(404) {
+                contact_not_found(format!("HubSpot has no contact {contact_id}: {}", e.message))
+            } else {
+                e
+            });
+        }
+        if let Err(e) = self.ledger.commit(contact_id, owner, &applied).await {
+            // Written to HubSpot already; only the order guard for later updates is weaker.
+            tracing::error!(contact_id, error = %e, "could not record the applied versions");
+        }
+        Ok(result)
+    }
+
+    async fn lease(&self, contact_id: &str, owner: &str) -> Result<BTreeMap<String, AppliedVersion>, HubSpotError> {
+        let deadline = tokio::time::Instant::now() + self.lease_wait;
+        loop {
+            let now = OffsetDateTime::now_utc();
+            match self.ledger.lease(contact_id, owner, now, LEASE_TTL).await.map_err(store_error)? {
+                Lease::Granted(versions) => return Ok(versions),
+                Lease::Busy if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(25)).await
+                }
+                Lease::Busy => {
+                    return Err(HubSpotError::new(
+                        None,
+                        "contact_busy",
+                        format!("not sent: another update to contact {contact_id} is being written"),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// An engagement an earlier attempt created (same type, time and body), if any.
+    async fn find_existing(&self, wanted: &Engagement) -> Result<Option<String>, HubSpotError> {
+        let ids = self.hubspot.contact_engagements(&wanted.contact_id, wanted.kind).await?;
+        let body = body_property(wanted.kind);
+        let want_ts = wanted.properties.get("hs_timestamp").and_then(|t| instant_ms(t));
+        for id in ids.iter().rev().take(DEDUPE_WINDOW) {
+            let props = self.hubspot.engagement_properties(wanted.kind, id, &["hs_timestamp", body]).await?;
+            let same_time = props.get("hs_timestamp").and_then(|t| instant_ms(t)) == want_ts;
+            if same_time && props.get(body) == wanted.properties.get(body) {
+                return Ok(Some(id.clone()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn body_property(kind: EngagementKind) -> &'static str {
+    match kind {
+        EngagementKind::Note => "hs_note_body",
+        EngagementKind::Call => "hs_call_body",
+        EngagementKind::Email => "hs_email_text",
+        EngagementKind::Meeting => "hs_meeting_body",
+        EngagementKind::Task => "hs_task_body",
+        EngagementKind::Communication => "hs_communication_body",
+    }
+}
+
+/// `hs_timestamp` as epoch ms, from ISO-8601 or epoch ms.
+fn instant_ms(s: &str) -> Option<i128> {
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    OffsetDateTime::parse(s, &Rfc3339).ok().map(|t| t.unix_timestamp_nanos().div_euclid(1_000_000))
+}
