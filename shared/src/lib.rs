@@ -17,6 +17,7 @@ pub mod mapping;
 pub mod partners;
 pub mod pii;
 pub mod properties;
+pub mod referral;
 pub mod sandbox;
 pub mod store;
 pub mod worker;
