@@ -14,6 +14,7 @@ pub mod handler;
 pub mod hubspot;
 pub mod lead;
 pub mod mapping;
+pub mod partner_sandbox;
 pub mod partners;
 pub mod pii;
 pub mod properties;
