@@ -22,9 +22,11 @@ use time::OffsetDateTime;
 
 pub mod bearer;
 pub mod hubspot;
+pub mod partners;
 pub mod standard_webhooks;
 
 pub use hubspot::{hubspot_v1_signature, hubspot_v2_signature, hubspot_v3_signature, hubspot_v3_uri};
+pub use partners::{extole_signature, hook_signature, PartnerScheme, PartnerVerifier};
 pub use standard_webhooks::sign_standard_webhook;
 
 /// Environment variable names used in configuration error messages (the config module reads them).
