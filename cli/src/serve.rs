@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hubrelay::config::{format_schedule, HubSpotTarget, Layer, ServeSettings};
+use hubrelay::domain::FunctionName;
+use hubrelay::handler::intake::{Intake, IN_PROGRESS_WAIT};
 use hubrelay::handler::leads::LeadServiceParts;
-use hubrelay::handler::{lead_routes, LeadService};
+use hubrelay::handler::{lead_routes, update_routes, LeadService, UpdateService, ACTIVITIES_PATH, STATUS_PATH};
 use hubrelay::hubspot::{HubSpot, HubSpotClient, RateLimiter};
 use hubrelay::pii::mask_token;
 use hubrelay::sandbox::{self, SandboxOptions};
 use hubrelay::store::sqlite::SqliteStore;
+use hubrelay::updates::UpdateDelivery;
 use hubrelay::worker::{ContactLocks, LocalWorker, RetryWorker, WakingQueue};
 
 use crate::ConfigArg;
@@ -106,21 +109,41 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let store = Arc::new(store);
     let relay = &settings.relay;
     let locks = ContactLocks::new();
+    let updates = |client: Arc<dyn HubSpot>| {
+        Arc::new(UpdateDelivery::new(client, store.clone(), store.clone(), relay.mapping.clone()))
+    };
     let worker = RetryWorker::new(
-        worker_client,
+        worker_client.clone(),
         relay.mapping.clone(),
         relay.retry_schedule.clone(),
         relay.retry_jitter,
         store.clone(),
         store.clone(),
     )
-    .with_contact_locks(locks.clone());
+    .with_contact_locks(locks.clone())
+    .with_lead_links(store.clone())
+    .with_updates(updates(worker_client));
     let local = LocalWorker::new((*store).clone(), worker);
     let queue = Arc::new(WakingQueue::new(store.clone(), local.waker()));
+    let intake = |function| {
+        let intake = Intake {
+            auth: authenticator.clone(),
+            idempotency: store.clone(),
+            queue: queue.clone(),
+            events: store.clone(),
+            schedule: relay.retry_schedule.clone(),
+            max_body_bytes: relay.max_body_bytes,
+            in_progress_wait: IN_PROGRESS_WAIT,
+            jitter: relay.retry_jitter,
+        };
+        Arc::new(UpdateService::new(function, intake, updates(inline.clone())))
+    };
+    let status = intake(FunctionName::StatusUpdate);
+    let activity = intake(FunctionName::Activity);
     let service = LeadService::new(LeadServiceParts {
-        auth: authenticator,
+        auth: authenticator.clone(),
         mapping: relay.mapping.clone(),
-        hubspot: inline,
+        hubspot: inline.clone(),
         idempotency: store.clone(),
         queue,
         events: store.clone(),
@@ -129,9 +152,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         max_body_bytes: relay.max_body_bytes,
     })
     .with_jitter(relay.retry_jitter)
-    .with_contact_locks(locks);
+    .with_contact_locks(locks)
+    .with_lead_links(store.clone());
     let modes = service_modes(&settings);
-    let app = lead_routes(Arc::new(service));
+    let app = lead_routes(Arc::new(service))
+        .merge(update_routes(STATUS_PATH, status))
+        .merge(update_routes(ACTIVITIES_PATH, activity));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
@@ -198,6 +224,7 @@ fn print_banner(settings: &ServeSettings, addr: std::net::SocketAddr, hubspot: &
     let url = format!("http://{addr}");
     println!("hubrelay listening on {url}");
     println!("  POST {url}/v1/leads  (mapping profile: {})", settings.relay.mapping.name);
+    println!("  POST {url}{STATUS_PATH}  POST {url}{ACTIVITIES_PATH}");
     println!("  {hubspot}");
     println!("  auth: {modes}");
     println!("  data: {}", settings.data_dir.join("hubrelay.db").display());

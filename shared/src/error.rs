@@ -98,6 +98,17 @@ impl From<LeadError> for ApiError {
     }
 }
 
+impl From<crate::updates::UpdateError> for ApiError {
+    fn from(e: crate::updates::UpdateError) -> Self {
+        let status = if e.is_syntax() { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
+        let mut err = ApiError::new(status, e.code(), e.to_string());
+        if let Some(field) = e.field() {
+            err.details = Some(json!({ "field": field }));
+        }
+        err
+    }
+}
+
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.message.clone())

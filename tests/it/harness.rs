@@ -87,7 +87,54 @@ impl Serve {
     }
 
     /// POST /v1/leads with the default bearer token unless `headers` carries auth of its own.
-    pub async fn post_raw(&self, content_type: &str, body: Vec<u8>, mut headers: HeaderMap) -> (u16, HeaderMap, Value) {
+    pub async fn post_raw(&self, content_type: &str, body: Vec<u8>, headers: HeaderMap) -> (u16, HeaderMap, Value) {
+        self.post_to("/v1/leads", content_type, body, headers).await
+    }
+
+    /// POST /v1/leads/status (JSON, default token).
+    pub async fn post_status(&self, body: &Value) -> (u16, Value) {
+        let (status, _, v) =
+            self.post_to("/v1/leads/status", "application/json", body.to_string().into(), headers(&[])).await;
+        (status, v)
+    }
+
+    /// POST /v1/leads/activities (JSON, default token).
+    pub async fn post_activity(&self, body: &Value) -> (u16, HeaderMap, Value) {
+        self.post_to("/v1/leads/activities", "application/json", body.to_string().into(), headers(&[])).await
+    }
+
+    /// The engagements of one type (`notes`, `calls`, ...) associated with a contact, each with the given
+    /// properties, and the association type ids the listing reports.
+    pub async fn engagements(&self, contact_id: &str, object: &str, properties: &[&str]) -> Vec<(Value, Vec<u64>)> {
+        let list: Value = self
+            .http
+            .get(format!("{}/crm/v3/objects/contacts/{contact_id}/associations/{object}", self.sandbox_url))
+            .bearer_auth(SANDBOX_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for r in list["results"].as_array().cloned().unwrap_or_default() {
+            let id = r["toObjectId"].as_u64().expect("toObjectId");
+            let types = r["associationTypes"].as_array().unwrap().iter().filter_map(|t| t["typeId"].as_u64()).collect();
+            let url = format!("{}/crm/v3/objects/{object}/{id}?properties={}", self.sandbox_url, properties.join(","));
+            let e: Value = self.http.get(url).bearer_auth(SANDBOX_TOKEN).send().await.unwrap().json().await.unwrap();
+            out.push((e, types));
+        }
+        out
+    }
+
+    /// POST `path` with the default bearer token unless `headers` carries auth of its own.
+    pub async fn post_to(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        mut headers: HeaderMap,
+    ) -> (u16, HeaderMap, Value) {
         let has_auth = ["authorization", "webhook-signature", "x-hubspot-signature-v3", "x-api-key"]
             .iter()
             .any(|h| headers.contains_key(*h));
@@ -99,7 +146,7 @@ impl Serve {
             headers.insert("content-type", content_type.parse().unwrap());
         }
         let resp =
-            self.http.post(format!("{}/v1/leads", self.url)).headers(headers).body(body).send().await.expect("POST");
+            self.http.post(format!("{}{path}", self.url)).headers(headers).body(body).send().await.expect("POST");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();

@@ -1,9 +1,11 @@
 //! Integration tests: start the real `hubrelay serve` (with its embedded HubSpot sandbox) and talk HTTP
 //! to it; the AWS path runs against moto server started by the harness.
 
+mod activities;
 mod auth;
 mod cli;
 mod harness;
 mod leads;
 mod malformed;
 mod retries;
+mod status;

@@ -285,8 +285,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// `lead-captured` → [`FunctionName::LeadCaptured`].
 pub fn parse_function(text: &str) -> Result<FunctionName, String> {
-    serde_json::from_value(serde_json::Value::String(text.trim().to_string()))
-        .map_err(|_| format!("unknown function {text:?} (known: {})", FunctionName::LeadCaptured.as_str()))
+    FunctionName::parse(text.trim()).ok_or_else(|| {
+        let known: Vec<_> = FunctionName::ALL.iter().map(|f| f.as_str()).collect();
+        format!("unknown function {text:?} (known: {})", known.join(", "))
+    })
 }
 
 /// `delivered`, `retrying`, `dead_lettered` (or `dead-lettered`), `superseded`.

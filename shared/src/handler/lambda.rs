@@ -1,5 +1,6 @@
 //! Wiring for the Lambda binaries: read settings and secrets once at init (cold start), build the AWS
-//! clients and the service, hand back a router for `lambda_http::run` (`lead-captured`) or the SQS handler
+//! clients and the service, hand back a router for `lambda_http::run` (`lead-captured`, `status-update`,
+//! `activity`) or the SQS handler
 //! for `lambda_runtime::run` (`retry-worker`).
 
 use std::collections::HashMap;
@@ -9,12 +10,16 @@ use axum::Router;
 
 use crate::aws::{sdk_config, secret_from_env};
 use crate::config::{ConfigError, HubSpotTarget, Layer, RelaySettings};
-use crate::hubspot::HubSpotClient;
+use crate::domain::FunctionName;
+use crate::hubspot::{HubSpot, HubSpotClient};
 use crate::store::dynamodb::DynamoIdempotencyStore;
 use crate::store::sqs::SqsRetryQueue;
+use crate::updates::UpdateDelivery;
 
+use super::intake::{Intake, IN_PROGRESS_WAIT};
 use super::leads::{LeadService, LeadServiceParts};
 use super::sqs_worker::SqsWorker;
+use super::{UpdateService, ACTIVITIES_PATH, STATUS_PATH};
 use crate::worker::RetryWorker;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,13 +90,44 @@ pub async fn lead_captured_app() -> Result<Router, InitError> {
         hubspot: Arc::new(hubspot),
         idempotency: dynamo.clone(),
         events: dynamo.clone(),
-        versions: dynamo,
+        versions: dynamo.clone(),
         queue: Arc::new(queue),
         schedule: settings.retry_schedule.clone(),
         max_body_bytes: settings.max_body_bytes,
     })
-    .with_jitter(settings.retry_jitter);
+    .with_jitter(settings.retry_jitter)
+    .with_lead_links(dynamo);
     Ok(super::lead_routes(Arc::new(service)))
+}
+
+/// The `status-update` function's router (`POST /v1/leads/status`).
+pub async fn status_update_app() -> Result<Router, InitError> {
+    update_app(FunctionName::StatusUpdate, STATUS_PATH).await
+}
+
+/// The `activity` function's router (`POST /v1/leads/activities`).
+pub async fn activity_app() -> Result<Router, InitError> {
+    update_app(FunctionName::Activity, ACTIVITIES_PATH).await
+}
+
+async fn update_app(function: FunctionName, path: &str) -> Result<Router, InitError> {
+    let sdk = sdk_config().await;
+    let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
+    let hubspot: Arc<dyn HubSpot> = Arc::new(hubspot_client(&settings)?);
+    let (dynamo, queue) = stores(&sdk)?;
+    let intake = Intake {
+        auth: settings.authenticator()?,
+        idempotency: dynamo.clone(),
+        queue: Arc::new(queue),
+        events: dynamo.clone(),
+        schedule: settings.retry_schedule.clone(),
+        max_body_bytes: settings.max_body_bytes,
+        in_progress_wait: IN_PROGRESS_WAIT,
+        jitter: settings.retry_jitter,
+    };
+    let delivery = UpdateDelivery::new(hubspot, dynamo.clone(), dynamo, settings.mapping.clone());
+    let service = UpdateService::new(function, intake, Arc::new(delivery));
+    Ok(super::update_routes(path, Arc::new(service)).merge(super::common_routes()))
 }
 
 /// The `retry-worker` function's handler: the same settings as `lead-captured` (it needs only the HubSpot
@@ -101,14 +137,18 @@ pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
     let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
     let hubspot = hubspot_client(&settings)?;
     let (dynamo, queue) = stores(&sdk)?;
+    let hubspot: Arc<dyn HubSpot> = Arc::new(hubspot);
+    let updates = UpdateDelivery::new(hubspot.clone(), dynamo.clone(), dynamo.clone(), settings.mapping.clone());
     let worker = RetryWorker::new(
-        Arc::new(hubspot),
+        hubspot,
         settings.mapping.clone(),
         settings.retry_schedule.clone(),
         settings.retry_jitter,
         dynamo.clone(),
-        dynamo,
-    );
+        dynamo.clone(),
+    )
+    .with_lead_links(dynamo)
+    .with_updates(Arc::new(updates));
     Ok(SqsWorker::new(worker, queue))
 }
 

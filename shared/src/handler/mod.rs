@@ -12,18 +12,32 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 
+pub mod intake;
 pub mod lambda;
 pub mod leads;
 pub mod sqs_worker;
+pub mod updates;
 
 pub use leads::{LeadReply, LeadService};
+pub use updates::UpdateService;
+
+/// Where `status-update` listens.
+pub const STATUS_PATH: &str = "/v1/leads/status";
+/// Where `activity` listens.
+pub const ACTIVITIES_PATH: &str = "/v1/leads/activities";
 
 /// `POST /v1/leads` and the routes every deployment has.
 pub fn lead_routes(service: Arc<LeadService>) -> Router {
     Router::new()
-        .route("/v1/leads", post(post_lead).fallback(method_not_allowed))
+        .route("/v1/leads", post(post_event::<LeadService>).fallback(method_not_allowed))
         .with_state(service)
         .merge(common_routes())
+}
+
+/// `POST path` for a status-update or activity service, without the common routes (so several merge into
+/// one `hubrelay serve` router); add [`common_routes`] for a function of its own.
+pub fn update_routes(path: &str, service: Arc<UpdateService>) -> Router {
+    Router::new().route(path, post(post_event::<UpdateService>).fallback(method_not_allowed)).with_state(service)
 }
 
 /// Health check and JSON 404 / 405 for everything else.
@@ -39,15 +53,63 @@ async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 
-async fn post_lead(State(service): State<Arc<LeadService>>, req: Request) -> Response {
+/// A function's request path, as the routes call it.
+#[async_trait::async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    fn max_body_bytes(&self) -> usize;
+    async fn handle_request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<LeadReply, ApiError>;
+}
+
+#[async_trait::async_trait]
+impl EventHandler for LeadService {
+    fn max_body_bytes(&self) -> usize {
+        LeadService::max_body_bytes(self)
+    }
+    async fn handle_request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<LeadReply, ApiError> {
+        self.handle(method, path_and_query, headers, body, now).await
+    }
+}
+
+#[async_trait::async_trait]
+impl EventHandler for UpdateService {
+    fn max_body_bytes(&self) -> usize {
+        UpdateService::max_body_bytes(self)
+    }
+    async fn handle_request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<LeadReply, ApiError> {
+        self.handle(method, path_and_query, headers, body, now).await
+    }
+}
+
+async fn post_event<S: EventHandler>(State(service): State<Arc<S>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = match read_body(body, service.max_body_bytes()).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    match service.handle(parts.method.as_str(), path_and_query, &parts.headers, &body, OffsetDateTime::now_utc()).await
-    {
+    let now = OffsetDateTime::now_utc();
+    match service.handle_request(parts.method.as_str(), path_and_query, &parts.headers, &body, now).await {
         Ok(reply) => reply.into_response(),
         Err(e) => e.into_response(),
     }

@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::domain::{AttemptOutcome, ContactUpsert, DeadLetterReason, DeliveryAttempt, RetryMessage, RetrySchedule};
+use crate::domain::{
+    AttemptOutcome, ContactUpsert, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, RetrySchedule,
+};
 use crate::handler::leads::attempt_record;
 use crate::hubspot::{HubSpot, HubSpotError};
 use crate::lead::Lead;
 use crate::mapping::Mapping;
 use crate::pii::mask_email;
-use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, StoreError};
+use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, LeadLinks, StoreError};
+use crate::updates::{UpdateDelivery, UpdateOutcome};
 
 pub mod delay;
 pub mod local;
@@ -59,6 +62,8 @@ pub struct RetryWorker {
     versions: Arc<dyn ContactVersions>,
     events: Arc<dyn EventLog>,
     locks: Option<Arc<ContactLocks>>,
+    links: Option<Arc<dyn LeadLinks>>,
+    updates: Option<Arc<UpdateDelivery>>,
 }
 
 /// One contact's share of a batch: the merged upsert and the messages behind it.
@@ -77,13 +82,26 @@ impl RetryWorker {
         versions: Arc<dyn ContactVersions>,
         events: Arc<dyn EventLog>,
     ) -> Self {
-        RetryWorker { hubspot, mapping, schedule, jitter, versions, events, locks: None }
+        RetryWorker { hubspot, mapping, schedule, jitter, versions, events, locks: None, links: None, updates: None }
     }
 
     /// Share per-contact locks with the inline path of the same process (`hubrelay serve`): the worker's
     /// check-write-record of a contact then never interleaves with an inline delivery to it.
     pub fn with_contact_locks(mut self, locks: Arc<ContactLocks>) -> Self {
         self.locks = Some(locks);
+        self
+    }
+
+    /// Record each delivered lead's id → contact id (what status updates and activities resolve by).
+    pub fn with_lead_links(mut self, links: Arc<dyn LeadLinks>) -> Self {
+        self.links = Some(links);
+        self
+    }
+
+    /// Deliver queued `status-update` and `activity` events too (without it they are dead-lettered as
+    /// `unsupported_function`, to be redriven by a worker that has it).
+    pub fn with_updates(mut self, updates: Arc<UpdateDelivery>) -> Self {
+        self.updates = Some(updates);
         self
     }
 
@@ -101,9 +119,14 @@ impl RetryWorker {
     pub async fn process(&self, messages: Vec<RetryMessage>, now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError> {
         let mut pass = Pass { now, outcomes: Vec::with_capacity(messages.len()), log: Vec::new() };
         let mut by_email: BTreeMap<String, Vec<(RetryMessage, ContactUpsert)>> = BTreeMap::new();
+        let mut updates = Vec::new();
         for message in messages {
             if message.not_before > now {
                 pass.outcomes.push(Outcome { event_id: message.event_id.clone(), disposition: Disposition::NotYetDue });
+                continue;
+            }
+            if message.function != FunctionName::LeadCaptured {
+                updates.push(message);
                 continue;
             }
             match self.upsert_for(&message) {
@@ -138,8 +161,27 @@ impl RetryWorker {
                 self.deliver_chunk(groups, &mut pass).await?;
             }
         }
+        for message in updates {
+            self.deliver_update(message, &mut pass).await;
+        }
         self.events.put_events(&pass.log).await?;
         Ok(pass.outcomes)
+    }
+
+    /// A status update or activity, one at a time (each takes its contact's lease).
+    async fn deliver_update(&self, m: RetryMessage, pass: &mut Pass) {
+        let Some(updates) = &self.updates else {
+            let reason = DeadLetterReason {
+                code: "unsupported_function".into(),
+                message: format!("this worker does not deliver {} events", m.function.as_str()),
+            };
+            return pass.dead_letter(m, reason);
+        };
+        match updates.deliver_event(m.function, &m.event, &m.event_id, m.received_at, true).await {
+            Ok(r) if r.outcome == UpdateOutcome::Delivered => pass.delivered(m, &r.contact_id),
+            Ok(_) => pass.superseded(m),
+            Err(e) => self.failed(m, &e, pass),
+        }
     }
 
     /// Map the stored lead with today's mapping (a redrive after a mapping fix takes effect).
@@ -159,6 +201,7 @@ impl RetryWorker {
                 Ok(contacts) => {
                     let applied: Vec<_> = groups.iter().map(|g| (g.upsert.email.clone(), g.newest)).collect();
                     self.versions.record_applied_all(&applied).await?;
+                    self.link_leads(&groups, &contacts, pass.now).await?;
                     for (group, contact) in groups.into_iter().zip(contacts) {
                         for m in group.messages {
                             pass.delivered(m, &contact.id);
@@ -177,6 +220,23 @@ impl RetryWorker {
                             self.failed(m, &e, pass);
                         }
                     }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn link_leads(
+        &self,
+        groups: &[Group],
+        contacts: &[crate::domain::UpsertedContact],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let Some(links) = &self.links else { return Ok(()) };
+        for (group, contact) in groups.iter().zip(contacts) {
+            for m in &group.messages {
+                if let Some(lead_id) = m.event.get("lead_id").and_then(|v| v.as_str()) {
+                    links.link(lead_id, &contact.id, now).await?;
                 }
             }
         }

@@ -1,0 +1,8 @@
+//! `activity`: POST /v1/leads/activities behind API Gateway. Everything is built once at init.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    hubrelay::handler::lambda::init_json_logs();
+    let app = hubrelay::handler::lambda::activity_app().await?;
+    lambda_http::run(app).await
+}
