@@ -8,14 +8,18 @@ mod moto;
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
 use hubrelay::domain::RetryMessage;
-use hubrelay::hubspot::HubSpotClient;
+use hubrelay::hubspot::{EngagementKind, HubSpotClient};
 use hubrelay::mapping::Mapping;
 use hubrelay::sandbox::{self, SandboxOptions};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
 async fn post(app: &axum::Router, body: &Value, key: Option<&str>) -> (u16, bool, Value) {
-    let mut req = http::Request::post("/v1/leads")
+    post_to(app, "/v1/leads", body, key).await
+}
+
+async fn post_to(app: &axum::Router, path: &str, body: &Value, key: Option<&str>) -> (u16, bool, Value) {
+    let mut req = http::Request::post(path)
         .header("authorization", "Bearer lambda-token")
         .header("content-type", "application/json");
     if let Some(k) = key {
@@ -112,4 +116,32 @@ async fn lead_captured_on_aws_adapters() {
     let parked = receive(&sqs, &dlq_url).await;
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].dead_letter_reason.as_ref().unwrap().code, "property_doesnt_exist");
+
+    // status-update and activity (what their functions run), on the same table: lead-captured linked the
+    // lead id to its contact in DynamoDB, the status update finds the contact through it, and the applied
+    // version is kept per contact.
+    let (_, _, lead) = post(&app, &json!({"email": "linked@example.com", "lead_id": "L-aws-1"}), None).await;
+    let contact_id = lead["contact_id"].as_str().expect("delivered").to_string();
+    let link = dynamo.get_item().table_name(&table).key("id", AttributeValue::S("lead:L-aws-1".into())).send().await;
+    assert_eq!(link.unwrap().item.expect("lead link")["contact_id"], AttributeValue::S(contact_id.clone()));
+    let status_app = hubrelay::handler::lambda::status_update_app().await.expect("status-update init");
+    let update = json!({"lead_id": "L-aws-1", "status": "Working", "changed_at": "2026-11-21T10:00:00Z"});
+    let (status, _, body) = post_to(&status_app, "/v1/leads/status", &update, None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("delivered")), "{body}");
+    let ledger = dynamo.get_item().table_name(&table).key("id", AttributeValue::S(format!("ledger:{contact_id}")));
+    let ledger = ledger.send().await.unwrap().item.expect("ledger item");
+    assert!(ledger["v_status"].as_s().unwrap().starts_with("1795255200000|"), "{ledger:?}");
+    assert!(!ledger.contains_key("lease_owner"), "the lease is released");
+    let older = json!({"contact_id": contact_id, "status": "Pending", "changed_at": "2026-11-20T10:00:00Z"});
+    let (_, _, body) = post_to(&status_app, "/v1/leads/status", &older, None).await;
+    assert_eq!(body["status"], "stale", "{body}");
+
+    let activity_app = hubrelay::handler::lambda::activity_app().await.expect("activity init");
+    let note = json!({"lead_id": "L-aws-1", "type": "Note", "body": "called back", "activity_id": "A-1"});
+    for _ in 0..2 {
+        let (status, _, body) = post_to(&activity_app, "/v1/leads/activities", &note, None).await;
+        assert_eq!((status, body["engagement_type"].as_str()), (200, Some("notes")), "{body}");
+    }
+    let notes = hubrelay::hubspot::HubSpot::contact_engagements(&hs, &contact_id, EngagementKind::Note).await.unwrap();
+    assert_eq!(notes.len(), 1);
 }

@@ -8,6 +8,8 @@ use time::OffsetDateTime;
 mod activity;
 mod changes;
 mod deliver;
+#[cfg(test)]
+mod deliver_tests;
 mod fields;
 mod status;
 #[cfg(test)]

@@ -119,3 +119,30 @@ fn bad_activities_name_the_problem() {
         assert_eq!(err.code(), code, "{err}");
     }
 }
+
+#[test]
+fn status_changes_follow_the_profile_including_hubspot_fields() {
+    let m = crate::mapping::Mapping::from_toml(
+        "name = \"x\"\n[status]\ncreated_date_type = \"datetime\"\nscore_property = \"\"\n\
+         [status.hs_lead_status]\nWorking = \"IN_PROGRESS\"\n[status.lifecyclestage]\nSold = \"customer\"\n",
+        "x.toml",
+    )
+    .unwrap();
+    let at = time::macros::datetime!(2026-11-21 10:00 UTC);
+    let u = status(json!({"email": "a@b.com", "status": "working", "lead_created_date": "2026-11-20 -06:00",
+        "rollick_score": 5}))
+    .unwrap();
+    let changes = status_changes(&m.status, &u, at);
+    let fields: Vec<_> = changes.iter().map(|c| c.field).collect();
+    assert_eq!(fields, ["status", "created_date"], "score is switched off");
+    assert_eq!(changes[0].properties["aimbase_lead_status"], "Working");
+    assert_eq!(changes[0].properties["hs_lead_status"], "IN_PROGRESS");
+    assert!(!changes[0].properties.contains_key("lifecyclestage"));
+    // datetime: the instant (local midnight at -06:00 = 06:00 UTC), not the calendar day.
+    assert_eq!(changes[1].properties["aimbase_lead_created_date"], "1795154400000");
+    let sold = status(json!({"email": "a@b.com", "status": "Sold"})).unwrap();
+    assert_eq!(status_changes(&m.status, &sold, at)[0].properties["lifecyclestage"], "customer");
+    // Same values → same fingerprint; other values → another.
+    assert_eq!(changes[0].fingerprint(), status_changes(&m.status, &u, at)[0].fingerprint());
+    assert_ne!(changes[0].fingerprint(), status_changes(&m.status, &sold, at)[0].fingerprint());
+}
