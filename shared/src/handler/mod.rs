@@ -84,23 +84,6 @@ impl EventHandler for LeadService {
     }
 }
 
-#[async_trait::async_trait]
-impl EventHandler for UpdateService {
-    fn max_body_bytes(&self) -> usize {
-        UpdateService::max_body_bytes(self)
-    }
-    async fn handle_request(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        headers: &axum::http::HeaderMap,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<LeadReply, ApiError> {
-        self.handle(method, path_and_query, headers, body, now).await
-    }
-}
-
 async fn post_event<S: EventHandler>(State(service): State<Arc<S>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = match read_body(body, service.max_body_bytes()).await {

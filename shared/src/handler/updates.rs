@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use super::intake::{content_type, idempotency_key, sha256_hex, Claim, Intake};
 use super::leads::{reply, LeadReply};
+use super::EventHandler;
 use crate::domain::{new_event_id, FunctionName};
 use crate::error::ApiError;
 use crate::store::EventStatus;
@@ -31,35 +32,6 @@ impl UpdateService {
     /// `function` is [`FunctionName::StatusUpdate`] or [`FunctionName::Activity`].
     pub fn new(function: FunctionName, intake: Intake, delivery: Arc<UpdateDelivery>) -> Self {
         UpdateService { function, intake, delivery }
-    }
-
-    pub fn max_body_bytes(&self) -> usize {
-        self.intake.max_body_bytes
-    }
-
-    pub async fn handle(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<LeadReply, ApiError> {
-        let auth = self.intake.verify(method, path_and_query, headers, body, now)?;
-        let ct = content_type(headers);
-        if !(ct == "application/json" || ct.ends_with("+json")) {
-            return Err(ApiError::unsupported_media_type(&ct));
-        }
-        let parsed = self.parse(body)?;
-        let sender_id = parsed.sender_id.as_ref().map(|(kind, id)| (*kind, id.as_str()));
-        let key = idempotency_key(self.function, headers, &auth, sender_id, &parsed.canonical)?;
-        match self.intake.claim(&key, &sha256_hex(&parsed.canonical), now).await? {
-            Claim::Replay(stored) => Ok(LeadReply { status: stored.status, body: stored.body, replayed: true }),
-            Claim::Owned => {
-                let result = self.deliver(&key, parsed.event, now).await;
-                self.intake.finish(&key, result).await
-            }
-        }
     }
 
     fn parse(&self, body: &[u8]) -> Result<Parsed, ApiError> {
@@ -103,6 +75,38 @@ impl UpdateService {
             Err(error) => {
                 let message = Intake::first_failure(self.function, &event_id, key, event, &error, now);
                 self.intake.queue_or_park(message, &error, Map::new(), now).await
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventHandler for UpdateService {
+    fn max_body_bytes(&self) -> usize {
+        self.intake.max_body_bytes
+    }
+
+    async fn handle_request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<LeadReply, ApiError> {
+        let auth = self.intake.verify(method, path_and_query, headers, body, now)?;
+        let ct = content_type(headers);
+        if !(ct == "application/json" || ct.ends_with("+json")) {
+            return Err(ApiError::unsupported_media_type(&ct));
+        }
+        let parsed = self.parse(body)?;
+        let sender_id = parsed.sender_id.as_ref().map(|(kind, id)| (*kind, id.as_str()));
+        let key = idempotency_key(self.function, headers, &auth, sender_id, &parsed.canonical)?;
+        match self.intake.claim(&key, &sha256_hex(&parsed.canonical), now).await? {
+            Claim::Replay(stored) => Ok(LeadReply { status: stored.status, body: stored.body, replayed: true }),
+            Claim::Owned => {
+                let result = self.deliver(&key, parsed.event, now).await;
+                self.intake.finish(&key, result).await
             }
         }
     }
