@@ -8,4 +8,5 @@ mod harness;
 mod leads;
 mod malformed;
 mod retries;
+mod smoke;
 mod status;
