@@ -7,5 +7,6 @@ mod cli;
 mod harness;
 mod leads;
 mod malformed;
+mod referrals;
 mod retries;
 mod status;

@@ -199,8 +199,7 @@ impl ReferralService {
 
     /// Queue each action not accepted before (its own event id, due now); 202 with the event ids.
     async fn accept(&self, key: &str, parsed: Parsed, now: OffsetDateTime) -> Result<LeadReply, ApiError> {
-        let mut event_ids = Vec::new();
-        let mut duplicates = Vec::new();
+        let (mut event_ids, mut queued, mut duplicates) = (Vec::new(), Vec::new(), Vec::new());
         for action in parsed.actions {
             let dedupe = action.dedupe_key().map(|k| format!("{}:action:{k}", FUNCTION.as_str()));
             if let Some(dk) = &dedupe {
@@ -241,9 +240,10 @@ impl ReferralService {
                 tracing::error!(event_id, error = %e, "could not record the event");
             }
             tracing::info!(event_id, source = self.source.as_str(), action = action.kind(), "referral action queued");
+            queued.push(json!({"action": action.kind(), "event_id": event_id}));
             event_ids.push(json!(event_id));
         }
-        let mut body = json!({"status": "accepted", "event_ids": event_ids});
+        let mut body = json!({"status": "accepted", "event_ids": event_ids, "actions": queued});
         if !duplicates.is_empty() {
             body["duplicates"] = json!(duplicates);
         }

@@ -180,6 +180,11 @@ impl ReferralSettings {
         for s in &config.stages {
             check_name("HUBRELAY_REFERRAL_STAGES", s)?;
         }
+        if let Some(c) =
+            config.impact_campaign_id.as_deref().filter(|c| c.is_empty() || !c.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(invalid("IMPACT_CAMPAIGN_ID", format!("`{c}` is not a numeric program (campaign) id")));
+        }
         let extole = match &l.extole_token {
             Some(token) => ExtoleTarget::Api {
                 base_url: url(
@@ -213,7 +218,7 @@ impl ReferralSettings {
             (None, Some(_)) => return Err(invalid("IMPACT_ACCOUNT_SID", "required with IMPACT_AUTH_TOKEN")),
             (None, None) => {
                 // The sandbox takes any campaign; give it one so conversions can be built.
-                config.impact_campaign_id.get_or_insert_with(|| "sandbox-campaign".into());
+                config.impact_campaign_id.get_or_insert_with(|| "1000".into());
                 ImpactTarget::Sandbox
             }
         };
@@ -262,7 +267,7 @@ mod tests {
         assert!(s.extole == ExtoleTarget::Sandbox && s.impact == ImpactTarget::Sandbox);
         assert_eq!((s.config.signup_event.as_str(), s.config.converted_event.as_str()), ("signed_up", "converted"));
         assert_eq!(s.config.stages, vec!["closedwon".to_string()]);
-        assert_eq!(s.config.impact_campaign_id.as_deref(), Some("sandbox-campaign"));
+        assert_eq!(s.config.impact_campaign_id.as_deref(), Some("1000"));
         assert!(s.verifiers().unwrap().0.is_none());
     }
 
@@ -292,6 +297,10 @@ mod tests {
         assert_eq!(err(&[("IMPACT_ACCOUNT_SID", "IRabc")]), "IMPACT_AUTH_TOKEN: required with IMPACT_ACCOUNT_SID");
         assert_eq!(err(&[("HUBRELAY_REFERRAL_IMPACT", "maybe")]), "HUBRELAY_REFERRAL_IMPACT: `maybe` is not on or off");
         assert!(err(&[("EXTOLE_API_TOKEN", "t"), ("EXTOLE_BASE_URL", "ftp://x")]).starts_with("EXTOLE_BASE_URL:"));
+        assert_eq!(
+            err(&[("IMPACT_CAMPAIGN_ID", "abc")]),
+            "IMPACT_CAMPAIGN_ID: `abc` is not a numeric program (campaign) id"
+        );
         assert!(err(&[("HUBRELAY_REFERRAL_STAGES", "closed won")]).starts_with("HUBRELAY_REFERRAL_STAGES:"));
         assert!(err(&[("HUBRELAY_REFERRAL_STAGES", " , ")]).starts_with("HUBRELAY_REFERRAL_STAGES: is empty"));
     }
