@@ -14,6 +14,7 @@ use crate::error::ApiError;
 
 pub mod intake;
 pub mod lambda;
+mod lambda_referrals;
 pub mod leads;
 pub mod referrals;
 pub mod sqs_worker;
