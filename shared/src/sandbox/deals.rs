@@ -39,6 +39,15 @@ fn issue(code: &'static str, name: &str, message: String) -> PropIssue {
 
 /// Checks and normalises values (`""` kept: it clears on update).
 fn validate(pairs: Vec<(String, String)>) -> Result<BTreeMap<String, String>, ApiError> {
+    let (out, issues) = check(pairs);
+    if issues.is_empty() {
+        Ok(out)
+    } else {
+        Err(ApiError::properties(&issues))
+    }
+}
+
+fn check(pairs: Vec<(String, String)>) -> (BTreeMap<String, String>, Vec<PropIssue>) {
     let mut out = BTreeMap::new();
     let mut issues = Vec::new();
     for (name, value) in pairs {
@@ -61,11 +70,7 @@ fn validate(pairs: Vec<(String, String)>) -> Result<BTreeMap<String, String>, Ap
             Err(i) => issues.push(i),
         }
     }
-    if issues.is_empty() {
-        Ok(out)
-    } else {
-        Err(ApiError::properties(&issues))
-    }
+    (out, issues)
 }
 
 /// The contact ids of inline `associations` (each `to.id` with HUBSPOT_DEFINED type 3).
@@ -154,14 +159,11 @@ fn not_found(raw: &str) -> ApiError {
 /// `POST /crm/v3/objects/deals` → 201.
 pub(crate) async fn create(State(sb): State<Sandbox>, body: Bytes) -> Result<Response, ApiError> {
     let v = parse_object(&body)?;
-    let props = validate(coerce_properties(v.get("properties"))?)?;
-    let missing: Vec<PropIssue> = REQUIRED
-        .iter()
-        .filter(|n| props.get(**n).is_none_or(String::is_empty))
-        .map(|n| issue("REQUIRED_PROPERTY", n, format!("Property {n} is required")))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::properties(&missing));
+    let (props, mut issues) = check(coerce_properties(v.get("properties"))?);
+    let missing = REQUIRED.iter().filter(|n| props.get(**n).is_none_or(String::is_empty));
+    issues.extend(missing.map(|n| issue("REQUIRED_PROPERTY", n, format!("Property {n} is required"))));
+    if !issues.is_empty() {
+        return Err(ApiError::properties(&issues));
     }
     let contacts = parse_associations(v.get("associations"))?;
     let out = sb
