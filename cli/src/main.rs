@@ -12,6 +12,7 @@ mod events_cmd;
 mod properties_cmd;
 mod sandbox_cmd;
 mod serve;
+mod serve_referrals;
 
 #[derive(Parser)]
 #[command(name = "hubrelay", version, about = "Relay leads and referral events to HubSpot, exactly once")]

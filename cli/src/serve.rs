@@ -10,8 +10,10 @@ use hubrelay::domain::FunctionName;
 use hubrelay::handler::intake::{Intake, IN_PROGRESS_WAIT};
 use hubrelay::handler::leads::LeadServiceParts;
 use hubrelay::handler::{lead_routes, update_routes, LeadService, UpdateService, ACTIVITIES_PATH, STATUS_PATH};
+use hubrelay::handler::{referral_routes, ReferralService, ReferralSource};
 use hubrelay::hubspot::{HubSpot, HubSpotClient, RateLimiter};
 use hubrelay::pii::mask_token;
+use hubrelay::referral::deliver::ReferralDelivery;
 use hubrelay::sandbox::{self, SandboxOptions};
 use hubrelay::store::sqlite::SqliteStore;
 use hubrelay::updates::UpdateDelivery;
@@ -91,8 +93,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
                 .with_rate_limiter(limiter.clone(), None);
             // The sandbox is a fresh portal: create the mapping's custom properties so the sample lead lands.
-            let created =
+            let mut created =
                 hubrelay::properties::sync(&client, &settings.relay.mapping).await.map_err(|e| e.to_string())?;
+            let referral = &settings.relay.referral.config;
+            created.extend(hubrelay::referral::properties::sync(&client, referral).await.map_err(|e| e.to_string())?);
             let line = format!(
                 "HubSpot sandbox {} (no HUBSPOT_TOKEN set; sandbox token {token}; {} custom properties created; faults: POST {}/__sandbox/faults)",
                 handle.url(),
@@ -109,6 +113,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let store = Arc::new(store);
     let relay = &settings.relay;
     let locks = ContactLocks::new();
+    let partners = crate::serve_referrals::start(&relay.referral, relay.hubspot_timeout).await?;
+    let referrals = |client: Arc<dyn HubSpot>| {
+        let (extole, impact) = (Some(partners.extole.clone()), Some(partners.impact.clone()));
+        Arc::new(ReferralDelivery::new(client, extole, impact, relay.referral.config.clone()))
+    };
     let updates = |client: Arc<dyn HubSpot>| {
         Arc::new(UpdateDelivery::new(client, store.clone(), store.clone(), relay.mapping.clone()))
     };
@@ -122,21 +131,25 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     )
     .with_contact_locks(locks.clone())
     .with_lead_links(store.clone())
-    .with_updates(updates(worker_client));
+    .with_updates(updates(worker_client.clone()))
+    .with_referrals(referrals(worker_client));
     let local = LocalWorker::new((*store).clone(), worker);
     let queue = Arc::new(WakingQueue::new(store.clone(), local.waker()));
-    let intake = |function| {
-        let intake = Intake {
-            auth: authenticator.clone(),
-            idempotency: store.clone(),
-            queue: queue.clone(),
-            events: store.clone(),
-            schedule: relay.retry_schedule.clone(),
-            max_body_bytes: relay.max_body_bytes,
-            in_progress_wait: IN_PROGRESS_WAIT,
-            jitter: relay.retry_jitter,
-        };
-        Arc::new(UpdateService::new(function, intake, updates(inline.clone())))
+    let new_intake = || Intake {
+        auth: authenticator.clone(),
+        idempotency: store.clone(),
+        queue: queue.clone(),
+        events: store.clone(),
+        schedule: relay.retry_schedule.clone(),
+        max_body_bytes: relay.max_body_bytes,
+        in_progress_wait: IN_PROGRESS_WAIT,
+        jitter: relay.retry_jitter,
+    };
+    let intake = |function| Arc::new(UpdateService::new(function, new_intake(), updates(inline.clone())));
+    let (extole_verifier, impact_verifier) =
+        relay.referral.verifiers().map_err(|e| format!("configuration error: {e}"))?;
+    let referral = |source, verifier| {
+        Arc::new(ReferralService::new(source, new_intake(), verifier, relay.referral.config.clone()))
     };
     let status = intake(FunctionName::StatusUpdate);
     let activity = intake(FunctionName::Activity);
@@ -145,7 +158,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         mapping: relay.mapping.clone(),
         hubspot: inline.clone(),
         idempotency: store.clone(),
-        queue,
+        queue: queue.clone(),
         events: store.clone(),
         versions: store.clone(),
         schedule: relay.retry_schedule.clone(),
@@ -157,7 +170,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let modes = service_modes(&settings);
     let app = lead_routes(Arc::new(service))
         .merge(update_routes(STATUS_PATH, status))
-        .merge(update_routes(ACTIVITIES_PATH, activity));
+        .merge(update_routes(ACTIVITIES_PATH, activity))
+        .merge(referral_routes(referral(ReferralSource::HubSpot, None)))
+        .merge(referral_routes(referral(ReferralSource::Extole, extole_verifier)))
+        .merge(referral_routes(referral(ReferralSource::Impact, impact_verifier)));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
@@ -167,7 +183,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let worker_stop = stop.clone();
     let worker_task = tokio::spawn(local.run(async move { worker_stop.notified().await }));
 
-    print_banner(&settings, addr, &hubspot_line, &modes, generated_token.as_deref());
+    let referral_lines = crate::serve_referrals::banner_lines(addr, &partners.lines);
+    print_banner(&settings, addr, &referral_lines, &hubspot_line, &modes, generated_token.as_deref());
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -220,11 +237,19 @@ fn local_token(data_dir: &Path) -> Result<String, String> {
 /// The banner's ready-to-paste lead (the chat-widget shape).
 const SAMPLE_LEAD: &str = r#"{"email":"jane@example.com","first_name":"Jane","last_name":"Doe","phone":"+1 555 0100","vehicle_of_interest":"2026 Model X","budget_range":"40-50k","priority":"high","origin_channel":"chat_widget","dealership":{"name":"Lakeside","slug":"lakeside"}}"#;
 
-fn print_banner(settings: &ServeSettings, addr: std::net::SocketAddr, hubspot: &str, modes: &str, token: Option<&str>) {
+fn print_banner(
+    settings: &ServeSettings,
+    addr: std::net::SocketAddr,
+    referral_lines: &[String],
+    hubspot: &str,
+    modes: &str,
+    token: Option<&str>,
+) {
     let url = format!("http://{addr}");
     println!("hubrelay listening on {url}");
     println!("  POST {url}/v1/leads  (mapping profile: {})", settings.relay.mapping.name);
     println!("  POST {url}{STATUS_PATH}  POST {url}{ACTIVITIES_PATH}");
+    referral_lines.iter().for_each(|l| println!("  {l}"));
     println!("  {hubspot}");
     println!("  auth: {modes}");
     println!("  data: {}", settings.data_dir.join("hubrelay.db").display());

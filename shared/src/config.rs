@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::auth::{AuthConfig, Authenticator};
 use crate::domain::RetrySchedule;
 use crate::mapping::Mapping;
+use crate::referral::settings::{ReferralLayer, ReferralSettings};
 use crate::worker::Jitter;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -55,6 +56,8 @@ pub struct Layer {
     /// ± share of each delay drawn at random, 0.0 to 1.0.
     pub retry_jitter: Option<f64>,
     pub hubspot_rate_limit_per_10s: Option<u64>,
+    /// `[referral]`: partner credentials, webhook secrets, event names, stages, targets.
+    pub referral: Option<ReferralLayer>,
 }
 
 impl Layer {
@@ -80,6 +83,9 @@ impl Layer {
             retry_jitter,
             hubspot_rate_limit_per_10s
         );
+        if let Some(r) = other.referral {
+            self.referral = Some(self.referral.take().unwrap_or_default().merge(r));
+        }
         self
     }
 
@@ -125,6 +131,7 @@ impl Layer {
                 })
                 .transpose()?,
             hubspot_rate_limit_per_10s: number("HUBSPOT_RATE_LIMIT_PER_10S")?,
+            referral: ReferralLayer::from_env(get)?,
         })
     }
 }
@@ -157,6 +164,7 @@ pub struct RelaySettings {
     pub retry_jitter: Jitter,
     /// Client-side cap on HubSpot calls per rolling 10 s (`HUBSPOT_RATE_LIMIT_PER_10S`).
     pub hubspot_rate_limit_per_10s: u32,
+    pub referral: ReferralSettings,
 }
 
 /// `hubrelay serve`'s settings.
@@ -226,6 +234,7 @@ impl RelaySettings {
             retry_schedule,
             retry_jitter: Jitter { fraction },
             hubspot_rate_limit_per_10s: rate as u32,
+            referral: ReferralSettings::from_layer(layer.referral.as_ref())?,
         })
     }
 

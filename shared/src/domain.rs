@@ -29,16 +29,19 @@ pub enum FunctionName {
     LeadCaptured,
     StatusUpdate,
     Activity,
+    ReferralEvent,
 }
 
 impl FunctionName {
-    pub const ALL: [FunctionName; 3] = [FunctionName::LeadCaptured, FunctionName::StatusUpdate, FunctionName::Activity];
+    pub const ALL: [FunctionName; 4] =
+        [FunctionName::LeadCaptured, FunctionName::StatusUpdate, FunctionName::Activity, FunctionName::ReferralEvent];
 
     pub fn as_str(self) -> &'static str {
         match self {
             FunctionName::LeadCaptured => "lead-captured",
             FunctionName::StatusUpdate => "status-update",
             FunctionName::Activity => "activity",
+            FunctionName::ReferralEvent => "referral-event",
         }
     }
 

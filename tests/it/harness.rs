@@ -16,6 +16,9 @@ pub struct Serve {
     child: Child,
     pub url: String,
     pub sandbox_url: String,
+    /// The Extole and impact sandboxes' base URLs (empty when partner credentials are configured).
+    pub extole_url: String,
+    pub impact_url: String,
     pub data_dir: tempfile::TempDir,
     pub http: reqwest::Client,
     env: Vec<(String, String)>,
@@ -26,8 +29,8 @@ impl Serve {
     pub fn start(env: &[(&str, &str)]) -> Serve {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, url, sandbox_url) = spawn(data_dir.path(), "127.0.0.1:0", &env);
-        Serve { child, url, sandbox_url, data_dir, http: reqwest::Client::new(), env }
+        let (child, url, sandbox_url, [extole_url, impact_url]) = spawn(data_dir.path(), "127.0.0.1:0", &env);
+        Serve { child, url, sandbox_url, extole_url, impact_url, data_dir, http: reqwest::Client::new(), env }
     }
 
     /// Start `serve` again (after [`Serve::kill`]) on the same data dir, the same address and the same
@@ -35,14 +38,17 @@ impl Serve {
     pub fn restart(&mut self) {
         self.kill();
         let listen = self.url.trim_start_matches("http://").to_string();
-        let (child, url, sandbox_url) = spawn(self.data_dir.path(), &listen, &self.env);
+        let (child, url, sandbox_url, [extole_url, impact_url]) = spawn(self.data_dir.path(), &listen, &self.env);
+        (self.extole_url, self.impact_url) = (extole_url, impact_url);
         self.child = child;
         self.url = url;
         self.sandbox_url = sandbox_url;
     }
 }
 
-fn spawn(data_dir: &std::path::Path, listen: &str, env: &[(String, String)]) -> (Child, String, String) {
+type Spawned = (Child, String, String, [String; 2]);
+
+fn spawn(data_dir: &std::path::Path, listen: &str, env: &[(String, String)]) -> Spawned {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubrelay"));
     cmd.args(["serve", "--listen", listen, "--sandbox-listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -61,20 +67,26 @@ fn spawn(data_dir: &std::path::Path, listen: &str, env: &[(String, String)]) -> 
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut url = None;
+        let mut partners = [String::new(), String::new()];
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if let Some(u) = line.strip_prefix("hubrelay listening on ") {
                 url = Some(u.trim().to_string());
             }
+            for (i, prefix) in ["Extole sandbox ", "impact sandbox "].iter().enumerate() {
+                if let Some(rest) = line.trim().strip_prefix(prefix) {
+                    partners[i] = rest.split_whitespace().next().unwrap_or_default().to_string();
+                }
+            }
             if let Some(rest) = line.trim().strip_prefix("HubSpot sandbox ") {
                 let sandbox = rest.split_whitespace().next().unwrap_or_default().to_string();
-                let _ = tx.send((url.clone().unwrap_or_default(), sandbox));
+                let _ = tx.send((url.clone().unwrap_or_default(), sandbox, partners.clone()));
             }
         }
     });
-    let (url, sandbox_url) =
+    let (url, sandbox_url, partners) =
         rx.recv_timeout(Duration::from_secs(60)).expect("hubrelay serve did not report its address");
-    (child, url, sandbox_url)
+    (child, url, sandbox_url, partners)
 }
 
 impl Serve {

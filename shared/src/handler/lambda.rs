@@ -34,12 +34,16 @@ pub enum InitError {
 
 /// Settings that may live in SSM (secrets, and the public URL the stack writes there); each may name an SSM parameter through
 /// `<NAME>_SSM_PARAMETER`.
-const SECRETS: [&str; 5] = [
+const SECRETS: [&str; 9] = [
     "HUBSPOT_TOKEN",
     "HUBRELAY_API_TOKENS",
     "HUBRELAY_WEBHOOK_SECRETS",
     "HUBSPOT_CLIENT_SECRET",
     "HUBRELAY_PUBLIC_URL",
+    "EXTOLE_API_TOKEN",
+    "EXTOLE_WEBHOOK_SECRETS",
+    "IMPACT_AUTH_TOKEN",
+    "IMPACT_WEBHOOK_SECRETS",
 ];
 
 fn required(name: &'static str) -> Result<String, InitError> {
@@ -138,6 +142,7 @@ pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
     let hubspot = hubspot_client(&settings)?;
     let (dynamo, queue) = stores(&sdk)?;
     let hubspot: Arc<dyn HubSpot> = Arc::new(hubspot);
+    let hubspot_for_referrals = hubspot.clone();
     let updates = UpdateDelivery::new(hubspot.clone(), dynamo.clone(), dynamo.clone(), settings.mapping.clone());
     let worker = RetryWorker::new(
         hubspot,
@@ -148,8 +153,30 @@ pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
         dynamo.clone(),
     )
     .with_lead_links(dynamo)
-    .with_updates(Arc::new(updates));
+    .with_updates(Arc::new(updates))
+    .with_referrals(Arc::new(super::lambda_referrals::delivery(&settings, hubspot_for_referrals)?));
     Ok(SqsWorker::new(worker, queue))
+}
+
+/// The `referral-event` function's router (`POST /v1/referrals/{hubspot,extole,impact}`): it only verifies,
+/// splits and queues, so it needs no partner credentials (the retry-worker sends), only the webhook secrets.
+pub async fn referral_event_app() -> Result<Router, InitError> {
+    let sdk = sdk_config().await;
+    let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
+    let (dynamo, queue) = stores(&sdk)?;
+    let queue: Arc<dyn crate::store::RetryQueue> = Arc::new(queue);
+    let auth = settings.authenticator()?;
+    let intake = || Intake {
+        auth: auth.clone(),
+        idempotency: dynamo.clone(),
+        queue: queue.clone(),
+        events: dynamo.clone(),
+        schedule: settings.retry_schedule.clone(),
+        max_body_bytes: settings.max_body_bytes,
+        in_progress_wait: IN_PROGRESS_WAIT,
+        jitter: settings.retry_jitter,
+    };
+    Ok(super::lambda_referrals::routes(&settings, intake)?.merge(super::common_routes()))
 }
 
 /// JSON logs for CloudWatch; level from `RUST_LOG` (default info).

@@ -14,11 +14,14 @@ use crate::error::ApiError;
 
 pub mod intake;
 pub mod lambda;
+mod lambda_referrals;
 pub mod leads;
+pub mod referrals;
 pub mod sqs_worker;
 pub mod updates;
 
 pub use leads::{LeadReply, LeadService};
+pub use referrals::{ReferralService, ReferralSource};
 pub use updates::UpdateService;
 
 /// Where `status-update` listens.
@@ -38,6 +41,12 @@ pub fn lead_routes(service: Arc<LeadService>) -> Router {
 /// one `hubrelay serve` router); add [`common_routes`] for a function of its own.
 pub fn update_routes(path: &str, service: Arc<UpdateService>) -> Router {
     Router::new().route(path, post(post_event::<UpdateService>).fallback(method_not_allowed)).with_state(service)
+}
+
+/// `POST` on the service's referral route (`/v1/referrals/{hubspot|extole|impact}`), without the common routes.
+pub fn referral_routes(service: Arc<ReferralService>) -> Router {
+    let path = service.source().path();
+    Router::new().route(path, post(post_event::<ReferralService>).fallback(method_not_allowed)).with_state(service)
 }
 
 /// Health check and JSON 404 / 405 for everything else.

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ratelimit::{quota_from_headers, RateLimiter};
-use super::{Engagement, EngagementKind, HubSpot, HubSpotError, PropertyDefinition};
+use super::{CrmObject, Engagement, EngagementKind, HubSpot, HubSpotError, PropertyDefinition};
 use crate::domain::{ContactUpsert, UpsertedContact};
 
 /// Default HubSpot API base URL.
@@ -276,6 +276,39 @@ impl HubSpot for HubSpotClient {
         let props = value.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
         Ok(props.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_string()))).collect())
     }
+
+    async fn read_object(
+        &self,
+        object: &str,
+        id: &str,
+        properties: &[&str],
+        associations: &[&str],
+    ) -> Result<Option<CrmObject>, HubSpotError> {
+        let mut path =
+            format!("/objects/{}/{}?properties={}", encode_segment(object), encode_segment(id), properties.join(","));
+        if !associations.is_empty() {
+            path.push_str(&format!("&associations={}", associations.join(",")));
+        }
+        let value = match self.call(Method::GET, &path, None).await {
+            Ok((_, value)) => value,
+            Err(e) if e.status == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(crm_object(&value)))
+    }
+}
+
+/// A v3 object answer: `properties` (strings only; `null` is unset) and `associations.{type}.results[].id`.
+fn crm_object(value: &Value) -> CrmObject {
+    let props = value.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+    let properties = props.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_string()))).collect();
+    let mut associations = BTreeMap::new();
+    for (kind, list) in value.get("associations").and_then(Value::as_object).into_iter().flatten() {
+        let results = list.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
+        let ids: Vec<String> = results.iter().filter_map(value_id).collect();
+        associations.insert(kind.clone(), ids);
+    }
+    CrmObject { id: value_id(value).unwrap_or_default(), properties, associations }
 }
 
 impl HubSpotClient {

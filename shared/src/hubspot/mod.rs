@@ -85,6 +85,15 @@ impl HubSpotError {
     }
 }
 
+/// A CRM object as read by [`HubSpot::read_object`]: its id, the asked-for properties that are set, and the
+/// ids of associated objects by type (`contacts`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrmObject {
+    pub id: String,
+    pub properties: BTreeMap<String, String>,
+    pub associations: BTreeMap<String, Vec<String>>,
+}
+
 #[async_trait]
 pub trait HubSpot: Send + Sync {
     /// Create-or-update contacts by email in one `batch/upsert` call (≤ 100 inputs, emails unique).
@@ -109,4 +118,13 @@ pub trait HubSpot: Send + Sync {
         id: &str,
         properties: &[&str],
     ) -> Result<BTreeMap<String, String>, HubSpotError>;
+    /// `GET /crm/v3/objects/{object}/{id}?properties=...&associations=...` (`object`: `contacts`, `deals`);
+    /// `None` when HubSpot has no such object.
+    async fn read_object(
+        &self,
+        object: &str,
+        id: &str,
+        properties: &[&str],
+        associations: &[&str],
+    ) -> Result<Option<CrmObject>, HubSpotError>;
 }

@@ -206,7 +206,11 @@ async fn conversions(
         Err(ImpactError::one(401, "Authorization", "Authentication failed: check the AccountSID and AuthToken"))
     } else if let Some(fault) = journal.take_fault() {
         let status = fault.effective_status();
-        let message = if status == 429 { "Rate limit exceeded" } else { "Internal error, try again later" };
+        let message = match status {
+            429 => "Rate limit exceeded",
+            s if s >= 500 => "Internal error, try again later",
+            _ => "The conversion was refused (forced by the sandbox)",
+        };
         Err(ImpactError { faulted: Some(fault), ..ImpactError::one(status, "", message) })
     } else if !content_type_is(&headers, "application/x-www-form-urlencoded") || pairs.is_none() {
         Err(ImpactError::one(415, "", "Send the conversion as application/x-www-form-urlencoded"))

@@ -6,7 +6,8 @@
 //! - [`parse_advocate`]: SaaSquatch envelopes → [`AdvocateUpdate`] (contact properties);
 //! - [`extole_signup`], [`extole_converted`], [`impact_conversion`]: what to send the partners.
 //!
-//! Nothing here does I/O: triggers that lack data (app webhooks carry ids only) say so with `needs_lookup`, and
+//! [`actions`] splits an accepted webhook into one stored action per target, [`deliver::ReferralDelivery`] sends
+//! one (the only I/O here). The parsers do no I/O: triggers that lack data (app webhooks carry ids only) say so with `needs_lookup`, and
 //! the caller reads the contact or deal from HubSpot before mapping.
 
 use std::collections::BTreeMap;
@@ -18,9 +19,13 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 
+pub mod actions;
+pub mod deliver;
 mod hubspot;
 mod inbound;
 mod outbound;
+pub mod properties;
+pub mod settings;
 
 #[cfg(test)]
 mod tests;

@@ -83,17 +83,21 @@ impl Query {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
-    /// `properties=a,b` and/or `properties=a&properties=b`.
-    pub fn selection(&self) -> Selection {
-        let names: Vec<String> = self
-            .0
+    /// `key=a,b` and/or `key=a&key=b`.
+    pub fn names(&self, key: &str) -> Vec<String> {
+        self.0
             .iter()
-            .filter(|(k, _)| k == "properties")
+            .filter(|(k, _)| k == key)
             .flat_map(|(_, v)| v.split(','))
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(String::from)
-            .collect();
+            .collect()
+    }
+
+    /// `properties=a,b` and/or `properties=a&properties=b`.
+    pub fn selection(&self) -> Selection {
+        let names = self.names("properties");
         if names.is_empty() {
             Selection::Default
         } else {

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 mod batch;
 mod contacts;
+mod deals;
 mod engagements;
 mod error;
 mod faults;

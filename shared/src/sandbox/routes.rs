@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::batch;
 use super::contacts::{self, parse_object, path_param, PathParams};
+use super::deals;
 use super::engagements::{self, Object};
 use super::error::{correlation_id, ApiError, CORRELATION_HEADER};
 use super::faults::{fault_error, roll};
@@ -59,6 +60,8 @@ fn api_routes(objects: &str, props: &str) -> Router<Sandbox> {
         .route(&format!("{objects}/contacts/batch/upsert"), post(batch::batch_upsert))
         .route(&format!("{objects}/contacts/batch/read"), post(batch::batch_read))
         .route(&format!("{objects}/contacts/{{id}}"), get(contacts::get).patch(contacts::patch))
+        .route(&format!("{objects}/deals"), post(deals::create))
+        .route(&format!("{objects}/deals/{{id}}"), get(deals::get).patch(deals::patch))
         .route(&format!("{props}/contacts"), get(list_properties).post(create_property))
         .route(&format!("{props}/contacts/{{name}}"), get(get_property))
 }

@@ -3,7 +3,7 @@
 //! One connection behind the sandbox's mutex; every write runs in an immediate transaction, so a request
 //! either stores everything it validated or nothing. File databases use WAL. Contact ids come from an
 //! AUTOINCREMENT sequence seeded at 1000 (first id 1001) and are never reused, not even after a reset;
-//! engagement ids likewise start at 50000001.
+//! engagement ids likewise start at 50000001, deal ids at 9000001.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -70,6 +70,19 @@ CREATE TABLE IF NOT EXISTS engagement_contacts (
     PRIMARY KEY (engagement_id, contact_id)
 );
 CREATE INDEX IF NOT EXISTS engagement_contacts_by_contact ON engagement_contacts (contact_id, engagement_id);
+CREATE TABLE IF NOT EXISTS deals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    properties TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'deals', 9000000 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'deals');
+CREATE TABLE IF NOT EXISTS deal_contacts (
+    deal_id INTEGER NOT NULL,
+    contact_id INTEGER NOT NULL,
+    PRIMARY KEY (deal_id, contact_id)
+);
 ";
 
 pub(crate) struct Store {
@@ -214,6 +227,8 @@ impl Store {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM engagement_contacts", [])?;
         tx.execute("DELETE FROM engagements", [])?;
+        tx.execute("DELETE FROM deal_contacts", [])?;
+        tx.execute("DELETE FROM deals", [])?;
         tx.execute("DELETE FROM contacts", [])?;
         tx.execute("DELETE FROM properties", [])?;
         tx.commit()?;

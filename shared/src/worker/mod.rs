@@ -22,6 +22,7 @@ use crate::updates::{UpdateDelivery, UpdateOutcome};
 pub mod delay;
 pub mod local;
 pub mod locks;
+mod referrals;
 #[cfg(test)]
 mod tests;
 
@@ -64,6 +65,7 @@ pub struct RetryWorker {
     locks: Option<Arc<ContactLocks>>,
     links: Option<Arc<dyn LeadLinks>>,
     updates: Option<Arc<UpdateDelivery>>,
+    referrals: Option<Arc<crate::referral::deliver::ReferralDelivery>>,
 }
 
 /// One contact's share of a batch: the merged upsert and the messages behind it.
@@ -82,7 +84,18 @@ impl RetryWorker {
         versions: Arc<dyn ContactVersions>,
         events: Arc<dyn EventLog>,
     ) -> Self {
-        RetryWorker { hubspot, mapping, schedule, jitter, versions, events, locks: None, links: None, updates: None }
+        RetryWorker {
+            hubspot,
+            mapping,
+            schedule,
+            jitter,
+            versions,
+            events,
+            locks: None,
+            links: None,
+            updates: None,
+            referrals: None,
+        }
     }
 
     /// Share per-contact locks with the inline path of the same process (`hubrelay serve`): the worker's
@@ -162,7 +175,11 @@ impl RetryWorker {
             }
         }
         for message in updates {
-            self.deliver_update(message, &mut pass).await;
+            if message.function == FunctionName::ReferralEvent {
+                self.deliver_referral(message, &mut pass).await;
+            } else {
+                self.deliver_update(message, &mut pass).await;
+            }
         }
         self.events.put_events(&pass.log).await?;
         Ok(pass.outcomes)

@@ -496,6 +496,16 @@ impl crate::hubspot::HubSpot for Gated {
     ) -> Result<std::collections::BTreeMap<String, String>, crate::hubspot::HubSpotError> {
         self.inner.engagement_properties(kind, id, properties).await
     }
+
+    async fn read_object(
+        &self,
+        object: &str,
+        id: &str,
+        properties: &[&str],
+        associations: &[&str],
+    ) -> Result<Option<crate::hubspot::CrmObject>, crate::hubspot::HubSpotError> {
+        self.inner.read_object(object, id, properties, associations).await
+    }
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use super::{Sandbox, SandboxOptions};
 
 mod batch;
 mod contacts;
+mod deals;
 mod engagements;
 mod limits;
 mod properties;

@@ -1,0 +1,85 @@
+//! `hubrelay serve`'s referral partners: the configured Extole and impact.com APIs, or their sandboxes on
+//! 127.0.0.1 when no credentials are set (one banner line each: `Extole sandbox <url> ...`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hubrelay::partner_sandbox::PartnerSandboxHandle;
+use hubrelay::partner_sandbox::{ExtoleSandbox, ExtoleSandboxOptions, ImpactSandbox, ImpactSandboxOptions};
+use hubrelay::partners::{Extole, ExtoleClient, Impact, ImpactClient};
+use hubrelay::pii::mask_token;
+use hubrelay::referral::settings::{ExtoleTarget, ImpactTarget, ReferralSettings};
+
+pub struct Partners {
+    pub extole: Arc<dyn Extole>,
+    pub impact: Arc<dyn Impact>,
+    /// Banner lines, one per partner.
+    pub lines: Vec<String>,
+    /// The sandboxes stop when these drop.
+    _sandboxes: Vec<PartnerSandboxHandle>,
+}
+
+fn secret() -> String {
+    format!("sandbox-{}", uuid::Uuid::new_v4().simple())
+}
+
+pub async fn start(settings: &ReferralSettings, timeout: Duration) -> Result<Partners, String> {
+    let mut sandboxes = Vec::new();
+    let mut lines = Vec::new();
+    let config = &settings.config;
+    let onoff = |on: bool| if on { "" } else { "; switched off (HUBRELAY_REFERRAL_EXTOLE / _IMPACT)" };
+    let extole: Arc<dyn Extole> = match &settings.extole {
+        ExtoleTarget::Api { base_url, token } => {
+            lines.push(format!("Extole API {base_url} (token {}){}", mask_token(token), onoff(config.extole_enabled)));
+            Arc::new(ExtoleClient::new(base_url, token, timeout).map_err(|e| e.to_string())?)
+        }
+        ExtoleTarget::Sandbox => {
+            let token = secret();
+            let sandbox = ExtoleSandbox::new(ExtoleSandboxOptions { token: Some(token.clone()) });
+            let handle = sandbox.serve_local().await.map_err(|e| format!("Extole sandbox: {e}"))?;
+            let url = handle.url();
+            lines.push(format!(
+                "Extole sandbox {url} (no EXTOLE_API_TOKEN set; received: GET {url}/__sandbox/received; faults: POST {url}/__sandbox/faults){}",
+                onoff(config.extole_enabled)
+            ));
+            sandboxes.push(handle);
+            Arc::new(ExtoleClient::new(&url, &token, timeout).map_err(|e| e.to_string())?)
+        }
+    };
+    let impact: Arc<dyn Impact> = match &settings.impact {
+        ImpactTarget::Api { base_url, account_sid, auth_token } => {
+            lines.push(format!(
+                "impact API {base_url} (account {account_sid}, token {}){}",
+                mask_token(auth_token),
+                onoff(config.impact_enabled)
+            ));
+            Arc::new(ImpactClient::new(base_url, account_sid, auth_token, timeout).map_err(|e| e.to_string())?)
+        }
+        ImpactTarget::Sandbox => {
+            let (sid, token) = ("IRsandbox".to_string(), secret());
+            let sandbox = ImpactSandbox::new(ImpactSandboxOptions {
+                account_sid: Some(sid.clone()),
+                auth_token: Some(token.clone()),
+                campaign_id: config.impact_campaign_id.clone(),
+            });
+            let handle = sandbox.serve_local().await.map_err(|e| format!("impact sandbox: {e}"))?;
+            let url = handle.url();
+            lines.push(format!(
+                "impact sandbox {url} (no IMPACT_ACCOUNT_SID set; received: GET {url}/__sandbox/received; faults: POST {url}/__sandbox/faults){}",
+                onoff(config.impact_enabled)
+            ));
+            sandboxes.push(handle);
+            Arc::new(ImpactClient::new(&url, &sid, &token, timeout).map_err(|e| e.to_string())?)
+        }
+    };
+    Ok(Partners { extole, impact, lines, _sandboxes: sandboxes })
+}
+
+/// The banner's referral lines: the routes, then one line per partner.
+pub fn banner_lines(addr: std::net::SocketAddr, partners: &[String]) -> Vec<String> {
+    use hubrelay::handler::referrals::{EXTOLE_PATH, HUBSPOT_PATH, IMPACT_PATH};
+    let url = format!("http://{addr}");
+    let mut lines = vec![format!("POST {url}{HUBSPOT_PATH}  POST {url}{EXTOLE_PATH}  POST {url}{IMPACT_PATH}")];
+    lines.extend(partners.iter().cloned());
+    lines
+}

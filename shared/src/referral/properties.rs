@@ -1,0 +1,48 @@
+//! The contact properties the referral flows read and write (Extole's guide creates `advocate_code`,
+//! `share_code`, `share_link`, `extole_app_type`; seed 004 the Advocate ones): created when missing, like
+//! `hubrelay properties sync` does for a mapping profile.
+
+use super::{
+    ReferralConfig, ADVOCATE_ACCOUNT_ID, ADVOCATE_REFERRAL_CODE, ADVOCATE_REFERRED_BY_CODE, ADVOCATE_SHARE_LINK,
+    ADVOCATE_USER_ID,
+};
+use crate::hubspot::{HubSpot, HubSpotError, PropertyDefinition};
+
+fn text(name: &str, label: &str) -> PropertyDefinition {
+    PropertyDefinition {
+        name: name.to_string(),
+        label: label.to_string(),
+        kind: "string".into(),
+        field_type: "text".into(),
+        group_name: "contactinformation".into(),
+        options: Vec::new(),
+    }
+}
+
+/// Every referral contact property, the configured advocate-code property included.
+pub fn definitions(config: &ReferralConfig) -> Vec<PropertyDefinition> {
+    vec![
+        text(&config.advocate_code_property, "Advocate code"),
+        text("share_code", "Extole share code"),
+        text("share_link", "Extole share link"),
+        text("extole_app_type", "Extole app type"),
+        text(ADVOCATE_REFERRAL_CODE, "Advocate referral code"),
+        text(ADVOCATE_SHARE_LINK, "Advocate share link"),
+        text(ADVOCATE_REFERRED_BY_CODE, "Advocate referred-by code"),
+        text(ADVOCATE_USER_ID, "Advocate user id"),
+        text(ADVOCATE_ACCOUNT_ID, "Advocate account id"),
+    ]
+}
+
+/// Create the missing ones; returns the names created.
+pub async fn sync(hubspot: &dyn HubSpot, config: &ReferralConfig) -> Result<Vec<String>, HubSpotError> {
+    let existing = hubspot.list_properties().await?;
+    let mut created = Vec::new();
+    for p in definitions(config) {
+        if !existing.iter().any(|e| e.name == p.name) {
+            hubspot.create_property(&p).await?;
+            created.push(p.name);
+        }
+    }
+    Ok(created)
+}
