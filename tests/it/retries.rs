@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hubrelay::domain::DeliveryAttempt;
 use hubrelay::store::sqlite::SqliteStore;
 use hubrelay::store::{EventFilter, EventLog, EventStatus};
 use serde_json::{json, Value};
@@ -247,10 +248,13 @@ async fn with_hubspot_down_every_event_is_dead_lettered_and_a_redrive_delivers_e
     for m in &dead {
         assert_eq!(m.dead_letter_reason.as_ref().unwrap().code, "retries_exhausted");
         assert_eq!(m.attempts.len(), 6, "the inline attempt and five retries: {m:?}");
-        assert!(m
-            .attempts
-            .iter()
-            .all(|a| a.status == Some(503) && a.error_code.as_deref() == Some("hubspot_unavailable")));
+        // The inline attempt may also find the contact held by the worker (under load, past the 250 ms wait):
+        // then it was queued unsent, as `contact_busy`.
+        let unavailable =
+            |a: &DeliveryAttempt| a.status == Some(503) && a.error_code.as_deref() == Some("hubspot_unavailable");
+        let (first, rest) = m.attempts.split_first().unwrap();
+        assert!(unavailable(first) || first.error_code.as_deref() == Some("contact_busy"), "{first:?}");
+        assert!(rest.iter().all(unavailable), "{m:?}");
         let record = store.get_event(&m.event_id).await.unwrap().unwrap();
         assert_eq!(record.attempts, m.attempts);
     }
