@@ -176,7 +176,8 @@ impl Recorder {
     }
 }
 
-/// A partner sandbox served in a background task; dropping the handle shuts the server down.
+/// A sandbox (a partner's, or HubSpot's inside [`crate::sandbox::SandboxHandle`]) served in a background task;
+/// dropping the handle shuts the server down.
 pub struct PartnerSandboxHandle {
     pub addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -218,7 +219,7 @@ pub(crate) async fn serve(app: Router, addr: SocketAddr) -> Result<PartnerSandbo
             let _ = rx.await;
         });
         if let Err(e) = served.await {
-            tracing::warn!(error = %e, "partner sandbox stopped");
+            tracing::warn!(error = %e, "sandbox server stopped");
         }
     });
     Ok(PartnerSandboxHandle { addr, shutdown: Some(tx), task: Some(task) })

@@ -207,51 +207,24 @@ impl Sandbox {
 pub struct SandboxHandle {
     pub addr: SocketAddr,
     pub sandbox: Sandbox,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: crate::partner_sandbox::PartnerSandboxHandle,
 }
 
 impl SandboxHandle {
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Stops accepting connections and waits for in-flight requests to finish.
-    pub async fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for SandboxHandle {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await
     }
 }
 
 /// Binds `addr` (e.g. `127.0.0.1:0`) and serves the sandbox in a background tokio task.
 pub async fn spawn(options: SandboxOptions, addr: SocketAddr) -> Result<SandboxHandle, SandboxError> {
     let sandbox = Sandbox::open(options)?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| SandboxError::Bind { addr, source })?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = sandbox.router();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::warn!(error = %e, "sandbox server stopped");
-        }
-    });
-    Ok(SandboxHandle { addr, sandbox, shutdown: Some(tx), task: Some(task) })
+    let server = crate::partner_sandbox::serve(sandbox.router(), addr).await?;
+    Ok(SandboxHandle { addr: server.addr, sandbox, server })
 }
