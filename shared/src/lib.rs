@@ -14,11 +14,13 @@ pub mod handler;
 pub mod hubspot;
 pub mod lead;
 pub mod mapping;
+#[cfg(feature = "local")]
 pub mod partner_sandbox;
 pub mod partners;
 pub mod pii;
 pub mod properties;
 pub mod referral;
+#[cfg(feature = "local")]
 pub mod sandbox;
 pub mod store;
 pub mod updates;

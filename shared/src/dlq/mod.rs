@@ -19,9 +19,11 @@ use crate::domain::{DeadLetterReason, FunctionName, RetryMessage};
 use crate::pii::mask_email;
 use crate::store::{EventLog, EventRecord, EventStatus, StoreError};
 
+#[cfg(feature = "local")]
 mod local;
 mod sqs;
 
+#[cfg(feature = "local")]
 pub use local::LocalDeadLetters;
 pub use sqs::SqsDeadLetters;
 

@@ -12,12 +12,17 @@ use crate::domain::{DeadLetterReason, RetryMessage};
 pub mod dynamodb;
 mod dynamodb_events;
 mod dynamodb_updates;
+#[cfg(feature = "local")]
 pub mod sqlite;
+#[cfg(feature = "local")]
 mod sqlite_dlq;
+#[cfg(feature = "local")]
 mod sqlite_events;
+#[cfg(feature = "local")]
 mod sqlite_updates;
 pub mod sqs;
 
+#[cfg(feature = "local")]
 pub use sqlite_dlq::DeadLetterRow;
 
 /// How long a finished idempotency record lives: senders re-deliver for up to 3 days and our own retries

@@ -20,6 +20,7 @@ use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, LeadLink
 use crate::updates::{UpdateDelivery, UpdateOutcome};
 
 pub mod delay;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod locks;
 mod referrals;
@@ -27,6 +28,7 @@ mod referrals;
 mod tests;
 
 pub use delay::{retry_delay, Jitter};
+#[cfg(feature = "local")]
 pub use local::{LocalWorker, TickReport, WakingQueue};
 pub use locks::{ContactGuard, ContactLocks};
 
