@@ -101,7 +101,7 @@ pub async fn lead_captured_app() -> Result<Router, InitError> {
     })
     .with_jitter(settings.retry_jitter)
     .with_lead_links(dynamo);
-    Ok(super::lead_routes(Arc::new(service)))
+    Ok(without_stage(super::lead_routes(Arc::new(service))))
 }
 
 /// The `status-update` function's router (`POST /v1/leads/status`).
@@ -131,7 +131,7 @@ async fn update_app(function: FunctionName, path: &str) -> Result<Router, InitEr
     };
     let delivery = UpdateDelivery::new(hubspot, dynamo.clone(), dynamo, settings.mapping.clone());
     let service = UpdateService::new(function, intake, Arc::new(delivery));
-    Ok(super::update_routes(path, Arc::new(service)).merge(super::common_routes()))
+    Ok(without_stage(super::update_routes(path, Arc::new(service)).merge(super::common_routes())))
 }
 
 /// The `retry-worker` function's handler: the same settings as `lead-captured` (it needs only the HubSpot
@@ -176,7 +176,39 @@ pub async fn referral_event_app() -> Result<Router, InitError> {
         in_progress_wait: IN_PROGRESS_WAIT,
         jitter: settings.retry_jitter,
     };
-    Ok(super::lambda_referrals::routes(&settings, intake)?.merge(super::common_routes()))
+    Ok(without_stage(super::lambda_referrals::routes(&settings, intake)?.merge(super::common_routes())))
+}
+
+/// An HTTP API with a named stage sends `rawPath` with the stage in front (`/prod/v1/leads`), which
+/// `lambda_http` passes on as it is: strip `/$HUBRELAY_STAGE` (set by the template) so the routes match.
+/// Paths without the prefix (the `$default` stage) pass unchanged.
+fn without_stage(app: Router) -> Router {
+    let Some(prefix) = std::env::var("HUBRELAY_STAGE").ok().filter(|s| !s.is_empty() && s != "$default") else {
+        return app;
+    };
+    let prefix = format!("/{prefix}");
+    // A layer on a router runs after its routing: rewrite in an outer router whose only route is the fallback.
+    Router::new().fallback_service(app).layer(axum::middleware::map_request(move |req: axum::extract::Request| {
+        let prefix = prefix.clone();
+        async move { strip_prefix(req, &prefix) }
+    }))
+}
+
+fn strip_prefix(mut req: axum::extract::Request, prefix: &str) -> axum::extract::Request {
+    let Some(pq) = req.uri().path_and_query() else { return req };
+    let rest = match pq.as_str().strip_prefix(prefix) {
+        Some(rest) if rest.starts_with('/') => rest.to_string(),
+        Some(rest) if rest.is_empty() || rest.starts_with('?') => format!("/{rest}"),
+        _ => return req,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = rest.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 /// JSON logs for CloudWatch; level from `RUST_LOG` (default info).
@@ -184,4 +216,23 @@ pub fn init_json_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().json().with_env_filter(filter).without_time().try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_prefix;
+
+    fn path(uri: &str) -> String {
+        let req = axum::extract::Request::builder().uri(uri).body(axum::body::Body::empty()).unwrap();
+        strip_prefix(req, "/prod").uri().to_string()
+    }
+
+    #[test]
+    fn the_stage_prefix_is_stripped_only_when_present() {
+        assert_eq!(path("/prod/v1/leads"), "/v1/leads");
+        assert_eq!(path("/prod/v1/leads?x=1"), "/v1/leads?x=1");
+        assert_eq!(path("/v1/leads"), "/v1/leads");
+        assert_eq!(path("/production/v1/leads"), "/production/v1/leads");
+        assert_eq!(path("/prod"), "/");
+    }
 }

@@ -148,9 +148,12 @@ fn moto_binary() -> Result<PathBuf, String> {
             Err(format!("{hint}; HUBRELAY_MOTO_SERVER={} does not exist", path.display()))
         };
     }
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the shared crate sits inside the workspace")
+    // The workspace root: the first ancestor of this crate holding scripts/moto-server.
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest
+        .ancestors()
+        .find(|dir| dir.join("scripts/moto-server").is_file())
+        .unwrap_or(manifest.parent().expect("the crate sits inside the workspace"))
         .to_path_buf();
     let path = workspace.join("scripts/moto-server");
     if path.is_file() && workspace.join(".tools/venv/bin/python").is_file() {

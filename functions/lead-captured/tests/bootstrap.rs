@@ -1,0 +1,64 @@
+//! The real `lead-captured` bootstrap under a Lambda Runtime API emulator, invoked with API Gateway HTTP API
+//! events, against moto server (DynamoDB, SQS, SSM) and the HubSpot sandbox: init reads the token from SSM,
+//! a lead becomes a contact with its idempotency record in DynamoDB, a lead HubSpot refuses for now lands on
+//! the SQS retry queue, bad input gets a JSON 4xx.
+
+#[path = "../../../shared/tests/support/moto.rs"]
+mod moto;
+#[path = "../../../shared/tests/support/runtime.rs"]
+mod runtime;
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::{json, Value};
+
+const FIXTURE: &str = include_str!("../../../shared/tests/fixtures/apigw-http-post-lead.json");
+const AUTH: (&str, &str) = ("authorization", "Bearer bootstrap-token");
+
+async fn invoke(f: &runtime::Function, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let id = f.emulator.push(runtime::http_api_event(FIXTURE, "/v1/leads", headers, body));
+    let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response, not an error");
+    let status = answer["statusCode"].as_u64().expect("statusCode") as u16;
+    let body: Value = serde_json::from_str(answer["body"].as_str().expect("body")).expect("JSON body");
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bootstrap_serves_api_gateway_events_against_dynamodb_sqs_and_hubspot() {
+    let stage = runtime::aws_stage().await;
+    let f = runtime::start(Path::new(env!("CARGO_BIN_EXE_lead-captured")), "lead-captured", &stage.env).await;
+
+    let lead = json!({"email": "bootstrap@example.com", "first_name": "Boot"}).to_string();
+    let (status, body) = invoke(&f, &[AUTH, ("idempotency-key", "boot-1")], &lead).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("delivered")), "{body}");
+    assert!(f.emulator.ready_at().is_some());
+    assert_eq!(stage.sandbox.sandbox.contact_count().unwrap(), 1);
+    let record = stage
+        .dynamo
+        .get_item()
+        .table_name(&stage.table)
+        .key("id", AttributeValue::S("lead-captured:key:boot-1".into()));
+    let record = record.send().await.unwrap().item.expect("idempotency record in DynamoDB");
+    assert_eq!(record["status"], AttributeValue::S("COMPLETED".into()));
+
+    // HubSpot down: 202 queued, and the message is on moto's SQS retry queue (after its 5 s delay).
+    stage.sandbox.sandbox.set_faults(hubrelay::sandbox::Faults {
+        failure_rate: 1.0,
+        failure_status: 503,
+        ..Default::default()
+    });
+    let (status, body) = invoke(&f, &[AUTH], &json!({"email": "later@example.com"}).to_string()).await;
+    assert_eq!((status, body["status"].as_str()), (202, Some("queued")), "{body}");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let out = stage.sqs.receive_message().queue_url(&stage.queue_url).wait_time_seconds(2).send().await.unwrap();
+    let message: Value = serde_json::from_str(out.messages()[0].body().unwrap()).unwrap();
+    assert_eq!(message["event_id"], body["event_id"]);
+
+    // Bad input and bad credentials: JSON errors, and the process keeps serving.
+    let (status, body) = invoke(&f, &[AUTH], "{not json").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("malformed_json")));
+    let (status, body) = invoke(&f, &[("authorization", "Bearer wrong")], &lead).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_token")));
+}

@@ -1,0 +1,89 @@
+//! The real `retry-worker` bootstrap under a Lambda Runtime API emulator, invoked with SQS events (built from
+//! the committed fixture) against moto server and the HubSpot sandbox: a queued lead is delivered and the
+//! batch reports no failures; a message whose schedule is spent moves to moto's dead-letter queue.
+
+#[path = "../../../shared/tests/support/moto.rs"]
+mod moto;
+#[path = "../../../shared/tests/support/runtime.rs"]
+mod runtime;
+
+use std::path::Path;
+use std::time::Duration;
+
+use hubrelay::domain::{AttemptOutcome, DeliveryAttempt, FunctionName, RetryMessage};
+use serde_json::{json, Value};
+
+const FIXTURE: &str = include_str!("../../../shared/tests/fixtures/sqs-event-retry-queue.json");
+
+fn message(email: &str, failed_attempts: u32) -> RetryMessage {
+    let now = time::OffsetDateTime::now_utc();
+    let attempts = (1..=failed_attempts)
+        .map(|attempt| DeliveryAttempt {
+            attempt,
+            at: now,
+            outcome: AttemptOutcome::Retryable,
+            status: Some(503),
+            correlation_id: None,
+            error_code: Some("hubspot_unavailable".into()),
+            error: Some("Service Unavailable".into()),
+        })
+        .collect();
+    RetryMessage {
+        version: RetryMessage::VERSION,
+        event_id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        function: FunctionName::LeadCaptured,
+        idempotency_key: format!("lead-captured:body:{email}"),
+        received_at: now,
+        event: json!({"email": email, "first_name": "Queued"}),
+        attempts,
+        not_before: now,
+        dead_letter_reason: None,
+        schedule_offset: 0,
+    }
+}
+
+/// The fixture's first record, once per message, with the message as its body.
+fn sqs_event(messages: &[&RetryMessage]) -> Value {
+    let fixture: Value = serde_json::from_str(FIXTURE).unwrap();
+    let template = fixture["Records"][0].clone();
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let mut r = template.clone();
+            r["messageId"] = uuid::Uuid::new_v4().to_string().into();
+            r["body"] = serde_json::to_string(m).unwrap().into();
+            r["messageAttributes"]["event_id"]["stringValue"] = m.event_id.clone().into();
+            r
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bootstrap_delivers_queued_leads_and_dead_letters_spent_ones() {
+    let stage = runtime::aws_stage().await;
+    let f = runtime::start(Path::new(env!("CARGO_BIN_EXE_retry-worker")), "retry-worker", &stage.env).await;
+
+    let queued = message("queued@example.com", 1);
+    let spent = message("spent@example.com", 10);
+    stage.sandbox.sandbox.set_faults(hubrelay::sandbox::Faults::default());
+    let id = f.emulator.push(sqs_event(&[&queued]));
+    let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response");
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    assert_eq!(stage.sandbox.sandbox.contact_count().unwrap(), 1);
+
+    // HubSpot still down for the last step of the schedule: the message goes to the DLQ with its history.
+    stage.sandbox.sandbox.set_faults(hubrelay::sandbox::Faults {
+        failure_rate: 1.0,
+        failure_status: 503,
+        ..Default::default()
+    });
+    let id = f.emulator.push(sqs_event(&[&spent]));
+    let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response");
+    assert_eq!(answer, json!({"batchItemFailures": []}), "dead-lettered by our code, not retried by SQS");
+    let out = stage.sqs.receive_message().queue_url(&stage.dlq_url).wait_time_seconds(2).send().await.unwrap();
+    let parked: RetryMessage = serde_json::from_str(out.messages()[0].body().unwrap()).unwrap();
+    assert_eq!(parked.event_id, spent.event_id);
+    assert_eq!(parked.attempts.len(), 11);
+    assert_eq!(parked.dead_letter_reason.unwrap().code, "retries_exhausted");
+}
