@@ -1,0 +1,116 @@
+//! Cold-start benchmark of the Lambda bootstraps: each function's release binary (built without the `local`
+//! feature, as deployed) is started under a Lambda Runtime API emulator against moto server and the HubSpot
+//! sandbox, and measured: time from process start to its first `GET /runtime/invocation/next` (init done:
+//! settings, the SSM secret read from moto, AWS and HubSpot clients), the first event's latency, and the
+//! process's peak RSS. Medians of `--runs` fresh processes. Also prints the binaries' sizes (x86_64 here;
+//! `infra/build-lambdas` prints the arm64 ones).
+//!
+//! Run: `cargo build --release -p lead-captured -p status-update -p activity -p referral-event -p retry-worker`
+//!      then `cargo bench -p hubrelay-cli --bench cold_start -- [--runs 7]`
+//! (moto server from `scripts/install-test-tools`, or `HUBRELAY_MOTO_SERVER`).
+
+#[path = "../../shared/tests/support/moto.rs"]
+mod moto;
+#[path = "../../shared/tests/support/runtime.rs"]
+mod runtime;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const HTTP_FIXTURE: &str = include_str!("../../shared/tests/fixtures/apigw-http-post-lead.json");
+const SQS_FIXTURE: &str = include_str!("../../shared/tests/fixtures/sqs-event-retry-queue.json");
+const AUTH: (&str, &str) = ("authorization", "Bearer bootstrap-token");
+
+fn release_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("release")
+}
+
+fn sqs_event(email: &str) -> Value {
+    let now = time::OffsetDateTime::now_utc();
+    let message = hubrelay::domain::RetryMessage {
+        version: hubrelay::domain::RetryMessage::VERSION,
+        event_id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        function: hubrelay::domain::FunctionName::LeadCaptured,
+        idempotency_key: format!("lead-captured:body:{email}"),
+        received_at: now,
+        event: json!({"email": email}),
+        attempts: vec![],
+        not_before: now,
+        dead_letter_reason: None,
+        schedule_offset: 0,
+    };
+    let mut event: Value = serde_json::from_str(SQS_FIXTURE).unwrap();
+    let mut record = event["Records"][0].clone();
+    record["body"] = serde_json::to_string(&message).unwrap().into();
+    event["Records"] = json!([record]);
+    event
+}
+
+/// The first event each function gets.
+fn first_event(function: &str, contact_id: &str, run: usize) -> Value {
+    let email = format!("cold-{function}-{run}@example.com");
+    let http = |path: &str, body: Value| runtime::http_api_event(HTTP_FIXTURE, path, &[AUTH], &body.to_string());
+    match function {
+        "lead-captured" => http("/v1/leads", json!({"email": email})),
+        "status-update" => http("/v1/leads/status", json!({"contact_id": contact_id, "status": "Viewed"})),
+        "activity" => http("/v1/leads/activities", json!({"contact_id": contact_id, "type": "note", "body": email})),
+        "referral-event" => http(
+            "/v1/referrals/extole",
+            json!({"event": "Share Link Created", "email": email, "share_link": "https://refer.example.com/x", "share_code": "x"}),
+        ),
+        _ => sqs_event(&email),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let runs = argv.iter().position(|a| a == "--runs").and_then(|i| argv.get(i + 1)?.parse().ok()).unwrap_or(7);
+    let stage = runtime::aws_stage().await;
+    let hs = hubrelay::hubspot::HubSpotClient::new(&stage.sandbox.url(), "bootstrap-sandbox-token", Duration::from_secs(5))
+        .unwrap();
+    let upsert = hubrelay::domain::ContactUpsert { email: "cold@example.com".into(), properties: Default::default() };
+    let contact_id = hubrelay::hubspot::HubSpot::upsert_contacts(&hs, &[upsert]).await.unwrap().remove(0).id;
+
+    println!("cold start, medians of {runs} runs (x86_64 release, moto and the sandbox on loopback)");
+    println!("{:<16} {:>10} {:>12} {:>14} {:>10}", "function", "init ms", "1st event ms", "peak RSS MiB", "size MiB");
+    for function in ["lead-captured", "status-update", "activity", "referral-event", "retry-worker"] {
+        let binary = release_dir().join(function);
+        let size = std::fs::metadata(&binary)
+            .unwrap_or_else(|_| panic!("{} missing: build the release binaries first (see the header)", binary.display()))
+            .len();
+        let (mut init, mut first, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..runs {
+            let f = runtime::start(&binary, function, &stage.env).await;
+            while f.emulator.ready_at().is_none() {
+                assert!(f.started.elapsed() < Duration::from_secs(20), "{function} never became ready");
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            init.push((f.emulator.ready_at().unwrap() - f.started).as_secs_f64() * 1000.0);
+            let sent = Instant::now();
+            let id = f.emulator.push(first_event(function, &contact_id, run));
+            let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response");
+            first.push(sent.elapsed().as_secs_f64() * 1000.0);
+            let status = answer.get("statusCode").and_then(Value::as_u64);
+            assert!(status.is_none_or(|s| s < 300), "{function}: {answer}");
+            rss.push(f.peak_rss_kib().unwrap_or(0) as f64 / 1024.0);
+        }
+        println!(
+            "{function:<16} {:>10.1} {:>12.1} {:>14.1} {:>10.2}",
+            median(init),
+            median(first),
+            median(rss),
+            size as f64 / 1_048_576.0
+        );
+    }
+}
