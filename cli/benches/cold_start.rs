@@ -77,8 +77,9 @@ async fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let runs = argv.iter().position(|a| a == "--runs").and_then(|i| argv.get(i + 1)?.parse().ok()).unwrap_or(7);
     let stage = runtime::aws_stage().await;
-    let hs = hubrelay::hubspot::HubSpotClient::new(&stage.sandbox.url(), "bootstrap-sandbox-token", Duration::from_secs(5))
-        .unwrap();
+    let hs =
+        hubrelay::hubspot::HubSpotClient::new(&stage.sandbox.url(), "bootstrap-sandbox-token", Duration::from_secs(5))
+            .unwrap();
     let upsert = hubrelay::domain::ContactUpsert { email: "cold@example.com".into(), properties: Default::default() };
     let contact_id = hubrelay::hubspot::HubSpot::upsert_contacts(&hs, &[upsert]).await.unwrap().remove(0).id;
 
@@ -87,7 +88,9 @@ async fn main() {
     for function in ["lead-captured", "status-update", "activity", "referral-event", "retry-worker"] {
         let binary = release_dir().join(function);
         let size = std::fs::metadata(&binary)
-            .unwrap_or_else(|_| panic!("{} missing: build the release binaries first (see the header)", binary.display()))
+            .unwrap_or_else(|_| {
+                panic!("{} missing: build the release binaries first (see the header)", binary.display())
+            })
             .len();
         let (mut init, mut first, mut rss) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..runs {
