@@ -4,58 +4,22 @@
 
 mod support;
 
-use std::time::Duration;
-
 use hubrelay::handler::lambda::{retry_worker_app, InitError};
-use hubrelay::hubspot::HubSpotClient;
-use hubrelay::mapping::Mapping;
-use hubrelay::sandbox::{self, SandboxOptions};
 use serde_json::json;
-use support::moto;
+use support::runtime;
 use support::worker::{body, message_id, retry_message, sqs_event};
 use time::OffsetDateTime;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_worker_app_reads_its_settings_and_handles_an_sqs_event() {
-    let server = moto::shared();
-    let sqs = moto::sqs(server);
-    let dynamo = moto::dynamodb(server);
-    let ssm = moto::ssm(server);
-
-    let table = moto::idempotency_table(&dynamo).await;
-    let (queue_url, dlq_url) = moto::retry_queues(&sqs).await;
-    let param = moto::secure_parameter(&ssm, "worker-app-token").await;
-
-    let sandbox = sandbox::spawn(
-        SandboxOptions { token: Some("worker-app-token".into()), ..SandboxOptions::default() },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let hs = HubSpotClient::new(&sandbox.url(), "worker-app-token", Duration::from_secs(5)).unwrap();
-    hubrelay::properties::sync(&hs, &Mapping::builtin("chat-widget").unwrap()).await.unwrap();
-
-    // What template.yaml gives the function: no sender auth settings at all.
-    for (k, v) in [
-        ("AWS_ENDPOINT_URL", server.endpoint()),
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("AWS_REGION", moto::REGION.into()),
-        ("HUBSPOT_TOKEN_SSM_PARAMETER", param.clone()),
-        ("HUBSPOT_BASE_URL", sandbox.url()),
-        ("HUBRELAY_MAPPING", "chat-widget".into()),
-        ("HUBRELAY_IDEMPOTENCY_TABLE", table.clone()),
-        ("HUBRELAY_RETRY_QUEUE_URL", queue_url.clone()),
-    ] {
+    let stage = runtime::aws_stage().await;
+    let (sandbox, queue_url, dlq_url) = (&stage.sandbox, stage.queue_url.clone(), stage.dlq_url.clone());
+    // What template.yaml gives the function: no sender auth settings at all (and, first, no DLQ).
+    let without = ["HUBRELAY_API_TOKENS", "HUBRELAY_DLQ_URL"];
+    for (k, v) in stage.env.iter().filter(|(k, _)| !without.contains(k)) {
         std::env::set_var(k, v);
     }
-    for k in [
-        "HUBSPOT_TOKEN",
-        "HUBRELAY_API_TOKENS",
-        "HUBRELAY_WEBHOOK_SECRETS",
-        "HUBSPOT_CLIENT_SECRET",
-        "HUBRELAY_DLQ_URL",
-    ] {
+    for k in ["HUBSPOT_TOKEN", "HUBRELAY_WEBHOOK_SECRETS", "HUBSPOT_CLIENT_SECRET"].iter().chain(&without) {
         std::env::remove_var(k);
     }
     match retry_worker_app().await {

@@ -4,13 +4,14 @@
 
 #[path = "../../shared/tests/support/moto.rs"]
 mod moto;
+#[path = "../../shared/tests/support/runtime.rs"]
+mod runtime;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
 use hubrelay::domain::RetryMessage;
 use hubrelay::hubspot::{EngagementKind, HubSpotClient};
-use hubrelay::mapping::Mapping;
-use hubrelay::sandbox::{self, SandboxOptions};
+use hubrelay::sandbox;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -20,7 +21,7 @@ async fn post(app: &axum::Router, body: &Value, key: Option<&str>) -> (u16, bool
 
 async fn post_to(app: &axum::Router, path: &str, body: &Value, key: Option<&str>) -> (u16, bool, Value) {
     let mut req = http::Request::post(path)
-        .header("authorization", "Bearer lambda-token")
+        .header("authorization", format!("Bearer {}", runtime::API_TOKEN))
         .header("content-type", "application/json");
     if let Some(k) = key {
         req = req.header("idempotency-key", k);
@@ -40,39 +41,12 @@ async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<RetryMessage> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lead_captured_on_aws_adapters() {
-    let server = moto::shared();
-    let dynamo = moto::dynamodb(server);
-    let sqs = moto::sqs(server);
-    let ssm = moto::ssm(server);
-
-    let table = moto::idempotency_table(&dynamo).await;
-    let (queue_url, dlq_url) = moto::retry_queues(&sqs).await;
-
-    // The HubSpot token lives in SSM, as in AWS.
-    let param = moto::secure_parameter(&ssm, "lambda-sandbox-token").await;
-
-    let sandbox = sandbox::spawn(
-        SandboxOptions { token: Some("lambda-sandbox-token".into()), ..SandboxOptions::default() },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let hs = HubSpotClient::new(&sandbox.url(), "lambda-sandbox-token", std::time::Duration::from_secs(5)).unwrap();
-    hubrelay::properties::sync(&hs, &Mapping::builtin("chat-widget").unwrap()).await.unwrap();
-
-    for (k, v) in [
-        ("AWS_ENDPOINT_URL", server.endpoint()),
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("AWS_REGION", moto::REGION.into()),
-        ("HUBSPOT_TOKEN_SSM_PARAMETER", param.clone()),
-        ("HUBSPOT_BASE_URL", sandbox.url()),
-        ("HUBRELAY_API_TOKENS", "lambda-token".into()),
-        ("HUBRELAY_MAPPING", "chat-widget".into()),
-        ("HUBRELAY_IDEMPOTENCY_TABLE", table.clone()),
-        ("HUBRELAY_RETRY_QUEUE_URL", queue_url.clone()),
-        ("HUBRELAY_DLQ_URL", dlq_url.clone()),
-    ] {
+    // moto (table, queues, the HubSpot token in SSM) and the sandbox, as the bootstrap tests use them.
+    let stage = runtime::aws_stage().await;
+    let (dynamo, sqs, sandbox) = (stage.dynamo.clone(), stage.sqs.clone(), &stage.sandbox);
+    let (table, queue_url, dlq_url) = (stage.table.clone(), stage.queue_url.clone(), stage.dlq_url.clone());
+    let hs = HubSpotClient::new(&sandbox.url(), runtime::SANDBOX_TOKEN, std::time::Duration::from_secs(5)).unwrap();
+    for (k, v) in &stage.env {
         std::env::set_var(k, v);
     }
     std::env::remove_var("HUBSPOT_TOKEN");

@@ -199,13 +199,17 @@ pub struct AwsStage {
     pub env: Vec<(&'static str, String)>,
 }
 
+/// The HubSpot sandbox's token (also in SSM, as `HUBSPOT_TOKEN_SSM_PARAMETER`) and the senders' API token.
+pub const SANDBOX_TOKEN: &str = "bootstrap-sandbox-token";
+pub const API_TOKEN: &str = "bootstrap-token";
+
 pub async fn aws_stage() -> AwsStage {
     use super::moto;
     let server = moto::shared();
     let (dynamo, sqs, ssm) = (moto::dynamodb(server), moto::sqs(server), moto::ssm(server));
     let table = moto::idempotency_table(&dynamo).await;
     let (queue_url, dlq_url) = moto::retry_queues(&sqs).await;
-    let token = "bootstrap-sandbox-token";
+    let token = SANDBOX_TOKEN;
     let param = moto::secure_parameter(&ssm, token).await;
     let options = hubrelay::sandbox::SandboxOptions { token: Some(token.into()), ..Default::default() };
     let sandbox = hubrelay::sandbox::spawn(options, "127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -222,7 +226,7 @@ pub async fn aws_stage() -> AwsStage {
         ("HUBRELAY_STAGE", "prod".into()),
         ("HUBSPOT_TOKEN_SSM_PARAMETER", param),
         ("HUBSPOT_BASE_URL", sandbox.url()),
-        ("HUBRELAY_API_TOKENS", "bootstrap-token".into()),
+        ("HUBRELAY_API_TOKENS", API_TOKEN.into()),
         ("HUBRELAY_MAPPING", "chat-widget".into()),
         ("HUBRELAY_IDEMPOTENCY_TABLE", table.clone()),
         ("HUBRELAY_RETRY_QUEUE_URL", queue_url.clone()),
