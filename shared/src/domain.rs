@@ -110,6 +110,28 @@ fn is_zero(n: &u32) -> bool {
 impl RetryMessage {
     pub const VERSION: u32 = 1;
 
+    /// A message for an event accepted at `now` (due at once, no attempts yet).
+    pub fn new(
+        function: FunctionName,
+        event_id: &str,
+        idempotency_key: &str,
+        event: serde_json::Value,
+        now: OffsetDateTime,
+    ) -> Self {
+        RetryMessage {
+            version: Self::VERSION,
+            event_id: event_id.to_string(),
+            function,
+            idempotency_key: idempotency_key.to_string(),
+            received_at: now,
+            event,
+            attempts: Vec::new(),
+            not_before: now,
+            dead_letter_reason: None,
+            schedule_offset: 0,
+        }
+    }
+
     pub fn last_attempt(&self) -> Option<&DeliveryAttempt> {
         self.attempts.last()
     }

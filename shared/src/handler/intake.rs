@@ -119,18 +119,9 @@ impl Intake {
         error: &HubSpotError,
         now: OffsetDateTime,
     ) -> RetryMessage {
-        RetryMessage {
-            version: RetryMessage::VERSION,
-            event_id: event_id.to_string(),
-            function,
-            idempotency_key: key.to_string(),
-            received_at: now,
-            event,
-            attempts: vec![attempt_record(1, now, error)],
-            not_before: now,
-            dead_letter_reason: None,
-            schedule_offset: 0,
-        }
+        let mut message = RetryMessage::new(function, event_id, key, event, now);
+        message.attempts.push(attempt_record(1, now, error));
+        message
     }
 
     /// Queue a retryable failure on the schedule (202 `queued`) or park the rest in the DLQ (202
@@ -190,26 +181,16 @@ impl Intake {
         contact_id: Option<String>,
         now: OffsetDateTime,
     ) {
-        let message = RetryMessage {
-            version: RetryMessage::VERSION,
-            event_id: event_id.to_string(),
-            function,
-            idempotency_key: String::new(),
-            received_at: now,
-            event,
-            attempts: vec![DeliveryAttempt {
-                attempt: 1,
-                at: now,
-                outcome: AttemptOutcome::Delivered,
-                status: Some(200),
-                correlation_id: None,
-                error_code: None,
-                error: None,
-            }],
-            not_before: now,
-            dead_letter_reason: None,
-            schedule_offset: 0,
-        };
+        let mut message = RetryMessage::new(function, event_id, "", event, now);
+        message.attempts.push(DeliveryAttempt {
+            attempt: 1,
+            at: now,
+            outcome: AttemptOutcome::Delivered,
+            status: Some(200),
+            correlation_id: None,
+            error_code: None,
+            error: None,
+        });
         self.log(&message, status, None, contact_id, None, now).await;
     }
 

@@ -210,18 +210,8 @@ impl ReferralService {
                 }
             }
             let event_id = new_event_id();
-            let message = RetryMessage {
-                version: RetryMessage::VERSION,
-                event_id: event_id.clone(),
-                function: FUNCTION,
-                idempotency_key: key.to_string(),
-                received_at: now,
-                event: serde_json::to_value(&action).unwrap_or(Value::Null),
-                attempts: Vec::new(),
-                not_before: now,
-                dead_letter_reason: None,
-                schedule_offset: 0,
-            };
+            let event = serde_json::to_value(&action).unwrap_or(Value::Null);
+            let message = RetryMessage::new(FUNCTION, &event_id, key, event, now);
             if let Err(e) = self.intake.queue.enqueue(&message).await {
                 tracing::error!(event_id, error = %e, "retry queue unavailable");
                 if let Some(dk) = &dedupe {
