@@ -31,19 +31,15 @@ fn release_dir() -> PathBuf {
 }
 
 fn sqs_event(email: &str) -> Value {
-    let now = time::OffsetDateTime::now_utc();
-    let message = hubrelay::domain::RetryMessage {
-        version: hubrelay::domain::RetryMessage::VERSION,
-        event_id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
-        function: hubrelay::domain::FunctionName::LeadCaptured,
-        idempotency_key: format!("lead-captured:body:{email}"),
-        received_at: now,
-        event: json!({"email": email}),
-        attempts: vec![],
-        not_before: now,
-        dead_letter_reason: None,
-        schedule_offset: 0,
-    };
+    let event_id = format!("evt_{}", uuid::Uuid::new_v4().simple());
+    let key = format!("lead-captured:body:{email}");
+    let message = hubrelay::domain::RetryMessage::new(
+        hubrelay::domain::FunctionName::LeadCaptured,
+        &event_id,
+        &key,
+        json!({"email": email}),
+        time::OffsetDateTime::now_utc(),
+    );
     let mut event: Value = serde_json::from_str(SQS_FIXTURE).unwrap();
     let mut record = event["Records"][0].clone();
     record["body"] = serde_json::to_string(&message).unwrap().into();
