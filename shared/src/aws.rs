@@ -4,13 +4,24 @@
 //! *name* of an SSM SecureString parameter (`NAME_SSM_PARAMETER`) and reads it once, at cold start. Local runs and
 //! tests may set `NAME` itself.
 
-/// Shared SDK config from the default provider chain (region, credentials, retries).
+use std::collections::HashMap;
+
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+
+/// The HTTPS client every AWS SDK client uses: hyper 1 + rustls on ring, the TLS stack reqwest (HubSpot,
+/// partners) already links, so a bootstrap carries one TLS implementation (the SDK's default would add
+/// aws-lc-rs). Certificates come from the system store, as with the SDK's default client.
+pub fn http_client() -> aws_sdk_ssm::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
+/// Shared SDK config from the default provider chain (region, credentials, retries), on [`http_client`].
 ///
 /// The SDK honours `AWS_ENDPOINT_URL` (every service) and `AWS_ENDPOINT_URL_<SERVICE>` (`_DYNAMODB`, `_SQS`,
 /// `_SSM`) when a service client is built from this config, so tests and local runs can point at a moto server
 /// without code changes.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client()).load().await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,14 +49,35 @@ pub async fn secret_from_lookup(
     name: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<String>, AwsConfigError> {
+    Ok(secrets_from_lookup(ssm, &[name], lookup).await?.remove(name))
+}
+
+/// [`secret_from_lookup`] for several secrets: the SSM reads run concurrently, so a cold start waits for one
+/// round trip, not one per secret. Secrets configured nowhere are absent from the map.
+///
+/// A parameter named `/aws/reference/secretsmanager/<secret>` is a Secrets Manager secret, which SSM returns
+/// like a SecureString (same call, same decryption flag).
+pub async fn secrets_from_lookup(
+    ssm: &aws_sdk_ssm::Client,
+    names: &[&str],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<HashMap<String, String>, AwsConfigError> {
     let non_empty = |v: Option<String>| v.filter(|v| !v.is_empty());
-    if let Some(value) = non_empty(lookup(name)) {
-        return Ok(Some(value));
+    let mut found = HashMap::new();
+    let mut reads = tokio::task::JoinSet::new();
+    for name in names {
+        if let Some(value) = non_empty(lookup(name)) {
+            found.insert(name.to_string(), value);
+        } else if let Some(parameter) = non_empty(lookup(&ssm_parameter_var(name))) {
+            let (ssm, name) = (ssm.clone(), name.to_string());
+            reads.spawn(async move { read_parameter(&ssm, &parameter).await.map(|value| (name, value)) });
+        }
     }
-    match non_empty(lookup(&ssm_parameter_var(name))) {
-        Some(parameter) => read_parameter(ssm, &parameter).await.map(Some),
-        None => Ok(None),
+    while let Some(read) = reads.join_next().await {
+        let (name, value) = read.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        found.insert(name, value);
     }
+    Ok(found)
 }
 
 /// Like [`secret_from_env`], but a secret that is configured nowhere is an error naming both variables.

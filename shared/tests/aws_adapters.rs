@@ -411,6 +411,66 @@ async fn secrets_come_from_the_variable_or_the_named_ssm_parameter() {
     }
 }
 
+#[tokio::test]
+async fn secrets_come_from_secrets_manager_through_the_ssm_reference_path() {
+    let server = moto::shared();
+    let ssm = moto::ssm(server);
+    let secret = format!("hubrelay/prod/{}", moto::unique("hubspot-token"));
+    secretsmanager(server)
+        .create_secret()
+        .name(&secret)
+        .secret_string("pat-na1-from-secrets-manager")
+        .send()
+        .await
+        .expect("create secret");
+    let parameter = format!("/hubrelay/{}", moto::unique("api-tokens"));
+    ssm.put_parameter()
+        .name(&parameter)
+        .value("old,new")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("put parameter");
+    let reference = format!("/aws/reference/secretsmanager/{secret}");
+    let env: HashMap<&str, &str> = HashMap::from([
+        ("HUBSPOT_TOKEN_SSM_PARAMETER", reference.as_str()),
+        ("HUBRELAY_API_TOKENS_SSM_PARAMETER", parameter.as_str()),
+        ("HUBRELAY_MAPPING", "chat-widget"),
+    ]);
+    let lookup = |name: &str| env.get(name).map(|v| v.to_string());
+
+    // Both stores in one call, as the Lambdas read them at init; an unconfigured secret is simply absent.
+    let names = ["HUBSPOT_TOKEN", "HUBRELAY_API_TOKENS", "HUBRELAY_WEBHOOK_SECRETS"];
+    let secrets = hubrelay::aws::secrets_from_lookup(&ssm, &names, lookup).await.unwrap();
+    assert_eq!(
+        secrets,
+        HashMap::from([
+            ("HUBSPOT_TOKEN".to_string(), "pat-na1-from-secrets-manager".to_string()),
+            ("HUBRELAY_API_TOKENS".to_string(), "old,new".to_string()),
+        ])
+    );
+
+    // A secret that does not exist fails the whole read, naming the reference.
+    let missing = format!("{reference}-missing");
+    let broken = |name: &str| (name == "HUBSPOT_TOKEN_SSM_PARAMETER").then(|| missing.clone()).or_else(|| lookup(name));
+    match hubrelay::aws::secrets_from_lookup(&ssm, &names, broken).await {
+        Err(AwsConfigError::Ssm { parameter: p, .. }) => assert_eq!(p, missing),
+        other => panic!("expected an SSM error, got {other:?}"),
+    }
+}
+
+fn secretsmanager(server: &moto::MotoServer) -> aws_sdk_secretsmanager::Client {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(moto::REGION))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .endpoint_url(server.endpoint())
+        .http_client(hubrelay::aws::http_client())
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The harness itself
 

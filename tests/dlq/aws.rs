@@ -242,6 +242,7 @@ fn cloudformation(server: &moto::MotoServer) -> aws_sdk_cloudformation::Client {
             "testing", "testing", None, None, "moto",
         ))
         .endpoint_url(server.endpoint())
+        .http_client(hubrelay::aws::http_client())
         .build();
     aws_sdk_cloudformation::Client::from_conf(config)
 }

@@ -3,12 +3,11 @@
 //! `activity`) or the SQS handler
 //! for `lambda_runtime::run` (`retry-worker`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 
-use crate::aws::{sdk_config, secret_from_env};
+use crate::aws::{sdk_config, secrets_from_lookup};
 use crate::config::{ConfigError, HubSpotTarget, Layer, RelaySettings};
 use crate::domain::FunctionName;
 use crate::hubspot::{HubSpot, HubSpotClient};
@@ -52,12 +51,9 @@ fn required(name: &'static str) -> Result<String, InitError> {
 
 /// Settings from the environment, each secret resolved from SSM when only `<NAME>_SSM_PARAMETER` is set.
 async fn load_settings(ssm: &aws_sdk_ssm::Client) -> Result<RelaySettings, InitError> {
-    let mut secrets = HashMap::new();
-    for name in SECRETS {
-        if let Some(v) = secret_from_env(ssm, name).await.map_err(|e| InitError::Aws(e.to_string()))? {
-            secrets.insert(name, v);
-        }
-    }
+    let secrets = secrets_from_lookup(ssm, &SECRETS, |var| std::env::var(var).ok())
+        .await
+        .map_err(|e| InitError::Aws(e.to_string()))?;
     let env = |k: &str| secrets.get(k).cloned().or_else(|| std::env::var(k).ok());
     Ok(RelaySettings::from_layer(&Layer::from_env(&env)?)?)
 }
@@ -211,16 +207,43 @@ fn strip_prefix(mut req: axum::extract::Request, prefix: &str) -> axum::extract:
     req
 }
 
-/// JSON logs for CloudWatch; level from `RUST_LOG` (default info).
+/// JSON logs for CloudWatch; levels from `RUST_LOG` (default info), as `level` or `target=level,...`
+/// directives: `Targets` takes those without EnvFilter's regex engine, which would add to every bootstrap.
 pub fn init_json_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).without_time().try_init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().json().without_time())
+        .with(filter)
+        .try_init();
+}
+
+/// `RUST_LOG` as a filter; unset, empty or unreadable means `info` (a typo must not silence the logs).
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
+    rust_log
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::strip_prefix;
+    use super::{log_filter, strip_prefix};
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_sets_the_levels_and_anything_unreadable_means_info() {
+        let f = log_filter(Some("warn,hubrelay=debug"));
+        assert!(f.would_enable("hubrelay::worker", &Level::DEBUG));
+        assert!(!f.would_enable("aws_smithy_runtime", &Level::INFO));
+        assert!(f.would_enable("aws_smithy_runtime", &Level::WARN));
+        for unreadable in [None, Some(""), Some("hubrelay=loud")] {
+            let f = log_filter(unreadable);
+            assert!(f.would_enable("hubrelay", &Level::INFO), "{unreadable:?}");
+            assert!(!f.would_enable("hubrelay", &Level::DEBUG), "{unreadable:?}");
+        }
+    }
 
     fn path(uri: &str) -> String {
         let req = axum::extract::Request::builder().uri(uri).body(axum::body::Body::empty()).unwrap();

@@ -193,6 +193,7 @@ pub fn dynamodb(server: &MotoServer) -> aws_sdk_dynamodb::Client {
         .region(aws_sdk_dynamodb::config::Region::new(REGION))
         .credentials_provider(credentials())
         .endpoint_url(server.endpoint())
+        .http_client(hubrelay::aws::http_client())
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
@@ -203,6 +204,7 @@ pub fn sqs(server: &MotoServer) -> aws_sdk_sqs::Client {
         .region(aws_sdk_sqs::config::Region::new(REGION))
         .credentials_provider(credentials())
         .endpoint_url(server.endpoint())
+        .http_client(hubrelay::aws::http_client())
         .build();
     aws_sdk_sqs::Client::from_conf(config)
 }
@@ -213,6 +215,7 @@ pub fn ssm(server: &MotoServer) -> aws_sdk_ssm::Client {
         .region(aws_sdk_ssm::config::Region::new(REGION))
         .credentials_provider(credentials())
         .endpoint_url(server.endpoint())
+        .http_client(hubrelay::aws::http_client())
         .build();
     aws_sdk_ssm::Client::from_conf(config)
 }
