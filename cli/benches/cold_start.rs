@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const HTTP_FIXTURE: &str = include_str!("../../shared/tests/fixtures/apigw-http-post-lead.json");
 const SQS_FIXTURE: &str = include_str!("../../shared/tests/fixtures/sqs-event-retry-queue.json");
 const AUTH: (&str, &str) = ("authorization", "Bearer bootstrap-token");
 
@@ -50,7 +49,8 @@ fn sqs_event(email: &str) -> Value {
 /// The first event each function gets.
 fn first_event(function: &str, contact_id: &str, run: usize) -> Value {
     let email = format!("cold-{function}-{run}@example.com");
-    let http = |path: &str, body: Value| runtime::http_api_event(HTTP_FIXTURE, path, &[AUTH], &body.to_string());
+    let http =
+        |path: &str, body: Value| runtime::http_api_event(runtime::HTTP_API_FIXTURE, path, &[AUTH], &body.to_string());
     match function {
         "lead-captured" => http("/v1/leads", json!({"email": email})),
         "status-update" => http("/v1/leads/status", json!({"contact_id": contact_id, "status": "Viewed"})),

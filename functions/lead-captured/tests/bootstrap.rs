@@ -14,15 +14,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 
-const FIXTURE: &str = include_str!("../../../shared/tests/fixtures/apigw-http-post-lead.json");
 const AUTH: (&str, &str) = ("authorization", "Bearer bootstrap-token");
 
 async fn invoke(f: &runtime::Function, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
-    let id = f.emulator.push(runtime::http_api_event(FIXTURE, "/v1/leads", headers, body));
-    let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response, not an error");
-    let status = answer["statusCode"].as_u64().expect("statusCode") as u16;
-    let body: Value = serde_json::from_str(answer["body"].as_str().expect("body")).expect("JSON body");
-    (status, body)
+    runtime::invoke_http(f, "/v1/leads", headers, body).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -186,6 +186,18 @@ pub fn http_api_event(fixture: &str, path: &str, headers: &[(&str, &str)], body:
     event
 }
 
+/// The committed API Gateway HTTP API (payload 2.0) event the HTTP functions' bootstrap tests start from.
+pub const HTTP_API_FIXTURE: &str = include_str!("../fixtures/apigw-http-post-lead.json");
+
+/// `POST {path}` to an HTTP function through the emulator: its status code and JSON body.
+pub async fn invoke_http(f: &Function, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let id = f.emulator.push(http_api_event(HTTP_API_FIXTURE, path, headers, body));
+    let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response, not an error");
+    let status = answer["statusCode"].as_u64().expect("statusCode") as u16;
+    let body: Value = serde_json::from_str(answer["body"].as_str().expect("body")).expect("JSON body");
+    (status, body)
+}
+
 /// What a bootstrap needs around it: moto (DynamoDB table, retry queue + DLQ, the HubSpot token in SSM) and
 /// the HubSpot sandbox with the mapping's properties; `env` is the function's environment as the template
 /// sets it.
