@@ -11,7 +11,6 @@ mod runtime;
 use std::path::Path;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 
 const AUTH: (&str, &str) = ("authorization", "Bearer bootstrap-token");
@@ -30,20 +29,14 @@ async fn the_bootstrap_serves_api_gateway_events_against_dynamodb_sqs_and_hubspo
     assert_eq!((status, body["status"].as_str()), (200, Some("delivered")), "{body}");
     assert!(f.emulator.ready_at().is_some());
     assert_eq!(stage.sandbox.sandbox.contact_count().unwrap(), 1);
-    let record = stage
-        .dynamo
-        .get_item()
-        .table_name(&stage.table)
-        .key("id", AttributeValue::S("lead-captured:key:boot-1".into()));
-    let record = record.send().await.unwrap().item.expect("idempotency record in DynamoDB");
-    assert_eq!(record["status"], AttributeValue::S("COMPLETED".into()));
+    assert_eq!(
+        stage.idempotency_status("lead-captured:key:boot-1").await.as_deref(),
+        Some("COMPLETED"),
+        "idempotency record in DynamoDB"
+    );
 
     // HubSpot down: 202 queued, and the message is on moto's SQS retry queue (after its 5 s delay).
-    stage.sandbox.sandbox.set_faults(hubrelay::sandbox::Faults {
-        failure_rate: 1.0,
-        failure_status: 503,
-        ..Default::default()
-    });
+    stage.hubspot_down(true);
     let (status, body) = invoke(&f, &[AUTH], &json!({"email": "later@example.com"}).to_string()).await;
     assert_eq!((status, body["status"].as_str()), (202, Some("queued")), "{body}");
     tokio::time::sleep(Duration::from_secs(6)).await;

@@ -143,20 +143,14 @@ async fn lead_captured_and_retry_worker_under_cargo_lambda_watch() {
         leads.post_lead(&[AUTH, ("idempotency-key", "watch-1")], &json!({"email": "watch@example.com"})).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("delivered")), "{body}");
     assert_eq!(stage.sandbox.sandbox.contact_count().unwrap(), 1);
-    let record = stage
-        .dynamo
-        .get_item()
-        .table_name(&stage.table)
-        .key("id", AttributeValue::S("lead-captured:key:watch-1".into()));
-    let record = record.send().await.unwrap().item.expect("idempotency record in DynamoDB");
-    assert_eq!(record["status"], AttributeValue::S("COMPLETED".into()));
+    assert_eq!(
+        stage.idempotency_status("lead-captured:key:watch-1").await.as_deref(),
+        Some("COMPLETED"),
+        "idempotency record in DynamoDB"
+    );
 
     // HubSpot down: queued on the retry queue (after its 5 s delay) ...
-    stage.sandbox.sandbox.set_faults(hubrelay::sandbox::Faults {
-        failure_rate: 1.0,
-        failure_status: 503,
-        ..Default::default()
-    });
+    stage.hubspot_down(true);
     let (status, body) = leads.post_lead(&[AUTH], &json!({"email": "retried@example.com"})).await;
     assert_eq!((status, body["status"].as_str()), (202, Some("queued")), "{body}");
     let mut messages = Vec::new();
@@ -168,7 +162,7 @@ async fn lead_captured_and_retry_worker_under_cargo_lambda_watch() {
     assert_eq!(messages.len(), 1, "the queued lead on moto's retry queue");
 
     // ... and HubSpot back: the worker delivers that message, reporting no failures.
-    stage.sandbox.sandbox.set_faults(hubrelay::sandbox::Faults::default());
+    stage.hubspot_down(false);
     let answer = worker.invoke("retry-worker", &sqs_event(&messages[0])).await;
     assert_eq!(answer, json!({"batchItemFailures": []}));
     assert_eq!(stage.sandbox.sandbox.contact_count().unwrap(), 2);

@@ -66,18 +66,14 @@ async fn the_bootstrap_delivers_queued_leads_and_dead_letters_spent_ones() {
 
     let queued = message("queued@example.com", 1);
     let spent = message("spent@example.com", 10);
-    stage.sandbox.sandbox.set_faults(hubrelay::sandbox::Faults::default());
+    stage.hubspot_down(false);
     let id = f.emulator.push(sqs_event(&[&queued]));
     let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response");
     assert_eq!(answer, json!({"batchItemFailures": []}));
     assert_eq!(stage.sandbox.sandbox.contact_count().unwrap(), 1);
 
     // HubSpot still down for the last step of the schedule: the message goes to the DLQ with its history.
-    stage.sandbox.sandbox.set_faults(hubrelay::sandbox::Faults {
-        failure_rate: 1.0,
-        failure_status: 503,
-        ..Default::default()
-    });
+    stage.hubspot_down(true);
     let id = f.emulator.push(sqs_event(&[&spent]));
     let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response");
     assert_eq!(answer, json!({"batchItemFailures": []}), "dead-lettered by our code, not retried by SQS");

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -245,4 +246,23 @@ pub async fn aws_stage() -> AwsStage {
         ("HUBRELAY_DLQ_URL", dlq_url.clone()),
     ];
     AwsStage { sandbox, dynamo, sqs, table, queue_url, dlq_url, env }
+}
+
+impl AwsStage {
+    /// The status (`COMPLETED`, `IN_PROGRESS`) of the idempotency record stored under `key`, if there is one.
+    pub async fn idempotency_status(&self, key: &str) -> Option<String> {
+        let item = self.dynamo.get_item().table_name(&self.table).key("id", AttributeValue::S(key.into()));
+        let item = item.send().await.expect("GetItem").item?;
+        item.get("status").and_then(|s| s.as_s().ok()).cloned()
+    }
+
+    /// HubSpot answers every call with 503 (`true`), or behaves again (`false`).
+    pub fn hubspot_down(&self, down: bool) {
+        let faults = if down {
+            hubrelay::sandbox::Faults { failure_rate: 1.0, failure_status: 503, ..Default::default() }
+        } else {
+            hubrelay::sandbox::Faults::default()
+        };
+        self.sandbox.sandbox.set_faults(faults);
+    }
 }
