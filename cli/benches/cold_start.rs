@@ -10,17 +10,14 @@
 //!      then `cargo bench -p hubrelay-cli --bench cold_start -- [--runs 7]`
 //! (moto server from `scripts/install-test-tools`, or `HUBRELAY_MOTO_SERVER`).
 
-#[path = "../../shared/tests/support/moto.rs"]
-mod moto;
-#[path = "../../shared/tests/support/runtime.rs"]
-mod runtime;
+use hubrelay_testkit::runtime;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const SQS_FIXTURE: &str = include_str!("../../shared/tests/fixtures/sqs-event-retry-queue.json");
+const SQS_FIXTURE: &str = hubrelay_testkit::runtime::SQS_EVENT_FIXTURE;
 const AUTH: (&str, &str) = ("authorization", "Bearer bootstrap-token");
 
 fn release_dir() -> PathBuf {
@@ -39,8 +36,8 @@ fn arm64_size(function: &str) -> Option<f64> {
 fn sqs_event(email: &str) -> Value {
     let event_id = format!("evt_{}", uuid::Uuid::new_v4().simple());
     let key = format!("lead-captured:body:{email}");
-    let message = hubrelay::domain::RetryMessage::new(
-        hubrelay::domain::FunctionName::LeadCaptured,
+    let message = hubrelay_core::domain::RetryMessage::new(
+        hubrelay_core::domain::FunctionName::LeadCaptured,
         &event_id,
         &key,
         json!({"email": email}),
@@ -90,10 +87,11 @@ async fn main() {
     let runs = argv.iter().position(|a| a == "--runs").and_then(|i| argv.get(i + 1)?.parse().ok()).unwrap_or(7);
     let stage = runtime::aws_stage().await;
     let hs =
-        hubrelay::hubspot::HubSpotClient::new(&stage.sandbox.url(), "bootstrap-sandbox-token", Duration::from_secs(5))
+        hubrelay_clients::HubSpotClient::new(&stage.sandbox.url(), "bootstrap-sandbox-token", Duration::from_secs(5))
             .unwrap();
-    let upsert = hubrelay::domain::ContactUpsert { email: "cold@example.com".into(), properties: Default::default() };
-    let contact_id = hubrelay::hubspot::HubSpot::upsert_contacts(&hs, &[upsert]).await.unwrap().remove(0).id;
+    let upsert =
+        hubrelay_core::domain::ContactUpsert { email: "cold@example.com".into(), properties: Default::default() };
+    let contact_id = hubrelay_core::hubspot::HubSpot::upsert_contacts(&hs, &[upsert]).await.unwrap().remove(0).id;
 
     let direct_env: Vec<(&str, String)> = stage
         .env

@@ -12,9 +12,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hubrelay::domain::{FunctionName, RetryMessage};
-use hubrelay::store::sqlite::{QueueChange, SqliteStore};
-use hubrelay::store::{EventFilter, EventLog, EventStatus};
+use hubrelay_core::domain::{FunctionName, RetryMessage};
+use hubrelay_core::store::{EventFilter, EventLog, EventStatus};
+use hubrelay_local::sqlite::{QueueChange, SqliteStore};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -130,7 +130,7 @@ async fn seed(store: &SqliteStore, args: &Args) {
     let mut changes = Vec::with_capacity(args.leads);
     for i in 0..args.leads {
         let body = lead(i, args.emails).to_string();
-        let parsed = hubrelay::lead::parse_json(body.as_bytes()).expect("bench lead parses");
+        let parsed = hubrelay_core::lead::parse_json(body.as_bytes()).expect("bench lead parses");
         changes.push(QueueChange::Requeue(RetryMessage {
             version: RetryMessage::VERSION,
             event_id: format!("evt_bench_{i:06}"),
@@ -217,15 +217,15 @@ async fn relay(args: &Args) -> RunResult {
 /// Read by email, then create or update: what search-then-create tools cost (two calls per lead).
 async fn baseline(args: &Args) -> RunResult {
     let dir = tempfile::tempdir().unwrap();
-    let opts = hubrelay::sandbox::SandboxOptions {
+    let opts = hubrelay_sandbox::hubspot::SandboxOptions {
         token: Some("bench".into()),
         db_path: Some(dir.path().join("sandbox.db")),
         ..Default::default()
     };
-    let sandbox = hubrelay::sandbox::spawn(opts, "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let mapping = hubrelay::mapping::Mapping::builtin("chat-widget").unwrap();
-    let client = hubrelay::hubspot::HubSpotClient::new(&sandbox.url(), "bench", Duration::from_secs(10)).unwrap();
-    hubrelay::properties::sync(&client, &mapping).await.unwrap();
+    let sandbox = hubrelay_sandbox::hubspot::spawn(opts, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mapping = hubrelay_core::mapping::Mapping::builtin("chat-widget").unwrap();
+    let client = hubrelay_clients::HubSpotClient::new(&sandbox.url(), "bench", Duration::from_secs(10)).unwrap();
+    hubrelay_core::properties::sync(&client, &mapping).await.unwrap();
     // Let the property sync's calls leave the sandbox's rolling window before the pacer starts counting.
     tokio::time::sleep(Duration::from_millis(10_500)).await;
     let base = sandbox.sandbox.stats();
@@ -235,7 +235,7 @@ async fn baseline(args: &Args) -> RunResult {
     let started = Instant::now();
     let mut delivered = 0;
     for i in 0..args.leads {
-        let parsed = hubrelay::lead::parse_json(lead(i, args.emails).to_string().as_bytes()).unwrap();
+        let parsed = hubrelay_core::lead::parse_json(lead(i, args.emails).to_string().as_bytes()).unwrap();
         let upsert = mapping.apply(&parsed.lead).unwrap();
         pacer.wait().await;
         let found = http

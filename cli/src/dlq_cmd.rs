@@ -1,15 +1,17 @@
 //! `hubrelay dlq list|show|redrive|purge`: the on-call tool for dead-lettered events, on the local store of
-//! `hubrelay serve` or on the stack's SQS dead-letter queue. The logic lives in [`hubrelay::dlq`].
+//! `hubrelay serve` or on the stack's SQS dead-letter queue. The logic lives in [`hubrelay_core::dlq`].
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
-use hubrelay::dlq::{
-    parse_duration, parse_function, DeadLetter, DeadLetters, LocalDeadLetters, RedriveReport, Selection, SqsDeadLetters,
-};
-use hubrelay::domain::FunctionName;
-use hubrelay::pii::mask_json;
-use hubrelay::store::dynamodb::DynamoIdempotencyStore;
+use hubrelay_core::dlq::{parse_duration, parse_function, DeadLetter, DeadLetters, RedriveReport, Selection};
+
+use hubrelay_local::LocalDeadLetters;
+
+use hubrelay_aws::dynamodb::DynamoIdempotencyStore;
+use hubrelay_aws::SqsDeadLetters;
+use hubrelay_core::domain::FunctionName;
+use hubrelay_core::pii::mask_json;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 

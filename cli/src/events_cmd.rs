@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use hubrelay::dlq::{parse_duration, parse_function, parse_status};
-use hubrelay::domain::{DeliveryAttempt, FunctionName};
-use hubrelay::store::dynamodb::DynamoIdempotencyStore;
-use hubrelay::store::sqlite::SqliteStore;
-use hubrelay::store::{EventFilter, EventLog, EventRecord, EventStatus};
+use hubrelay_aws::dynamodb::DynamoIdempotencyStore;
+use hubrelay_core::dlq::{parse_duration, parse_function, parse_status};
+use hubrelay_core::domain::{DeliveryAttempt, FunctionName};
+use hubrelay_core::store::{EventFilter, EventLog, EventRecord, EventStatus};
+use hubrelay_local::sqlite::SqliteStore;
 use time::OffsetDateTime;
 
 use crate::dlq_cmd::format;
@@ -54,7 +54,7 @@ enum Action {
 pub async fn event_log(store: &StoreArgs) -> Result<(Arc<dyn EventLog>, String), String> {
     match target::resolve(store, None).await? {
         Target::Local(dir) => {
-            let path = hubrelay::dlq::local_db_path(&dir);
+            let path = hubrelay_local::local_db_path(&dir);
             if !path.is_file() {
                 return Err(format!(
                     "no hubrelay store at {} (is --data-dir / HUBRELAY_DATA_DIR the folder `hubrelay serve` uses?)",
@@ -166,7 +166,7 @@ fn show_text(r: &EventRecord, now: OffsetDateTime) -> String {
 
 /// Free text masked for display (emails inside error messages and the like).
 pub fn mask_text(text: &str) -> String {
-    match hubrelay::pii::mask_json(&serde_json::Value::String(text.to_string())) {
+    match hubrelay_core::pii::mask_json(&serde_json::Value::String(text.to_string())) {
         serde_json::Value::String(s) => s,
         _ => String::new(),
     }

@@ -1,17 +1,17 @@
 //! `hubrelay properties check|sync`.
 
-use hubrelay::hubspot::HubSpotClient;
-use hubrelay::mapping::Mapping;
+use hubrelay_clients::HubSpotClient;
+use hubrelay_core::mapping::Mapping;
 
 #[derive(clap::Args, Debug)]
 pub struct PropertiesArgs {
     #[command(subcommand)]
     action: Action,
     /// Mapping profile: a built-in name (aimbase, chat-widget) or a TOML file
-    #[arg(long, env = "HUBRELAY_MAPPING", default_value = hubrelay::config::DEFAULT_MAPPING, global = true)]
+    #[arg(long, env = "HUBRELAY_MAPPING", default_value = hubrelay_core::config::DEFAULT_MAPPING, global = true)]
     mapping: String,
     /// HubSpot API base URL (a sandbox's URL works too)
-    #[arg(long, env = "HUBSPOT_BASE_URL", default_value = hubrelay::hubspot::client::DEFAULT_BASE_URL, global = true)]
+    #[arg(long, env = "HUBSPOT_BASE_URL", default_value = hubrelay_core::hubspot::DEFAULT_BASE_URL, global = true)]
     hubspot_url: String,
     /// Private-app token
     #[arg(long, env = "HUBSPOT_TOKEN", hide_env_values = true, global = true)]
@@ -33,7 +33,7 @@ pub async fn run(args: PropertiesArgs) -> Result<(), String> {
         HubSpotClient::new(&args.hubspot_url, &token, std::time::Duration::from_secs(20)).map_err(|e| e.to_string())?;
     match args.action {
         Action::Check => {
-            let missing = hubrelay::properties::missing(&client, &mapping).await.map_err(|e| e.to_string())?;
+            let missing = hubrelay_core::properties::missing(&client, &mapping).await.map_err(|e| e.to_string())?;
             if missing.is_empty() {
                 println!("all {} properties of mapping `{}` exist", mapping.properties().len(), mapping.name);
                 return Ok(());
@@ -45,7 +45,7 @@ pub async fn run(args: PropertiesArgs) -> Result<(), String> {
             Err(format!("{} properties missing; run `hubrelay properties sync`", missing.len()))
         }
         Action::Sync => {
-            let created = hubrelay::properties::sync(&client, &mapping).await.map_err(|e| e.to_string())?;
+            let created = hubrelay_core::properties::sync(&client, &mapping).await.map_err(|e| e.to_string())?;
             if created.is_empty() {
                 println!("nothing to create: mapping `{}` is complete", mapping.name);
             }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use hubrelay::sandbox::{self, Faults, SandboxOptions};
+use hubrelay_sandbox::hubspot::{self as sandbox, Faults, SandboxOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct SandboxArgs {

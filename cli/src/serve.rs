@@ -5,19 +5,23 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubrelay::config::{format_schedule, HubSpotTarget, Layer, ServeSettings};
-use hubrelay::domain::FunctionName;
-use hubrelay::handler::intake::{Intake, IN_PROGRESS_WAIT};
-use hubrelay::handler::leads::LeadServiceParts;
-use hubrelay::handler::{lead_routes, update_routes, LeadService, UpdateService, ACTIVITIES_PATH, STATUS_PATH};
-use hubrelay::handler::{referral_routes, ReferralService, ReferralSource};
-use hubrelay::hubspot::{HubSpot, HubSpotClient, RateLimiter};
-use hubrelay::pii::mask_token;
-use hubrelay::referral::deliver::ReferralDelivery;
-use hubrelay::sandbox::{self, SandboxOptions};
-use hubrelay::store::sqlite::SqliteStore;
-use hubrelay::updates::UpdateDelivery;
-use hubrelay::worker::{ContactLocks, LocalWorker, RetryWorker, WakingQueue};
+use hubrelay_clients::HubSpotClient;
+use hubrelay_clients::RateLimiter;
+use hubrelay_core::config::{format_schedule, HubSpotTarget, Layer, ServeSettings};
+use hubrelay_core::domain::FunctionName;
+use hubrelay_core::hubspot::HubSpot;
+use hubrelay_core::pii::mask_token;
+use hubrelay_core::referral::deliver::ReferralDelivery;
+use hubrelay_core::updates::UpdateDelivery;
+use hubrelay_core::worker::{ContactLocks, RetryWorker};
+use hubrelay_http::intake::{Intake, IN_PROGRESS_WAIT};
+use hubrelay_http::leads::LeadServiceParts;
+use hubrelay_http::{lead_routes, update_routes, LeadService, UpdateService, ACTIVITIES_PATH, STATUS_PATH};
+use hubrelay_http::{referral_routes, ReferralService, ReferralSource};
+use hubrelay_local::sqlite::SqliteStore;
+use hubrelay_local::LocalWorker;
+use hubrelay_local::WakingQueue;
+use hubrelay_sandbox::hubspot::{self as sandbox, SandboxOptions};
 
 use crate::ConfigArg;
 
@@ -94,9 +98,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 .with_rate_limiter(limiter.clone(), None);
             // The sandbox is a fresh portal: create the mapping's custom properties so the sample lead lands.
             let mut created =
-                hubrelay::properties::sync(&client, &settings.relay.mapping).await.map_err(|e| e.to_string())?;
+                hubrelay_core::properties::sync(&client, &settings.relay.mapping).await.map_err(|e| e.to_string())?;
             let referral = &settings.relay.referral.config;
-            created.extend(hubrelay::referral::properties::sync(&client, referral).await.map_err(|e| e.to_string())?);
+            created
+                .extend(hubrelay_core::referral::properties::sync(&client, referral).await.map_err(|e| e.to_string())?);
             let line = format!(
                 "HubSpot sandbox {} (no HUBSPOT_TOKEN set; sandbox token {token}; {} custom properties created; faults: POST {}/__sandbox/faults)",
                 handle.url(),

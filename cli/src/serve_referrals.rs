@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubrelay::partner_sandbox::PartnerSandboxHandle;
-use hubrelay::partner_sandbox::{ExtoleSandbox, ExtoleSandboxOptions, ImpactSandbox, ImpactSandboxOptions};
-use hubrelay::partners::{Extole, ExtoleClient, Impact, ImpactClient};
-use hubrelay::pii::mask_token;
-use hubrelay::referral::settings::{ExtoleTarget, ImpactTarget, ReferralSettings};
+use hubrelay_clients::ExtoleClient;
+use hubrelay_clients::ImpactClient;
+use hubrelay_core::partners::{Extole, Impact};
+use hubrelay_core::pii::mask_token;
+use hubrelay_core::referral::settings::{ExtoleTarget, ImpactTarget, ReferralSettings};
+use hubrelay_sandbox::partners::PartnerSandboxHandle;
+use hubrelay_sandbox::partners::{ExtoleSandbox, ExtoleSandboxOptions, ImpactSandbox, ImpactSandboxOptions};
 
 pub struct Partners {
     pub extole: Arc<dyn Extole>,
@@ -77,7 +79,7 @@ pub async fn start(settings: &ReferralSettings, timeout: Duration) -> Result<Par
 
 /// The banner's referral lines: the routes, then one line per partner.
 pub fn banner_lines(addr: std::net::SocketAddr, partners: &[String]) -> Vec<String> {
-    use hubrelay::handler::referrals::{EXTOLE_PATH, HUBSPOT_PATH, IMPACT_PATH};
+    use hubrelay_http::referrals::{EXTOLE_PATH, HUBSPOT_PATH, IMPACT_PATH};
     let url = format!("http://{addr}");
     let mut lines = vec![format!("POST {url}{HUBSPOT_PATH}  POST {url}{EXTOLE_PATH}  POST {url}{IMPACT_PATH}")];
     lines.extend(partners.iter().cloned());

@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
-use hubrelay::domain::RetryMessage;
-use hubrelay::store::dynamodb::DynamoIdempotencyStore;
-use hubrelay::store::sqs::SqsRetryQueue;
-use hubrelay::store::{EventLog, EventStatus, RetryQueue};
+use hubrelay_aws::dynamodb::DynamoIdempotencyStore;
+use hubrelay_aws::sqs::SqsRetryQueue;
+use hubrelay_core::domain::RetryMessage;
+use hubrelay_core::store::{EventLog, EventStatus, RetryQueue};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::fixtures::*;
-use crate::moto;
+use hubrelay_testkit::moto;
 
 /// What the child process needs to reach moto.
 fn aws_env() -> Vec<(&'static str, String)> {
@@ -242,7 +242,7 @@ fn cloudformation(server: &moto::MotoServer) -> aws_sdk_cloudformation::Client {
             "testing", "testing", None, None, "moto",
         ))
         .endpoint_url(server.endpoint())
-        .http_client(hubrelay::aws::http_client())
+        .http_client(hubrelay_aws::sdk::http_client())
         .build();
     aws_sdk_cloudformation::Client::from_conf(config)
 }
@@ -251,7 +251,8 @@ fn cloudformation(server: &moto::MotoServer) -> aws_sdk_cloudformation::Client {
 /// progress counts events, not copies.
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicate_copies_move_once() {
-    use hubrelay::dlq::{DeadLetters, Selection, SqsDeadLetters};
+    use hubrelay_aws::SqsDeadLetters;
+    use hubrelay_core::dlq::{DeadLetters, Selection};
     use std::sync::Arc;
 
     let server = moto::shared();

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use hubrelay::domain::{AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage};
-use hubrelay::store::{EventRecord, EventStatus};
+use hubrelay_core::domain::{AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage};
+use hubrelay_core::store::{EventRecord, EventStatus};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -53,7 +53,7 @@ pub fn record(m: &RetryMessage, reason: &DeadLetterReason, status: EventStatus) 
         next_attempt_at: None,
         attempts: m.attempts.clone(),
         contact_id: (status == EventStatus::Delivered).then(|| "1001".to_string()),
-        email_masked: Some(hubrelay::pii::mask_email(EMAIL)),
+        email_masked: Some(hubrelay_core::pii::mask_email(EMAIL)),
         reason: (status == EventStatus::DeadLettered).then(|| reason.clone()),
     }
 }

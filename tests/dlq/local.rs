@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use hubrelay::store::sqlite::SqliteStore;
-use hubrelay::store::{EventLog, EventStatus, RetryQueue};
+use hubrelay_core::store::{EventLog, EventStatus, RetryQueue};
+use hubrelay_local::sqlite::SqliteStore;
 use time::OffsetDateTime;
 
 use crate::fixtures::*;

@@ -2,9 +2,6 @@
 //! prepared with dead letters and event records) and against moto server (SQS dead-letter and retry queues,
 //! the DynamoDB event log, a CloudFormation stack for `--stack`). Its own test binary: it starts moto.
 
-#[path = "../../shared/tests/support/moto.rs"]
-mod moto;
-
 mod aws;
 mod fixtures;
 mod local;

@@ -1,7 +1,7 @@
 //! Every auth mode through the real server: bearer tokens (two during rotation), Standard Webhooks
 //! signatures, HubSpot v3 signatures; missing, wrong and stale credentials get 401 with a JSON code.
 
-use hubrelay::auth::{hubspot_v3_signature, sign_standard_webhook};
+use hubrelay_core::auth::{hubspot_v3_signature, sign_standard_webhook};
 use serde_json::json;
 use time::OffsetDateTime;
 

@@ -1,6 +1,6 @@
 //! Leads through `hubrelay serve` into the sandbox: upsert by email, idempotency, queueing and parking.
 
-use hubrelay::store::sqlite::SqliteStore;
+use hubrelay_local::sqlite::SqliteStore;
 use serde_json::{json, Value};
 
 use crate::harness::{headers, Serve, UPSERT};

@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use hubrelay::auth::hubspot_v3_signature;
-use hubrelay::auth::partners::{extole_signature, hook_signature};
-use hubrelay::partners::sha256_hex_email;
-use hubrelay::store::sqlite::SqliteStore;
-use hubrelay::store::{EventLog, EventStatus};
+use hubrelay_core::auth::hubspot_v3_signature;
+use hubrelay_core::auth::partners::{extole_signature, hook_signature};
+use hubrelay_core::partners::sha256_hex_email;
+use hubrelay_core::store::{EventLog, EventStatus};
+use hubrelay_local::sqlite::SqliteStore;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 

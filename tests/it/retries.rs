@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hubrelay::domain::DeliveryAttempt;
-use hubrelay::store::sqlite::SqliteStore;
-use hubrelay::store::{EventFilter, EventLog, EventStatus};
+use hubrelay_core::domain::DeliveryAttempt;
+use hubrelay_core::store::{EventFilter, EventLog, EventStatus};
+use hubrelay_local::sqlite::SqliteStore;
 use serde_json::{json, Value};
 
 use crate::harness::{Serve, TOKEN, UPSERT};
@@ -282,7 +282,7 @@ async fn with_hubspot_down_every_event_is_dead_lettered_and_a_redrive_delivers_e
     for m in &dead {
         let record = store.get_event(&m.event_id).await.unwrap().unwrap();
         assert_eq!(record.attempts.len(), 7, "{:?}", record.attempts);
-        assert_eq!(record.attempts[6].outcome, hubrelay::domain::AttemptOutcome::Delivered);
+        assert_eq!(record.attempts[6].outcome, hubrelay_core::domain::AttemptOutcome::Delivered);
     }
     let calls = serve.sandbox_calls(UPSERT).await - calls_before;
     assert!((1..=20).contains(&calls), "60 leads over 20 contacts took {calls} batch calls");

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use hubrelay::store::sqlite::SqliteStore;
-use hubrelay::store::{EventLog, EventStatus};
+use hubrelay_core::store::{EventLog, EventStatus};
+use hubrelay_local::sqlite::SqliteStore;
 use serde_json::{json, Value};
 
 use crate::harness::{headers, Serve};

@@ -2,16 +2,14 @@
 //! server (DynamoDB, SQS, SSM) and the HubSpot sandbox: init reads its secrets from SSM, writes idempotency
 //! records to DynamoDB, queues to SQS and parks in the DLQ. Its own test binary: it sets process env vars.
 
-#[path = "../../shared/tests/support/moto.rs"]
-mod moto;
-#[path = "../../shared/tests/support/runtime.rs"]
-mod runtime;
+use hubrelay_testkit::runtime;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
-use hubrelay::domain::RetryMessage;
-use hubrelay::hubspot::{EngagementKind, HubSpotClient};
-use hubrelay::sandbox;
+use hubrelay_clients::HubSpotClient;
+use hubrelay_core::domain::RetryMessage;
+use hubrelay_core::hubspot::EngagementKind;
+use hubrelay_sandbox::hubspot as sandbox;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -50,7 +48,7 @@ async fn lead_captured_on_aws_adapters() {
         std::env::set_var(k, v);
     }
     std::env::remove_var("HUBSPOT_TOKEN");
-    let app = hubrelay::handler::lambda::lead_captured_app().await.expect("init");
+    let app = hubrelay_aws::lambda::lead_captured_app().await.expect("init");
 
     // Delivered, and the idempotency record is COMPLETED in DynamoDB.
     let lead = json!({"email": "aws@example.com", "first_name": "Ada", "vehicle_of_interest": "X", "priority": "low"});
@@ -98,7 +96,7 @@ async fn lead_captured_on_aws_adapters() {
     let contact_id = lead["contact_id"].as_str().expect("delivered").to_string();
     let link = dynamo.get_item().table_name(&table).key("id", AttributeValue::S("lead:L-aws-1".into())).send().await;
     assert_eq!(link.unwrap().item.expect("lead link")["contact_id"], AttributeValue::S(contact_id.clone()));
-    let status_app = hubrelay::handler::lambda::status_update_app().await.expect("status-update init");
+    let status_app = hubrelay_aws::lambda::status_update_app().await.expect("status-update init");
     let update = json!({"lead_id": "L-aws-1", "status": "Working", "changed_at": "2026-11-21T10:00:00Z"});
     let (status, _, body) = post_to(&status_app, "/v1/leads/status", &update, None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("delivered")), "{body}");
@@ -110,12 +108,13 @@ async fn lead_captured_on_aws_adapters() {
     let (_, _, body) = post_to(&status_app, "/v1/leads/status", &older, None).await;
     assert_eq!(body["status"], "stale", "{body}");
 
-    let activity_app = hubrelay::handler::lambda::activity_app().await.expect("activity init");
+    let activity_app = hubrelay_aws::lambda::activity_app().await.expect("activity init");
     let note = json!({"lead_id": "L-aws-1", "type": "Note", "body": "called back", "activity_id": "A-1"});
     for _ in 0..2 {
         let (status, _, body) = post_to(&activity_app, "/v1/leads/activities", &note, None).await;
         assert_eq!((status, body["engagement_type"].as_str()), (200, Some("notes")), "{body}");
     }
-    let notes = hubrelay::hubspot::HubSpot::contact_engagements(&hs, &contact_id, EngagementKind::Note).await.unwrap();
+    let notes =
+        hubrelay_core::hubspot::HubSpot::contact_engagements(&hs, &contact_id, EngagementKind::Note).await.unwrap();
     assert_eq!(notes.len(), 1);
 }

@@ -85,7 +85,7 @@ pub async fn resolve(store: &StoreArgs, queues: Option<&QueueArgs>) -> Result<Ta
 
     let mut config = None;
     if let Some(stack) = &store.stack {
-        let sdk = hubrelay::aws::sdk_config().await;
+        let sdk = hubrelay_aws::sdk::sdk_config().await;
         let outputs = stack_outputs(&sdk, stack).await?;
         let output = |key: &str| -> Result<String, String> {
             outputs.get(key).cloned().ok_or_else(|| format!("stack {stack} has no output {key}"))
@@ -112,7 +112,7 @@ pub async fn resolve(store: &StoreArgs, queues: Option<&QueueArgs>) -> Result<Ta
     }
     let config = match config {
         Some(c) => c,
-        None => hubrelay::aws::sdk_config().await,
+        None => hubrelay_aws::sdk::sdk_config().await,
     };
     Ok(Target::Aws(Box::new(Aws { config, table, queue_url, dlq_url })))
 }

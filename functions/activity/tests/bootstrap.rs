@@ -2,15 +2,14 @@
 //! against moto server and the HubSpot sandbox: a phone call becomes one call engagement on the contact, the
 //! same activity again makes no second one, and bad input gets a JSON 4xx.
 
-#[path = "../../../shared/tests/support/moto.rs"]
-mod moto;
-#[path = "../../../shared/tests/support/runtime.rs"]
-mod runtime;
+use hubrelay_testkit::runtime;
 
 use std::path::Path;
 use std::time::Duration;
 
-use hubrelay::hubspot::{EngagementKind, HubSpot, HubSpotClient};
+use hubrelay_core::hubspot::{EngagementKind, HubSpot};
+
+use hubrelay_clients::HubSpotClient;
 use serde_json::json;
 
 const AUTH: (&str, &str) = ("authorization", "Bearer bootstrap-token");
@@ -20,7 +19,7 @@ async fn the_bootstrap_records_each_activity_once_as_an_engagement() {
     let stage = runtime::aws_stage().await;
     let hs = HubSpotClient::new(&stage.sandbox.url(), runtime::SANDBOX_TOKEN, Duration::from_secs(5)).unwrap();
     let upsert =
-        hubrelay::domain::ContactUpsert { email: "activity@example.com".into(), properties: Default::default() };
+        hubrelay_core::domain::ContactUpsert { email: "activity@example.com".into(), properties: Default::default() };
     let contact_id = hs.upsert_contacts(&[upsert]).await.unwrap().remove(0).id;
     let f = runtime::start(Path::new(env!("CARGO_BIN_EXE_activity")), "activity", &stage.env).await;
 

@@ -3,10 +3,7 @@
 //! a lead becomes a contact with its idempotency record in DynamoDB, a lead HubSpot refuses for now lands on
 //! the SQS retry queue, bad input gets a JSON 4xx.
 
-#[path = "../../../shared/tests/support/moto.rs"]
-mod moto;
-#[path = "../../../shared/tests/support/runtime.rs"]
-mod runtime;
+use hubrelay_testkit::runtime;
 
 use std::path::Path;
 use std::time::Duration;

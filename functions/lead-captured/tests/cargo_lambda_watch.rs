@@ -8,10 +8,7 @@
 //! cargo-lambda is `$HUBRELAY_CARGO_LAMBDA`, else `<workspace>/.tools/lambda/bin/cargo-lambda`
 //! (`scripts/install-test-tools lambda`); without it the test fails, it never skips.
 
-#[path = "../../../shared/tests/support/moto.rs"]
-mod moto;
-#[path = "../../../shared/tests/support/runtime.rs"]
-mod runtime;
+use hubrelay_testkit::runtime;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,7 +20,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 
-const SQS_FIXTURE: &str = include_str!("../../../shared/tests/fixtures/sqs-event-retry-queue.json");
+const SQS_FIXTURE: &str = hubrelay_testkit::runtime::SQS_EVENT_FIXTURE;
 const AUTH: (&str, &str) = ("authorization", "Bearer bootstrap-token");
 /// The first invocation compiles the function (debug): generous, as on a busy 2-core CI machine.
 const FIRST_INVOKE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
@@ -110,10 +107,10 @@ impl Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         // The process group watch leads (`process_group(0)`): watch, its `cargo run` and the function.
-        let pgid = self.child.id() as libc::pid_t;
+        // `kill -KILL -<pgid>` signals the whole group (no unsafe FFI needed for it).
+        let pgid = self.child.id();
         if pgid > 1 {
-            // SAFETY: killpg only sends a signal; the group is the one this test created.
-            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
         }
         let _ = self.child.wait();
         if let Some(dir) = self.log.parent() {

@@ -3,15 +3,12 @@
 //! Extole action waits on moto's SQS retry queue for the retry-worker; the same webhook again gets the same
 //! answer and queues nothing.
 
-#[path = "../../../shared/tests/support/moto.rs"]
-mod moto;
-#[path = "../../../shared/tests/support/runtime.rs"]
-mod runtime;
+use hubrelay_testkit::runtime;
 
 use std::path::Path;
 use std::time::Duration;
 
-use hubrelay::domain::{FunctionName, RetryMessage};
+use hubrelay_core::domain::{FunctionName, RetryMessage};
 use serde_json::json;
 
 const AUTH: (&str, &str) = ("authorization", "Bearer bootstrap-token");

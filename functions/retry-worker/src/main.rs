@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    hubrelay::handler::lambda::init_json_logs();
-    let worker = Arc::new(hubrelay::handler::lambda::retry_worker_app().await?);
+    hubrelay_aws::lambda::init_json_logs();
+    let worker = Arc::new(hubrelay_aws::lambda::retry_worker_app().await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = Arc::clone(&worker);
         async move { Ok::<SqsBatchResponse, Error>(worker.handle(event.payload, OffsetDateTime::now_utc()).await) }

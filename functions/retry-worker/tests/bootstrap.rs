@@ -2,18 +2,15 @@
 //! the committed fixture) against moto server and the HubSpot sandbox: a queued lead is delivered and the
 //! batch reports no failures; a message whose schedule is spent moves to moto's dead-letter queue.
 
-#[path = "../../../shared/tests/support/moto.rs"]
-mod moto;
-#[path = "../../../shared/tests/support/runtime.rs"]
-mod runtime;
+use hubrelay_testkit::runtime;
 
 use std::path::Path;
 use std::time::Duration;
 
-use hubrelay::domain::{AttemptOutcome, DeliveryAttempt, FunctionName, RetryMessage};
+use hubrelay_core::domain::{AttemptOutcome, DeliveryAttempt, FunctionName, RetryMessage};
 use serde_json::{json, Value};
 
-const FIXTURE: &str = include_str!("../../../shared/tests/fixtures/sqs-event-retry-queue.json");
+const FIXTURE: &str = hubrelay_testkit::runtime::SQS_EVENT_FIXTURE;
 
 fn message(email: &str, failed_attempts: u32) -> RetryMessage {
     let now = time::OffsetDateTime::now_utc();

@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    hubrelay::handler::lambda::init_json_logs();
-    let app = hubrelay::handler::lambda::status_update_app().await?;
+    hubrelay_aws::lambda::init_json_logs();
+    let app = hubrelay_aws::lambda::status_update_app().await?;
     lambda_http::run(app).await
 }

@@ -3,16 +3,14 @@
 //! found by email is written to the contact with its version in the DynamoDB ledger, an older change is stale,
 //! and bad input gets a JSON 4xx.
 
-#[path = "../../../shared/tests/support/moto.rs"]
-mod moto;
-#[path = "../../../shared/tests/support/runtime.rs"]
-mod runtime;
+use hubrelay_testkit::runtime;
 
 use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use hubrelay::hubspot::{HubSpot, HubSpotClient};
+use hubrelay_clients::HubSpotClient;
+use hubrelay_core::hubspot::HubSpot;
 use serde_json::json;
 
 const AUTH: (&str, &str) = ("authorization", "Bearer bootstrap-token");
@@ -21,7 +19,8 @@ const AUTH: (&str, &str) = ("authorization", "Bearer bootstrap-token");
 async fn the_bootstrap_applies_status_changes_in_order_against_dynamodb_and_hubspot() {
     let stage = runtime::aws_stage().await;
     let hs = HubSpotClient::new(&stage.sandbox.url(), runtime::SANDBOX_TOKEN, Duration::from_secs(5)).unwrap();
-    let upsert = hubrelay::domain::ContactUpsert { email: "status@example.com".into(), properties: Default::default() };
+    let upsert =
+        hubrelay_core::domain::ContactUpsert { email: "status@example.com".into(), properties: Default::default() };
     let contact_id = hs.upsert_contacts(&[upsert]).await.unwrap().remove(0).id;
     let f = runtime::start(Path::new(env!("CARGO_BIN_EXE_status-update")), "status-update", &stage.env).await;
     let post = |body: serde_json::Value| {

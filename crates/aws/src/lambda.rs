@@ -1,0 +1,262 @@
+//! Wiring for the Lambda binaries: read settings and secrets once at init (cold start), build the AWS
+//! clients and the service, hand back a router for `lambda_http::run` (`lead-captured`, `status-update`,
+//! `activity`) or the SQS handler
+//! for `lambda_runtime::run` (`retry-worker`).
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::dynamodb::DynamoIdempotencyStore;
+use crate::sdk::{sdk_config, secrets_from_lookup};
+use crate::sqs::SqsRetryQueue;
+use hubrelay_clients::HubSpotClient;
+use hubrelay_core::config::{ConfigError, HubSpotTarget, Layer, RelaySettings};
+use hubrelay_core::domain::FunctionName;
+use hubrelay_core::hubspot::HubSpot;
+use hubrelay_core::updates::UpdateDelivery;
+
+use crate::sqs_worker::SqsWorker;
+use hubrelay_core::worker::RetryWorker;
+use hubrelay_http::intake::{Intake, IN_PROGRESS_WAIT};
+use hubrelay_http::leads::{LeadService, LeadServiceParts};
+use hubrelay_http::{UpdateService, ACTIVITIES_PATH, STATUS_PATH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Aws(String),
+    #[error("{0} must be set")]
+    Missing(&'static str),
+}
+
+/// Settings that may live in SSM (secrets, and the public URL the stack writes there); each may name an SSM parameter through
+/// `<NAME>_SSM_PARAMETER`.
+const SECRETS: [&str; 9] = [
+    "HUBSPOT_TOKEN",
+    "HUBRELAY_API_TOKENS",
+    "HUBRELAY_WEBHOOK_SECRETS",
+    "HUBSPOT_CLIENT_SECRET",
+    "HUBRELAY_PUBLIC_URL",
+    "EXTOLE_API_TOKEN",
+    "EXTOLE_WEBHOOK_SECRETS",
+    "IMPACT_AUTH_TOKEN",
+    "IMPACT_WEBHOOK_SECRETS",
+];
+
+fn required(name: &'static str) -> Result<String, InitError> {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(InitError::Missing(name))
+}
+
+/// Settings from the environment, each secret resolved from SSM when only `<NAME>_SSM_PARAMETER` is set.
+async fn load_settings(ssm: &aws_sdk_ssm::Client) -> Result<RelaySettings, InitError> {
+    let secrets = secrets_from_lookup(ssm, &SECRETS, |var| std::env::var(var).ok())
+        .await
+        .map_err(|e| InitError::Aws(e.to_string()))?;
+    let env = |k: &str| secrets.get(k).cloned().or_else(|| std::env::var(k).ok());
+    Ok(RelaySettings::from_layer(&Layer::from_env(&env)?)?)
+}
+
+/// The real HubSpot API (a Lambda never runs the embedded sandbox).
+fn hubspot_client(settings: &RelaySettings) -> Result<HubSpotClient, InitError> {
+    let (base_url, token) = match &settings.hubspot {
+        HubSpotTarget::Api { base_url, token } => (base_url.clone(), token.clone()),
+        HubSpotTarget::Sandbox => return Err(InitError::Missing("HUBSPOT_TOKEN (or HUBSPOT_TOKEN_SSM_PARAMETER)")),
+    };
+    HubSpotClient::new(&base_url, &token, settings.hubspot_timeout).map_err(|e| InitError::Aws(e.to_string()))
+}
+
+/// The idempotency table (also the event log and contact versions) and the two queues.
+fn stores(sdk: &aws_config::SdkConfig) -> Result<(Arc<DynamoIdempotencyStore>, SqsRetryQueue), InitError> {
+    let table = required("HUBRELAY_IDEMPOTENCY_TABLE")?;
+    let queue_url = required("HUBRELAY_RETRY_QUEUE_URL")?;
+    let dlq_url = required("HUBRELAY_DLQ_URL")?;
+    Ok((
+        Arc::new(DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(sdk), table)),
+        SqsRetryQueue::new(aws_sdk_sqs::Client::new(sdk), queue_url, dlq_url),
+    ))
+}
+
+/// The `lead-captured` function's router.
+pub async fn lead_captured_app() -> Result<Router, InitError> {
+    let sdk = sdk_config().await;
+    let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
+    let hubspot = hubspot_client(&settings)?;
+    let (dynamo, queue) = stores(&sdk)?;
+    let service = LeadService::new(LeadServiceParts {
+        auth: settings.authenticator()?,
+        mapping: settings.mapping.clone(),
+        hubspot: Arc::new(hubspot),
+        idempotency: dynamo.clone(),
+        events: dynamo.clone(),
+        versions: dynamo.clone(),
+        queue: Arc::new(queue),
+        schedule: settings.retry_schedule.clone(),
+        max_body_bytes: settings.max_body_bytes,
+    })
+    .with_jitter(settings.retry_jitter)
+    .with_lead_links(dynamo);
+    Ok(without_stage(hubrelay_http::lead_routes(Arc::new(service))))
+}
+
+/// The `status-update` function's router (`POST /v1/leads/status`).
+pub async fn status_update_app() -> Result<Router, InitError> {
+    update_app(FunctionName::StatusUpdate, STATUS_PATH).await
+}
+
+/// The `activity` function's router (`POST /v1/leads/activities`).
+pub async fn activity_app() -> Result<Router, InitError> {
+    update_app(FunctionName::Activity, ACTIVITIES_PATH).await
+}
+
+async fn update_app(function: FunctionName, path: &str) -> Result<Router, InitError> {
+    let sdk = sdk_config().await;
+    let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
+    let hubspot: Arc<dyn HubSpot> = Arc::new(hubspot_client(&settings)?);
+    let (dynamo, queue) = stores(&sdk)?;
+    let intake = Intake {
+        auth: settings.authenticator()?,
+        idempotency: dynamo.clone(),
+        queue: Arc::new(queue),
+        events: dynamo.clone(),
+        schedule: settings.retry_schedule.clone(),
+        max_body_bytes: settings.max_body_bytes,
+        in_progress_wait: IN_PROGRESS_WAIT,
+        jitter: settings.retry_jitter,
+    };
+    let delivery = UpdateDelivery::new(hubspot, dynamo.clone(), dynamo, settings.mapping.clone());
+    let service = UpdateService::new(function, intake, Arc::new(delivery));
+    Ok(without_stage(hubrelay_http::update_routes(path, Arc::new(service)).merge(hubrelay_http::common_routes())))
+}
+
+/// The `retry-worker` function's handler: the same settings as `lead-captured` (it needs only the HubSpot
+/// token, the mapping profile, the timeout and the retry schedule; no sender auth), the same table and queues.
+pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
+    let sdk = sdk_config().await;
+    let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
+    let hubspot = hubspot_client(&settings)?;
+    let (dynamo, queue) = stores(&sdk)?;
+    let hubspot: Arc<dyn HubSpot> = Arc::new(hubspot);
+    let hubspot_for_referrals = hubspot.clone();
+    let updates = UpdateDelivery::new(hubspot.clone(), dynamo.clone(), dynamo.clone(), settings.mapping.clone());
+    let worker = RetryWorker::new(
+        hubspot,
+        settings.mapping.clone(),
+        settings.retry_schedule.clone(),
+        settings.retry_jitter,
+        dynamo.clone(),
+        dynamo.clone(),
+    )
+    .with_lead_links(dynamo)
+    .with_updates(Arc::new(updates))
+    .with_referrals(Arc::new(crate::lambda_referrals::delivery(&settings, hubspot_for_referrals)?));
+    Ok(SqsWorker::new(worker, queue))
+}
+
+/// The `referral-event` function's router (`POST /v1/referrals/{hubspot,extole,impact}`): it only verifies,
+/// splits and queues, so it needs no partner credentials (the retry-worker sends), only the webhook secrets.
+pub async fn referral_event_app() -> Result<Router, InitError> {
+    let sdk = sdk_config().await;
+    let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
+    let (dynamo, queue) = stores(&sdk)?;
+    let queue: Arc<dyn hubrelay_core::store::RetryQueue> = Arc::new(queue);
+    let auth = settings.authenticator()?;
+    let intake = || Intake {
+        auth: auth.clone(),
+        idempotency: dynamo.clone(),
+        queue: queue.clone(),
+        events: dynamo.clone(),
+        schedule: settings.retry_schedule.clone(),
+        max_body_bytes: settings.max_body_bytes,
+        in_progress_wait: IN_PROGRESS_WAIT,
+        jitter: settings.retry_jitter,
+    };
+    Ok(without_stage(crate::lambda_referrals::routes(&settings, intake)?.merge(hubrelay_http::common_routes())))
+}
+
+/// An HTTP API with a named stage sends `rawPath` with the stage in front (`/prod/v1/leads`), which
+/// `lambda_http` passes on as it is: strip `/$HUBRELAY_STAGE` (set by the template) so the routes match.
+/// Paths without the prefix (the `$default` stage) pass unchanged.
+fn without_stage(app: Router) -> Router {
+    let Some(prefix) = std::env::var("HUBRELAY_STAGE").ok().filter(|s| !s.is_empty() && s != "$default") else {
+        return app;
+    };
+    let prefix = format!("/{prefix}");
+    // A layer on a router runs after its routing: rewrite in an outer router whose only route is the fallback.
+    Router::new().fallback_service(app).layer(axum::middleware::map_request(move |req: axum::extract::Request| {
+        let prefix = prefix.clone();
+        async move { strip_prefix(req, &prefix) }
+    }))
+}
+
+fn strip_prefix(mut req: axum::extract::Request, prefix: &str) -> axum::extract::Request {
+    let Some(pq) = req.uri().path_and_query() else { return req };
+    let rest = match pq.as_str().strip_prefix(prefix) {
+        Some(rest) if rest.starts_with('/') => rest.to_string(),
+        Some(rest) if rest.is_empty() || rest.starts_with('?') => format!("/{rest}"),
+        _ => return req,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = rest.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// JSON logs for CloudWatch; levels from `RUST_LOG` (default info), as `level` or `target=level,...`
+/// directives: `Targets` takes those without EnvFilter's regex engine, which would add to every bootstrap.
+pub fn init_json_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().json().without_time())
+        .with(filter)
+        .try_init();
+}
+
+/// `RUST_LOG` as a filter; unset, empty or unreadable means `info` (a typo must not silence the logs).
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
+    rust_log
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{log_filter, strip_prefix};
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_sets_the_levels_and_anything_unreadable_means_info() {
+        let f = log_filter(Some("warn,hubrelay=debug"));
+        assert!(f.would_enable("hubrelay_core::worker", &Level::DEBUG));
+        assert!(!f.would_enable("aws_smithy_runtime", &Level::INFO));
+        assert!(f.would_enable("aws_smithy_runtime", &Level::WARN));
+        for unreadable in [None, Some(""), Some("hubrelay=loud")] {
+            let f = log_filter(unreadable);
+            assert!(f.would_enable("hubrelay", &Level::INFO), "{unreadable:?}");
+            assert!(!f.would_enable("hubrelay", &Level::DEBUG), "{unreadable:?}");
+        }
+    }
+
+    fn path(uri: &str) -> String {
+        let req = axum::extract::Request::builder().uri(uri).body(axum::body::Body::empty()).unwrap();
+        strip_prefix(req, "/prod").uri().to_string()
+    }
+
+    #[test]
+    fn the_stage_prefix_is_stripped_only_when_present() {
+        assert_eq!(path("/prod/v1/leads"), "/v1/leads");
+        assert_eq!(path("/prod/v1/leads?x=1"), "/v1/leads?x=1");
+        assert_eq!(path("/v1/leads"), "/v1/leads");
+        assert_eq!(path("/production/v1/leads"), "/production/v1/leads");
+        assert_eq!(path("/prod"), "/");
+    }
+}

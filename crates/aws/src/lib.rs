@@ -1,0 +1,14 @@
+//! hubrelay on AWS: the DynamoDB and SQS adapters of hubrelay-core's ports, secrets from SSM / Secrets
+//! Manager, the SQS worker driver, and the app each Lambda runs.
+
+pub mod dynamodb;
+mod dynamodb_events;
+mod dynamodb_updates;
+pub mod lambda;
+mod lambda_referrals;
+pub mod sdk;
+pub mod sqs;
+mod sqs_dlq;
+pub mod sqs_worker;
+
+pub use sqs_dlq::SqsDeadLetters;

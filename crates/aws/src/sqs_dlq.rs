@@ -1,0 +1,391 @@
+//! [`DeadLetters`] on SQS: the dead-letter queue of the stack, the retry queue redrives go to, and the event
+//! log (the idempotency table) that tells which events were delivered meanwhile.
+//!
+//! SQS has no "peek": listing receives every message with a short visibility timeout and then releases them
+//! (`ChangeMessageVisibility` 0). A redrive or purge first receives everything (keeping it invisible while it
+//! works), then handles the selected messages one by one — check the event log, `SendMessage` to the retry
+//! queue, `DeleteMessage` from the DLQ, in that order — and finally releases the rest. For thousands of
+//! messages SQS's own `StartMessageMoveTask` is the bulk alternative (see `infra/runbook.md`).
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageSystemAttributeName};
+use time::OffsetDateTime;
+
+use crate::sqs::SqsRetryQueue;
+use hubrelay_core::dlq::{
+    check_log, missing_ids, restore_log, retrying_record, DeadLetter, DeadLetters, Progress, RedriveFailure,
+    RedriveReport, Selection, SharedEventLog,
+};
+use hubrelay_core::domain::RetryMessage;
+use hubrelay_core::store::{RetryQueue, StoreError};
+
+/// Visibility timeout of messages only looked at (`list`, `show`); they are released right after anyway.
+const LOOK_VISIBILITY_SECONDS: i32 = 30;
+/// Visibility timeout while a redrive or purge works through the queue.
+const WORK_VISIBILITY_SECONDS: i32 = 900;
+
+#[derive(Clone)]
+pub struct SqsDeadLetters {
+    client: aws_sdk_sqs::Client,
+    dlq_url: String,
+    retry_queue_url: Option<String>,
+    events: Option<SharedEventLog>,
+    receive_wait_seconds: i32,
+}
+
+/// One message received from the DLQ.
+struct Received {
+    message_id: String,
+    receipt: String,
+    letter: Result<DeadLetter, String>,
+}
+
+impl Received {
+    fn event_id(&self) -> Option<&str> {
+        self.letter.as_ref().ok().map(|l| l.event_id())
+    }
+}
+
+fn sqs_err<E>(what: &str, e: &aws_sdk_sqs::error::SdkError<E>) -> StoreError
+where
+    E: std::error::Error + 'static,
+{
+    StoreError::Unavailable(format!("SQS {what}: {}", DisplayErrorContext(e)))
+}
+
+impl std::fmt::Debug for SqsDeadLetters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqsDeadLetters")
+            .field("dlq_url", &self.dlq_url)
+            .field("retry_queue_url", &self.retry_queue_url)
+            .field("event_log", &self.events.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqsDeadLetters {
+    /// Works on the dead-letter queue at `dlq_url`; listing, showing and purging need nothing else.
+    pub fn new(client: aws_sdk_sqs::Client, dlq_url: impl Into<String>) -> Self {
+        SqsDeadLetters { client, dlq_url: dlq_url.into(), retry_queue_url: None, events: None, receive_wait_seconds: 1 }
+    }
+
+    /// The retry queue redriven messages go to (needed by `redrive`).
+    pub fn with_retry_queue(mut self, url: impl Into<String>) -> Self {
+        self.retry_queue_url = Some(url.into());
+        self
+    }
+
+    /// The event log that says which events are delivered (needed by `redrive`).
+    pub fn with_event_log(mut self, events: SharedEventLog) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Long-polling wait of each ReceiveMessage (default 1 s; 0 = short polling, which samples only some
+    /// SQS servers and may miss messages of a small queue).
+    pub fn with_receive_wait(mut self, seconds: i32) -> Self {
+        self.receive_wait_seconds = seconds.clamp(0, 20);
+        self
+    }
+
+    pub fn dlq_url(&self) -> &str {
+        &self.dlq_url
+    }
+
+    /// Receives every message (deduplicated by MessageId), or stops after the batch holding `until`.
+    /// Everything received stays invisible for `visibility` seconds unless released.
+    async fn scan(&self, visibility: i32, until: Option<&str>) -> Result<Vec<Received>, StoreError> {
+        let mut received: Vec<Received> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        loop {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(visibility)
+                .wait_time_seconds(self.receive_wait_seconds)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await;
+            let out = match out {
+                Ok(out) => out,
+                Err(e) => {
+                    self.release(&received).await;
+                    return Err(sqs_err("ReceiveMessage", &e));
+                }
+            };
+            if out.messages().is_empty() {
+                break;
+            }
+            let mut found = false;
+            for m in out.messages() {
+                let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) else { continue };
+                let letter = decode(m);
+                found |= until.is_some_and(|u| letter.as_ref().is_ok_and(|l| l.event_id() == u));
+                let r = Received { message_id: id.to_string(), receipt: receipt.to_string(), letter };
+                match index.get(id) {
+                    // Seen before (its visibility ran out mid-scan): keep the newest receipt handle.
+                    Some(&i) => received[i] = r,
+                    None => {
+                        index.insert(id.to_string(), received.len());
+                        received.push(r);
+                    }
+                }
+            }
+            if found {
+                break;
+            }
+        }
+        for r in &received {
+            if let Err(e) = &r.letter {
+                tracing::warn!(message_id = %r.message_id, error = %e, "unreadable message in the dead-letter queue");
+            }
+        }
+        Ok(received)
+    }
+
+    /// Makes messages visible again at once (best effort: they reappear after their timeout anyway).
+    async fn release(&self, messages: &[Received]) {
+        let messages: Vec<&Received> = messages.iter().collect();
+        self.release_refs(&messages).await;
+    }
+
+    async fn release_refs(&self, messages: &[&Received]) {
+        for chunk in messages.chunks(10) {
+            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&r.receipt)
+                        .visibility_timeout(0)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let result = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.dlq_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match result {
+                Ok(out) if !out.failed().is_empty() => {
+                    tracing::warn!(
+                        failed = out.failed().len(),
+                        "could not release some dead letters; they reappear after their visibility timeout"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %DisplayErrorContext(&e), "could not release dead letters; they reappear after their visibility timeout")
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, r: &Received) -> Result<(), StoreError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.dlq_url)
+            .receipt_handle(&r.receipt)
+            .send()
+            .await
+            .map_err(|e| sqs_err("DeleteMessage", &e))?;
+        Ok(())
+    }
+}
+
+fn decode(m: &aws_sdk_sqs::types::Message) -> Result<DeadLetter, String> {
+    let body = m.body().ok_or("message without body")?;
+    let message: RetryMessage = serde_json::from_str(body).map_err(|e| format!("not a hubrelay retry message: {e}"))?;
+    let dead_lettered_at = m
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+        .and_then(|ms| ms.parse::<i64>().ok())
+        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok());
+    Ok(DeadLetter { message, dead_lettered_at })
+}
+
+fn sort_oldest_first(letters: &mut [DeadLetter]) {
+    letters.sort_by(|a, b| {
+        a.dead_lettered_at
+            .cmp(&b.dead_lettered_at)
+            .then(a.received_at().cmp(&b.received_at()))
+            .then_with(|| a.event_id().cmp(b.event_id()))
+    });
+}
+
+#[async_trait]
+impl DeadLetters for SqsDeadLetters {
+    fn describe(&self) -> String {
+        format!("SQS {}", self.dlq_url)
+    }
+
+    async fn list(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        let received = self.scan(LOOK_VISIBILITY_SECONDS, None).await?;
+        self.release(&received).await;
+        let mut seen = HashSet::new();
+        let mut letters: Vec<DeadLetter> = received
+            .into_iter()
+            .filter_map(|r| r.letter.ok())
+            .filter(|l| seen.insert(l.event_id().to_string()))
+            .collect();
+        sort_oldest_first(&mut letters);
+        Ok(letters)
+    }
+
+    async fn get(&self, event_id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        let received = self.scan(LOOK_VISIBILITY_SECONDS, Some(event_id)).await?;
+        self.release(&received).await;
+        Ok(received.into_iter().filter_map(|r| r.letter.ok()).find(|l| l.event_id() == event_id))
+    }
+
+    async fn redrive(
+        &self,
+        selection: &Selection,
+        dry_run: bool,
+        now: OffsetDateTime,
+        progress: Progress<'_>,
+    ) -> Result<RedriveReport, StoreError> {
+        let events = self.events.clone().ok_or_else(|| {
+            StoreError::Unavailable(
+                "a redrive needs the event log (the idempotency table) to skip delivered events".into(),
+            )
+        })?;
+        let retry = match (&self.retry_queue_url, dry_run) {
+            (Some(url), _) => Some(SqsRetryQueue::new(self.client.clone(), url.clone(), self.dlq_url.clone())),
+            (None, true) => None,
+            (None, false) => {
+                return Err(StoreError::Unavailable("a redrive needs the retry queue URL".into()));
+            }
+        };
+
+        let received = self.scan(WORK_VISIBILITY_SECONDS, None).await?;
+        let mut report = RedriveReport {
+            dry_run,
+            not_found: missing_ids(selection, received.iter().filter_map(Received::event_id)),
+            ..Default::default()
+        };
+        // Group the selected copies by event (first seen first); everything else is released at the end.
+        let mut release: Vec<&Received> = Vec::new();
+        let mut order: Vec<&str> = Vec::new();
+        let mut copies: HashMap<&str, Vec<&Received>> = HashMap::new();
+        let mut unmatched_events = HashSet::new();
+        for r in &received {
+            match &r.letter {
+                Err(_) => {
+                    report.unreadable += 1;
+                    release.push(r);
+                }
+                Ok(l) if selection.matches(l, now) => {
+                    let id = l.event_id();
+                    copies.entry(id).or_insert_with(|| {
+                        order.push(id);
+                        Vec::new()
+                    });
+                    copies.get_mut(id).expect("inserted above").push(r);
+                }
+                Ok(l) => {
+                    unmatched_events.insert(l.event_id());
+                    release.push(r);
+                }
+            }
+        }
+        report.not_matched = unmatched_events.len();
+
+        let total = order.len();
+        progress(0, total);
+        for (i, event_id) in order.iter().enumerate() {
+            let copies = &copies[event_id];
+            let first = copies[0];
+            let letter = first.letter.as_ref().expect("only readable letters are selected");
+            let result: Result<bool, StoreError> = async {
+                let check = check_log(events.as_ref(), event_id).await?;
+                if check.delivered {
+                    if !dry_run {
+                        self.delete(first).await?;
+                    }
+                    report.already_delivered.push(event_id.to_string());
+                    return Ok(true);
+                }
+                if dry_run {
+                    report.moved.push(event_id.to_string());
+                    return Ok(true);
+                }
+                let mut message = letter.message.clone();
+                message.redrive(now);
+                events.put_event(&retrying_record(check.previous.as_ref(), &message, now)).await?;
+                let retry = retry.as_ref().expect("checked above");
+                if let Err(e) = retry.enqueue(&message).await {
+                    restore_log(events.as_ref(), check.previous).await;
+                    return Err(e);
+                }
+                // Sent: from here on a failure leaves a duplicate in the DLQ, never a loss.
+                report.moved.push(event_id.to_string());
+                self.delete(first).await.map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "moved to the retry queue, but the DLQ copy could not be deleted (a later redrive will \
+                         find it delivered and remove it): {e}"
+                    ))
+                })?;
+                Ok(true)
+            }
+            .await;
+            match result {
+                Ok(_) => {
+                    for dup in &copies[1..] {
+                        if dry_run {
+                            report.duplicates_removed += 1;
+                        } else {
+                            match self.delete(dup).await {
+                                Ok(()) => report.duplicates_removed += 1,
+                                Err(e) => report
+                                    .failed
+                                    .push(RedriveFailure { event_id: event_id.to_string(), error: e.to_string() }),
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    report.failed.push(RedriveFailure { event_id: event_id.to_string(), error: e.to_string() });
+                    if !report.moved.iter().any(|m| m == event_id) {
+                        release.extend(copies.iter().copied());
+                    }
+                }
+            }
+            if dry_run {
+                release.extend(copies.iter().copied());
+            }
+            progress(i + 1, total);
+        }
+        self.release_refs(&release).await;
+        Ok(report)
+    }
+
+    async fn purge(&self, event_id: &str) -> Result<usize, StoreError> {
+        let received = self.scan(WORK_VISIBILITY_SECONDS, Some(event_id)).await?;
+        let (matching, others): (Vec<&Received>, Vec<&Received>) =
+            received.iter().partition(|r| r.event_id() == Some(event_id));
+        let mut removed = 0;
+        let mut error = None;
+        for r in &matching {
+            match self.delete(r).await {
+                Ok(()) => removed += 1,
+                Err(e) => error = Some(e),
+            }
+        }
+        self.release_refs(&others).await;
+        match error {
+            Some(e) if removed == 0 => Err(e),
+            _ => Ok(removed),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The `retry-worker` Lambda's handler: one SQS batch of [`RetryMessage`]s → one [`RetryWorker::process`]
+//! pass (so the batch merges into HubSpot batch calls) → each message's fate applied on SQS → the ids of the
+//! records that must come back in `batchItemFailures` (the event source mapping has `ReportBatchItemFailures`).
+//!
+//! A record counts as done (SQS deletes it) once its fate is durable: delivered or superseded (recorded by
+//! the worker), or its successor sent to the retry queue or the DLQ. Only records whose successor could not be
+//! sent are reported as failures, never the whole batch through an error: SQS then makes the *original* message
+//! visible again after the visibility timeout, and after `maxReceiveCount` receives moves it to the DLQ itself.
+
+use std::collections::{HashMap, VecDeque};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use time::OffsetDateTime;
+
+use crate::sqs::{PreparedMessage, SqsRetryQueue};
+use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
+use hubrelay_core::worker::{Disposition, RetryWorker};
+
+/// The code of the dead-letter reason for a body that is not a [`RetryMessage`] this worker understands.
+pub const UNREADABLE_MESSAGE: &str = "unreadable_message";
+
+pub struct SqsWorker {
+    worker: RetryWorker,
+    queue: SqsRetryQueue,
+}
+
+/// What one record of the batch needs sent, if anything.
+struct Pending {
+    message_id: String,
+    send: PreparedMessage,
+    event_id: Option<String>,
+}
+
+impl SqsWorker {
+    pub fn new(worker: RetryWorker, queue: SqsRetryQueue) -> Self {
+        SqsWorker { worker, queue }
+    }
+
+    pub fn worker(&self) -> &RetryWorker {
+        &self.worker
+    }
+
+    pub fn queue(&self) -> &SqsRetryQueue {
+        &self.queue
+    }
+
+    /// Handle one SQS event. Never fails as a whole: failures are per record, by `messageId`.
+    pub async fn handle(&self, event: SqsEvent, now: OffsetDateTime) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        let mut pending: Vec<Pending> = Vec::new();
+        // (messageId, message) of every readable record, in batch order.
+        let mut readable: Vec<(String, RetryMessage)> = Vec::new();
+
+        for record in event.records {
+            let message_id = record.message_id.unwrap_or_default();
+            let body = record.body.unwrap_or_default();
+            match read(&body) {
+                Ok(message) => readable.push((message_id, message)),
+                // An unreadable body is a deterministic failure: retrying it can only fail again. Reporting it
+                // as a batch item failure would let SQS move it to the DLQ after maxReceiveCount (5 receives,
+                // ~30 min at a 360 s visibility timeout) but with no reason attached. So it goes to the DLQ at
+                // once, byte for byte, with `error_code = unreadable_message`; only if that send fails is it
+                // reported, and SQS's redrive policy is the backstop.
+                Err(reason) => {
+                    tracing::error!(message_id, code = %reason.code, error = %reason.message, "unreadable retry message");
+                    match PreparedMessage::unreadable(&body, &reason) {
+                        Ok(send) => pending.push(Pending { message_id, send, event_id: None }),
+                        Err(e) => {
+                            tracing::error!(message_id, error = %e, "cannot dead-letter the unreadable message");
+                            response.add_failure(message_id);
+                        }
+                    }
+                }
+            }
+        }
+
+        let messages: Vec<RetryMessage> = readable.iter().map(|(_, m)| m.clone()).collect();
+        let count = messages.len();
+        let mut counts = Counts::default();
+        match self.worker.process(messages, now).await {
+            Err(e) => {
+                // Nothing is known to be durable: every readable record comes back (after the visibility
+                // timeout). What was already written to HubSpot is an upsert of the same data: harmless to repeat.
+                tracing::error!(error = %e, records = count, "store error: the whole batch will be retried");
+                for (message_id, _) in readable {
+                    response.add_failure(message_id);
+                }
+            }
+            Ok(outcomes) => {
+                // Outcomes carry event ids, not positions: match them to records by event id, in batch order.
+                // Two records with one event id (a redriven copy next to the original) may swap their
+                // dispositions; each successor is built from the disposition, so no event is lost either way.
+                let mut by_event: HashMap<String, VecDeque<usize>> = HashMap::new();
+                for (i, (_, m)) in readable.iter().enumerate() {
+                    by_event.entry(m.event_id.clone()).or_default().push_back(i);
+                }
+                let mut matched = vec![false; readable.len()];
+                for outcome in outcomes {
+                    let Some(i) = by_event.get_mut(&outcome.event_id).and_then(VecDeque::pop_front) else {
+                        tracing::error!(event_id = %outcome.event_id, "outcome for an event not in the batch");
+                        continue;
+                    };
+                    matched[i] = true;
+                    let (message_id, original) = &readable[i];
+                    let send = match outcome.disposition {
+                        Disposition::Delivered { .. } => {
+                            counts.delivered += 1;
+                            continue;
+                        }
+                        Disposition::Superseded => {
+                            counts.superseded += 1;
+                            continue;
+                        }
+                        // The delay chain: back on the retry queue unchanged (same not_before), for at most
+                        // 900 s; a fresh message, so a fresh retention clock and receive count.
+                        Disposition::NotYetDue => {
+                            counts.not_yet_due += 1;
+                            PreparedMessage::retry(original, now)
+                        }
+                        Disposition::Retry(m) => {
+                            counts.retry += 1;
+                            PreparedMessage::retry(&m, now)
+                        }
+                        Disposition::DeadLetter(m, reason) => {
+                            counts.dead_letter += 1;
+                            PreparedMessage::dead_letter(&m, &reason)
+                        }
+                    };
+                    match send {
+                        Ok(send) => pending.push(Pending {
+                            message_id: message_id.clone(),
+                            send,
+                            event_id: Some(original.event_id.clone()),
+                        }),
+                        Err(e) => {
+                            tracing::error!(event_id = %original.event_id, error = %e, "cannot build the successor message");
+                            response.add_failure(message_id.clone());
+                        }
+                    }
+                }
+                for (i, (message_id, m)) in readable.iter().enumerate() {
+                    if !matched[i] {
+                        tracing::error!(event_id = %m.event_id, "no outcome for a record: it will be retried");
+                        response.add_failure(message_id.clone());
+                    }
+                }
+            }
+        }
+
+        let sends: Vec<PreparedMessage> = pending.iter().map(|p| p.send.clone()).collect();
+        let results = self.queue.send_many(&sends).await;
+        for (p, result) in pending.into_iter().zip(results) {
+            if let Err(e) = result {
+                tracing::error!(
+                    message_id = %p.message_id,
+                    event_id = p.event_id.as_deref().unwrap_or(""),
+                    error = %e,
+                    "re-send failed: the record stays on the queue"
+                );
+                response.add_failure(p.message_id);
+            }
+        }
+        tracing::info!(
+            records = count,
+            delivered = counts.delivered,
+            superseded = counts.superseded,
+            not_yet_due = counts.not_yet_due,
+            retry = counts.retry,
+            dead_letter = counts.dead_letter,
+            failures = response.batch_item_failures.len(),
+            "retry batch handled"
+        );
+        response
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    delivered: usize,
+    superseded: usize,
+    not_yet_due: usize,
+    retry: usize,
+    dead_letter: usize,
+}
+
+/// A record's body as a [`RetryMessage`] of a format version this worker knows.
+fn read(body: &str) -> Result<RetryMessage, DeadLetterReason> {
+    let message: RetryMessage = serde_json::from_str(body).map_err(|e| DeadLetterReason {
+        code: UNREADABLE_MESSAGE.into(),
+        message: format!("not a retry message: {e}"),
+    })?;
+    if message.version > RetryMessage::VERSION {
+        // A newer worker wrote it (a rollback): reading it with the old format could drop fields.
+        return Err(DeadLetterReason {
+            code: UNREADABLE_MESSAGE.into(),
+            message: format!(
+                "message format version {} is newer than this worker's ({})",
+                message.version,
+                RetryMessage::VERSION
+            ),
+        });
+    }
+    Ok(message)
+}

@@ -1,0 +1,477 @@
+//! Configuration in layers — defaults → TOML file → environment → command-line flags — validated at
+//! start-up with a message that names the setting at fault.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::{AuthConfig, Authenticator};
+use crate::domain::RetrySchedule;
+use crate::mapping::Mapping;
+use crate::referral::settings::{ReferralLayer, ReferralSettings};
+use crate::worker::Jitter;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MAPPING: &str = "chat-widget";
+/// Lead bodies are small; 256 KiB matches the largest SQS message a retry can carry.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// HubSpot's lowest private-app tier (Free / Starter): 100 requests per rolling 10 s. Professional and
+/// Enterprise portals allow 190 (250 with the API limit increase).
+pub const DEFAULT_HUBSPOT_RATE_LIMIT_PER_10S: u32 = 100;
+/// The most one schedule step may wait (the worker never parks an event for longer between attempts).
+pub const MAX_RETRY_STEP: Duration = crate::worker::MAX_DELAY;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("{setting}: {message}")]
+    Invalid { setting: &'static str, message: String },
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { setting, message: message.into() }
+}
+
+/// Everything a settings layer may set. Each field is optional so layers merge: a later layer wins.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Layer {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub hubspot_token: Option<String>,
+    pub hubspot_base_url: Option<String>,
+    pub hubspot_client_secrets: Option<Vec<String>>,
+    pub api_tokens: Option<Vec<String>>,
+    pub webhook_secrets: Option<Vec<String>>,
+    pub public_url: Option<String>,
+    pub mapping: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub hubspot_timeout_secs: Option<u64>,
+    pub sandbox_listen: Option<String>,
+    /// Retry delays after each failed attempt, e.g. `["5s", "5m", "30m"]` (env: comma-separated).
+    pub retry_schedule: Option<Vec<String>>,
+    /// ± share of each delay drawn at random, 0.0 to 1.0.
+    pub retry_jitter: Option<f64>,
+    pub hubspot_rate_limit_per_10s: Option<u64>,
+    /// `[referral]`: partner credentials, webhook secrets, event names, stages, targets.
+    pub referral: Option<ReferralLayer>,
+}
+
+impl Layer {
+    /// Fields set in `other` override ours.
+    pub fn merge(mut self, other: Layer) -> Layer {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
+        }
+        take!(
+            listen,
+            data_dir,
+            hubspot_token,
+            hubspot_base_url,
+            hubspot_client_secrets,
+            api_tokens,
+            webhook_secrets,
+            public_url,
+            mapping,
+            max_body_bytes,
+            hubspot_timeout_secs,
+            sandbox_listen,
+            retry_schedule,
+            retry_jitter,
+            hubspot_rate_limit_per_10s
+        );
+        if let Some(r) = other.referral {
+            self.referral = Some(self.referral.take().unwrap_or_default().merge(r));
+        }
+        self
+    }
+
+    pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: path.display().to_string(), message: e.to_string() })?;
+        toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+            let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
+            ConfigError::File { path: path.display().to_string(), message: format!("{at}{}", e.message()) }
+        })
+    }
+
+    /// The environment layer. `get` is injected so tests need not touch the process environment.
+    pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
+        let list = |name: &str| get(name).map(|v| split_list(&v));
+        let number = |name: &'static str| -> Result<Option<u64>, ConfigError> {
+            get(name)
+                .map(|v| v.trim().parse::<u64>().map_err(|_| invalid(name, format!("`{v}` is not a whole number"))))
+                .transpose()
+        };
+        Ok(Layer {
+            listen: get("HUBRELAY_LISTEN"),
+            data_dir: get("HUBRELAY_DATA_DIR").map(PathBuf::from),
+            hubspot_token: get("HUBSPOT_TOKEN").filter(|t| !t.trim().is_empty()),
+            hubspot_base_url: get("HUBSPOT_BASE_URL"),
+            hubspot_client_secrets: list("HUBSPOT_CLIENT_SECRET"),
+            api_tokens: list("HUBRELAY_API_TOKENS"),
+            webhook_secrets: list("HUBRELAY_WEBHOOK_SECRETS"),
+            public_url: get("HUBRELAY_PUBLIC_URL"),
+            mapping: get("HUBRELAY_MAPPING"),
+            max_body_bytes: number("HUBRELAY_MAX_BODY_BYTES")?.map(|n| n as usize),
+            hubspot_timeout_secs: number("HUBSPOT_TIMEOUT_SECS")?,
+            sandbox_listen: get("HUBRELAY_SANDBOX_LISTEN"),
+            // Empty counts as unset (a template parameter left blank).
+            retry_schedule: get("HUBRELAY_RETRY_SCHEDULE").filter(|v| !v.is_empty()).map(|v| split_list(&v)),
+            retry_jitter: get("HUBRELAY_RETRY_JITTER")
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| {
+                    v.trim().parse::<f64>().map_err(|_| {
+                        invalid("HUBRELAY_RETRY_JITTER", format!("`{v}` is not a number (use 0.0 to 1.0, e.g. 0.2)"))
+                    })
+                })
+                .transpose()?,
+            hubspot_rate_limit_per_10s: number("HUBSPOT_RATE_LIMIT_PER_10S")?,
+            referral: ReferralLayer::from_env(get)?,
+        })
+    }
+}
+
+/// Comma-separated list, blanks dropped.
+pub fn split_list(v: &str) -> Vec<String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// Where HubSpot calls go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubSpotTarget {
+    /// A real portal (or any HubSpot-compatible URL) with a private-app token.
+    Api { base_url: String, token: String },
+    /// No token configured: `hubrelay serve` starts the built-in sandbox.
+    Sandbox,
+}
+
+/// Validated settings shared by every entry point.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub hubspot: HubSpotTarget,
+    pub hubspot_timeout: Duration,
+    pub auth: AuthConfig,
+    pub mapping: Mapping,
+    pub max_body_bytes: usize,
+    /// Delays between attempts (`HUBRELAY_RETRY_SCHEDULE`; default: the documented ~75.6 h schedule).
+    pub retry_schedule: RetrySchedule,
+    /// `HUBRELAY_RETRY_JITTER` (default ±20 %).
+    pub retry_jitter: Jitter,
+    /// Client-side cap on HubSpot calls per rolling 10 s (`HUBSPOT_RATE_LIMIT_PER_10S`).
+    pub hubspot_rate_limit_per_10s: u32,
+    pub referral: ReferralSettings,
+}
+
+/// `hubrelay serve`'s settings.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub listen: SocketAddr,
+    pub sandbox_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub relay: RelaySettings,
+}
+
+impl RelaySettings {
+    pub fn from_layer(layer: &Layer) -> Result<RelaySettings, ConfigError> {
+        let hubspot = match &layer.hubspot_token {
+            Some(token) => {
+                let base_url =
+                    layer.hubspot_base_url.clone().unwrap_or_else(|| crate::hubspot::DEFAULT_BASE_URL.into());
+                check_url("HUBSPOT_BASE_URL", &base_url)?;
+                HubSpotTarget::Api { base_url, token: token.clone() }
+            }
+            None => HubSpotTarget::Sandbox,
+        };
+        if let Some(url) = &layer.public_url {
+            check_url("HUBRELAY_PUBLIC_URL", url)?;
+        }
+        let mapping_spec = layer.mapping.clone().unwrap_or_else(|| DEFAULT_MAPPING.into());
+        let mapping = Mapping::load(&mapping_spec).map_err(|e| invalid("HUBRELAY_MAPPING", e.to_string()))?;
+        let max_body_bytes = layer.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if !(1024..=10 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(invalid("HUBRELAY_MAX_BODY_BYTES", "must be between 1024 and 10485760"));
+        }
+        let timeout = layer.hubspot_timeout_secs.unwrap_or(10);
+        if !(1..=25).contains(&timeout) {
+            return Err(invalid("HUBSPOT_TIMEOUT_SECS", "must be 1 to 25 seconds (API Gateway stops waiting at 30)"));
+        }
+        let auth = AuthConfig {
+            api_tokens: layer.api_tokens.clone().unwrap_or_default(),
+            webhook_secrets: layer.webhook_secrets.clone().unwrap_or_default(),
+            hubspot_client_secrets: layer.hubspot_client_secrets.clone().unwrap_or_default(),
+            public_url: layer.public_url.clone(),
+            replay_window: Duration::from_secs(300),
+        };
+        let retry_schedule = match &layer.retry_schedule {
+            Some(steps) => parse_schedule(steps).map_err(|m| invalid("HUBRELAY_RETRY_SCHEDULE", m))?,
+            None => RetrySchedule::default(),
+        };
+        let fraction = layer.retry_jitter.unwrap_or(Jitter::STANDARD.fraction);
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(invalid(
+                "HUBRELAY_RETRY_JITTER",
+                format!("must be between 0.0 and 1.0 (0.2 = ±20 %), got {fraction}"),
+            ));
+        }
+        let rate = layer.hubspot_rate_limit_per_10s.unwrap_or(u64::from(DEFAULT_HUBSPOT_RATE_LIMIT_PER_10S));
+        if !(1..=10_000).contains(&rate) {
+            return Err(invalid(
+                "HUBSPOT_RATE_LIMIT_PER_10S",
+                format!("must be 1 to 10000 requests per 10 s (HubSpot: 100 Free/Starter, 190 Professional/Enterprise), got {rate}"),
+            ));
+        }
+        Ok(RelaySettings {
+            hubspot,
+            hubspot_timeout: Duration::from_secs(timeout),
+            auth,
+            mapping,
+            max_body_bytes,
+            retry_schedule,
+            retry_jitter: Jitter { fraction },
+            hubspot_rate_limit_per_10s: rate as u32,
+            referral: ReferralSettings::from_layer(layer.referral.as_ref())?,
+        })
+    }
+
+    /// Build the authenticator, turning its complaint into a config error.
+    pub fn authenticator(&self) -> Result<Authenticator, ConfigError> {
+        Authenticator::new(self.auth.clone()).map_err(|e| invalid("auth", e.to_string()))
+    }
+}
+
+impl ServeSettings {
+    pub fn from_layer(layer: &Layer) -> Result<ServeSettings, ConfigError> {
+        let listen = parse_addr("HUBRELAY_LISTEN", layer.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+        let sandbox_listen =
+            parse_addr("HUBRELAY_SANDBOX_LISTEN", layer.sandbox_listen.as_deref().unwrap_or("127.0.0.1:0"))?;
+        let data_dir = layer.data_dir.clone().unwrap_or_else(|| PathBuf::from(".hubrelay"));
+        let relay = RelaySettings::from_layer(layer)?;
+        Ok(ServeSettings { listen, sandbox_listen, data_dir, relay })
+    }
+}
+
+/// A retry schedule from its steps (`5s`, `5m`, `100ms`, `2h`, `1d`): one delay after each failed attempt.
+/// Each step is positive and at most 24 h; the whole schedule must end within the idempotency window
+/// ([`crate::store::IDEMPOTENCY_TTL`], 4 days), or a sender's late re-delivery could be taken for a new event.
+pub fn parse_schedule(steps: &[String]) -> Result<RetrySchedule, String> {
+    if steps.is_empty() {
+        return Err("is empty: give at least one delay, e.g. `5s,5m,30m`".into());
+    }
+    let mut delays = Vec::with_capacity(steps.len());
+    for (i, step) in steps.iter().enumerate() {
+        let d = parse_duration(step).map_err(|m| format!("step {} `{}`: {m}", i + 1, step.trim()))?;
+        if d.is_zero() {
+            return Err(format!("step {} `{}`: must be longer than zero", i + 1, step.trim()));
+        }
+        if d > MAX_RETRY_STEP {
+            return Err(format!("step {} `{}`: longer than the 24h maximum", i + 1, step.trim()));
+        }
+        delays.push(d);
+    }
+    let schedule = RetrySchedule::new(delays);
+    if schedule.total() > crate::store::IDEMPOTENCY_TTL {
+        return Err(format!(
+            "spans {}, longer than the {} idempotency window",
+            format_duration(schedule.total()),
+            format_duration(crate::store::IDEMPOTENCY_TTL)
+        ));
+    }
+    Ok(schedule)
+}
+
+/// `100ms`, `5s`, `5m`, `2h`, `1d` (a whole number and a unit).
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    if digits.is_empty() {
+        return Err("expected a whole number and a unit (ms, s, m, h or d), e.g. `5s`".into());
+    }
+    let n: u64 = digits.parse().map_err(|_| format!("`{digits}` is too large"))?;
+    let unit_ms: u64 = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "" => return Err("missing unit (ms, s, m, h or d), e.g. `5s`".into()),
+        other => return Err(format!("unknown unit `{other}` (use ms, s, m, h or d)")),
+    };
+    n.checked_mul(unit_ms).map(Duration::from_millis).ok_or_else(|| format!("`{v}` is too large"))
+}
+
+/// The shortest form [`parse_duration`] reads back, in hours at most: `100ms`, `5s`, `30m`, `24h`, `90s`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [("h", 3_600_000u128), ("m", 60_000), ("s", 1_000)] {
+        // (not `is_multiple_of`: the crate supports Rust 1.85)
+        if ms >= size && (ms / size) * size == ms {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// A schedule as `HUBRELAY_RETRY_SCHEDULE` would spell it.
+pub fn format_schedule(schedule: &RetrySchedule) -> String {
+    (1..schedule.max_attempts())
+        .filter_map(|a| schedule.delay_after(a))
+        .map(format_duration)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_addr(setting: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse().map_err(|_| invalid(setting, format!("`{v}` is not an address like 127.0.0.1:8080")))
+}
+
+fn check_url(setting: &'static str, v: &str) -> Result<(), ConfigError> {
+    if v.starts_with("http://") || v.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(invalid(setting, format!("`{v}` is not an http(s) URL")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hubrelay.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\napi_tokens = [\"a\"]\nmapping = \"aimbase\"\n").unwrap();
+        let file = Layer::from_file(&path).unwrap();
+        let envl =
+            Layer::from_env(&env(&[("HUBRELAY_LISTEN", "127.0.0.1:9100"), ("HUBRELAY_API_TOKENS", "x, y,")])).unwrap();
+        let s = ServeSettings::from_layer(&Layer::default().merge(file).merge(envl)).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(s.relay.auth.api_tokens, vec!["x".to_string(), "y".to_string()]);
+        assert_eq!(s.relay.mapping.name, "aimbase");
+        assert_eq!(s.relay.hubspot, HubSpotTarget::Sandbox);
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_line() {
+        let e =
+            ServeSettings::from_layer(&Layer { listen: Some("localhost".into()), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().starts_with("HUBRELAY_LISTEN:"), "{e}");
+        let e = Layer::from_env(&env(&[("HUBRELAY_MAX_BODY_BYTES", "lots")])).unwrap_err();
+        assert!(e.to_string().contains("HUBRELAY_MAX_BODY_BYTES"), "{e}");
+        let e = RelaySettings::from_layer(&Layer { mapping: Some("nope-profile".into()), ..Default::default() })
+            .unwrap_err();
+        assert!(e.to_string().starts_with("HUBRELAY_MAPPING:"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nunknown_key = 3\n").unwrap();
+        let e = Layer::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn a_token_selects_the_real_api() {
+        let layer = Layer::from_env(&env(&[("HUBSPOT_TOKEN", "pat-1")])).unwrap();
+        let s = RelaySettings::from_layer(&layer).unwrap();
+        assert_eq!(s.hubspot, HubSpotTarget::Api { base_url: "https://api.hubapi.com".into(), token: "pat-1".into() });
+        let bad =
+            Layer { hubspot_token: Some("t".into()), hubspot_base_url: Some("ftp://x".into()), ..Default::default() };
+        assert!(RelaySettings::from_layer(&bad).unwrap_err().to_string().starts_with("HUBSPOT_BASE_URL"));
+    }
+
+    #[test]
+    fn retry_settings_default_to_the_documented_schedule() {
+        let s = RelaySettings::from_layer(&Layer::default()).unwrap();
+        assert_eq!(s.retry_schedule, RetrySchedule::default());
+        assert_eq!(format_schedule(&s.retry_schedule), "5s,5m,30m,2h,5h,10h,14h,20h,24h");
+        assert_eq!(s.retry_jitter, Jitter::STANDARD);
+        assert_eq!(s.hubspot_rate_limit_per_10s, 100);
+    }
+
+    #[test]
+    fn retry_schedule_jitter_and_rate_limit_from_env() {
+        let layer = Layer::from_env(&env(&[
+            ("HUBRELAY_RETRY_SCHEDULE", "100ms, 2s,5m,1h,1d"),
+            ("HUBRELAY_RETRY_JITTER", "0"),
+            ("HUBSPOT_RATE_LIMIT_PER_10S", "190"),
+        ]))
+        .unwrap();
+        let s = RelaySettings::from_layer(&layer).unwrap();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            s.retry_schedule,
+            RetrySchedule::new(vec![ms(100), ms(2_000), ms(300_000), ms(3_600_000), ms(86_400_000)])
+        );
+        assert_eq!(format_schedule(&s.retry_schedule), "100ms,2s,5m,1h,24h");
+        assert_eq!(s.retry_jitter, Jitter::NONE);
+        assert_eq!(s.hubspot_rate_limit_per_10s, 190);
+        // TOML spells the schedule as a list.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "retry_schedule = [\"1s\", \"90s\"]\nretry_jitter = 0.5\n").unwrap();
+        let s = RelaySettings::from_layer(&Layer::from_file(&path).unwrap()).unwrap();
+        assert_eq!(format_schedule(&s.retry_schedule), "1s,90s");
+        assert_eq!(s.retry_jitter, Jitter { fraction: 0.5 });
+    }
+
+    #[test]
+    fn bad_retry_settings_say_exactly_what_is_wrong() {
+        let err = |pairs: &[(&str, &str)]| -> String {
+            match Layer::from_env(&env(pairs)) {
+                Err(e) => e.to_string(),
+                Ok(layer) => RelaySettings::from_layer(&layer).unwrap_err().to_string(),
+            }
+        };
+        assert_eq!(
+            err(&[("HUBRELAY_RETRY_SCHEDULE", "5s,5x")]),
+            "HUBRELAY_RETRY_SCHEDULE: step 2 `5x`: unknown unit `x` (use ms, s, m, h or d)"
+        );
+        assert_eq!(
+            err(&[("HUBRELAY_RETRY_SCHEDULE", "5")]),
+            "HUBRELAY_RETRY_SCHEDULE: step 1 `5`: missing unit (ms, s, m, h or d), e.g. `5s`"
+        );
+        assert_eq!(
+            err(&[("HUBRELAY_RETRY_SCHEDULE", "1s,m")]),
+            "HUBRELAY_RETRY_SCHEDULE: step 2 `m`: expected a whole number and a unit (ms, s, m, h or d), e.g. `5s`"
+        );
+        assert_eq!(
+            err(&[("HUBRELAY_RETRY_SCHEDULE", "0s")]),
+            "HUBRELAY_RETRY_SCHEDULE: step 1 `0s`: must be longer than zero"
+        );
+        assert_eq!(
+            err(&[("HUBRELAY_RETRY_SCHEDULE", "25h")]),
+            "HUBRELAY_RETRY_SCHEDULE: step 1 `25h`: longer than the 24h maximum"
+        );
+        assert_eq!(
+            err(&[("HUBRELAY_RETRY_SCHEDULE", " , ")]),
+            "HUBRELAY_RETRY_SCHEDULE: is empty: give at least one delay, e.g. `5s,5m,30m`"
+        );
+        assert_eq!(
+            err(&[("HUBRELAY_RETRY_SCHEDULE", "24h,24h,24h,24h,1s")]),
+            "HUBRELAY_RETRY_SCHEDULE: spans 345601s, longer than the 96h idempotency window"
+        );
+        assert_eq!(
+            err(&[("HUBRELAY_RETRY_JITTER", "lots")]),
+            "HUBRELAY_RETRY_JITTER: `lots` is not a number (use 0.0 to 1.0, e.g. 0.2)"
+        );
+        assert_eq!(
+            err(&[("HUBRELAY_RETRY_JITTER", "1.5")]),
+            "HUBRELAY_RETRY_JITTER: must be between 0.0 and 1.0 (0.2 = ±20 %), got 1.5"
+        );
+        assert!(
+            err(&[("HUBSPOT_RATE_LIMIT_PER_10S", "0")]).starts_with("HUBSPOT_RATE_LIMIT_PER_10S: must be 1 to 10000")
+        );
+    }
+}

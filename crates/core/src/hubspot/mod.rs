@@ -1,0 +1,130 @@
+//! HubSpot as hubrelay sees it: the [`HubSpot`] trait, its error classification, the CRM types it moves.
+//! The HTTP client is `hubrelay_clients::HubSpotClient`.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AttemptOutcome, ContactUpsert, UpsertedContact};
+
+pub mod engagements;
+
+pub use engagements::{Engagement, EngagementKind};
+
+/// HubSpot's public API.
+pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
+
+/// A HubSpot contact property definition (`/crm/v3/properties/contacts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyDefinition {
+    pub name: String,
+    #[serde(default)]
+    pub label: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub field_type: String,
+    #[serde(default)]
+    pub group_name: String,
+    #[serde(default)]
+    pub options: Vec<PropertyOption>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PropertyOption {
+    pub label: String,
+    pub value: String,
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+/// Why a HubSpot call failed, classified the way `../shared/reference/hubspot.md` says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("HubSpot {}: {message}", status.map(|s| s.to_string()).unwrap_or_else(|| "unreachable".into()))]
+pub struct HubSpotError {
+    /// HTTP status, `None` for network errors and timeouts.
+    pub status: Option<u16>,
+    /// Stable code: `hubspot_unreachable`, `hubspot_timeout`, `hubspot_unavailable`, `rate_limited`, `locked`,
+    /// `property_doesnt_exist`, `invalid_option`, `invalid_date`, `validation_error`, `unauthorized`,
+    /// `missing_scopes`, `object_not_found`, `conflict`, ...
+    pub code: String,
+    pub message: String,
+    pub category: Option<String>,
+    pub correlation_id: Option<String>,
+    /// `policyName` of a 429 (`TEN_SECONDLY_ROLLING`, `SECONDLY`, `DAILY`).
+    pub policy: Option<String>,
+    /// `Retry-After` (seconds), when sent.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl HubSpotError {
+    /// An error without HubSpot's extras (category, correlation id, rate-limit policy).
+    pub fn new(status: Option<u16>, code: impl Into<String>, message: impl Into<String>) -> Self {
+        HubSpotError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            category: None,
+            correlation_id: None,
+            policy: None,
+            retry_after_secs: None,
+        }
+    }
+
+    /// Retryable: network errors, timeouts, 423, 429 (not `DAILY`... which waits for the reset, still a retry),
+    /// 477 and 5xx. Everything else needs a fix first.
+    pub fn outcome(&self) -> AttemptOutcome {
+        match self.status {
+            None => AttemptOutcome::Retryable,
+            Some(423 | 429 | 477) => AttemptOutcome::Retryable,
+            Some(s) if s >= 500 => AttemptOutcome::Retryable,
+            Some(_) => AttemptOutcome::Rejected,
+        }
+    }
+}
+
+/// A CRM object as read by [`HubSpot::read_object`]: its id, the asked-for properties that are set, and the
+/// ids of associated objects by type (`contacts`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrmObject {
+    pub id: String,
+    pub properties: BTreeMap<String, String>,
+    pub associations: BTreeMap<String, Vec<String>>,
+}
+
+#[async_trait]
+pub trait HubSpot: Send + Sync {
+    /// Create-or-update contacts by email in one `batch/upsert` call (≤ 100 inputs, emails unique).
+    /// Results come back in input order.
+    async fn upsert_contacts(&self, inputs: &[ContactUpsert]) -> Result<Vec<UpsertedContact>, HubSpotError>;
+    /// All contact property definitions.
+    async fn list_properties(&self) -> Result<Vec<PropertyDefinition>, HubSpotError>;
+    /// Create one contact property.
+    async fn create_property(&self, property: &PropertyDefinition) -> Result<(), HubSpotError>;
+    /// `PATCH /crm/v3/objects/contacts/{id}`: set (or, with `""`, clear) properties of one contact by id.
+    async fn update_contact(&self, id: &str, properties: &BTreeMap<String, String>) -> Result<(), HubSpotError>;
+    /// `POST /crm/v3/objects/{notes|calls|...}` with the inline contact association; returns the new object's id.
+    async fn create_engagement(&self, engagement: &Engagement) -> Result<String, HubSpotError>;
+    /// `GET /crm/v3/objects/contacts/{email}?idProperty=email`: the contact's id, `None` when there is none.
+    async fn contact_id_by_email(&self, email: &str) -> Result<Option<String>, HubSpotError>;
+    /// The ids of a contact's engagements of one kind (`GET .../contacts/{id}/associations/{kind}`).
+    async fn contact_engagements(&self, contact_id: &str, kind: EngagementKind) -> Result<Vec<String>, HubSpotError>;
+    /// Some properties of one engagement (`GET /crm/v3/objects/{kind}/{id}?properties=...`).
+    async fn engagement_properties(
+        &self,
+        kind: EngagementKind,
+        id: &str,
+        properties: &[&str],
+    ) -> Result<BTreeMap<String, String>, HubSpotError>;
+    /// `GET /crm/v3/objects/{object}/{id}?properties=...&associations=...` (`object`: `contacts`, `deals`);
+    /// `None` when HubSpot has no such object.
+    async fn read_object(
+        &self,
+        object: &str,
+        id: &str,
+        properties: &[&str],
+        associations: &[&str],
+    ) -> Result<Option<CrmObject>, HubSpotError>;
+}

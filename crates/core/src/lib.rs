@@ -1,0 +1,19 @@
+//! hubrelay's core: what a lead, a status update, an activity and a referral event are, how they map onto
+//! HubSpot, and how each is delivered, retried or parked — over small traits ([`store`], [`hubspot::HubSpot`],
+//! [`partners`]) that the adapter crates implement. No HTTP server, HTTP client, AWS SDK or SQLite here.
+
+pub mod auth;
+pub mod config;
+pub mod dates;
+pub mod dlq;
+pub mod domain;
+pub mod hubspot;
+pub mod lead;
+pub mod mapping;
+pub mod partners;
+pub mod pii;
+pub mod properties;
+pub mod referral;
+pub mod store;
+pub mod updates;
+pub mod worker;

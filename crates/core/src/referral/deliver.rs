@@ -1,0 +1,191 @@
+//! Delivering one [`ReferralAction`], shared by the retry worker of `hubrelay serve` and the `retry-worker`
+//! Lambda: complete the trigger from HubSpot when the webhook lacked data (the contact; the deal and its
+//! associated contact), map it, and send it. Errors are [`HubSpotError`]s whose `outcome()` decides: partner
+//! 429/5xx and network trouble are retried, partner 4xx and unusable data are parked with the reason.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::actions::ReferralAction;
+use super::{extole_converted, extole_signup, impact_conversion, ContactSignup, DealStage, ReferralConfig};
+use super::{ReferralError, DEAL_PROPERTIES};
+use crate::hubspot::{HubSpot, HubSpotError};
+use crate::partners::{Extole, Impact, PartnerError};
+use crate::pii::mask_email;
+
+/// What became of a delivered action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferralOutcome {
+    /// Sent; `reference` is the HubSpot contact id when known, else the partner's id for it.
+    Sent { reference: String },
+    /// Nothing to send after all (the contact turned out to carry no advocate code).
+    Skipped { reason: String },
+}
+
+pub struct ReferralDelivery {
+    hubspot: Arc<dyn HubSpot>,
+    extole: Option<Arc<dyn Extole>>,
+    impact: Option<Arc<dyn Impact>>,
+    config: ReferralConfig,
+}
+
+/// A partner's refusal, keeping its status (429/5xx retry, 4xx park), code and text.
+pub fn partner_error(e: PartnerError) -> HubSpotError {
+    let mut out = HubSpotError::new(e.status, e.code.clone(), e.to_string());
+    out.retry_after_secs = e.retry_after_secs;
+    out
+}
+
+/// Data that cannot be mapped: parked (a fix in HubSpot, then a redrive).
+fn unusable(e: ReferralError) -> HubSpotError {
+    let field = e.field.map(|f| format!(" (field `{f}`)")).unwrap_or_default();
+    HubSpotError::new(Some(422), e.code, format!("{}{field}", e.message))
+}
+
+fn not_found(code: &str, message: String) -> HubSpotError {
+    HubSpotError::new(Some(404), code, message)
+}
+
+impl ReferralDelivery {
+    /// `extole` / `impact` are `None` when not configured: their actions are then parked as `not_configured`.
+    pub fn new(
+        hubspot: Arc<dyn HubSpot>,
+        extole: Option<Arc<dyn Extole>>,
+        impact: Option<Arc<dyn Impact>>,
+        config: ReferralConfig,
+    ) -> Self {
+        ReferralDelivery { hubspot, extole, impact, config }
+    }
+
+    pub fn config(&self) -> &ReferralConfig {
+        &self.config
+    }
+
+    /// Deliver a stored action. `received_at` is when it was first accepted: it dates events the webhook did
+    /// not date, so every retry sends the same thing.
+    pub async fn deliver_event(
+        &self,
+        event: &serde_json::Value,
+        received_at: OffsetDateTime,
+    ) -> Result<ReferralOutcome, HubSpotError> {
+        let action: ReferralAction = serde_json::from_value(event.clone())
+            .map_err(|e| HubSpotError::new(Some(400), "unreadable_event", e.to_string()))?;
+        self.deliver(&action, received_at).await
+    }
+
+    pub async fn deliver(
+        &self,
+        action: &ReferralAction,
+        received_at: OffsetDateTime,
+    ) -> Result<ReferralOutcome, HubSpotError> {
+        match action {
+            ReferralAction::ExtoleSignup(s) => {
+                let s = self.complete_signup(s).await?;
+                if s.advocate_code.is_none() {
+                    let reason = format!("contact has no `{}`: not a referral", self.config.advocate_code_property);
+                    return Ok(ReferralOutcome::Skipped { reason });
+                }
+                let event = extole_signup(&s, &self.config, received_at).map_err(unusable)?;
+                let accepted = self.extole()?.send_event(&event).await.map_err(partner_error)?;
+                Ok(ReferralOutcome::Sent { reference: s.contact_id.unwrap_or(accepted.id) })
+            }
+            ReferralAction::ExtoleConverted(d) => {
+                let (d, email, contact_id) = self.complete_deal(d).await?;
+                let event = extole_converted(&d, &email, &self.config, received_at).map_err(unusable)?;
+                self.extole()?.send_event(&event).await.map_err(partner_error)?;
+                Ok(ReferralOutcome::Sent { reference: contact_id })
+            }
+            ReferralAction::ImpactConversion(d) => {
+                let (d, email, contact_id) = self.complete_deal(d).await?;
+                let conversion = impact_conversion(&d, &email, &self.config, received_at).map_err(unusable)?;
+                self.impact()?.send_conversion(&conversion).await.map_err(partner_error)?;
+                Ok(ReferralOutcome::Sent { reference: contact_id })
+            }
+            ReferralAction::UpsertContact(upsert) => {
+                let done = self.hubspot.upsert_contacts(std::slice::from_ref(upsert)).await?;
+                let contact = done.into_iter().next().ok_or_else(|| {
+                    HubSpotError::new(Some(200), "unexpected_response", "the upsert answered no contact")
+                })?;
+                tracing::info!(contact_id = %contact.id, created = contact.created, email = %mask_email(&upsert.email),
+                    "referral properties written");
+                Ok(ReferralOutcome::Sent { reference: contact.id })
+            }
+        }
+    }
+
+    fn extole(&self) -> Result<&Arc<dyn Extole>, HubSpotError> {
+        self.extole.as_ref().ok_or_else(|| {
+            HubSpotError::new(
+                Some(400),
+                "not_configured",
+                "Extole is not configured: set EXTOLE_API_TOKEN, then redrive",
+            )
+        })
+    }
+
+    fn impact(&self) -> Result<&Arc<dyn Impact>, HubSpotError> {
+        self.impact.as_ref().ok_or_else(|| {
+            let message = "impact.com is not configured: set IMPACT_ACCOUNT_SID and IMPACT_AUTH_TOKEN, then redrive";
+            HubSpotError::new(Some(400), "not_configured", message)
+        })
+    }
+
+    /// Fill what the webhook did not carry (email, code, names, company) from the contact.
+    async fn complete_signup(&self, s: &ContactSignup) -> Result<ContactSignup, HubSpotError> {
+        let mut s = s.clone();
+        let Some(id) = s.contact_id.clone().filter(|_| s.needs_lookup()) else { return Ok(s) };
+        let code = self.config.advocate_code_property.as_str();
+        let props = ["email", "firstname", "lastname", "company", code];
+        let contact = self.hubspot.read_object("contacts", &id, &props, &[]).await?;
+        let contact = contact.ok_or_else(|| not_found("contact_not_found", format!("HubSpot has no contact {id}")))?;
+        let p = |k: &str| contact.properties.get(k).filter(|v| !v.trim().is_empty()).cloned();
+        s.email = s.email.or_else(|| p("email"));
+        s.advocate_code = s.advocate_code.or_else(|| p(code));
+        s.first_name = s.first_name.or_else(|| p("firstname"));
+        s.last_name = s.last_name.or_else(|| p("lastname"));
+        s.company = s.company.or_else(|| p("company"));
+        Ok(s)
+    }
+
+    /// The deal with [`DEAL_PROPERTIES`], its contact's email, and the contact id (else the deal id), read from HubSpot when missing. The
+    /// webhook's stage is kept: it is what the conversion ids are made of.
+    async fn complete_deal(&self, d: &DealStage) -> Result<(DealStage, String, String), HubSpotError> {
+        let mut d = d.clone();
+        let mut contact_id = d.contact_id.clone();
+        if d.needs_lookup() {
+            let deal = self.hubspot.read_object("deals", &d.deal_id, &DEAL_PROPERTIES, &["contacts"]).await?;
+            let id = &d.deal_id;
+            let deal = deal.ok_or_else(|| not_found("deal_not_found", format!("HubSpot has no deal {id}")))?;
+            for (k, v) in deal.properties.into_iter().filter(|(_, v)| !v.trim().is_empty()) {
+                if d.partial || !d.properties.contains_key(&k) {
+                    d.properties.insert(k, v);
+                }
+            }
+            d.properties.insert("dealstage".into(), d.stage.clone());
+            d.partial = false;
+            if contact_id.is_none() {
+                contact_id = deal.associations.get("contacts").and_then(|c| c.first()).cloned();
+            }
+        }
+        let email = match d.contact_email.clone() {
+            Some(email) => email,
+            None => {
+                let contact_id = contact_id.clone().ok_or_else(|| {
+                    not_found("contact_not_found", format!("deal {} has no associated contact", d.deal_id))
+                })?;
+                let contact = self.hubspot.read_object("contacts", &contact_id, &["email"], &[]).await?;
+                contact.and_then(|c| c.properties.get("email").cloned()).filter(|e| !e.trim().is_empty()).ok_or_else(
+                    || {
+                        not_found(
+                            "contact_not_found",
+                            format!("contact {contact_id} of deal {} has no email", d.deal_id),
+                        )
+                    },
+                )?
+            }
+        };
+        let reference = contact_id.unwrap_or_else(|| d.deal_id.clone());
+        Ok((d, email, reference))
+    }
+}

@@ -1,0 +1,391 @@
+//! The retry worker's logic, shared by the `retry-worker` Lambda (SQS) and `hubrelay serve` (SQLite):
+//! take due messages, merge the contact upserts of one batch into HubSpot batch calls (≤ 100 inputs, one
+//! input per email, the newest lead's values winning), and decide each message's fate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::domain::{
+    AttemptOutcome, ContactUpsert, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, RetrySchedule,
+};
+use crate::hubspot::{HubSpot, HubSpotError};
+use crate::lead::Lead;
+use crate::mapping::Mapping;
+use crate::pii::mask_email;
+use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, LeadLinks, StoreError};
+use crate::updates::{UpdateDelivery, UpdateOutcome};
+
+pub mod delay;
+pub mod locks;
+mod referrals;
+
+pub use delay::{retry_delay, Jitter};
+pub use locks::{ContactGuard, ContactLocks};
+
+/// HubSpot's batch limit.
+pub const MAX_BATCH_INPUTS: usize = 100;
+
+/// What to do with one message after a worker pass.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// Written to HubSpot: remove it from the queue.
+    Delivered { contact_id: String },
+    /// A newer lead for the same contact was already applied: remove it without writing.
+    Superseded,
+    /// Not due yet (a delay longer than the queue can hold): put it back unchanged.
+    NotYetDue,
+    /// Failed again and will be retried: put this updated message (attempt appended, `not_before` set) back.
+    Retry(RetryMessage),
+    /// Retries exhausted, or HubSpot refused the data: to the dead-letter queue with the reason.
+    DeadLetter(RetryMessage, DeadLetterReason),
+}
+
+/// One message and its fate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub event_id: String,
+    pub disposition: Disposition,
+}
+
+pub struct RetryWorker {
+    hubspot: Arc<dyn HubSpot>,
+    mapping: Mapping,
+    schedule: RetrySchedule,
+    jitter: Jitter,
+    versions: Arc<dyn ContactVersions>,
+    events: Arc<dyn EventLog>,
+    locks: Option<Arc<ContactLocks>>,
+    links: Option<Arc<dyn LeadLinks>>,
+    updates: Option<Arc<UpdateDelivery>>,
+    referrals: Option<Arc<crate::referral::deliver::ReferralDelivery>>,
+}
+
+/// One contact's share of a batch: the merged upsert and the messages behind it.
+struct Group {
+    upsert: ContactUpsert,
+    newest: OffsetDateTime,
+    messages: Vec<RetryMessage>,
+}
+
+impl RetryWorker {
+    pub fn new(
+        hubspot: Arc<dyn HubSpot>,
+        mapping: Mapping,
+        schedule: RetrySchedule,
+        jitter: Jitter,
+        versions: Arc<dyn ContactVersions>,
+        events: Arc<dyn EventLog>,
+    ) -> Self {
+        RetryWorker {
+            hubspot,
+            mapping,
+            schedule,
+            jitter,
+            versions,
+            events,
+            locks: None,
+            links: None,
+            updates: None,
+            referrals: None,
+        }
+    }
+
+    /// Share per-contact locks with the inline path of the same process (`hubrelay serve`): the worker's
+    /// check-write-record of a contact then never interleaves with an inline delivery to it.
+    pub fn with_contact_locks(mut self, locks: Arc<ContactLocks>) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
+    /// Record each delivered lead's id → contact id (what status updates and activities resolve by).
+    pub fn with_lead_links(mut self, links: Arc<dyn LeadLinks>) -> Self {
+        self.links = Some(links);
+        self
+    }
+
+    /// Deliver queued `status-update` and `activity` events too (without it they are dead-lettered as
+    /// `unsupported_function`, to be redriven by a worker that has it).
+    pub fn with_updates(mut self, updates: Arc<UpdateDelivery>) -> Self {
+        self.updates = Some(updates);
+        self
+    }
+
+    pub fn jitter(&self) -> Jitter {
+        self.jitter
+    }
+
+    pub fn schedule(&self) -> &RetrySchedule {
+        &self.schedule
+    }
+
+    /// Decide the fate of every message. Store errors (event log, versions) are returned: the caller must
+    /// then leave the messages where they are, to be processed again. The event records of the whole
+    /// pass are written at the end, in one go where the store allows ([`EventLog::put_events`]).
+    pub async fn process(&self, messages: Vec<RetryMessage>, now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError> {
+        let mut pass = Pass { now, outcomes: Vec::with_capacity(messages.len()), log: Vec::new() };
+        let mut by_email: BTreeMap<String, Vec<(RetryMessage, ContactUpsert)>> = BTreeMap::new();
+        let mut updates = Vec::new();
+        for message in messages {
+            if message.not_before > now {
+                pass.outcomes.push(Outcome { event_id: message.event_id.clone(), disposition: Disposition::NotYetDue });
+                continue;
+            }
+            if message.function != FunctionName::LeadCaptured {
+                updates.push(message);
+                continue;
+            }
+            match self.upsert_for(&message) {
+                Ok(upsert) => by_email.entry(upsert.email.to_lowercase()).or_default().push((message, upsert)),
+                Err(reason) => pass.dead_letter(message, reason),
+            }
+        }
+        let mut contacts = by_email.into_iter().peekable();
+        while contacts.peek().is_some() {
+            let chunk: Vec<_> = contacts.by_ref().take(MAX_BATCH_INPUTS).collect();
+            // Check, write and record under the contacts' locks, so no inline delivery slips in between.
+            let _guard = match &self.locks {
+                Some(locks) => Some(locks.lock(chunk.iter().map(|(email, _)| email.as_str())).await),
+                None => None,
+            };
+            let mut groups = Vec::with_capacity(chunk.len());
+            for (email, members) in chunk {
+                let applied = self.versions.last_applied(&email).await?;
+                let mut live = Vec::with_capacity(members.len());
+                for (message, upsert) in members {
+                    if applied.is_some_and(|a| a > message.received_at) {
+                        pass.superseded(message);
+                    } else {
+                        live.push((message, upsert));
+                    }
+                }
+                if let Some(group) = Group::merge(live) {
+                    groups.push(group);
+                }
+            }
+            if !groups.is_empty() {
+                self.deliver_chunk(groups, &mut pass).await?;
+            }
+        }
+        for message in updates {
+            if message.function == FunctionName::ReferralEvent {
+                self.deliver_referral(message, &mut pass).await;
+            } else {
+                self.deliver_update(message, &mut pass).await;
+            }
+        }
+        self.events.put_events(&pass.log).await?;
+        Ok(pass.outcomes)
+    }
+
+    /// A status update or activity, one at a time (each takes its contact's lease).
+    async fn deliver_update(&self, m: RetryMessage, pass: &mut Pass) {
+        let Some(updates) = &self.updates else {
+            let reason = DeadLetterReason {
+                code: "unsupported_function".into(),
+                message: format!("this worker does not deliver {} events", m.function.as_str()),
+            };
+            return pass.dead_letter(m, reason);
+        };
+        match updates.deliver_event(m.function, &m.event, &m.event_id, m.received_at, true).await {
+            Ok(r) if r.outcome == UpdateOutcome::Delivered => pass.delivered(m, &r.contact_id),
+            Ok(_) => pass.superseded(m),
+            Err(e) => self.failed(m, &e, pass),
+        }
+    }
+
+    /// Map the stored lead with today's mapping (a redrive after a mapping fix takes effect).
+    fn upsert_for(&self, message: &RetryMessage) -> Result<ContactUpsert, DeadLetterReason> {
+        let lead: Lead = serde_json::from_value(message.event.clone())
+            .map_err(|e| DeadLetterReason { code: "unreadable_event".into(), message: e.to_string() })?;
+        self.mapping.apply(&lead).map_err(|e| DeadLetterReason { code: e.code.into(), message: e.message })
+    }
+
+    /// One HubSpot call for up to 100 contacts; a refused batch is split so one bad input cannot sink
+    /// the others (HubSpot fails an email-keyed batch whole).
+    async fn deliver_chunk(&self, chunk: Vec<Group>, pass: &mut Pass) -> Result<(), StoreError> {
+        let mut pending = vec![chunk];
+        while let Some(groups) = pending.pop() {
+            let inputs: Vec<ContactUpsert> = groups.iter().map(|g| g.upsert.clone()).collect();
+            match self.hubspot.upsert_contacts(&inputs).await {
+                Ok(contacts) => {
+                    let applied: Vec<_> = groups.iter().map(|g| (g.upsert.email.clone(), g.newest)).collect();
+                    self.versions.record_applied_all(&applied).await?;
+                    self.link_leads(&groups, &contacts, pass.now).await?;
+                    for (group, contact) in groups.into_iter().zip(contacts) {
+                        for m in group.messages {
+                            pass.delivered(m, &contact.id);
+                        }
+                    }
+                }
+                Err(e) if e.outcome() == AttemptOutcome::Rejected && groups.len() > 1 => {
+                    let mut groups = groups;
+                    let right = groups.split_off(groups.len() / 2);
+                    pending.push(groups);
+                    pending.push(right);
+                }
+                Err(e) => {
+                    for group in groups {
+                        for m in group.messages {
+                            self.failed(m, &e, pass);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn link_leads(
+        &self,
+        groups: &[Group],
+        contacts: &[crate::domain::UpsertedContact],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let Some(links) = &self.links else { return Ok(()) };
+        for (group, contact) in groups.iter().zip(contacts) {
+            for m in &group.messages {
+                if let Some(lead_id) = m.event.get("lead_id").and_then(|v| v.as_str()) {
+                    links.link(lead_id, &contact.id, now).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn failed(&self, mut m: RetryMessage, e: &HubSpotError, pass: &mut Pass) {
+        let now = pass.now;
+        let attempt = m.attempts.len() as u32 + 1;
+        m.attempts.push(attempt_record(attempt, now, e));
+        let in_schedule = m.attempts_in_schedule();
+        if e.outcome() == AttemptOutcome::Rejected {
+            let reason = DeadLetterReason { code: e.code.clone(), message: e.message.clone() };
+            return pass.dead_letter(m, reason);
+        }
+        match self.schedule.delay_after(in_schedule) {
+            None => {
+                let reason = DeadLetterReason {
+                    code: "retries_exhausted".into(),
+                    message: format!("{} attempts failed; last: {} ({})", in_schedule, e.code, e.message),
+                };
+                pass.dead_letter(m, reason)
+            }
+            Some(_) => {
+                let delay = self.jitter.apply(retry_delay(&self.schedule, in_schedule, e, now));
+                m.not_before = now + delay;
+                pass.log.push(event_record(&m, EventStatus::Retrying, Some(m.not_before), None, None, now));
+                tracing::info!(event_id = %m.event_id, attempt, code = %e.code, delay_ms = delay.as_millis() as u64, "retry scheduled");
+                pass.outcomes.push(Outcome { event_id: m.event_id.clone(), disposition: Disposition::Retry(m) });
+            }
+        }
+    }
+}
+
+/// One `process` call's results: the outcomes and the event records to write.
+struct Pass {
+    now: OffsetDateTime,
+    outcomes: Vec<Outcome>,
+    log: Vec<EventRecord>,
+}
+
+impl Pass {
+    fn dead_letter(&mut self, mut m: RetryMessage, reason: DeadLetterReason) {
+        m.dead_letter_reason = Some(reason.clone());
+        self.log.push(event_record(&m, EventStatus::DeadLettered, None, None, Some(reason.clone()), self.now));
+        tracing::warn!(event_id = %m.event_id, code = %reason.code, "event dead-lettered");
+        self.outcomes.push(Outcome { event_id: m.event_id.clone(), disposition: Disposition::DeadLetter(m, reason) });
+    }
+
+    /// The event's record gains the successful attempt (the queue message is removed, so it keeps none).
+    fn delivered(&mut self, mut m: RetryMessage, contact_id: &str) {
+        m.attempts.push(DeliveryAttempt {
+            attempt: m.attempts.len() as u32 + 1,
+            at: self.now,
+            outcome: AttemptOutcome::Delivered,
+            status: Some(200),
+            correlation_id: None,
+            error_code: None,
+            error: None,
+        });
+        self.log.push(event_record(&m, EventStatus::Delivered, None, Some(contact_id.to_string()), None, self.now));
+        self.outcomes.push(Outcome {
+            event_id: m.event_id,
+            disposition: Disposition::Delivered { contact_id: contact_id.to_string() },
+        });
+    }
+
+    fn superseded(&mut self, m: RetryMessage) {
+        self.log.push(event_record(&m, EventStatus::Superseded, None, None, None, self.now));
+        self.outcomes.push(Outcome { event_id: m.event_id, disposition: Disposition::Superseded });
+    }
+}
+
+/// The event-log record for a message in a given state.
+pub fn event_record(
+    m: &RetryMessage,
+    status: EventStatus,
+    next_attempt_at: Option<OffsetDateTime>,
+    contact_id: Option<String>,
+    reason: Option<DeadLetterReason>,
+    now: OffsetDateTime,
+) -> EventRecord {
+    EventRecord {
+        event_id: m.event_id.clone(),
+        function: m.function,
+        status,
+        received_at: m.received_at,
+        updated_at: now,
+        next_attempt_at,
+        attempts: m.attempts.clone(),
+        contact_id,
+        email_masked: m.event.get("email").and_then(|e| e.as_str()).map(mask_email),
+        reason,
+    }
+}
+
+impl Group {
+    /// One contact's messages as one input: oldest first, so the newest lead's values win (ties keep
+    /// arrival order). `None` when there is nothing left to write.
+    fn merge(mut members: Vec<(RetryMessage, ContactUpsert)>) -> Option<Group> {
+        members.sort_by_key(|(m, _)| m.received_at);
+        let newest = members.last()?.0.received_at;
+        let mut upsert: Option<ContactUpsert> = None;
+        let mut messages = Vec::with_capacity(members.len());
+        for (message, u) in members {
+            match upsert.as_mut() {
+                None => upsert = Some(u),
+                Some(merged) => {
+                    merged.email = u.email;
+                    merged.properties.extend(u.properties);
+                }
+            }
+            messages.push(message);
+        }
+        Some(Group { upsert: upsert?, newest, messages })
+    }
+}
+
+impl Clone for Group {
+    fn clone(&self) -> Self {
+        Group { upsert: self.upsert.clone(), newest: self.newest, messages: self.messages.clone() }
+    }
+}
+
+/// How long the worker may wait before giving HubSpot another try, at most (a `Retry-After` or a daily
+/// reset never parks an event for longer).
+pub const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
+
+/// The record of a failed attempt.
+pub fn attempt_record(attempt: u32, at: OffsetDateTime, e: &HubSpotError) -> DeliveryAttempt {
+    DeliveryAttempt {
+        attempt,
+        at,
+        outcome: e.outcome(),
+        status: e.status,
+        correlation_id: e.correlation_id.clone(),
+        error_code: Some(e.code.clone()),
+        error: Some(e.message.clone()),
+    }
+}

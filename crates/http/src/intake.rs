@@ -1,0 +1,260 @@
+//! The steps every function shares: body limit and auth, the idempotency claim and its release, and
+//! handing an event HubSpot did not take to the retry queue or the dead-letter queue. An accepted
+//! event (2xx) is always delivered, queued or parked — never dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::leads::LeadReply;
+use crate::error::ApiError;
+use hubrelay_core::auth::{AuthMethod, Authenticator, RequestParts};
+use hubrelay_core::domain::{
+    AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, RetrySchedule,
+};
+use hubrelay_core::hubspot::HubSpotError;
+use hubrelay_core::store::{Begin, EventLog, EventStatus, IdempotencyStore, RetryQueue, StoredResponse};
+use hubrelay_core::worker::{attempt_record, event_record, retry_delay, Jitter};
+
+/// How long a duplicate waits for the copy in flight before hearing 409 `request_in_progress`.
+pub const IN_PROGRESS_WAIT: Duration = Duration::from_secs(5);
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_KEY_LEN: usize = 255;
+
+pub struct Intake {
+    pub auth: Authenticator,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub queue: Arc<dyn RetryQueue>,
+    pub events: Arc<dyn EventLog>,
+    pub schedule: RetrySchedule,
+    pub max_body_bytes: usize,
+    /// How long a duplicate waits for the first copy to finish before hearing 409 `request_in_progress`.
+    pub in_progress_wait: Duration,
+    pub jitter: Jitter,
+}
+
+/// What the idempotency claim found.
+pub enum Claim {
+    Owned,
+    Replay(StoredResponse),
+}
+
+impl Intake {
+    /// Body size, then the sender's credentials.
+    pub fn verify(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<AuthMethod, ApiError> {
+        if body.len() > self.max_body_bytes {
+            return Err(ApiError::payload_too_large(self.max_body_bytes));
+        }
+        Ok(self.auth.verify(&RequestParts { method, path_and_query, headers, body }, now)?)
+    }
+
+    /// Claim `key` (waiting a little for a copy in flight), or find the answer to replay.
+    pub async fn claim(&self, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Claim, ApiError> {
+        let deadline = tokio::time::Instant::now() + self.in_progress_wait;
+        let mut now = now;
+        loop {
+            match self.idempotency.begin(key, payload_hash, now).await? {
+                Begin::Started => return Ok(Claim::Owned),
+                Begin::Completed(stored) => return Ok(Claim::Replay(stored)),
+                Begin::Conflict => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "idempotency_conflict",
+                        "this idempotency key was already used with a different payload",
+                    ))
+                }
+                Begin::InProgress if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    now = OffsetDateTime::now_utc();
+                }
+                Begin::InProgress => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "request_in_progress",
+                        "the same event is being processed right now; retry shortly",
+                    )
+                    .with_retry_after(1))
+                }
+            }
+        }
+    }
+
+    /// Record the answer under `key` (or free the key when nothing was accepted, so a retry can succeed).
+    pub async fn finish(&self, key: &str, result: Result<LeadReply, ApiError>) -> Result<LeadReply, ApiError> {
+        match result {
+            Ok(reply) => {
+                let stored = StoredResponse { status: reply.status, body: reply.body.clone() };
+                if let Err(e) = self.idempotency.complete(key, &stored, OffsetDateTime::now_utc()).await {
+                    // The event is already delivered or queued; a re-delivery after the in-progress lease
+                    // expires would only repeat an idempotent write.
+                    tracing::error!(error = %e, "could not record idempotency result");
+                }
+                Ok(reply)
+            }
+            Err(e) => {
+                if let Err(re) = self.idempotency.release(key).await {
+                    tracing::error!(error = %re, "could not release idempotency key");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A new message for an event whose first (inline) attempt failed with `error`.
+    pub fn first_failure(
+        function: FunctionName,
+        event_id: &str,
+        key: &str,
+        event: Value,
+        error: &HubSpotError,
+        now: OffsetDateTime,
+    ) -> RetryMessage {
+        let mut message = RetryMessage::new(function, event_id, key, event, now);
+        message.attempts.push(attempt_record(1, now, error));
+        message
+    }
+
+    /// Queue a retryable failure on the schedule (202 `queued`) or park the rest in the DLQ (202
+    /// `parked`); `extra` fields join the answer. Only when neither queue takes the event is the answer a
+    /// 503, so the sender retries.
+    pub async fn queue_or_park(
+        &self,
+        mut message: RetryMessage,
+        error: &HubSpotError,
+        extra: Map<String, Value>,
+        now: OffsetDateTime,
+    ) -> Result<LeadReply, ApiError> {
+        let event_id = message.event_id.clone();
+        let function = message.function.as_str();
+        let reason = json!({ "code": error.code, "message": error.message });
+        let mut body = Map::new();
+        if error.outcome() == AttemptOutcome::Retryable {
+            let delay = self.jitter.apply(retry_delay(&self.schedule, 1, error, now));
+            message.not_before = now + delay;
+            self.queue.enqueue(&message).await.map_err(|e| {
+                tracing::error!(event_id, error = %e, "retry queue unavailable");
+                ApiError::unavailable(
+                    "queue_unavailable",
+                    "HubSpot is unavailable and the retry queue could not take the event; retry later",
+                )
+            })?;
+            self.log(&message, EventStatus::Retrying, Some(message.not_before), None, None, now).await;
+            tracing::warn!(event_id, function, code = %error.code, "event queued for retry");
+            let next = message.not_before.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+            body.insert("status".into(), "queued".into());
+            body.insert("event_id".into(), event_id.into());
+            body.insert("next_attempt_at".into(), next.into());
+        } else {
+            let dl = DeadLetterReason { code: error.code.clone(), message: error.message.clone() };
+            self.queue.dead_letter(&message, &dl).await.map_err(|e| {
+                tracing::error!(event_id, error = %e, "dead-letter queue unavailable");
+                ApiError::unavailable("queue_unavailable", "the event could not be parked; retry later")
+            })?;
+            message.dead_letter_reason = Some(dl.clone());
+            self.log(&message, EventStatus::DeadLettered, None, None, Some(dl), now).await;
+            tracing::warn!(event_id, function, code = %error.code, "event parked in the dead-letter queue");
+            body.insert("status".into(), "parked".into());
+            body.insert("event_id".into(), event_id.into());
+        }
+        body.insert("reason".into(), reason);
+        body.extend(extra);
+        Ok(LeadReply { status: 202, body: Value::Object(body).to_string(), replayed: false })
+    }
+
+    /// Record an event delivered (or settled without a write) on its first attempt.
+    pub async fn record_settled(
+        &self,
+        function: FunctionName,
+        event_id: &str,
+        event: Value,
+        status: EventStatus,
+        contact_id: Option<String>,
+        now: OffsetDateTime,
+    ) {
+        let mut message = RetryMessage::new(function, event_id, "", event, now);
+        message.attempts.push(DeliveryAttempt {
+            attempt: 1,
+            at: now,
+            outcome: AttemptOutcome::Delivered,
+            status: Some(200),
+            correlation_id: None,
+            error_code: None,
+            error: None,
+        });
+        self.log(&message, status, None, contact_id, None, now).await;
+    }
+
+    async fn log(
+        &self,
+        message: &RetryMessage,
+        status: EventStatus,
+        next: Option<OffsetDateTime>,
+        contact_id: Option<String>,
+        reason: Option<DeadLetterReason>,
+        now: OffsetDateTime,
+    ) {
+        let record = event_record(message, status, next, contact_id, reason, now);
+        if let Err(e) = self.events.put_event(&record).await {
+            tracing::error!(event_id = %message.event_id, error = %e, "could not record the event");
+        }
+    }
+}
+
+/// `Idempotency-Key`, else the Standard Webhooks `webhook-id`, else the sender's own id of the event,
+/// else the hash of `canonical`; prefixed by the function so keys never collide across functions.
+pub fn idempotency_key(
+    function: FunctionName,
+    headers: &HeaderMap,
+    auth: &AuthMethod,
+    sender_id: Option<(&str, &str)>,
+    canonical: &str,
+) -> Result<String, ApiError> {
+    let prefix = function.as_str();
+    if let Some(v) = headers.get("idempotency-key") {
+        let key = v.to_str().unwrap_or("").trim();
+        if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(|c| c.is_control()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} printable characters"),
+            ));
+        }
+        return Ok(format!("{prefix}:key:{key}"));
+    }
+    if let AuthMethod::StandardWebhooks { webhook_id } = auth {
+        return Ok(format!("{prefix}:webhook:{webhook_id}"));
+    }
+    if let Some((kind, id)) = sender_id {
+        return Ok(format!("{prefix}:{kind}:{id}"));
+    }
+    Ok(format!("{prefix}:body:{}", sha256_hex(canonical)))
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// The media type without parameters, lowercased (`application/json` when absent).
+pub fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}

@@ -1,0 +1,232 @@
+//! `lead-captured`: a lead becomes a HubSpot contact exactly once — or waits on the retry queue, or is
+//! parked in the dead-letter queue with the reason. Only input the sender can fix gets a 4xx.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use super::intake::{content_type, idempotency_key, sha256_hex, Claim, Intake};
+use crate::error::ApiError;
+use hubrelay_core::auth::Authenticator;
+use hubrelay_core::domain::{new_event_id, ContactUpsert, FunctionName, RetrySchedule, UpsertedContact};
+use hubrelay_core::hubspot::{HubSpot, HubSpotError};
+use hubrelay_core::lead::{self, ParsedLead};
+use hubrelay_core::mapping::Mapping;
+use hubrelay_core::pii::mask_email;
+use hubrelay_core::store::{ContactVersions, EventLog, EventStatus, IdempotencyStore, LeadLinks, RetryQueue};
+use hubrelay_core::worker::{ContactLocks, Jitter};
+
+/// The answer to a lead request (also what the idempotency store replays).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadReply {
+    pub status: u16,
+    pub body: String,
+    pub replayed: bool,
+}
+
+pub struct LeadService {
+    intake: Intake,
+    mapping: Mapping,
+    hubspot: Arc<dyn HubSpot>,
+    versions: Arc<dyn ContactVersions>,
+    links: Option<Arc<dyn LeadLinks>>,
+    /// Shared with the local worker (`hubrelay serve`); `None` in the Lambda.
+    locks: Option<Arc<ContactLocks>>,
+}
+
+/// How long the inline path waits for a contact the worker is writing before queueing the lead instead
+/// (the worker then merges it into its next batch at once).
+pub const CONTACT_LOCK_WAIT: Duration = Duration::from_millis(250);
+
+pub struct LeadServiceParts {
+    pub auth: Authenticator,
+    pub mapping: Mapping,
+    pub hubspot: Arc<dyn HubSpot>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub queue: Arc<dyn RetryQueue>,
+    pub events: Arc<dyn EventLog>,
+    pub versions: Arc<dyn ContactVersions>,
+    pub schedule: RetrySchedule,
+    pub max_body_bytes: usize,
+}
+
+impl LeadService {
+    pub fn new(p: LeadServiceParts) -> Self {
+        LeadService {
+            intake: Intake {
+                auth: p.auth,
+                idempotency: p.idempotency,
+                queue: p.queue,
+                events: p.events,
+                schedule: p.schedule,
+                max_body_bytes: p.max_body_bytes,
+                in_progress_wait: super::intake::IN_PROGRESS_WAIT,
+                jitter: Jitter::STANDARD,
+            },
+            mapping: p.mapping,
+            hubspot: p.hubspot,
+            versions: p.versions,
+            links: None,
+            locks: None,
+        }
+    }
+
+    /// The spread applied to the first retry delay (default ±20 %).
+    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
+        self.intake.jitter = jitter;
+        self
+    }
+
+    /// Record each delivered lead's id → contact id, so status updates and activities that only know the
+    /// lead id find the contact.
+    pub fn with_lead_links(mut self, links: Arc<dyn LeadLinks>) -> Self {
+        self.links = Some(links);
+        self
+    }
+
+    /// Share per-contact locks with a worker in the same process: an inline delivery then never lands
+    /// between the worker's check of a contact's newest lead and its write. When the worker holds the
+    /// contact for longer than [`CONTACT_LOCK_WAIT`], the lead is queued (`202 queued`, reason
+    /// `contact_busy`, due at once) and the worker merges it.
+    pub fn with_contact_locks(mut self, locks: Arc<ContactLocks>) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.intake.max_body_bytes
+    }
+
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// The whole request path: auth → parse → map → idempotency → one HubSpot call → reply.
+    pub async fn handle(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<LeadReply, ApiError> {
+        let auth = self.intake.verify(method, path_and_query, headers, body, now)?;
+        let parsed = parse_body(headers, body)?;
+        let upsert = self.mapping.apply(&parsed.lead)?;
+        let canonical = parsed.lead.canonical_json();
+        let sender_id = parsed.lead.lead_id.as_deref().map(|id| ("lead", id));
+        let key = idempotency_key(FunctionName::LeadCaptured, headers, &auth, sender_id, &canonical)?;
+        match self.intake.claim(&key, &sha256_hex(&canonical), now).await? {
+            Claim::Replay(stored) => Ok(LeadReply { status: stored.status, body: stored.body, replayed: true }),
+            Claim::Owned => {
+                let result = self.deliver(&key, parsed, upsert, now).await;
+                self.intake.finish(&key, result).await
+            }
+        }
+    }
+
+    /// One HubSpot call; on trouble, hand the event to the retry queue or the dead-letter queue.
+    async fn deliver(
+        &self,
+        key: &str,
+        parsed: ParsedLead,
+        upsert: ContactUpsert,
+        now: OffsetDateTime,
+    ) -> Result<LeadReply, ApiError> {
+        let event_id = new_event_id();
+        let masked = mask_email(&upsert.email);
+        // Held until the contact's version is recorded (end of this function).
+        let mut _contact = None;
+        let result = match &self.locks {
+            None => self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await,
+            Some(locks) => match tokio::time::timeout(CONTACT_LOCK_WAIT, locks.share(&upsert.email)).await {
+                Ok(guard) => {
+                    _contact = Some(guard);
+                    self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await
+                }
+                Err(_) => Err(HubSpotError::new(
+                    None,
+                    "contact_busy",
+                    "not sent: the retry worker is writing this contact; queued to be merged",
+                )),
+            },
+        };
+        let event = serde_json::to_value(&parsed.lead).unwrap_or(Value::Null);
+        match result {
+            Ok(contacts) => {
+                let contact =
+                    contacts.into_iter().next().unwrap_or(UpsertedContact { id: String::new(), created: false });
+                self.record_delivered(&event_id, &parsed, &upsert, &contact, now).await;
+                tracing::info!(event_id, email = %masked, contact_id = %contact.id, created = contact.created, "lead delivered");
+                Ok(reply(200, delivered_body(&event_id, &contact, &parsed.ignored)))
+            }
+            Err(error) => {
+                let message = Intake::first_failure(FunctionName::LeadCaptured, &event_id, key, event, &error, now);
+                let mut extra = Map::new();
+                extra.insert("ignored".into(), json!(parsed.ignored));
+                self.intake.queue_or_park(message, &error, extra, now).await
+            }
+        }
+    }
+
+    /// After an inline delivery: remember the contact's newest applied lead (so an older retried one
+    /// cannot overwrite it), the lead id's contact, and the event's fate. The lead is already in HubSpot:
+    /// failures here are logged, not answered.
+    async fn record_delivered(
+        &self,
+        event_id: &str,
+        parsed: &ParsedLead,
+        upsert: &ContactUpsert,
+        contact: &UpsertedContact,
+        now: OffsetDateTime,
+    ) {
+        if let Err(e) = self.versions.record_applied(&upsert.email, now).await {
+            tracing::error!(event_id, error = %e, "could not record the contact version");
+        }
+        if let (Some(links), Some(lead_id)) = (&self.links, &parsed.lead.lead_id) {
+            if let Err(e) = links.link(lead_id, &contact.id, now).await {
+                tracing::error!(event_id, error = %e, "could not link the lead id to its contact");
+            }
+        }
+        let event = serde_json::to_value(&parsed.lead).unwrap_or(Value::Null);
+        self.intake
+            .record_settled(
+                FunctionName::LeadCaptured,
+                event_id,
+                event,
+                EventStatus::Delivered,
+                Some(contact.id.clone()),
+                now,
+            )
+            .await;
+    }
+}
+
+pub(super) fn reply(status: u16, body: Value) -> LeadReply {
+    LeadReply { status, body: body.to_string(), replayed: false }
+}
+
+fn delivered_body(event_id: &str, contact: &UpsertedContact, ignored: &[String]) -> Value {
+    // Aimbase wants the contact id twice: as ProspectExternalId and as HubSpotContactId (seed 000).
+    json!({
+        "status": "delivered",
+        "event_id": event_id,
+        "contact_id": contact.id,
+        "created": contact.created,
+        "prospect_external_id": contact.id,
+        "hubspot_contact_id": contact.id,
+        "ignored": ignored,
+    })
+}
+
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<ParsedLead, ApiError> {
+    match content_type(headers).as_str() {
+        "application/json" | "" => Ok(lead::parse_json(body)?),
+        "application/x-www-form-urlencoded" => Ok(lead::parse_form(body)?),
+        other if other.ends_with("+json") => Ok(lead::parse_json(body)?),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}

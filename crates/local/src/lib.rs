@@ -1,0 +1,21 @@
+//! `hubrelay serve`'s storage: one SQLite file for idempotency, the event log, the retry queue and the
+//! dead letters ([`sqlite::SqliteStore`]), the worker that drains that queue ([`LocalWorker`]) and the
+//! dead-letter operations on it ([`LocalDeadLetters`]).
+
+use std::path::{Path, PathBuf};
+
+mod dead_letters;
+pub mod sqlite;
+mod sqlite_dlq;
+mod sqlite_events;
+mod sqlite_updates;
+pub mod worker;
+
+pub use dead_letters::LocalDeadLetters;
+pub use sqlite_dlq::DeadLetterRow;
+pub use worker::{LocalWorker, TickReport, WakingQueue};
+
+/// The SQLite file of a local data dir (what `hubrelay serve` opens).
+pub fn local_db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("hubrelay.db")
+}

@@ -1,0 +1,783 @@
+//! The local store for `hubrelay serve`: idempotency records, the retry queue and the dead-letter queue in
+//! one SQLite file (WAL mode, `synchronous=FULL`, a busy timeout).
+//!
+//! Idempotency follows exactly the semantics of the DynamoDB adapter (see [`super::dynamodb`]):
+//!
+//! | column | meaning |
+//! |---|---|
+//! | `key` | the idempotency key (primary key) |
+//! | `status` | `IN_PROGRESS` or `COMPLETED` |
+//! | `payload_hash` | hash of the payload; the same key with another hash is a conflict (NULL matches anything) |
+//! | `response_status`, `response_body` | the answer replayed to duplicates (`COMPLETED` only) |
+//! | `expires_at` | Unix **seconds**; after it the record counts as gone |
+//! | `in_progress_expires_at` | Unix **milliseconds**; after it an `IN_PROGRESS` record counts as orphaned |
+//!
+//! Queue messages are stored as the JSON of [`RetryMessage`] (the same JSON that travels through SQS) plus
+//! indexed columns. The async trait methods run their (short) SQLite work on tokio's blocking pool so a slow
+//! disk or a lock held by another process never stalls the runtime; the synchronous inspection methods
+//! (`queued`, `due`, ...) are for the local worker and the CLI and block the calling thread briefly.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use time::OffsetDateTime;
+
+use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
+use hubrelay_core::store::{
+    Begin, IdempotencyStore, RetryQueue, StoreError, StoredResponse, IDEMPOTENCY_TTL, IN_PROGRESS_TTL,
+};
+
+const STATUS_IN_PROGRESS: &str = "IN_PROGRESS";
+const STATUS_COMPLETED: &str = "COMPLETED";
+
+/// How long a statement waits for a lock held by another connection (e.g. the CLI) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema version this code writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 3;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE idempotency (
+    key                    TEXT PRIMARY KEY NOT NULL,
+    status                 TEXT NOT NULL CHECK (status IN ('IN_PROGRESS', 'COMPLETED')),
+    payload_hash           TEXT,
+    response_status        INTEGER,
+    response_body          TEXT,
+    expires_at             INTEGER NOT NULL,
+    in_progress_expires_at INTEGER
+);
+CREATE INDEX idempotency_expires_at ON idempotency (expires_at);
+
+CREATE TABLE retry_queue (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT NOT NULL UNIQUE,
+    function    TEXT NOT NULL,
+    not_before  INTEGER NOT NULL,
+    enqueued_at INTEGER NOT NULL,
+    message     TEXT NOT NULL
+);
+CREATE INDEX retry_queue_due ON retry_queue (not_before, seq);
+
+CREATE TABLE dead_letters (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id         TEXT NOT NULL UNIQUE,
+    function         TEXT NOT NULL,
+    reason_code      TEXT NOT NULL,
+    dead_lettered_at INTEGER NOT NULL,
+    message          TEXT NOT NULL
+);
+";
+
+/// SQLite-backed [`IdempotencyStore`] and [`RetryQueue`]. Cheap to clone (one shared connection).
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+pub(super) fn sql_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
+}
+
+fn epoch_seconds(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+pub(super) fn epoch_millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path`, creating missing parent directories and the tables.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        Self::init(conn, Some(path.to_path_buf()))
+    }
+
+    /// A private in-memory database (tests, `--ephemeral` runs). Nothing survives a drop.
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(sql_err)?, None)
+    }
+
+    fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<SqliteStore, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+        // `journal_mode` answers with the mode in force ("memory" for in-memory databases).
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(sql_err)?;
+        conn.execute_batch("PRAGMA synchronous = FULL;").map_err(sql_err)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), path })
+    }
+
+    /// The database file, `None` in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a transaction open (it rolls back on drop), so the
+        // connection is still usable.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the blocking pool with the connection.
+    pub(super) async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut store.lock()))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))?
+    }
+
+    /// The retry queue, oldest (first enqueued) first.
+    pub fn queued(&self) -> Result<Vec<RetryMessage>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached("SELECT message FROM retry_queue ORDER BY seq").map_err(sql_err)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+        rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
+    }
+
+    /// The dead-letter queue (each with `dead_letter_reason` set), oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<RetryMessage>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached("SELECT message FROM dead_letters ORDER BY seq").map_err(sql_err)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+        rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
+    }
+
+    /// Up to `limit` queued messages whose `not_before <= now`, earliest `not_before` first (ties: oldest
+    /// enqueue first). They stay queued until [`SqliteStore::remove_queued`] or a re-`enqueue`.
+    pub fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<RetryMessage>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT message FROM retry_queue WHERE not_before <= ?1 \
+                 ORDER BY not_before, seq LIMIT ?2",
+            )
+            .map_err(sql_err)?;
+        let rows = stmt.query_map(params![epoch_millis(now), limit], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+        rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
+    }
+
+    /// Takes a message off the retry queue (delivered, or moved on). Absent ids are fine.
+    pub fn remove_queued(&self, event_id: &str) -> Result<(), StoreError> {
+        self.lock().execute("DELETE FROM retry_queue WHERE event_id = ?1", params![event_id]).map_err(sql_err)?;
+        Ok(())
+    }
+
+    /// Takes a message out of the dead-letter queue (e.g. after a redrive re-enqueued it). Absent ids are fine.
+    pub fn remove_dead_letter(&self, event_id: &str) -> Result<(), StoreError> {
+        self.lock().execute("DELETE FROM dead_letters WHERE event_id = ?1", params![event_id]).map_err(sql_err)?;
+        Ok(())
+    }
+}
+
+fn decode(json: &str) -> Result<RetryMessage, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("queued message: {e}")))
+}
+
+fn encode(message: &RetryMessage) -> Result<String, StoreError> {
+    serde_json::to_string(message).map_err(|e| StoreError::Corrupt(format!("cannot serialise message: {e}")))
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_err)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Unavailable(format!(
+            "database schema version {version} is newer than this hubrelay supports ({SCHEMA_VERSION})"
+        )));
+    }
+    if version < 1 {
+        tx.execute_batch(SCHEMA_V1).map_err(sql_err)?;
+    }
+    if version < 2 {
+        tx.execute_batch(crate::sqlite_events::SCHEMA_V2).map_err(sql_err)?;
+    }
+    if version < 3 {
+        tx.execute_batch(crate::sqlite_updates::SCHEMA_V3).map_err(sql_err)?;
+    }
+    if version < SCHEMA_VERSION {
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(sql_err)?;
+    }
+    tx.commit().map_err(sql_err)
+}
+
+/// The idempotency row as `begin` needs it.
+struct Record {
+    status: String,
+    payload_hash: Option<String>,
+    response_status: Option<i64>,
+    response_body: Option<String>,
+    expires_at: i64,
+    in_progress_expires_at: Option<i64>,
+}
+
+fn begin_tx(conn: &mut Connection, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
+    let now_s = epoch_seconds(now);
+    let now_ms = epoch_millis(now);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+    let record = tx
+        .query_row(
+            "SELECT status, payload_hash, response_status, response_body, expires_at, \
+             in_progress_expires_at FROM idempotency WHERE key = ?1",
+            params![key],
+            |r| {
+                Ok(Record {
+                    status: r.get(0)?,
+                    payload_hash: r.get(1)?,
+                    response_status: r.get(2)?,
+                    response_body: r.get(3)?,
+                    expires_at: r.get(4)?,
+                    in_progress_expires_at: r.get(5)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(sql_err)?;
+
+    let claimable = match &record {
+        None => true,
+        Some(r) => {
+            r.expires_at < now_s
+                || (r.status == STATUS_IN_PROGRESS && r.in_progress_expires_at.is_none_or(|ms| ms < now_ms))
+        }
+    };
+    if claimable {
+        tx.execute(
+            "INSERT OR REPLACE INTO idempotency \
+             (key, status, payload_hash, response_status, response_body, expires_at, in_progress_expires_at) \
+             VALUES (?1, ?2, ?3, NULL, NULL, ?4, ?5)",
+            params![
+                key,
+                STATUS_IN_PROGRESS,
+                payload_hash,
+                epoch_seconds(now + IDEMPOTENCY_TTL),
+                epoch_millis(now + IN_PROGRESS_TTL),
+            ],
+        )
+        .map_err(sql_err)?;
+        tx.commit().map_err(sql_err)?;
+        return Ok(Begin::Started);
+    }
+    let record = record.expect("an absent record is always claimable");
+    drop(tx); // read-only from here: roll back
+
+    // A record without a hash (written by `complete` after its record vanished) matches anything.
+    if record.payload_hash.as_deref().is_some_and(|h| h != payload_hash) {
+        return Ok(Begin::Conflict);
+    }
+    match record.status.as_str() {
+        STATUS_COMPLETED => {
+            let status = record
+                .response_status
+                .and_then(|s| u16::try_from(s).ok())
+                .ok_or_else(|| StoreError::Corrupt("completed idempotency record without response_status".into()))?;
+            let body = record
+                .response_body
+                .ok_or_else(|| StoreError::Corrupt("completed idempotency record without response_body".into()))?;
+            Ok(Begin::Completed(StoredResponse { status, body }))
+        }
+        STATUS_IN_PROGRESS => Ok(Begin::InProgress),
+        other => Err(StoreError::Corrupt(format!("idempotency record with status {other:?}"))),
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn begin(&self, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
+        let (key, payload_hash) = (key.to_owned(), payload_hash.to_owned());
+        self.blocking(move |conn| begin_tx(conn, &key, &payload_hash, now)).await
+    }
+
+    async fn complete(&self, key: &str, response: &StoredResponse, now: OffsetDateTime) -> Result<(), StoreError> {
+        // Unconditional, like the DynamoDB adapter: the caller owns the key. If the record vanished
+        // meanwhile, a COMPLETED record without a payload hash is written (it matches any payload).
+        let (key, response) = (key.to_owned(), response.clone());
+        self.blocking(move |conn| {
+            conn.execute(
+                "INSERT INTO idempotency \
+                 (key, status, payload_hash, response_status, response_body, expires_at, in_progress_expires_at) \
+                 VALUES (?1, ?2, NULL, ?3, ?4, ?5, NULL) \
+                 ON CONFLICT (key) DO UPDATE SET status = excluded.status, \
+                 response_status = excluded.response_status, response_body = excluded.response_body, \
+                 expires_at = excluded.expires_at, in_progress_expires_at = NULL",
+                params![
+                    key,
+                    STATUS_COMPLETED,
+                    i64::from(response.status),
+                    response.body,
+                    epoch_seconds(now + IDEMPOTENCY_TTL),
+                ],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |conn| {
+            conn.execute("DELETE FROM idempotency WHERE key = ?1 AND status = ?2", params![key, STATUS_IN_PROGRESS])
+                .map_err(sql_err)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RetryQueue for SqliteStore {
+    /// Inserts the message, or replaces the queued one with the same `event_id` (which then counts as
+    /// enqueued now for ordering).
+    async fn enqueue(&self, message: &RetryMessage) -> Result<(), StoreError> {
+        let row = QueuedRow::new(message, OffsetDateTime::now_utc())?;
+        self.blocking(move |conn| row.write(conn)).await
+    }
+
+    /// Moves the message to the dead-letter queue (off the retry queue if it is there), with `reason` set
+    /// on the stored message. A second dead-lettering of the same event replaces the first.
+    async fn dead_letter(&self, message: &RetryMessage, reason: &DeadLetterReason) -> Result<(), StoreError> {
+        let row = DeadRow::new(message, reason, OffsetDateTime::now_utc())?;
+        self.blocking(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            row.write(&tx)?;
+            tx.commit().map_err(sql_err)
+        })
+        .await
+    }
+}
+
+/// One change to the queues; [`SqliteStore::settle`] applies many in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueChange {
+    /// Off the retry queue (delivered, or superseded by a newer lead).
+    Remove(String),
+    /// Replace the queued message with this updated copy (attempt appended, `not_before` moved).
+    Requeue(RetryMessage),
+    /// Off the retry queue, into the dead-letter queue with the reason.
+    DeadLetter(RetryMessage, DeadLetterReason),
+}
+
+impl SqliteStore {
+    /// Applies `changes` atomically: after a crash either all of them are stored or none.
+    pub async fn settle(&self, changes: Vec<QueueChange>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let now = OffsetDateTime::now_utc();
+        enum Row {
+            Remove(String),
+            Queued(QueuedRow),
+            Dead(DeadRow),
+        }
+        let rows = changes
+            .into_iter()
+            .map(|c| {
+                Ok(match c {
+                    QueueChange::Remove(id) => Row::Remove(id),
+                    QueueChange::Requeue(m) => Row::Queued(QueuedRow::new(&m, now)?),
+                    QueueChange::DeadLetter(m, reason) => Row::Dead(DeadRow::new(&m, &reason, now)?),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.blocking(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+            for row in rows {
+                match row {
+                    Row::Remove(id) => {
+                        tx.execute("DELETE FROM retry_queue WHERE event_id = ?1", params![id]).map_err(sql_err)?;
+                    }
+                    Row::Queued(q) => q.write(&tx)?,
+                    Row::Dead(d) => d.write(&tx)?,
+                }
+            }
+            tx.commit().map_err(sql_err)
+        })
+        .await
+    }
+
+    /// When the earliest queued message falls due, if any is queued.
+    pub fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        let ms: Option<i64> =
+            self.lock().query_row("SELECT MIN(not_before) FROM retry_queue", [], |r| r.get(0)).map_err(sql_err)?;
+        Ok(ms.map(|ms| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        }))
+    }
+
+    /// How many messages wait on the retry queue.
+    pub fn queued_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.lock().query_row("SELECT COUNT(*) FROM retry_queue", [], |r| r.get(0)).map_err(sql_err)?;
+        Ok(n as u64)
+    }
+}
+
+/// A retry-queue row, encoded outside the lock.
+struct QueuedRow {
+    event_id: String,
+    function: &'static str,
+    not_before: i64,
+    enqueued_at: i64,
+    json: String,
+}
+
+impl QueuedRow {
+    fn new(message: &RetryMessage, now: OffsetDateTime) -> Result<QueuedRow, StoreError> {
+        Ok(QueuedRow {
+            event_id: message.event_id.clone(),
+            function: message.function.as_str(),
+            not_before: epoch_millis(message.not_before),
+            enqueued_at: epoch_millis(now),
+            json: encode(message)?,
+        })
+    }
+
+    fn write(&self, conn: &Connection) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT OR REPLACE INTO retry_queue (event_id, function, not_before, enqueued_at, message) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![self.event_id, self.function, self.not_before, self.enqueued_at, self.json],
+        )
+        .map_err(sql_err)?;
+        Ok(())
+    }
+}
+
+/// A dead-letter row (the message with its reason set), encoded outside the lock.
+struct DeadRow {
+    event_id: String,
+    function: &'static str,
+    code: String,
+    at: i64,
+    json: String,
+}
+
+impl DeadRow {
+    fn new(message: &RetryMessage, reason: &DeadLetterReason, now: OffsetDateTime) -> Result<DeadRow, StoreError> {
+        let mut message = message.clone();
+        message.dead_letter_reason = Some(reason.clone());
+        Ok(DeadRow {
+            event_id: message.event_id.clone(),
+            function: message.function.as_str(),
+            code: reason.code.clone(),
+            at: epoch_millis(now),
+            json: encode(&message)?,
+        })
+    }
+
+    /// Call inside a transaction: the delete and the insert belong together.
+    fn write(&self, conn: &Connection) -> Result<(), StoreError> {
+        conn.execute("DELETE FROM retry_queue WHERE event_id = ?1", params![self.event_id]).map_err(sql_err)?;
+        conn.execute(
+            "INSERT OR REPLACE INTO dead_letters \
+             (event_id, function, reason_code, dead_lettered_at, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![self.event_id, self.function, self.code, self.at, self.json],
+        )
+        .map_err(sql_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hubrelay_core::domain::{AttemptOutcome, DeliveryAttempt, FunctionName};
+    use time::macros::datetime;
+
+    const T0: OffsetDateTime = datetime!(2025-03-01 12:00 UTC);
+
+    fn response(status: u16, body: &str) -> StoredResponse {
+        StoredResponse { status, body: body.into() }
+    }
+
+    fn message(event_id: &str, not_before: OffsetDateTime) -> RetryMessage {
+        RetryMessage {
+            version: RetryMessage::VERSION,
+            event_id: event_id.into(),
+            function: FunctionName::LeadCaptured,
+            idempotency_key: format!("key-{event_id}"),
+            received_at: T0,
+            event: serde_json::json!({"email": "jane@example.com"}),
+            attempts: vec![DeliveryAttempt {
+                attempt: 1,
+                at: T0,
+                outcome: AttemptOutcome::Retryable,
+                status: Some(503),
+                correlation_id: None,
+                error_code: Some("hubspot_unavailable".into()),
+                error: None,
+            }],
+            not_before,
+            dead_letter_reason: None,
+            schedule_offset: 0,
+        }
+    }
+
+    fn ids(messages: &[RetryMessage]) -> Vec<&str> {
+        messages.iter().map(|m| m.event_id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn begin_complete_replay() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
+        store.complete("k", &response(202, r#"{"ok":true}"#), T0).await.unwrap();
+        assert_eq!(
+            store.begin("k", "h1", T0 + Duration::from_secs(10)).await.unwrap(),
+            Begin::Completed(response(202, r#"{"ok":true}"#))
+        );
+    }
+
+    #[tokio::test]
+    async fn other_payload_is_a_conflict() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
+        // While in progress...
+        assert_eq!(store.begin("k", "h2", T0).await.unwrap(), Begin::Conflict);
+        store.complete("k", &response(200, "done"), T0).await.unwrap();
+        // ...and once completed.
+        assert_eq!(store.begin("k", "h2", T0).await.unwrap(), Begin::Conflict);
+    }
+
+    #[tokio::test]
+    async fn same_payload_while_in_progress() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
+        assert_eq!(store.begin("k", "h1", T0 + IN_PROGRESS_TTL).await.unwrap(), Begin::InProgress);
+    }
+
+    #[tokio::test]
+    async fn orphaned_in_progress_is_taken_over() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
+        let later = T0 + IN_PROGRESS_TTL + Duration::from_millis(1);
+        assert_eq!(store.begin("k", "h1", later).await.unwrap(), Begin::Started);
+        // The new owner's record blocks again (and takeover does not care about the old hash).
+        assert_eq!(store.begin("k", "h1", later).await.unwrap(), Begin::InProgress);
+        let much_later = later + IN_PROGRESS_TTL + Duration::from_millis(1);
+        assert_eq!(store.begin("k", "h2", much_later).await.unwrap(), Begin::Started);
+    }
+
+    #[tokio::test]
+    async fn expired_record_is_taken_over() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
+        store.complete("k", &response(200, "done"), T0).await.unwrap();
+        // Just before expiry it still replays; one second after, the key is free (any payload).
+        let last = T0 + IDEMPOTENCY_TTL;
+        assert_eq!(store.begin("k", "h1", last).await.unwrap(), Begin::Completed(response(200, "done")));
+        let after = T0 + IDEMPOTENCY_TTL + Duration::from_secs(1);
+        assert_eq!(store.begin("k", "h2", after).await.unwrap(), Begin::Started);
+    }
+
+    #[tokio::test]
+    async fn complete_extends_the_record_lifetime() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
+        let done_at = T0 + Duration::from_secs(30);
+        store.complete("k", &response(200, "done"), done_at).await.unwrap();
+        let t = T0 + IDEMPOTENCY_TTL + Duration::from_secs(10);
+        assert_eq!(store.begin("k", "h1", t).await.unwrap(), Begin::Completed(response(200, "done")));
+    }
+
+    #[tokio::test]
+    async fn release_frees_only_in_progress_keys() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.begin("a", "h", T0).await.unwrap(), Begin::Started);
+        store.release("a").await.unwrap();
+        assert_eq!(store.begin("a", "h", T0).await.unwrap(), Begin::Started);
+
+        assert_eq!(store.begin("b", "h", T0).await.unwrap(), Begin::Started);
+        store.complete("b", &response(200, "done"), T0).await.unwrap();
+        store.release("b").await.unwrap();
+        assert_eq!(store.begin("b", "h", T0).await.unwrap(), Begin::Completed(response(200, "done")));
+
+        store.release("never-seen").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn complete_without_record_matches_any_payload() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.complete("k", &response(200, "done"), T0).await.unwrap();
+        assert_eq!(store.begin("k", "anything", T0).await.unwrap(), Begin::Completed(response(200, "done")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_begins_start_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hubrelay.db")).unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.begin("same-key", "h", T0).await.unwrap() })
+            })
+            .collect();
+        let mut started = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Begin::Started => started += 1,
+                Begin::InProgress => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(started, 1);
+    }
+
+    #[tokio::test]
+    async fn enqueue_queued_due_remove() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let a = message("evt_a", T0 + Duration::from_secs(300));
+        let b = message("evt_b", T0 + Duration::from_secs(5));
+        let c = message("evt_c", T0 + Duration::from_secs(3600));
+        for m in [&a, &b, &c] {
+            store.enqueue(m).await.unwrap();
+        }
+        // Oldest first, whole messages round-trip.
+        let queued = store.queued().unwrap();
+        assert_eq!(ids(&queued), ["evt_a", "evt_b", "evt_c"]);
+        assert_eq!(queued[0], a);
+
+        assert!(store.due(T0, 10).unwrap().is_empty());
+        // Due: earliest not_before first; the boundary is inclusive.
+        assert_eq!(ids(&store.due(T0 + Duration::from_secs(300), 10).unwrap()), ["evt_b", "evt_a"]);
+        assert_eq!(ids(&store.due(T0 + Duration::from_secs(7200), 2).unwrap()), ["evt_b", "evt_a"]);
+        assert_eq!(ids(&store.due(T0 + Duration::from_secs(7200), 0).unwrap()), Vec::<&str>::new());
+
+        store.remove_queued("evt_b").unwrap();
+        store.remove_queued("evt_missing").unwrap();
+        assert_eq!(ids(&store.queued().unwrap()), ["evt_a", "evt_c"]);
+    }
+
+    #[tokio::test]
+    async fn enqueue_replaces_by_event_id() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.enqueue(&message("evt_a", T0)).await.unwrap();
+        store.enqueue(&message("evt_b", T0)).await.unwrap();
+        let mut retried = message("evt_a", T0 + Duration::from_secs(1800));
+        retried.attempts.push(DeliveryAttempt { attempt: 2, ..retried.attempts[0].clone() });
+        store.enqueue(&retried).await.unwrap();
+        let queued = store.queued().unwrap();
+        assert_eq!(ids(&queued), ["evt_b", "evt_a"]);
+        assert_eq!(queued[1], retried);
+        assert_eq!(ids(&store.due(T0, 10).unwrap()), ["evt_b"]);
+    }
+
+    #[tokio::test]
+    async fn dead_letter_moves_with_reason() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let a = message("evt_a", T0);
+        store.enqueue(&a).await.unwrap();
+        store.enqueue(&message("evt_b", T0)).await.unwrap();
+        let reason = DeadLetterReason {
+            code: "property_doesnt_exist".into(),
+            message: "Property \"budget_range\" does not exist".into(),
+        };
+        store.dead_letter(&a, &reason).await.unwrap();
+        assert_eq!(ids(&store.queued().unwrap()), ["evt_b"]);
+        let dlq = store.dead_letters().unwrap();
+        assert_eq!(dlq.len(), 1);
+        assert_eq!(dlq[0].dead_letter_reason.as_ref(), Some(&reason));
+        assert_eq!(dlq[0].attempts, a.attempts);
+        // A message that was never queued can be dead-lettered too.
+        store.dead_letter(&message("evt_c", T0), &reason).await.unwrap();
+        assert_eq!(ids(&store.dead_letters().unwrap()), ["evt_a", "evt_c"]);
+        store.remove_dead_letter("evt_a").unwrap();
+        assert_eq!(ids(&store.dead_letters().unwrap()), ["evt_c"]);
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("hubrelay.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            assert_eq!(store.path(), Some(path.as_path()));
+            assert_eq!(store.begin("k", "h", T0).await.unwrap(), Begin::Started);
+            store.complete("k", &response(201, "created"), T0).await.unwrap();
+            store.enqueue(&message("evt_a", T0)).await.unwrap();
+            let reason = DeadLetterReason { code: "rejected".into(), message: "no".into() };
+            store.dead_letter(&message("evt_b", T0), &reason).await.unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.begin("k", "h", T0).await.unwrap(), Begin::Completed(response(201, "created")));
+        assert_eq!(ids(&store.queued().unwrap()), ["evt_a"]);
+        assert_eq!(ids(&store.dead_letters().unwrap()), ["evt_b"]);
+        let version: i64 = store.lock().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mode: String = store.lock().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hubrelay.db");
+        drop(SqliteStore::open(&path).unwrap());
+        Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_message_is_reported() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store
+            .lock()
+            .execute(
+                "INSERT INTO retry_queue (event_id, function, not_before, enqueued_at, message) \
+                 VALUES ('evt_x', 'lead-captured', 0, 0, 'not json')",
+                [],
+            )
+            .unwrap();
+        assert!(matches!(store.queued(), Err(StoreError::Corrupt(_))));
+    }
+
+    #[tokio::test]
+    async fn settle_applies_every_change_at_once() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        for id in ["evt_a", "evt_b", "evt_c", "evt_d"] {
+            store.enqueue(&message(id, T0)).await.unwrap();
+        }
+        assert_eq!(store.next_due().unwrap(), Some(T0));
+        assert_eq!(store.queued_count().unwrap(), 4);
+        let later = message("evt_b", T0 + Duration::from_secs(300));
+        let reason = DeadLetterReason { code: "retries_exhausted".into(), message: "10 attempts failed".into() };
+        store
+            .settle(vec![
+                QueueChange::Remove("evt_a".into()),
+                QueueChange::Requeue(later.clone()),
+                QueueChange::DeadLetter(message("evt_c", T0), reason.clone()),
+                QueueChange::Remove("evt_never_queued".into()),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(ids(&store.queued().unwrap()), ["evt_d", "evt_b"]);
+        assert_eq!(store.queued().unwrap()[1], later);
+        assert_eq!(store.next_due().unwrap(), Some(T0));
+        let dlq = store.dead_letters().unwrap();
+        assert_eq!(ids(&dlq), ["evt_c"]);
+        assert_eq!(dlq[0].dead_letter_reason.as_ref(), Some(&reason));
+        store.settle(vec![QueueChange::Remove("evt_d".into()), QueueChange::Remove("evt_b".into())]).await.unwrap();
+        assert_eq!(store.next_due().unwrap(), None);
+        assert_eq!(store.queued_count().unwrap(), 0);
+    }
+}

@@ -1,0 +1,230 @@
+//! A local test double of the part of HubSpot's CRM v3 API that hubrelay uses.
+//!
+//! Real HTTP (axum), data in SQLite, HubSpot-shaped answers: status codes, error bodies, rate-limit
+//! headers and property validation follow `shared/reference/hubspot.md`. Faults (failure rate, latency,
+//! a lower rate limit) can be injected at run time, through [`Sandbox::set_faults`] or `POST /__sandbox/faults`.
+//!
+//! Routes (also served under the date-versioned prefixes `/crm/objects/{version}/...` and
+//! `/crm/properties/{version}/...`):
+//! - `POST /crm/v3/objects/contacts`, `GET /crm/v3/objects/contacts`, `GET|PATCH /crm/v3/objects/contacts/{id}`
+//!   (`?idProperty=email` to address a contact by email), `POST /crm/v3/objects/contacts/batch/upsert`,
+//!   `POST /crm/v3/objects/contacts/batch/read`
+//! - engagements (`engagements.rs`): `POST /crm/v3/objects/{notes|calls|emails|meetings|tasks|communications}`
+//!   with inline contact associations, `GET /crm/v3/objects/{type}/{id}`,
+//!   `GET /crm/v3/objects/contacts/{id}/associations/{type}` (v4 association shape)
+//! - `GET|POST /crm/v3/properties/contacts`, `GET /crm/v3/properties/contacts/{name}`
+//! - admin, no auth, not counted, never faulted: `GET|POST /__sandbox/faults`, `GET /__sandbox/stats`,
+//!   `POST /__sandbox/reset`
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+mod batch;
+mod contacts;
+mod deals;
+mod engagements;
+mod error;
+mod faults;
+mod properties;
+mod ratelimit;
+mod routes;
+mod store;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use error::ApiError;
+use ratelimit::RateLimiter;
+use store::Store;
+
+/// Faults injected into API (`/crm/...`) requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Share (0.0..=1.0) of API requests that fail with `failure_status`.
+    pub failure_rate: f64,
+    /// Status of injected failures; 0 means 503.
+    pub failure_status: u16,
+    /// Overrides the rolling 10 s rate limit (`None` = [`SandboxOptions::rate_limit_per_10s`]).
+    pub requests_per_10s: Option<u32>,
+    /// Latency added to every API request that passed auth and the rate limit.
+    pub latency_ms: u64,
+}
+
+impl Faults {
+    /// The status injected failures answer with (503 when unset or not an error status).
+    pub fn effective_status(&self) -> u16 {
+        match self.failure_status {
+            400..=599 => self.failure_status,
+            _ => 503,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Required bearer token; `None` accepts any non-empty bearer token.
+    pub token: Option<String>,
+    /// SQLite file; `None` keeps everything in memory.
+    pub db_path: Option<PathBuf>,
+    /// Rolling 10-second limit per token (HubSpot Professional: 190).
+    pub rate_limit_per_10s: u32,
+    /// Daily limit for the whole account (HubSpot Professional: 625,000).
+    pub daily_limit: u32,
+    pub faults: Faults,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            token: None,
+            db_path: None,
+            rate_limit_per_10s: 190,
+            daily_limit: 625_000,
+            faults: Faults::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("sandbox database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("sandbox could not bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sandbox: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("sandbox internal error: {0}")]
+    Internal(String),
+}
+
+/// Counters since start (or the last reset).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxStats {
+    /// API requests received (401s and 429s included, admin routes excluded).
+    pub requests: u64,
+    /// Requests refused by the rate limiter (injected 429 faults count as `faults_injected`).
+    pub rate_limited: u64,
+    pub faults_injected: u64,
+    /// Requests per route, keyed `"METHOD /route/pattern"`, e.g. `"POST /crm/v3/objects/contacts/batch/upsert"`.
+    pub by_endpoint: BTreeMap<String, u64>,
+}
+
+/// The sandbox: cheap to clone, every clone shares one database, one rate limiter and one set of faults.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: SandboxOptions,
+    store: Mutex<Store>,
+    faults: RwLock<Faults>,
+    stats: Mutex<SandboxStats>,
+    limiter: Mutex<RateLimiter>,
+}
+
+/// Locks a mutex, shrugging off poisoning: every critical section leaves the data consistent
+/// (SQLite work runs in transactions that roll back on drop).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Sandbox {
+    /// Opens (or creates) the database and applies the options.
+    pub fn open(options: SandboxOptions) -> Result<Sandbox, SandboxError> {
+        let store = Store::open(options.db_path.as_deref())?;
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                faults: RwLock::new(options.faults.clone()),
+                options,
+                store: Mutex::new(store),
+                stats: Mutex::new(SandboxStats::default()),
+                limiter: Mutex::new(RateLimiter::default()),
+            }),
+        })
+    }
+
+    /// Every route: the HubSpot API and the `/__sandbox` admin routes.
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.clone())
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.inner.faults.write().unwrap_or_else(|e| e.into_inner()) = faults;
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.inner.faults.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn stats(&self) -> SandboxStats {
+        lock(&self.inner.stats).clone()
+    }
+
+    pub fn contact_count(&self) -> Result<u64, SandboxError> {
+        Ok(lock(&self.inner.store).contact_count()?)
+    }
+
+    /// Engagements (notes, calls, emails, meetings, tasks, communications) stored.
+    pub fn engagement_count(&self) -> Result<u64, SandboxError> {
+        Ok(lock(&self.inner.store).engagement_count()?)
+    }
+
+    /// What `POST /__sandbox/reset` does: deletes contacts, custom properties and engagements, zeroes the stats
+    /// and the rate-limit windows. Faults stay as they are. Ids keep counting up (never reused).
+    pub fn reset(&self) -> Result<(), SandboxError> {
+        lock(&self.inner.store).reset()?;
+        *lock(&self.inner.stats) = SandboxStats::default();
+        *lock(&self.inner.limiter) = RateLimiter::default();
+        Ok(())
+    }
+
+    /// Runs blocking SQLite work on the blocking pool, holding the store's mutex for the whole closure:
+    /// writes are serialised, so each request sees and leaves a consistent database.
+    async fn with_store<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&mut lock(&inner.store)))
+            .await
+            .unwrap_or_else(|e| Err(ApiError::internal(format!("store task failed: {e}"))))
+    }
+}
+
+/// A sandbox served in a background task. Dropping the handle shuts the server down (gracefully).
+pub struct SandboxHandle {
+    pub addr: SocketAddr,
+    pub sandbox: Sandbox,
+    server: crate::partners::PartnerSandboxHandle,
+}
+
+impl SandboxHandle {
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Stops accepting connections and waits for in-flight requests to finish.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await
+    }
+}
+
+/// Binds `addr` (e.g. `127.0.0.1:0`) and serves the sandbox in a background tokio task.
+pub async fn spawn(options: SandboxOptions, addr: SocketAddr) -> Result<SandboxHandle, SandboxError> {
+    let sandbox = Sandbox::open(options)?;
+    let server = crate::partners::serve(sandbox.router(), addr).await?;
+    Ok(SandboxHandle { addr: server.addr, sandbox, server })
+}

@@ -1,0 +1,271 @@
+//! A Lambda Runtime API emulator on 127.0.0.1 for running real function bootstraps in tests and benchmarks:
+//! `GET /2018-06-01/runtime/invocation/next` hands out queued events (with the request id, deadline and ARN
+//! headers the runtime reads), `.../response` and `.../error` record the answers, `/runtime/init/error`
+//! records an init failure. The bootstrap runs as a child process with `AWS_LAMBDA_RUNTIME_API` set.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::Value;
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<(String, Value)>,
+    answers: HashMap<String, Result<Value, Value>>,
+    init_error: Option<Value>,
+    /// When the bootstrap first asked for an event: it has finished init.
+    first_next: Option<Instant>,
+}
+
+#[derive(Clone, Default)]
+pub struct Emulator {
+    inner: Arc<Mutex<Inner>>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+/// A running function: the bootstrap process and its emulator. Dropping it kills the process.
+pub struct Function {
+    pub emulator: Emulator,
+    pub child: Child,
+    pub started: Instant,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Emulator {
+    /// Queue `event`; returns its request id.
+    pub fn push(&self, event: Value) -> String {
+        let id = format!("req-{}", uuid::Uuid::new_v4().simple());
+        self.inner.lock().unwrap().queue.push_back((id.clone(), event));
+        self.notify.notify_waiters();
+        id
+    }
+
+    /// The function's answer to `id`: `Ok(response)` or `Err(error report)`, waiting up to `timeout`.
+    pub async fn answer(&self, id: &str, timeout: Duration) -> Result<Value, Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(a) = self.inner.lock().unwrap().answers.get(id).cloned() {
+                return a;
+            }
+            if let Some(e) = self.inner.lock().unwrap().init_error.clone() {
+                panic!("the function failed its init: {e}");
+            }
+            assert!(Instant::now() < deadline, "no answer to {id} within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// When the bootstrap first polled for an event (init done).
+    pub fn ready_at(&self) -> Option<Instant> {
+        self.inner.lock().unwrap().first_next
+    }
+
+    pub fn init_error(&self) -> Option<Value> {
+        self.inner.lock().unwrap().init_error.clone()
+    }
+
+    fn router(&self) -> Router {
+        Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(self.clone())
+    }
+}
+
+async fn next(State(em): State<Emulator>) -> Response {
+    loop {
+        let notified = em.notify.notified();
+        {
+            let mut inner = em.inner.lock().unwrap();
+            inner.first_next.get_or_insert_with(Instant::now);
+            if let Some((id, event)) = inner.queue.pop_front() {
+                let deadline = std::time::SystemTime::now() + Duration::from_secs(30);
+                let ms = deadline.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+                let mut headers = HeaderMap::new();
+                headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
+                headers.insert("lambda-runtime-deadline-ms", ms.to_string().parse().unwrap());
+                headers.insert(
+                    "lambda-runtime-invoked-function-arn",
+                    "arn:aws:lambda:us-east-1:123456789012:function:test".parse().unwrap(),
+                );
+                headers.insert("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000".parse().unwrap());
+                return (StatusCode::OK, headers, event.to_string()).into_response();
+            }
+        }
+        notified.await;
+    }
+}
+
+fn json(body: &Bytes) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+async fn response(State(em): State<Emulator>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+    em.inner.lock().unwrap().answers.insert(id, Ok(json(&body)));
+    StatusCode::ACCEPTED
+}
+
+async fn error(State(em): State<Emulator>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+    em.inner.lock().unwrap().answers.insert(id, Err(json(&body)));
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State(em): State<Emulator>, body: Bytes) -> StatusCode {
+    em.inner.lock().unwrap().init_error = Some(json(&body));
+    StatusCode::ACCEPTED
+}
+
+/// Start an emulator and the bootstrap at `binary` with `env` (plus the variables Lambda always sets).
+pub async fn start(binary: &Path, name: &str, env: &[(&str, String)]) -> Function {
+    let emulator = Emulator::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = emulator.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut cmd = Command::new(binary);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+    Function { emulator, child, started, addr }
+}
+
+impl Function {
+    /// Peak resident memory of the bootstrap so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An API Gateway HTTP API (payload 2.0) event for `POST {path}` with a JSON body, as API Gateway sends it.
+pub fn http_api_event(fixture: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Value {
+    let mut event: Value = serde_json::from_str(fixture).expect("fixture");
+    let stage = event["requestContext"]["stage"].as_str().unwrap_or("$default").to_string();
+    let raw = if stage == "$default" { path.to_string() } else { format!("/{stage}{path}") };
+    event["rawPath"] = raw.clone().into();
+    event["routeKey"] = format!("POST {path}").into();
+    event["requestContext"]["routeKey"] = format!("POST {path}").into();
+    event["requestContext"]["http"]["path"] = raw.into();
+    for (k, v) in headers {
+        event["headers"][k.to_string()] = (*v).into();
+    }
+    event["body"] = body.into();
+    event
+}
+
+/// The committed API Gateway HTTP API (payload 2.0) event the HTTP functions' bootstrap tests start from.
+pub const HTTP_API_FIXTURE: &str = include_str!("../fixtures/apigw-http-post-lead.json");
+
+/// The committed SQS event (a batch from the retry queue) that the worker tests fill in.
+pub const SQS_EVENT_FIXTURE: &str = include_str!("../fixtures/sqs-event-retry-queue.json");
+
+/// `POST {path}` to an HTTP function through the emulator: its status code and JSON body.
+pub async fn invoke_http(f: &Function, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let id = f.emulator.push(http_api_event(HTTP_API_FIXTURE, path, headers, body));
+    let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response, not an error");
+    let status = answer["statusCode"].as_u64().expect("statusCode") as u16;
+    let body: Value = serde_json::from_str(answer["body"].as_str().expect("body")).expect("JSON body");
+    (status, body)
+}
+
+/// What a bootstrap needs around it: moto (DynamoDB table, retry queue + DLQ, the HubSpot token in SSM) and
+/// the HubSpot sandbox with the mapping's properties; `env` is the function's environment as the template
+/// sets it.
+pub struct AwsStage {
+    pub sandbox: hubrelay_sandbox::hubspot::SandboxHandle,
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub table: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub env: Vec<(&'static str, String)>,
+}
+
+/// The HubSpot sandbox's token (also in SSM, as `HUBSPOT_TOKEN_SSM_PARAMETER`) and the senders' API token.
+pub const SANDBOX_TOKEN: &str = "bootstrap-sandbox-token";
+pub const API_TOKEN: &str = "bootstrap-token";
+
+pub async fn aws_stage() -> AwsStage {
+    use crate::moto;
+    let server = moto::shared();
+    let (dynamo, sqs, ssm) = (moto::dynamodb(server), moto::sqs(server), moto::ssm(server));
+    let table = moto::idempotency_table(&dynamo).await;
+    let (queue_url, dlq_url) = moto::retry_queues(&sqs).await;
+    let token = SANDBOX_TOKEN;
+    let param = moto::secure_parameter(&ssm, token).await;
+    let options = hubrelay_sandbox::hubspot::SandboxOptions { token: Some(token.into()), ..Default::default() };
+    let sandbox = hubrelay_sandbox::hubspot::spawn(options, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let hs = hubrelay_clients::HubSpotClient::new(&sandbox.url(), token, Duration::from_secs(5)).unwrap();
+    let mapping = hubrelay_core::mapping::Mapping::builtin("chat-widget").unwrap();
+    hubrelay_core::properties::sync(&hs, &mapping).await.unwrap();
+    let env = vec![
+        ("AWS_ENDPOINT_URL", server.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", moto::REGION.into()),
+        // As template.yaml sets them (Globals): the fixture's stage is `prod`.
+        ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true".into()),
+        ("HUBRELAY_STAGE", "prod".into()),
+        ("HUBSPOT_TOKEN_SSM_PARAMETER", param),
+        ("HUBSPOT_BASE_URL", sandbox.url()),
+        ("HUBRELAY_API_TOKENS", API_TOKEN.into()),
+        ("HUBRELAY_MAPPING", "chat-widget".into()),
+        ("HUBRELAY_IDEMPOTENCY_TABLE", table.clone()),
+        ("HUBRELAY_RETRY_QUEUE_URL", queue_url.clone()),
+        ("HUBRELAY_DLQ_URL", dlq_url.clone()),
+    ];
+    AwsStage { sandbox, dynamo, sqs, table, queue_url, dlq_url, env }
+}
+
+impl AwsStage {
+    /// The status (`COMPLETED`, `IN_PROGRESS`) of the idempotency record stored under `key`, if there is one.
+    pub async fn idempotency_status(&self, key: &str) -> Option<String> {
+        let item = self.dynamo.get_item().table_name(&self.table).key("id", AttributeValue::S(key.into()));
+        let item = item.send().await.expect("GetItem").item?;
+        item.get("status").and_then(|s| s.as_s().ok()).cloned()
+    }
+
+    /// HubSpot answers every call with 503 (`true`), or behaves again (`false`).
+    pub fn hubspot_down(&self, down: bool) {
+        let faults = if down {
+            hubrelay_sandbox::hubspot::Faults { failure_rate: 1.0, failure_status: 503, ..Default::default() }
+        } else {
+            hubrelay_sandbox::hubspot::Faults::default()
+        };
+        self.sandbox.sandbox.set_faults(faults);
+    }
+}
