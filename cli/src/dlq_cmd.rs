@@ -4,7 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
-use hubrelay_core::dlq::{parse_duration, parse_function, DeadLetter, DeadLetters, RedriveReport, Selection};
+use hubrelay_core::dlq::{parse_duration, parse_function, DeadLetter, DeadLetters, RedriveReport, Redriver, Selection};
 
 use hubrelay_local::LocalDeadLetters;
 
@@ -178,7 +178,10 @@ pub async fn run(args: DlqArgs) -> Result<(), String> {
                     bar.set_length(total as u64);
                     bar.set_position(done as u64);
                 };
-                dlq.redrive(&selection, *dry_run, now, &mut progress).await.map_err(|e| e.to_string())?
+                Redriver::new(dlq.as_ref())
+                    .run(&selection, *dry_run, now, &mut progress)
+                    .await
+                    .map_err(|e| e.to_string())?
             };
             bar.finish_and_clear();
             if *json {

@@ -252,7 +252,7 @@ fn cloudformation(server: &moto::MotoServer) -> aws_sdk_cloudformation::Client {
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicate_copies_move_once() {
     use hubrelay_aws::SqsDeadLetters;
-    use hubrelay_core::dlq::{DeadLetters, Selection};
+    use hubrelay_core::dlq::{DeadLetters, Redriver, Selection};
     use std::sync::Arc;
 
     let server = moto::shared();
@@ -273,8 +273,8 @@ async fn duplicate_copies_move_once() {
     assert_eq!(dlq.get("evt_dup").await.unwrap().unwrap().attempts(), 2);
 
     let mut seen = Vec::new();
-    let report = dlq
-        .redrive(&Selection::ids(["evt_dup"]), false, OffsetDateTime::now_utc(), &mut |d, t| seen.push((d, t)))
+    let report = Redriver::new(&dlq)
+        .run(&Selection::ids(["evt_dup"]), false, OffsetDateTime::now_utc(), &mut |d, t| seen.push((d, t)))
         .await
         .unwrap();
     assert_eq!(report.moved, ["evt_dup"]);

@@ -15,12 +15,9 @@ use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageSystem
 use time::OffsetDateTime;
 
 use crate::sqs::SqsRetryQueue;
-use hubrelay_core::dlq::{
-    check_log, missing_ids, restore_log, retrying_record, DeadLetter, DeadLetters, Progress, RedriveFailure,
-    RedriveReport, Selection, SharedEventLog,
-};
+use hubrelay_core::dlq::{DeadLetter, DeadLetters, Held, SharedEventLog, TakeError};
 use hubrelay_core::domain::RetryMessage;
-use hubrelay_core::store::{RetryQueue, StoreError};
+use hubrelay_core::store::{EventLog, RetryQueue, StoreError};
 
 /// Visibility timeout of messages only looked at (`list`, `show`); they are released right after anyway.
 const LOOK_VISIBILITY_SECONDS: i32 = 30;
@@ -115,7 +112,7 @@ impl SqsDeadLetters {
             let out = match out {
                 Ok(out) => out,
                 Err(e) => {
-                    self.release(&received).await;
+                    self.release_all(&received).await;
                     return Err(sqs_err("ReceiveMessage", &e));
                 }
             };
@@ -150,20 +147,20 @@ impl SqsDeadLetters {
     }
 
     /// Makes messages visible again at once (best effort: they reappear after their timeout anyway).
-    async fn release(&self, messages: &[Received]) {
-        let messages: Vec<&Received> = messages.iter().collect();
-        self.release_refs(&messages).await;
+    async fn release_all(&self, messages: &[Received]) {
+        let receipts: Vec<&str> = messages.iter().map(|r| r.receipt.as_str()).collect();
+        self.release_receipts(&receipts).await;
     }
 
-    async fn release_refs(&self, messages: &[&Received]) {
-        for chunk in messages.chunks(10) {
+    async fn release_receipts(&self, receipts: &[&str]) {
+        for chunk in receipts.chunks(10) {
             let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
                 .iter()
                 .enumerate()
                 .filter_map(|(i, r)| {
                     ChangeMessageVisibilityBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .receipt_handle(&r.receipt)
+                        .receipt_handle(*r)
                         .visibility_timeout(0)
                         .build()
                         .ok()
@@ -191,11 +188,11 @@ impl SqsDeadLetters {
         }
     }
 
-    async fn delete(&self, r: &Received) -> Result<(), StoreError> {
+    async fn delete(&self, receipt: &str) -> Result<(), StoreError> {
         self.client
             .delete_message()
             .queue_url(&self.dlq_url)
-            .receipt_handle(&r.receipt)
+            .receipt_handle(receipt)
             .send()
             .await
             .map_err(|e| sqs_err("DeleteMessage", &e))?;
@@ -231,7 +228,7 @@ impl DeadLetters for SqsDeadLetters {
 
     async fn list(&self) -> Result<Vec<DeadLetter>, StoreError> {
         let received = self.scan(LOOK_VISIBILITY_SECONDS, None).await?;
-        self.release(&received).await;
+        self.release_all(&received).await;
         let mut seen = HashSet::new();
         let mut letters: Vec<DeadLetter> = received
             .into_iter()
@@ -244,130 +241,8 @@ impl DeadLetters for SqsDeadLetters {
 
     async fn get(&self, event_id: &str) -> Result<Option<DeadLetter>, StoreError> {
         let received = self.scan(LOOK_VISIBILITY_SECONDS, Some(event_id)).await?;
-        self.release(&received).await;
+        self.release_all(&received).await;
         Ok(received.into_iter().filter_map(|r| r.letter.ok()).find(|l| l.event_id() == event_id))
-    }
-
-    async fn redrive(
-        &self,
-        selection: &Selection,
-        dry_run: bool,
-        now: OffsetDateTime,
-        progress: Progress<'_>,
-    ) -> Result<RedriveReport, StoreError> {
-        let events = self.events.clone().ok_or_else(|| {
-            StoreError::Unavailable(
-                "a redrive needs the event log (the idempotency table) to skip delivered events".into(),
-            )
-        })?;
-        let retry = match (&self.retry_queue_url, dry_run) {
-            (Some(url), _) => Some(SqsRetryQueue::new(self.client.clone(), url.clone(), self.dlq_url.clone())),
-            (None, true) => None,
-            (None, false) => {
-                return Err(StoreError::Unavailable("a redrive needs the retry queue URL".into()));
-            }
-        };
-
-        let received = self.scan(WORK_VISIBILITY_SECONDS, None).await?;
-        let mut report = RedriveReport {
-            dry_run,
-            not_found: missing_ids(selection, received.iter().filter_map(Received::event_id)),
-            ..Default::default()
-        };
-        // Group the selected copies by event (first seen first); everything else is released at the end.
-        let mut release: Vec<&Received> = Vec::new();
-        let mut order: Vec<&str> = Vec::new();
-        let mut copies: HashMap<&str, Vec<&Received>> = HashMap::new();
-        let mut unmatched_events = HashSet::new();
-        for r in &received {
-            match &r.letter {
-                Err(_) => {
-                    report.unreadable += 1;
-                    release.push(r);
-                }
-                Ok(l) if selection.matches(l, now) => {
-                    let id = l.event_id();
-                    copies.entry(id).or_insert_with(|| {
-                        order.push(id);
-                        Vec::new()
-                    });
-                    copies.get_mut(id).expect("inserted above").push(r);
-                }
-                Ok(l) => {
-                    unmatched_events.insert(l.event_id());
-                    release.push(r);
-                }
-            }
-        }
-        report.not_matched = unmatched_events.len();
-
-        let total = order.len();
-        progress(0, total);
-        for (i, event_id) in order.iter().enumerate() {
-            let copies = &copies[event_id];
-            let first = copies[0];
-            let letter = first.letter.as_ref().expect("only readable letters are selected");
-            let result: Result<bool, StoreError> = async {
-                let check = check_log(events.as_ref(), event_id).await?;
-                if check.delivered {
-                    if !dry_run {
-                        self.delete(first).await?;
-                    }
-                    report.already_delivered.push(event_id.to_string());
-                    return Ok(true);
-                }
-                if dry_run {
-                    report.moved.push(event_id.to_string());
-                    return Ok(true);
-                }
-                let mut message = letter.message.clone();
-                message.redrive(now);
-                events.put_event(&retrying_record(check.previous.as_ref(), &message, now)).await?;
-                let retry = retry.as_ref().expect("checked above");
-                if let Err(e) = retry.enqueue(&message).await {
-                    restore_log(events.as_ref(), check.previous).await;
-                    return Err(e);
-                }
-                // Sent: from here on a failure leaves a duplicate in the DLQ, never a loss.
-                report.moved.push(event_id.to_string());
-                self.delete(first).await.map_err(|e| {
-                    StoreError::Unavailable(format!(
-                        "moved to the retry queue, but the DLQ copy could not be deleted (a later redrive will \
-                         find it delivered and remove it): {e}"
-                    ))
-                })?;
-                Ok(true)
-            }
-            .await;
-            match result {
-                Ok(_) => {
-                    for dup in &copies[1..] {
-                        if dry_run {
-                            report.duplicates_removed += 1;
-                        } else {
-                            match self.delete(dup).await {
-                                Ok(()) => report.duplicates_removed += 1,
-                                Err(e) => report
-                                    .failed
-                                    .push(RedriveFailure { event_id: event_id.to_string(), error: e.to_string() }),
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    report.failed.push(RedriveFailure { event_id: event_id.to_string(), error: e.to_string() });
-                    if !report.moved.iter().any(|m| m == event_id) {
-                        release.extend(copies.iter().copied());
-                    }
-                }
-            }
-            if dry_run {
-                release.extend(copies.iter().copied());
-            }
-            progress(i + 1, total);
-        }
-        self.release_refs(&release).await;
-        Ok(report)
     }
 
     async fn purge(&self, event_id: &str) -> Result<usize, StoreError> {
@@ -377,15 +252,56 @@ impl DeadLetters for SqsDeadLetters {
         let mut removed = 0;
         let mut error = None;
         for r in &matching {
-            match self.delete(r).await {
+            match self.delete(&r.receipt).await {
                 Ok(()) => removed += 1,
                 Err(e) => error = Some(e),
             }
         }
-        self.release_refs(&others).await;
+        self.release_receipts(&others.iter().map(|r| r.receipt.as_str()).collect::<Vec<_>>()).await;
         match error {
             Some(e) if removed == 0 => Err(e),
             _ => Ok(removed),
         }
+    }
+
+    fn event_log(&self) -> Result<&dyn EventLog, StoreError> {
+        self.events.as_deref().ok_or_else(|| {
+            StoreError::Unavailable(
+                "a redrive needs the event log (the idempotency table) to skip delivered events".into(),
+            )
+        })
+    }
+
+    fn check_redrive(&self, dry_run: bool) -> Result<(), StoreError> {
+        match (&self.retry_queue_url, dry_run) {
+            (None, false) => Err(StoreError::Unavailable("a redrive needs the retry queue URL".into())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Receives everything, invisible while the redrive works.
+    async fn hold(&self) -> Result<Vec<Held>, StoreError> {
+        let received = self.scan(WORK_VISIBILITY_SECONDS, None).await?;
+        Ok(received.into_iter().map(|r| Held { handle: r.receipt, letter: r.letter }).collect())
+    }
+
+    /// `SendMessage` to the retry queue, then `DeleteMessage` from the DLQ, in that order.
+    async fn take(&self, held: &Held, requeue: Option<&RetryMessage>) -> Result<bool, TakeError> {
+        let Some(message) = requeue else {
+            self.delete(&held.handle).await.map_err(TakeError::NotRequeued)?;
+            return Ok(true);
+        };
+        let url = self.retry_queue_url.as_ref().ok_or_else(|| {
+            TakeError::NotRequeued(StoreError::Unavailable("a redrive needs the retry queue URL".into()))
+        })?;
+        let retry = SqsRetryQueue::new(self.client.clone(), url.clone(), self.dlq_url.clone());
+        retry.enqueue(message).await.map_err(TakeError::NotRequeued)?;
+        self.delete(&held.handle).await.map_err(TakeError::NotRemoved)?;
+        Ok(true)
+    }
+
+    async fn release(&self, held: &[&Held]) {
+        let receipts: Vec<&str> = held.iter().map(|h| h.handle.as_str()).collect();
+        self.release_receipts(&receipts).await;
     }
 }

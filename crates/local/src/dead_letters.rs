@@ -4,14 +4,11 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
 
 use crate::sqlite::SqliteStore;
 use crate::DeadLetterRow;
-use hubrelay_core::dlq::{
-    check_log, missing_ids, restore_log, retrying_record, DeadLetter, DeadLetters, Progress, RedriveFailure,
-    RedriveReport, Selection,
-};
+use hubrelay_core::dlq::{DeadLetter, DeadLetters, Held, TakeError};
+use hubrelay_core::domain::RetryMessage;
 use hubrelay_core::store::{EventLog, StoreError};
 
 #[derive(Debug, Clone)]
@@ -47,7 +44,7 @@ impl LocalDeadLetters {
             .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))?
     }
 
-    async fn take(&self, seq: i64, requeue: Option<hubrelay_core::domain::RetryMessage>) -> Result<bool, StoreError> {
+    async fn take_row(&self, seq: i64, requeue: Option<RetryMessage>) -> Result<bool, StoreError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.take_dead_letter(seq, requeue.as_ref()))
             .await
@@ -76,77 +73,37 @@ impl DeadLetters for LocalDeadLetters {
         Ok(self.get_row(event_id).await?.map(letter))
     }
 
-    async fn redrive(
-        &self,
-        selection: &Selection,
-        dry_run: bool,
-        now: OffsetDateTime,
-        progress: Progress<'_>,
-    ) -> Result<RedriveReport, StoreError> {
-        let rows = self.rows().await?;
-        let mut report = RedriveReport {
-            dry_run,
-            not_found: missing_ids(selection, rows.iter().map(|r| r.message.event_id.as_str())),
-            ..Default::default()
-        };
-        let (selected, others): (Vec<DeadLetterRow>, Vec<DeadLetterRow>) =
-            rows.into_iter().partition(|r| selection.matches(&letter(r.clone()), now));
-        report.not_matched = others.len();
-        let total = selected.len();
-        progress(0, total);
-        let events: &dyn EventLog = &self.store;
-        for (i, row) in selected.into_iter().enumerate() {
-            let event_id = row.message.event_id.clone();
-            let result = async {
-                let check = check_log(events, &event_id).await?;
-                if check.delivered {
-                    if dry_run || self.take(row.seq, None).await? {
-                        report.already_delivered.push(event_id.clone());
-                    }
-                    return Ok(None);
-                }
-                if dry_run {
-                    report.moved.push(event_id.clone());
-                    return Ok(None);
-                }
-                let mut message = row.message.clone();
-                message.redrive(now);
-                events.put_event(&retrying_record(check.previous.as_ref(), &message, now)).await?;
-                match self.take(row.seq, Some(message)).await {
-                    Ok(true) => {
-                        report.moved.push(event_id.clone());
-                        Ok(None)
-                    }
-                    Ok(false) => {
-                        restore_log(events, check.previous).await;
-                        Ok(Some(
-                            "the dead letter changed while redriving (purged or dead-lettered again): run again"
-                                .to_string(),
-                        ))
-                    }
-                    Err(e) => {
-                        restore_log(events, check.previous).await;
-                        Err(e)
-                    }
-                }
-            }
-            .await;
-            match result {
-                Ok(None) => {}
-                Ok(Some(error)) => report.failed.push(RedriveFailure { event_id, error }),
-                Err(e) => report.failed.push(RedriveFailure { event_id, error: e.to_string() }),
-            }
-            progress(i + 1, total);
-        }
-        Ok(report)
-    }
-
     async fn purge(&self, event_id: &str) -> Result<usize, StoreError> {
         match self.get_row(event_id).await? {
-            Some(row) => Ok(usize::from(self.take(row.seq, None).await?)),
+            Some(row) => Ok(usize::from(self.take_row(row.seq, None).await?)),
             None => Ok(0),
         }
     }
+
+    fn event_log(&self) -> Result<&dyn EventLog, StoreError> {
+        Ok(&self.store)
+    }
+
+    async fn hold(&self) -> Result<Vec<Held>, StoreError> {
+        Ok(self
+            .rows()
+            .await?
+            .into_iter()
+            .map(|row| Held { handle: row.seq.to_string(), letter: Ok(letter(row)) })
+            .collect())
+    }
+
+    /// One transaction: the row goes, and the message joins the retry queue, or neither.
+    async fn take(&self, held: &Held, requeue: Option<&RetryMessage>) -> Result<bool, TakeError> {
+        let seq = held
+            .handle
+            .parse()
+            .map_err(|_| TakeError::NotRequeued(StoreError::Corrupt(format!("dead-letter row `{}`", held.handle))))?;
+        self.take_row(seq, requeue.cloned()).await.map_err(TakeError::NotRequeued)
+    }
+
+    /// Rows stay where they are until taken: nothing to let go of.
+    async fn release(&self, _held: &[&Held]) {}
 }
 
 impl LocalDeadLetters {

@@ -81,14 +81,14 @@ async fn local_redrive_moves_the_selected_restarting_the_schedule() {
     .await;
     let selection = Selection { error_code: Some("property_doesnt_exist".into()), ..Default::default() };
     let mut calls = Vec::new();
-    let dry = dlq.redrive(&selection, true, NOW, &mut |d, t| calls.push((d, t))).await.unwrap();
+    let dry = Redriver::new(&dlq).run(&selection, true, NOW, &mut |d, t| calls.push((d, t))).await.unwrap();
     assert_eq!(dry.moved, ["evt_a", "evt_c"]);
     assert_eq!(dry.not_matched, 1);
     assert_eq!(calls, [(0, 2), (1, 2), (2, 2)]);
     assert_eq!(dlq.list().await.unwrap().len(), 3, "a dry run changes nothing");
     assert!(dlq.store().queued().unwrap().is_empty());
 
-    let report = dlq.redrive(&selection, false, NOW, &mut |_, _| {}).await.unwrap();
+    let report = Redriver::new(&dlq).run(&selection, false, NOW, &mut |_, _| {}).await.unwrap();
     assert_eq!(report.moved, ["evt_a", "evt_c"]);
     assert!(report.failed.is_empty() && report.already_delivered.is_empty());
     let left: Vec<String> = dlq.list().await.unwrap().iter().map(|l| l.event_id().to_string()).collect();
@@ -116,7 +116,10 @@ async fn local_redrive_skips_delivered_and_reports_missing_ids() {
         ("evt_c", "x", EventStatus::DeadLettered),
     ])
     .await;
-    let report = dlq.redrive(&Selection::ids(["evt_a", "evt_b", "evt_zz"]), false, NOW, &mut |_, _| {}).await.unwrap();
+    let report = Redriver::new(&dlq)
+        .run(&Selection::ids(["evt_a", "evt_b", "evt_zz"]), false, NOW, &mut |_, _| {})
+        .await
+        .unwrap();
     assert_eq!(report.moved, ["evt_b"]);
     assert_eq!(report.already_delivered, ["evt_a"]);
     assert_eq!(report.not_found, ["evt_zz"]);

@@ -18,6 +18,10 @@ use crate::domain::{DeadLetterReason, FunctionName, RetryMessage};
 use crate::pii::mask_email;
 use crate::store::{EventLog, EventRecord, EventStatus, StoreError};
 
+mod redrive;
+
+pub use redrive::Redriver;
+
 /// One dead-lettered event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
@@ -158,7 +162,40 @@ pub struct RedriveReport {
 /// Progress of a redrive: `(done, total)` over the selected dead letters; called with `(0, total)` first.
 pub type Progress<'a> = &'a mut (dyn FnMut(usize, usize) + Send);
 
-/// A dead-letter queue the on-call tool can work on.
+/// A dead letter held for a redrive: the letter (or why its body cannot be read) and the queue's own
+/// handle on this copy (a SQLite row, an SQS receipt handle).
+pub struct Held {
+    pub letter: Result<DeadLetter, String>,
+    pub handle: String,
+}
+
+impl Held {
+    pub fn event_id(&self) -> Option<&str> {
+        self.letter.as_ref().ok().map(|l| l.event_id())
+    }
+}
+
+/// Why [`DeadLetters::take`] failed: before anything changed, or after the message was requeued (the
+/// dead-letter copy is still there: a duplicate at worst, never a loss).
+#[derive(Debug, thiserror::Error)]
+pub enum TakeError {
+    #[error(transparent)]
+    NotRequeued(StoreError),
+    #[error(transparent)]
+    NotRemoved(StoreError),
+}
+
+impl TakeError {
+    pub fn into_store_error(self) -> StoreError {
+        match self {
+            TakeError::NotRequeued(e) | TakeError::NotRemoved(e) => e,
+        }
+    }
+}
+
+/// A dead-letter queue the on-call tool can work on (SQLite locally, SQS in AWS). Listing, showing and
+/// purging are the queue's own; a redrive is [`Redriver`]'s, over [`DeadLetters::hold`],
+/// [`DeadLetters::take`] and [`DeadLetters::release`].
 #[async_trait]
 pub trait DeadLetters: Send + Sync {
     /// Where the dead letters live, for messages (`local store .hubrelay/hubrelay.db`, `SQS <url>`).
@@ -170,33 +207,42 @@ pub trait DeadLetters: Send + Sync {
     /// The dead letter of `event_id`.
     async fn get(&self, event_id: &str) -> Result<Option<DeadLetter>, StoreError>;
 
-    /// Redrive the selected dead letters (see the module docs). With `dry_run` nothing changes.
-    async fn redrive(
-        &self,
-        selection: &Selection,
-        dry_run: bool,
-        now: OffsetDateTime,
-        progress: Progress<'_>,
-    ) -> Result<RedriveReport, StoreError>;
-
     /// Delete the dead letter of `event_id` for good. Returns how many copies were removed (0: not found).
     async fn purge(&self, event_id: &str) -> Result<usize, StoreError>;
+
+    /// The event log a redrive consults (which events were delivered meanwhile) and updates.
+    fn event_log(&self) -> Result<&dyn EventLog, StoreError>;
+
+    /// What the queue needs before a redrive may start (SQS: the retry queue's URL, unless `dry_run`).
+    fn check_redrive(&self, _dry_run: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Every dead letter, held for the redrive's duration (SQS: received and kept invisible).
+    async fn hold(&self) -> Result<Vec<Held>, StoreError>;
+
+    /// Remove the held copy, after putting `requeue` on the retry queue when given. `Ok(false)`: the copy
+    /// changed meanwhile (purged, or dead-lettered again) and nothing was done.
+    async fn take(&self, held: &Held, requeue: Option<&RetryMessage>) -> Result<bool, TakeError>;
+
+    /// Let go of held copies that stay in the queue.
+    async fn release(&self, held: &[&Held]);
 }
 
 /// What the event log says before a redrive: whether the event is settled, and the record to restore
 /// should the move fail.
-pub struct LogCheck {
-    pub delivered: bool,
-    pub previous: Option<EventRecord>,
+pub(crate) struct LogCheck {
+    pub(crate) delivered: bool,
+    pub(crate) previous: Option<EventRecord>,
 }
 
-pub async fn check_log(events: &dyn EventLog, event_id: &str) -> Result<LogCheck, StoreError> {
+pub(crate) async fn check_log(events: &dyn EventLog, event_id: &str) -> Result<LogCheck, StoreError> {
     let previous = events.get_event(event_id).await?;
     Ok(LogCheck { delivered: previous.as_ref().is_some_and(|r| r.status == EventStatus::Delivered), previous })
 }
 
 /// The event-log record of a redriven message: retrying, due now, no dead-letter reason, history kept.
-pub fn retrying_record(previous: Option<&EventRecord>, m: &RetryMessage, now: OffsetDateTime) -> EventRecord {
+pub(crate) fn retrying_record(previous: Option<&EventRecord>, m: &RetryMessage, now: OffsetDateTime) -> EventRecord {
     match previous {
         Some(p) => EventRecord {
             status: EventStatus::Retrying,
@@ -222,7 +268,7 @@ pub fn retrying_record(previous: Option<&EventRecord>, m: &RetryMessage, now: Of
 }
 
 /// Put back what the event log said before a failed move (best effort: the failure is reported anyway).
-pub async fn restore_log(events: &dyn EventLog, previous: Option<EventRecord>) {
+pub(crate) async fn restore_log(events: &dyn EventLog, previous: Option<EventRecord>) {
     if let Some(record) = previous {
         if let Err(e) = events.put_event(&record).await {
             tracing::warn!(event_id = %record.event_id, error = %e, "could not restore the event record");
@@ -231,7 +277,7 @@ pub async fn restore_log(events: &dyn EventLog, previous: Option<EventRecord>) {
 }
 
 /// Ids asked for by the selection that the queue does not hold.
-pub fn missing_ids<'a>(selection: &Selection, present: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub(crate) fn missing_ids<'a>(selection: &Selection, present: impl Iterator<Item = &'a str>) -> Vec<String> {
     let present: std::collections::HashSet<&str> = present.collect();
     let mut missing: Vec<String> =
         selection.event_ids.iter().filter(|id| !present.contains(id.as_str())).cloned().collect();
