@@ -10,7 +10,6 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::leads::LeadReply;
 use crate::error::ApiError;
 use hubrelay_core::auth::{AuthMethod, Authenticator, RequestParts};
 use hubrelay_core::domain::{
@@ -25,6 +24,21 @@ pub const IN_PROGRESS_WAIT: Duration = Duration::from_secs(5);
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 255;
+
+/// The answer to a request (also what the idempotency store replays).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub replayed: bool,
+}
+
+impl Reply {
+    /// A fresh (not replayed) JSON answer.
+    pub fn json(status: u16, body: Value) -> Self {
+        Reply { status, body: body.to_string(), replayed: false }
+    }
+}
 
 pub struct Intake {
     pub auth: Authenticator,
@@ -92,7 +106,7 @@ impl Intake {
     }
 
     /// Record the answer under `key` (or free the key when nothing was accepted, so a retry can succeed).
-    pub async fn finish(&self, key: &str, result: Result<LeadReply, ApiError>) -> Result<LeadReply, ApiError> {
+    pub async fn finish(&self, key: &str, result: Result<Reply, ApiError>) -> Result<Reply, ApiError> {
         match result {
             Ok(reply) => {
                 let stored = StoredResponse { status: reply.status, body: reply.body.clone() };
@@ -135,7 +149,7 @@ impl Intake {
         error: &HubSpotError,
         extra: Map<String, Value>,
         now: OffsetDateTime,
-    ) -> Result<LeadReply, ApiError> {
+    ) -> Result<Reply, ApiError> {
         let event_id = message.event_id.clone();
         let function = message.function.as_str();
         let reason = json!({ "code": error.code, "message": error.message });
@@ -170,7 +184,7 @@ impl Intake {
         }
         body.insert("reason".into(), reason);
         body.extend(extra);
-        Ok(LeadReply { status: 202, body: Value::Object(body).to_string(), replayed: false })
+        Ok(Reply { status: 202, body: Value::Object(body).to_string(), replayed: false })
     }
 
     /// Record an event delivered (or settled without a write) on its first attempt.
@@ -208,6 +222,85 @@ impl Intake {
         let record = event_record(message, status, next, contact_id, reason, now);
         if let Err(e) = self.events.put_event(&record).await {
             tracing::error!(event_id = %message.event_id, error = %e, "could not record the event");
+        }
+    }
+}
+
+/// One kind of event an endpoint takes (a lead, a status update, an activity, a referral webhook): how it
+/// is read and delivered. [`Intake::run`] does the rest, the same way for every kind.
+#[async_trait::async_trait]
+pub trait EventKind: Send + Sync + 'static {
+    /// The normalised event [`EventKind::parse`] reads and [`EventKind::deliver`] takes.
+    type Event: Send;
+
+    /// The steps every kind shares, and their settings.
+    fn intake(&self) -> &Intake;
+
+    /// The function that owns the events (idempotency keys are prefixed by it).
+    fn function(&self) -> FunctionName;
+
+    /// Who may post: the relay's own auth by default (bearer tokens, Standard Webhooks, HubSpot v3).
+    fn verify(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<AuthMethod, ApiError> {
+        self.intake().verify(method, path_and_query, headers, body, now)
+    }
+
+    /// The media types it reads: JSON by default.
+    fn accepts(&self, media_type: &str) -> bool {
+        media_type == "application/json" || media_type.ends_with("+json")
+    }
+
+    /// Read (and check) the body.
+    fn parse(&self, headers: &HeaderMap, body: &[u8]) -> Result<Parsed<Self::Event>, ApiError>;
+
+    /// Deliver an event this request owns the idempotency key of.
+    async fn deliver(&self, key: &str, event: Self::Event, now: OffsetDateTime) -> Result<Reply, ApiError>;
+}
+
+/// What [`EventKind::parse`] read.
+pub enum Parsed<E> {
+    /// An event to claim and deliver: the sender's own id for it (`("lead", id)`), when it has one, and the
+    /// canonical text whose hash detects a key reused for another payload.
+    Event { event: E, sender_id: Option<(&'static str, String)>, canonical: String },
+    /// Nothing to deliver: answer this at once (no idempotency claim).
+    Answer(Reply),
+}
+
+impl Intake {
+    /// The request pipeline of every function: verify → media type → parse → idempotency key → claim →
+    /// deliver (or replay) → record the answer.
+    pub async fn run<K: EventKind>(
+        kind: &K,
+        method: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Reply, ApiError> {
+        let intake = kind.intake();
+        let auth = kind.verify(method, path_and_query, headers, body, now)?;
+        let media_type = content_type(headers);
+        if !kind.accepts(&media_type) {
+            return Err(ApiError::unsupported_media_type(&media_type));
+        }
+        let (event, sender_id, canonical) = match kind.parse(headers, body)? {
+            Parsed::Answer(reply) => return Ok(reply),
+            Parsed::Event { event, sender_id, canonical } => (event, sender_id, canonical),
+        };
+        let sender_id = sender_id.as_ref().map(|(kind, id)| (*kind, id.as_str()));
+        let key = idempotency_key(kind.function(), headers, &auth, sender_id, &canonical)?;
+        match intake.claim(&key, &sha256_hex(&canonical), now).await? {
+            Claim::Replay(stored) => Ok(Reply { status: stored.status, body: stored.body, replayed: true }),
+            Claim::Owned => {
+                let result = kind.deliver(&key, event, now).await;
+                intake.finish(&key, result).await
+            }
         }
     }
 }

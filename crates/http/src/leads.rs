@@ -8,8 +8,8 @@ use axum::http::HeaderMap;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use super::intake::{content_type, idempotency_key, sha256_hex, Claim, Intake};
 use crate::error::ApiError;
+use crate::intake::{content_type, EventKind, Intake, Parsed, Reply};
 use hubrelay_core::auth::Authenticator;
 use hubrelay_core::domain::{new_event_id, ContactUpsert, FunctionName, RetrySchedule, UpsertedContact};
 use hubrelay_core::hubspot::{HubSpot, HubSpotError};
@@ -18,14 +18,6 @@ use hubrelay_core::mapping::Mapping;
 use hubrelay_core::pii::mask_email;
 use hubrelay_core::store::{ContactVersions, EventLog, EventStatus, IdempotencyStore, LeadLinks, RetryQueue};
 use hubrelay_core::worker::{ContactLocks, Jitter};
-
-/// The answer to a lead request (also what the idempotency store replays).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeadReply {
-    pub status: u16,
-    pub body: String,
-    pub replayed: bool,
-}
 
 pub struct LeadService {
     intake: Intake,
@@ -96,46 +88,14 @@ impl LeadService {
         self
     }
 
-    pub fn max_body_bytes(&self) -> usize {
-        self.intake.max_body_bytes
-    }
-
-    pub fn mapping(&self) -> &Mapping {
-        &self.mapping
-    }
-
-    /// The whole request path: auth → parse → map → idempotency → one HubSpot call → reply.
-    pub async fn handle(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<LeadReply, ApiError> {
-        let auth = self.intake.verify(method, path_and_query, headers, body, now)?;
-        let parsed = parse_body(headers, body)?;
-        let upsert = self.mapping.apply(&parsed.lead)?;
-        let canonical = parsed.lead.canonical_json();
-        let sender_id = parsed.lead.lead_id.as_deref().map(|id| ("lead", id));
-        let key = idempotency_key(FunctionName::LeadCaptured, headers, &auth, sender_id, &canonical)?;
-        match self.intake.claim(&key, &sha256_hex(&canonical), now).await? {
-            Claim::Replay(stored) => Ok(LeadReply { status: stored.status, body: stored.body, replayed: true }),
-            Claim::Owned => {
-                let result = self.deliver(&key, parsed, upsert, now).await;
-                self.intake.finish(&key, result).await
-            }
-        }
-    }
-
     /// One HubSpot call; on trouble, hand the event to the retry queue or the dead-letter queue.
-    async fn deliver(
+    async fn deliver_lead(
         &self,
         key: &str,
         parsed: ParsedLead,
         upsert: ContactUpsert,
         now: OffsetDateTime,
-    ) -> Result<LeadReply, ApiError> {
+    ) -> Result<Reply, ApiError> {
         let event_id = new_event_id();
         let masked = mask_email(&upsert.email);
         // Held until the contact's version is recorded (end of this function).
@@ -161,7 +121,7 @@ impl LeadService {
                     contacts.into_iter().next().unwrap_or(UpsertedContact { id: String::new(), created: false });
                 self.record_delivered(&event_id, &parsed, &upsert, &contact, now).await;
                 tracing::info!(event_id, email = %masked, contact_id = %contact.id, created = contact.created, "lead delivered");
-                Ok(reply(200, delivered_body(&event_id, &contact, &parsed.ignored)))
+                Ok(Reply::json(200, delivered_body(&event_id, &contact, &parsed.ignored)))
             }
             Err(error) => {
                 let message = Intake::first_failure(FunctionName::LeadCaptured, &event_id, key, event, &error, now);
@@ -205,8 +165,43 @@ impl LeadService {
     }
 }
 
-pub(super) fn reply(status: u16, body: Value) -> LeadReply {
-    LeadReply { status, body: body.to_string(), replayed: false }
+/// A parsed lead and the contact write it maps to.
+pub struct LeadEvent {
+    parsed: ParsedLead,
+    upsert: ContactUpsert,
+}
+
+#[async_trait::async_trait]
+impl EventKind for LeadService {
+    type Event = LeadEvent;
+
+    fn intake(&self) -> &Intake {
+        &self.intake
+    }
+
+    fn function(&self) -> FunctionName {
+        FunctionName::LeadCaptured
+    }
+
+    /// JSON, or a Zapier-style form.
+    fn accepts(&self, media_type: &str) -> bool {
+        matches!(media_type, "application/json" | "" | "application/x-www-form-urlencoded")
+            || media_type.ends_with("+json")
+    }
+
+    /// Parse, then map: a lead the mapping refuses is the sender's to fix (422), before any claim.
+    fn parse(&self, headers: &HeaderMap, body: &[u8]) -> Result<Parsed<LeadEvent>, ApiError> {
+        let parsed = parse_body(headers, body)?;
+        let upsert = self.mapping.apply(&parsed.lead)?;
+        let canonical = parsed.lead.canonical_json();
+        let sender_id = parsed.lead.lead_id.clone().map(|id| ("lead", id));
+        Ok(Parsed::Event { event: LeadEvent { parsed, upsert }, sender_id, canonical })
+    }
+
+    /// One HubSpot call; on trouble, the retry queue or the dead-letter queue.
+    async fn deliver(&self, key: &str, event: LeadEvent, now: OffsetDateTime) -> Result<Reply, ApiError> {
+        self.deliver_lead(key, event.parsed, event.upsert, now).await
+    }
 }
 
 fn delivered_body(event_id: &str, contact: &UpsertedContact, ignored: &[String]) -> Value {

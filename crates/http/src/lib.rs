@@ -18,7 +18,8 @@ pub mod leads;
 pub mod referrals;
 pub mod updates;
 
-pub use leads::{LeadReply, LeadService};
+pub use intake::{EventKind, Intake, Reply};
+pub use leads::LeadService;
 pub use referrals::{ReferralService, ReferralSource};
 pub use updates::UpdateService;
 
@@ -60,46 +61,16 @@ async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 
-/// A function's request path, as the routes call it.
-#[async_trait::async_trait]
-pub trait EventHandler: Send + Sync + 'static {
-    fn max_body_bytes(&self) -> usize;
-    async fn handle_request(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        headers: &axum::http::HeaderMap,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<LeadReply, ApiError>;
-}
-
-#[async_trait::async_trait]
-impl EventHandler for LeadService {
-    fn max_body_bytes(&self) -> usize {
-        LeadService::max_body_bytes(self)
-    }
-    async fn handle_request(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        headers: &axum::http::HeaderMap,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<LeadReply, ApiError> {
-        self.handle(method, path_and_query, headers, body, now).await
-    }
-}
-
-async fn post_event<S: EventHandler>(State(service): State<Arc<S>>, req: Request) -> Response {
+/// Any endpoint: read the body (413 over the limit), then [`Intake::run`].
+async fn post_event<K: EventKind>(State(kind): State<Arc<K>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match read_body(body, service.max_body_bytes()).await {
+    let body = match read_body(body, kind.intake().max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let now = OffsetDateTime::now_utc();
-    match service.handle_request(parts.method.as_str(), path_and_query, &parts.headers, &body, now).await {
+    match Intake::run(kind.as_ref(), parts.method.as_str(), path_and_query, &parts.headers, &body, now).await {
         Ok(reply) => reply.into_response(),
         Err(e) => e.into_response(),
     }
@@ -110,7 +81,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiErro
     axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::payload_too_large(limit))
 }
 
-impl IntoResponse for LeadReply {
+impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
         let mut resp = Response::new(Body::from(self.body));

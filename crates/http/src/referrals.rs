@@ -8,10 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::intake::{content_type, idempotency_key, sha256_hex, Claim, Intake};
-use super::leads::{reply, LeadReply};
-use super::EventHandler;
 use crate::error::ApiError;
+use crate::intake::{sha256_hex, Claim, EventKind, Intake, Parsed, Reply};
 use hubrelay_core::auth::partners::PartnerVerifier;
 use hubrelay_core::auth::AuthMethod;
 use hubrelay_core::domain::{new_event_id, FunctionName, RetryMessage};
@@ -63,11 +61,17 @@ pub struct ReferralService {
 }
 
 /// A read webhook: the actions, why the rest was ignored, the sender's id for it, and the text to hash.
-struct Parsed {
+struct Webhook {
     actions: Vec<ReferralAction>,
     ignored: Vec<String>,
     sender_id: Option<(&'static str, String)>,
     canonical: String,
+}
+
+/// The actions of a webhook and why the rest of it was ignored.
+pub struct ReferralActions {
+    actions: Vec<ReferralAction>,
+    ignored: Vec<String>,
 }
 
 impl ReferralService {
@@ -85,46 +89,49 @@ impl ReferralService {
     }
 }
 
+/// JSON only; the partner's own signature or the relay's auth; a webhook with nothing to do is answered
+/// `200 ignored` without a claim.
 #[async_trait::async_trait]
-impl EventHandler for ReferralService {
-    fn max_body_bytes(&self) -> usize {
-        self.intake.max_body_bytes
+impl EventKind for ReferralService {
+    type Event = ReferralActions;
+
+    fn intake(&self) -> &Intake {
+        &self.intake
     }
 
-    async fn handle_request(
+    fn function(&self) -> FunctionName {
+        FUNCTION
+    }
+
+    fn verify(
         &self,
         method: &str,
         path_and_query: &str,
         headers: &HeaderMap,
         body: &[u8],
         now: OffsetDateTime,
-    ) -> Result<LeadReply, ApiError> {
-        let auth = self.verify(method, path_and_query, headers, body, now)?;
-        let ct = content_type(headers);
-        if !(ct == "application/json" || ct.ends_with("+json")) {
-            return Err(ApiError::unsupported_media_type(&ct));
+    ) -> Result<AuthMethod, ApiError> {
+        self.verify_sender(method, path_and_query, headers, body, now)
+    }
+
+    fn parse(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Parsed<ReferralActions>, ApiError> {
+        let webhook = self.parse_webhook(body)?;
+        if webhook.actions.is_empty() {
+            tracing::info!(source = self.source.as_str(), reasons = ?webhook.ignored, "referral webhook ignored");
+            return Ok(Parsed::Answer(Reply::json(200, json!({"status": "ignored", "reasons": webhook.ignored}))));
         }
-        let parsed = self.parse(body)?;
-        let source = self.source.as_str();
-        if parsed.actions.is_empty() {
-            tracing::info!(source, reasons = ?parsed.ignored, "referral webhook ignored");
-            return Ok(reply(200, json!({"status": "ignored", "reasons": parsed.ignored})));
-        }
-        let sender_id = parsed.sender_id.as_ref().map(|(kind, id)| (*kind, id.as_str()));
-        let key = idempotency_key(FUNCTION, headers, &auth, sender_id, &parsed.canonical)?;
-        match self.intake.claim(&key, &sha256_hex(&parsed.canonical), now).await? {
-            Claim::Replay(stored) => Ok(LeadReply { status: stored.status, body: stored.body, replayed: true }),
-            Claim::Owned => {
-                let result = self.accept(&key, parsed, now).await;
-                self.intake.finish(&key, result).await
-            }
-        }
+        let event = ReferralActions { actions: webhook.actions, ignored: webhook.ignored };
+        Ok(Parsed::Event { event, sender_id: webhook.sender_id, canonical: webhook.canonical })
+    }
+
+    async fn deliver(&self, key: &str, event: ReferralActions, now: OffsetDateTime) -> Result<Reply, ApiError> {
+        self.accept(key, event, now).await
     }
 }
 
 impl ReferralService {
     /// The partner's signature when its header is present (and a secret configured), else the relay's own auth.
-    fn verify(
+    fn verify_sender(
         &self,
         method: &str,
         path_and_query: &str,
@@ -156,20 +163,20 @@ impl ReferralService {
         }
     }
 
-    fn parse(&self, body: &[u8]) -> Result<Parsed, ApiError> {
+    fn parse_webhook(&self, body: &[u8]) -> Result<Webhook, ApiError> {
         let canonical = format!("{}\n{}", self.source.as_str(), String::from_utf8_lossy(body));
         match self.source {
             ReferralSource::HubSpot => {
                 let (actions, ignored) = plan(parse_hubspot(body, &self.config)?, &self.config);
-                Ok(Parsed { actions, ignored, sender_id: None, canonical: hubspot_canonical(body, canonical) })
+                Ok(Webhook { actions, ignored, sender_id: None, canonical: hubspot_canonical(body, canonical) })
             }
             ReferralSource::Extole => match parse_extole(body)? {
                 ExtoleInbound::ShareLink(link) => {
                     let actions = vec![ReferralAction::UpsertContact(link.to_upsert())];
-                    Ok(Parsed { actions, ignored: vec![], sender_id: None, canonical })
+                    Ok(Webhook { actions, ignored: vec![], sender_id: None, canonical })
                 }
                 ExtoleInbound::Ignored { reason } => {
-                    Ok(Parsed { actions: vec![], ignored: vec![reason], sender_id: None, canonical })
+                    Ok(Webhook { actions: vec![], ignored: vec![reason], sender_id: None, canonical })
                 }
             },
             ReferralSource::Impact => match parse_advocate(body)? {
@@ -180,16 +187,16 @@ impl ReferralService {
                             "`{}` names the user by id only (no email): contacts are matched by email",
                             update.event_type
                         );
-                        return Ok(Parsed { actions: vec![], ignored: vec![reason], sender_id, canonical });
+                        return Ok(Webhook { actions: vec![], ignored: vec![reason], sender_id, canonical });
                     };
-                    Ok(Parsed {
+                    Ok(Webhook {
                         actions: vec![ReferralAction::UpsertContact(upsert)],
                         ignored: vec![],
                         sender_id,
                         canonical,
                     })
                 }
-                AdvocateEvent::Ignored { event_type, reason, .. } => Ok(Parsed {
+                AdvocateEvent::Ignored { event_type, reason, .. } => Ok(Webhook {
                     actions: vec![],
                     ignored: vec![format!("`{event_type}`: {reason}")],
                     sender_id: None,
@@ -200,7 +207,7 @@ impl ReferralService {
     }
 
     /// Queue each action not accepted before (its own event id, due now); 202 with the event ids.
-    async fn accept(&self, key: &str, parsed: Parsed, now: OffsetDateTime) -> Result<LeadReply, ApiError> {
+    async fn accept(&self, key: &str, parsed: ReferralActions, now: OffsetDateTime) -> Result<Reply, ApiError> {
         let (mut event_ids, mut queued, mut duplicates) = (Vec::new(), Vec::new(), Vec::new());
         for action in parsed.actions {
             let dedupe = action.dedupe_key().map(|k| format!("{}:action:{k}", FUNCTION.as_str()));
@@ -242,7 +249,7 @@ impl ReferralService {
         if !parsed.ignored.is_empty() {
             body["ignored"] = json!(parsed.ignored);
         }
-        Ok(reply(202, body))
+        Ok(Reply::json(202, body))
     }
 }
 
