@@ -8,16 +8,10 @@ use std::time::Duration;
 use hubrelay_clients::HubSpotClient;
 use hubrelay_clients::RateLimiter;
 use hubrelay_core::config::{format_schedule, HubSpotTarget, Layer, ServeSettings};
-use hubrelay_core::domain::FunctionName;
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::pii::mask_token;
-use hubrelay_core::referral::deliver::ReferralDelivery;
-use hubrelay_core::updates::UpdateDelivery;
-use hubrelay_core::worker::{ContactLocks, RetryWorker};
-use hubrelay_http::intake::{Intake, IN_PROGRESS_WAIT};
-use hubrelay_http::leads::LeadServiceParts;
-use hubrelay_http::{lead_routes, update_routes, LeadService, UpdateService, ACTIVITIES_PATH, STATUS_PATH};
-use hubrelay_http::{referral_routes, ReferralService, ReferralSource};
+use hubrelay_core::worker::ContactLocks;
+use hubrelay_http::{lead_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 use hubrelay_local::sqlite::SqliteStore;
 use hubrelay_local::LocalWorker;
 use hubrelay_local::WakingQueue;
@@ -70,7 +64,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if auth.public_url.is_none() {
         auth.public_url = Some(format!("http://{}", settings.listen));
     }
-    let authenticator = settings.relay.authenticator().map_err(|e| format!("configuration error: {e}"))?;
+    // Refuse a bad auth configuration before anything starts.
+    settings.relay.authenticator().map_err(|e| format!("configuration error: {e}"))?;
     let store = SqliteStore::open(&settings.data_dir.join("hubrelay.db")).map_err(|e| e.to_string())?;
 
     // One budget for the token, shared by the inline path and the worker.
@@ -116,69 +111,23 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let inline: Arc<dyn HubSpot> = Arc::new(hubspot.clone().with_rate_limiter(limiter.clone(), Some(INLINE_SLOT_WAIT)));
     let worker_client: Arc<dyn HubSpot> = Arc::new(hubspot);
     let store = Arc::new(store);
-    let relay = &settings.relay;
+    let partners = crate::serve_referrals::start(&settings.relay.referral, settings.relay.hubspot_timeout).await?;
+    // The worker writes to the store's queue; what the request path queues also wakes the worker.
+    let worker_relay = Relay::new(&settings.relay, Stores::new(store.clone(), store.clone()));
     let locks = ContactLocks::new();
-    let partners = crate::serve_referrals::start(&relay.referral, relay.hubspot_timeout).await?;
-    let referrals = |client: Arc<dyn HubSpot>| {
-        let (extole, impact) = (Some(partners.extole.clone()), Some(partners.impact.clone()));
-        Arc::new(ReferralDelivery::new(client, extole, impact, relay.referral.config.clone()))
-    };
-    let updates = |client: Arc<dyn HubSpot>| {
-        Arc::new(UpdateDelivery::new(client, store.clone(), store.clone(), relay.mapping.clone()))
-    };
-    let worker = RetryWorker::new(
-        worker_client.clone(),
-        relay.mapping.clone(),
-        relay.retry_schedule.clone(),
-        relay.retry_jitter,
-        store.clone(),
-        store.clone(),
-    )
-    .with_contact_locks(locks.clone())
-    .with_lead_links(store.clone())
-    .with_updates(updates(worker_client.clone()))
-    .with_referrals(referrals(worker_client));
+    let worker = worker_relay.with_contact_locks(locks.clone()).retry_worker(
+        worker_client,
+        Some(partners.extole.clone()),
+        Some(partners.impact.clone()),
+    );
     let local = LocalWorker::new((*store).clone(), worker);
     let queue = Arc::new(WakingQueue::new(store.clone(), local.waker()));
-    let new_intake = || Intake {
-        auth: authenticator.clone(),
-        idempotency: store.clone(),
-        queue: queue.clone(),
-        events: store.clone(),
-        schedule: relay.retry_schedule.clone(),
-        max_body_bytes: relay.max_body_bytes,
-        in_progress_wait: IN_PROGRESS_WAIT,
-        jitter: relay.retry_jitter,
-    };
-    let intake = |function| Arc::new(UpdateService::new(function, new_intake(), updates(inline.clone())));
-    let (extole_verifier, impact_verifier) =
-        relay.referral.verifiers().map_err(|e| format!("configuration error: {e}"))?;
-    let referral = |source, verifier| {
-        Arc::new(ReferralService::new(source, new_intake(), verifier, relay.referral.config.clone()))
-    };
-    let status = intake(FunctionName::StatusUpdate);
-    let activity = intake(FunctionName::Activity);
-    let service = LeadService::new(LeadServiceParts {
-        auth: authenticator.clone(),
-        mapping: relay.mapping.clone(),
-        hubspot: inline.clone(),
-        idempotency: store.clone(),
-        queue: queue.clone(),
-        events: store.clone(),
-        versions: store.clone(),
-        schedule: relay.retry_schedule.clone(),
-        max_body_bytes: relay.max_body_bytes,
-    })
-    .with_jitter(relay.retry_jitter)
-    .with_contact_locks(locks)
-    .with_lead_links(store.clone());
+    let relay = Relay::new(&settings.relay, Stores::new(store.clone(), queue)).with_contact_locks(locks);
+    let config_error = |e| format!("configuration error: {e}");
     let modes = service_modes(&settings);
-    let app = lead_routes(Arc::new(service))
-        .merge(update_routes(STATUS_PATH, status))
-        .merge(update_routes(ACTIVITIES_PATH, activity))
-        .merge(referral_routes(referral(ReferralSource::HubSpot, None)))
-        .merge(referral_routes(referral(ReferralSource::Extole, extole_verifier)))
-        .merge(referral_routes(referral(ReferralSource::Impact, impact_verifier)));
+    let app = lead_routes(Arc::new(relay.lead_service(inline.clone()).map_err(config_error)?))
+        .merge(relay.update_routes(inline).map_err(config_error)?)
+        .merge(relay.referral_routes().map_err(config_error)?);
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;

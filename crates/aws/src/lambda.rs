@@ -6,21 +6,16 @@
 use std::sync::Arc;
 
 use axum::Router;
+use hubrelay_clients::HubSpotClient;
+use hubrelay_core::config::{AwsResources, ConfigError, HubSpotTarget, Layer, RelaySettings};
+use hubrelay_core::domain::FunctionName;
+use hubrelay_core::hubspot::HubSpot;
+use hubrelay_http::{common_routes, lead_routes, update_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 
 use crate::dynamodb::DynamoIdempotencyStore;
 use crate::sdk::{sdk_config, secrets_from_lookup};
 use crate::sqs::SqsRetryQueue;
-use hubrelay_clients::HubSpotClient;
-use hubrelay_core::config::{ConfigError, HubSpotTarget, Layer, RelaySettings};
-use hubrelay_core::domain::FunctionName;
-use hubrelay_core::hubspot::HubSpot;
-use hubrelay_core::updates::UpdateDelivery;
-
 use crate::sqs_worker::SqsWorker;
-use hubrelay_core::worker::RetryWorker;
-use hubrelay_http::intake::{Intake, IN_PROGRESS_WAIT};
-use hubrelay_http::leads::{LeadService, LeadServiceParts};
-use hubrelay_http::{UpdateService, ACTIVITIES_PATH, STATUS_PATH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -46,59 +41,51 @@ const SECRETS: [&str; 9] = [
     "IMPACT_WEBHOOK_SECRETS",
 ];
 
-fn required(name: &'static str) -> Result<String, InitError> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(InitError::Missing(name))
+/// What every function starts from, read once at init: the settings (each secret resolved from SSM when
+/// only `<NAME>_SSM_PARAMETER` is set), the stack's table and queues, and the relay built on them.
+struct Init {
+    settings: RelaySettings,
+    resources: AwsResources,
+    queue: SqsRetryQueue,
+    relay: Relay,
 }
 
-/// Settings from the environment, each secret resolved from SSM when only `<NAME>_SSM_PARAMETER` is set.
-async fn load_settings(ssm: &aws_sdk_ssm::Client) -> Result<RelaySettings, InitError> {
-    let secrets = secrets_from_lookup(ssm, &SECRETS, |var| std::env::var(var).ok())
+async fn init() -> Result<Init, InitError> {
+    let sdk = sdk_config().await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let secrets = secrets_from_lookup(&ssm, &SECRETS, |var| std::env::var(var).ok())
         .await
         .map_err(|e| InitError::Aws(e.to_string()))?;
     let env = |k: &str| secrets.get(k).cloned().or_else(|| std::env::var(k).ok());
-    Ok(RelaySettings::from_layer(&Layer::from_env(&env)?)?)
+    let layer = Layer::from_env(&env)?;
+    let settings = RelaySettings::from_layer(&layer)?;
+    let resources = AwsResources::from_layer(&layer).map_err(InitError::Missing)?;
+    let table = DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), resources.idempotency_table.clone());
+    let queue = SqsRetryQueue::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        resources.retry_queue_url.clone(),
+        resources.dlq_url.clone(),
+    );
+    let relay = Relay::new(&settings, Stores::new(Arc::new(table), Arc::new(queue.clone())));
+    Ok(Init { settings, resources, queue, relay })
 }
 
 /// The real HubSpot API (a Lambda never runs the embedded sandbox).
-fn hubspot_client(settings: &RelaySettings) -> Result<HubSpotClient, InitError> {
+fn hubspot_client(settings: &RelaySettings) -> Result<Arc<dyn HubSpot>, InitError> {
     let (base_url, token) = match &settings.hubspot {
         HubSpotTarget::Api { base_url, token } => (base_url.clone(), token.clone()),
         HubSpotTarget::Sandbox => return Err(InitError::Missing("HUBSPOT_TOKEN (or HUBSPOT_TOKEN_SSM_PARAMETER)")),
     };
-    HubSpotClient::new(&base_url, &token, settings.hubspot_timeout).map_err(|e| InitError::Aws(e.to_string()))
-}
-
-/// The idempotency table (also the event log and contact versions) and the two queues.
-fn stores(sdk: &aws_config::SdkConfig) -> Result<(Arc<DynamoIdempotencyStore>, SqsRetryQueue), InitError> {
-    let table = required("HUBRELAY_IDEMPOTENCY_TABLE")?;
-    let queue_url = required("HUBRELAY_RETRY_QUEUE_URL")?;
-    let dlq_url = required("HUBRELAY_DLQ_URL")?;
-    Ok((
-        Arc::new(DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(sdk), table)),
-        SqsRetryQueue::new(aws_sdk_sqs::Client::new(sdk), queue_url, dlq_url),
-    ))
+    let client =
+        HubSpotClient::new(&base_url, &token, settings.hubspot_timeout).map_err(|e| InitError::Aws(e.to_string()))?;
+    Ok(Arc::new(client))
 }
 
 /// The `lead-captured` function's router.
 pub async fn lead_captured_app() -> Result<Router, InitError> {
-    let sdk = sdk_config().await;
-    let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
-    let hubspot = hubspot_client(&settings)?;
-    let (dynamo, queue) = stores(&sdk)?;
-    let service = LeadService::new(LeadServiceParts {
-        auth: settings.authenticator()?,
-        mapping: settings.mapping.clone(),
-        hubspot: Arc::new(hubspot),
-        idempotency: dynamo.clone(),
-        events: dynamo.clone(),
-        versions: dynamo.clone(),
-        queue: Arc::new(queue),
-        schedule: settings.retry_schedule.clone(),
-        max_body_bytes: settings.max_body_bytes,
-    })
-    .with_jitter(settings.retry_jitter)
-    .with_lead_links(dynamo);
-    Ok(without_stage(hubrelay_http::lead_routes(Arc::new(service))))
+    let init = init().await?;
+    let service = init.relay.lead_service(hubspot_client(&init.settings)?)?;
+    Ok(without_stage(lead_routes(Arc::new(service)), init.resources.stage.as_deref()))
 }
 
 /// The `status-update` function's router (`POST /v1/leads/status`).
@@ -112,75 +99,33 @@ pub async fn activity_app() -> Result<Router, InitError> {
 }
 
 async fn update_app(function: FunctionName, path: &str) -> Result<Router, InitError> {
-    let sdk = sdk_config().await;
-    let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
-    let hubspot: Arc<dyn HubSpot> = Arc::new(hubspot_client(&settings)?);
-    let (dynamo, queue) = stores(&sdk)?;
-    let intake = Intake {
-        auth: settings.authenticator()?,
-        idempotency: dynamo.clone(),
-        queue: Arc::new(queue),
-        events: dynamo.clone(),
-        schedule: settings.retry_schedule.clone(),
-        max_body_bytes: settings.max_body_bytes,
-        in_progress_wait: IN_PROGRESS_WAIT,
-        jitter: settings.retry_jitter,
-    };
-    let delivery = UpdateDelivery::new(hubspot, dynamo.clone(), dynamo, settings.mapping.clone());
-    let service = UpdateService::new(function, intake, Arc::new(delivery));
-    Ok(without_stage(hubrelay_http::update_routes(path, Arc::new(service)).merge(hubrelay_http::common_routes())))
+    let init = init().await?;
+    let service = init.relay.update_service(function, hubspot_client(&init.settings)?)?;
+    Ok(without_stage(update_routes(path, Arc::new(service)).merge(common_routes()), init.resources.stage.as_deref()))
 }
 
 /// The `retry-worker` function's handler: the same settings as `lead-captured` (it needs only the HubSpot
-/// token, the mapping profile, the timeout and the retry schedule; no sender auth), the same table and queues.
+/// token, the mapping profile, the timeout and the retry schedule; no sender auth), the same table and
+/// queues, and the partner clients of the partners configured.
 pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
-    let sdk = sdk_config().await;
-    let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
-    let hubspot = hubspot_client(&settings)?;
-    let (dynamo, queue) = stores(&sdk)?;
-    let hubspot: Arc<dyn HubSpot> = Arc::new(hubspot);
-    let hubspot_for_referrals = hubspot.clone();
-    let updates = UpdateDelivery::new(hubspot.clone(), dynamo.clone(), dynamo.clone(), settings.mapping.clone());
-    let worker = RetryWorker::new(
-        hubspot,
-        settings.mapping.clone(),
-        settings.retry_schedule.clone(),
-        settings.retry_jitter,
-        dynamo.clone(),
-        dynamo.clone(),
-    )
-    .with_lead_links(dynamo)
-    .with_updates(Arc::new(updates))
-    .with_referrals(Arc::new(crate::lambda_referrals::delivery(&settings, hubspot_for_referrals)?));
-    Ok(SqsWorker::new(worker, queue))
+    let init = init().await?;
+    let (extole, impact) = crate::lambda_referrals::partners(&init.settings)?;
+    let worker = init.relay.retry_worker(hubspot_client(&init.settings)?, extole, impact);
+    Ok(SqsWorker::new(worker, init.queue))
 }
 
 /// The `referral-event` function's router (`POST /v1/referrals/{hubspot,extole,impact}`): it only verifies,
 /// splits and queues, so it needs no partner credentials (the retry-worker sends), only the webhook secrets.
 pub async fn referral_event_app() -> Result<Router, InitError> {
-    let sdk = sdk_config().await;
-    let settings = load_settings(&aws_sdk_ssm::Client::new(&sdk)).await?;
-    let (dynamo, queue) = stores(&sdk)?;
-    let queue: Arc<dyn hubrelay_core::store::RetryQueue> = Arc::new(queue);
-    let auth = settings.authenticator()?;
-    let intake = || Intake {
-        auth: auth.clone(),
-        idempotency: dynamo.clone(),
-        queue: queue.clone(),
-        events: dynamo.clone(),
-        schedule: settings.retry_schedule.clone(),
-        max_body_bytes: settings.max_body_bytes,
-        in_progress_wait: IN_PROGRESS_WAIT,
-        jitter: settings.retry_jitter,
-    };
-    Ok(without_stage(crate::lambda_referrals::routes(&settings, intake)?.merge(hubrelay_http::common_routes())))
+    let init = init().await?;
+    Ok(without_stage(init.relay.referral_routes()?.merge(common_routes()), init.resources.stage.as_deref()))
 }
 
 /// An HTTP API with a named stage sends `rawPath` with the stage in front (`/prod/v1/leads`), which
 /// `lambda_http` passes on as it is: strip `/$HUBRELAY_STAGE` (set by the template) so the routes match.
 /// Paths without the prefix (the `$default` stage) pass unchanged.
-fn without_stage(app: Router) -> Router {
-    let Some(prefix) = std::env::var("HUBRELAY_STAGE").ok().filter(|s| !s.is_empty() && s != "$default") else {
+fn without_stage(app: Router, stage: Option<&str>) -> Router {
+    let Some(prefix) = stage else {
         return app;
     };
     let prefix = format!("/{prefix}");

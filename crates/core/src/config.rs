@@ -58,6 +58,12 @@ pub struct Layer {
     pub hubspot_rate_limit_per_10s: Option<u64>,
     /// `[referral]`: partner credentials, webhook secrets, event names, stages, targets.
     pub referral: Option<ReferralLayer>,
+    /// The stack's resources, for the Lambdas (`template.yaml` sets them): the DynamoDB table, the retry
+    /// queue and its dead-letter queue, the API stage.
+    pub idempotency_table: Option<String>,
+    pub retry_queue_url: Option<String>,
+    pub dlq_url: Option<String>,
+    pub stage: Option<String>,
 }
 
 impl Layer {
@@ -81,7 +87,11 @@ impl Layer {
             sandbox_listen,
             retry_schedule,
             retry_jitter,
-            hubspot_rate_limit_per_10s
+            hubspot_rate_limit_per_10s,
+            idempotency_table,
+            retry_queue_url,
+            dlq_url,
+            stage
         );
         if let Some(r) = other.referral {
             self.referral = Some(self.referral.take().unwrap_or_default().merge(r));
@@ -132,6 +142,10 @@ impl Layer {
                 .transpose()?,
             hubspot_rate_limit_per_10s: number("HUBSPOT_RATE_LIMIT_PER_10S")?,
             referral: ReferralLayer::from_env(get)?,
+            idempotency_table: get("HUBRELAY_IDEMPOTENCY_TABLE").filter(|v| !v.is_empty()),
+            retry_queue_url: get("HUBRELAY_RETRY_QUEUE_URL").filter(|v| !v.is_empty()),
+            dlq_url: get("HUBRELAY_DLQ_URL").filter(|v| !v.is_empty()),
+            stage: get("HUBRELAY_STAGE").filter(|v| !v.is_empty()),
         })
     }
 }
@@ -165,6 +179,29 @@ pub struct RelaySettings {
     /// Client-side cap on HubSpot calls per rolling 10 s (`HUBSPOT_RATE_LIMIT_PER_10S`).
     pub hubspot_rate_limit_per_10s: u32,
     pub referral: ReferralSettings,
+}
+
+/// The AWS resources a Lambda works with (names only: the AWS crate makes the clients).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsResources {
+    pub idempotency_table: String,
+    pub retry_queue_url: String,
+    pub dlq_url: String,
+    /// The HTTP API's named stage, whose prefix arrives in every path; `None` for `$default`.
+    pub stage: Option<String>,
+}
+
+impl AwsResources {
+    /// `Err` names the first missing setting.
+    pub fn from_layer(layer: &Layer) -> Result<AwsResources, &'static str> {
+        let required = |v: &Option<String>, name: &'static str| v.clone().ok_or(name);
+        Ok(AwsResources {
+            idempotency_table: required(&layer.idempotency_table, "HUBRELAY_IDEMPOTENCY_TABLE")?,
+            retry_queue_url: required(&layer.retry_queue_url, "HUBRELAY_RETRY_QUEUE_URL")?,
+            dlq_url: required(&layer.dlq_url, "HUBRELAY_DLQ_URL")?,
+            stage: layer.stage.clone().filter(|s| s != "$default"),
+        })
+    }
 }
 
 /// `hubrelay serve`'s settings.

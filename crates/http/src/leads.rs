@@ -10,14 +10,13 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::intake::{content_type, EventKind, Intake, Parsed, Reply};
-use hubrelay_core::auth::Authenticator;
-use hubrelay_core::domain::{new_event_id, ContactUpsert, FunctionName, RetrySchedule, UpsertedContact};
+use hubrelay_core::domain::{new_event_id, ContactUpsert, FunctionName, UpsertedContact};
 use hubrelay_core::hubspot::{HubSpot, HubSpotError};
 use hubrelay_core::lead::{self, ParsedLead};
 use hubrelay_core::mapping::Mapping;
 use hubrelay_core::pii::mask_email;
-use hubrelay_core::store::{ContactVersions, EventLog, EventStatus, IdempotencyStore, LeadLinks, RetryQueue};
-use hubrelay_core::worker::{ContactLocks, Jitter};
+use hubrelay_core::store::{ContactVersions, EventStatus, LeadLinks};
+use hubrelay_core::worker::ContactLocks;
 
 pub struct LeadService {
     intake: Intake,
@@ -33,43 +32,15 @@ pub struct LeadService {
 /// (the worker then merges it into its next batch at once).
 pub const CONTACT_LOCK_WAIT: Duration = Duration::from_millis(250);
 
-pub struct LeadServiceParts {
-    pub auth: Authenticator,
-    pub mapping: Mapping,
-    pub hubspot: Arc<dyn HubSpot>,
-    pub idempotency: Arc<dyn IdempotencyStore>,
-    pub queue: Arc<dyn RetryQueue>,
-    pub events: Arc<dyn EventLog>,
-    pub versions: Arc<dyn ContactVersions>,
-    pub schedule: RetrySchedule,
-    pub max_body_bytes: usize,
-}
-
 impl LeadService {
-    pub fn new(p: LeadServiceParts) -> Self {
-        LeadService {
-            intake: Intake {
-                auth: p.auth,
-                idempotency: p.idempotency,
-                queue: p.queue,
-                events: p.events,
-                schedule: p.schedule,
-                max_body_bytes: p.max_body_bytes,
-                in_progress_wait: super::intake::IN_PROGRESS_WAIT,
-                jitter: Jitter::STANDARD,
-            },
-            mapping: p.mapping,
-            hubspot: p.hubspot,
-            versions: p.versions,
-            links: None,
-            locks: None,
-        }
-    }
-
-    /// The spread applied to the first retry delay (default ±20 %).
-    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
-        self.intake.jitter = jitter;
-        self
+    /// Usually built by [`crate::app::Relay::lead_service`].
+    pub fn new(
+        intake: Intake,
+        mapping: Mapping,
+        hubspot: Arc<dyn HubSpot>,
+        versions: Arc<dyn ContactVersions>,
+    ) -> Self {
+        LeadService { intake, mapping, hubspot, versions, links: None, locks: None }
     }
 
     /// Record each delivered lead's id → contact id, so status updates and activities that only know the

@@ -12,12 +12,14 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 
+pub mod app;
 pub mod error;
 pub mod intake;
 pub mod leads;
 pub mod referrals;
 pub mod updates;
 
+pub use app::{Relay, Stores};
 pub use intake::{EventKind, Intake, Reply};
 pub use leads::LeadService;
 pub use referrals::{ReferralService, ReferralSource};

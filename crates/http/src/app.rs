@@ -1,0 +1,165 @@
+//! The one place a deployment is wired: stores, HubSpot clients and settings in; every function's service,
+//! the retry worker and the routes out. `hubrelay serve` and every Lambda build theirs here, so a setting
+//! means the same thing everywhere.
+
+use std::sync::Arc;
+
+use axum::Router;
+use hubrelay_core::config::{ConfigError, RelaySettings};
+use hubrelay_core::domain::FunctionName;
+use hubrelay_core::hubspot::HubSpot;
+use hubrelay_core::partners::{Extole, Impact};
+use hubrelay_core::referral::deliver::ReferralDelivery;
+use hubrelay_core::store::{ContactVersions, EventLog, IdempotencyStore, LeadLinks, RetryQueue, UpdateLedger};
+use hubrelay_core::updates::UpdateDelivery;
+use hubrelay_core::worker::{ContactLocks, RetryWorker};
+
+use crate::intake::{Intake, IN_PROGRESS_WAIT};
+use crate::referrals::{ReferralService, ReferralSource};
+use crate::{referral_routes, update_routes, LeadService, UpdateService, ACTIVITIES_PATH, STATUS_PATH};
+
+/// Where a deployment keeps its state: one store for records (SQLite, or the DynamoDB table) and the
+/// retry queue (with its dead-letter queue).
+#[derive(Clone)]
+pub struct Stores {
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub events: Arc<dyn EventLog>,
+    pub versions: Arc<dyn ContactVersions>,
+    pub ledger: Arc<dyn UpdateLedger>,
+    pub links: Arc<dyn LeadLinks>,
+    pub queue: Arc<dyn RetryQueue>,
+}
+
+impl Stores {
+    /// `records` keeps idempotency keys, the event log, contact versions, the update ledger and lead links.
+    pub fn new<R>(records: Arc<R>, queue: Arc<dyn RetryQueue>) -> Stores
+    where
+        R: IdempotencyStore + EventLog + ContactVersions + UpdateLedger + LeadLinks + 'static,
+    {
+        Stores {
+            idempotency: records.clone(),
+            events: records.clone(),
+            versions: records.clone(),
+            ledger: records.clone(),
+            links: records,
+            queue,
+        }
+    }
+}
+
+/// A deployment's settings and stores, and what they build.
+pub struct Relay {
+    settings: RelaySettings,
+    stores: Stores,
+    /// Shared by the inline path and the worker of one process (`hubrelay serve`); `None` in a Lambda.
+    locks: Option<Arc<ContactLocks>>,
+}
+
+impl Relay {
+    pub fn new(settings: &RelaySettings, stores: Stores) -> Relay {
+        Relay { settings: settings.clone(), stores, locks: None }
+    }
+
+    /// Per-contact locks shared by the inline path and the worker of the same process, so an inline
+    /// delivery never lands between the worker's check of a contact and its write.
+    pub fn with_contact_locks(mut self, locks: Arc<ContactLocks>) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
+    pub fn settings(&self) -> &RelaySettings {
+        &self.settings
+    }
+
+    /// The steps every endpoint shares (auth, body limit, idempotency, retry queue, event log). Fails when
+    /// no sender auth is configured (the worker needs none, an endpoint does).
+    pub fn intake(&self) -> Result<Intake, ConfigError> {
+        let s = &self.settings;
+        Ok(Intake {
+            auth: s.authenticator()?,
+            idempotency: self.stores.idempotency.clone(),
+            queue: self.stores.queue.clone(),
+            events: self.stores.events.clone(),
+            schedule: s.retry_schedule.clone(),
+            max_body_bytes: s.max_body_bytes,
+            in_progress_wait: IN_PROGRESS_WAIT,
+            jitter: s.retry_jitter,
+        })
+    }
+
+    /// `POST /v1/leads`: one HubSpot call through `hubspot`, lead ids linked to their contacts.
+    pub fn lead_service(&self, hubspot: Arc<dyn HubSpot>) -> Result<LeadService, ConfigError> {
+        let service =
+            LeadService::new(self.intake()?, self.settings.mapping.clone(), hubspot, self.stores.versions.clone())
+                .with_lead_links(self.stores.links.clone());
+        Ok(match &self.locks {
+            Some(locks) => service.with_contact_locks(locks.clone()),
+            None => service,
+        })
+    }
+
+    /// Status updates and activities written through `hubspot`, in order per contact.
+    pub fn update_delivery(&self, hubspot: Arc<dyn HubSpot>) -> UpdateDelivery {
+        UpdateDelivery::new(
+            hubspot,
+            self.stores.ledger.clone(),
+            self.stores.links.clone(),
+            self.settings.mapping.clone(),
+        )
+    }
+
+    /// `POST /v1/leads/status` ([`FunctionName::StatusUpdate`]) or `/v1/leads/activities` ([`FunctionName::Activity`]).
+    pub fn update_service(
+        &self,
+        function: FunctionName,
+        hubspot: Arc<dyn HubSpot>,
+    ) -> Result<UpdateService, ConfigError> {
+        Ok(UpdateService::new(function, self.intake()?, Arc::new(self.update_delivery(hubspot))))
+    }
+
+    /// The three referral routes (`/v1/referrals/{hubspot,extole,impact}`) with the partners' webhook secrets.
+    pub fn referral_routes(&self) -> Result<Router, ConfigError> {
+        let (extole, impact) = self.settings.referral.verifiers()?;
+        let config = &self.settings.referral.config;
+        let service = |source, verifier| -> Result<_, ConfigError> {
+            Ok(Arc::new(ReferralService::new(source, self.intake()?, verifier, config.clone())))
+        };
+        Ok(referral_routes(service(ReferralSource::HubSpot, None)?)
+            .merge(referral_routes(service(ReferralSource::Extole, extole)?))
+            .merge(referral_routes(service(ReferralSource::Impact, impact)?)))
+    }
+
+    /// The status and activity routes, both through `hubspot`.
+    pub fn update_routes(&self, hubspot: Arc<dyn HubSpot>) -> Result<Router, ConfigError> {
+        let status = self.update_service(FunctionName::StatusUpdate, hubspot.clone())?;
+        let activity = self.update_service(FunctionName::Activity, hubspot)?;
+        Ok(update_routes(STATUS_PATH, Arc::new(status)).merge(update_routes(ACTIVITIES_PATH, Arc::new(activity))))
+    }
+
+    /// The worker of the retry queue: leads in batches, status updates, activities and referral actions
+    /// (a partner left out parks its actions as `not_configured` until it is configured and they are redriven).
+    pub fn retry_worker(
+        &self,
+        hubspot: Arc<dyn HubSpot>,
+        extole: Option<Arc<dyn Extole>>,
+        impact: Option<Arc<dyn Impact>>,
+    ) -> RetryWorker {
+        let s = &self.settings;
+        let referrals = ReferralDelivery::new(hubspot.clone(), extole, impact, s.referral.config.clone());
+        let worker = RetryWorker::new(
+            hubspot.clone(),
+            s.mapping.clone(),
+            s.retry_schedule.clone(),
+            s.retry_jitter,
+            self.stores.versions.clone(),
+            self.stores.events.clone(),
+        )
+        .with_lead_links(self.stores.links.clone())
+        .with_updates(Arc::new(self.update_delivery(hubspot)))
+        .with_referrals(Arc::new(referrals));
+        match &self.locks {
+            Some(locks) => worker.with_contact_locks(locks.clone()),
+            None => worker,
+        }
+    }
+}
