@@ -1,5 +1,5 @@
-//! Cold-start benchmark of the Lambda bootstraps: each function's release binary (built without the `local`
-//! feature, as deployed) is started under a Lambda Runtime API emulator against moto server and the HubSpot
+//! Cold-start benchmark of the Lambda bootstraps: each function's release binary (built as deployed: no
+//! SQLite, no sandboxes) is started under a Lambda Runtime API emulator against moto server and the HubSpot
 //! sandbox, and measured: time from process start to its first `GET /runtime/invocation/next` (init done:
 //! settings, AWS and HubSpot clients), once with the HubSpot token given directly (no AWS call: what the 20 ms
 //! goal counts) and once read from SSM on moto as deployed; the first event's latency; and the process's peak

@@ -1,4 +1,4 @@
-//! The Lambda wiring (`handler::lambda::lead_captured_app`, what `functions/lead-captured` runs) against moto
+//! The Lambda wiring (`hubrelay_aws::lambda::lead_captured_app`, what `functions/lead-captured` runs) against moto
 //! server (DynamoDB, SQS, SSM) and the HubSpot sandbox: init reads its secrets from SSM, writes idempotency
 //! records to DynamoDB, queues to SQS and parks in the DLQ. Its own test binary: it sets process env vars.
 

@@ -1,4 +1,4 @@
-//! The `retry-worker` wiring (`handler::lambda::retry_worker_app`, what `functions/retry-worker` runs) against
+//! The `retry-worker` wiring (`hubrelay_aws::lambda::retry_worker_app`, what `functions/retry-worker` runs) against
 //! moto server and the HubSpot sandbox: init reads the HubSpot token from SSM and needs no sender auth; the
 //! handler it returns delivers a fixture SQS event. Its own test binary: it sets process environment variables.
 

@@ -1,5 +1,5 @@
 //! The per-lead CPU path: signature check, parse, map (goal ≤ 50 µs per lead).
-//! Run: `cargo bench -p hubrelay-shared --bench lead_path`
+//! Run: `cargo bench -p hubrelay-core --bench lead_path`
 
 use std::hint::black_box;
 use std::time::Duration;

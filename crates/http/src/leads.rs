@@ -176,7 +176,7 @@ impl EventKind for LeadService {
 }
 
 fn delivered_body(event_id: &str, contact: &UpsertedContact, ignored: &[String]) -> Value {
-    // Aimbase wants the contact id twice: as ProspectExternalId and as HubSpotContactId (seed 000).
+    // Aimbase wants the contact id twice: as ProspectExternalId and as HubSpotContactId (the Aimbase guide).
     json!({
         "status": "delivered",
         "event_id": event_id,

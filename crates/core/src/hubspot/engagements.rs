@@ -1,5 +1,5 @@
 //! Engagements (timeline activities) created on a contact: the object types, their association type ids
-//! (`../shared/reference/hubspot.md`, "Engagements") and the request body of a create.
+//! (HubSpot's engagements API) and the request body of a create.
 
 use std::collections::BTreeMap;
 

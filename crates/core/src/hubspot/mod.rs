@@ -40,7 +40,7 @@ pub struct PropertyOption {
     pub hidden: bool,
 }
 
-/// Why a HubSpot call failed, classified the way `../shared/reference/hubspot.md` says.
+/// Why a HubSpot call failed, classified as HubSpot documents its errors (status, category, `policyName`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("HubSpot {}: {message}", status.map(|s| s.to_string()).unwrap_or_else(|| "unreachable".into()))]
 pub struct HubSpotError {

@@ -1,6 +1,6 @@
 //! The `[status]` and `[activity]` sections of a mapping profile: which contact properties a status update
 //! writes, which engagement object each activity kind becomes, and the optional "last activity"
-//! properties (the seed's "Defined by OEM"). Absent sections take the seed 000 defaults.
+//! properties (the Aimbase guide's "Defined by OEM"). Absent sections take the Aimbase guide's defaults.
 
 use std::collections::BTreeMap;
 

@@ -75,7 +75,7 @@ pub fn partner_conversion_id(deal_id: &str, stage: &str) -> String {
     bounded_id("deal", deal_id, stage, EXTOLE_CONVERSION_ID_MAX)
 }
 
-/// impact.com's `OrderId` for a deal reaching `stage` (the seed's `deal_[stage]_id`), at most 64 characters.
+/// impact.com's `OrderId` for a deal reaching `stage` (the Aimbase guide's `deal_[stage]_id`), at most 64 characters.
 pub fn impact_order_id(deal_id: &str, stage: &str) -> String {
     bounded_id("deal", deal_id, stage, IMPACT_ORDER_ID_MAX)
 }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::{normalise_email, ReferralError};
 use crate::domain::ContactUpsert;
 
-/// HubSpot contact properties for Advocate data (seed 004: referral code, share link, referred-by code,
+/// HubSpot contact properties for Advocate data (the impact.com Advocate guide: referral code, share link, referred-by code,
 /// advocate user and account id).
 pub const ADVOCATE_REFERRAL_CODE: &str = "advocate_referral_code";
 pub const ADVOCATE_SHARE_LINK: &str = "advocate_share_link";

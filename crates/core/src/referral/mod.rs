@@ -65,7 +65,7 @@ pub struct ReferralConfig {
     pub impact_enabled: bool,
     /// impact.com program (campaign) id; impact conversions cannot be built without it.
     pub impact_campaign_id: Option<String>,
-    /// `EventTypeCode` template; `{stage}` is replaced by the deal stage (seed 004: `deal_[deal stage]`).
+    /// `EventTypeCode` template; `{stage}` is replaced by the deal stage (the impact.com Advocate guide: `deal_[deal stage]`).
     pub impact_event_type_template: String,
     /// `CurrencyCode` when the deal has no `deal_currency_code`.
     pub currency_code: String,

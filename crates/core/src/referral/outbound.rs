@@ -1,5 +1,5 @@
 //! HubSpot contacts and deals → what the partners receive: Extole `signed_up` / `converted` events (the data keys
-//! of Extole's HubSpot guide) and impact.com conversions (seed 004's mapping, email hashed). Every id is
+//! of Extole's HubSpot guide) and impact.com conversions (the impact.com Advocate guide's mapping, email hashed). Every id is
 //! deterministic, so mapping the same trigger twice sends the same conversion twice, which the partners drop.
 
 use time::format_description::well_known::Rfc3339;
@@ -58,7 +58,7 @@ pub fn extole_signup(
         .with("extole_app_type", APP_TYPE))
 }
 
-/// The deal's event date: `lastmodifieddate` (seed 004's `EventDate`), else when the stage changed, else
+/// The deal's event date: `lastmodifieddate` (the impact.com Advocate guide's `EventDate`), else when the stage changed, else
 /// `received_at`.
 fn event_date(deal: &DealStage, received_at: OffsetDateTime) -> Result<String, ReferralError> {
     Ok(date_property(deal, "lastmodifieddate")?.unwrap_or_else(|| iso(deal.occurred_at.unwrap_or(received_at))))
@@ -87,7 +87,7 @@ fn conversion_error(e: InvalidConversion) -> ReferralError {
     ReferralError::invalid(&e.field, e.message)
 }
 
-/// The impact.com conversion for a deal (seed 004): `EventDate ← lastmodifieddate`, `CustomerId ← hs_object_id`,
+/// The impact.com conversion for a deal (the impact.com Advocate guide): `EventDate ← lastmodifieddate`, `CustomerId ← hs_object_id`,
 /// `CustomerEmail ← sha256(email)`, `OrderId ← deal_[stage]_id`, `EventTypeCode ← deal_[deal stage]`,
 /// `OrderSubTotal ← amount` (with `deal_currency_code` or the configured currency), `Date3 ← closedate`,
 /// `Text2 ← hs_deal_stage_probability`.

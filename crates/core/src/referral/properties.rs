@@ -1,5 +1,5 @@
 //! The contact properties the referral flows read and write (Extole's guide creates `advocate_code`,
-//! `share_code`, `share_link`, `extole_app_type`; seed 004 the Advocate ones): created when missing, like
+//! `share_code`, `share_link`, `extole_app_type`; the impact.com Advocate guide the Advocate ones): created when missing, like
 //! `hubrelay properties sync` does for a mapping profile.
 
 use super::{

@@ -1,4 +1,4 @@
-//! `activity` events: a dealer's touch points with the prospect (seed 000: Email, Phone Call,
+//! `activity` events: a dealer's touch points with the prospect (the Aimbase guide: Email, Phone Call,
 //! Appointment, Quote, SMS, Note) and free-text comments.
 
 use serde::{Deserialize, Serialize};
@@ -34,7 +34,7 @@ impl ActivityKind {
         ActivityKind::Comment,
     ];
 
-    /// The seed's name.
+    /// The Aimbase guide's name.
     pub fn label(self) -> &'static str {
         match self {
             ActivityKind::Email => "Email",

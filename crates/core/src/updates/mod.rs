@@ -1,5 +1,5 @@
 //! What happens to a lead after capture: status updates (`status-update`) and dealer activities
-//! (`activity`), as the Aimbase guide (seed 000) describes them. This module holds the normalised events,
+//! (`activity`), as the Aimbase guide (the Aimbase guide) describes them. This module holds the normalised events,
 //! their parsers (our plain JSON and Aimbase's `ProspectActivity` shape) and their validation errors.
 
 use serde::{Deserialize, Serialize};

@@ -7,7 +7,7 @@ use super::fields::Fields;
 use super::{object, ActivityKind, ContactRef, UpdateError};
 use crate::dates::parse_lead_date;
 
-/// The lead statuses of Aimbase's lifecycle (seed 000), in lifecycle order.
+/// The lead statuses of Aimbase's lifecycle (the Aimbase guide), in lifecycle order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum LeadStatus {
     Pending,

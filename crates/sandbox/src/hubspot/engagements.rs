@@ -1,7 +1,7 @@
 //! Engagement objects (timeline activities): notes, calls, emails, meetings, tasks and communications,
 //! created with inline associations to contacts, read back by id, and listed from a contact.
 //!
-//! Validation follows `shared/reference/hubspot.md` ("Engagements"): `hs_timestamp` is required (Unix ms or
+//! Validation follows HubSpot's engagements API: `hs_timestamp` is required (Unix ms or
 //! ISO-8601) and stored as ISO-8601 UTC with milliseconds; each object type has its own property list
 //! (anything else is `PROPERTY_DOESNT_EXIST`); enumerations answer `INVALID_OPTION`; an association must name
 //! an existing contact and the object's HubSpot-defined type id (note 202, call 194, email 198, meeting 200,

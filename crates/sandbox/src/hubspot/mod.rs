@@ -1,7 +1,7 @@
 //! A local test double of the part of HubSpot's CRM v3 API that hubrelay uses.
 //!
 //! Real HTTP (axum), data in SQLite, HubSpot-shaped answers: status codes, error bodies, rate-limit
-//! headers and property validation follow `shared/reference/hubspot.md`. Faults (failure rate, latency,
+//! headers and property validation follow HubSpot's published API. Faults (failure rate, latency,
 //! a lower rate limit) can be injected at run time, through [`Sandbox::set_faults`] or `POST /__sandbox/faults`.
 //!
 //! Routes (also served under the date-versioned prefixes `/crm/objects/{version}/...` and
