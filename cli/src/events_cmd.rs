@@ -193,11 +193,22 @@ pub fn attempts_table(attempts: &[DeliveryAttempt], reveal: bool) -> String {
                 a.attempt.to_string(),
                 format::time(a.at),
                 serde_json::to_value(a.outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
-                format::or_dash(a.status),
+                upstream(a.system.as_deref(), a.status),
                 format::or_dash(a.correlation_id.as_deref()),
                 error,
             ]
         })
         .collect();
-    format::table(&["#", "TIME", "OUTCOME", "HUBSPOT", "CORRELATION ID", "ERROR"], &rows)
+    format::table(&["#", "TIME", "OUTCOME", "UPSTREAM", "CORRELATION ID", "ERROR"], &rows)
+}
+
+/// Who answered an attempt and with what status: `hubspot 503`, `extole 429`, `503` (older records name no
+/// system), `-` (never sent).
+fn upstream(system: Option<&str>, status: Option<u16>) -> String {
+    match (system, status) {
+        (Some(system), Some(status)) => format!("{system} {status}"),
+        (Some(system), None) => format!("{system} (no answer)"),
+        (None, Some(status)) => status.to_string(),
+        (None, None) => "-".into(),
+    }
 }

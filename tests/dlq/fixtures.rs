@@ -19,6 +19,7 @@ pub fn dead_letter(id: &str, age: Duration, attempts: u32, code: &str) -> (Retry
             attempt: n,
             at: received + Duration::from_secs(u64::from(n - 1) * 5),
             outcome: if n == attempts { AttemptOutcome::Rejected } else { AttemptOutcome::Retryable },
+            system: None,
             status: Some(if n == attempts { 400 } else { 503 }),
             correlation_id: Some(format!("corr-{id}-{n}")),
             error_code: Some(if n == attempts { code.to_string() } else { "hubspot_unavailable".to_string() }),

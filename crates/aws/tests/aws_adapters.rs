@@ -246,6 +246,7 @@ fn retry_message(not_before: OffsetDateTime) -> RetryMessage {
         attempt: n,
         at,
         outcome: AttemptOutcome::Retryable,
+        system: None,
         status: Some(503),
         correlation_id: Some(format!("corr-{n}")),
         error_code: Some("hubspot_unavailable".into()),

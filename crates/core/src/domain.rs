@@ -68,7 +68,11 @@ pub struct DeliveryAttempt {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     pub outcome: AttemptOutcome,
-    /// HubSpot's HTTP status, when it answered at all.
+    /// The system that answered or could not be reached (`hubspot`, `extole`, `impact`); absent when
+    /// hubrelay held the event back, and in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// That system's HTTP status, when it answered at all.
     pub status: Option<u16>,
     pub correlation_id: Option<String>,
     /// Stable error code (`hubspot_unavailable`, `property_doesnt_exist`, ...).

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod dates;
+pub mod delivery;
 pub mod dlq;
 pub mod domain;
 pub mod hubspot;

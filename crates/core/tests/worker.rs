@@ -104,6 +104,7 @@ fn failed_attempt(attempt: u32, at: OffsetDateTime) -> DeliveryAttempt {
         attempt,
         at,
         outcome: AttemptOutcome::Retryable,
+        system: None,
         status: Some(503),
         correlation_id: None,
         error_code: Some("hubspot_unavailable".into()),

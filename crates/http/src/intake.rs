@@ -12,12 +12,12 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use hubrelay_core::auth::{AuthMethod, Authenticator, RequestParts};
+use hubrelay_core::delivery::Failure;
 use hubrelay_core::domain::{
     AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, RetrySchedule,
 };
-use hubrelay_core::hubspot::HubSpotError;
 use hubrelay_core::store::{Begin, EventLog, EventStatus, IdempotencyStore, RetryQueue, StoredResponse};
-use hubrelay_core::worker::{attempt_record, event_record, retry_delay, Jitter};
+use hubrelay_core::worker::{event_record, retry_delay, Jitter};
 
 /// How long a duplicate waits for the copy in flight before hearing 409 `request_in_progress`.
 pub const IN_PROGRESS_WAIT: Duration = Duration::from_secs(5);
@@ -132,11 +132,11 @@ impl Intake {
         event_id: &str,
         key: &str,
         event: Value,
-        error: &HubSpotError,
+        error: &Failure,
         now: OffsetDateTime,
     ) -> RetryMessage {
         let mut message = RetryMessage::new(function, event_id, key, event, now);
-        message.attempts.push(attempt_record(1, now, error));
+        message.attempts.push(error.attempt(1, now));
         message
     }
 
@@ -146,7 +146,7 @@ impl Intake {
     pub async fn queue_or_park(
         &self,
         mut message: RetryMessage,
-        error: &HubSpotError,
+        error: &Failure,
         extra: Map<String, Value>,
         now: OffsetDateTime,
     ) -> Result<Reply, ApiError> {
@@ -202,6 +202,7 @@ impl Intake {
             attempt: 1,
             at: now,
             outcome: AttemptOutcome::Delivered,
+            system: None,
             status: Some(200),
             correlation_id: None,
             error_code: None,

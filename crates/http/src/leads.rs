@@ -10,8 +10,9 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::intake::{content_type, EventKind, Intake, Parsed, Reply};
+use hubrelay_core::delivery::Failure;
 use hubrelay_core::domain::{new_event_id, ContactUpsert, FunctionName, UpsertedContact};
-use hubrelay_core::hubspot::{HubSpot, HubSpotError};
+use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::lead::{self, ParsedLead};
 use hubrelay_core::mapping::Mapping;
 use hubrelay_core::pii::mask_email;
@@ -71,15 +72,14 @@ impl LeadService {
         let masked = mask_email(&upsert.email);
         // Held until the contact's version is recorded (end of this function).
         let mut _contact = None;
-        let result = match &self.locks {
-            None => self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await,
+        let result: Result<_, Failure> = match &self.locks {
+            None => self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await.map_err(Failure::from),
             Some(locks) => match tokio::time::timeout(CONTACT_LOCK_WAIT, locks.share(&upsert.email)).await {
                 Ok(guard) => {
                     _contact = Some(guard);
-                    self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await
+                    self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await.map_err(Failure::from)
                 }
-                Err(_) => Err(HubSpotError::new(
-                    None,
+                Err(_) => Err(Failure::retry(
                     "contact_busy",
                     "not sent: the retry worker is writing this contact; queued to be merged",
                 )),

@@ -521,6 +521,7 @@ mod tests {
                 attempt: 1,
                 at: T0,
                 outcome: AttemptOutcome::Retryable,
+                system: None,
                 status: Some(503),
                 correlation_id: None,
                 error_code: Some("hubspot_unavailable".into()),

@@ -71,6 +71,7 @@ pub fn failed_attempt(attempt: u32, at: OffsetDateTime) -> DeliveryAttempt {
         attempt,
         at,
         outcome: AttemptOutcome::Retryable,
+        system: None,
         status: Some(503),
         correlation_id: Some(format!("corr-{attempt}")),
         error_code: Some("hubspot_unavailable".into()),

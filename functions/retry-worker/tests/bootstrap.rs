@@ -19,6 +19,7 @@ fn message(email: &str, failed_attempts: u32) -> RetryMessage {
             attempt,
             at: now,
             outcome: AttemptOutcome::Retryable,
+            system: None,
             status: Some(503),
             correlation_id: None,
             error_code: Some("hubspot_unavailable".into()),

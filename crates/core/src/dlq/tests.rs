@@ -13,6 +13,7 @@ fn attempt(n: u32, at: OffsetDateTime, code: &str) -> DeliveryAttempt {
         attempt: n,
         at,
         outcome: AttemptOutcome::Rejected,
+        system: None,
         status: Some(400),
         correlation_id: Some(format!("corr-{n}")),
         error_code: Some(code.into()),

@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 use super::actions::ReferralAction;
 use super::{extole_converted, extole_signup, impact_conversion, ContactSignup, DealStage, ReferralConfig};
 use super::{ReferralError, DEAL_PROPERTIES};
-use crate::hubspot::{HubSpot, HubSpotError};
+use crate::delivery::Failure;
+use crate::hubspot::HubSpot;
 use crate::partners::{Extole, Impact, PartnerError};
 use crate::pii::mask_email;
 
@@ -31,20 +32,18 @@ pub struct ReferralDelivery {
 }
 
 /// A partner's refusal, keeping its status (429/5xx retry, 4xx park), code and text.
-pub fn partner_error(e: PartnerError) -> HubSpotError {
-    let mut out = HubSpotError::new(e.status, e.code.clone(), e.to_string());
-    out.retry_after_secs = e.retry_after_secs;
-    out
+fn partner_error(e: PartnerError) -> Failure {
+    Failure::from(e)
 }
 
 /// Data that cannot be mapped: parked (a fix in HubSpot, then a redrive).
-fn unusable(e: ReferralError) -> HubSpotError {
+fn unusable(e: ReferralError) -> Failure {
     let field = e.field.map(|f| format!(" (field `{f}`)")).unwrap_or_default();
-    HubSpotError::new(Some(422), e.code, format!("{}{field}", e.message))
+    Failure::park(e.code, format!("{}{field}", e.message))
 }
 
-fn not_found(code: &str, message: String) -> HubSpotError {
-    HubSpotError::new(Some(404), code, message)
+fn not_found(code: &str, message: String) -> Failure {
+    Failure::park(code, message)
 }
 
 impl ReferralDelivery {
@@ -68,9 +67,9 @@ impl ReferralDelivery {
         &self,
         event: &serde_json::Value,
         received_at: OffsetDateTime,
-    ) -> Result<ReferralOutcome, HubSpotError> {
-        let action: ReferralAction = serde_json::from_value(event.clone())
-            .map_err(|e| HubSpotError::new(Some(400), "unreadable_event", e.to_string()))?;
+    ) -> Result<ReferralOutcome, Failure> {
+        let action: ReferralAction =
+            serde_json::from_value(event.clone()).map_err(|e| Failure::park("unreadable_event", e.to_string()))?;
         self.deliver(&action, received_at).await
     }
 
@@ -78,7 +77,7 @@ impl ReferralDelivery {
         &self,
         action: &ReferralAction,
         received_at: OffsetDateTime,
-    ) -> Result<ReferralOutcome, HubSpotError> {
+    ) -> Result<ReferralOutcome, Failure> {
         match action {
             ReferralAction::ExtoleSignup(s) => {
                 let s = self.complete_signup(s).await?;
@@ -104,9 +103,10 @@ impl ReferralDelivery {
             }
             ReferralAction::UpsertContact(upsert) => {
                 let done = self.hubspot.upsert_contacts(std::slice::from_ref(upsert)).await?;
-                let contact = done.into_iter().next().ok_or_else(|| {
-                    HubSpotError::new(Some(200), "unexpected_response", "the upsert answered no contact")
-                })?;
+                let contact = done
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Failure::park("unexpected_response", "the upsert answered no contact"))?;
                 tracing::info!(contact_id = %contact.id, created = contact.created, email = %mask_email(&upsert.email),
                     "referral properties written");
                 Ok(ReferralOutcome::Sent { reference: contact.id })
@@ -114,25 +114,21 @@ impl ReferralDelivery {
         }
     }
 
-    fn extole(&self) -> Result<&Arc<dyn Extole>, HubSpotError> {
+    fn extole(&self) -> Result<&Arc<dyn Extole>, Failure> {
         self.extole.as_ref().ok_or_else(|| {
-            HubSpotError::new(
-                Some(400),
-                "not_configured",
-                "Extole is not configured: set EXTOLE_API_TOKEN, then redrive",
-            )
+            Failure::park("not_configured", "Extole is not configured: set EXTOLE_API_TOKEN, then redrive")
         })
     }
 
-    fn impact(&self) -> Result<&Arc<dyn Impact>, HubSpotError> {
+    fn impact(&self) -> Result<&Arc<dyn Impact>, Failure> {
         self.impact.as_ref().ok_or_else(|| {
             let message = "impact.com is not configured: set IMPACT_ACCOUNT_SID and IMPACT_AUTH_TOKEN, then redrive";
-            HubSpotError::new(Some(400), "not_configured", message)
+            Failure::park("not_configured", message)
         })
     }
 
     /// Fill what the webhook did not carry (email, code, names, company) from the contact.
-    async fn complete_signup(&self, s: &ContactSignup) -> Result<ContactSignup, HubSpotError> {
+    async fn complete_signup(&self, s: &ContactSignup) -> Result<ContactSignup, Failure> {
         let mut s = s.clone();
         let Some(id) = s.contact_id.clone().filter(|_| s.needs_lookup()) else { return Ok(s) };
         let code = self.config.advocate_code_property.as_str();
@@ -150,7 +146,7 @@ impl ReferralDelivery {
 
     /// The deal with [`DEAL_PROPERTIES`], its contact's email, and the contact id (else the deal id), read from HubSpot when missing. The
     /// webhook's stage is kept: it is what the conversion ids are made of.
-    async fn complete_deal(&self, d: &DealStage) -> Result<(DealStage, String, String), HubSpotError> {
+    async fn complete_deal(&self, d: &DealStage) -> Result<(DealStage, String, String), Failure> {
         let mut d = d.clone();
         let mut contact_id = d.contact_id.clone();
         if d.needs_lookup() {

@@ -10,8 +10,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{activity_changes, engagement, status_changes, Activity, Change, ContactRef, StatusUpdate};
+use crate::delivery::Failure;
 use crate::domain::FunctionName;
-use crate::hubspot::{Engagement, EngagementKind, HubSpot, HubSpotError};
+use crate::hubspot::{Engagement, EngagementKind, HubSpot};
 use crate::mapping::Mapping;
 use crate::pii::mask_email;
 use crate::store::{AppliedVersion, LeadLinks, Lease, StoreError, UpdateLedger};
@@ -56,12 +57,12 @@ pub struct UpdateDelivery {
     lease_wait: Duration,
 }
 
-fn store_error(e: StoreError) -> HubSpotError {
-    HubSpotError::new(None, "store_unavailable", format!("not sent: {e}"))
+fn store_error(e: StoreError) -> Failure {
+    Failure::from(e)
 }
 
-fn contact_not_found(message: String) -> HubSpotError {
-    HubSpotError::new(Some(404), "contact_not_found", message)
+fn contact_not_found(message: String) -> Failure {
+    Failure::park("contact_not_found", message)
 }
 
 impl UpdateDelivery {
@@ -83,8 +84,8 @@ impl UpdateDelivery {
         event_id: &str,
         received_at: OffsetDateTime,
         retried: bool,
-    ) -> Result<UpdateResult, HubSpotError> {
-        let unreadable = |e: serde_json::Error| HubSpotError::new(Some(400), "unreadable_event", e.to_string());
+    ) -> Result<UpdateResult, Failure> {
+        let unreadable = |e: serde_json::Error| Failure::park("unreadable_event", e.to_string());
         match function {
             FunctionName::StatusUpdate => {
                 let update: StatusUpdate = serde_json::from_value(event.clone()).map_err(unreadable)?;
@@ -94,8 +95,7 @@ impl UpdateDelivery {
                 let activity: Activity = serde_json::from_value(event.clone()).map_err(unreadable)?;
                 self.deliver_activity(&activity, event_id, received_at, retried).await
             }
-            other => Err(HubSpotError::new(
-                Some(400),
+            other => Err(Failure::park(
                 "unreadable_event",
                 format!("{} events are not status updates or activities", other.as_str()),
             )),
@@ -107,7 +107,7 @@ impl UpdateDelivery {
         update: &StatusUpdate,
         event_id: &str,
         received_at: OffsetDateTime,
-    ) -> Result<UpdateResult, HubSpotError> {
+    ) -> Result<UpdateResult, Failure> {
         let contact_id = self.resolve(&update.contact).await?;
         let at = update.changed_at.unwrap_or(received_at);
         let changes = status_changes(&self.mapping.status, update, at);
@@ -120,7 +120,7 @@ impl UpdateDelivery {
         event_id: &str,
         received_at: OffsetDateTime,
         retried: bool,
-    ) -> Result<UpdateResult, HubSpotError> {
+    ) -> Result<UpdateResult, Failure> {
         let contact_id = self.resolve(&activity.contact).await?;
         let at = activity.occurred_at.unwrap_or(received_at);
         let wanted = engagement(&self.mapping.activity, activity, &contact_id, at);
@@ -140,7 +140,7 @@ impl UpdateDelivery {
     }
 
     /// Contact id, else email (looked up), else the lead ids `lead-captured` linked.
-    async fn resolve(&self, contact: &ContactRef) -> Result<String, HubSpotError> {
+    async fn resolve(&self, contact: &ContactRef) -> Result<String, Failure> {
         if let Some(id) = &contact.contact_id {
             return Ok(id.clone());
         }
@@ -169,7 +169,7 @@ impl UpdateDelivery {
         owner: &str,
         changes: Vec<Change>,
         at: OffsetDateTime,
-    ) -> Result<UpdateResult, HubSpotError> {
+    ) -> Result<UpdateResult, Failure> {
         let mut result = UpdateResult {
             outcome: UpdateOutcome::Delivered,
             contact_id: contact_id.to_string(),
@@ -213,7 +213,7 @@ impl UpdateDelivery {
             return Err(if e.status == Some(404) {
                 contact_not_found(format!("HubSpot has no contact {contact_id}: {}", e.message))
             } else {
-                e
+                e.into()
             });
         }
         if let Err(e) = self.ledger.commit(contact_id, owner, &applied).await {
@@ -223,7 +223,7 @@ impl UpdateDelivery {
         Ok(result)
     }
 
-    async fn lease(&self, contact_id: &str, owner: &str) -> Result<BTreeMap<String, AppliedVersion>, HubSpotError> {
+    async fn lease(&self, contact_id: &str, owner: &str) -> Result<BTreeMap<String, AppliedVersion>, Failure> {
         let deadline = tokio::time::Instant::now() + self.lease_wait;
         loop {
             let now = OffsetDateTime::now_utc();
@@ -233,8 +233,7 @@ impl UpdateDelivery {
                     tokio::time::sleep(Duration::from_millis(25)).await
                 }
                 Lease::Busy => {
-                    return Err(HubSpotError::new(
-                        None,
+                    return Err(Failure::retry(
                         "contact_busy",
                         format!("not sent: another update to contact {contact_id} is being written"),
                     ))
@@ -244,7 +243,7 @@ impl UpdateDelivery {
     }
 
     /// An engagement an earlier attempt created (same type, time and body), if any.
-    async fn find_existing(&self, wanted: &Engagement) -> Result<Option<String>, HubSpotError> {
+    async fn find_existing(&self, wanted: &Engagement) -> Result<Option<String>, Failure> {
         let ids = self.hubspot.contact_engagements(&wanted.contact_id, wanted.kind).await?;
         let body = body_property(wanted.kind);
         let want_ts = wanted.properties.get("hs_timestamp").and_then(|t| instant_ms(t));

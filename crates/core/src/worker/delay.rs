@@ -6,8 +6,8 @@ use std::time::Duration;
 use rand::Rng;
 use time::OffsetDateTime;
 
+use crate::delivery::Failure;
 use crate::domain::RetrySchedule;
-use crate::hubspot::HubSpotError;
 
 use super::MAX_DELAY;
 
@@ -20,7 +20,7 @@ pub const NOT_SENT: [&str; 2] = ["client_rate_limited", "contact_busy"];
 /// - `TEN_SECONDLY_ROLLING` / `SECONDLY` 429: at least 10 s, so the rolling window has moved on;
 /// - `DAILY` 429: until the next UTC midnight (HubSpot's daily budget resets then, in UTC for most portals);
 /// - `Retry-After`: honoured but clamped to [scheduled, 2 × scheduled].
-pub fn retry_delay(schedule: &RetrySchedule, attempt: u32, e: &HubSpotError, now: OffsetDateTime) -> Duration {
+pub fn retry_delay(schedule: &RetrySchedule, attempt: u32, e: &Failure, now: OffsetDateTime) -> Duration {
     if e.status.is_none() && NOT_SENT.contains(&e.code.as_str()) {
         return Duration::ZERO;
     }
@@ -66,8 +66,8 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    fn err(status: u16, policy: Option<&str>, retry_after: Option<u64>) -> HubSpotError {
-        HubSpotError {
+    fn err(status: u16, policy: Option<&str>, retry_after: Option<u64>) -> Failure {
+        Failure::from(crate::hubspot::HubSpotError {
             status: Some(status),
             code: "x".into(),
             message: "m".into(),
@@ -75,7 +75,7 @@ mod tests {
             correlation_id: None,
             policy: policy.map(String::from),
             retry_after_secs: retry_after,
-        }
+        })
     }
 
     #[test]

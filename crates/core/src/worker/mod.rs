@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::delivery::Failure;
 use crate::domain::{
     AttemptOutcome, ContactUpsert, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, RetrySchedule,
 };
-use crate::hubspot::{HubSpot, HubSpotError};
+use crate::hubspot::HubSpot;
 use crate::lead::Lead;
 use crate::mapping::Mapping;
 use crate::pii::mask_email;
@@ -227,6 +228,7 @@ impl RetryWorker {
                     pending.push(right);
                 }
                 Err(e) => {
+                    let e = Failure::from(e);
                     for group in groups {
                         for m in group.messages {
                             self.failed(m, &e, pass);
@@ -255,10 +257,10 @@ impl RetryWorker {
         Ok(())
     }
 
-    fn failed(&self, mut m: RetryMessage, e: &HubSpotError, pass: &mut Pass) {
+    fn failed(&self, mut m: RetryMessage, e: &Failure, pass: &mut Pass) {
         let now = pass.now;
         let attempt = m.attempts.len() as u32 + 1;
-        m.attempts.push(attempt_record(attempt, now, e));
+        m.attempts.push(e.attempt(attempt, now));
         let in_schedule = m.attempts_in_schedule();
         if e.outcome() == AttemptOutcome::Rejected {
             let reason = DeadLetterReason { code: e.code.clone(), message: e.message.clone() };
@@ -305,6 +307,7 @@ impl Pass {
             at: self.now,
             outcome: AttemptOutcome::Delivered,
             status: Some(200),
+            system: None,
             correlation_id: None,
             error_code: None,
             error: None,
@@ -376,16 +379,3 @@ impl Clone for Group {
 /// How long the worker may wait before giving HubSpot another try, at most (a `Retry-After` or a daily
 /// reset never parks an event for longer).
 pub const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
-
-/// The record of a failed attempt.
-pub fn attempt_record(attempt: u32, at: OffsetDateTime, e: &HubSpotError) -> DeliveryAttempt {
-    DeliveryAttempt {
-        attempt,
-        at,
-        outcome: e.outcome(),
-        status: e.status,
-        correlation_id: e.correlation_id.clone(),
-        error_code: Some(e.code.clone()),
-        error: Some(e.message.clone()),
-    }
-}
