@@ -42,6 +42,7 @@ enum Action {
     },
     /// One dead-lettered event with its attempts and payload (personal data masked unless --reveal)
     Show {
+        /// The event id (`evt_…`) from `dlq list`
         event_id: String,
         /// Show personal data unmasked
         #[arg(long)]
@@ -76,6 +77,7 @@ enum Action {
     },
     /// Delete one dead-lettered event for good (asks for confirmation)
     Purge {
+        /// The event id (`evt_…`) from `dlq list`
         event_id: String,
         /// Do not ask (required when stdin is not a terminal)
         #[arg(long, short = 'y')]
@@ -86,7 +88,8 @@ enum Action {
 /// Warnings (e.g. unreadable dead letters) on stderr; no info chatter.
 pub fn init_warn_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // The SDK's credential chain warns once per provider it tries; the command reports the outcome itself.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,aws_config=error,aws_smithy_runtime=error"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 

@@ -25,6 +25,7 @@ pub struct EventsArgs {
 enum Action {
     /// One event: status, next attempt, contact, and every delivery attempt
     Show {
+        /// The event id (`evt_…`) from a 2xx answer, `events list` or a log line
         event_id: String,
         /// Print the record as JSON
         #[arg(long)]

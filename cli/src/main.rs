@@ -24,6 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run every handler in one process on a local SQLite store (and the HubSpot sandbox when no token is set).
+    #[command(after_help = serve::SETTINGS_HELP)]
     Serve(serve::ServeArgs),
     /// Run the HubSpot sandbox on its own.
     Sandbox(sandbox_cmd::SandboxArgs),
@@ -39,7 +40,7 @@ enum Command {
 #[derive(clap::Args, Clone, Debug)]
 pub struct ConfigArg {
     /// TOML settings file (layered: defaults, then this file, then the environment, then flags).
-    #[arg(long, env = "HUBRELAY_CONFIG")]
+    #[arg(long, env = "HUBRELAY_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
 }
 
@@ -52,21 +53,47 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
+    let result: Result<(), CommandError> = runtime.block_on(async {
+        let result = match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Sandbox(args) => sandbox_cmd::run(args).await,
-            Command::Properties(args) => properties_cmd::run(args).await,
+            Command::Properties(args) => return properties_cmd::run(args).await,
             Command::Events(args) => events_cmd::run(args).await,
             Command::Dlq(args) => dlq_cmd::run(args).await,
-        }
+        };
+        result.map_err(CommandError::from)
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hubrelay: {e}");
-            ExitCode::from(2)
+            eprintln!("hubrelay: {}", e.message);
+            ExitCode::from(e.exit)
         }
+    }
+}
+
+/// Why a command failed, and its exit status: 1 when a check found something to fix (`properties check`),
+/// 2 for every error (bad arguments or settings, an unreachable store or API).
+pub struct CommandError {
+    pub message: String,
+    pub exit: u8,
+}
+
+impl CommandError {
+    pub fn check_failed(message: impl Into<String>) -> Self {
+        CommandError { message: message.into(), exit: 1 }
+    }
+}
+
+impl From<String> for CommandError {
+    fn from(message: String) -> Self {
+        CommandError { message, exit: 2 }
+    }
+}
+
+impl From<&str> for CommandError {
+    fn from(message: &str) -> Self {
+        CommandError::from(message.to_string())
     }
 }
 
@@ -74,5 +101,7 @@ fn main() -> ExitCode {
 pub fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colours only for a terminal: a log file or pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }

@@ -3,15 +3,17 @@
 use hubrelay_clients::HubSpotClient;
 use hubrelay_core::mapping::Mapping;
 
+use crate::CommandError;
+
 #[derive(clap::Args, Debug)]
 pub struct PropertiesArgs {
     #[command(subcommand)]
     action: Action,
     /// Mapping profile: a built-in name (aimbase, chat-widget) or a TOML file
-    #[arg(long, env = "HUBRELAY_MAPPING", default_value = hubrelay_core::config::DEFAULT_MAPPING, global = true)]
+    #[arg(long, env = "HUBRELAY_MAPPING", hide_env_values = true, default_value = hubrelay_core::config::DEFAULT_MAPPING, global = true)]
     mapping: String,
     /// HubSpot API base URL (a sandbox's URL works too)
-    #[arg(long, env = "HUBSPOT_BASE_URL", default_value = hubrelay_core::hubspot::DEFAULT_BASE_URL, global = true)]
+    #[arg(long, env = "HUBSPOT_BASE_URL", hide_env_values = true, default_value = hubrelay_core::hubspot::DEFAULT_BASE_URL, global = true)]
     hubspot_url: String,
     /// Private-app token
     #[arg(long, env = "HUBSPOT_TOKEN", hide_env_values = true, global = true)]
@@ -20,13 +22,13 @@ pub struct PropertiesArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum Action {
-    /// List the custom properties the mapping needs that HubSpot lacks (exit 1 when any is missing)
+    /// List the custom properties the mapping needs that HubSpot lacks (exit 1 when any is missing, 2 on errors)
     Check,
     /// Create the missing ones
     Sync,
 }
 
-pub async fn run(args: PropertiesArgs) -> Result<(), String> {
+pub async fn run(args: PropertiesArgs) -> Result<(), CommandError> {
     let mapping = Mapping::load(&args.mapping).map_err(|e| e.to_string())?;
     let token = args.token.ok_or("HUBSPOT_TOKEN (or --token) is required")?;
     let client =
@@ -42,7 +44,10 @@ pub async fn run(args: PropertiesArgs) -> Result<(), String> {
             for p in &missing {
                 println!("  {}  ({}, {})", p.name, p.kind, p.label);
             }
-            Err(format!("{} properties missing; run `hubrelay properties sync`", missing.len()))
+            Err(CommandError::check_failed(format!(
+                "{} properties missing; run `hubrelay properties sync`",
+                missing.len()
+            )))
         }
         Action::Sync => {
             let created = hubrelay_core::properties::sync(&client, &mapping).await.map_err(|e| e.to_string())?;

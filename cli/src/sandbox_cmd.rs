@@ -7,10 +7,10 @@ use hubrelay_sandbox::hubspot::{self as sandbox, Faults, SandboxOptions};
 #[derive(clap::Args, Debug)]
 pub struct SandboxArgs {
     /// Address to listen on
-    #[arg(long, env = "HUBRELAY_SANDBOX_LISTEN", default_value = "127.0.0.1:8090")]
+    #[arg(long, env = "HUBRELAY_SANDBOX_LISTEN", hide_env_values = true, default_value = "127.0.0.1:8090")]
     listen: String,
     /// Bearer token clients must send (default: any non-empty token)
-    #[arg(long, env = "HUBRELAY_SANDBOX_TOKEN")]
+    #[arg(long, env = "HUBRELAY_SANDBOX_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Folder for the sandbox's SQLite file (default: in memory)
     #[arg(long)]

@@ -34,6 +34,25 @@ pub struct ServeArgs {
     config: ConfigArg,
 }
 
+/// `serve --help`: the settings that have no flag (environment or the `--config` file's keys).
+pub const SETTINGS_HELP: &str = "\
+Settings (environment variables; the --config TOML file takes them too, see docs/configuration.md):
+  Sender auth (none set: serve makes a local token and prints it)
+    HUBRELAY_API_TOKENS       bearer tokens / X-Api-Key, comma-separated (two during a rotation)
+    HUBRELAY_WEBHOOK_SECRETS  Standard Webhooks secrets (whsec_...), comma-separated
+    HUBSPOT_CLIENT_SECRET     HubSpot v3 signatures (app client secret)
+    HUBRELAY_PUBLIC_URL       the URL senders sign (HubSpot v3); default http://<listen>
+  HubSpot (no token: the built-in sandbox)
+    HUBSPOT_TOKEN, HUBSPOT_BASE_URL, HUBSPOT_TIMEOUT_SECS, HUBSPOT_RATE_LIMIT_PER_10S
+  Leads
+    HUBRELAY_MAPPING (chat-widget, aimbase or a TOML file), HUBRELAY_MAX_BODY_BYTES
+  Retries
+    HUBRELAY_RETRY_SCHEDULE (e.g. 5s,5m,30m), HUBRELAY_RETRY_JITTER (0.0 to 1.0)
+  Referral programs (none set: the built-in Extole and impact sandboxes)
+    EXTOLE_API_TOKEN, EXTOLE_BASE_URL, EXTOLE_WEBHOOK_SECRETS,
+    IMPACT_ACCOUNT_SID, IMPACT_AUTH_TOKEN, IMPACT_CAMPAIGN_ID, IMPACT_BASE_URL, IMPACT_WEBHOOK_SECRETS
+";
+
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     crate::init_logs();
     let mut layer = Layer::default();
@@ -53,10 +72,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     // A newcomer has configured nothing: give the local relay a token of its own rather than no auth.
     let auth = &mut settings.relay.auth;
-    let generated_token =
+    let own_token =
         if auth.api_tokens.is_empty() && auth.webhook_secrets.is_empty() && auth.hubspot_client_secrets.is_empty() {
             let token = local_token(&settings.data_dir)?;
-            auth.api_tokens.push(token.clone());
+            auth.api_tokens.push(token.token.clone());
             Some(token)
         } else {
             None
@@ -138,18 +157,38 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let worker_task = tokio::spawn(local.run(async move { worker_stop.notified().await }));
 
     let referral_lines = crate::serve_referrals::banner_lines(addr, &partners.lines);
-    print_banner(&settings, addr, &referral_lines, &hubspot_line, &modes, generated_token.as_deref());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| format!("server error: {e}"));
+    print_banner(&settings, addr, &referral_lines, &hubspot_line, &modes, own_token.as_ref());
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signalled = stopping.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!(
+            "hubrelay: stopping: finishing the requests in flight (at most {} s; Ctrl-C again to stop now)",
+            SHUTDOWN_GRACE.as_secs()
+        );
+        signalled.notify_one();
+    });
+    // Requests still waiting on HubSpot after the grace period are cut off: their senders got no answer
+    // and retry, and anything already accepted is on the retry queue.
+    let served = tokio::select! {
+        served = server => served.map_err(|e| format!("server error: {e}")),
+        _ = async {
+            stopping.notified().await;
+            tokio::select! {
+                _ = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        } => Ok(()),
+    };
     // Let the worker finish its tick: whatever it settled is stored, the rest stays queued.
     stop.notify_one();
     let _ = worker_task.await;
+    eprintln!("hubrelay: stopped");
     served
 }
+
+/// How long Ctrl-C waits for requests in flight (an inline HubSpot call takes at most its timeout).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// How long an inline call waits for a slot under `HUBSPOT_RATE_LIMIT_PER_10S` before the lead is queued.
 const INLINE_SLOT_WAIT: Duration = Duration::from_millis(100);
@@ -169,13 +208,19 @@ fn service_modes(settings: &ServeSettings) -> String {
     modes.join(", ")
 }
 
+/// The token `serve` made for itself, and whether this run made it or found it in the data dir.
+struct LocalToken {
+    token: String,
+    generated: bool,
+}
+
 /// The local token: kept in the data dir so restarts keep working with the same curl.
-fn local_token(data_dir: &Path) -> Result<String, String> {
+fn local_token(data_dir: &Path) -> Result<LocalToken, String> {
     let path = data_dir.join("api-token");
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_string();
         if !t.is_empty() {
-            return Ok(t);
+            return Ok(LocalToken { token: t, generated: false });
         }
     }
     let token = format!("local-{}", uuid::Uuid::new_v4().simple());
@@ -185,7 +230,7 @@ fn local_token(data_dir: &Path) -> Result<String, String> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     }
-    Ok(token)
+    Ok(LocalToken { token, generated: true })
 }
 
 /// The banner's ready-to-paste lead (the chat-widget shape).
@@ -197,7 +242,7 @@ fn print_banner(
     referral_lines: &[String],
     hubspot: &str,
     modes: &str,
-    token: Option<&str>,
+    local: Option<&LocalToken>,
 ) {
     let url = format!("http://{addr}");
     println!("hubrelay listening on {url}");
@@ -214,10 +259,11 @@ fn print_banner(
         relay.retry_jitter.fraction * 100.0,
         relay.hubspot_rate_limit_per_10s
     );
-    let auth_header = match token {
-        Some(t) => {
-            println!("  local API token (generated, stored in {}): {t}", settings.data_dir.join("api-token").display());
-            format!("Authorization: Bearer {t}")
+    let auth_header = match local {
+        Some(LocalToken { token, generated }) => {
+            let how = if *generated { "generated, stored in" } else { "kept in" };
+            println!("  local API token ({how} {}): {token}", settings.data_dir.join("api-token").display());
+            format!("Authorization: Bearer {token}")
         }
         None => "Authorization: Bearer $HUBRELAY_API_TOKEN".to_string(),
     };

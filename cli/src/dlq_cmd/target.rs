@@ -85,7 +85,7 @@ pub async fn resolve(store: &StoreArgs, queues: Option<&QueueArgs>) -> Result<Ta
 
     let mut config = None;
     if let Some(stack) = &store.stack {
-        let sdk = hubrelay_aws::sdk::sdk_config().await;
+        let sdk = operator_sdk_config().await?;
         let outputs = stack_outputs(&sdk, stack).await?;
         let output = |key: &str| -> Result<String, String> {
             outputs.get(key).cloned().ok_or_else(|| format!("stack {stack} has no output {key}"))
@@ -112,9 +112,25 @@ pub async fn resolve(store: &StoreArgs, queues: Option<&QueueArgs>) -> Result<Ta
     }
     let config = match config {
         Some(c) => c,
-        None => hubrelay_aws::sdk::sdk_config().await,
+        None => operator_sdk_config().await?,
     };
     Ok(Target::Aws(Box::new(Aws { config, table, queue_url, dlq_url })))
+}
+
+/// The operator's AWS settings (profile, SSO, environment), refused in one line when they hold no
+/// credentials, before any AWS call could fail with the SDK's whole error chain.
+async fn operator_sdk_config() -> Result<aws_config::SdkConfig, String> {
+    use aws_sdk_sqs::config::ProvideCredentials;
+    let sdk = hubrelay_aws::sdk::sdk_config().await;
+    let provider = sdk.credentials_provider().ok_or("no AWS credentials provider is configured")?;
+    if let Err(e) = provider.provide_credentials().await {
+        let why = e.to_string();
+        return Err(format!(
+            "no AWS credentials ({why}): set AWS_PROFILE (after `aws sso login`) or AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY, or use the local store with --data-dir"
+        ));
+    }
+    Ok(sdk)
 }
 
 /// A stack's outputs by key.

@@ -30,7 +30,7 @@ pub(crate) fn router(sb: Sandbox) -> Router {
         .merge(api_routes("/crm/objects/{version}", "/crm/properties/{version}"))
         .route_layer(middleware::from_fn_with_state(sb.clone(), gate));
     let admin = Router::new()
-        .route("/__sandbox/faults", get(get_faults).post(set_faults))
+        .route("/__sandbox/faults", get(get_faults).post(set_faults).delete(clear_faults))
         .route("/__sandbox/stats", get(stats))
         .route("/__sandbox/reset", post(reset));
     api.merge(admin).with_state(sb)
@@ -158,15 +158,30 @@ async fn get_faults(State(sb): State<Sandbox>) -> Json<Faults> {
 const FAULT_FIELDS: [&str; 4] = ["failure_rate", "failure_status", "requests_per_10s", "latency_ms"];
 
 /// `POST /__sandbox/faults`: replaces the faults (missing fields take their defaults).
+/// `DELETE /__sandbox/faults`: no faults at all.
+async fn clear_faults(State(sb): State<Sandbox>) -> Json<Faults> {
+    sb.set_faults(Faults::default());
+    Json(Faults::default())
+}
+
+/// `POST /__sandbox/faults`: the fields given change, the others keep their values (so ending an outage is
+/// `{"failure_rate":0}` and starting the next one `{"failure_rate":1}` keeps its status).
 async fn set_faults(State(sb): State<Sandbox>, body: Bytes) -> Result<Json<Faults>, ApiError> {
     let v = parse_object(&body)?;
-    if let Some(unknown) = v.as_object().and_then(|o| o.keys().find(|k| !FAULT_FIELDS.contains(&k.as_str()))) {
+    let Some(given) = v.as_object() else {
+        return Err(ApiError::validation("the body must be a JSON object of fault fields"));
+    };
+    if let Some(unknown) = given.keys().find(|k| !FAULT_FIELDS.contains(&k.as_str())) {
         return Err(ApiError::validation(format!(
             "unknown field '{unknown}'; expected one of [{}]",
             FAULT_FIELDS.join(", ")
         )));
     }
-    let faults: Faults = serde_json::from_value(v).map_err(ApiError::invalid_json)?;
+    let mut merged = serde_json::to_value(sb.faults()).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(current) = merged.as_object_mut() {
+        current.extend(given.clone());
+    }
+    let faults: Faults = serde_json::from_value(merged).map_err(ApiError::invalid_json)?;
     if !(0.0..=1.0).contains(&faults.failure_rate) {
         return Err(ApiError::validation(format!(
             "failure_rate must be within 0.0..=1.0, got {}",

@@ -97,7 +97,11 @@ async fn faults_at_100_percent_then_back_to_0() {
     sb.set_faults(Faults { failure_rate: 1.0, failure_status: 423, ..Faults::default() });
     assert_eq!(call(&app, "GET", CONTACTS, None).await.error_category(), "LOCKED");
 
+    // Ending the outage keeps its status for the next one; DELETE clears everything.
     let r = call_raw(&app, "POST", "/__sandbox/faults", None, Some(r#"{"failure_rate": 0}"#)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(sb.faults(), Faults { failure_status: 423, ..Faults::default() });
+    let r = call_raw(&app, "DELETE", "/__sandbox/faults", None, None).await;
     assert_eq!(r.status, 200);
     assert_eq!(sb.faults(), Faults::default());
     let r = call(&app, "POST", UPSERT, Some(upsert_body(&[("f@example.com", json!({}))]))).await;
