@@ -321,25 +321,39 @@ pub fn parse_schedule(steps: &[String]) -> Result<RetrySchedule, String> {
     Ok(schedule)
 }
 
-/// `100ms`, `5s`, `5m`, `2h`, `1d` (a whole number and a unit).
+/// The one duration grammar (retry schedules, `--older-than`, `--since`): whole numbers with a unit — `ms`,
+/// `s`, `m`, `h`, `d`, `w` — one or several in a row: `100ms`, `5s`, `2h`, `1d`, `1h30m`.
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    const USAGE: &str = "(ms, s, m, h or d), e.g. `5s`";
     let v = v.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, unit) = v.split_at(split);
-    if digits.is_empty() {
-        return Err("expected a whole number and a unit (ms, s, m, h or d), e.g. `5s`".into());
+    let mut rest = v;
+    let mut total: u64 = 0;
+    loop {
+        let split = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let (digits, after) = rest.split_at(split);
+        if digits.is_empty() {
+            return Err(format!("expected a whole number and a unit {USAGE}"));
+        }
+        let unit_len = after.find(|c: char| c.is_ascii_digit()).unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let n: u64 = digits.parse().map_err(|_| format!("`{digits}` is too large"))?;
+        let unit_ms: u64 = match unit.trim() {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "" => return Err(format!("missing unit {USAGE}")),
+            other => return Err(format!("unknown unit `{other}` (use ms, s, m, h or d)")),
+        };
+        total =
+            n.checked_mul(unit_ms).and_then(|ms| total.checked_add(ms)).ok_or_else(|| format!("`{v}` is too large"))?;
+        if next.is_empty() {
+            return Ok(Duration::from_millis(total));
+        }
+        rest = next;
     }
-    let n: u64 = digits.parse().map_err(|_| format!("`{digits}` is too large"))?;
-    let unit_ms: u64 = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "" => return Err("missing unit (ms, s, m, h or d), e.g. `5s`".into()),
-        other => return Err(format!("unknown unit `{other}` (use ms, s, m, h or d)")),
-    };
-    n.checked_mul(unit_ms).map(Duration::from_millis).ok_or_else(|| format!("`{v}` is too large"))
 }
 
 /// The shortest form [`parse_duration`] reads back, in hours at most: `100ms`, `5s`, `30m`, `24h`, `90s`.

@@ -285,36 +285,10 @@ pub(crate) fn missing_ids<'a>(selection: &Selection, present: impl Iterator<Item
     missing
 }
 
-/// `90s`, `45m`, `2h`, `1d`, `1w`, or combinations such as `1h30m`.
+/// An age (`--older-than`, `--since`) in the one duration grammar of [`crate::config::parse_duration`]:
+/// `90s`, `45m`, `2h`, `1d`, `1w`, `1h30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let bad = || format!("invalid duration {text:?}: use a number and a unit (s, m, h, d, w), e.g. 30m, 2h, 1d");
-    if text.is_empty() {
-        return Err(bad());
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            _ => return Err(bad()),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        total = n.checked_mul(unit).and_then(|s| total.checked_add(s)).ok_or_else(bad)?;
-        digits.clear();
-    }
-    if !digits.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
+    crate::config::parse_duration(text).map_err(|e| format!("invalid duration {:?}: {e}", text.trim()))
 }
 
 /// `lead-captured` → [`FunctionName::LeadCaptured`].
