@@ -60,18 +60,11 @@ pub enum Claim {
 
 impl Intake {
     /// Body size, then the sender's credentials.
-    pub fn verify(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<AuthMethod, ApiError> {
-        if body.len() > self.max_body_bytes {
+    pub fn verify(&self, request: &RequestParts<'_>, now: OffsetDateTime) -> Result<AuthMethod, ApiError> {
+        if request.body.len() > self.max_body_bytes {
             return Err(ApiError::payload_too_large(self.max_body_bytes));
         }
-        Ok(self.auth.verify(&RequestParts { method, path_and_query, headers, body }, now)?)
+        Ok(self.auth.verify(request, now)?)
     }
 
     /// Claim `key` (waiting a little for a copy in flight), or find the answer to replay.
@@ -241,15 +234,8 @@ pub trait EventKind: Send + Sync + 'static {
     fn function(&self) -> FunctionName;
 
     /// Who may post: the relay's own auth by default (bearer tokens, Standard Webhooks, HubSpot v3).
-    fn verify(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<AuthMethod, ApiError> {
-        self.intake().verify(method, path_and_query, headers, body, now)
+    fn verify(&self, request: &RequestParts<'_>, now: OffsetDateTime) -> Result<AuthMethod, ApiError> {
+        self.intake().verify(request, now)
     }
 
     /// The media types it reads: JSON by default.
@@ -285,7 +271,7 @@ impl Intake {
         now: OffsetDateTime,
     ) -> Result<Reply, ApiError> {
         let intake = kind.intake();
-        let auth = kind.verify(method, path_and_query, headers, body, now)?;
+        let auth = kind.verify(&RequestParts { method, path_and_query, headers, body }, now)?;
         let media_type = content_type(headers);
         if !kind.accepts(&media_type) {
             return Err(ApiError::unsupported_media_type(&media_type));

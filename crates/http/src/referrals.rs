@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::error::ApiError;
 use crate::intake::{sha256_hex, Claim, EventKind, Intake, Parsed, Reply};
 use hubrelay_core::auth::partners::PartnerVerifier;
-use hubrelay_core::auth::AuthMethod;
+use hubrelay_core::auth::{AuthMethod, RequestParts};
 use hubrelay_core::domain::{new_event_id, FunctionName, RetryMessage};
 use hubrelay_core::referral::actions::{plan, ReferralAction};
 use hubrelay_core::referral::{
@@ -103,15 +103,31 @@ impl EventKind for ReferralService {
         FUNCTION
     }
 
-    fn verify(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<AuthMethod, ApiError> {
-        self.verify_sender(method, path_and_query, headers, body, now)
+    /// The partner's signature when its header is present (and a secret configured), else the relay's own auth.
+    fn verify(&self, request: &RequestParts<'_>, now: OffsetDateTime) -> Result<AuthMethod, ApiError> {
+        let (headers, body) = (request.headers, request.body);
+        let scheme_header = match self.source {
+            ReferralSource::HubSpot => None,
+            ReferralSource::Extole => Some(hubrelay_core::auth::partners::EXTOLE_SIGNATURE),
+            ReferralSource::Impact => Some(hubrelay_core::auth::partners::HOOK_SIGNATURE),
+        };
+        match scheme_header.filter(|h| headers.contains_key(*h)) {
+            None => self.intake.verify(request, now),
+            Some(_) if body.len() > self.intake.max_body_bytes => {
+                Err(ApiError::payload_too_large(self.intake.max_body_bytes))
+            }
+            Some(header) => {
+                let verifier = self.verifier.as_ref().ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_signature",
+                        format!("{header} is not accepted: no webhook secret is configured for this route"),
+                    )
+                })?;
+                verifier.verify(headers, body)?;
+                Ok(AuthMethod::ApiToken)
+            }
+        }
     }
 
     fn parse(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Parsed<ReferralActions>, ApiError> {
@@ -130,39 +146,6 @@ impl EventKind for ReferralService {
 }
 
 impl ReferralService {
-    /// The partner's signature when its header is present (and a secret configured), else the relay's own auth.
-    fn verify_sender(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<AuthMethod, ApiError> {
-        let scheme_header = match self.source {
-            ReferralSource::HubSpot => None,
-            ReferralSource::Extole => Some(hubrelay_core::auth::partners::EXTOLE_SIGNATURE),
-            ReferralSource::Impact => Some(hubrelay_core::auth::partners::HOOK_SIGNATURE),
-        };
-        match scheme_header.filter(|h| headers.contains_key(*h)) {
-            None => self.intake.verify(method, path_and_query, headers, body, now),
-            Some(_) if body.len() > self.intake.max_body_bytes => {
-                Err(ApiError::payload_too_large(self.intake.max_body_bytes))
-            }
-            Some(header) => {
-                let verifier = self.verifier.as_ref().ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_signature",
-                        format!("{header} is not accepted: no webhook secret is configured for this route"),
-                    )
-                })?;
-                verifier.verify(headers, body)?;
-                Ok(AuthMethod::ApiToken)
-            }
-        }
-    }
-
     fn parse_webhook(&self, body: &[u8]) -> Result<Webhook, ApiError> {
         let canonical = format!("{}\n{}", self.source.as_str(), String::from_utf8_lossy(body));
         match self.source {

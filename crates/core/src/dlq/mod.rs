@@ -308,5 +308,3 @@ pub fn parse_status(text: &str) -> Result<EventStatus, String> {
 /// A shared event log for the backends.
 pub type SharedEventLog = Arc<dyn EventLog>;
 
-#[cfg(test)]
-mod tests;
