@@ -15,12 +15,11 @@ use hubrelay_core::pii::mask_json;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+use crate::backend;
 use crate::events_cmd::{attempts_table, mask_text};
+use crate::output;
 
-pub mod format;
-pub mod target;
-
-use target::{QueueArgs, StoreArgs, Target};
+use crate::backend::{QueueArgs, StoreArgs, Target};
 
 #[derive(clap::Args, Debug)]
 pub struct DlqArgs {
@@ -85,16 +84,8 @@ enum Action {
     },
 }
 
-/// Warnings (e.g. unreadable dead letters) on stderr; no info chatter.
-pub fn init_warn_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // The SDK's credential chain warns once per provider it tries; the command reports the outcome itself.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,aws_config=error,aws_smithy_runtime=error"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
-
 async fn backend(args: &DlqArgs, redrive: bool, dry_run: bool) -> Result<Box<dyn DeadLetters>, String> {
-    match target::resolve(&args.store, Some(&args.queues)).await? {
+    match backend::resolve(&args.store, Some(&args.queues)).await? {
         Target::Local(dir) => Ok(Box::new(LocalDeadLetters::open(&dir).map_err(|e| e.to_string())?)),
         Target::Aws(aws) => {
             let sqs = aws_sdk_sqs::Client::new(&aws.config);
@@ -113,7 +104,7 @@ async fn backend(args: &DlqArgs, redrive: bool, dry_run: bool) -> Result<Box<dyn
 }
 
 pub async fn run(args: DlqArgs) -> Result<(), String> {
-    init_warn_logs();
+    crate::backend::init_warn_logs();
     let now = OffsetDateTime::now_utc();
     match &args.action {
         Action::List { json } => {
@@ -131,13 +122,13 @@ pub async fn run(args: DlqArgs) -> Result<(), String> {
                         vec![
                             l.event_id().to_string(),
                             l.function().as_str().to_string(),
-                            format::age(l.age(now)),
+                            output::age(l.age(now)),
                             l.attempts().to_string(),
-                            format::or_dash(l.last_error_code()),
+                            output::or_dash(l.last_error_code()),
                         ]
                     })
                     .collect();
-                print!("{}", format::table(&["EVENT ID", "FUNCTION", "AGE", "ATTEMPTS", "LAST ERROR"], &rows));
+                print!("{}", output::table(&["EVENT ID", "FUNCTION", "AGE", "ATTEMPTS", "LAST ERROR"], &rows));
                 println!("{} dead-lettered ({})", letters.len(), dlq.describe());
             }
             Ok(())
@@ -214,9 +205,9 @@ pub async fn run(args: DlqArgs) -> Result<(), String> {
                      The lead is deleted for good and will never reach HubSpot. [y/N] ",
                     letter.event_id(),
                     letter.function().as_str(),
-                    format::age(letter.age(now)),
+                    output::age(letter.age(now)),
                     letter.attempts(),
-                    format::or_dash(letter.last_error_code()),
+                    output::or_dash(letter.last_error_code()),
                     dlq.describe(),
                 );
                 let _ = std::io::stderr().flush();
@@ -248,8 +239,8 @@ fn summary_json(l: &DeadLetter, now: OffsetDateTime) -> Value {
     json!({
         "event_id": l.event_id(),
         "function": l.function().as_str(),
-        "received_at": format::time(l.received_at()),
-        "dead_lettered_at": l.dead_lettered_at.map(format::time),
+        "received_at": output::time(l.received_at()),
+        "dead_lettered_at": l.dead_lettered_at.map(output::time),
         "age_seconds": l.age(now).as_secs(),
         "attempts": l.attempts(),
         "last_error_code": l.last_error_code(),
@@ -263,8 +254,8 @@ fn full_json(l: &DeadLetter, now: OffsetDateTime, reveal: bool) -> Value {
     json!({
         "event_id": l.event_id(),
         "function": l.function().as_str(),
-        "received_at": format::time(l.received_at()),
-        "dead_lettered_at": l.dead_lettered_at.map(format::time),
+        "received_at": output::time(l.received_at()),
+        "dead_lettered_at": l.dead_lettered_at.map(output::time),
         "age_seconds": l.age(now).as_secs(),
         "last_error_code": l.last_error_code(),
         "masked": !reveal,
@@ -279,11 +270,11 @@ fn show_text(l: &DeadLetter, now: OffsetDateTime, reveal: bool) -> String {
     let mut field = |name: &str, value: String| out.push_str(&format!("{name:<16}{value}\n"));
     field("event", m.event_id.clone());
     field("function", m.function.as_str().into());
-    field("received", format!("{} ({} ago)", format::time(m.received_at), format::age(l.age(now))));
+    field("received", format!("{} ({} ago)", output::time(m.received_at), output::age(l.age(now))));
     field(
         "dead-lettered",
         l.dead_lettered_at
-            .map(|t| format!("{} ({} ago)", format::time(t), format::age(format::since(t, now))))
+            .map(|t| format!("{} ({} ago)", output::time(t), output::age(output::since(t, now))))
             .unwrap_or_else(|| "-".into()),
     );
     field(

@@ -10,8 +10,8 @@ use hubrelay_core::store::{EventFilter, EventLog, EventRecord, EventStatus};
 use hubrelay_local::sqlite::SqliteStore;
 use time::OffsetDateTime;
 
-use crate::dlq_cmd::format;
-use crate::dlq_cmd::target::{self, StoreArgs, Target};
+use crate::backend::{self, StoreArgs, Target};
+use crate::output;
 
 #[derive(clap::Args, Debug)]
 pub struct EventsArgs {
@@ -53,7 +53,7 @@ enum Action {
 
 /// The event log of the selected backend.
 pub async fn event_log(store: &StoreArgs) -> Result<(Arc<dyn EventLog>, String), String> {
-    match target::resolve(store, None).await? {
+    match backend::resolve(store, None).await? {
         Target::Local(dir) => {
             let path = hubrelay_local::local_db_path(&dir);
             if !path.is_file() {
@@ -74,7 +74,7 @@ pub async fn event_log(store: &StoreArgs) -> Result<(Arc<dyn EventLog>, String),
 }
 
 pub async fn run(args: EventsArgs) -> Result<(), String> {
-    crate::dlq_cmd::init_warn_logs();
+    crate::backend::init_warn_logs();
     let (log, source) = event_log(&args.store).await?;
     let now = OffsetDateTime::now_utc();
     match args.action {
@@ -103,7 +103,7 @@ pub async fn run(args: EventsArgs) -> Result<(), String> {
                 return Ok(());
             }
             let rows: Vec<Vec<String>> = records.iter().map(|r| list_row(r, now)).collect();
-            print!("{}", format::table(&["EVENT ID", "STATUS", "FUNCTION", "RECEIVED", "ATTEMPTS", "DETAIL"], &rows));
+            print!("{}", output::table(&["EVENT ID", "STATUS", "FUNCTION", "RECEIVED", "ATTEMPTS", "DETAIL"], &rows));
             if limit > 0 && records.len() == limit {
                 println!("(first {limit}; --limit 0 for all)");
             }
@@ -114,13 +114,13 @@ pub async fn run(args: EventsArgs) -> Result<(), String> {
 
 fn list_row(r: &EventRecord, now: OffsetDateTime) -> Vec<String> {
     let detail = match r.status {
-        EventStatus::Delivered => format!("contact {}", format::or_dash(r.contact_id.as_deref())),
+        EventStatus::Delivered => format!("contact {}", output::or_dash(r.contact_id.as_deref())),
         EventStatus::Retrying => match r.next_attempt_at {
-            Some(t) => format!("next attempt {}", format::relative(t, now)),
+            Some(t) => format!("next attempt {}", output::relative(t, now)),
             None => "next attempt unknown".into(),
         },
         EventStatus::DeadLettered => {
-            format!("dead-lettered: {}", format::or_dash(r.reason.as_ref().map(|x| x.code.as_str())))
+            format!("dead-lettered: {}", output::or_dash(r.reason.as_ref().map(|x| x.code.as_str())))
         }
         EventStatus::Superseded => "a newer lead for the contact was applied".into(),
     };
@@ -128,7 +128,7 @@ fn list_row(r: &EventRecord, now: OffsetDateTime) -> Vec<String> {
         r.event_id.clone(),
         r.status.as_str().into(),
         r.function.as_str().into(),
-        format!("{} ago", format::age(format::since(r.received_at, now))),
+        format!("{} ago", output::age(output::since(r.received_at, now))),
         r.attempts.len().to_string(),
         detail,
     ]
@@ -142,18 +142,18 @@ fn show_text(r: &EventRecord, now: OffsetDateTime) -> String {
     field("function", r.function.as_str().into());
     field(
         "received",
-        format!("{} ({} ago)", format::time(r.received_at), format::age(format::since(r.received_at, now))),
+        format!("{} ({} ago)", output::time(r.received_at), output::age(output::since(r.received_at, now))),
     );
-    field("updated", format::time(r.updated_at));
+    field("updated", output::time(r.updated_at));
     field(
         "next attempt",
         match r.next_attempt_at {
-            Some(t) => format!("{} ({})", format::time(t), format::relative(t, now)),
+            Some(t) => format!("{} ({})", output::time(t), output::relative(t, now)),
             None => "-".into(),
         },
     );
-    field("contact id", format::or_dash(r.contact_id.as_deref()));
-    field("email", format::or_dash(r.email_masked.as_deref()));
+    field("contact id", output::or_dash(r.contact_id.as_deref()));
+    field("email", output::or_dash(r.email_masked.as_deref()));
     if let Some(reason) = &r.reason {
         field("reason", format!("{}: {}", reason.code, mask_text(&reason.message)));
     }
@@ -192,15 +192,15 @@ pub fn attempts_table(attempts: &[DeliveryAttempt], reveal: bool) -> String {
             };
             vec![
                 a.attempt.to_string(),
-                format::time(a.at),
+                output::time(a.at),
                 serde_json::to_value(a.outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
                 upstream(a.system.as_deref(), a.status),
-                format::or_dash(a.correlation_id.as_deref()),
+                output::or_dash(a.correlation_id.as_deref()),
                 error,
             ]
         })
         .collect();
-    format::table(&["#", "TIME", "OUTCOME", "UPSTREAM", "CORRELATION ID", "ERROR"], &rows)
+    output::table(&["#", "TIME", "OUTCOME", "UPSTREAM", "CORRELATION ID", "ERROR"], &rows)
 }
 
 /// Who answered an attempt and with what status: `hubspot 503`, `extole 429`, `503` (older records name no

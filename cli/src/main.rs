@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backend;
 mod dlq_cmd;
 mod events_cmd;
+mod output;
 mod properties_cmd;
 mod sandbox_cmd;
 mod serve;

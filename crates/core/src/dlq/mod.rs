@@ -307,4 +307,3 @@ pub fn parse_status(text: &str) -> Result<EventStatus, String> {
 
 /// A shared event log for the backends.
 pub type SharedEventLog = Arc<dyn EventLog>;
-

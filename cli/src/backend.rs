@@ -149,3 +149,11 @@ async fn stack_outputs(
         .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
         .collect())
 }
+
+/// Warnings (e.g. unreadable dead letters) on stderr; no info chatter.
+pub fn init_warn_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // The SDK's credential chain warns once per provider it tries; the command reports the outcome itself.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,aws_config=error,aws_smithy_runtime=error"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
