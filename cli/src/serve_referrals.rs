@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use hubrelay_clients::ExtoleClient;
 use hubrelay_clients::ImpactClient;
+use hubrelay_core::config::referral::{ExtoleTarget, ImpactTarget, ReferralSettings};
 use hubrelay_core::partners::{Extole, Impact};
 use hubrelay_core::pii::mask_token;
-use hubrelay_core::referral::settings::{ExtoleTarget, ImpactTarget, ReferralSettings};
 use hubrelay_sandbox::partners::PartnerSandboxHandle;
 use hubrelay_sandbox::partners::{ExtoleSandbox, ExtoleSandboxOptions, ImpactSandbox, ImpactSandboxOptions};
 

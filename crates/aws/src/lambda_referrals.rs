@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hubrelay_clients::{ExtoleClient, ImpactClient};
+use hubrelay_core::config::referral::{ExtoleTarget, ImpactTarget};
 use hubrelay_core::config::RelaySettings;
 use hubrelay_core::partners::{Extole, Impact};
-use hubrelay_core::referral::settings::{ExtoleTarget, ImpactTarget};
 
 use crate::lambda::InitError;
 

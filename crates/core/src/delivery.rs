@@ -1,7 +1,7 @@
 //! How a delivery fails, for every event kind and every upstream: one [`Failure`] that says whether to
 //! retry or park, why (a stable code and the upstream's own text), and who answered — HubSpot, Extole,
 //! impact.com, or nobody (hubrelay held the event back: its store was down, the contact was busy, the data
-//! cannot be sent). The retry path ([`crate::worker`], the inline intake) decides from it alone.
+//! cannot be sent). The retry path (the worker, the inline intake) decides from it alone.
 
 use time::OffsetDateTime;
 

@@ -10,6 +10,7 @@ pub mod dlq;
 pub mod domain;
 pub mod hubspot;
 pub mod lead;
+pub mod lifecycle;
 pub mod mapping;
 pub mod partners;
 pub mod pii;

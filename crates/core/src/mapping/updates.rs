@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::parse::{check_property_name, Source};
 use super::{MappingError, PropertyType};
 use crate::hubspot::EngagementKind;
-use crate::updates::{ActivityKind, LeadStatus};
+use crate::lifecycle::{ActivityKind, LeadStatus};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

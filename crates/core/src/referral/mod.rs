@@ -21,7 +21,6 @@ mod hubspot;
 mod inbound;
 mod outbound;
 pub mod properties;
-pub mod settings;
 
 #[cfg(test)]
 mod tests;

@@ -5,75 +5,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::fields::Fields;
-use super::status::{contact_ref, normalise, AimbaseEntry};
-use super::{object, ContactRef, LeadStatus, UpdateError};
+use super::status::{contact_ref, AimbaseEntry};
+use super::{object, ContactRef, UpdateError};
+use crate::lifecycle::{normalise, ActivityKind, LeadStatus};
 
 /// HubSpot's longest note body; the other engagement bodies are held to the same.
 pub const MAX_BODY_CHARS: usize = 65_536;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActivityKind {
-    Email,
-    PhoneCall,
-    Appointment,
-    Quote,
-    Sms,
-    Note,
-    Comment,
-}
-
-impl ActivityKind {
-    pub const ALL: [ActivityKind; 7] = [
-        ActivityKind::Email,
-        ActivityKind::PhoneCall,
-        ActivityKind::Appointment,
-        ActivityKind::Quote,
-        ActivityKind::Sms,
-        ActivityKind::Note,
-        ActivityKind::Comment,
-    ];
-
-    /// The Aimbase guide's name.
-    pub fn label(self) -> &'static str {
-        match self {
-            ActivityKind::Email => "Email",
-            ActivityKind::PhoneCall => "Phone Call",
-            ActivityKind::Appointment => "Appointment",
-            ActivityKind::Quote => "Quote",
-            ActivityKind::Sms => "SMS",
-            ActivityKind::Note => "Note",
-            ActivityKind::Comment => "Comment",
-        }
-    }
-
-    /// The configuration key (`phone_call`).
-    pub fn key(self) -> &'static str {
-        match self {
-            ActivityKind::Email => "email",
-            ActivityKind::PhoneCall => "phone_call",
-            ActivityKind::Appointment => "appointment",
-            ActivityKind::Quote => "quote",
-            ActivityKind::Sms => "sms",
-            ActivityKind::Note => "note",
-            ActivityKind::Comment => "comment",
-        }
-    }
-
-    /// Case, spaces and punctuation are ignored: `Phone Call`, `phone_call`, `PHONECALL`, `call`.
-    pub fn parse(s: &str) -> Option<ActivityKind> {
-        Some(match normalise(s).as_str() {
-            "email" => ActivityKind::Email,
-            "phonecall" | "call" | "phone" => ActivityKind::PhoneCall,
-            "appointment" | "meeting" => ActivityKind::Appointment,
-            "quote" => ActivityKind::Quote,
-            "sms" | "text" | "textmessage" => ActivityKind::Sms,
-            "note" => ActivityKind::Note,
-            "comment" => ActivityKind::Comment,
-            _ => return None,
-        })
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -13,10 +13,11 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-pub use activity::{parse_activity, Activity, ActivityKind, Direction, MAX_BODY_CHARS};
+pub use crate::lifecycle::{ActivityKind, LeadStatus};
+pub use activity::{parse_activity, Activity, Direction, MAX_BODY_CHARS};
 pub use changes::{activity_changes, engagement, status_changes, Change};
 pub use deliver::{UpdateDelivery, UpdateOutcome, UpdateResult};
-pub use status::{parse_status_update, LeadStatus, StatusUpdate};
+pub use status::{parse_status_update, StatusUpdate};
 
 /// How an update names its contact. Resolution order: HubSpot contact id, then email, then the source
 /// lead ids (`lead-captured` links each delivered lead id to its contact).

@@ -6,48 +6,7 @@ use time::OffsetDateTime;
 use super::fields::Fields;
 use super::{object, ActivityKind, ContactRef, UpdateError};
 use crate::dates::parse_lead_date;
-
-/// The lead statuses of Aimbase's lifecycle (the Aimbase guide), in lifecycle order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum LeadStatus {
-    Pending,
-    Viewed,
-    Assigned,
-    Working,
-    Sold,
-    Lost,
-    Abandoned,
-}
-
-impl LeadStatus {
-    pub const ALL: [LeadStatus; 7] = [
-        LeadStatus::Pending,
-        LeadStatus::Viewed,
-        LeadStatus::Assigned,
-        LeadStatus::Working,
-        LeadStatus::Sold,
-        LeadStatus::Lost,
-        LeadStatus::Abandoned,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LeadStatus::Pending => "Pending",
-            LeadStatus::Viewed => "Viewed",
-            LeadStatus::Assigned => "Assigned",
-            LeadStatus::Working => "Working",
-            LeadStatus::Sold => "Sold",
-            LeadStatus::Lost => "Lost",
-            LeadStatus::Abandoned => "Abandoned",
-        }
-    }
-
-    /// Case-insensitive.
-    pub fn parse(s: &str) -> Option<LeadStatus> {
-        let s = s.trim();
-        LeadStatus::ALL.into_iter().find(|st| st.as_str().eq_ignore_ascii_case(s))
-    }
-}
+use crate::lifecycle::{normalise, LeadStatus};
 
 /// One status update, normalised. Every field but the contact is optional; at least one is present.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,11 +208,6 @@ impl AimbaseEntry {
             user: e.text(&["DealershipUser"])?,
         })
     }
-}
-
-/// `Dealer Reassignment` → `dealerreassignment`.
-pub(super) fn normalise(s: &str) -> String {
-    s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
 }
 
 fn status(s: &str, field: &str) -> Result<LeadStatus, UpdateError> {

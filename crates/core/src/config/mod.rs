@@ -10,8 +10,10 @@ use serde::Deserialize;
 use crate::auth::{AuthConfig, Authenticator};
 use crate::domain::RetrySchedule;
 use crate::mapping::Mapping;
-use crate::referral::settings::{ReferralLayer, ReferralSettings};
+pub mod referral;
+
 use crate::worker::Jitter;
+use referral::{ReferralLayer, ReferralSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAPPING: &str = "chat-widget";

@@ -4,9 +4,9 @@
 
 use serde::Deserialize;
 
-use super::ReferralConfig;
+use super::{split_list, ConfigError};
 use crate::auth::partners::{PartnerScheme, PartnerSecretError, PartnerVerifier};
-use crate::config::{split_list, ConfigError};
+use crate::referral::ReferralConfig;
 
 /// The `[referral]` table / environment layer; every field optional so layers merge.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
