@@ -9,8 +9,8 @@ use hubrelay_clients::ImpactClient;
 use hubrelay_core::config::referral::{ExtoleTarget, ImpactTarget, ReferralSettings};
 use hubrelay_core::partners::{Extole, Impact};
 use hubrelay_core::pii::mask_token;
-use hubrelay_sandbox::partners::PartnerSandboxHandle;
 use hubrelay_sandbox::partners::{ExtoleSandbox, ExtoleSandboxOptions, ImpactSandbox, ImpactSandboxOptions};
+use hubrelay_sandbox::ServerHandle;
 
 pub struct Partners {
     pub extole: Arc<dyn Extole>,
@@ -18,7 +18,7 @@ pub struct Partners {
     /// Banner lines, one per partner.
     pub lines: Vec<String>,
     /// The sandboxes stop when these drop.
-    _sandboxes: Vec<PartnerSandboxHandle>,
+    _sandboxes: Vec<ServerHandle>,
 }
 
 fn secret() -> String {

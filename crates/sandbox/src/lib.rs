@@ -4,3 +4,6 @@
 
 pub mod hubspot;
 pub mod partners;
+mod server;
+
+pub use server::{SandboxError, ServerHandle};

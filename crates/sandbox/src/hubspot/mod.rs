@@ -38,6 +38,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use crate::server::SandboxError;
 use error::ApiError;
 use ratelimit::RateLimiter;
 use store::Store;
@@ -89,22 +90,6 @@ impl Default for SandboxOptions {
             faults: Faults::default(),
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
-    #[error("sandbox database: {0}")]
-    Db(#[from] rusqlite::Error),
-    #[error("sandbox could not bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("sandbox: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("sandbox internal error: {0}")]
-    Internal(String),
 }
 
 /// Counters since start (or the last reset).
@@ -207,7 +192,7 @@ impl Sandbox {
 pub struct SandboxHandle {
     pub addr: SocketAddr,
     pub sandbox: Sandbox,
-    server: crate::partners::PartnerSandboxHandle,
+    server: crate::server::ServerHandle,
 }
 
 impl SandboxHandle {
@@ -225,6 +210,6 @@ impl SandboxHandle {
 /// Binds `addr` (e.g. `127.0.0.1:0`) and serves the sandbox in a background tokio task.
 pub async fn spawn(options: SandboxOptions, addr: SocketAddr) -> Result<SandboxHandle, SandboxError> {
     let sandbox = Sandbox::open(options)?;
-    let server = crate::partners::serve(sandbox.router(), addr).await?;
+    let server = crate::server::serve(sandbox.router(), addr).await?;
     Ok(SandboxHandle { addr: server.addr, sandbox, server })
 }

@@ -12,8 +12,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::{content_type_is, local_any, lock, serve, PartnerFaults, PartnerSandboxHandle, Received, Recorder};
-use crate::hubspot::SandboxError;
+use super::{content_type_is, lock, PartnerFaults, Received, Recorder};
+use crate::server::{local_any, serve, SandboxError, ServerHandle};
+
 use hubrelay_core::partners::EXTOLE_CONVERSION_ID_MAX;
 
 #[derive(Debug, Clone, Default)]
@@ -76,12 +77,12 @@ impl ExtoleSandbox {
     }
 
     /// Serves on `addr` (`127.0.0.1:0` for any free port).
-    pub async fn serve(&self, addr: SocketAddr) -> Result<PartnerSandboxHandle, SandboxError> {
+    pub async fn serve(&self, addr: SocketAddr) -> Result<ServerHandle, SandboxError> {
         serve(self.router(), addr).await
     }
 
-    /// Serves on a free local port; [`PartnerSandboxHandle::url`] is the base URL for `ExtoleClient`.
-    pub async fn serve_local(&self) -> Result<PartnerSandboxHandle, SandboxError> {
+    /// Serves on a free local port; [`ServerHandle::url`] is the base URL for `ExtoleClient`.
+    pub async fn serve_local(&self) -> Result<ServerHandle, SandboxError> {
         self.serve(local_any()).await
     }
 

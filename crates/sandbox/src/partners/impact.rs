@@ -15,8 +15,9 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{content_type_is, local_any, lock, serve, PartnerFaults, PartnerSandboxHandle, Received, Recorder};
-use crate::hubspot::SandboxError;
+use super::{content_type_is, lock, PartnerFaults, Received, Recorder};
+use crate::server::{local_any, serve, SandboxError, ServerHandle};
+
 use hubrelay_core::partners::impact::is_hex_digest;
 use hubrelay_core::partners::IMPACT_ORDER_ID_MAX;
 
@@ -88,12 +89,12 @@ impl ImpactSandbox {
             .merge(self.recorder.admin_routes())
     }
 
-    pub async fn serve(&self, addr: SocketAddr) -> Result<PartnerSandboxHandle, SandboxError> {
+    pub async fn serve(&self, addr: SocketAddr) -> Result<ServerHandle, SandboxError> {
         serve(self.router(), addr).await
     }
 
-    /// Serves on a free local port; [`PartnerSandboxHandle::url`] is the base URL for `ImpactClient`.
-    pub async fn serve_local(&self) -> Result<PartnerSandboxHandle, SandboxError> {
+    /// Serves on a free local port; [`ServerHandle::url`] is the base URL for `ImpactClient`.
+    pub async fn serve_local(&self) -> Result<ServerHandle, SandboxError> {
         self.serve(local_any()).await
     }
 

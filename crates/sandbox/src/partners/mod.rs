@@ -10,7 +10,6 @@
 //! - `POST /__sandbox/reset`: forget requests, dedupe state and faults.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::State;
@@ -20,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::hubspot::SandboxError;
 
 mod extole;
 mod impact;
@@ -174,60 +172,6 @@ impl Recorder {
             )
             .with_state(self.clone())
     }
-}
-
-/// A sandbox (a partner's, or HubSpot's inside [`crate::hubspot::SandboxHandle`]) served in a background task;
-/// dropping the handle shuts the server down.
-pub struct PartnerSandboxHandle {
-    pub addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl PartnerSandboxHandle {
-    /// `http://127.0.0.1:PORT`: the base URL to give a client.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops accepting connections and waits for in-flight requests.
-    pub async fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for PartnerSandboxHandle {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// Binds `addr` (e.g. `127.0.0.1:0`) and serves `app` in a background tokio task.
-pub(crate) async fn serve(app: Router, addr: SocketAddr) -> Result<PartnerSandboxHandle, SandboxError> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| SandboxError::Bind { addr, source })?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = rx.await;
-        });
-        if let Err(e) = served.await {
-            tracing::warn!(error = %e, "sandbox server stopped");
-        }
-    });
-    Ok(PartnerSandboxHandle { addr, shutdown: Some(tx), task: Some(task) })
-}
-
-/// `127.0.0.1:0`: any free local port.
-pub(crate) fn local_any() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 /// Whether the request's `Content-Type` is `want` (parameters such as `charset` ignored).

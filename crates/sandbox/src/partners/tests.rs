@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::ServerHandle;
 use hubrelay_clients::ExtoleClient;
 use hubrelay_clients::ImpactClient;
 use hubrelay_core::domain::AttemptOutcome;
@@ -14,14 +15,14 @@ const TOKEN: &str = "extole-token-1";
 const SID: &str = "IRabc123";
 const AUTH: &str = "impact-token-1";
 
-async fn extole() -> (ExtoleSandbox, PartnerSandboxHandle, ExtoleClient) {
+async fn extole() -> (ExtoleSandbox, ServerHandle, ExtoleClient) {
     let sb = ExtoleSandbox::new(ExtoleSandboxOptions { token: Some(TOKEN.into()) });
     let handle = sb.serve_local().await.unwrap();
     let client = ExtoleClient::new(&handle.url(), TOKEN, Duration::from_secs(5)).unwrap();
     (sb, handle, client)
 }
 
-async fn impact() -> (ImpactSandbox, PartnerSandboxHandle, ImpactClient) {
+async fn impact() -> (ImpactSandbox, ServerHandle, ImpactClient) {
     let sb = ImpactSandbox::new(ImpactSandboxOptions {
         account_sid: Some(SID.into()),
         auth_token: Some(AUTH.into()),
