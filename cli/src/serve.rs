@@ -66,6 +66,18 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         sandbox_listen: args.sandbox_listen,
         ..Layer::default()
     });
+    let aws_only: Vec<&str> = [
+        ("HUBRELAY_IDEMPOTENCY_TABLE", layer.idempotency_table.is_some()),
+        ("HUBRELAY_RETRY_QUEUE_URL", layer.retry_queue_url.is_some()),
+        ("HUBRELAY_DLQ_URL", layer.dlq_url.is_some()),
+        ("HUBRELAY_STAGE", layer.stage.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if !aws_only.is_empty() {
+        eprintln!("hubrelay: serve keeps everything in its SQLite store; ignoring {}", aws_only.join(", "));
+    }
     let mut settings = ServeSettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?;
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", settings.data_dir.display()))?;
@@ -180,9 +192,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             }
         } => Ok(()),
     };
-    // Let the worker finish its tick: whatever it settled is stored, the rest stays queued.
+    // Let the worker finish its tick, within the same grace: whatever it settled is stored, the rest stays
+    // queued for the next start (its store writes are one transaction per tick).
     stop.notify_one();
-    let _ = worker_task.await;
+    tokio::select! {
+        _ = worker_task => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => eprintln!("hubrelay: the retry worker's tick was cut off; its messages stay queued"),
+        _ = tokio::signal::ctrl_c() => {}
+    }
     eprintln!("hubrelay: stopped");
     served
 }

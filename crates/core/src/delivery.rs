@@ -97,7 +97,8 @@ impl From<HubSpotError> for Failure {
     fn from(e: HubSpotError) -> Self {
         Failure {
             verdict: verdict(e.outcome()),
-            system: Some("hubspot"),
+            // Held back by our own rate limiter: never sent.
+            system: (e.code != "client_rate_limited").then_some("hubspot"),
             status: e.status,
             code: e.code,
             message: e.message,

@@ -13,7 +13,7 @@
 //!   with inline contact associations, `GET /crm/v3/objects/{type}/{id}`,
 //!   `GET /crm/v3/objects/contacts/{id}/associations/{type}` (v4 association shape)
 //! - `GET|POST /crm/v3/properties/contacts`, `GET /crm/v3/properties/contacts/{name}`
-//! - admin, no auth, not counted, never faulted: `GET|POST /__sandbox/faults`, `GET /__sandbox/stats`,
+//! - admin, no auth, not counted, never faulted: `GET|POST|DELETE /__sandbox/faults`, `GET /__sandbox/stats`,
 //!   `POST /__sandbox/reset`
 
 use std::collections::BTreeMap;

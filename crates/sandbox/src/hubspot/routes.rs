@@ -157,7 +157,6 @@ async fn get_faults(State(sb): State<Sandbox>) -> Json<Faults> {
 
 const FAULT_FIELDS: [&str; 4] = ["failure_rate", "failure_status", "requests_per_10s", "latency_ms"];
 
-/// `POST /__sandbox/faults`: replaces the faults (missing fields take their defaults).
 /// `DELETE /__sandbox/faults`: no faults at all.
 async fn clear_faults(State(sb): State<Sandbox>) -> Json<Faults> {
     sb.set_faults(Faults::default());
