@@ -124,7 +124,9 @@ async fn operator_sdk_config() -> Result<aws_config::SdkConfig, String> {
     let sdk = hubrelay_aws::sdk::sdk_config().await;
     let provider = sdk.credentials_provider().ok_or("no AWS credentials provider is configured")?;
     if let Err(e) = provider.provide_credentials().await {
-        let why = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
+        // The chain's first line names the cause (an expired SSO token, no provider enabled); the rest repeats it.
+        let chain = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
+        let why = chain.lines().next().unwrap_or_default().trim_end_matches(" Attempted:").trim_end_matches(['.', ':']);
         return Err(format!(
             "no AWS credentials ({why}): set AWS_PROFILE (after `aws sso login`) or AWS_ACCESS_KEY_ID and \
              AWS_SECRET_ACCESS_KEY, or use the local store with --data-dir"

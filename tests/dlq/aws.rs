@@ -290,3 +290,18 @@ async fn duplicate_copies_move_once() {
     assert_eq!(dlq.purge("evt_other").await.unwrap(), 0);
     assert!(dlq.list().await.unwrap().is_empty());
 }
+
+/// Without AWS credentials, `--stack` fails in one line that says what to set: no SDK warnings, no error
+/// chain, no call to AWS (the metadata service is off in `hubrelay()`, and HOME holds no ~/.aws).
+#[test]
+fn without_credentials_the_aws_target_fails_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("AWS_REGION", "us-east-1".to_string()), ("HOME", dir.path().display().to_string())];
+    for args in [vec!["dlq", "list", "--stack", "hubrelay-prod"], vec!["events", "list", "--table", "hubrelay-prod"]] {
+        let out = hubrelay(&args, &env);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line, got:\n{err}");
+        assert!(err.contains("no AWS credentials") && err.contains("AWS_PROFILE"), "{err}");
+    }
+}
