@@ -143,17 +143,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let worker_client: Arc<dyn HubSpot> = Arc::new(hubspot);
     let store = Arc::new(store);
     let partners = crate::serve_referrals::start(&settings.relay.referral, settings.relay.hubspot_timeout).await?;
-    // The worker writes to the store's queue; what the request path queues also wakes the worker.
-    let worker_relay = Relay::new(&settings.relay, Stores::new(store.clone(), store.clone()));
-    let locks = ContactLocks::new();
-    let worker = worker_relay.with_contact_locks(locks.clone()).retry_worker(
-        worker_client,
-        Some(partners.extole.clone()),
-        Some(partners.impact.clone()),
-    );
+    let relay =
+        Relay::new(&settings.relay, Stores::new(store.clone(), store.clone())).with_contact_locks(ContactLocks::new());
+    let worker = relay.retry_worker(worker_client, Some(partners.extole.clone()), Some(partners.impact.clone()));
     let local = LocalWorker::new((*store).clone(), worker);
-    let queue = Arc::new(WakingQueue::new(store.clone(), local.waker()));
-    let relay = Relay::new(&settings.relay, Stores::new(store.clone(), queue)).with_contact_locks(locks);
+    // What the request path queues also wakes the worker.
+    let relay = relay.with_queue(Arc::new(WakingQueue::new(store.clone(), local.waker())));
     let config_error = |e| format!("configuration error: {e}");
     let modes = service_modes(&settings);
     let app = lead_routes(Arc::new(relay.lead_service(inline.clone()).map_err(config_error)?))

@@ -80,6 +80,22 @@ pub struct DeliveryAttempt {
     pub error: Option<String>,
 }
 
+impl DeliveryAttempt {
+    /// Attempt `attempt`, which delivered the event at `at` (failed ones come from `delivery::Failure::attempt`).
+    pub fn delivered(attempt: u32, at: OffsetDateTime) -> Self {
+        DeliveryAttempt {
+            attempt,
+            at,
+            outcome: AttemptOutcome::Delivered,
+            system: None,
+            status: Some(200),
+            correlation_id: None,
+            error_code: None,
+            error: None,
+        }
+    }
+}
+
 /// A message on the retry queue or in the dead-letter queue: the original event, its idempotency key and
 /// its attempt history. The same JSON travels through SQS and the local SQLite queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -67,8 +67,10 @@ impl Relay {
         self
     }
 
-    pub fn settings(&self) -> &RelaySettings {
-        &self.settings
+    /// Where the request path queues events (`serve` puts a queue in front of its store that wakes its worker).
+    pub fn with_queue(mut self, queue: Arc<dyn RetryQueue>) -> Self {
+        self.stores.queue = queue;
+        self
     }
 
     /// The steps every endpoint shares (auth, body limit, idempotency, retry queue, event log). Fails when

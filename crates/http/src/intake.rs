@@ -191,16 +191,7 @@ impl Intake {
         now: OffsetDateTime,
     ) {
         let mut message = RetryMessage::new(function, event_id, "", event, now);
-        message.attempts.push(DeliveryAttempt {
-            attempt: 1,
-            at: now,
-            outcome: AttemptOutcome::Delivered,
-            system: None,
-            status: Some(200),
-            correlation_id: None,
-            error_code: None,
-            error: None,
-        });
+        message.attempts.push(DeliveryAttempt::delivered(1, now));
         self.log(&message, status, None, contact_id, None, now).await;
     }
 

@@ -60,49 +60,6 @@ impl LeadService {
         self
     }
 
-    /// One HubSpot call; on trouble, hand the event to the retry queue or the dead-letter queue.
-    async fn deliver_lead(
-        &self,
-        key: &str,
-        parsed: ParsedLead,
-        upsert: ContactUpsert,
-        now: OffsetDateTime,
-    ) -> Result<Reply, ApiError> {
-        let event_id = new_event_id();
-        let masked = mask_email(&upsert.email);
-        // Held until the contact's version is recorded (end of this function).
-        let mut _contact = None;
-        let result: Result<_, Failure> = match &self.locks {
-            None => self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await.map_err(Failure::from),
-            Some(locks) => match tokio::time::timeout(CONTACT_LOCK_WAIT, locks.share(&upsert.email)).await {
-                Ok(guard) => {
-                    _contact = Some(guard);
-                    self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await.map_err(Failure::from)
-                }
-                Err(_) => Err(Failure::retry(
-                    "contact_busy",
-                    "not sent: the retry worker is writing this contact; queued to be merged",
-                )),
-            },
-        };
-        let event = serde_json::to_value(&parsed.lead).unwrap_or(Value::Null);
-        match result {
-            Ok(contacts) => {
-                let contact =
-                    contacts.into_iter().next().unwrap_or(UpsertedContact { id: String::new(), created: false });
-                self.record_delivered(&event_id, &parsed, &upsert, &contact, now).await;
-                tracing::info!(event_id, email = %masked, contact_id = %contact.id, created = contact.created, "lead delivered");
-                Ok(Reply::json(200, delivered_body(&event_id, &contact, &parsed.ignored)))
-            }
-            Err(error) => {
-                let message = Intake::first_failure(FunctionName::LeadCaptured, &event_id, key, event, &error, now);
-                let mut extra = Map::new();
-                extra.insert("ignored".into(), json!(parsed.ignored));
-                self.intake.queue_or_park(message, &error, extra, now).await
-            }
-        }
-    }
-
     /// After an inline delivery: remember the contact's newest applied lead (so an older retried one
     /// cannot overwrite it), the lead id's contact, and the event's fate. The lead is already in HubSpot:
     /// failures here are logged, not answered.
@@ -169,9 +126,42 @@ impl EventKind for LeadService {
         Ok(Parsed::Event { event: LeadEvent { parsed, upsert }, sender_id, canonical })
     }
 
-    /// One HubSpot call; on trouble, the retry queue or the dead-letter queue.
+    /// One HubSpot call; on trouble, hand the event to the retry queue or the dead-letter queue.
     async fn deliver(&self, key: &str, event: LeadEvent, now: OffsetDateTime) -> Result<Reply, ApiError> {
-        self.deliver_lead(key, event.parsed, event.upsert, now).await
+        let LeadEvent { parsed, upsert } = event;
+        let event_id = new_event_id();
+        let masked = mask_email(&upsert.email);
+        // Held until the contact's version is recorded (end of this function).
+        let mut _contact = None;
+        let result: Result<_, Failure> = match &self.locks {
+            None => self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await.map_err(Failure::from),
+            Some(locks) => match tokio::time::timeout(CONTACT_LOCK_WAIT, locks.share(&upsert.email)).await {
+                Ok(guard) => {
+                    _contact = Some(guard);
+                    self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await.map_err(Failure::from)
+                }
+                Err(_) => Err(Failure::retry(
+                    "contact_busy",
+                    "not sent: the retry worker is writing this contact; queued to be merged",
+                )),
+            },
+        };
+        let event = serde_json::to_value(&parsed.lead).unwrap_or(Value::Null);
+        match result {
+            Ok(contacts) => {
+                let contact =
+                    contacts.into_iter().next().unwrap_or(UpsertedContact { id: String::new(), created: false });
+                self.record_delivered(&event_id, &parsed, &upsert, &contact, now).await;
+                tracing::info!(event_id, email = %masked, contact_id = %contact.id, created = contact.created, "lead delivered");
+                Ok(Reply::json(200, delivered_body(&event_id, &contact, &parsed.ignored)))
+            }
+            Err(error) => {
+                let message = Intake::first_failure(FunctionName::LeadCaptured, &event_id, key, event, &error, now);
+                let mut extra = Map::new();
+                extra.insert("ignored".into(), json!(parsed.ignored));
+                self.intake.queue_or_park(message, &error, extra, now).await
+            }
+        }
     }
 }
 

@@ -24,8 +24,22 @@ impl UpdateService {
     pub fn new(function: FunctionName, intake: Intake, delivery: Arc<UpdateDelivery>) -> Self {
         UpdateService { function, intake, delivery }
     }
+}
 
-    fn parse_body(&self, body: &[u8]) -> Result<Parsed<Value>, ApiError> {
+/// JSON only; the event is the normalised update or activity.
+#[async_trait::async_trait]
+impl EventKind for UpdateService {
+    type Event = Value;
+
+    fn intake(&self) -> &Intake {
+        &self.intake
+    }
+
+    fn function(&self) -> FunctionName {
+        self.function
+    }
+
+    fn parse(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Parsed<Value>, ApiError> {
         match self.function {
             FunctionName::Activity => {
                 let a = parse_activity(body)?;
@@ -48,7 +62,7 @@ impl UpdateService {
         }
     }
 
-    async fn deliver_update(&self, key: &str, event: Value, now: OffsetDateTime) -> Result<Reply, ApiError> {
+    async fn deliver(&self, key: &str, event: Value, now: OffsetDateTime) -> Result<Reply, ApiError> {
         let event_id = new_event_id();
         match self.delivery.deliver_event(self.function, &event, &event_id, now, false).await {
             Ok(result) => {
@@ -68,28 +82,6 @@ impl UpdateService {
                 self.intake.queue_or_park(message, &error, Map::new(), now).await
             }
         }
-    }
-}
-
-/// JSON only; the event is the normalised update or activity.
-#[async_trait::async_trait]
-impl EventKind for UpdateService {
-    type Event = Value;
-
-    fn intake(&self) -> &Intake {
-        &self.intake
-    }
-
-    fn function(&self) -> FunctionName {
-        self.function
-    }
-
-    fn parse(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Parsed<Value>, ApiError> {
-        self.parse_body(body)
-    }
-
-    async fn deliver(&self, key: &str, event: Value, now: OffsetDateTime) -> Result<Reply, ApiError> {
-        self.deliver_update(key, event, now).await
     }
 }
 

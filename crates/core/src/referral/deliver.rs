@@ -12,7 +12,7 @@ use super::{extole_converted, extole_signup, impact_conversion, ContactSignup, D
 use super::{ReferralError, DEAL_PROPERTIES};
 use crate::delivery::Failure;
 use crate::hubspot::HubSpot;
-use crate::partners::{Extole, Impact, PartnerError};
+use crate::partners::{Extole, Impact};
 use crate::pii::mask_email;
 
 /// What became of a delivered action.
@@ -29,11 +29,6 @@ pub struct ReferralDelivery {
     extole: Option<Arc<dyn Extole>>,
     impact: Option<Arc<dyn Impact>>,
     config: ReferralConfig,
-}
-
-/// A partner's refusal, keeping its status (429/5xx retry, 4xx park), code and text.
-fn partner_error(e: PartnerError) -> Failure {
-    Failure::from(e)
 }
 
 /// Data that cannot be mapped: parked (a fix in HubSpot, then a redrive).
@@ -86,19 +81,19 @@ impl ReferralDelivery {
                     return Ok(ReferralOutcome::Skipped { reason });
                 }
                 let event = extole_signup(&s, &self.config, received_at).map_err(unusable)?;
-                let accepted = self.extole()?.send_event(&event).await.map_err(partner_error)?;
+                let accepted = self.extole()?.send_event(&event).await?;
                 Ok(ReferralOutcome::Sent { reference: s.contact_id.unwrap_or(accepted.id) })
             }
             ReferralAction::ExtoleConverted(d) => {
                 let (d, email, contact_id) = self.complete_deal(d).await?;
                 let event = extole_converted(&d, &email, &self.config, received_at).map_err(unusable)?;
-                self.extole()?.send_event(&event).await.map_err(partner_error)?;
+                self.extole()?.send_event(&event).await?;
                 Ok(ReferralOutcome::Sent { reference: contact_id })
             }
             ReferralAction::ImpactConversion(d) => {
                 let (d, email, contact_id) = self.complete_deal(d).await?;
                 let conversion = impact_conversion(&d, &email, &self.config, received_at).map_err(unusable)?;
-                self.impact()?.send_conversion(&conversion).await.map_err(partner_error)?;
+                self.impact()?.send_conversion(&conversion).await?;
                 Ok(ReferralOutcome::Sent { reference: contact_id })
             }
             ReferralAction::UpsertContact(upsert) => {

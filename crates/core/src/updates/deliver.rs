@@ -15,7 +15,7 @@ use crate::domain::FunctionName;
 use crate::hubspot::{Engagement, EngagementKind, HubSpot};
 use crate::mapping::Mapping;
 use crate::pii::mask_email;
-use crate::store::{AppliedVersion, LeadLinks, Lease, StoreError, UpdateLedger};
+use crate::store::{AppliedVersion, LeadLinks, Lease, UpdateLedger};
 
 /// How long a contact's lease lasts: longer than one PATCH, shorter than a sender's patience.
 const LEASE_TTL: Duration = Duration::from_secs(30);
@@ -55,10 +55,6 @@ pub struct UpdateDelivery {
     mapping: Mapping,
     /// How long to wait for another writer's lease before giving up (the event is then retried).
     lease_wait: Duration,
-}
-
-fn store_error(e: StoreError) -> Failure {
-    Failure::from(e)
 }
 
 fn contact_not_found(message: String) -> Failure {
@@ -152,7 +148,7 @@ impl UpdateDelivery {
                 .ok_or_else(|| contact_not_found(format!("no HubSpot contact has the email {}", mask_email(email))));
         }
         for lead_id in &contact.lead_ids {
-            if let Some(id) = self.links.contact_for(lead_id).await.map_err(store_error)? {
+            if let Some(id) = self.links.contact_for(lead_id).await? {
                 return Ok(id);
             }
         }
@@ -201,7 +197,7 @@ impl UpdateDelivery {
             }
         }
         if applied.is_empty() {
-            self.ledger.release(contact_id, owner).await.map_err(store_error)?;
+            self.ledger.release(contact_id, owner).await?;
             result.outcome =
                 if duplicates == result.skipped.len() { UpdateOutcome::Duplicate } else { UpdateOutcome::Stale };
             return Ok(result);
@@ -227,7 +223,7 @@ impl UpdateDelivery {
         let deadline = tokio::time::Instant::now() + self.lease_wait;
         loop {
             let now = OffsetDateTime::now_utc();
-            match self.ledger.lease(contact_id, owner, now, LEASE_TTL).await.map_err(store_error)? {
+            match self.ledger.lease(contact_id, owner, now, LEASE_TTL).await? {
                 Lease::Granted(versions) => return Ok(versions),
                 Lease::Busy if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(25)).await

@@ -302,16 +302,7 @@ impl Pass {
 
     /// The event's record gains the successful attempt (the queue message is removed, so it keeps none).
     fn delivered(&mut self, mut m: RetryMessage, contact_id: &str) {
-        m.attempts.push(DeliveryAttempt {
-            attempt: m.attempts.len() as u32 + 1,
-            at: self.now,
-            outcome: AttemptOutcome::Delivered,
-            status: Some(200),
-            system: None,
-            correlation_id: None,
-            error_code: None,
-            error: None,
-        });
+        m.attempts.push(DeliveryAttempt::delivered(m.attempts.len() as u32 + 1, self.now));
         self.log.push(event_record(&m, EventStatus::Delivered, None, Some(contact_id.to_string()), None, self.now));
         self.outcomes.push(Outcome {
             event_id: m.event_id,
