@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use hubrelay_core::partners::{Extole, ExtoleAccepted, ExtoleEvent, PartnerError};
 
-use crate::partner_http::{retry_after, transport};
+use crate::partner_http::{client, send, Answer};
 
 const PARTNER: &str = "extole";
 
@@ -31,12 +31,7 @@ impl std::fmt::Debug for ExtoleClient {
 impl ExtoleClient {
     /// `timeout` bounds a whole call; connecting gets at most 3 s of it.
     pub fn new(base_url: &str, token: &str, timeout: Duration) -> Result<Self, PartnerError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
-            .user_agent(concat!("hubrelay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| transport(PARTNER, &e))?;
+        let http = client(PARTNER, timeout)?;
         Ok(ExtoleClient { http, base_url: base_url.trim_end_matches('/').to_owned(), token: token.to_owned() })
     }
 
@@ -49,18 +44,8 @@ impl ExtoleClient {
 impl Extole for ExtoleClient {
     async fn send_event(&self, event: &ExtoleEvent) -> Result<ExtoleAccepted, PartnerError> {
         let url = format!("{}/v5/events", self.base_url);
-        let resp = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.token)
-            .json(event)
-            .send()
-            .await
-            .map_err(|e| transport(PARTNER, &e))?;
-        let status = resp.status().as_u16();
-        let retry = retry_after(resp.headers());
-        let bytes = resp.bytes().await.map_err(|e| transport(PARTNER, &e))?;
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let request = self.http.post(&url).bearer_auth(&self.token).json(event);
+        let Answer { status, retry_after: retry, body } = send(PARTNER, request).await?;
         if !(200..300).contains(&status) {
             return Err(error_from_response(status, &body, retry));
         }

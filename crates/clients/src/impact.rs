@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use hubrelay_core::partners::{Impact, ImpactAccepted, ImpactConversion, PartnerError};
 
-use crate::partner_http::{retry_after, transport};
+use crate::partner_http::{client, send, Answer};
 
 const PARTNER: &str = "impact";
 
@@ -34,12 +34,7 @@ impl std::fmt::Debug for ImpactClient {
 
 impl ImpactClient {
     pub fn new(base_url: &str, account_sid: &str, auth_token: &str, timeout: Duration) -> Result<Self, PartnerError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
-            .user_agent(concat!("hubrelay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| transport(PARTNER, &e))?;
+        let http = client(PARTNER, timeout)?;
         Ok(ImpactClient {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -58,19 +53,13 @@ impl Impact for ImpactClient {
     async fn send_conversion(&self, conversion: &ImpactConversion) -> Result<ImpactAccepted, PartnerError> {
         let sid: String = self.account_sid.chars().filter(char::is_ascii_alphanumeric).collect();
         let url = format!("{}/Advertisers/{sid}/Conversions", self.base_url);
-        let resp = self
+        let request = self
             .http
             .post(&url)
             .basic_auth(&self.account_sid, Some(&self.auth_token))
             .header(reqwest::header::ACCEPT, "application/json")
-            .form(&conversion.form())
-            .send()
-            .await
-            .map_err(|e| transport(PARTNER, &e))?;
-        let status = resp.status().as_u16();
-        let retry = retry_after(resp.headers());
-        let bytes = resp.bytes().await.map_err(|e| transport(PARTNER, &e))?;
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            .form(&conversion.form());
+        let Answer { status, retry_after: retry, body } = send(PARTNER, request).await?;
         if !(200..300).contains(&status) {
             return Err(error_from_response(status, &body, retry));
         }
