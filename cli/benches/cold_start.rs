@@ -91,7 +91,7 @@ async fn main() {
             .unwrap();
     let upsert =
         hubrelay_core::domain::ContactUpsert { email: "cold@example.com".into(), properties: Default::default() };
-    let contact_id = hubrelay_core::hubspot::HubSpot::upsert_contacts(&hs, &[upsert]).await.unwrap().remove(0).id;
+    let contact_id = hubrelay_core::hubspot::HubSpot::upsert_contact(&hs, &upsert).await.unwrap().id;
 
     let direct_env: Vec<(&str, String)> = stage
         .env

@@ -225,7 +225,7 @@ async fn baseline(args: &Args) -> RunResult {
     let sandbox = hubrelay_sandbox::hubspot::spawn(opts, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let mapping = hubrelay_core::mapping::Mapping::builtin("chat-widget").unwrap();
     let client = hubrelay_clients::HubSpotClient::new(&sandbox.url(), "bench", Duration::from_secs(10)).unwrap();
-    hubrelay_core::properties::sync(&client, &mapping).await.unwrap();
+    hubrelay_core::properties::sync(&client, &mapping.all_property_definitions()).await.unwrap();
     // Let the property sync's calls leave the sandbox's rolling window before the pacer starts counting.
     tokio::time::sleep(Duration::from_millis(10_500)).await;
     let base = sandbox.sandbox.stats();

@@ -1,5 +1,5 @@
 //! The `hubrelay` command: `serve` (the whole relay locally), `sandbox` (the HubSpot test double),
-//! `properties` (create the custom properties a mapping needs), `events` (the fate of accepted events) and
+//! `doctor` (is a portal ready?), `properties` (create the custom properties the flows write), `events` (the fate of accepted events) and
 //! `dlq` (the on-call tool for dead-lettered events).
 
 use std::path::PathBuf;
@@ -9,8 +9,10 @@ use clap::{Parser, Subcommand};
 
 mod backend;
 mod dlq_cmd;
+mod doctor_cmd;
 mod events_cmd;
 mod output;
+mod portal;
 mod properties_cmd;
 mod sandbox_cmd;
 mod serve;
@@ -30,7 +32,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the HubSpot sandbox on its own.
     Sandbox(sandbox_cmd::SandboxArgs),
-    /// Check or create the custom contact properties a mapping profile needs.
+    /// Check a HubSpot portal is ready: token, portal, scopes, custom properties (exit 1 when something needs fixing).
+    Doctor(doctor_cmd::DoctorArgs),
+    /// Check or create the custom contact properties hubrelay's flows write.
     Properties(properties_cmd::PropertiesArgs),
     /// Where accepted events stand: delivered, retrying (next attempt), dead-lettered, superseded.
     Events(events_cmd::EventsArgs),
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         let result = match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Sandbox(args) => sandbox_cmd::run(args).await,
+            Command::Doctor(args) => return doctor_cmd::run(args).await,
             Command::Properties(args) => return properties_cmd::run(args).await,
             Command::Events(args) => events_cmd::run(args).await,
             Command::Dlq(args) => dlq_cmd::run(args).await,

@@ -43,7 +43,8 @@ Settings (environment variables; the --config TOML file takes them too, see docs
     HUBSPOT_CLIENT_SECRET     HubSpot v3 signatures (app client secret)
     HUBRELAY_PUBLIC_URL       the URL senders sign (HubSpot v3); default http://<listen>
   HubSpot (no token: the built-in sandbox)
-    HUBSPOT_TOKEN, HUBSPOT_BASE_URL, HUBSPOT_TIMEOUT_SECS, HUBSPOT_RATE_LIMIT_PER_10S
+    HUBSPOT_TOKEN (Service Key or project-app token), HUBSPOT_BASE_URL,
+    HUBSPOT_API_VERSION (default 2026-09; v3 = legacy paths), HUBSPOT_TIMEOUT_SECS, HUBSPOT_RATE_LIMIT_PER_10S
   Leads
     HUBRELAY_MAPPING (chat-widget, aimbase or a TOML file), HUBRELAY_MAX_BODY_BYTES
   Retries
@@ -105,8 +106,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         HubSpotTarget::Api { base_url, token } => {
             let client = HubSpotClient::new(base_url, token, settings.relay.hubspot_timeout)
                 .map_err(|e| e.to_string())?
+                .with_api_version(settings.relay.hubspot_api_version.clone())
                 .with_rate_limiter(limiter.clone(), None);
-            (client, format!("HubSpot API {base_url} (token {})", mask_token(token)), None)
+            let line = format!(
+                "HubSpot API {base_url} (API version {}; token {})",
+                settings.relay.hubspot_api_version,
+                mask_token(token)
+            );
+            (client, line, None)
         }
         HubSpotTarget::Sandbox => {
             let token = std::env::var("HUBRELAY_SANDBOX_TOKEN")
@@ -121,13 +128,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             let handle = sandbox::spawn(options, settings.sandbox_listen).await.map_err(|e| format!("sandbox: {e}"))?;
             let client = HubSpotClient::new(&handle.url(), &token, settings.relay.hubspot_timeout)
                 .map_err(|e| e.to_string())?
+                .with_api_version(settings.relay.hubspot_api_version.clone())
                 .with_rate_limiter(limiter.clone(), None);
             // The sandbox is a fresh portal: create the mapping's custom properties so the sample lead lands.
-            let mut created =
-                hubrelay_core::properties::sync(&client, &settings.relay.mapping).await.map_err(|e| e.to_string())?;
-            let referral = &settings.relay.referral.config;
-            created
-                .extend(hubrelay_core::referral::properties::sync(&client, referral).await.map_err(|e| e.to_string())?);
+            let wanted = hubrelay_core::properties::required(&settings.relay.mapping, &settings.relay.referral.config);
+            let created = hubrelay_core::properties::sync(&client, &wanted).await.map_err(|e| e.to_string())?;
             let line = format!(
                 "HubSpot sandbox {} (no HUBSPOT_TOKEN set; sandbox token {token}; {} custom properties created; faults: POST {}/__sandbox/faults)",
                 handle.url(),

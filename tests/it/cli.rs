@@ -59,6 +59,12 @@ fn properties_check_then_sync_against_the_sandbox() {
     let (code, out, err) = hubrelay(&["properties", "sync", "--mapping", "aimbase"], &sandbox.1, "cli-token");
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("created aimbase_identifier"), "{out}");
+    // The referral flows' properties too (Extole share links, impact.com Advocate users).
+    for name in
+        ["share_code", "share_link", "extole_app_type", "advocate_code", "advocate_user_id", "advocate_account_id"]
+    {
+        assert!(out.contains(&format!("created {name}\n")), "{name} not created:\n{out}");
+    }
 
     let (code, out, _) = hubrelay(&["properties", "check", "--mapping", "aimbase"], &sandbox.1, "cli-token");
     assert_eq!(code, 0, "{out}");

@@ -82,6 +82,10 @@ fn spawn(data_dir: &std::path::Path, listen: &str, env: &[(String, String)]) -> 
                 let sandbox = rest.split_whitespace().next().unwrap_or_default().to_string();
                 let _ = tx.send((url.clone().unwrap_or_default(), sandbox, partners.clone()));
             }
+            // A HubSpot (or a test's own sandbox) given by HUBSPOT_TOKEN and HUBSPOT_BASE_URL: no embedded one.
+            if line.trim().starts_with("HubSpot API ") {
+                let _ = tx.send((url.clone().unwrap_or_default(), String::new(), partners.clone()));
+            }
         }
     });
     let (url, sandbox_url, partners) =
@@ -120,7 +124,7 @@ impl Serve {
     pub async fn engagements(&self, contact_id: &str, object: &str, properties: &[&str]) -> Vec<(Value, Vec<u64>)> {
         let list: Value = self
             .http
-            .get(format!("{}/crm/v3/objects/contacts/{contact_id}/associations/{object}", self.sandbox_url))
+            .get(format!("{}/crm/v4/objects/contacts/{contact_id}/associations/{object}", self.sandbox_url))
             .bearer_auth(SANDBOX_TOKEN)
             .send()
             .await
@@ -233,7 +237,7 @@ impl Serve {
         self.http.get(format!("{}/__sandbox/stats", self.sandbox_url)).send().await.unwrap().json().await.unwrap()
     }
 
-    /// Requests the sandbox received for one endpoint, e.g. "POST /crm/v3/objects/contacts/batch/upsert".
+    /// Requests the sandbox received for one endpoint, e.g. "POST /crm/objects/{version}/contacts/batch/upsert".
     pub async fn sandbox_calls(&self, endpoint: &str) -> u64 {
         let v: Value =
             self.http.get(format!("{}/__sandbox/stats", self.sandbox_url)).send().await.unwrap().json().await.unwrap();
@@ -256,7 +260,7 @@ impl Drop for Serve {
     }
 }
 
-pub const UPSERT: &str = "POST /crm/v3/objects/contacts/batch/upsert";
+pub const UPSERT: &str = "POST /crm/objects/{version}/contacts/batch/upsert";
 
 pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();

@@ -38,7 +38,7 @@ async fn create_then_update_keeps_one_contact() {
     assert_eq!(p["firstname"], "Jane");
     // One HubSpot call per lead, no search.
     assert_eq!(serve.sandbox_calls(UPSERT).await, 2);
-    assert_eq!(serve.sandbox_calls("POST /crm/v3/objects/contacts/search").await, 0);
+    assert_eq!(serve.sandbox_calls("POST /crm/objects/{version}/contacts/search").await, 0);
 }
 
 #[tokio::test]

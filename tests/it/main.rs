@@ -7,6 +7,7 @@ mod cli;
 mod harness;
 mod leads;
 mod malformed;
+mod platform;
 mod referrals;
 mod retries;
 mod smoke;

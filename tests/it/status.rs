@@ -9,6 +9,9 @@ use serde_json::{json, Value};
 
 use crate::harness::{headers, Serve};
 
+/// The sandbox's counter key for contact updates by id (the route pattern).
+const PATCH_CONTACT: &str = "PATCH /crm/objects/{version}/contacts/{id}";
+
 /// An Aimbase lead (the profile needs lead id and date); returns its contact id.
 pub async fn aimbase_lead(serve: &Serve, lead_id: &str, email: &str) -> String {
     let lead = json!({"lead_id": lead_id, "email": email, "first_name": "Jane", "lead_date": "2026-11-20 -06:00",
@@ -60,7 +63,8 @@ async fn each_value_lands_in_hubspot_formats_and_older_updates_are_ignored() {
         .await;
     assert_eq!(body["status"], "delivered", "{body}");
     // An older one arriving late (by email): stale, nothing written.
-    let patches = serve.sandbox_calls(&format!("PATCH /crm/v3/objects/contacts/{contact_id}")).await;
+    let patches = serve.sandbox_calls(PATCH_CONTACT).await;
+    assert!(patches > 0, "the delivered updates were PATCHes");
     let (status, body) = serve
         .post_status(&json!({"email": "buyer@example.com", "status": "Lost", "changed_at": "2026-11-21T11:00:00Z"}))
         .await;
@@ -71,7 +75,7 @@ async fn each_value_lands_in_hubspot_formats_and_older_updates_are_ignored() {
         .post_status(&json!({"lead_id": "aimbase_rollick-1", "status": "SOLD", "changed_at": "2026-11-21T12:00:00Z"}))
         .await;
     assert_eq!(body["status"], "duplicate", "{body}");
-    assert_eq!(serve.sandbox_calls(&format!("PATCH /crm/v3/objects/contacts/{contact_id}")).await, patches);
+    assert_eq!(serve.sandbox_calls(PATCH_CONTACT).await, patches);
     // A reassignment older than the status but newer than the last dealer change still applies.
     let (_, body) = serve
         .post_status(&json!({"contact_id": contact_id, "dealer_name": "Bayview Boats", "status": "Lost",

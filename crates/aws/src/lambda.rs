@@ -76,8 +76,9 @@ fn hubspot_client(settings: &RelaySettings) -> Result<Arc<dyn HubSpot>, InitErro
         HubSpotTarget::Api { base_url, token } => (base_url.clone(), token.clone()),
         HubSpotTarget::Sandbox => return Err(InitError::Missing("HUBSPOT_TOKEN (or HUBSPOT_TOKEN_SSM_PARAMETER)")),
     };
-    let client =
-        HubSpotClient::new(&base_url, &token, settings.hubspot_timeout).map_err(|e| InitError::Aws(e.to_string()))?;
+    let client = HubSpotClient::new(&base_url, &token, settings.hubspot_timeout)
+        .map_err(|e| InitError::Aws(e.to_string()))?
+        .with_api_version(settings.hubspot_api_version.clone());
     Ok(Arc::new(client))
 }
 

@@ -1,5 +1,6 @@
-//! The HubSpot HTTP client (reqwest, rustls): private-app bearer token, configurable base URL and path prefix,
-//! and an optional client-side rate limiter ([`super::ratelimit`]) shared by every client of one token.
+//! The HubSpot HTTP client (reqwest, rustls): a bearer token (Service Key, project-app token or legacy
+//! private-app token), a configurable base URL and API version ([`ApiVersion`]: dated paths by default), and
+//! an optional client-side rate limiter ([`super::ratelimit`]) shared by every client of one token.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +13,10 @@ use serde_json::{json, Value};
 
 use crate::ratelimit::{quota_from_headers, RateLimiter};
 use hubrelay_core::domain::{ContactUpsert, UpsertedContact};
-use hubrelay_core::hubspot::{CrmObject, Engagement, EngagementKind, HubSpot, HubSpotError, PropertyDefinition};
+use hubrelay_core::hubspot::{
+    ApiVersion, AssociationRead, CrmObject, Engagement, EngagementKind, HubSpot, HubSpotError, PropertyDefinition,
+    UpsertResults,
+};
 
 /// Default HubSpot API base URL.
 pub use hubrelay_core::hubspot::DEFAULT_BASE_URL;
@@ -21,8 +25,7 @@ pub use hubrelay_core::hubspot::DEFAULT_BASE_URL;
 pub struct HubSpotClient {
     http: reqwest::Client,
     base_url: String,
-    /// `/crm/v3` or a date-versioned prefix such as `/crm/2026-03`.
-    crm_prefix: String,
+    version: ApiVersion,
     token: String,
     limiter: Option<Arc<RateLimiter>>,
     /// How long a call may wait for a rate-limit slot (`None`: as long as it takes).
@@ -48,7 +51,7 @@ impl HubSpotClient {
         Ok(HubSpotClient {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
-            crm_prefix: "/crm/v3".into(),
+            version: ApiVersion::default(),
             token: token.to_string(),
             limiter: None,
             max_slot_wait: None,
@@ -68,9 +71,14 @@ impl HubSpotClient {
         self.limiter.as_ref()
     }
 
-    pub fn with_crm_prefix(mut self, prefix: &str) -> Self {
-        self.crm_prefix = format!("/{}", prefix.trim_matches('/'));
+    /// Speak `version` (default: [`hubrelay_core::hubspot::DEFAULT_API_VERSION`]).
+    pub fn with_api_version(mut self, version: ApiVersion) -> Self {
+        self.version = version;
         self
+    }
+
+    pub fn api_version(&self) -> &ApiVersion {
+        &self.version
     }
 
     pub fn base_url(&self) -> &str {
@@ -83,7 +91,18 @@ impl HubSpotClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), HubSpotError> {
-        let url = format!("{}{}{}", self.base_url, self.crm_prefix, path);
+        self.call_traced(method, path, body).await.map(|(status, value, _)| (status, value))
+    }
+
+    /// [`Self::call`], also returning the answer's `X-HubSpot-Correlation-Id` (a 207's per-input errors carry none
+    /// of their own).
+    async fn call_traced(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value, Option<String>), HubSpotError> {
+        let url = format!("{}{path}", self.base_url);
         let mut permit = match &self.limiter {
             None => None,
             Some(limiter) => match self.max_slot_wait {
@@ -114,12 +133,96 @@ impl HubSpotClient {
         }
         let retry_after =
             resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let correlation =
+            resp.headers().get("x-hubspot-correlation-id").and_then(|v| v.to_str().ok()).map(String::from);
         let bytes = resp.bytes().await.map_err(|e| transport_error(&e))?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
-            Ok((status, value))
+            Ok((status, value, correlation))
         } else {
             Err(error_from_response(status.as_u16(), &value, retry_after))
+        }
+    }
+}
+
+/// The portal as `account-info` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountDetails {
+    pub portal_id: u64,
+    #[serde(default)]
+    pub time_zone: String,
+    #[serde(default)]
+    pub utc_offset_milliseconds: i64,
+}
+
+/// A side-effect-free call that shows whether the token holds one scope: it addresses a record that cannot
+/// exist (id 0) or sends an empty definition, so a permitted call answers 404 or 400 and writes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    ContactsRead,
+    ContactsWrite,
+    EngagementsWrite,
+    PropertiesRead,
+    PropertiesWrite,
+    DealsRead,
+    DealsWrite,
+}
+
+impl Probe {
+    pub const ALL: [Probe; 7] = [
+        Probe::ContactsRead,
+        Probe::ContactsWrite,
+        Probe::EngagementsWrite,
+        Probe::PropertiesRead,
+        Probe::PropertiesWrite,
+        Probe::DealsRead,
+        Probe::DealsWrite,
+    ];
+
+    /// The scope the probe checks, and what hubrelay needs it for.
+    pub fn scope(self) -> (&'static str, &'static str) {
+        match self {
+            Probe::ContactsRead => ("crm.objects.contacts.read", "find contacts for status updates and activities"),
+            Probe::ContactsWrite => ("crm.objects.contacts.write", "create and update contacts from leads"),
+            Probe::EngagementsWrite => ("crm.objects.contacts.write", "log activities (notes, calls, ...) on contacts"),
+            Probe::PropertiesRead => ("crm.schemas.contacts.read", "check the custom properties exist"),
+            Probe::PropertiesWrite => {
+                ("crm.schemas.contacts.write", "create missing custom properties (properties sync)")
+            }
+            Probe::DealsRead => ("crm.objects.deals.read", "read deals for referral conversions"),
+            Probe::DealsWrite => ("crm.objects.deals.write", "referral flows that update deals"),
+        }
+    }
+}
+
+impl HubSpotClient {
+    /// `GET /account-info/{version}/details`.
+    pub async fn account_details(&self) -> Result<AccountDetails, HubSpotError> {
+        let (_, value) = self.call(Method::GET, &self.version.account_info("details"), None).await?;
+        serde_json::from_value(value).map_err(|e| {
+            HubSpotError::new(Some(200), "unexpected_response", format!("cannot read the account details: {e}"))
+        })
+    }
+
+    /// Runs one probe: `Ok` when HubSpot let the call through (whatever it then said about id 0 or the empty
+    /// body), `Err` with HubSpot's refusal otherwise (403 `missing_scopes`, 401, an outage).
+    pub async fn probe(&self, probe: Probe) -> Result<(), HubSpotError> {
+        let v = &self.version;
+        let empty = json!({ "properties": {} });
+        let (method, path, body) = match probe {
+            Probe::ContactsRead => (Method::GET, v.objects("contacts?limit=1"), None),
+            Probe::ContactsWrite => (Method::PATCH, v.objects("contacts/0"), Some(empty)),
+            Probe::EngagementsWrite => (Method::POST, v.objects("notes"), Some(empty)),
+            Probe::PropertiesRead => (Method::GET, v.properties("contacts"), None),
+            Probe::PropertiesWrite => (Method::POST, v.properties("contacts"), Some(json!({}))),
+            Probe::DealsRead => (Method::GET, v.objects("deals/0"), None),
+            Probe::DealsWrite => (Method::PATCH, v.objects("deals/0"), Some(empty)),
+        };
+        match self.call(method, &path, body.as_ref()).await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.status, Some(400 | 404)) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }
@@ -155,10 +258,52 @@ struct InnerError {
     message: Option<String>,
 }
 
+/// Inner validation codes that mean the mapping (or the event) wrote something the portal's schema
+/// refuses; they keep their own code. Any other inner code under `VALIDATION_ERROR` is a rule a portal admin
+/// configured (property validations, and from 2026-09 conditionally required properties and required
+/// create-form fields): `portal_validation_rule`, fixed in the portal or the mapping, not here.
+const SCHEMA_CODES: [&str; 14] = [
+    "PROPERTY_DOESNT_EXIST",
+    "INVALID_OPTION",
+    "INVALID_DATE",
+    "INVALID_DATETIME",
+    "INVALID_INTEGER",
+    "INVALID_LONG",
+    "INVALID_DOUBLE",
+    "INVALID_DECIMAL",
+    "INVALID_BOOLEAN",
+    "INVALID_EMAIL",
+    "READ_ONLY_VALUE",
+    "REQUIRED_PROPERTY",
+    "MISSING_REQUIRED_PROPERTY",
+    "INVALID_STRING_LENGTH",
+];
+
+/// The inner code of a validation answer: `errors[].code`, or (as many real answers carry it) the
+/// `"error":"CODE"` inside the message's embedded list (`Property values were not valid: [{…,"error":"INVALID_ALPHA",…}]`).
+fn inner_code(parsed: &ErrorBody) -> Option<String> {
+    if let Some(code) = parsed.errors.iter().find_map(|e| e.code.clone()) {
+        return Some(code);
+    }
+    let texts = parsed.message.iter().chain(parsed.errors.iter().filter_map(|e| e.message.as_ref()));
+    for text in texts {
+        let text = text.replace("\\\"", "\"");
+        if let Some(at) = text.find("\"error\":\"") {
+            let rest = &text[at + 9..];
+            let code: String = rest.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+            if !code.is_empty() {
+                return Some(code);
+            }
+        }
+    }
+    None
+}
+
 /// Classify a non-2xx answer into a stable code.
 pub fn error_from_response(status: u16, body: &Value, retry_after_secs: Option<u64>) -> HubSpotError {
     let parsed: ErrorBody = serde_json::from_value(body.clone()).unwrap_or_default();
-    let inner_code = parsed.errors.iter().find_map(|e| e.code.clone());
+    let inner = inner_code(&parsed);
+    let validation = parsed.category.as_deref() == Some("VALIDATION_ERROR");
     let code = match status {
         429 => "rate_limited".to_string(),
         423 => "locked".into(),
@@ -168,11 +313,13 @@ pub fn error_from_response(status: u16, body: &Value, retry_after_secs: Option<u
         403 => "missing_scopes".into(),
         404 => "object_not_found".into(),
         409 => "conflict".into(),
-        _ => inner_code
-            .clone()
-            .or_else(|| parsed.category.clone())
-            .map(|c| c.to_ascii_lowercase())
-            .unwrap_or_else(|| format!("hubspot_{status}")),
+        _ => match inner {
+            Some(c) if validation && !SCHEMA_CODES.contains(&c.as_str()) => "portal_validation_rule".into(),
+            Some(c) => c.to_ascii_lowercase(),
+            None => {
+                parsed.category.clone().map(|c| c.to_ascii_lowercase()).unwrap_or_else(|| format!("hubspot_{status}"))
+            }
+        },
     };
     let mut message = parsed.message.unwrap_or_else(|| format!("HTTP {status}"));
     if let Some(inner) = parsed.errors.iter().find_map(|e| e.message.clone()) {
@@ -191,52 +338,52 @@ pub fn error_from_response(status: u16, body: &Value, retry_after_secs: Option<u
     }
 }
 
+/// The most association ids one page may carry (HubSpot's v4 maximum).
+const ASSOCIATION_PAGE: usize = 500;
+
 #[async_trait]
 impl HubSpot for HubSpotClient {
-    async fn upsert_contacts(&self, inputs: &[ContactUpsert]) -> Result<Vec<UpsertedContact>, HubSpotError> {
+    async fn upsert_contacts(&self, inputs: &[ContactUpsert]) -> Result<UpsertResults, HubSpotError> {
+        // A trace id per input: HubSpot then answers 207 naming the inputs that failed and stores the rest.
         let body = json!({
-            "inputs": inputs.iter().map(|c| json!({
+            "inputs": inputs.iter().enumerate().map(|(i, c)| json!({
                 "id": c.email,
                 "idProperty": "email",
+                "objectWriteTraceId": i.to_string(),
                 "properties": c.properties,
             })).collect::<Vec<_>>()
         });
-        let (status, value) = self.call(Method::POST, "/objects/contacts/batch/upsert", Some(&body)).await?;
-        if status == StatusCode::MULTI_STATUS {
-            // Partial result: with email as idProperty HubSpot fails such batches whole, but be safe.
-            let first = value.get("errors").and_then(|e| e.get(0)).cloned().unwrap_or(Value::Null);
-            return Err(error_from_response(400, &first, None));
+        let path = self.version.objects("contacts/batch/upsert");
+        let (_, value, correlation) = self.call_traced(Method::POST, &path, Some(&body)).await?;
+        let mut results = match_results(inputs.len(), &value);
+        for e in results.iter_mut().filter_map(|r| r.as_mut().err()) {
+            if e.correlation_id.is_none() {
+                e.correlation_id = correlation.clone();
+            }
         }
-        match_results(inputs, &value)
+        Ok(results)
     }
 
     async fn list_properties(&self) -> Result<Vec<PropertyDefinition>, HubSpotError> {
-        let (_, value) = self.call(Method::GET, "/properties/contacts", None).await?;
+        let (_, value) = self.call(Method::GET, &self.version.properties("contacts"), None).await?;
         let results = value.get("results").cloned().unwrap_or(Value::Array(vec![]));
-        serde_json::from_value(results).map_err(|e| HubSpotError {
-            status: Some(200),
-            code: "unexpected_response".into(),
-            message: format!("cannot read property list: {e}"),
-            category: None,
-            correlation_id: None,
-            policy: None,
-            retry_after_secs: None,
-        })
+        serde_json::from_value(results)
+            .map_err(|e| HubSpotError::new(Some(200), "unexpected_response", format!("cannot read property list: {e}")))
     }
 
     async fn create_property(&self, property: &PropertyDefinition) -> Result<(), HubSpotError> {
         let body = serde_json::to_value(property).unwrap_or(Value::Null);
-        self.call(Method::POST, "/properties/contacts", Some(&body)).await.map(|_| ())
+        self.call(Method::POST, &self.version.properties("contacts"), Some(&body)).await.map(|_| ())
     }
 
     async fn update_contact(&self, id: &str, properties: &BTreeMap<String, String>) -> Result<(), HubSpotError> {
         let body = json!({ "properties": properties });
-        let path = format!("/objects/contacts/{}", encode_segment(id));
+        let path = self.version.objects(&format!("contacts/{}", encode_segment(id)));
         self.call(Method::PATCH, &path, Some(&body)).await.map(|_| ())
     }
 
     async fn create_engagement(&self, engagement: &Engagement) -> Result<String, HubSpotError> {
-        let path = format!("/objects/{}", engagement.kind.object_path());
+        let path = self.version.objects(engagement.kind.object_path());
         let (_, value) = self.call(Method::POST, &path, Some(&engagement.create_body())).await?;
         value_id(&value).ok_or_else(|| {
             let message = format!("{} create answered without an id", engagement.kind.object_path());
@@ -245,23 +392,57 @@ impl HubSpot for HubSpotClient {
     }
 
     async fn contact_id_by_email(&self, email: &str) -> Result<Option<String>, HubSpotError> {
-        self.lookup_contact(email).await
+        let path =
+            self.version.objects(&format!("contacts/{}?idProperty=email&properties=email", encode_segment(email)));
+        match self.call(Method::GET, &path, None).await {
+            Ok((_, value)) => Ok(value_id(&value)),
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
-    async fn contact_engagements(&self, contact_id: &str, kind: EngagementKind) -> Result<Vec<String>, HubSpotError> {
-        let path = format!("/objects/contacts/{}/associations/{}", encode_segment(contact_id), kind.object_path());
-        let (_, value) = self.call(Method::GET, &path, None).await?;
-        let results = value.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
-        // v4 shape `toObjectId` (number), v3 shape `id` (string).
-        Ok(results
-            .iter()
-            .filter_map(|r| match (r.get("toObjectId"), r.get("id")) {
-                (Some(Value::Number(n)), _) => Some(n.to_string()),
-                (_, Some(Value::String(s))) => Some(s.clone()),
-                (Some(Value::String(s)), _) => Some(s.clone()),
-                _ => None,
-            })
-            .collect())
+    async fn associated_ids(&self, from: &str, id: &str, to: &str) -> Result<Vec<String>, HubSpotError> {
+        let (from, to) = (encode_segment(from), encode_segment(to));
+        let read = self.version.association_read(&from, &encode_segment(id), &to);
+        let mut ids = Vec::new();
+        let mut after: Option<String> = None;
+        // Follow `paging.next.after` until it is absent (a bound keeps a looping cursor from spinning forever).
+        for _ in 0..10_000 {
+            let page = match &read {
+                AssociationRead::Batch { path } => {
+                    let mut input = json!({ "id": id });
+                    if let Some(a) = &after {
+                        input["after"] = json!(a);
+                    }
+                    let (_, value) = self.call(Method::POST, path, Some(&json!({ "inputs": [input] }))).await?;
+                    // A record with no associations answers 207 with a "no associations found" error, not a result.
+                    value.pointer("/results/0").cloned().unwrap_or(Value::Null)
+                }
+                AssociationRead::Get { path } => {
+                    let mut url = format!("{path}?limit={ASSOCIATION_PAGE}");
+                    if let Some(a) = &after {
+                        url.push_str(&format!("&after={}", encode_segment(a)));
+                    }
+                    match self.call(Method::GET, &url, None).await {
+                        Ok((_, value)) => json!({ "to": value.get("results"), "paging": value.get("paging") }),
+                        Err(e) if e.status == Some(404) && ids.is_empty() => return Ok(ids),
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            for r in page.get("to").and_then(Value::as_array).into_iter().flatten() {
+                match r.get("toObjectId") {
+                    Some(Value::Number(n)) => ids.push(n.to_string()),
+                    Some(Value::String(s)) => ids.push(s.clone()),
+                    _ => {}
+                }
+            }
+            match page.pointer("/paging/next/after").and_then(Value::as_str) {
+                Some(next) if Some(next) != after.as_deref() => after = Some(next.to_string()),
+                _ => return Ok(ids),
+            }
+        }
+        Err(HubSpotError::new(Some(200), "unexpected_response", "association paging did not end"))
     }
 
     async fn engagement_properties(
@@ -270,9 +451,8 @@ impl HubSpot for HubSpotClient {
         id: &str,
         properties: &[&str],
     ) -> Result<BTreeMap<String, String>, HubSpotError> {
-        let path =
-            format!("/objects/{}/{}?properties={}", kind.object_path(), encode_segment(id), properties.join(","));
-        let (_, value) = self.call(Method::GET, &path, None).await?;
+        let rest = format!("{}/{}?properties={}", kind.object_path(), encode_segment(id), properties.join(","));
+        let (_, value) = self.call(Method::GET, &self.version.objects(&rest), None).await?;
         let props = value.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
         Ok(props.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_string()))).collect())
     }
@@ -284,42 +464,28 @@ impl HubSpot for HubSpotClient {
         properties: &[&str],
         associations: &[&str],
     ) -> Result<Option<CrmObject>, HubSpotError> {
-        let mut path =
-            format!("/objects/{}/{}?properties={}", encode_segment(object), encode_segment(id), properties.join(","));
-        if !associations.is_empty() {
-            path.push_str(&format!("&associations={}", associations.join(",")));
-        }
-        let value = match self.call(Method::GET, &path, None).await {
+        let rest = format!("{}/{}?properties={}", encode_segment(object), encode_segment(id), properties.join(","));
+        let value = match self.call(Method::GET, &self.version.objects(&rest), None).await {
             Ok((_, value)) => value,
             Err(e) if e.status == Some(404) => return Ok(None),
             Err(e) => return Err(e),
         };
-        Ok(Some(crm_object(&value)))
+        let mut found = crm_object(&value);
+        // Inline `associations=` lists only a first page: read each type on the association API, every page.
+        let id = if found.id.is_empty() { id.to_string() } else { found.id.clone() };
+        for to in associations {
+            let ids = self.associated_ids(object, &id, to).await?;
+            found.associations.insert((*to).to_string(), ids);
+        }
+        Ok(Some(found))
     }
 }
 
-/// A v3 object answer: `properties` (strings only; `null` is unset) and `associations.{type}.results[].id`.
+/// An object answer: `properties` (strings only; `null` is unset).
 fn crm_object(value: &Value) -> CrmObject {
     let props = value.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
     let properties = props.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_string()))).collect();
-    let mut associations = BTreeMap::new();
-    for (kind, list) in value.get("associations").and_then(Value::as_object).into_iter().flatten() {
-        let results = list.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
-        let ids: Vec<String> = results.iter().filter_map(value_id).collect();
-        associations.insert(kind.clone(), ids);
-    }
-    CrmObject { id: value_id(value).unwrap_or_default(), properties, associations }
-}
-
-impl HubSpotClient {
-    async fn lookup_contact(&self, email: &str) -> Result<Option<String>, HubSpotError> {
-        let path = format!("/objects/contacts/{}?idProperty=email&properties=email", encode_segment(email));
-        match self.call(Method::GET, &path, None).await {
-            Ok((_, value)) => Ok(value_id(&value)),
-            Err(e) if e.status == Some(404) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
+    CrmObject { id: value_id(value).unwrap_or_default(), properties, associations: BTreeMap::new() }
 }
 
 /// `"id"` as HubSpot sends it (a string; a number in some older answers).
@@ -344,30 +510,49 @@ fn encode_segment(s: &str) -> String {
     out
 }
 
-/// HubSpot does not promise result order: match each input to its result by email.
-fn match_results(inputs: &[ContactUpsert], value: &Value) -> Result<Vec<UpsertedContact>, HubSpotError> {
+/// The trace ids an error names: `context.objectWriteTraceId` (HubSpot's multi-status answers).
+fn error_trace_ids(error: &Value) -> Vec<usize> {
+    let ids = error.pointer("/context/objectWriteTraceId").and_then(Value::as_array).cloned().unwrap_or_default();
+    ids.iter().filter_map(|v| v.as_str()?.parse().ok()).collect()
+}
+
+/// One result per input, matched by the `objectWriteTraceId` we sent (the input's index): HubSpot promises
+/// neither result order nor an echoed email. A 207's `errors` fail only the inputs they name; an input
+/// neither answered nor named fails retryably (nothing says it was refused).
+fn match_results(count: usize, value: &Value) -> UpsertResults {
+    let mut out: Vec<Option<Result<UpsertedContact, HubSpotError>>> = (0..count).map(|_| None).collect();
     let results = value.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
-    inputs
-        .iter()
-        .map(|input| {
-            let found = results.iter().find(|r| {
-                r.pointer("/properties/email")
-                    .and_then(Value::as_str)
-                    .is_some_and(|e| e.eq_ignore_ascii_case(&input.email))
-            });
-            let found = found.or(if inputs.len() == 1 && results.len() == 1 { results.first() } else { None });
-            let r = found.ok_or_else(|| HubSpotError {
-                status: Some(200),
-                code: "unexpected_response".into(),
-                message: "batch upsert answered without a result for an input".into(),
-                category: None,
-                correlation_id: None,
-                policy: None,
-                retry_after_secs: None,
-            })?;
-            Ok(UpsertedContact {
-                id: r.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
-                created: r.get("new").and_then(Value::as_bool).unwrap_or(false),
+    for r in &results {
+        let Some(i) = r.get("objectWriteTraceId").and_then(Value::as_str).and_then(|t| t.parse::<usize>().ok()) else {
+            continue;
+        };
+        if let (Some(slot), Some(id)) = (out.get_mut(i), value_id(r)) {
+            *slot = Some(Ok(UpsertedContact { id, created: r.get("new").and_then(Value::as_bool).unwrap_or(false) }));
+        }
+    }
+    // An older answer without trace ids: a single input's single result is its own.
+    if count == 1 && results.len() == 1 && out[0].is_none() {
+        if let Some(id) = value_id(&results[0]) {
+            let created = results[0].get("new").and_then(Value::as_bool).unwrap_or(false);
+            out[0] = Some(Ok(UpsertedContact { id, created }));
+        }
+    }
+    for e in value.get("errors").and_then(Value::as_array).into_iter().flatten() {
+        let status = e.get("status").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(400);
+        for i in error_trace_ids(e) {
+            if let Some(slot) = out.get_mut(i).filter(|s| s.is_none()) {
+                *slot = Some(Err(error_from_response(status, e, None)));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|slot| {
+            slot.unwrap_or_else(|| {
+                Err(HubSpotError::new(
+                    None,
+                    "unexpected_response",
+                    "batch upsert answered neither a result nor an error for this input",
+                ))
             })
         })
         .collect()
@@ -404,16 +589,34 @@ mod tests {
     }
 
     #[test]
-    fn results_match_inputs_by_email_in_any_order() {
-        let inputs = vec![
-            ContactUpsert { email: "a@x.com".into(), properties: Default::default() },
-            ContactUpsert { email: "b@x.com".into(), properties: Default::default() },
-        ];
-        let value = json!({"results":[
-            {"id":"2","new":true,"properties":{"email":"b@x.com"}},
-            {"id":"1","new":false,"properties":{"email":"A@x.com"}}]});
-        let got = match_results(&inputs, &value).unwrap();
-        assert_eq!(got[0], UpsertedContact { id: "1".into(), created: false });
-        assert_eq!(got[1], UpsertedContact { id: "2".into(), created: true });
+    fn codes_inside_the_message_count_and_portal_rules_get_their_own() {
+        // A real answer: the inner code only inside `message`.
+        let body = json!({"status":"error","category":"VALIDATION_ERROR","correlationId":"c-2",
+            "message":"Property values were not valid: [{\"isValid\":false,\"message\":\"Property \\\"x\\\" does not exist\",\"error\":\"PROPERTY_DOESNT_EXIST\",\"name\":\"x\"}]"});
+        assert_eq!(error_from_response(400, &body, None).code, "property_doesnt_exist");
+        let body = json!({"status":"error","category":"VALIDATION_ERROR",
+            "message":"Property values were not valid: [{\"isValid\":false,\"message\":\"Enter only letters\",\"error\":\"INVALID_ALPHA\",\"name\":\"firstname\"}]"});
+        let e = error_from_response(400, &body, None);
+        assert_eq!(e.code, "portal_validation_rule");
+        assert!(e.message.contains("Enter only letters"));
+        let plain = json!({"status":"error","category":"VALIDATION_ERROR","message":"Invalid input JSON"});
+        assert_eq!(error_from_response(400, &plain, None).code, "validation_error");
+    }
+
+    #[test]
+    fn results_match_inputs_by_trace_id_and_207_errors_fail_only_their_inputs() {
+        let value = json!({"status":"COMPLETE","numErrors":1,
+            "results":[
+                {"id":"2","new":true,"objectWriteTraceId":"2","properties":{}},
+                {"id":"1","new":false,"objectWriteTraceId":"0","properties":{"email":"someone-else@x.com"}}],
+            "errors":[{"status":"error","category":"VALIDATION_ERROR","message":"Property values were not valid",
+                "errors":[{"code":"INVALID_OPTION","message":"bad option"}],
+                "context":{"objectWriteTraceId":["1"]}}]});
+        let got = match_results(4, &value);
+        assert_eq!(got[0].as_ref().unwrap(), &UpsertedContact { id: "1".into(), created: false });
+        assert_eq!(got[1].as_ref().unwrap_err().code, "invalid_option");
+        assert_eq!(got[2].as_ref().unwrap(), &UpsertedContact { id: "2".into(), created: true });
+        let missing = got[3].as_ref().unwrap_err();
+        assert_eq!((missing.code.as_str(), missing.outcome()), ("unexpected_response", AttemptOutcome::Retryable));
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hubrelay_clients::HubSpotClient;
 use hubrelay_core::domain::{AttemptOutcome, ContactUpsert};
-use hubrelay_core::hubspot::{Engagement, EngagementKind, HubSpot};
+use hubrelay_core::hubspot::{ApiVersion, Engagement, EngagementKind, HubSpot};
 use hubrelay_sandbox::hubspot::{spawn, SandboxOptions};
 use serde_json::Value;
 
@@ -20,11 +20,11 @@ async fn client_round_trip_against_the_sandbox() {
     let options = SandboxOptions { token: Some(TOKEN.into()), ..SandboxOptions::default() };
     let handle = spawn(options, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let client = HubSpotClient::new(&handle.url(), TOKEN, Duration::from_secs(5)).unwrap();
+    let legacy = client.clone().with_api_version(ApiVersion::Legacy);
     let contact = client
-        .upsert_contacts(&[ContactUpsert { email: "round@example.com".into(), properties: props(&[]) }])
+        .upsert_contact(&ContactUpsert { email: "round@example.com".into(), properties: props(&[]) })
         .await
-        .unwrap()
-        .remove(0);
+        .unwrap();
 
     client.update_contact(&contact.id, &props(&[("firstname", "Round"), ("city", "Turin")])).await.unwrap();
     let http = reqwest::Client::new();
@@ -56,16 +56,9 @@ async fn client_round_trip_against_the_sandbox() {
             .await
             .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
         assert!(id.parse::<u64>().is_ok(), "{kind:?}: numeric id {id}");
-        let listed: Value = http
-            .get(format!("{}/crm/v3/objects/contacts/{}/associations/{}", handle.url(), contact.id, kind.object_path()))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(listed["results"][0]["toObjectId"].to_string(), id, "{kind:?}");
+        // Read back on the dated association API and on the legacy (v4) one.
+        assert_eq!(client.contact_engagements(&contact.id, kind).await.unwrap(), vec![id.clone()], "{kind:?}");
+        assert_eq!(legacy.contact_engagements(&contact.id, kind).await.unwrap(), vec![id], "{kind:?} (v3 mode)");
     }
     assert_eq!(handle.sandbox.engagement_count().unwrap(), 6);
 

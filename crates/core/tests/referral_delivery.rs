@@ -28,7 +28,7 @@ async fn partner_answers_decide_retry_or_park_and_contacts_without_code_are_skip
     .unwrap();
     let hubspot = HubSpotClient::new(&hs.url(), &token, Duration::from_secs(5)).unwrap();
     let upsert = ContactUpsert { email: "nocode@example.com".into(), properties: BTreeMap::new() };
-    let contact = hubspot.upsert_contacts(&[upsert]).await.unwrap().remove(0).id;
+    let contact = hubspot.upsert_contact(&upsert).await.unwrap().id;
     let extole_sb = ExtoleSandbox::new(ExtoleSandboxOptions::default());
     let ext = extole_sb.serve_local().await.unwrap();
     let extole: Arc<dyn Extole> = Arc::new(ExtoleClient::new(&ext.url(), "x", Duration::from_secs(5)).unwrap());

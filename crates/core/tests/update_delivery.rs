@@ -35,9 +35,9 @@ async fn fixture() -> Fixture {
     .unwrap();
     let client = Arc::new(HubSpotClient::new(&sandbox.url(), TOKEN, Duration::from_secs(5)).unwrap());
     let mapping = Mapping::load("aimbase").unwrap();
-    hubrelay_core::properties::sync(client.as_ref(), &mapping).await.unwrap();
+    hubrelay_core::properties::sync(client.as_ref(), &mapping.all_property_definitions()).await.unwrap();
     let upsert = ContactUpsert { email: "d@example.com".into(), properties: Default::default() };
-    let contact_id = client.upsert_contacts(&[upsert]).await.unwrap().remove(0).id;
+    let contact_id = client.upsert_contact(&upsert).await.unwrap().id;
     let store = Arc::new(SqliteStore::open_in_memory().unwrap());
     let delivery = UpdateDelivery::new(client.clone(), store.clone(), store.clone(), mapping);
     Fixture { _sandbox: sandbox, client, store, delivery, contact_id }

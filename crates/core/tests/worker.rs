@@ -19,7 +19,7 @@ use hubrelay_local::{LocalWorker, TickReport, WakingQueue};
 use hubrelay_sandbox::hubspot::{self as sandbox, Faults, SandboxHandle, SandboxOptions};
 
 const TOKEN: &str = "worker-test-token";
-const UPSERT: &str = "POST /crm/v3/objects/contacts/batch/upsert";
+const UPSERT: &str = "POST /crm/objects/{version}/contacts/batch/upsert";
 
 struct Fixture {
     sandbox: SandboxHandle,
@@ -41,7 +41,7 @@ async fn fixture_with(schedule: RetrySchedule, store: SqliteStore) -> Fixture {
     .unwrap();
     let client = HubSpotClient::new(&sandbox.url(), TOKEN, Duration::from_secs(5)).unwrap();
     let mapping = Mapping::load("chat-widget").unwrap();
-    hubrelay_core::properties::sync(&client, &mapping).await.unwrap();
+    hubrelay_core::properties::sync(&client, &mapping.all_property_definitions()).await.unwrap();
     let shared = Arc::new(store.clone());
     let worker = RetryWorker::new(Arc::new(client), mapping, schedule, Jitter::NONE, shared.clone(), shared);
     Fixture { sandbox, store, worker, http: reqwest::Client::new() }
@@ -199,9 +199,8 @@ async fn one_bad_input_is_dead_lettered_and_the_good_ones_delivered() {
     assert_eq!(record.reason.unwrap().code, "property_doesnt_exist");
     assert_eq!(f.sandbox.sandbox.contact_count().unwrap(), 7);
     assert!(f.contact("bad@example.com").await.is_none());
-    // Splitting in halves: a handful of calls, not one per input.
-    let calls = f.upsert_calls();
-    assert!((3..=8).contains(&calls), "{calls} calls");
+    // HubSpot's 207 named the refused input: one call, nothing split or re-sent.
+    assert_eq!(f.upsert_calls(), 1);
 }
 
 #[tokio::test]
@@ -451,7 +450,7 @@ impl hubrelay_core::hubspot::HubSpot for Gated {
     async fn upsert_contacts(
         &self,
         inputs: &[hubrelay_core::domain::ContactUpsert],
-    ) -> Result<Vec<hubrelay_core::domain::UpsertedContact>, hubrelay_core::hubspot::HubSpotError> {
+    ) -> Result<hubrelay_core::hubspot::UpsertResults, hubrelay_core::hubspot::HubSpotError> {
         self.entered.notify_one();
         self.proceed.notified().await;
         self.inner.upsert_contacts(inputs).await
@@ -489,12 +488,13 @@ impl hubrelay_core::hubspot::HubSpot for Gated {
         self.inner.contact_id_by_email(email).await
     }
 
-    async fn contact_engagements(
+    async fn associated_ids(
         &self,
-        contact_id: &str,
-        kind: hubrelay_core::hubspot::EngagementKind,
+        from: &str,
+        id: &str,
+        to: &str,
     ) -> Result<Vec<String>, hubrelay_core::hubspot::HubSpotError> {
-        self.inner.contact_engagements(contact_id, kind).await
+        self.inner.associated_ids(from, id, to).await
     }
 
     async fn engagement_properties(
@@ -550,7 +550,7 @@ async fn an_inline_delivery_cannot_land_between_the_workers_check_and_write() {
             email: "race@example.com".into(),
             properties: [("vehicle_of_interest".to_string(), "newer".to_string())].into(),
         };
-        inline_client.upsert_contacts(&[upsert]).await.unwrap();
+        inline_client.upsert_contact(&upsert).await.unwrap();
         store.record_applied("race@example.com", now).await.unwrap();
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -561,4 +561,43 @@ async fn an_inline_delivery_cannot_land_between_the_workers_check_and_write() {
     inline.await.unwrap();
     assert_eq!(f.contact("race@example.com").await.unwrap()["vehicle_of_interest"], "newer");
     assert!(locks.is_empty());
+}
+
+// ---- HubSpot's multi-status answer: one refused input, the others delivered in the same call ----
+
+#[tokio::test]
+async fn a_207_batch_delivers_the_good_inputs_in_that_call_and_parks_only_the_refused_one() {
+    let f = fixture(RetrySchedule::default()).await;
+    // A portal rule (enforced from API version 2026-09) the second lead breaks.
+    f.sandbox.sandbox.set_validation_rules(vec![hubrelay_sandbox::hubspot::ValidationRule {
+        property: "phone".into(),
+        message: Some("Test-drive leads need a phone number".into()),
+        when: Some(hubrelay_sandbox::hubspot::Condition {
+            property: "vehicle_of_interest".into(),
+            equals: "Test drive".into(),
+        }),
+        on: Default::default(),
+    }]);
+    let now = OffsetDateTime::now_utc();
+    let good = queued(lead("good@example.com", "Trawler"), now - secs(30));
+    let bad = queued(lead("bad@example.com", "Test drive"), now - secs(20));
+    let mut fine = lead("fine@example.com", "Test drive");
+    fine["phone"] = json!("+1 555 0102");
+    let fine = queued(fine, now - secs(10));
+    let outcomes = f.worker.process(vec![good.clone(), bad.clone(), fine.clone()], now).await.unwrap();
+
+    assert_eq!(f.upsert_calls(), 1, "one call: the 207 named the refused input, nothing was split or re-sent");
+    for m in [&good, &fine] {
+        assert!(matches!(disposition(&outcomes, &m.event_id), Disposition::Delivered { .. }), "{outcomes:?}");
+        assert_eq!(f.status(&m.event_id).await, EventStatus::Delivered);
+    }
+    match disposition(&outcomes, &bad.event_id) {
+        Disposition::DeadLetter(_, reason) => {
+            assert_eq!(reason.code, "portal_validation_rule");
+            assert!(reason.message.contains("Test-drive leads need a phone number"), "{reason:?}");
+        }
+        other => panic!("the refused input should be parked, got {other:?}"),
+    }
+    assert!(f.contact("good@example.com").await.is_some() && f.contact("fine@example.com").await.is_some());
+    assert!(f.contact("bad@example.com").await.is_none());
 }

@@ -134,11 +134,11 @@ impl EventKind for LeadService {
         // Held until the contact's version is recorded (end of this function).
         let mut _contact = None;
         let result: Result<_, Failure> = match &self.locks {
-            None => self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await.map_err(Failure::from),
+            None => self.hubspot.upsert_contact(&upsert).await.map_err(Failure::from),
             Some(locks) => match tokio::time::timeout(CONTACT_LOCK_WAIT, locks.share(&upsert.email)).await {
                 Ok(guard) => {
                     _contact = Some(guard);
-                    self.hubspot.upsert_contacts(std::slice::from_ref(&upsert)).await.map_err(Failure::from)
+                    self.hubspot.upsert_contact(&upsert).await.map_err(Failure::from)
                 }
                 Err(_) => Err(Failure::retry(
                     "contact_busy",
@@ -148,9 +148,7 @@ impl EventKind for LeadService {
         };
         let event = serde_json::to_value(&parsed.lead).unwrap_or(Value::Null);
         match result {
-            Ok(contacts) => {
-                let contact =
-                    contacts.into_iter().next().unwrap_or(UpsertedContact { id: String::new(), created: false });
+            Ok(contact) => {
                 self.record_delivered(&event_id, &parsed, &upsert, &contact, now).await;
                 tracing::info!(event_id, email = %masked, contact_id = %contact.id, created = contact.created, "lead delivered");
                 Ok(Reply::json(200, delivered_body(&event_id, &contact, &parsed.ignored)))

@@ -231,7 +231,7 @@ pub async fn aws_stage() -> AwsStage {
     let sandbox = hubrelay_sandbox::hubspot::spawn(options, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let hs = hubrelay_clients::HubSpotClient::new(&sandbox.url(), token, Duration::from_secs(5)).unwrap();
     let mapping = hubrelay_core::mapping::Mapping::builtin("chat-widget").unwrap();
-    hubrelay_core::properties::sync(&hs, &mapping).await.unwrap();
+    hubrelay_core::properties::sync(&hs, &mapping.all_property_definitions()).await.unwrap();
     let env = vec![
         ("AWS_ENDPOINT_URL", server.endpoint()),
         ("AWS_ACCESS_KEY_ID", "testing".into()),

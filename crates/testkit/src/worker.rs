@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use crate::moto;
 
 pub const SANDBOX_TOKEN: &str = "worker-sandbox-token";
-pub const BATCH_UPSERT: &str = "POST /crm/v3/objects/contacts/batch/upsert";
+pub const BATCH_UPSERT: &str = "POST /crm/objects/{version}/contacts/batch/upsert";
 
 /// The committed Lambda SQS event fixture.
 pub fn fixture() -> Value {
@@ -153,7 +153,7 @@ pub async fn worker_env(options: Options) -> WorkerEnv {
     .expect("sandbox");
     let mapping = Mapping::builtin("chat-widget").unwrap();
     let hubspot = HubSpotClient::new(&sandbox.url(), SANDBOX_TOKEN, Duration::from_secs(5)).unwrap();
-    hubrelay_core::properties::sync(&hubspot, &mapping).await.expect("sandbox properties");
+    hubrelay_core::properties::sync(&hubspot, &mapping.all_property_definitions()).await.expect("sandbox properties");
 
     let store = Arc::new(DynamoIdempotencyStore::new(dynamo.clone(), table.clone()));
     let worker = RetryWorker::new(Arc::new(hubspot), mapping, options.schedule, Jitter::NONE, store.clone(), store);

@@ -20,7 +20,7 @@ async fn the_bootstrap_records_each_activity_once_as_an_engagement() {
     let hs = HubSpotClient::new(&stage.sandbox.url(), runtime::SANDBOX_TOKEN, Duration::from_secs(5)).unwrap();
     let upsert =
         hubrelay_core::domain::ContactUpsert { email: "activity@example.com".into(), properties: Default::default() };
-    let contact_id = hs.upsert_contacts(&[upsert]).await.unwrap().remove(0).id;
+    let contact_id = hs.upsert_contact(&upsert).await.unwrap().id;
     let f = runtime::start(Path::new(env!("CARGO_BIN_EXE_activity")), "activity", &stage.env).await;
 
     let call = json!({"email": "activity@example.com", "type": "Phone Call", "body": "Left a voicemail",

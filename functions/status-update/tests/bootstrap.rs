@@ -21,7 +21,7 @@ async fn the_bootstrap_applies_status_changes_in_order_against_dynamodb_and_hubs
     let hs = HubSpotClient::new(&stage.sandbox.url(), runtime::SANDBOX_TOKEN, Duration::from_secs(5)).unwrap();
     let upsert =
         hubrelay_core::domain::ContactUpsert { email: "status@example.com".into(), properties: Default::default() };
-    let contact_id = hs.upsert_contacts(&[upsert]).await.unwrap().remove(0).id;
+    let contact_id = hs.upsert_contact(&upsert).await.unwrap().id;
     let f = runtime::start(Path::new(env!("CARGO_BIN_EXE_status-update")), "status-update", &stage.env).await;
     let post = |body: serde_json::Value| {
         let f = &f;

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::auth::{AuthConfig, Authenticator};
 use crate::domain::RetrySchedule;
+use crate::hubspot::ApiVersion;
 use crate::mapping::Mapping;
 pub mod referral;
 
@@ -45,6 +46,8 @@ pub struct Layer {
     pub data_dir: Option<PathBuf>,
     pub hubspot_token: Option<String>,
     pub hubspot_base_url: Option<String>,
+    /// `2026-09` (default), another dated release, or `v3` for the legacy paths.
+    pub hubspot_api_version: Option<String>,
     pub hubspot_client_secrets: Option<Vec<String>>,
     pub api_tokens: Option<Vec<String>>,
     pub webhook_secrets: Option<Vec<String>>,
@@ -79,6 +82,7 @@ impl Layer {
             data_dir,
             hubspot_token,
             hubspot_base_url,
+            hubspot_api_version,
             hubspot_client_secrets,
             api_tokens,
             webhook_secrets,
@@ -124,6 +128,7 @@ impl Layer {
             data_dir: get("HUBRELAY_DATA_DIR").map(PathBuf::from),
             hubspot_token: get("HUBSPOT_TOKEN").filter(|t| !t.trim().is_empty()),
             hubspot_base_url: get("HUBSPOT_BASE_URL"),
+            hubspot_api_version: get("HUBSPOT_API_VERSION").filter(|v| !v.trim().is_empty()),
             hubspot_client_secrets: list("HUBSPOT_CLIENT_SECRET"),
             api_tokens: list("HUBRELAY_API_TOKENS"),
             webhook_secrets: list("HUBRELAY_WEBHOOK_SECRETS"),
@@ -160,7 +165,8 @@ pub fn split_list(v: &str) -> Vec<String> {
 /// Where HubSpot calls go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HubSpotTarget {
-    /// A real portal (or any HubSpot-compatible URL) with a private-app token.
+    /// A real portal (or any HubSpot-compatible URL) with a bearer token: a Service Key, a project app's
+    /// static token, or a legacy private-app token.
     Api { base_url: String, token: String },
     /// No token configured: `hubrelay serve` starts the built-in sandbox.
     Sandbox,
@@ -170,6 +176,8 @@ pub enum HubSpotTarget {
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
     pub hubspot: HubSpotTarget,
+    /// `HUBSPOT_API_VERSION`: which paths every HubSpot call uses.
+    pub hubspot_api_version: ApiVersion,
     pub hubspot_timeout: Duration,
     pub auth: AuthConfig,
     pub mapping: Mapping,
@@ -264,8 +272,13 @@ impl RelaySettings {
                 format!("must be 1 to 10000 requests per 10 s (HubSpot: 100 Free/Starter, 190 Professional/Enterprise), got {rate}"),
             ));
         }
+        let hubspot_api_version = match &layer.hubspot_api_version {
+            Some(v) => v.parse().map_err(|m| invalid("HUBSPOT_API_VERSION", m))?,
+            None => ApiVersion::default(),
+        };
         Ok(RelaySettings {
             hubspot,
+            hubspot_api_version,
             hubspot_timeout: Duration::from_secs(timeout),
             auth,
             mapping,
@@ -525,6 +538,20 @@ mod tests {
         );
         assert!(
             err(&[("HUBSPOT_RATE_LIMIT_PER_10S", "0")]).starts_with("HUBSPOT_RATE_LIMIT_PER_10S: must be 1 to 10000")
+        );
+        assert!(err(&[("HUBSPOT_API_VERSION", "2026-10")])
+            .starts_with("HUBSPOT_API_VERSION: `2026-10` is not a HubSpot API version"));
+    }
+
+    #[test]
+    fn the_api_version_defaults_to_the_newest_dated_release() {
+        let settings =
+            |vars: &[(&str, &str)]| RelaySettings::from_layer(&Layer::from_env(&env(vars)).unwrap()).unwrap();
+        assert_eq!(settings(&[]).hubspot_api_version, ApiVersion::Dated("2026-09".into()));
+        assert_eq!(settings(&[("HUBSPOT_API_VERSION", "v3")]).hubspot_api_version, ApiVersion::Legacy);
+        assert_eq!(
+            settings(&[("HUBSPOT_API_VERSION", "2026-03")]).hubspot_api_version,
+            ApiVersion::Dated("2026-03".into())
         );
     }
 }

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{AttemptOutcome, ContactUpsert, UpsertedContact};
 
 pub mod engagements;
+pub mod version;
 
 pub use engagements::{Engagement, EngagementKind};
+pub use version::{ApiVersion, AssociationRead, DEFAULT_API_VERSION};
 
 /// HubSpot's public API.
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
@@ -94,32 +96,49 @@ pub struct CrmObject {
     pub associations: BTreeMap<String, Vec<String>>,
 }
 
+/// One result per input of a batch upsert, in input order: HubSpot answers 207 with the inputs that
+/// failed when each input carries an `objectWriteTraceId`, and stores the others.
+pub type UpsertResults = Vec<Result<UpsertedContact, HubSpotError>>;
+
 #[async_trait]
 pub trait HubSpot: Send + Sync {
     /// Create-or-update contacts by email in one `batch/upsert` call (≤ 100 inputs, emails unique).
-    /// Results come back in input order.
-    async fn upsert_contacts(&self, inputs: &[ContactUpsert]) -> Result<Vec<UpsertedContact>, HubSpotError>;
+    /// `Err` when the whole call failed; otherwise one result per input, in input order.
+    async fn upsert_contacts(&self, inputs: &[ContactUpsert]) -> Result<UpsertResults, HubSpotError>;
+    /// One contact through [`HubSpot::upsert_contacts`].
+    async fn upsert_contact(&self, input: &ContactUpsert) -> Result<UpsertedContact, HubSpotError> {
+        let mut results = self.upsert_contacts(std::slice::from_ref(input)).await?;
+        if results.len() != 1 {
+            let message = format!("batch upsert of one input answered {} results", results.len());
+            return Err(HubSpotError::new(Some(200), "unexpected_response", message));
+        }
+        results.remove(0)
+    }
     /// All contact property definitions.
     async fn list_properties(&self) -> Result<Vec<PropertyDefinition>, HubSpotError>;
     /// Create one contact property.
     async fn create_property(&self, property: &PropertyDefinition) -> Result<(), HubSpotError>;
-    /// `PATCH /crm/v3/objects/contacts/{id}`: set (or, with `""`, clear) properties of one contact by id.
+    /// `PATCH …/objects/…/contacts/{id}`: set (or, with `""`, clear) properties of one contact by id.
     async fn update_contact(&self, id: &str, properties: &BTreeMap<String, String>) -> Result<(), HubSpotError>;
-    /// `POST /crm/v3/objects/{notes|calls|...}` with the inline contact association; returns the new object's id.
+    /// `POST …/objects/…/{notes|calls|...}` with the inline contact association; returns the new object's id.
     async fn create_engagement(&self, engagement: &Engagement) -> Result<String, HubSpotError>;
-    /// `GET /crm/v3/objects/contacts/{email}?idProperty=email`: the contact's id, `None` when there is none.
+    /// `GET …/objects/…/contacts/{email}?idProperty=email`: the contact's id, `None` when there is none.
     async fn contact_id_by_email(&self, email: &str) -> Result<Option<String>, HubSpotError>;
-    /// The ids of a contact's engagements of one kind (`GET .../contacts/{id}/associations/{kind}`).
-    async fn contact_engagements(&self, contact_id: &str, kind: EngagementKind) -> Result<Vec<String>, HubSpotError>;
-    /// Some properties of one engagement (`GET /crm/v3/objects/{kind}/{id}?properties=...`).
+    /// Every id of `to` objects associated with one `from` record (all pages; see [`AssociationRead`]).
+    async fn associated_ids(&self, from: &str, id: &str, to: &str) -> Result<Vec<String>, HubSpotError>;
+    /// The ids of a contact's engagements of one kind.
+    async fn contact_engagements(&self, contact_id: &str, kind: EngagementKind) -> Result<Vec<String>, HubSpotError> {
+        self.associated_ids("contacts", contact_id, kind.object_path()).await
+    }
+    /// Some properties of one engagement (`GET …/objects/…/{kind}/{id}?properties=...`).
     async fn engagement_properties(
         &self,
         kind: EngagementKind,
         id: &str,
         properties: &[&str],
     ) -> Result<BTreeMap<String, String>, HubSpotError>;
-    /// `GET /crm/v3/objects/{object}/{id}?properties=...&associations=...` (`object`: `contacts`, `deals`);
-    /// `None` when HubSpot has no such object.
+    /// One object (`object`: `contacts`, `deals`) with some properties and its associated ids of each type in
+    /// `associations` (every page); `None` when HubSpot has no such object.
     async fn read_object(
         &self,
         object: &str,

@@ -97,11 +97,7 @@ impl ReferralDelivery {
                 Ok(ReferralOutcome::Sent { reference: contact_id })
             }
             ReferralAction::UpsertContact(upsert) => {
-                let done = self.hubspot.upsert_contacts(std::slice::from_ref(upsert)).await?;
-                let contact = done
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| Failure::park("unexpected_response", "the upsert answered no contact"))?;
+                let contact = self.hubspot.upsert_contact(upsert).await?;
                 tracing::info!(contact_id = %contact.id, created = contact.created, email = %mask_email(&upsert.email),
                     "referral properties written");
                 Ok(ReferralOutcome::Sent { reference: contact.id })

@@ -1,12 +1,12 @@
 //! The contact properties the referral flows read and write (Extole's guide creates `advocate_code`,
 //! `share_code`, `share_link`, `extole_app_type`; the impact.com Advocate guide the Advocate ones): created when missing, like
-//! `hubrelay properties sync` does for a mapping profile.
+//! the mapping profile's: [`crate::properties::required`] lists both.
 
 use super::{
     ReferralConfig, ADVOCATE_ACCOUNT_ID, ADVOCATE_REFERRAL_CODE, ADVOCATE_REFERRED_BY_CODE, ADVOCATE_SHARE_LINK,
     ADVOCATE_USER_ID,
 };
-use crate::hubspot::{HubSpot, HubSpotError, PropertyDefinition};
+use crate::hubspot::PropertyDefinition;
 
 fn text(name: &str, label: &str) -> PropertyDefinition {
     PropertyDefinition {
@@ -32,17 +32,4 @@ pub fn definitions(config: &ReferralConfig) -> Vec<PropertyDefinition> {
         text(ADVOCATE_USER_ID, "Advocate user id"),
         text(ADVOCATE_ACCOUNT_ID, "Advocate account id"),
     ]
-}
-
-/// Create the missing ones; returns the names created.
-pub async fn sync(hubspot: &dyn HubSpot, config: &ReferralConfig) -> Result<Vec<String>, HubSpotError> {
-    let existing = hubspot.list_properties().await?;
-    let mut created = Vec::new();
-    for p in definitions(config) {
-        if !existing.iter().any(|e| e.name == p.name) {
-            hubspot.create_property(&p).await?;
-            created.push(p.name);
-        }
-    }
-    Ok(created)
 }

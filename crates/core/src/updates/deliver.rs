@@ -123,7 +123,14 @@ impl UpdateDelivery {
         let existing = if retried { self.find_existing(&wanted).await? } else { None };
         let engagement_id = match existing {
             Some(id) => id,
-            None => self.hubspot.create_engagement(&wanted).await?,
+            None => match self.hubspot.create_engagement(&wanted).await {
+                Ok(id) => id,
+                // HubSpot refuses an association to a missing record as a plain validation error: name it.
+                Err(e) if e.status == Some(400) && !self.contact_exists(&contact_id).await? => {
+                    return Err(contact_not_found(format!("HubSpot has no contact {contact_id}: {}", e.message)))
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         let changes = activity_changes(&self.mapping.activity, activity, at);
         let mut result = self.apply(&contact_id, event_id, changes, at).await?;
@@ -133,6 +140,10 @@ impl UpdateDelivery {
         result.engagement_id = Some(engagement_id);
         result.engagement_type = Some(wanted.kind.object_path());
         Ok(result)
+    }
+
+    async fn contact_exists(&self, contact_id: &str) -> Result<bool, Failure> {
+        Ok(self.hubspot.read_object("contacts", contact_id, &["email"], &[]).await?.is_some())
     }
 
     /// Contact id, else email (looked up), else the lead ids `lead-captured` linked.

@@ -100,6 +100,14 @@ fn activities_parse_each_kind_and_shape() {
         "occurred_at": "2026-11-21T14:00:00Z", "author": "Sam"}))
     .unwrap();
     assert_eq!(aimbase, plain);
+    // Aimbase echoes the HubSpot contact id back inside its own entry (ProspectExternalId / HubSpotContactId).
+    for field in ["ProspectExternalId", "HubSpotContactId"] {
+        let echoed = activity(json!({"ProspectActivity": {"EntryType": "Note", "EntryDetail": "Called back",
+            "PCHProspectId": "88", field: "1001"}}))
+        .unwrap();
+        assert_eq!(echoed.contact.contact_id.as_deref(), Some("1001"), "{field}");
+        assert_eq!(echoed.contact.lead_ids, vec!["88".to_string()], "{field}");
+    }
 }
 
 #[test]

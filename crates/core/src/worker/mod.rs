@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use crate::delivery::Failure;
 use crate::domain::{
     AttemptOutcome, ContactUpsert, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, RetrySchedule,
+    UpsertedContact,
 };
 use crate::hubspot::HubSpot;
 use crate::lead::Lead;
@@ -204,18 +205,30 @@ impl RetryWorker {
         self.mapping.apply(&lead).map_err(|e| DeadLetterReason { code: e.code.into(), message: e.message })
     }
 
-    /// One HubSpot call for up to 100 contacts; a refused batch is split so one bad input cannot sink
-    /// the others (HubSpot fails an email-keyed batch whole).
+    /// One HubSpot call for up to 100 contacts. A 207 answer fails only the inputs it names (they retry or
+    /// park on their own); a batch refused whole is split so one bad input cannot sink the others.
     async fn deliver_chunk(&self, chunk: Vec<Group>, pass: &mut Pass) -> Result<(), StoreError> {
         let mut pending = vec![chunk];
         while let Some(groups) = pending.pop() {
             let inputs: Vec<ContactUpsert> = groups.iter().map(|g| g.upsert.clone()).collect();
             match self.hubspot.upsert_contacts(&inputs).await {
-                Ok(contacts) => {
-                    let applied: Vec<_> = groups.iter().map(|g| (g.upsert.email.clone(), g.newest)).collect();
+                Ok(results) => {
+                    let mut done = Vec::with_capacity(groups.len());
+                    for (group, result) in groups.into_iter().zip(results) {
+                        match result {
+                            Ok(contact) => done.push((group, contact)),
+                            Err(e) => {
+                                let e = Failure::from(e);
+                                for m in group.messages {
+                                    self.failed(m, &e, pass);
+                                }
+                            }
+                        }
+                    }
+                    let applied: Vec<_> = done.iter().map(|(g, _)| (g.upsert.email.clone(), g.newest)).collect();
                     self.versions.record_applied_all(&applied).await?;
-                    self.link_leads(&groups, &contacts, pass.now).await?;
-                    for (group, contact) in groups.into_iter().zip(contacts) {
+                    self.link_leads(&done, pass.now).await?;
+                    for (group, contact) in done {
                         for m in group.messages {
                             pass.delivered(m, &contact.id);
                         }
@@ -240,14 +253,9 @@ impl RetryWorker {
         Ok(())
     }
 
-    async fn link_leads(
-        &self,
-        groups: &[Group],
-        contacts: &[crate::domain::UpsertedContact],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    async fn link_leads(&self, done: &[(Group, UpsertedContact)], now: OffsetDateTime) -> Result<(), StoreError> {
         let Some(links) = &self.links else { return Ok(()) };
-        for (group, contact) in groups.iter().zip(contacts) {
+        for (group, contact) in done {
             for m in &group.messages {
                 if let Some(lead_id) = m.event.get("lead_id").and_then(|v| v.as_str()) {
                     links.link(lead_id, &contact.id, now).await?;

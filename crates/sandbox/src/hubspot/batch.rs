@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 
 use super::contacts::{find, parse_object, render, target, Selection, BATCH_MAX};
 use super::error::{ApiError, PropIssue};
+use super::routes::Dialect;
+use super::rules::{self, ValidationRule};
 use super::store;
 use super::validate::{coerce_properties, is_email, iso_ms, now_ms, validate_all};
 use super::Sandbox;
@@ -44,6 +46,7 @@ struct UpsertInput {
     id: String,
     email: String,
     pairs: Vec<(String, String)>,
+    trace_id: Option<String>,
 }
 
 fn parse_upsert_inputs(v: &Value) -> Result<Vec<UpsertInput>, ApiError> {
@@ -70,7 +73,8 @@ fn parse_upsert_inputs(v: &Value) -> Result<Vec<UpsertInput>, ApiError> {
         if !seen.insert(email.clone()) {
             dups.push(id.clone());
         }
-        out.push(UpsertInput { id, email, pairs });
+        let trace_id = input.get("objectWriteTraceId").and_then(Value::as_str).map(String::from);
+        out.push(UpsertInput { id, email, pairs, trace_id });
     }
     if !dups.is_empty() {
         return Err(ApiError::validation(format!(
@@ -82,36 +86,84 @@ fn parse_upsert_inputs(v: &Value) -> Result<Vec<UpsertInput>, ApiError> {
     Ok(out)
 }
 
-/// `POST /crm/v3/objects/contacts/batch/upsert` by email: all-or-nothing, results in input order.
-pub(crate) async fn batch_upsert(State(sb): State<Sandbox>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// Why one input of a batch upsert was refused.
+enum Refusal {
+    /// Bad property values (a whole-batch answer lists every input's).
+    Issues(Vec<PropIssue>),
+    /// Anything else: the answer as it is.
+    Error(ApiError),
+}
+
+impl Refusal {
+    fn into_error(self) -> ApiError {
+        match self {
+            Refusal::Issues(issues) => ApiError::properties(&issues),
+            Refusal::Error(e) => e,
+        }
+    }
+}
+
+/// One input's validated values, or why it was refused (portal rules last, against the record after the write).
+fn check_input(
+    input: &UpsertInput,
+    st: &store::Store,
+    rules: &[ValidationRule],
+) -> Result<BTreeMap<String, String>, Refusal> {
+    if !is_email(&input.id) {
+        return Err(Refusal::Issues(vec![PropIssue {
+            code: "INVALID_EMAIL",
+            name: "email".into(),
+            message: format!("Email address {} is invalid", input.id),
+        }]));
+    }
+    let mut values = validate_all(&input.pairs, |n| st.property(n)).map_err(Refusal::Issues)?;
+    if let Some(e) = values.get("email").filter(|e| **e != input.email) {
+        let message = format!("Property email \"{e}\" differs from the upsert id \"{}\"", input.id);
+        return Err(Refusal::Error(ApiError::validation(message)));
+    }
+    values.insert("email".into(), input.email.clone());
+    if !rules.is_empty() {
+        let existing = store::by_email(st.conn(), &input.email).map_err(|e| Refusal::Error(e.into()))?;
+        let creating = existing.is_none();
+        let mut after = existing.map(|c| c.props).unwrap_or_default();
+        for (k, v) in &values {
+            after.insert(k.clone(), v.clone());
+        }
+        rules::check(rules, &after, creating).map_err(Refusal::Error)?;
+    }
+    Ok(values)
+}
+
+/// `POST …/objects/…/contacts/batch/upsert` by email, results in input order. When every input carries an
+/// `objectWriteTraceId`, refused inputs are answered in a 207's `errors` (each naming its trace id) and the
+/// others are stored; otherwise one refused input fails the whole batch (HubSpot's email-keyed behaviour).
+pub(crate) async fn batch_upsert(
+    State(sb): State<Sandbox>,
+    Extension(dialect): Extension<Dialect>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let started = now_ms();
     let v = parse_object(&body)?;
     let inputs = parse_upsert_inputs(&v)?;
-    let results = sb
+    let multi_status = !inputs.is_empty() && inputs.iter().all(|i| i.trace_id.is_some());
+    let rules = if dialect.enforces_rules { sb.validation_rules() } else { Vec::new() };
+    let (results, errors) = sb
         .with_store(move |st| {
-            let mut issues: Vec<PropIssue> = Vec::new();
             let mut writes = Vec::with_capacity(inputs.len());
+            let mut errors = Vec::new();
+            let mut issues: Vec<PropIssue> = Vec::new();
             for input in &inputs {
-                if !is_email(&input.id) {
-                    issues.push(PropIssue {
-                        code: "INVALID_EMAIL",
-                        name: "email".into(),
-                        message: format!("Email address {} is invalid", input.id),
-                    });
-                    continue;
-                }
-                match validate_all(&input.pairs, |n| st.property(n)) {
-                    Ok(mut values) => {
-                        if let Some(e) = values.get("email").filter(|e| **e != input.email) {
-                            return Err(ApiError::validation(format!(
-                                "Property email \"{e}\" differs from the upsert id \"{}\"",
-                                input.id
-                            )));
-                        }
-                        values.insert("email".into(), input.email.clone());
-                        writes.push((input.email.clone(), values));
+                match check_input(input, st, &rules) {
+                    Ok(values) => writes.push((input, values)),
+                    Err(refusal) if multi_status => {
+                        let mut body = refusal.into_error().body;
+                        body.insert("context".into(), json!({"objectWriteTraceId": [input.trace_id]}));
+                        body.insert("links".into(), json!({}));
+                        body.remove("correlationId");
+                        errors.push(Value::Object(body));
                     }
-                    Err(mut more) => issues.append(&mut more),
+                    Err(Refusal::Issues(mut more)) => issues.append(&mut more),
+                    Err(Refusal::Error(e)) => return Err(e),
                 }
             }
             if !issues.is_empty() {
@@ -120,41 +172,52 @@ pub(crate) async fn batch_upsert(State(sb): State<Sandbox>, body: Bytes) -> Resu
             let now = now_ms();
             let written = st.write(|conn| {
                 let mut out = Vec::with_capacity(writes.len());
-                for (email, values) in &writes {
-                    match store::by_email(conn, email)? {
+                for (input, values) in &writes {
+                    match store::by_email(conn, &input.email)? {
                         Some(mut c) => {
                             c.merge(values);
                             c.updated_ms = now;
                             store::update(conn, &c)?;
-                            out.push((c, false));
+                            out.push((c, false, input.trace_id.clone()));
                         }
                         None => {
                             let mut props = BTreeMap::new();
                             for (k, v) in values.iter().filter(|(_, v)| !v.is_empty()) {
                                 props.insert(k.clone(), v.clone());
                             }
-                            out.push((store::insert(conn, props, now)?, true));
+                            out.push((store::insert(conn, props, now)?, true, input.trace_id.clone()));
                         }
                     }
                 }
                 Ok(out)
             })?;
-            Ok(written
+            let results = written
                 .iter()
-                .map(|(c, new)| {
+                .map(|(c, new, trace)| {
                     let mut r = render(c, &Selection::Stored, st);
                     r["new"] = json!(new);
+                    if let Some(t) = trace {
+                        r["objectWriteTraceId"] = json!(t);
+                    }
                     r
                 })
-                .collect::<Vec<_>>())
+                .collect::<Vec<_>>();
+            Ok((results, errors))
         })
         .await?;
-    Ok(Json(json!({
+    let mut out = json!({
         "status": "COMPLETE",
         "results": results,
         "startedAt": iso_ms(started),
         "completedAt": iso_ms(now_ms()),
-    })))
+    });
+    if errors.is_empty() {
+        return Ok(Json(out).into_response());
+    }
+    out["numErrors"] = json!(errors.len());
+    out["errors"] = Value::Array(errors);
+    out["links"] = json!({});
+    Ok((StatusCode::MULTI_STATUS, Json(out)).into_response())
 }
 
 /// `POST /crm/v3/objects/contacts/batch/read`: 200, or 207 listing the ids not found.

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,6 +12,8 @@ use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
+use super::routes::Dialect;
+use super::rules;
 use super::store::{self, Contact, Store};
 use super::validate::{coerce_properties, iso_ms, now_ms, validate_all};
 use super::Sandbox;
@@ -155,12 +157,18 @@ fn validated(st: &Store, pairs: &[(String, String)]) -> Result<BTreeMap<String, 
 }
 
 /// `POST /crm/v3/objects/contacts` → 201, or 409 when the email exists.
-pub(crate) async fn create(State(sb): State<Sandbox>, body: Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn create(
+    State(sb): State<Sandbox>,
+    Extension(dialect): Extension<Dialect>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let v = parse_object(&body)?;
     let pairs = coerce_properties(v.get("properties"))?;
+    let rules = if dialect.enforces_rules { sb.validation_rules() } else { Vec::new() };
     let out = sb
         .with_store(move |st| {
             let values = validated(st, &pairs)?;
+            rules::check(&rules, &values, true)?;
             let c = st.write(|conn| {
                 let mut props = BTreeMap::new();
                 for (k, v) in values.into_iter().filter(|(_, v)| !v.is_empty()) {
@@ -201,6 +209,7 @@ pub(crate) async fn get(
 /// `PATCH /crm/v3/objects/contacts/{id}` (`?idProperty=email`): merge properties; 404; 409 on an email taken.
 pub(crate) async fn patch(
     State(sb): State<Sandbox>,
+    Extension(dialect): Extension<Dialect>,
     params: PathParams,
     RawQuery(query): RawQuery,
     body: Bytes,
@@ -210,12 +219,14 @@ pub(crate) async fn patch(
     let t = target(&raw, q.get("idProperty"))?;
     let v = parse_object(&body)?;
     let pairs = coerce_properties(v.get("properties"))?;
+    let rules = if dialect.enforces_rules { sb.validation_rules() } else { Vec::new() };
     let out = sb
         .with_store(move |st| {
             let values = validated(st, &pairs)?;
             let c = st.write(|conn| {
                 let mut c = find(conn, &t)?.ok_or_else(|| ApiError::contact_not_found(&raw))?;
                 c.merge(&values);
+                rules::check(&rules, &c.props, false)?;
                 if let Some(email) = c.email() {
                     if let Some(other) = store::by_email(conn, email)?.filter(|o| o.id != c.id) {
                         return Err(ApiError::conflict(other.id));

@@ -7,7 +7,7 @@
 //! an existing contact and the object's HubSpot-defined type id (note 202, call 194, email 198, meeting 200,
 //! task 204, communication 81).
 //!
-//! Listing a contact's engagements (`GET /crm/v3/objects/contacts/{id}/associations/{type}`) answers HubSpot's
+//! Reading a contact's engagements (`associations.rs`) answers HubSpot's
 //! **v4** association shape, seen from the contact, so the type ids are the reverse ones (contact → note 201,
 //! call 193, email 197, meeting 199, task 203, communication 82):
 //! `{"results":[{"toObjectId":123,"associationTypes":[{"category":"HUBSPOT_DEFINED","typeId":201,"label":null}]}]}`.
@@ -368,43 +368,26 @@ pub(crate) async fn create(sb: Sandbox, object: Object, body: Bytes) -> Result<R
 }
 
 /// `GET /crm/v3/objects/{notes|calls|...}/{id}`
-pub(crate) async fn get(sb: Sandbox, object: Object, params: PathParams) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn get(
+    sb: Sandbox,
+    object: Object,
+    params: PathParams,
+    query: Option<String>,
+) -> Result<Json<Value>, ApiError> {
     let raw = path_param(params, "id")?;
+    let wanted = super::contacts::Query::parse(query)?.names("associations");
     let out = sb
         .with_store(move |st| {
             let e = by_id(st.conn(), object, &raw)?.ok_or_else(|| {
                 ApiError::not_found(format!("Object not found.  objectId are usually numeric. ({raw})"))
                     .with("context", json!({"id": [raw]}))
             })?;
-            Ok(render(&e))
-        })
-        .await?;
-    Ok(Json(out))
-}
-
-/// `GET /crm/v3/objects/contacts/{id}/associations/{notes|calls|...}` (v4 shape, contact → object type ids).
-pub(crate) async fn list_for_contact(sb: Sandbox, object: Object, params: PathParams) -> Result<Json<Value>, ApiError> {
-    let raw = path_param(params, "id")?;
-    let out = sb
-        .with_store(move |st| {
-            let contact = raw.parse::<u64>().ok().map(|id| store::by_id(st.conn(), id)).transpose()?.flatten();
-            let contact = contact.ok_or_else(|| ApiError::contact_not_found(&raw))?;
-            let mut stmt = st.conn().prepare(
-                "SELECT a.engagement_id FROM engagement_contacts a JOIN engagements e ON e.id = a.engagement_id \
-                 WHERE a.contact_id = ?1 AND e.object = ?2 ORDER BY a.engagement_id",
-            )?;
-            let ids = stmt
-                .query_map(params![contact.id as i64, object.path()], |r| r.get::<_, i64>(0))?
-                .collect::<rusqlite::Result<Vec<i64>>>()?;
-            let results: Vec<Value> = ids
-                .into_iter()
-                .map(|id| {
-                    json!({"toObjectId": id, "associationTypes": [
-                        {"category": "HUBSPOT_DEFINED", "typeId": object.contact_to_type_id(), "label": null}
-                    ]})
-                })
-                .collect();
-            Ok(json!({ "results": results }))
+            let mut out = render(&e);
+            let associations = super::associations::inline(st.conn(), object, e.id, &wanted)?;
+            if associations.as_object().is_some_and(|a| !a.is_empty()) {
+                out["associations"] = associations;
+            }
+            Ok(out)
         })
         .await?;
     Ok(Json(out))

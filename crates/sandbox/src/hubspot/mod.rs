@@ -23,6 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+mod account;
+mod associations;
 mod batch;
 mod contacts;
 mod deals;
@@ -32,6 +34,8 @@ mod faults;
 mod properties;
 mod ratelimit;
 mod routes;
+mod rules;
+mod scopes;
 mod store;
 mod validate;
 
@@ -41,6 +45,7 @@ mod tests;
 pub use crate::server::SandboxError;
 use error::ApiError;
 use ratelimit::RateLimiter;
+pub use rules::{Condition, RuleScope, ValidationRule};
 use store::Store;
 
 /// Faults injected into API (`/crm/...`) requests.
@@ -78,6 +83,15 @@ pub struct SandboxOptions {
     /// Daily limit for the whole account (HubSpot Professional: 625,000).
     pub daily_limit: u32,
     pub faults: Faults,
+    /// Ids per page of an association read (HubSpot: 500; tests make it small to see paging).
+    pub association_page_size: usize,
+    /// The portal (hub) id `account-info` reports.
+    pub portal_id: u64,
+    /// The portal's time zone, as `account-info` reports it (`US/Eastern`, ...), and its offset from UTC.
+    pub time_zone: String,
+    pub utc_offset_minutes: i32,
+    /// The scopes the token was granted (`None`: every scope). A call outside them answers 403 `MISSING_SCOPES`.
+    pub scopes: Option<Vec<String>>,
 }
 
 impl Default for SandboxOptions {
@@ -88,6 +102,11 @@ impl Default for SandboxOptions {
             rate_limit_per_10s: 190,
             daily_limit: 625_000,
             faults: Faults::default(),
+            association_page_size: 500,
+            portal_id: 62_515,
+            time_zone: "UTC".into(),
+            utc_offset_minutes: 0,
+            scopes: None,
         }
     }
 }
@@ -102,6 +121,10 @@ pub struct SandboxStats {
     pub faults_injected: u64,
     /// Requests per route, keyed `"METHOD /route/pattern"`, e.g. `"POST /crm/v3/objects/contacts/batch/upsert"`.
     pub by_endpoint: BTreeMap<String, u64>,
+    /// Requests by how they named the API: `dated` (`/crm/objects/2026-09/…`) or `legacy` (`/crm/v3/…`, `/crm/v4/…`).
+    pub by_path_style: BTreeMap<String, u64>,
+    /// Requests by API version named in the path (`2026-09`, `v3`, `v4`).
+    pub by_version: BTreeMap<String, u64>,
 }
 
 /// The sandbox: cheap to clone, every clone shares one database, one rate limiter and one set of faults.
@@ -114,6 +137,8 @@ struct Inner {
     options: SandboxOptions,
     store: Mutex<Store>,
     faults: RwLock<Faults>,
+    rules: RwLock<Vec<ValidationRule>>,
+    scopes: RwLock<Option<Vec<String>>>,
     stats: Mutex<SandboxStats>,
     limiter: Mutex<RateLimiter>,
 }
@@ -131,6 +156,8 @@ impl Sandbox {
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 faults: RwLock::new(options.faults.clone()),
+                rules: RwLock::new(Vec::new()),
+                scopes: RwLock::new(options.scopes.clone()),
                 options,
                 store: Mutex::new(store),
                 stats: Mutex::new(SandboxStats::default()),
@@ -150,6 +177,24 @@ impl Sandbox {
 
     pub fn faults(&self) -> Faults {
         self.inner.faults.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The portal's validation rules (applied to writes on API version 2026-09 and later).
+    pub fn set_validation_rules(&self, rules: Vec<ValidationRule>) {
+        *self.inner.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
+    }
+
+    pub fn validation_rules(&self) -> Vec<ValidationRule> {
+        self.inner.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The token's granted scopes from now on (`None`: every scope).
+    pub fn set_scopes(&self, scopes: Option<Vec<String>>) {
+        *self.inner.scopes.write().unwrap_or_else(|e| e.into_inner()) = scopes;
+    }
+
+    pub fn scopes(&self) -> Option<Vec<String>> {
+        self.inner.scopes.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn stats(&self) -> SandboxStats {

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,6 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::batch;
 use super::contacts::{self, parse_object, path_param, PathParams};
 use super::deals;
 use super::engagements::{self, Object};
@@ -21,19 +20,57 @@ use super::faults::{fault_error, roll};
 use super::properties::{self, parse_create, to_json};
 use super::ratelimit::{Quota, WINDOW};
 use super::validate::now_ms;
+use super::{account, associations, batch, rules, scopes};
 use super::{lock, Faults, Sandbox};
 
 const DAY_MS: i64 = 86_400_000;
 
+/// The dated API versions the sandbox serves (HubSpot supports each for 18 months).
+pub(crate) const SUPPORTED_VERSIONS: [&str; 3] = ["2025-09", "2026-03", "2026-09"];
+
+/// Portal validation rules apply to writes from this version on.
+const RULES_FROM: &str = "2026-09";
+
+/// How a request addressed the API, for handlers: whether the portal's validation rules apply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dialect {
+    pub enforces_rules: bool,
+}
+
 pub(crate) fn router(sb: Sandbox) -> Router {
     let api = api_routes("/crm/v3/objects", "/crm/v3/properties")
         .merge(api_routes("/crm/objects/{version}", "/crm/properties/{version}"))
+        .route("/crm/associations/{version}/{from}/{to}/batch/read", post(associations::batch_read))
+        .route("/crm/v4/associations/{from}/{to}/batch/read", post(associations::batch_read))
+        .route("/crm/v4/objects/{from}/{id}/associations/{to}", get(associations::list))
+        .route("/account-info/v3/details", get(account::details))
+        .route("/account-info/{version}/details", get(account::details))
         .route_layer(middleware::from_fn_with_state(sb.clone(), gate));
     let admin = Router::new()
         .route("/__sandbox/faults", get(get_faults).post(set_faults).delete(clear_faults))
+        .route("/__sandbox/validation-rules", get(get_rules).post(set_rules).delete(clear_rules))
+        .route("/__sandbox/scopes", get(get_scopes).post(set_scopes))
         .route("/__sandbox/stats", get(stats))
         .route("/__sandbox/reset", post(reset));
     api.merge(admin).with_state(sb)
+}
+
+/// `dated` (`/crm/objects/2026-09/…`) or `legacy` (`/crm/v3/…`, `/crm/v4/…`, `/account-info/v3/…`), and the
+/// version named; `Err` for a dated path with a version HubSpot does not serve.
+fn path_style(path: &str) -> Result<(&'static str, String), String> {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let (family, next) = match (segments.next(), segments.next()) {
+        (Some("crm"), Some(v @ ("v3" | "v4"))) => return Ok(("legacy", v.to_string())),
+        (Some("account-info"), Some("v3")) => return Ok(("legacy", "v3".into())),
+        (Some("crm"), Some(family)) => (family, segments.next().unwrap_or_default()),
+        (Some("account-info"), Some(version)) => ("account-info", version),
+        _ => return Ok(("other", String::new())),
+    };
+    if SUPPORTED_VERSIONS.contains(&next) {
+        Ok(("dated", next.to_string()))
+    } else {
+        Err(format!("no {family} API version '{next}'; versions served: {}", SUPPORTED_VERSIONS.join(", ")))
+    }
 }
 
 fn api_routes(objects: &str, props: &str) -> Router<Sandbox> {
@@ -47,12 +84,8 @@ fn api_routes(objects: &str, props: &str) -> Router<Sandbox> {
             )
             .route(
                 &format!("{objects}/{name}/{{id}}"),
-                get(move |State(sb): State<Sandbox>, params: PathParams| engagements::get(sb, object, params)),
-            )
-            .route(
-                &format!("{objects}/contacts/{{id}}/associations/{name}"),
-                get(move |State(sb): State<Sandbox>, params: PathParams| {
-                    engagements::list_for_contact(sb, object, params)
+                get(move |State(sb): State<Sandbox>, params: PathParams, RawQuery(q): RawQuery| {
+                    engagements::get(sb, object, params, q)
                 }),
             );
     }
@@ -88,20 +121,36 @@ fn set_quota_headers(res: &mut Response, q: &Quota) {
 
 /// Every API request: counted, authenticated, rate limited, delayed and maybe failed, in that order.
 /// 401s carry no rate-limit headers (there is no valid token to account them to); everything after does.
-async fn gate(State(sb): State<Sandbox>, req: Request, next: Next) -> Response {
+async fn gate(State(sb): State<Sandbox>, mut req: Request, next: Next) -> Response {
     let inner = &sb.inner;
     let path =
         req.extensions().get::<MatchedPath>().map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
+    let style = path_style(req.uri().path());
     {
         let mut stats = lock(&inner.stats);
         stats.requests += 1;
         *stats.by_endpoint.entry(format!("{} {path}", req.method())).or_default() += 1;
+        if let Ok((style, version)) = &style {
+            *stats.by_path_style.entry((*style).to_string()).or_default() += 1;
+            *stats.by_version.entry(version.clone()).or_default() += 1;
+        }
     }
+    let version = match style {
+        Ok((_, version)) => version,
+        Err(message) => return ApiError::not_found(message).into_response(),
+    };
+    let enforces_rules = SUPPORTED_VERSIONS.contains(&version.as_str()) && version.as_str() >= RULES_FROM;
+    req.extensions_mut().insert(Dialect { enforces_rules });
     let token = match (bearer(req.headers()), &inner.options.token) {
         (Some(t), Some(expected)) if t == expected => t.to_string(),
         (Some(t), None) => t.to_string(),
         _ => return ApiError::unauthorized().into_response(),
     };
+    if let (Some(granted), Some(scope)) = (sb.scopes(), scopes::required(req.method(), req.uri().path())) {
+        if !granted.iter().any(|g| g == scope) {
+            return scopes::missing(scope).into_response();
+        }
+    }
     let faults = sb.faults();
     let max = faults.requests_per_10s.unwrap_or(inner.options.rate_limit_per_10s);
     let (quota, refused) =
@@ -195,6 +244,46 @@ async fn set_faults(State(sb): State<Sandbox>, body: Bytes) -> Result<Json<Fault
     }
     sb.set_faults(faults.clone());
     Ok(Json(faults))
+}
+
+async fn get_scopes(State(sb): State<Sandbox>) -> Json<Value> {
+    Json(json!({ "scopes": sb.scopes(), "known": scopes::ALL }))
+}
+
+/// `POST /__sandbox/scopes` `{"scopes":[…]}` (or `null`: every scope).
+async fn set_scopes(State(sb): State<Sandbox>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let v = parse_object(&body)?;
+    let granted = match v.get("scopes") {
+        Some(Value::Null) => None,
+        Some(Value::Array(list)) => Some(
+            list.iter()
+                .map(|s| s.as_str().map(String::from).ok_or_else(|| ApiError::validation("scopes must be strings")))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        _ => {
+            return Err(ApiError::validation(
+                "expected {\"scopes\": [\"crm.objects.contacts.read\", …]} or {\"scopes\": null}",
+            ))
+        }
+    };
+    sb.set_scopes(granted);
+    Ok(Json(json!({ "scopes": sb.scopes() })))
+}
+
+async fn get_rules(State(sb): State<Sandbox>) -> Json<Value> {
+    Json(json!({ "rules": sb.validation_rules() }))
+}
+
+/// `POST /__sandbox/validation-rules` `{"rules":[…]}`: the portal's rules from now on (see `rules.rs`).
+async fn set_rules(State(sb): State<Sandbox>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let parsed = rules::parse(&parse_object(&body)?)?;
+    sb.set_validation_rules(parsed);
+    Ok(Json(json!({ "rules": sb.validation_rules() })))
+}
+
+async fn clear_rules(State(sb): State<Sandbox>) -> Json<Value> {
+    sb.set_validation_rules(Vec::new());
+    Json(json!({ "rules": [] }))
 }
 
 async fn stats(State(sb): State<Sandbox>) -> Json<super::SandboxStats> {

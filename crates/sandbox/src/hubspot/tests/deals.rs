@@ -68,7 +68,7 @@ async fn the_client_reads_deals_and_contacts_and_misses_are_none() {
     let handle = crate::hubspot::spawn(super::options(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let client = HubSpotClient::new(&handle.url(), TOKEN, Duration::from_secs(5)).unwrap();
     let upsert = hubrelay_core::domain::ContactUpsert { email: "c@example.com".into(), properties: Default::default() };
-    let contact = client.upsert_contacts(&[upsert]).await.unwrap().remove(0).id;
+    let contact = client.upsert_contact(&upsert).await.unwrap().id;
     let http = reqwest::Client::new();
     let body = json!({"properties": {"dealname": "D", "dealstage": "closedwon"}, "associations": [{"to": {"id": contact},
         "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3}]}]});

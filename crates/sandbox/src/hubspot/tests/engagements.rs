@@ -1,8 +1,12 @@
-//! Engagement objects: create with contact associations, read back, list from the contact, validation.
+//! Engagement objects: create with contact associations, read back, list from the contact (the legacy v4
+//! association read), validation.
 
 use serde_json::{json, Value};
 
 use super::{call, call_raw, sandbox, CONTACTS};
+
+/// The legacy association read's prefix.
+const ASSOC_V4: &str = "/crm/v4/objects/contacts";
 
 async fn contact(app: &axum::Router, email: &str) -> String {
     let r = call(app, "POST", CONTACTS, Some(json!({"properties": {"email": email}}))).await;
@@ -78,7 +82,7 @@ async fn each_kind_is_created_associated_read_back_and_listed_from_the_contact()
         assert_eq!(got.status, 200, "{path}: {:?}", got.body);
         assert_eq!(got.body["properties"], r.body["properties"]);
 
-        let listed = call(&app, "GET", &format!("{CONTACTS}/{c}/associations/{path}"), None).await;
+        let listed = call(&app, "GET", &format!("{ASSOC_V4}/{c}/associations/{path}"), None).await;
         assert_eq!(listed.status, 200, "{path}: {:?}", listed.body);
         assert_eq!(
             listed.body,
@@ -86,24 +90,25 @@ async fn each_kind_is_created_associated_read_back_and_listed_from_the_contact()
                 {"category": "HUBSPOT_DEFINED", "typeId": reverse, "label": null}]}]}),
             "{path}"
         );
-        let none = call(&app, "GET", &format!("{CONTACTS}/{other}/associations/{path}"), None).await;
+        let none = call(&app, "GET", &format!("{ASSOC_V4}/{other}/associations/{path}"), None).await;
         assert_eq!(none.body, json!({"results": []}), "{path}");
     }
     assert_eq!(sb.engagement_count().unwrap(), 6);
     // Reads of another type's id, and of unknown ids, are 404.
-    let note = call(&app, "GET", &format!("{CONTACTS}/{c}/associations/notes"), None).await;
+    let note = call(&app, "GET", &format!("{ASSOC_V4}/{c}/associations/notes"), None).await;
     let note_id = note.body["results"][0]["toObjectId"].as_u64().unwrap();
     for missing in [format!("/crm/v3/objects/calls/{note_id}"), "/crm/v3/objects/notes/123".into()] {
         let r = call(&app, "GET", &missing, None).await;
         assert_eq!(r.status, 404, "{missing}");
         assert_eq!(r.error_category(), "OBJECT_NOT_FOUND");
     }
-    let r = call(&app, "GET", &format!("{CONTACTS}/999999/associations/notes"), None).await;
+    let r = call(&app, "GET", &format!("{ASSOC_V4}/999999/associations/notes"), None).await;
     assert_eq!(r.status, 404);
 
     let stats = sb.stats();
     assert_eq!(stats.by_endpoint["POST /crm/v3/objects/notes"], 1);
-    assert_eq!(stats.by_endpoint["GET /crm/v3/objects/contacts/{id}/associations/calls"], 2);
+    // Six listings from the contact, six from the other one, the note look-up and the unknown contact.
+    assert_eq!(stats.by_endpoint["GET /crm/v4/objects/{from}/{id}/associations/{to}"], 14);
 
     let reset = call(&app, "POST", "/__sandbox/reset", None).await;
     assert_eq!(reset.status, 200);
@@ -255,7 +260,7 @@ async fn engagements_and_their_associations_persist_across_reopen() {
     assert_eq!(sb.engagement_count().unwrap(), 1);
     let got = call(&app, "GET", &format!("/crm/v3/objects/meetings/{id}"), None).await;
     assert_eq!(got.body["properties"]["hs_meeting_title"], "Kept");
-    let listed = call(&app, "GET", &format!("{CONTACTS}/{c}/associations/meetings"), None).await;
+    let listed = call(&app, "GET", &format!("{ASSOC_V4}/{c}/associations/meetings"), None).await;
     assert_eq!(listed.body["results"][0]["toObjectId"].to_string(), id);
     let next = call(&app, "POST", "/crm/v3/objects/meetings", Some(json!({"properties": {"hs_timestamp": "0"}}))).await;
     assert!(next.body["id"].as_str().unwrap().parse::<u64>().unwrap() > id.parse::<u64>().unwrap(), "ids not reused");

@@ -13,6 +13,7 @@ mod contacts;
 mod deals;
 mod engagements;
 mod limits;
+mod platform;
 mod properties;
 
 pub(super) const TOKEN: &str = "pat-test-token";

@@ -1,0 +1,51 @@
+//! The HubSpot portal a command talks to, from the same layered settings `serve` reads (the `--config` file,
+//! then the environment, then the command's flags): `properties` and `doctor` check exactly what the relay
+//! will write.
+
+use hubrelay_clients::HubSpotClient;
+use hubrelay_core::config::{HubSpotTarget, Layer, RelaySettings};
+
+use crate::{CommandError, ConfigArg};
+
+/// Flags that override the settings layers.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PortalArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Mapping profile: a built-in name (aimbase, chat-widget) or a TOML file [default: chat-widget]
+    #[arg(long, env = "HUBRELAY_MAPPING", hide_env_values = true, global = true)]
+    pub mapping: Option<String>,
+    /// HubSpot API base URL (a sandbox's URL works too) [default: https://api.hubapi.com]
+    #[arg(long = "hubspot-url", env = "HUBSPOT_BASE_URL", hide_env_values = true, global = true)]
+    pub hubspot_url: Option<String>,
+    /// HubSpot API version: a dated release such as 2026-09 (the default) or v3 for the legacy paths
+    #[arg(long, env = "HUBSPOT_API_VERSION", hide_env_values = true, global = true)]
+    pub api_version: Option<String>,
+    /// Service Key, project-app access token or legacy private-app token
+    #[arg(long, env = "HUBSPOT_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+}
+
+/// The validated settings and a client for their portal (no rate limiter: these commands make few calls).
+pub fn connect(args: &PortalArgs) -> Result<(RelaySettings, HubSpotClient), CommandError> {
+    let mut layer = Layer::default();
+    if let Some(path) = &args.config.config {
+        layer = layer.merge(Layer::from_file(path).map_err(|e| e.to_string())?);
+    }
+    layer = layer.merge(Layer::from_env(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?);
+    layer = layer.merge(Layer {
+        mapping: args.mapping.clone(),
+        hubspot_base_url: args.hubspot_url.clone(),
+        hubspot_api_version: args.api_version.clone(),
+        hubspot_token: args.token.clone().filter(|t| !t.trim().is_empty()),
+        ..Layer::default()
+    });
+    let settings = RelaySettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?;
+    let HubSpotTarget::Api { base_url, token } = &settings.hubspot else {
+        return Err("HUBSPOT_TOKEN (or --token) is required: a Service Key or a project app's access token".into());
+    };
+    let client = HubSpotClient::new(base_url, token, std::time::Duration::from_secs(20))
+        .map_err(|e| e.to_string())?
+        .with_api_version(settings.hubspot_api_version.clone());
+    Ok((settings, client))
+}
