@@ -108,8 +108,16 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
                 .with_api_version(settings.relay.hubspot_api_version.clone())
                 .with_rate_limiter(limiter.clone(), None);
+            // The portal's time zone times the daily limit's reset; read once, kept with the client.
+            let portal = match client.portal().await {
+                Ok(p) => format!("portal {}, time zone {}", p.portal_id, p.time_zone),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the portal's details (run `hubrelay doctor`)");
+                    format!("portal not read: {}", e.code)
+                }
+            };
             let line = format!(
-                "HubSpot API {base_url} (API version {}; token {})",
+                "HubSpot API {base_url} (API version {}; {portal}; token {})",
                 settings.relay.hubspot_api_version,
                 mask_token(token)
             );

@@ -186,3 +186,117 @@ async fn doctor_names_missing_scopes_and_properties_and_passes_once_fixed() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("token refused (401)"));
 }
+
+#[tokio::test]
+async fn a_merge_between_delivery_and_status_update_moves_the_update_and_the_link_to_the_survivor() {
+    use hubrelay_core::store::LeadLinks;
+    let serve = Serve::start(&[("HUBRELAY_MAPPING", "aimbase")]);
+    let first = crate::status::aimbase_lead(&serve, "aimbase_rollick-7", "first@example.com").await;
+    let other = crate::status::aimbase_lead(&serve, "aimbase_rollick-8", "other@example.com").await;
+    // A portal user merges the first contact into the other; HubSpot gives the survivor a new id.
+    let merged: Value = serve
+        .http
+        .post(format!("{}/__sandbox/merge", serve.sandbox_url))
+        .json(&json!({"primary": other, "merged": first}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let survivor = merged["newObjectId"].as_str().expect("survivor id").to_string();
+    assert!(survivor != first && survivor != other, "{merged}");
+
+    // The status update only knows the lead id, linked to the merged-away contact.
+    let (status, body) = serve
+        .post_status(
+            &json!({"lead_id": "aimbase_rollick-7", "status": "working", "changed_at": "2026-11-21T10:00:00Z"}),
+        )
+        .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("delivered")), "{body}");
+    assert_eq!(body["contact_id"], survivor.as_str(), "{body}");
+    let got: Value = serve
+        .http
+        .get(format!(
+            "{}/crm/v3/objects/contacts/{survivor}?properties=aimbase_lead_status,hs_merged_object_ids",
+            serve.sandbox_url
+        ))
+        .bearer_auth(crate::harness::SANDBOX_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["properties"]["aimbase_lead_status"], "Working", "{got}");
+    // The link now names the survivor.
+    let store = hubrelay_local::sqlite::SqliteStore::open(&serve.db_path()).unwrap();
+    assert_eq!(store.contact_for("aimbase_rollick-7").await.unwrap().as_deref(), Some(survivor.as_str()));
+
+    // A later update naming the stale contact id goes straight to the survivor: one PATCH, no 404 first.
+    const PATCH: &str = "PATCH /crm/objects/{version}/contacts/{id}";
+    let before = serve.sandbox_calls(PATCH).await;
+    let (status, body) =
+        serve.post_status(&json!({"contact_id": first, "status": "sold", "changed_at": "2026-11-21T11:00:00Z"})).await;
+    assert_eq!((status, body["contact_id"].as_str()), (200, Some(survivor.as_str())), "{body}");
+    assert_eq!(serve.sandbox_calls(PATCH).await, before + 1);
+    // The order guard holds on the survivor: an older status is stale.
+    let (_, body) = serve
+        .post_status(&json!({"lead_id": "aimbase_rollick-7", "status": "lost", "changed_at": "2026-11-21T09:00:00Z"}))
+        .await;
+    assert_eq!(body["status"], "stale", "{body}");
+}
+
+#[tokio::test]
+async fn hubspot_merge_webhooks_repoint_links_before_the_next_update() {
+    use hubrelay_core::store::LeadLinks;
+    let serve = Serve::start(&[("HUBRELAY_MAPPING", "aimbase")]);
+    let first = crate::status::aimbase_lead(&serve, "aimbase_rollick-21", "one@example.com").await;
+    let other = crate::status::aimbase_lead(&serve, "aimbase_rollick-22", "two@example.com").await;
+    let merged: Value = serve
+        .http
+        .post(format!("{}/__sandbox/merge", serve.sandbox_url))
+        .json(&json!({"primary": other, "merged": first}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let survivor = merged["newObjectId"].as_str().unwrap().to_string();
+    // HubSpot's app webhooks for the merge: contact.merge, and a contact.deletion per merged-away record.
+    let id = |s: &str| s.parse::<u64>().unwrap();
+    let events = json!([
+        {"eventId": 1, "subscriptionId": 3, "portalId": 62515, "occurredAt": 1_764_000_000_000_i64, "attemptNumber": 0,
+         "subscriptionType": "contact.merge", "objectId": id(&other), "primaryObjectId": id(&other),
+         "mergedObjectIds": [id(&first)], "newObjectId": id(&survivor), "numberOfPropertiesMoved": 4},
+        {"eventId": 2, "subscriptionId": 4, "portalId": 62515, "occurredAt": 1_764_000_000_000_i64, "attemptNumber": 0,
+         "subscriptionType": "contact.deletion", "objectId": id(&first), "changeFlag": "MERGED"}
+    ]);
+    let (status, _, body) =
+        serve.post_to("/v1/referrals/hubspot", "application/json", events.to_string().into_bytes(), headers(&[])).await;
+    assert_eq!((status, body["status"].as_str()), (202, Some("accepted")), "{body}");
+    assert_eq!(body["actions"][0]["action"], "record_merge", "{body}");
+    let store = hubrelay_local::sqlite::SqliteStore::open(&serve.db_path()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while store.merged_into(&first).await.unwrap().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the merge was never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.merged_into(&other).await.unwrap().as_deref(), Some(survivor.as_str()), "the old primary id too");
+
+    // The next update by lead id goes straight to the survivor (one PATCH, no 404 and look-up first) and
+    // re-points the link.
+    const PATCH: &str = "PATCH /crm/objects/{version}/contacts/{id}";
+    let (before, gets_before) =
+        (serve.sandbox_calls(PATCH).await, serve.sandbox_calls("GET /crm/objects/{version}/contacts/{id}").await);
+    let (status, body) = serve
+        .post_status(
+            &json!({"lead_id": "aimbase_rollick-21", "status": "working", "changed_at": "2026-11-21T10:00:00Z"}),
+        )
+        .await;
+    assert_eq!((status, body["contact_id"].as_str()), (200, Some(survivor.as_str())), "{body}");
+    assert_eq!(serve.sandbox_calls(PATCH).await, before + 1);
+    assert_eq!(serve.sandbox_calls("GET /crm/objects/{version}/contacts/{id}").await, gets_before);
+    assert_eq!(store.contact_for("aimbase_rollick-21").await.unwrap().as_deref(), Some(survivor.as_str()));
+}

@@ -187,4 +187,31 @@ impl LeadLinks for DynamoIdempotencyStore {
             .map_err(|e| self.unavailable("GetItem", &e))?;
         Ok(out.item.as_ref().and_then(|i| i.get("contact_id")).and_then(|v| v.as_s().ok()).cloned())
     }
+
+    async fn record_merge(&self, merged: &str, survivor: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .item("id", s(&format!("merged:{merged}")))
+            .item("survivor_id", s(survivor))
+            .item("merged_at", n(millis(now)))
+            .item("expiration", expiration(now))
+            .send()
+            .await
+            .map_err(|e| self.unavailable("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn merged_into(&self, contact_id: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .key("id", s(&format!("merged:{contact_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.unavailable("GetItem", &e))?;
+        Ok(out.item.as_ref().and_then(|i| i.get("survivor_id")).and_then(|v| v.as_s().ok()).cloned())
+    }
 }

@@ -74,4 +74,8 @@ async fn dynamo_lead_links_resolve_to_the_latest_contact() {
     assert_eq!(s.contact_for("aimbase_rollick-1").await.unwrap().as_deref(), Some("501"));
     s.link("aimbase_rollick-1", "777", T0).await.unwrap();
     assert_eq!(s.contact_for("aimbase_rollick-1").await.unwrap().as_deref(), Some("777"));
+    // A HubSpot merge: the merged-away id names its survivor.
+    assert_eq!(s.merged_into("777").await.unwrap(), None);
+    s.record_merge("777", "901", T0).await.unwrap();
+    assert_eq!(s.merged_into("777").await.unwrap().as_deref(), Some("901"));
 }

@@ -30,6 +30,8 @@ pub struct HubSpotClient {
     limiter: Option<Arc<RateLimiter>>,
     /// How long a call may wait for a rate-limit slot (`None`: as long as it takes).
     max_slot_wait: Option<Duration>,
+    /// The portal's UTC offset (ms), read once from `account-info` (its daily budget resets at its midnight).
+    portal_offset_ms: Arc<tokio::sync::OnceCell<i64>>,
 }
 
 impl std::fmt::Debug for HubSpotClient {
@@ -55,6 +57,7 @@ impl HubSpotClient {
             token: token.to_string(),
             limiter: None,
             max_slot_wait: None,
+            portal_offset_ms: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
 
@@ -95,8 +98,24 @@ impl HubSpotClient {
     }
 
     /// [`Self::call`], also returning the answer's `X-HubSpot-Correlation-Id` (a 207's per-input errors carry none
-    /// of their own).
+    /// of their own). A `DAILY` 429 learns when the portal's budget resets.
     async fn call_traced(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value, Option<String>), HubSpotError> {
+        match self.send(method, path, body).await {
+            Err(mut e) if e.policy.as_deref() == Some("DAILY") => {
+                e.resets_in_secs = self.daily_reset_in().await;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// One request: the rate limiter's slot, the call, the answer read and classified.
+    async fn send(
         &self,
         method: Method,
         path: &str,
@@ -119,6 +138,7 @@ impl HubSpotClient {
                     correlation_id: None,
                     policy: None,
                     retry_after_secs: None,
+                    resets_in_secs: None,
                 })?),
             },
         };
@@ -196,10 +216,37 @@ impl Probe {
     }
 }
 
+/// Seconds from `now_ms` (Unix ms) to the next midnight at UTC offset `offset_ms`.
+fn secs_to_local_midnight(now_ms: i64, offset_ms: i64) -> u64 {
+    const DAY_MS: i64 = 86_400_000;
+    let local = now_ms + offset_ms;
+    let next = (local.div_euclid(DAY_MS) + 1) * DAY_MS;
+    ((next - local) as u64).div_ceil(1000)
+}
+
 impl HubSpotClient {
+    /// Seconds until the portal's daily budget resets (its midnight); the offset is read once and kept.
+    /// `None` when the portal could not be asked (the worker then assumes UTC midnight).
+    async fn daily_reset_in(&self) -> Option<u64> {
+        let offset = self
+            .portal_offset_ms
+            .get_or_try_init(|| async { self.account_details().await.map(|a| a.utc_offset_milliseconds) })
+            .await
+            .ok()?;
+        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        Some(secs_to_local_midnight(now_ms, *offset))
+    }
+
+    /// The portal's details, kept for the daily-limit timing (`serve` reads them at start for its banner).
+    pub async fn portal(&self) -> Result<AccountDetails, HubSpotError> {
+        let details = self.account_details().await?;
+        let _ = self.portal_offset_ms.set(details.utc_offset_milliseconds);
+        Ok(details)
+    }
+
     /// `GET /account-info/{version}/details`.
     pub async fn account_details(&self) -> Result<AccountDetails, HubSpotError> {
-        let (_, value) = self.call(Method::GET, &self.version.account_info("details"), None).await?;
+        let (_, value, _) = self.send(Method::GET, &self.version.account_info("details"), None).await?;
         serde_json::from_value(value).map_err(|e| {
             HubSpotError::new(Some(200), "unexpected_response", format!("cannot read the account details: {e}"))
         })
@@ -237,6 +284,7 @@ fn transport_error(e: &reqwest::Error) -> HubSpotError {
         correlation_id: None,
         policy: None,
         retry_after_secs: None,
+        resets_in_secs: None,
     }
 }
 
@@ -335,6 +383,7 @@ pub fn error_from_response(status: u16, body: &Value, retry_after_secs: Option<u
         correlation_id: parsed.correlation_id,
         policy: parsed.policy_name,
         retry_after_secs,
+        resets_in_secs: None,
     }
 }
 
@@ -586,6 +635,14 @@ mod tests {
         for s in [400, 401, 403, 404, 409] {
             assert_eq!(error_from_response(s, &Value::Null, None).outcome(), AttemptOutcome::Rejected, "{s}");
         }
+    }
+
+    #[test]
+    fn the_daily_reset_is_the_portals_midnight() {
+        let six_pm_utc = 1_764_007_200_000; // 2025-11-24 18:00 UTC
+        assert_eq!(secs_to_local_midnight(six_pm_utc, 0), 6 * 3600);
+        assert_eq!(secs_to_local_midnight(six_pm_utc, -5 * 3_600_000), 11 * 3600, "US/Eastern: 05:00 UTC");
+        assert_eq!(secs_to_local_midnight(six_pm_utc, 9 * 3_600_000), 21 * 3600, "Tokyo: 15:00 UTC");
     }
 
     #[test]

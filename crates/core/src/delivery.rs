@@ -37,6 +37,8 @@ pub struct Failure {
     pub policy: Option<String>,
     /// `Retry-After` (seconds), when sent.
     pub retry_after_secs: Option<u64>,
+    /// A `DAILY` 429: seconds until the portal's daily budget resets (its midnight, in its time zone).
+    pub resets_in_secs: Option<u64>,
 }
 
 impl Failure {
@@ -60,6 +62,7 @@ impl Failure {
             correlation_id: None,
             policy: None,
             retry_after_secs: None,
+            resets_in_secs: None,
         }
     }
 
@@ -105,6 +108,7 @@ impl From<HubSpotError> for Failure {
             correlation_id: e.correlation_id,
             policy: e.policy,
             retry_after_secs: e.retry_after_secs,
+            resets_in_secs: e.resets_in_secs,
         }
     }
 }
@@ -120,6 +124,7 @@ impl From<PartnerError> for Failure {
             correlation_id: None,
             policy: None,
             retry_after_secs: e.retry_after_secs,
+            resets_in_secs: None,
         }
     }
 }

@@ -114,3 +114,24 @@ impl ActivityKind {
 pub(crate) fn normalise(s: &str) -> String {
     s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
 }
+
+/// Where a default HubSpot lifecycle stage sits in HubSpot's order (`subscriber` first, `evangelist` last);
+/// `None` for `other` and a portal's own stages, which have no order hubrelay knows.
+pub fn lifecycle_rank(stage: &str) -> Option<u8> {
+    const ORDER: [&str; 7] =
+        ["subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer", "evangelist"];
+    ORDER.iter().position(|s| s.eq_ignore_ascii_case(stage.trim())).map(|p| p as u8)
+}
+
+#[cfg(test)]
+mod lifecycle_order {
+    use super::lifecycle_rank;
+
+    #[test]
+    fn stages_rank_in_hubspot_order_and_custom_ones_do_not() {
+        assert!(lifecycle_rank("lead") < lifecycle_rank("customer"));
+        assert!(lifecycle_rank("opportunity") > lifecycle_rank("salesqualifiedlead"));
+        assert_eq!(lifecycle_rank("other"), None);
+        assert_eq!(lifecycle_rank("1234567"), None);
+    }
+}

@@ -214,11 +214,16 @@ pub trait UpdateLedger: Send + Sync {
 }
 
 /// Source lead id → HubSpot contact id, recorded when `lead-captured` delivers a lead, so status updates
-/// and activities that only know the lead id find their contact.
+/// and activities that only know the lead id find their contact; and merged-away contact id → survivor, so a
+/// link (or a sender's contact id) made stale by a merge in HubSpot leads to the contact that absorbed it.
 #[async_trait]
 pub trait LeadLinks: Send + Sync {
     async fn link(&self, lead_id: &str, contact_id: &str, now: OffsetDateTime) -> Result<(), StoreError>;
     async fn contact_for(&self, lead_id: &str) -> Result<Option<String>, StoreError>;
+    /// `merged` was merged into `survivor` in HubSpot.
+    async fn record_merge(&self, merged: &str, survivor: &str, now: OffsetDateTime) -> Result<(), StoreError>;
+    /// The contact a merged-away id became, when a merge was recorded (one step; callers follow chains).
+    async fn merged_into(&self, contact_id: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// Lead links and applied versions must outlive a lead's life at the dealer (months), not the retry window.

@@ -105,3 +105,43 @@ async fn queued_events_are_read_back_and_unreadable_ones_are_refused() {
         ("unreadable_event", hubrelay_core::domain::AttemptOutcome::Rejected)
     );
 }
+
+/// A status update that maps Lost → `lead` on a contact at `opportunity`, with the profile allowing the stage
+/// to move back or not; the stage the contact ends with.
+async fn stage_after_lost(backwards: bool) -> String {
+    let sandbox = sandbox::spawn(
+        SandboxOptions { token: Some(TOKEN.into()), ..SandboxOptions::default() },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = Arc::new(HubSpotClient::new(&sandbox.url(), TOKEN, Duration::from_secs(5)).unwrap());
+    let toml = format!(
+        "name = \"stages\"\n[status]\nstatus_property = \"\"\ncreated_date_property = \"\"\ndealer_property = \"\"\n\
+         score_property = \"\"\nlifecycle_backwards = {backwards}\n[status.lifecyclestage]\nWorking = \"opportunity\"\n\
+         Lost = \"lead\"\n"
+    );
+    let mapping = Mapping::from_toml(&toml, "stages.toml").unwrap();
+    let upsert = ContactUpsert { email: "stage@example.com".into(), properties: Default::default() };
+    let contact_id = client.upsert_contact(&upsert).await.unwrap().id;
+    let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let delivery = UpdateDelivery::new(client.clone(), store.clone(), store, mapping);
+    let update = |status: &str, at: &str| {
+        let body = serde_json::json!({"contact_id": contact_id, "status": status, "changed_at": at});
+        parse_status_update(body.to_string().as_bytes()).unwrap()
+    };
+    let received = datetime!(2026-11-21 12:00 UTC);
+    delivery.deliver_status(&update("working", "2026-11-21T10:00:00Z"), "evt_w", received).await.unwrap();
+    let lost = delivery.deliver_status(&update("lost", "2026-11-21T11:00:00Z"), "evt_l", received).await.unwrap();
+    assert_eq!(lost.outcome, UpdateOutcome::Delivered);
+    let contact = client.read_object("contacts", &contact_id, &["lifecyclestage"], &[]).await.unwrap().unwrap();
+    contact.properties.get("lifecyclestage").cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_lifecycle_stage_moves_back_only_when_the_profile_says_so() {
+    // HubSpot (and the sandbox) keep the later stage on a plain write.
+    assert_eq!(stage_after_lost(false).await, "opportunity");
+    // Allowed: cleared, then set, in two requests.
+    assert_eq!(stage_after_lost(true).await, "lead");
+}

@@ -147,7 +147,8 @@ impl Relay {
         impact: Option<Arc<dyn Impact>>,
     ) -> RetryWorker {
         let s = &self.settings;
-        let referrals = ReferralDelivery::new(hubspot.clone(), extole, impact, s.referral.config.clone());
+        let referrals = ReferralDelivery::new(hubspot.clone(), extole, impact, s.referral.config.clone())
+            .with_links(self.stores.links.clone());
         let worker = RetryWorker::new(
             hubspot.clone(),
             s.mapping.clone(),

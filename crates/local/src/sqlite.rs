@@ -37,7 +37,7 @@ const STATUS_COMPLETED: &str = "COMPLETED";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE idempotency (
@@ -213,6 +213,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if version < 3 {
         tx.execute_batch(crate::sqlite_updates::SCHEMA_V3).map_err(sql_err)?;
+    }
+    if version < 4 {
+        tx.execute_batch(crate::sqlite_updates::SCHEMA_V4).map_err(sql_err)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(sql_err)?;

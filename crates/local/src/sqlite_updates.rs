@@ -1,4 +1,4 @@
-//! The update ledger and lead links on the local SQLite store (schema v3).
+//! The update ledger and lead links on the local SQLite store (schema v3; contact merges v4).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +22,14 @@ CREATE TABLE lead_links (
     lead_id    TEXT PRIMARY KEY NOT NULL,
     contact_id TEXT NOT NULL,
     linked_at  INTEGER NOT NULL
+);
+";
+
+pub(super) const SCHEMA_V4: &str = "
+CREATE TABLE contact_merges (
+    contact_id  TEXT PRIMARY KEY NOT NULL,
+    survivor_id TEXT NOT NULL,
+    merged_at   INTEGER NOT NULL
 );
 ";
 
@@ -157,6 +165,33 @@ impl LeadLinks for SqliteStore {
         })
         .await
     }
+
+    async fn record_merge(&self, merged: &str, survivor: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+        let (merged, survivor) = (merged.to_string(), survivor.to_string());
+        let at = epoch_millis(now);
+        self.blocking(move |conn| {
+            conn.execute(
+                "INSERT INTO contact_merges (contact_id, survivor_id, merged_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (contact_id) DO UPDATE SET survivor_id = ?2, merged_at = ?3",
+                params![merged, survivor, at],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn merged_into(&self, contact_id: &str) -> Result<Option<String>, StoreError> {
+        let contact_id = contact_id.to_string();
+        self.blocking(move |conn| {
+            conn.query_row("SELECT survivor_id FROM contact_merges WHERE contact_id = ?1", params![contact_id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql_err)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -211,5 +246,9 @@ mod tests {
         store.link("L-1", "101", t).await.unwrap();
         store.link("L-1", "202", t).await.unwrap();
         assert_eq!(store.contact_for("L-1").await.unwrap().as_deref(), Some("202"));
+        assert_eq!(store.merged_into("202").await.unwrap(), None);
+        store.record_merge("202", "303", t).await.unwrap();
+        store.record_merge("202", "404", t).await.unwrap();
+        assert_eq!(store.merged_into("202").await.unwrap().as_deref(), Some("404"), "the latest merge wins");
     }
 }

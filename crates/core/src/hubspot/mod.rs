@@ -59,6 +59,9 @@ pub struct HubSpotError {
     pub policy: Option<String>,
     /// `Retry-After` (seconds), when sent.
     pub retry_after_secs: Option<u64>,
+    /// A `DAILY` 429: seconds until the portal's daily budget resets (the client works it out from the
+    /// portal's time zone; `None`: UTC midnight is assumed).
+    pub resets_in_secs: Option<u64>,
 }
 
 impl HubSpotError {
@@ -72,6 +75,7 @@ impl HubSpotError {
             correlation_id: None,
             policy: None,
             retry_after_secs: None,
+            resets_in_secs: None,
         }
     }
 

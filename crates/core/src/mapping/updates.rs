@@ -24,6 +24,7 @@ pub(super) struct RawStatus {
     changed_at_property: Option<Spanned<String>>,
     hs_lead_status: Option<Spanned<BTreeMap<String, String>>>,
     lifecyclestage: Option<Spanned<BTreeMap<String, String>>>,
+    lifecycle_backwards: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +58,10 @@ pub struct StatusMapping {
     pub hs_lead_status: BTreeMap<LeadStatus, String>,
     /// Status → `lifecyclestage` value.
     pub lifecyclestage: BTreeMap<LeadStatus, String>,
+    /// `lifecycle_backwards = true`: a status may move the lifecycle stage back (e.g. Lost → `lead` after
+    /// `opportunity`), which HubSpot allows only by clearing it first; otherwise (the default) HubSpot keeps the
+    /// later stage, as it does for any plain write.
+    pub lifecycle_backwards: bool,
 }
 
 impl Default for StatusMapping {
@@ -71,6 +76,7 @@ impl Default for StatusMapping {
             changed_at_property: None,
             hs_lead_status: BTreeMap::new(),
             lifecyclestage: BTreeMap::new(),
+            lifecycle_backwards: false,
         }
     }
 }
@@ -171,6 +177,7 @@ pub(super) fn status(src: &Source, raw: Option<&RawStatus>) -> Result<StatusMapp
         changed_at_property: property(src, &r.changed_at_property, d.changed_at_property)?,
         hs_lead_status: status_table(src, &r.hs_lead_status)?,
         lifecyclestage: status_table(src, &r.lifecyclestage)?,
+        lifecycle_backwards: r.lifecycle_backwards.unwrap_or(d.lifecycle_backwards),
     })
 }
 

@@ -21,16 +21,19 @@ pub enum ReferralAction {
     ImpactConversion(DealStage),
     /// A HubSpot contact upsert by email (Extole share links, Advocate properties).
     UpsertContact(ContactUpsert),
+    /// Record a HubSpot merge, so links and contact ids naming the merged-away contacts lead to the survivor.
+    RecordMerge { survivor: String, merged: Vec<String> },
 }
 
 impl ReferralAction {
-    /// `extole_signup`, `extole_converted`, `impact_conversion`, `upsert_contact`.
+    /// `extole_signup`, `extole_converted`, `impact_conversion`, `upsert_contact`, `record_merge`.
     pub fn kind(&self) -> &'static str {
         match self {
             ReferralAction::ExtoleSignup(_) => "extole_signup",
             ReferralAction::ExtoleConverted(_) => "extole_converted",
             ReferralAction::ImpactConversion(_) => "impact_conversion",
             ReferralAction::UpsertContact(_) => "upsert_contact",
+            ReferralAction::RecordMerge { .. } => "record_merge",
         }
     }
 
@@ -47,6 +50,7 @@ impl ReferralAction {
             ReferralAction::ExtoleConverted(d) => partner_conversion_id(&d.deal_id, &d.stage),
             ReferralAction::ImpactConversion(d) => impact_order_id(&d.deal_id, &d.stage),
             ReferralAction::UpsertContact(_) => return None,
+            ReferralAction::RecordMerge { survivor, merged } => format!("{survivor}<-{}", merged.join(",")),
         };
         Some(format!("{}:{key}", self.kind()))
     }
@@ -71,6 +75,9 @@ pub fn plan(triggers: Vec<ReferralTrigger>, config: &ReferralConfig) -> (Vec<Ref
                 if config.impact_enabled {
                     actions.push(ReferralAction::ImpactConversion(d));
                 }
+            }
+            ReferralTrigger::ContactMerge { survivor, merged } => {
+                actions.push(ReferralAction::RecordMerge { survivor, merged })
             }
             ReferralTrigger::Ignored { reason } => ignored.push(reason),
         }

@@ -14,6 +14,7 @@ use crate::delivery::Failure;
 use crate::hubspot::HubSpot;
 use crate::partners::{Extole, Impact};
 use crate::pii::mask_email;
+use crate::store::LeadLinks;
 
 /// What became of a delivered action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct ReferralDelivery {
     extole: Option<Arc<dyn Extole>>,
     impact: Option<Arc<dyn Impact>>,
     config: ReferralConfig,
+    /// Where HubSpot's merges are recorded (`None`: merge events are parked `not_configured`).
+    links: Option<Arc<dyn LeadLinks>>,
 }
 
 /// Data that cannot be mapped: parked (a fix in HubSpot, then a redrive).
@@ -49,7 +52,13 @@ impl ReferralDelivery {
         impact: Option<Arc<dyn Impact>>,
         config: ReferralConfig,
     ) -> Self {
-        ReferralDelivery { hubspot, extole, impact, config }
+        ReferralDelivery { hubspot, extole, impact, config, links: None }
+    }
+
+    /// Record HubSpot's `contact.merge` events in `links`.
+    pub fn with_links(mut self, links: Arc<dyn LeadLinks>) -> Self {
+        self.links = Some(links);
+        self
     }
 
     pub fn config(&self) -> &ReferralConfig {
@@ -95,6 +104,18 @@ impl ReferralDelivery {
                 let conversion = impact_conversion(&d, &email, &self.config, received_at).map_err(unusable)?;
                 self.impact()?.send_conversion(&conversion).await?;
                 Ok(ReferralOutcome::Sent { reference: contact_id })
+            }
+            ReferralAction::RecordMerge { survivor, merged } => {
+                let links = self
+                    .links
+                    .as_ref()
+                    .ok_or_else(|| Failure::park("not_configured", "no store for HubSpot merges in this worker"))?;
+                let now = OffsetDateTime::now_utc();
+                for id in merged {
+                    links.record_merge(id, survivor, now).await?;
+                }
+                tracing::info!(survivor = %survivor, merged = merged.len(), "HubSpot merge recorded");
+                Ok(ReferralOutcome::Sent { reference: survivor.clone() })
             }
             ReferralAction::UpsertContact(upsert) => {
                 let contact = self.hubspot.upsert_contact(upsert).await?;

@@ -156,6 +156,33 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
     crate::dates::parse_lead_date(s).ok().map(|d| d.instant)
 }
 
+/// `contact.merge`: `primaryObjectId`, `mergedObjectIds`, and `newObjectId` when the survivor got a new id
+/// (then the primary's old id is merged away too).
+fn merge_event(i: usize, obj: &Map<String, Value>) -> Result<ReferralTrigger, ReferralError> {
+    let field = |name: &str| format!("[{i}].{name}");
+    let id = |name: &str| -> Result<Option<String>, ReferralError> {
+        obj.get(name).and_then(text).map(|v| object_id(&field(name), &v)).transpose()
+    };
+    let primary = id("primaryObjectId")?.or(id("objectId")?).ok_or_else(|| {
+        ReferralError::missing(&field("primaryObjectId"), "a contact.merge event needs `primaryObjectId`")
+    })?;
+    let survivor = id("newObjectId")?.unwrap_or_else(|| primary.clone());
+    let mut merged = Vec::new();
+    for v in obj.get("mergedObjectIds").and_then(Value::as_array).into_iter().flatten() {
+        let raw = text(v).unwrap_or_default();
+        merged.push(object_id(&field("mergedObjectIds"), &raw)?);
+    }
+    if primary != survivor {
+        merged.push(primary);
+    }
+    merged.retain(|m| *m != survivor);
+    merged.dedup();
+    if merged.is_empty() {
+        return Err(ReferralError::missing(&field("mergedObjectIds"), "a contact.merge event needs `mergedObjectIds`"));
+    }
+    Ok(ReferralTrigger::ContactMerge { survivor, merged })
+}
+
 fn app_event(i: usize, event: &Value, config: &ReferralConfig) -> Result<ReferralTrigger, ReferralError> {
     let field = |name: &str| format!("[{i}].{name}");
     let obj = event.as_object().ok_or_else(|| ReferralError::payload(format!("event [{i}] is not an object")))?;
@@ -163,6 +190,9 @@ fn app_event(i: usize, event: &Value, config: &ReferralConfig) -> Result<Referra
         .iter()
         .find_map(|k| obj.get(*k).and_then(Value::as_str))
         .ok_or_else(|| ReferralError::missing(&field("subscriptionType"), "every event needs `subscriptionType`"))?;
+    if kind == "contact.merge" {
+        return merge_event(i, obj);
+    }
     let id_text = obj
         .get("objectId")
         .and_then(text)
@@ -213,6 +243,10 @@ fn app_event(i: usize, event: &Value, config: &ReferralConfig) -> Result<Referra
             None => ignored("deal stage was cleared".into()),
         },
         "contact.propertyChange" | "deal.propertyChange" => ignored(format!("`{property}` is not a referral property")),
+        // A merge also deletes the merged-away records; `contact.merge` carries what the links need.
+        "contact.deletion" => ignored(format!(
+            "contact {object_id} deleted: nothing to relay (later updates for it are parked contact_not_found)"
+        )),
         other => ignored(format!("`{other}` events are not referral triggers")),
     }
 }

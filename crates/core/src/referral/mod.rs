@@ -103,6 +103,11 @@ impl ReferralConfig {
 pub enum ReferralTrigger {
     ContactSignup(ContactSignup),
     DealStage(DealStage),
+    /// HubSpot merged contacts (`contact.merge`): the merged-away ids now live on in `survivor`.
+    ContactMerge {
+        survivor: String,
+        merged: Vec<String>,
+    },
     /// Nothing to send (another property changed, a stage that is not configured, ...).
     Ignored {
         reason: String,

@@ -13,6 +13,7 @@ use super::{activity_changes, engagement, status_changes, Activity, Change, Cont
 use crate::delivery::Failure;
 use crate::domain::FunctionName;
 use crate::hubspot::{Engagement, EngagementKind, HubSpot};
+use crate::lifecycle::lifecycle_rank;
 use crate::mapping::Mapping;
 use crate::pii::mask_email;
 use crate::store::{AppliedVersion, LeadLinks, Lease, UpdateLedger};
@@ -107,7 +108,13 @@ impl UpdateDelivery {
         let contact_id = self.resolve(&update.contact).await?;
         let at = update.changed_at.unwrap_or(received_at);
         let changes = status_changes(&self.mapping.status, update, at);
-        self.apply(&contact_id, event_id, changes, at).await
+        match self.apply(&contact_id, event_id, changes.clone(), at, &BTreeMap::new()).await {
+            Err(f) if f.code == "contact_not_found" => match self.follow_merge(&contact_id, &update.contact).await? {
+                Some((survivor, carried)) => self.apply(&survivor, event_id, changes, at, &carried).await,
+                None => Err(f),
+            },
+            other => other,
+        }
     }
 
     pub async fn deliver_activity(
@@ -117,23 +124,37 @@ impl UpdateDelivery {
         received_at: OffsetDateTime,
         retried: bool,
     ) -> Result<UpdateResult, Failure> {
-        let contact_id = self.resolve(&activity.contact).await?;
+        let mut contact_id = self.resolve(&activity.contact).await?;
         let at = activity.occurred_at.unwrap_or(received_at);
-        let wanted = engagement(&self.mapping.activity, activity, &contact_id, at);
+        let mut wanted = engagement(&self.mapping.activity, activity, &contact_id, at);
         let existing = if retried { self.find_existing(&wanted).await? } else { None };
+        let mut carried = BTreeMap::new();
         let engagement_id = match existing {
             Some(id) => id,
             None => match self.hubspot.create_engagement(&wanted).await {
                 Ok(id) => id,
-                // HubSpot refuses an association to a missing record as a plain validation error: name it.
+                // HubSpot refuses an association to a missing record as a plain validation error: the contact
+                // was merged into another (write there) or is gone (name it).
                 Err(e) if e.status == Some(400) && !self.contact_exists(&contact_id).await? => {
-                    return Err(contact_not_found(format!("HubSpot has no contact {contact_id}: {}", e.message)))
+                    match self.follow_merge(&contact_id, &activity.contact).await? {
+                        Some((survivor, versions)) => {
+                            (contact_id, carried) = (survivor, versions);
+                            wanted.contact_id = contact_id.clone();
+                            self.hubspot.create_engagement(&wanted).await?
+                        }
+                        None => {
+                            return Err(contact_not_found(format!(
+                                "HubSpot has no contact {contact_id}: {}",
+                                e.message
+                            )))
+                        }
+                    }
                 }
                 Err(e) => return Err(e.into()),
             },
         };
         let changes = activity_changes(&self.mapping.activity, activity, at);
-        let mut result = self.apply(&contact_id, event_id, changes, at).await?;
+        let mut result = self.apply(&contact_id, event_id, changes, at, &carried).await?;
         // The engagement is what an activity is for: it counts as delivered even when the contact
         // already shows a newer "last activity".
         result.outcome = UpdateOutcome::Delivered;
@@ -142,14 +163,92 @@ impl UpdateDelivery {
         Ok(result)
     }
 
+    /// HubSpot never moves a lifecycle stage back on a plain write (it keeps the later one, silently). When the
+    /// profile allows it and this write would go back, clear the stage first: two requests, as HubSpot requires.
+    async fn move_back_lifecycle(
+        &self,
+        contact_id: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<(), Failure> {
+        let Some(wanted) = properties.get("lifecyclestage").filter(|_| self.mapping.status.lifecycle_backwards) else {
+            return Ok(());
+        };
+        let Some(current) = self.hubspot.read_object("contacts", contact_id, &["lifecyclestage"], &[]).await? else {
+            return Ok(()); // the write itself will say the contact is missing
+        };
+        let current = current.properties.get("lifecyclestage").cloned().unwrap_or_default();
+        let back = match (lifecycle_rank(&current), lifecycle_rank(wanted)) {
+            (Some(now), Some(next)) => next < now,
+            _ => false,
+        };
+        if back {
+            let clear = BTreeMap::from([("lifecyclestage".to_string(), String::new())]);
+            self.hubspot.update_contact(contact_id, &clear).await?;
+            tracing::info!(contact_id, from = %current, to = %wanted, "lifecycle stage moved back (cleared, then set)");
+        }
+        Ok(())
+    }
+
+    /// Whether `contact_id` is a contact under that very id (a merged-away id reads as its survivor).
     async fn contact_exists(&self, contact_id: &str) -> Result<bool, Failure> {
-        Ok(self.hubspot.read_object("contacts", contact_id, &["email"], &[]).await?.is_some())
+        let found = self.hubspot.read_object("contacts", contact_id, &["email"], &[]).await?;
+        Ok(found.is_some_and(|c| c.id.is_empty() || c.id == contact_id))
+    }
+
+    /// HubSpot no longer has `contact_id` under that id: the contact that absorbed it in a merge (a read of a
+    /// merged-away id answers the survivor; failing that, the event's email), with the order guard's versions
+    /// of the old id to carry over. Recorded, and the event's lead links re-pointed, so later events go
+    /// straight there. `None`: the contact is gone.
+    async fn follow_merge(
+        &self,
+        contact_id: &str,
+        contact: &ContactRef,
+    ) -> Result<Option<(String, BTreeMap<String, AppliedVersion>)>, Failure> {
+        let read = self.hubspot.read_object("contacts", contact_id, &["email", "hs_merged_object_ids"], &[]).await?;
+        let survivor = match read {
+            Some(c) if !c.id.is_empty() && c.id != contact_id => Some(c.id),
+            Some(_) => None,
+            None => match &contact.email {
+                Some(email) => self.hubspot.contact_id_by_email(email).await?.filter(|id| id != contact_id),
+                None => None,
+            },
+        };
+        let Some(survivor) = survivor else { return Ok(None) };
+        let now = OffsetDateTime::now_utc();
+        self.links.record_merge(contact_id, &survivor, now).await?;
+        for lead_id in &contact.lead_ids {
+            if self.links.contact_for(lead_id).await?.as_deref() == Some(contact_id) {
+                self.links.link(lead_id, &survivor, now).await?;
+            }
+        }
+        let owner = format!("merge:{contact_id}");
+        let carried = match self.ledger.lease(contact_id, &owner, now, LEASE_TTL).await? {
+            Lease::Granted(versions) => {
+                self.ledger.release(contact_id, &owner).await?;
+                versions
+            }
+            Lease::Busy => BTreeMap::new(),
+        };
+        tracing::info!(merged = contact_id, survivor = %survivor, "contact merged in HubSpot: writing to the survivor");
+        Ok(Some((survivor, carried)))
+    }
+
+    /// A contact id after the merges recorded so far.
+    async fn after_merges(&self, contact_id: String) -> Result<String, Failure> {
+        let mut id = contact_id;
+        for _ in 0..8 {
+            match self.links.merged_into(&id).await? {
+                Some(next) if next != id => id = next,
+                _ => break,
+            }
+        }
+        Ok(id)
     }
 
     /// Contact id, else email (looked up), else the lead ids `lead-captured` linked.
     async fn resolve(&self, contact: &ContactRef) -> Result<String, Failure> {
         if let Some(id) = &contact.contact_id {
-            return Ok(id.clone());
+            return self.after_merges(id.clone()).await;
         }
         if let Some(email) = &contact.email {
             return self
@@ -159,7 +258,11 @@ impl UpdateDelivery {
                 .ok_or_else(|| contact_not_found(format!("no HubSpot contact has the email {}", mask_email(email))));
         }
         for lead_id in &contact.lead_ids {
-            if let Some(id) = self.links.contact_for(lead_id).await? {
+            if let Some(linked) = self.links.contact_for(lead_id).await? {
+                let id = self.after_merges(linked.clone()).await?;
+                if id != linked {
+                    self.links.link(lead_id, &id, OffsetDateTime::now_utc()).await?;
+                }
                 return Ok(id);
             }
         }
@@ -170,12 +273,14 @@ impl UpdateDelivery {
     }
 
     /// Write the changes that are newer than the contact's applied versions, under the contact's lease.
+    /// `carried`: versions applied under a merged-away id of this contact, kept by the order guard.
     async fn apply(
         &self,
         contact_id: &str,
         owner: &str,
         changes: Vec<Change>,
         at: OffsetDateTime,
+        carried: &BTreeMap<String, AppliedVersion>,
     ) -> Result<UpdateResult, Failure> {
         let mut result = UpdateResult {
             outcome: UpdateOutcome::Delivered,
@@ -188,7 +293,12 @@ impl UpdateDelivery {
         if changes.is_empty() {
             return Ok(result);
         }
-        let versions = self.lease(contact_id, owner).await?;
+        let mut versions = self.lease(contact_id, owner).await?;
+        for (field, v) in carried {
+            if versions.get(field).is_none_or(|mine| mine.at < v.at) {
+                versions.insert(field.clone(), v.clone());
+            }
+        }
         let mut properties = BTreeMap::new();
         let mut applied = BTreeMap::new();
         let mut duplicates = 0;
@@ -208,10 +318,20 @@ impl UpdateDelivery {
             }
         }
         if applied.is_empty() {
-            self.ledger.release(contact_id, owner).await?;
+            if carried.is_empty() {
+                self.ledger.release(contact_id, owner).await?;
+            } else {
+                self.ledger.commit(contact_id, owner, carried).await?;
+            }
             result.outcome =
                 if duplicates == result.skipped.len() { UpdateOutcome::Duplicate } else { UpdateOutcome::Stale };
             return Ok(result);
+        }
+        if let Err(e) = self.move_back_lifecycle(contact_id, &properties).await {
+            if let Err(re) = self.ledger.release(contact_id, owner).await {
+                tracing::error!(contact_id, error = %re, "could not release the contact's lease");
+            }
+            return Err(e);
         }
         if let Err(e) = self.hubspot.update_contact(contact_id, &properties).await {
             if let Err(re) = self.ledger.release(contact_id, owner).await {
@@ -223,7 +343,9 @@ impl UpdateDelivery {
                 e.into()
             });
         }
-        if let Err(e) = self.ledger.commit(contact_id, owner, &applied).await {
+        let mut recorded = carried.clone();
+        recorded.extend(applied);
+        if let Err(e) = self.ledger.commit(contact_id, owner, &recorded).await {
             // Written to HubSpot already; only the order guard for later updates is weaker.
             tracing::error!(contact_id, error = %e, "could not record the applied versions");
         }

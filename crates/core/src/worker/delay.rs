@@ -18,7 +18,8 @@ pub const NOT_SENT: [&str; 2] = ["client_rate_limited", "contact_busy"];
 /// The wait after failed attempt `attempt` (1-based, counted in the current run of the schedule).
 /// - not sent at all ([`NOT_SENT`]): no wait;
 /// - `TEN_SECONDLY_ROLLING` / `SECONDLY` 429: at least 10 s, so the rolling window has moved on;
-/// - `DAILY` 429: until the next UTC midnight (HubSpot's daily budget resets then, in UTC for most portals);
+/// - `DAILY` 429: until the budget resets at the portal's midnight (in its time zone, as the client reports;
+///   UTC midnight when it could not tell);
 /// - `Retry-After`: honoured but clamped to [scheduled, 2 × scheduled].
 pub fn retry_delay(schedule: &RetrySchedule, attempt: u32, e: &Failure, now: OffsetDateTime) -> Duration {
     if e.status.is_none() && NOT_SENT.contains(&e.code.as_str()) {
@@ -29,8 +30,14 @@ pub fn retry_delay(schedule: &RetrySchedule, attempt: u32, e: &Failure, now: Off
     if e.status == Some(429) {
         match e.policy.as_deref() {
             Some("DAILY") => {
-                let midnight = (now.date() + time::Duration::days(1)).midnight().assume_utc();
-                delay = delay.max((midnight - now).try_into().unwrap_or(Duration::ZERO));
+                let reset = match e.resets_in_secs {
+                    Some(secs) => Duration::from_secs(secs),
+                    None => {
+                        let midnight = (now.date() + time::Duration::days(1)).midnight().assume_utc();
+                        (midnight - now).try_into().unwrap_or(Duration::ZERO)
+                    }
+                };
+                delay = delay.max(reset);
             }
             _ => delay = delay.max(Duration::from_secs(10)),
         }
@@ -75,6 +82,7 @@ mod tests {
             correlation_id: None,
             policy: policy.map(String::from),
             retry_after_secs: retry_after,
+            resets_in_secs: None,
         })
     }
 
@@ -86,6 +94,10 @@ mod tests {
         assert_eq!(retry_delay(&s, 1, &err(429, Some("TEN_SECONDLY_ROLLING"), None), now), Duration::from_secs(10));
         assert_eq!(retry_delay(&s, 2, &err(429, Some("TEN_SECONDLY_ROLLING"), None), now), Duration::from_secs(300));
         assert_eq!(retry_delay(&s, 1, &err(429, Some("DAILY"), None), now), Duration::from_secs(6 * 3600));
+        // A US/Eastern portal (UTC-5) resets at 05:00 UTC: 11 h after 18:00 UTC, not 6.
+        let mut eastern = err(429, Some("DAILY"), None);
+        eastern.resets_in_secs = Some(11 * 3600);
+        assert_eq!(retry_delay(&s, 1, &eastern, now), Duration::from_secs(11 * 3600));
         // Retry-After clamped to [scheduled, 2 × scheduled]
         assert_eq!(retry_delay(&s, 1, &err(477, None, Some(60)), now), Duration::from_secs(10));
         assert_eq!(retry_delay(&s, 2, &err(477, None, Some(1)), now), Duration::from_secs(300));

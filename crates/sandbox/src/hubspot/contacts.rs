@@ -199,7 +199,18 @@ pub(crate) async fn get(
     let sel = q.selection();
     let out = sb
         .with_store(move |st| {
-            let c = find(st.conn(), &t)?.ok_or_else(|| ApiError::contact_not_found(&raw))?;
+            // A merged-away id reads as its survivor (which has its own id), as on HubSpot.
+            let c = match find(st.conn(), &t)? {
+                Some(c) => Some(c),
+                None => match &t {
+                    Target::Id(Some(id)) => match super::merge::survivor_of(st.conn(), *id)? {
+                        Some(survivor) => store::by_id(st.conn(), survivor)?,
+                        None => None,
+                    },
+                    _ => None,
+                },
+            };
+            let c = c.ok_or_else(|| ApiError::contact_not_found(&raw))?;
             Ok(render(&c, &sel, st))
         })
         .await?;

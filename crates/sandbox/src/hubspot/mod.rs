@@ -31,6 +31,7 @@ mod deals;
 mod engagements;
 mod error;
 mod faults;
+mod merge;
 mod properties;
 mod ratelimit;
 mod routes;

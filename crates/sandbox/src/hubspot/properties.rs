@@ -134,6 +134,9 @@ pub(crate) static BUILTINS: LazyLock<Vec<Property>> = LazyLock::new(|| {
         read_only(builtin("hs_object_id", "Record ID", "number", "number", info, &[])),
         read_only(builtin("createdate", "Create Date", "datetime", "date", info, &[])),
         read_only(builtin("lastmodifieddate", "Last Modified Date", "datetime", "date", info, &[])),
+        // Set by merges (`merge.rs`).
+        read_only(builtin("hs_merged_object_ids", "Merged Contact IDs", "enumeration", "checkbox", info, &[])),
+        read_only(builtin("hs_additional_emails", "Additional email addresses", "enumeration", "checkbox", info, &[])),
     ]
 });
 

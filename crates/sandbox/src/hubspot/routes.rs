@@ -25,6 +25,11 @@ use super::{lock, Faults, Sandbox};
 
 const DAY_MS: i64 = 86_400_000;
 
+/// The portal's calendar day (its daily budget resets at its own midnight, not UTC's).
+fn portal_day(options: &super::SandboxOptions) -> i64 {
+    (now_ms() + i64::from(options.utc_offset_minutes) * 60_000).div_euclid(DAY_MS)
+}
+
 /// The dated API versions the sandbox serves (HubSpot supports each for 18 months).
 pub(crate) const SUPPORTED_VERSIONS: [&str; 3] = ["2025-09", "2026-03", "2026-09"];
 
@@ -50,6 +55,7 @@ pub(crate) fn router(sb: Sandbox) -> Router {
         .route("/__sandbox/faults", get(get_faults).post(set_faults).delete(clear_faults))
         .route("/__sandbox/validation-rules", get(get_rules).post(set_rules).delete(clear_rules))
         .route("/__sandbox/scopes", get(get_scopes).post(set_scopes))
+        .route("/__sandbox/merge", post(merge_contacts))
         .route("/__sandbox/stats", get(stats))
         .route("/__sandbox/reset", post(reset));
     api.merge(admin).with_state(sb)
@@ -154,7 +160,7 @@ async fn gate(State(sb): State<Sandbox>, mut req: Request, next: Next) -> Respon
     let faults = sb.faults();
     let max = faults.requests_per_10s.unwrap_or(inner.options.rate_limit_per_10s);
     let (quota, refused) =
-        lock(&inner.limiter).check(&token, max, inner.options.daily_limit, Instant::now(), now_ms().div_euclid(DAY_MS));
+        lock(&inner.limiter).check(&token, max, inner.options.daily_limit, Instant::now(), portal_day(&inner.options));
     let mut res = if let Some(policy) = refused {
         lock(&inner.stats).rate_limited += 1;
         ApiError::rate_limited(policy).into_response()
@@ -244,6 +250,13 @@ async fn set_faults(State(sb): State<Sandbox>, body: Bytes) -> Result<Json<Fault
     }
     sb.set_faults(faults.clone());
     Ok(Json(faults))
+}
+
+/// `POST /__sandbox/merge` `{"primary","merged","new_id"?}` (see `merge.rs`).
+async fn merge_contacts(State(sb): State<Sandbox>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let v = parse_object(&body)?;
+    let out = sb.with_store(move |st| st.write(|conn| super::merge::merge(conn, &v))).await?;
+    Ok(Json(out))
 }
 
 async fn get_scopes(State(sb): State<Sandbox>) -> Json<Value> {

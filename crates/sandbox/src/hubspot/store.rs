@@ -27,15 +27,30 @@ impl Contact {
         self.props.get("email").map(String::as_str).filter(|e| !e.is_empty())
     }
 
-    /// Applies validated values: `""` clears, anything else sets.
+    /// Applies validated values: `""` clears, anything else sets; a lifecycle stage never moves back on a plain
+    /// write (HubSpot keeps the later stage without an error: clear it first to move it back).
     pub fn merge(&mut self, values: &BTreeMap<String, String>) {
         for (k, v) in values {
+            if k == "lifecyclestage" && later_stage(self.props.get(k).map(String::as_str), v) {
+                continue;
+            }
             if v.is_empty() {
                 self.props.remove(k);
             } else {
                 self.props.insert(k.clone(), v.clone());
             }
         }
+    }
+}
+
+/// Whether `current` is a later default lifecycle stage than `wanted` (custom and `other` stages have no order).
+fn later_stage(current: Option<&str>, wanted: &str) -> bool {
+    const ORDER: [&str; 7] =
+        ["subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer", "evangelist"];
+    let rank = |s: &str| ORDER.iter().position(|o| *o == s);
+    match (current.and_then(rank), rank(wanted)) {
+        (Some(now), Some(next)) => next < now,
+        _ => false,
     }
 }
 
@@ -151,6 +166,7 @@ impl Store {
         };
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(super::merge::SCHEMA)?;
         let custom = {
             let mut stmt = conn.prepare("SELECT definition FROM properties ORDER BY created_ms, rowid")?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
@@ -230,6 +246,7 @@ impl Store {
         tx.execute("DELETE FROM deal_contacts", [])?;
         tx.execute("DELETE FROM deals", [])?;
         tx.execute("DELETE FROM contacts", [])?;
+        tx.execute("DELETE FROM merged_contacts", [])?;
         tx.execute("DELETE FROM properties", [])?;
         tx.commit()?;
         self.custom.clear();
