@@ -4,6 +4,7 @@
 mod activities;
 mod auth;
 mod cli;
+mod conformance;
 mod harness;
 mod leads;
 mod malformed;

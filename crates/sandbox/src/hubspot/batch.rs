@@ -156,9 +156,12 @@ pub(crate) async fn batch_upsert(
                 match check_input(input, st, &rules) {
                     Ok(values) => writes.push((input, values)),
                     Err(refusal) if multi_status => {
+                        // HubSpot's StandardError: `status`, `category`, `message`, `context`, `links` and
+                        // `errors` are all required (an empty list when no property is at fault).
                         let mut body = refusal.into_error().body;
                         body.insert("context".into(), json!({"objectWriteTraceId": [input.trace_id]}));
                         body.insert("links".into(), json!({}));
+                        body.entry("errors").or_insert_with(|| json!([]));
                         body.remove("correlationId");
                         errors.push(Value::Object(body));
                     }
@@ -263,11 +266,14 @@ pub(crate) async fn batch_read(State(sb): State<Sandbox>, body: Bytes) -> Result
         return Ok(Json(out).into_response());
     }
     out["numErrors"] = json!(1);
+    // A StandardError: `links` and `errors` are required beside the rest.
     out["errors"] = json!([{
         "status": "error",
         "category": "OBJECT_NOT_FOUND",
         "message": "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid.",
         "context": {"ids": missing},
+        "links": {},
+        "errors": [],
     }]);
     Ok((StatusCode::MULTI_STATUS, Json(out)).into_response())
 }

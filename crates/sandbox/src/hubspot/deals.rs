@@ -197,7 +197,8 @@ pub(crate) async fn create(State(sb): State<Sandbox>, body: Bytes) -> Result<Res
                 }
                 Ok(Deal { id: id as u64, props: clean, contacts: ids, created_ms: now, updated_ms: now })
             })?;
-            Ok(render(&deal, None, true))
+            // A create answers HubSpot's SimplePublicObject, which has no `associations`.
+            Ok(render(&deal, None, false))
         })
         .await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
