@@ -1,6 +1,7 @@
 //! `hubrelay doctor`: is this portal ready for hubrelay? Checks the token, names the portal and its time zone,
 //! probes each scope hubrelay needs (a call that writes nothing) and lists the custom properties the enabled
-//! flows write that the portal lacks. Prints what to fix; exits 1 when something needs fixing, 2 when it
+//! flows write that the portal lacks (the deals scope and the referral properties only for the referral programs
+//! switched on). Prints what to fix; exits 1 when something needs fixing, 2 when it
 //! could not check (bad settings, HubSpot unreachable).
 
 use hubrelay_clients::hubspot::Probe;
@@ -33,7 +34,10 @@ pub async fn run(args: DoctorArgs) -> Result<(), CommandError> {
     }
 
     let mut missing_scopes: Vec<&str> = Vec::new();
-    for probe in Probe::ALL {
+    // Deals are read only for referral conversions (Extole `converted`, impact.com conversions).
+    let referral = &settings.referral.config;
+    let conversions = referral.extole_enabled || referral.impact_enabled;
+    for probe in Probe::ALL.into_iter().filter(|p| conversions || *p != Probe::DealsRead) {
         let (scope, why) = probe.scope();
         match client.probe(probe).await {
             Ok(()) => println!("  ok    {scope:<28} {why}"),

@@ -240,6 +240,21 @@ async fn a_merge_between_delivery_and_status_update_moves_the_update_and_the_lin
         serve.post_status(&json!({"contact_id": first, "status": "sold", "changed_at": "2026-11-21T11:00:00Z"})).await;
     assert_eq!((status, body["contact_id"].as_str()), (200, Some(survivor.as_str())), "{body}");
     assert_eq!(serve.sandbox_calls(PATCH).await, before + 1);
+    // An activity naming the merged-away id lands on the survivor's timeline; one for a contact that never
+    // existed is parked `contact_not_found` (so `dlq redrive --error-code contact_not_found` finds it).
+    let (status, _, body) = serve
+        .post_activity(&json!({"contact_id": first, "type": "note", "body": "Called back", "activity_id": "A-merge"}))
+        .await;
+    assert_eq!((status, body["contact_id"].as_str()), (200, Some(survivor.as_str())), "{body}");
+    assert_eq!(serve.engagements(&survivor, "notes", &[]).await.len(), 1);
+    let (status, _, body) = serve
+        .post_activity(&json!({"contact_id": "999999", "type": "note", "body": "Lost", "activity_id": "A-gone"}))
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str(), body["reason"]["code"].as_str()),
+        (202, Some("parked"), Some("contact_not_found")),
+        "{body}"
+    );
     // The order guard holds on the survivor: an older status is stale.
     let (_, body) = serve
         .post_status(&json!({"lead_id": "aimbase_rollick-7", "status": "lost", "changed_at": "2026-11-21T09:00:00Z"}))
@@ -279,11 +294,13 @@ async fn hubspot_merge_webhooks_repoint_links_before_the_next_update() {
     assert_eq!(body["actions"][0]["action"], "record_merge", "{body}");
     let store = hubrelay_local::sqlite::SqliteStore::open(&serve.db_path()).unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while store.merged_into(&first).await.unwrap().is_none() {
+    // Both merged-away ids, the old primary's too (the survivor got a new id); HubSpot confirmed them first.
+    while store.merged_into(&first).await.unwrap().is_none() || store.merged_into(&other).await.unwrap().is_none() {
         assert!(tokio::time::Instant::now() < deadline, "the merge was never recorded");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(store.merged_into(&other).await.unwrap().as_deref(), Some(survivor.as_str()), "the old primary id too");
+    assert_eq!(store.merged_into(&first).await.unwrap().as_deref(), Some(survivor.as_str()));
+    assert_eq!(store.merged_into(&other).await.unwrap().as_deref(), Some(survivor.as_str()));
 
     // The next update by lead id goes straight to the survivor (one PATCH, no 404 and look-up first) and
     // re-points the link.
@@ -299,4 +316,34 @@ async fn hubspot_merge_webhooks_repoint_links_before_the_next_update() {
     assert_eq!(serve.sandbox_calls(PATCH).await, before + 1);
     assert_eq!(serve.sandbox_calls("GET /crm/objects/{version}/contacts/{id}").await, gets_before);
     assert_eq!(store.contact_for("aimbase_rollick-21").await.unwrap().as_deref(), Some(survivor.as_str()));
+}
+
+#[tokio::test]
+async fn a_merge_webhook_hubspot_does_not_confirm_re_points_nothing() {
+    use hubrelay_core::store::{EventLog, EventStatus, LeadLinks};
+    let serve = Serve::start(&[("HUBRELAY_MAPPING", "aimbase")]);
+    let victim = crate::status::aimbase_lead(&serve, "aimbase_rollick-31", "victim@example.com").await;
+    let other = crate::status::aimbase_lead(&serve, "aimbase_rollick-32", "attacker@example.com").await;
+    // No merge happened in HubSpot: a sender with an API token claims one.
+    let forged = json!([{"eventId": 9, "subscriptionId": 3, "portalId": 62515, "occurredAt": 1_764_000_000_000_i64,
+        "subscriptionType": "contact.merge", "objectId": other.parse::<u64>().unwrap(),
+        "primaryObjectId": other.parse::<u64>().unwrap(), "mergedObjectIds": [victim.parse::<u64>().unwrap()]}]);
+    let (status, _, body) =
+        serve.post_to("/v1/referrals/hubspot", "application/json", forged.to_string().into_bytes(), headers(&[])).await;
+    assert_eq!(status, 202, "{body}");
+    let event_id = body["event_ids"][0].as_str().unwrap().to_string();
+    let store = hubrelay_local::sqlite::SqliteStore::open(&serve.db_path()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let record = store.get_event(&event_id).await.unwrap();
+        if record.as_ref().is_some_and(|r| r.status == EventStatus::DeadLettered) {
+            assert_eq!(record.unwrap().reason.unwrap().code, "merge_not_confirmed");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the forged merge was never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.merged_into(&victim).await.unwrap(), None);
+    let (_, body) = serve.post_status(&json!({"lead_id": "aimbase_rollick-31", "status": "working"})).await;
+    assert_eq!(body["contact_id"], victim.as_str(), "{body}");
 }

@@ -30,8 +30,9 @@ pub struct HubSpotClient {
     limiter: Option<Arc<RateLimiter>>,
     /// How long a call may wait for a rate-limit slot (`None`: as long as it takes).
     max_slot_wait: Option<Duration>,
-    /// The portal's UTC offset (ms), read once from `account-info` (its daily budget resets at its midnight).
-    portal_offset_ms: Arc<tokio::sync::OnceCell<i64>>,
+    /// The portal's UTC offset (ms) from `account-info` and when it was read (its daily budget resets at its
+    /// midnight); read again after [`OFFSET_FRESH`], so a daylight-saving change is followed.
+    portal_offset: Arc<std::sync::Mutex<Option<(i64, std::time::Instant)>>>,
 }
 
 impl std::fmt::Debug for HubSpotClient {
@@ -57,7 +58,7 @@ impl HubSpotClient {
             token: token.to_string(),
             limiter: None,
             max_slot_wait: None,
-            portal_offset_ms: Arc::new(tokio::sync::OnceCell::new()),
+            portal_offset: Arc::new(std::sync::Mutex::new(None)),
         })
     }
 
@@ -186,18 +187,16 @@ pub enum Probe {
     PropertiesRead,
     PropertiesWrite,
     DealsRead,
-    DealsWrite,
 }
 
 impl Probe {
-    pub const ALL: [Probe; 7] = [
+    pub const ALL: [Probe; 6] = [
         Probe::ContactsRead,
         Probe::ContactsWrite,
         Probe::EngagementsWrite,
         Probe::PropertiesRead,
         Probe::PropertiesWrite,
         Probe::DealsRead,
-        Probe::DealsWrite,
     ];
 
     /// The scope the probe checks, and what hubrelay needs it for.
@@ -211,7 +210,6 @@ impl Probe {
                 ("crm.schemas.contacts.write", "create missing custom properties (properties sync)")
             }
             Probe::DealsRead => ("crm.objects.deals.read", "read deals for referral conversions"),
-            Probe::DealsWrite => ("crm.objects.deals.write", "referral flows that update deals"),
         }
     }
 }
@@ -225,22 +223,23 @@ fn secs_to_local_midnight(now_ms: i64, offset_ms: i64) -> u64 {
 }
 
 impl HubSpotClient {
-    /// Seconds until the portal's daily budget resets (its midnight); the offset is read once and kept.
-    /// `None` when the portal could not be asked (the worker then assumes UTC midnight).
+    /// Seconds until the portal's daily budget resets (its midnight), from the offset kept (read again when
+    /// stale). `None` when the portal could not be asked (the worker then assumes UTC midnight).
     async fn daily_reset_in(&self) -> Option<u64> {
-        let offset = self
-            .portal_offset_ms
-            .get_or_try_init(|| async { self.account_details().await.map(|a| a.utc_offset_milliseconds) })
-            .await
-            .ok()?;
+        let kept = *self.portal_offset.lock().unwrap_or_else(|e| e.into_inner());
+        let offset = match kept {
+            Some((offset, at)) if at.elapsed() < OFFSET_FRESH => offset,
+            _ => self.portal().await.ok()?.utc_offset_milliseconds,
+        };
         let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-        Some(secs_to_local_midnight(now_ms, *offset))
+        Some(secs_to_local_midnight(now_ms, offset))
     }
 
     /// The portal's details, kept for the daily-limit timing (`serve` reads them at start for its banner).
     pub async fn portal(&self) -> Result<AccountDetails, HubSpotError> {
         let details = self.account_details().await?;
-        let _ = self.portal_offset_ms.set(details.utc_offset_milliseconds);
+        *self.portal_offset.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((details.utc_offset_milliseconds, std::time::Instant::now()));
         Ok(details)
     }
 
@@ -264,7 +263,6 @@ impl HubSpotClient {
             Probe::PropertiesRead => (Method::GET, v.properties("contacts"), None),
             Probe::PropertiesWrite => (Method::POST, v.properties("contacts"), Some(json!({}))),
             Probe::DealsRead => (Method::GET, v.objects("deals/0"), None),
-            Probe::DealsWrite => (Method::PATCH, v.objects("deals/0"), Some(empty)),
         };
         match self.call(method, &path, body.as_ref()).await {
             Ok(_) => Ok(()),
@@ -306,26 +304,27 @@ struct InnerError {
     message: Option<String>,
 }
 
-/// Inner validation codes that mean the mapping (or the event) wrote something the portal's schema
-/// refuses; they keep their own code. Any other inner code under `VALIDATION_ERROR` is a rule a portal admin
-/// configured (property validations, and from 2026-09 conditionally required properties and required
-/// create-form fields): `portal_validation_rule`, fixed in the portal or the mapping, not here.
-const SCHEMA_CODES: [&str; 14] = [
-    "PROPERTY_DOESNT_EXIST",
-    "INVALID_OPTION",
-    "INVALID_DATE",
-    "INVALID_DATETIME",
-    "INVALID_INTEGER",
-    "INVALID_LONG",
-    "INVALID_DOUBLE",
-    "INVALID_DECIMAL",
-    "INVALID_BOOLEAN",
-    "INVALID_EMAIL",
-    "READ_ONLY_VALUE",
-    "REQUIRED_PROPERTY",
-    "MISSING_REQUIRED_PROPERTY",
-    "INVALID_STRING_LENGTH",
-];
+/// Inner codes of a rule a portal admin configured: property validations (letters only, numeric, length,
+/// pattern, allowed domains, ...) and, from 2026-09, conditionally required properties and required
+/// create-form fields. They are parked as `portal_validation_rule` with HubSpot's message (the admin's text),
+/// to be fixed in the portal or the mapping; every other inner code keeps its own (lower-cased) code.
+fn is_portal_rule(code: &str) -> bool {
+    const RULE_CODES: [&str; 12] = [
+        "INVALID_ALPHA",
+        "INVALID_ALPHANUMERIC",
+        "INVALID_NUMERIC",
+        "INVALID_MIN_LENGTH",
+        "INVALID_MAX_LENGTH",
+        "INVALID_LENGTH",
+        "INVALID_REGEX",
+        "INVALID_PATTERN",
+        "INVALID_DOMAIN",
+        "INVALID_EMAIL_DOMAIN",
+        "REQUIRED_BY_RULE",
+        "CONDITIONALLY_REQUIRED",
+    ];
+    code.starts_with("VALIDATION_RULE") || code.contains("CONDITIONAL") || RULE_CODES.contains(&code)
+}
 
 /// The inner code of a validation answer: `errors[].code`, or (as many real answers carry it) the
 /// `"error":"CODE"` inside the message's embedded list (`Property values were not valid: [{…,"error":"INVALID_ALPHA",…}]`).
@@ -362,7 +361,7 @@ pub fn error_from_response(status: u16, body: &Value, retry_after_secs: Option<u
         404 => "object_not_found".into(),
         409 => "conflict".into(),
         _ => match inner {
-            Some(c) if validation && !SCHEMA_CODES.contains(&c.as_str()) => "portal_validation_rule".into(),
+            Some(c) if validation && is_portal_rule(&c) => "portal_validation_rule".into(),
             Some(c) => c.to_ascii_lowercase(),
             None => {
                 parsed.category.clone().map(|c| c.to_ascii_lowercase()).unwrap_or_else(|| format!("hubspot_{status}"))
@@ -386,6 +385,9 @@ pub fn error_from_response(status: u16, body: &Value, retry_after_secs: Option<u
         resets_in_secs: None,
     }
 }
+
+/// How long a portal's UTC offset is trusted before it is read again (daylight saving moves it twice a year).
+const OFFSET_FRESH: Duration = Duration::from_secs(12 * 3600);
 
 /// The most association ids one page may carry (HubSpot's v4 maximum).
 const ASSOCIATION_PAGE: usize = 500;
@@ -559,6 +561,23 @@ fn encode_segment(s: &str) -> String {
     out
 }
 
+/// The HTTP status one input's error stands for: its `status` when numeric (HubSpot usually sends `"error"`),
+/// else its `category`, so a per-input rate limit, lock or outage is retried rather than parked.
+fn input_status(error: &Value) -> u16 {
+    if let Some(n) = error.get("status").and_then(Value::as_str).and_then(|s| s.parse().ok()) {
+        return n;
+    }
+    match error.get("category").and_then(Value::as_str).unwrap_or_default() {
+        "RATE_LIMITS" | "RATE_LIMIT" => 429,
+        "LOCKED" => 423,
+        "CONFLICT" => 409,
+        "OBJECT_NOT_FOUND" => 404,
+        "MISSING_SCOPES" => 403,
+        "INTERNAL_ERROR" | "SERVICE_UNAVAILABLE" | "TIMEOUT" => 503,
+        _ => 400,
+    }
+}
+
 /// The trace ids an error names: `context.objectWriteTraceId` (HubSpot's multi-status answers).
 fn error_trace_ids(error: &Value) -> Vec<usize> {
     let ids = error.pointer("/context/objectWriteTraceId").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -587,7 +606,7 @@ fn match_results(count: usize, value: &Value) -> UpsertResults {
         }
     }
     for e in value.get("errors").and_then(Value::as_array).into_iter().flatten() {
-        let status = e.get("status").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(400);
+        let status = input_status(e);
         for i in error_trace_ids(e) {
             if let Some(slot) = out.get_mut(i).filter(|s| s.is_none()) {
                 *slot = Some(Err(error_from_response(status, e, None)));
@@ -675,5 +694,12 @@ mod tests {
         assert_eq!(got[2].as_ref().unwrap(), &UpsertedContact { id: "2".into(), created: true });
         let missing = got[3].as_ref().unwrap_err();
         assert_eq!((missing.code.as_str(), missing.outcome()), ("unexpected_response", AttemptOutcome::Retryable));
+        // A per-input error's `status` is the word "error": its category says whether to retry.
+        let locked = json!({"results": [], "errors": [
+            {"status": "error", "category": "LOCKED", "message": "locked", "context": {"objectWriteTraceId": ["0"]}},
+            {"status": "error", "category": "VALIDATION_ERROR", "message": "bad", "context": {"objectWriteTraceId": ["1"]}}]});
+        let got = match_results(2, &locked);
+        assert_eq!(got[0].as_ref().unwrap_err().outcome(), AttemptOutcome::Retryable);
+        assert_eq!(got[1].as_ref().unwrap_err().outcome(), AttemptOutcome::Rejected);
     }
 }

@@ -104,7 +104,8 @@ impl From<HubSpotError> for Failure {
             system: (e.code != "client_rate_limited").then_some("hubspot"),
             status: e.status,
             code: e.code,
-            message: e.message,
+            // Stored with the event and shown to operators: HubSpot's text may quote the refused email or phone.
+            message: crate::pii::mask_message(&e.message),
             correlation_id: e.correlation_id,
             policy: e.policy,
             retry_after_secs: e.retry_after_secs,

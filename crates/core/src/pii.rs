@@ -50,6 +50,51 @@ pub fn mask_token(token: &str) -> String {
     out
 }
 
+/// An upstream system's error text made safe to store and show: email addresses and phone numbers inside it
+/// are masked (HubSpot quotes refused values: `Email address jane@x.com is invalid`). Record ids, which are
+/// digits without separators, are left readable.
+pub fn mask_message(message: &str) -> String {
+    mask_phones_in_text(&mask_emails_in_text(message))
+}
+
+/// Runs like `+1 555 0100` or `(555) 010-0100`: at least 7 digits, and a `+` or separators between groups.
+fn mask_phones_in_text(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let starts = chars[i] == '+' || chars[i] == '(' || chars[i].is_ascii_digit();
+        if starts && (i == 0 || !chars[i - 1].is_ascii_alphanumeric()) {
+            let mut end = i;
+            while end < chars.len() && (chars[end].is_ascii_digit() || " +-().".contains(chars[end])) {
+                end += 1;
+            }
+            // Trailing separators belong to the sentence.
+            while end > i && !chars[end - 1].is_ascii_digit() {
+                end -= 1;
+            }
+            let run: String = chars[i..end].iter().collect();
+            let digits = run.chars().filter(char::is_ascii_digit).count();
+            let separated = run.starts_with('+') || run.chars().any(|c| " -().".contains(c));
+            let ends_clean = end == chars.len() || !chars[end].is_ascii_alphanumeric();
+            // `2026-11-20` (and a time after it) is a date, not a phone.
+            let b = run.as_bytes();
+            let date = b.len() >= 10
+                && b[4] == b'-'
+                && b[7] == b'-'
+                && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&k| b[k].is_ascii_digit());
+            if digits >= 7 && separated && ends_clean && !date {
+                out.push_str(&mask_phone(&run));
+                i = end;
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
 /// Masks every value that looks personal or secret, at any depth:
 ///
 /// - values under keys naming an email, phone, name (first/last/full...), address, token, secret,
@@ -280,6 +325,17 @@ fn mask_emails_in_text(s: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn upstream_messages_lose_emails_and_phones_but_keep_ids() {
+        let m =
+            super::mask_message("Email address jane.doe@example.com is invalid; call +1 555 0100 or (555) 010-0199.");
+        assert_eq!(m, "Email address j***@e***.com is invalid; call ***00 or ***99.");
+        let ids = "Contact already exists. Existing ID: 37765128953 (correlation 4ceb-80b4)";
+        assert_eq!(super::mask_message(ids), ids);
+        let date = "2026-11-20 10:00 is not midnight UTC";
+        assert_eq!(super::mask_message(date), date);
+    }
+
     use super::*;
     use serde_json::json;
 

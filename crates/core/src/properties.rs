@@ -42,6 +42,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_switched_off_program_needs_none_of_its_properties() {
+        let mapping = Mapping::load("chat-widget").unwrap();
+        let off = ReferralConfig { extole_enabled: false, impact_enabled: false, ..ReferralConfig::default() };
+        assert_eq!(required(&mapping, &off).len(), mapping.all_property_definitions().len());
+        let extole_only = ReferralConfig { impact_enabled: false, ..ReferralConfig::default() };
+        let names: Vec<String> = required(&mapping, &extole_only).into_iter().map(|p| p.name).collect();
+        assert!(names.contains(&"share_link".to_string()) && !names.contains(&"advocate_user_id".to_string()));
+    }
+
+    #[test]
     fn the_list_holds_the_mapping_and_the_referral_properties_once() {
         let mapping = Mapping::load("chat-widget").unwrap();
         let names: Vec<String> = required(&mapping, &ReferralConfig::default()).into_iter().map(|p| p.name).collect();

@@ -601,3 +601,114 @@ async fn a_207_batch_delivers_the_good_inputs_in_that_call_and_parks_only_the_re
     assert!(f.contact("good@example.com").await.is_some() && f.contact("fine@example.com").await.is_some());
     assert!(f.contact("bad@example.com").await.is_none());
 }
+
+// ---- a batch refused whole (no per-input answer) is split, so one bad input cannot sink the others ----
+
+/// A HubSpot that refuses a batch whole when any input is `bad@…` (as an email-keyed batch without trace ids
+/// is refused), and otherwise answers as the sandbox does.
+struct WholeBatchRefusal {
+    inner: HubSpotClient,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl hubrelay_core::hubspot::HubSpot for WholeBatchRefusal {
+    async fn upsert_contacts(
+        &self,
+        inputs: &[hubrelay_core::domain::ContactUpsert],
+    ) -> Result<hubrelay_core::hubspot::UpsertResults, hubrelay_core::hubspot::HubSpotError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if inputs.iter().any(|i| i.email.starts_with("bad@")) {
+            return Err(hubrelay_core::hubspot::HubSpotError::new(
+                Some(400),
+                "property_doesnt_exist",
+                "Property values were not valid",
+            ));
+        }
+        self.inner.upsert_contacts(inputs).await
+    }
+    async fn list_properties(
+        &self,
+    ) -> Result<Vec<hubrelay_core::hubspot::PropertyDefinition>, hubrelay_core::hubspot::HubSpotError> {
+        self.inner.list_properties().await
+    }
+    async fn create_property(
+        &self,
+        p: &hubrelay_core::hubspot::PropertyDefinition,
+    ) -> Result<(), hubrelay_core::hubspot::HubSpotError> {
+        self.inner.create_property(p).await
+    }
+    async fn update_contact(
+        &self,
+        id: &str,
+        properties: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), hubrelay_core::hubspot::HubSpotError> {
+        self.inner.update_contact(id, properties).await
+    }
+    async fn create_engagement(
+        &self,
+        engagement: &hubrelay_core::hubspot::Engagement,
+    ) -> Result<String, hubrelay_core::hubspot::HubSpotError> {
+        self.inner.create_engagement(engagement).await
+    }
+    async fn contact_id_by_email(&self, email: &str) -> Result<Option<String>, hubrelay_core::hubspot::HubSpotError> {
+        self.inner.contact_id_by_email(email).await
+    }
+    async fn associated_ids(
+        &self,
+        from: &str,
+        id: &str,
+        to: &str,
+    ) -> Result<Vec<String>, hubrelay_core::hubspot::HubSpotError> {
+        self.inner.associated_ids(from, id, to).await
+    }
+    async fn engagement_properties(
+        &self,
+        kind: hubrelay_core::hubspot::EngagementKind,
+        id: &str,
+        properties: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, String>, hubrelay_core::hubspot::HubSpotError> {
+        self.inner.engagement_properties(kind, id, properties).await
+    }
+    async fn read_object(
+        &self,
+        object: &str,
+        id: &str,
+        properties: &[&str],
+        associations: &[&str],
+    ) -> Result<Option<hubrelay_core::hubspot::CrmObject>, hubrelay_core::hubspot::HubSpotError> {
+        self.inner.read_object(object, id, properties, associations).await
+    }
+}
+
+#[tokio::test]
+async fn a_batch_refused_whole_is_split_in_halves_and_only_the_bad_input_parked() {
+    let f = fixture(RetrySchedule::default()).await;
+    let client = HubSpotClient::new(&f.sandbox.url(), TOKEN, Duration::from_secs(5)).unwrap();
+    let hubspot = Arc::new(WholeBatchRefusal { inner: client, calls: Default::default() });
+    let store = Arc::new(f.store.clone());
+    let worker = RetryWorker::new(
+        hubspot.clone(),
+        Mapping::load("chat-widget").unwrap(),
+        RetrySchedule::default(),
+        Jitter::NONE,
+        store.clone(),
+        store,
+    );
+    let now = OffsetDateTime::now_utc();
+    let mut messages: Vec<RetryMessage> =
+        (0..7).map(|i| queued(lead(&format!("good{i}@example.com"), "fine"), now - secs(30))).collect();
+    let bad = queued(lead("bad@example.com", "fine"), now - secs(30));
+    messages.insert(5, bad.clone());
+    let outcomes = worker.process(messages.clone(), now).await.unwrap();
+    for m in messages.iter().filter(|m| m.event_id != bad.event_id) {
+        assert!(matches!(disposition(&outcomes, &m.event_id), Disposition::Delivered { .. }), "{outcomes:?}");
+    }
+    match disposition(&outcomes, &bad.event_id) {
+        Disposition::DeadLetter(_, reason) => assert_eq!(reason.code, "property_doesnt_exist"),
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+    // Halving 8 inputs down to the bad one: a handful of calls, not one per input.
+    let calls = hubspot.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((3..=8).contains(&calls), "{calls} calls");
+}

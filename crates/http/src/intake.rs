@@ -148,7 +148,7 @@ impl Intake {
         let reason = json!({ "code": error.code, "message": error.message });
         let mut body = Map::new();
         if error.outcome() == AttemptOutcome::Retryable {
-            let delay = self.jitter.apply(retry_delay(&self.schedule, 1, error, now));
+            let delay = self.jitter.apply_for(retry_delay(&self.schedule, 1, error, now), error);
             message.not_before = now + delay;
             self.queue.enqueue(&message).await.map_err(|e| {
                 tracing::error!(event_id, error = %e, "retry queue unavailable");

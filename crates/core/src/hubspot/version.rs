@@ -2,8 +2,8 @@
 //!
 //! HubSpot's date-based versions put the version after the API family (`/crm/objects/2026-09/contacts`,
 //! `/crm/properties/2026-09/contacts`, `/crm/associations/2026-09/...`, `/account-info/2026-09/...`). The
-//! legacy `v3` paths (`/crm/v3/objects/contacts`, with v4 for association reads) stay available as a mode
-//! until HubSpot's sunset in September 2027.
+//! legacy `v3` paths (`/crm/v3/objects/contacts`, with v4 for association reads) stay available as a mode:
+//! HubSpot stops supporting v4 paths in March 2027 and v3 in September 2027, so it is a stopgap.
 
 use std::fmt;
 
@@ -18,6 +18,9 @@ pub enum ApiVersion {
 
 /// The version new installs use: the newest one HubSpot has released (September 2026).
 pub const DEFAULT_API_VERSION: &str = "2026-09";
+
+/// The dated releases hubrelay speaks (HubSpot supports each for 18 months; the next is due in March 2027).
+pub const RELEASES: [&str; 3] = ["2025-09", "2026-03", DEFAULT_API_VERSION];
 
 impl Default for ApiVersion {
     fn default() -> Self {
@@ -37,21 +40,20 @@ impl fmt::Display for ApiVersion {
 impl std::str::FromStr for ApiVersion {
     type Err = String;
 
-    /// `v3`, or a release `YYYY-03` / `YYYY-09` from 2025-09 on (HubSpot ships versions every March and September).
+    /// `v3`, or a dated release HubSpot has shipped ([`RELEASES`]): a later one would answer 404 on every call,
+    /// so it is refused at start rather than taken.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         if s.eq_ignore_ascii_case("v3") {
             return Ok(ApiVersion::Legacy);
         }
-        let bad = || {
-            format!("`{s}` is not a HubSpot API version: use a release such as {DEFAULT_API_VERSION} (YYYY-03 or YYYY-09), or v3 for the legacy paths")
-        };
-        let (year, month) = s.split_once('-').ok_or_else(bad)?;
-        let year: u16 = year.parse().ok().filter(|_| year.len() == 4).ok_or_else(bad)?;
-        if !matches!(month, "03" | "09") || (year, month) < (2025, "09") {
-            return Err(bad());
+        if RELEASES.contains(&s) {
+            return Ok(ApiVersion::Dated(s.to_string()));
         }
-        Ok(ApiVersion::Dated(s.to_string()))
+        Err(format!(
+            "`{s}` is not a HubSpot API version this hubrelay knows: use {} (the default {DEFAULT_API_VERSION}), or v3 for the legacy paths",
+            RELEASES.join(", ")
+        ))
     }
 }
 
@@ -134,9 +136,9 @@ mod tests {
     fn versions_parse_as_hubspot_releases_them() {
         assert_eq!("2026-03".parse::<ApiVersion>().unwrap(), ApiVersion::Dated("2026-03".into()));
         assert_eq!("V3".parse::<ApiVersion>().unwrap(), ApiVersion::Legacy);
-        for bad in ["2026-10", "2025-03", "26-09", "v4", "", "2026-09-beta", "latest"] {
+        for bad in ["2026-10", "2025-03", "26-09", "v4", "", "2026-09-beta", "latest", "2031-09"] {
             let e = bad.parse::<ApiVersion>().unwrap_err();
-            assert!(e.contains("not a HubSpot API version"), "{bad}: {e}");
+            assert!(e.contains("not a HubSpot API version this hubrelay knows"), "{bad}: {e}");
         }
     }
 }

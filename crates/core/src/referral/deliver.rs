@@ -111,6 +111,15 @@ impl ReferralDelivery {
                     .as_ref()
                     .ok_or_else(|| Failure::park("not_configured", "no store for HubSpot merges in this worker"))?;
                 let now = OffsetDateTime::now_utc();
+                // A webhook's word is not enough to re-point someone's records: HubSpot must show the merge.
+                for id in merged {
+                    if !self.merge_confirmed(id, survivor).await? {
+                        return Err(Failure::park(
+                            "merge_not_confirmed",
+                            format!("HubSpot does not show contact {id} merged into {survivor}: nothing re-pointed"),
+                        ));
+                    }
+                }
                 for id in merged {
                     links.record_merge(id, survivor, now).await?;
                 }
@@ -124,6 +133,20 @@ impl ReferralDelivery {
                 Ok(ReferralOutcome::Sent { reference: contact.id })
             }
         }
+    }
+
+    /// A read of the merged-away id answers the survivor, or the survivor lists it in `hs_merged_object_ids`.
+    async fn merge_confirmed(&self, merged: &str, survivor: &str) -> Result<bool, Failure> {
+        const MERGED: &str = "hs_merged_object_ids";
+        if let Some(c) = self.hubspot.read_object("contacts", merged, &[MERGED], &[]).await? {
+            if c.id == survivor {
+                return Ok(true);
+            }
+        }
+        let Some(s) = self.hubspot.read_object("contacts", survivor, &[MERGED], &[]).await? else {
+            return Ok(false);
+        };
+        Ok(s.properties.get(MERGED).is_some_and(|ids| ids.split(';').any(|i| i.trim() == merged)))
     }
 
     fn extole(&self) -> Result<&Arc<dyn Extole>, Failure> {

@@ -19,17 +19,26 @@ fn text(name: &str, label: &str) -> PropertyDefinition {
     }
 }
 
-/// Every referral contact property, the configured advocate-code property included.
+/// The referral contact properties the enabled programs write: Extole's (the advocate-code property its
+/// sign-ups read, share links) when Extole is on, the Advocate ones when impact.com is on.
 pub fn definitions(config: &ReferralConfig) -> Vec<PropertyDefinition> {
-    vec![
-        text(&config.advocate_code_property, "Advocate code"),
-        text("share_code", "Extole share code"),
-        text("share_link", "Extole share link"),
-        text("extole_app_type", "Extole app type"),
-        text(ADVOCATE_REFERRAL_CODE, "Advocate referral code"),
-        text(ADVOCATE_SHARE_LINK, "Advocate share link"),
-        text(ADVOCATE_REFERRED_BY_CODE, "Advocate referred-by code"),
-        text(ADVOCATE_USER_ID, "Advocate user id"),
-        text(ADVOCATE_ACCOUNT_ID, "Advocate account id"),
-    ]
+    let mut out = Vec::new();
+    if config.extole_enabled {
+        out.extend([
+            text(&config.advocate_code_property, "Advocate code"),
+            text("share_code", "Extole share code"),
+            text("share_link", "Extole share link"),
+            text("extole_app_type", "Extole app type"),
+        ]);
+    }
+    if config.impact_enabled {
+        out.extend([
+            text(ADVOCATE_REFERRAL_CODE, "Advocate referral code"),
+            text(ADVOCATE_SHARE_LINK, "Advocate share link"),
+            text(ADVOCATE_REFERRED_BY_CODE, "Advocate referred-by code"),
+            text(ADVOCATE_USER_ID, "Advocate user id"),
+            text(ADVOCATE_ACCOUNT_ID, "Advocate account id"),
+        ]);
+    }
+    out
 }

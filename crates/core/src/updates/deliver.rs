@@ -165,28 +165,32 @@ impl UpdateDelivery {
 
     /// HubSpot never moves a lifecycle stage back on a plain write (it keeps the later one, silently). When the
     /// profile allows it and this write would go back, clear the stage first: two requests, as HubSpot requires.
+    /// `Some(stage)`: the stage it cleared.
     async fn move_back_lifecycle(
         &self,
         contact_id: &str,
         properties: &BTreeMap<String, String>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Option<String>, Failure> {
         let Some(wanted) = properties.get("lifecyclestage").filter(|_| self.mapping.status.lifecycle_backwards) else {
-            return Ok(());
+            return Ok(None);
         };
-        let Some(current) = self.hubspot.read_object("contacts", contact_id, &["lifecyclestage"], &[]).await? else {
-            return Ok(()); // the write itself will say the contact is missing
+        let found = self.hubspot.read_object("contacts", contact_id, &["lifecyclestage"], &[]).await?;
+        // Missing, or merged away (the read answered the survivor): the write itself says so.
+        let Some(current) = found.filter(|c| c.id.is_empty() || c.id == contact_id) else {
+            return Ok(None);
         };
         let current = current.properties.get("lifecyclestage").cloned().unwrap_or_default();
         let back = match (lifecycle_rank(&current), lifecycle_rank(wanted)) {
             (Some(now), Some(next)) => next < now,
             _ => false,
         };
-        if back {
-            let clear = BTreeMap::from([("lifecyclestage".to_string(), String::new())]);
-            self.hubspot.update_contact(contact_id, &clear).await?;
-            tracing::info!(contact_id, from = %current, to = %wanted, "lifecycle stage moved back (cleared, then set)");
+        if !back {
+            return Ok(None);
         }
-        Ok(())
+        let clear = BTreeMap::from([("lifecyclestage".to_string(), String::new())]);
+        self.hubspot.update_contact(contact_id, &clear).await?;
+        tracing::info!(contact_id, from = %current, to = %wanted, "lifecycle stage moved back (cleared, then set)");
+        Ok(Some(current))
     }
 
     /// Whether `contact_id` is a contact under that very id (a merged-away id reads as its survivor).
@@ -235,10 +239,15 @@ impl UpdateDelivery {
 
     /// A contact id after the merges recorded so far.
     async fn after_merges(&self, contact_id: String) -> Result<String, Failure> {
+        let mut seen = vec![contact_id.clone()];
         let mut id = contact_id;
         for _ in 0..8 {
             match self.links.merged_into(&id).await? {
-                Some(next) if next != id => id = next,
+                // A cycle is a corrupt record: stop where it began repeating.
+                Some(next) if !seen.contains(&next) => {
+                    seen.push(next.clone());
+                    id = next;
+                }
                 _ => break,
             }
         }
@@ -294,11 +303,15 @@ impl UpdateDelivery {
             return Ok(result);
         }
         let mut versions = self.lease(contact_id, owner).await?;
+        // Only the merged-away id's versions newer than the survivor's own come along (a store may overwrite).
+        let mut carried_won = BTreeMap::new();
         for (field, v) in carried {
             if versions.get(field).is_none_or(|mine| mine.at < v.at) {
                 versions.insert(field.clone(), v.clone());
+                carried_won.insert(field.clone(), v.clone());
             }
         }
+        let carried = &carried_won;
         let mut properties = BTreeMap::new();
         let mut applied = BTreeMap::new();
         let mut duplicates = 0;
@@ -327,13 +340,23 @@ impl UpdateDelivery {
                 if duplicates == result.skipped.len() { UpdateOutcome::Duplicate } else { UpdateOutcome::Stale };
             return Ok(result);
         }
-        if let Err(e) = self.move_back_lifecycle(contact_id, &properties).await {
-            if let Err(re) = self.ledger.release(contact_id, owner).await {
-                tracing::error!(contact_id, error = %re, "could not release the contact's lease");
+        let cleared = match self.move_back_lifecycle(contact_id, &properties).await {
+            Ok(cleared) => cleared,
+            Err(e) => {
+                if let Err(re) = self.ledger.release(contact_id, owner).await {
+                    tracing::error!(contact_id, error = %re, "could not release the contact's lease");
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         if let Err(e) = self.hubspot.update_contact(contact_id, &properties).await {
+            if let Some(stage) = cleared {
+                // The stage was cleared for this write: put it back rather than leave the contact without one.
+                let back = BTreeMap::from([("lifecyclestage".to_string(), stage.clone())]);
+                if let Err(re) = self.hubspot.update_contact(contact_id, &back).await {
+                    tracing::error!(contact_id, stage = %stage, error = %re.code, "lifecycle stage cleared and not restored");
+                }
+            }
             if let Err(re) = self.ledger.release(contact_id, owner).await {
                 tracing::error!(contact_id, error = %re, "could not release the contact's lease");
             }

@@ -59,6 +59,19 @@ impl Jitter {
     pub const STANDARD: Jitter = Jitter { fraction: 0.2 };
     pub const NONE: Jitter = Jitter { fraction: 0.0 };
 
+    /// The spread for a failure's delay: a `DAILY` 429's wait for the budget reset only ever grows (by up to
+    /// 5 minutes, so queued events do not all return at the reset), every other delay spreads both ways.
+    pub fn apply_for(&self, d: Duration, e: &Failure) -> Duration {
+        if e.status == Some(429) && e.policy.as_deref() == Some("DAILY") {
+            if self.fraction <= 0.0 || d.is_zero() {
+                return d;
+            }
+            let most = d.mul_f64(self.fraction).min(Duration::from_secs(300));
+            return d + most.mul_f64(rand::rng().random_range(0.0..=1.0));
+        }
+        self.apply(d)
+    }
+
     pub fn apply(&self, d: Duration) -> Duration {
         if self.fraction <= 0.0 || d.is_zero() {
             return d;
@@ -84,6 +97,16 @@ mod tests {
             retry_after_secs: retry_after,
             resets_in_secs: None,
         })
+    }
+
+    #[test]
+    fn a_daily_wait_never_shrinks_under_jitter() {
+        let daily = err(429, Some("DAILY"), None);
+        let wait = Duration::from_secs(11 * 3600);
+        for _ in 0..200 {
+            let d = Jitter::STANDARD.apply_for(wait, &daily);
+            assert!(d >= wait && d <= wait + Duration::from_secs(300), "{d:?}");
+        }
     }
 
     #[test]

@@ -214,7 +214,13 @@ impl RetryWorker {
             match self.hubspot.upsert_contacts(&inputs).await {
                 Ok(results) => {
                     let mut done = Vec::with_capacity(groups.len());
-                    for (group, result) in groups.into_iter().zip(results) {
+                    // One result per input is the trait's promise; a group without one is retried, never dropped.
+                    let mut results = results.into_iter();
+                    for group in groups {
+                        let result = results.next().unwrap_or_else(|| {
+                            let message = "batch upsert answered no result for this input";
+                            Err(crate::hubspot::HubSpotError::new(None, "unexpected_response", message))
+                        });
                         match result {
                             Ok(contact) => done.push((group, contact)),
                             Err(e) => {
@@ -283,7 +289,7 @@ impl RetryWorker {
                 pass.dead_letter(m, reason)
             }
             Some(_) => {
-                let delay = self.jitter.apply(retry_delay(&self.schedule, in_schedule, e, now));
+                let delay = self.jitter.apply_for(retry_delay(&self.schedule, in_schedule, e, now), e);
                 m.not_before = now + delay;
                 pass.log.push(event_record(&m, EventStatus::Retrying, Some(m.not_before), None, None, now));
                 tracing::info!(event_id = %m.event_id, attempt, code = %e.code, delay_ms = delay.as_millis() as u64, "retry scheduled");
