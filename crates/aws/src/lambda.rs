@@ -25,6 +25,22 @@ pub enum InitError {
     Aws(String),
     #[error("{0} must be set")]
     Missing(&'static str),
+    #[error("HUBSPOT_TIMEOUT_SECS: {0} s leaves a request function no time to queue the event (its timeout is {FUNCTION_TIMEOUT_SECS} s): at most {MAX_INLINE_TIMEOUT_SECS} s")]
+    InlineTimeout(u64),
+}
+
+/// The request functions' timeout (`template.yaml`, Globals).
+pub const FUNCTION_TIMEOUT_SECS: u64 = 20;
+/// The longest inline HubSpot call that still leaves a request function time to queue the event when HubSpot is
+/// slow (the store writes and the SQS send take well under 5 s).
+pub const MAX_INLINE_TIMEOUT_SECS: u64 = FUNCTION_TIMEOUT_SECS - 5;
+
+/// Refuses an inline HubSpot timeout the function's own timeout would cut off before the event is queued.
+pub fn check_inline_timeout(timeout: std::time::Duration) -> Result<(), InitError> {
+    match timeout.as_secs() {
+        s if s > MAX_INLINE_TIMEOUT_SECS => Err(InitError::InlineTimeout(s)),
+        _ => Ok(()),
+    }
 }
 
 /// Settings that may live in SSM (secrets, and the public URL the stack writes there); each may name an SSM parameter through
@@ -59,6 +75,7 @@ async fn init() -> Result<Init, InitError> {
     let env = |k: &str| secrets.get(k).cloned().or_else(|| std::env::var(k).ok());
     let layer = Layer::from_env(&env)?;
     let settings = RelaySettings::from_layer(&layer)?;
+    check_inline_timeout(settings.hubspot_timeout)?;
     let resources = AwsResources::from_layer(&layer).map_err(InitError::Missing)?;
     let table = DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), resources.idempotency_table.clone());
     let queue = SqsRetryQueue::new(
@@ -176,8 +193,16 @@ fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
 
 #[cfg(test)]
 mod tests {
-    use super::{log_filter, strip_prefix};
+    use super::{check_inline_timeout, log_filter, strip_prefix};
     use tracing::Level;
+
+    #[test]
+    fn the_inline_hubspot_call_leaves_the_function_time_to_queue() {
+        assert!(check_inline_timeout(std::time::Duration::from_secs(10)).is_ok());
+        assert!(check_inline_timeout(std::time::Duration::from_secs(15)).is_ok());
+        let e = check_inline_timeout(std::time::Duration::from_secs(16)).unwrap_err().to_string();
+        assert!(e.starts_with("HUBSPOT_TIMEOUT_SECS: 16 s leaves") && e.contains("at most 15 s"), "{e}");
+    }
 
     #[test]
     fn rust_log_sets_the_levels_and_anything_unreadable_means_info() {

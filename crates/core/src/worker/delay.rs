@@ -69,7 +69,16 @@ impl Jitter {
             let most = d.mul_f64(self.fraction).min(Duration::from_secs(300));
             return d + most.mul_f64(rand::rng().random_range(0.0..=1.0));
         }
-        self.apply(d)
+        // What HubSpot asked for stays a floor after the spread: a rolling-window 429 waits 10 s, a `Retry-After`
+        // its seconds (never more than the delay itself).
+        let mut floor = Duration::ZERO;
+        if e.status == Some(429) {
+            floor = Duration::from_secs(10);
+        }
+        if let Some(secs) = e.retry_after_secs {
+            floor = floor.max(Duration::from_secs(secs));
+        }
+        self.apply(d).max(floor.min(d))
     }
 
     pub fn apply(&self, d: Duration) -> Duration {
@@ -97,6 +106,17 @@ mod tests {
             retry_after_secs: retry_after,
             resets_in_secs: None,
         })
+    }
+
+    #[test]
+    fn a_rolling_window_429_never_comes_back_within_10_s() {
+        let rolling = err(429, Some("TEN_SECONDLY_ROLLING"), None);
+        let s = RetrySchedule::default();
+        let now = datetime!(2026-11-24 18:00 UTC);
+        for _ in 0..200 {
+            let d = Jitter::STANDARD.apply_for(retry_delay(&s, 1, &rolling, now), &rolling);
+            assert!(d >= Duration::from_secs(10) && d <= Duration::from_secs(12), "{d:?}");
+        }
     }
 
     #[test]
