@@ -11,6 +11,7 @@ use hubrelay_core::config::{format_schedule, HubSpotTarget, Layer, ServeSettings
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::pii::mask_token;
 use hubrelay_core::worker::ContactLocks;
+use hubrelay_http::transport::{self, Limits};
 use hubrelay_http::{lead_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 use hubrelay_local::sqlite::SqliteStore;
 use hubrelay_local::LocalWorker;
@@ -98,7 +99,16 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
     // Refuse a bad auth configuration before anything starts.
     settings.relay.authenticator().map_err(|e| format!("configuration error: {e}"))?;
+    // One `serve` per data dir: it alone may free the claims a crashed run left in progress.
+    let _data_dir_lock = lock_data_dir(&settings.data_dir)?;
     let store = SqliteStore::open(&settings.data_dir.join("hubrelay.db")).map_err(|e| e.to_string())?;
+    let orphans = store.release_orphaned_claims().await.map_err(|e| e.to_string())?;
+    if orphans > 0 {
+        tracing::warn!(
+            orphans,
+            "freed idempotency claims a previous run left in progress (their senders' retries go through)"
+        );
+    }
 
     // One budget for the token, shared by the inline path and the worker.
     let limiter = RateLimiter::new(settings.relay.hubspot_rate_limit_per_10s);
@@ -124,10 +134,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             (client, line, None)
         }
         HubSpotTarget::Sandbox => {
-            let token = std::env::var("HUBRELAY_SANDBOX_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| format!("sandbox-{}", uuid::Uuid::new_v4().simple()));
+            let token = match std::env::var("HUBRELAY_SANDBOX_TOKEN").ok().filter(|t| !t.is_empty()) {
+                Some(t) => t,
+                None => {
+                    // Kept in the data dir (owner-only), so the banner need not print it.
+                    let token = format!("sandbox-{}", uuid::Uuid::new_v4().simple());
+                    write_secret(&settings.data_dir.join("sandbox-token"), &token)?;
+                    token
+                }
+            };
             let options = SandboxOptions {
                 token: Some(token.clone()),
                 db_path: Some(settings.data_dir.join("sandbox.db")),
@@ -142,8 +157,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             let wanted = hubrelay_core::properties::required(&settings.relay.mapping, &settings.relay.referral.config);
             let created = hubrelay_core::properties::sync(&client, &wanted).await.map_err(|e| e.to_string())?;
             let line = format!(
-                "HubSpot sandbox {} (no HUBSPOT_TOKEN set; sandbox token {token}; {} custom properties created; faults: POST {}/__sandbox/faults)",
+                "HubSpot sandbox {} (no HUBSPOT_TOKEN set; sandbox token {}; {} custom properties created; faults: POST {}/__sandbox/faults)",
                 handle.url(),
+                sandbox_token_line(&settings.data_dir, &token),
                 created.len(),
                 handle.url()
             );
@@ -180,7 +196,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     print_banner(&settings, addr, &referral_lines, &hubspot_line, &modes, own_token.as_ref());
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signalled = stopping.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let limits = Limits { max_connections: settings.max_connections, ..Limits::default() };
+    let server = transport::serve(listener, app, limits, async move {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!(
             "hubrelay: stopping: finishing the requests in flight (at most {} s; Ctrl-C again to stop now)",
@@ -249,13 +266,48 @@ fn local_token(data_dir: &Path) -> Result<LocalToken, String> {
         }
     }
     let token = format!("local-{}", uuid::Uuid::new_v4().simple());
-    std::fs::write(&path, &token).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write_secret(&path, &token)?;
+    Ok(LocalToken { token, generated: true })
+}
+
+/// Write a secret readable by its owner only.
+fn write_secret(path: &Path, secret: &str) -> Result<(), String> {
+    std::fs::write(path, secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
-    Ok(LocalToken { token, generated: true })
+    Ok(())
+}
+
+/// Where the sandbox token is, masked (it is in the data dir when `serve` made it).
+fn sandbox_token_line(data_dir: &Path, token: &str) -> String {
+    let file = data_dir.join("sandbox-token");
+    match std::fs::read_to_string(&file) {
+        Ok(kept) if kept.trim() == token => format!("{} in {}", mask_token(token), file.display()),
+        _ => format!("{} from HUBRELAY_SANDBOX_TOKEN", mask_token(token)),
+    }
+}
+
+/// An exclusive lock on the data dir for as long as the returned file is open (the OS drops it when the
+/// process dies, `kill -9` included).
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, String> {
+    let path = data_dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another `hubrelay serve` is using the data dir {} (stop it, or pass a different --data-dir)",
+            data_dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
 }
 
 /// The banner's ready-to-paste lead (the chat-widget shape).
@@ -284,17 +336,19 @@ fn print_banner(
         relay.retry_jitter.fraction * 100.0,
         relay.hubspot_rate_limit_per_10s
     );
+    // Secrets stay out of the banner (terminals get shared and scrolled back): the curl reads the token file.
     let auth_header = match local {
         Some(LocalToken { token, generated }) => {
             let how = if *generated { "generated, stored in" } else { "kept in" };
-            println!("  local API token ({how} {}): {token}", settings.data_dir.join("api-token").display());
-            format!("Authorization: Bearer {token}")
+            let file = settings.data_dir.join("api-token");
+            println!("  local API token ({how} {}): {}", file.display(), mask_token(token));
+            format!("Authorization: Bearer $(cat {})", file.display())
         }
         None => "Authorization: Bearer $HUBRELAY_API_TOKEN".to_string(),
     };
     println!("try:");
     println!(
-        "  curl -sS {url}/v1/leads -H '{auth_header}' -H 'Content-Type: application/json' \\\n    -d '{SAMPLE_LEAD}'"
+        "  curl -sS {url}/v1/leads -H \"{auth_header}\" -H 'Content-Type: application/json' \\\n    -d '{SAMPLE_LEAD}'"
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();

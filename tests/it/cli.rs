@@ -103,8 +103,8 @@ fn serve_refuses_a_broken_configuration_with_a_precise_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("HUBRELAY_LISTEN"));
 }
 
-/// With no auth configured, `serve` makes a local token, prints it in its ready-to-paste curl, keeps it in the data
-/// dir, and keeps using it after a restart.
+/// With no auth configured, `serve` makes a local token, keeps it in the data dir (its ready-to-paste curl reads the
+/// file), and keeps using it after a restart. No secret appears in the banner in full.
 #[test]
 fn serve_without_auth_generates_and_keeps_a_local_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -140,7 +140,14 @@ fn serve_without_auth_generates_and_keeps_a_local_token() {
     let token = std::fs::read_to_string(dir.path().join("api-token")).unwrap().trim().to_string();
     assert!(token.starts_with("local-") && token.len() > 20, "{token}");
     let curl = banner.iter().find(|l| l.contains("curl -sS")).expect("a curl line");
-    assert!(curl.contains(&format!("Authorization: Bearer {token}")), "{curl}");
+    let token_file = dir.path().join("api-token");
+    assert!(curl.contains(&format!("Authorization: Bearer $(cat {})", token_file.display())), "{curl}");
+    let sandbox_token = std::fs::read_to_string(dir.path().join("sandbox-token")).unwrap();
+    assert!(sandbox_token.starts_with("sandbox-"), "{sandbox_token}");
+    for secret in [&token, &sandbox_token] {
+        assert!(!banner.iter().any(|l| l.contains(secret.as_str())), "{secret} printed in full: {banner:#?}");
+    }
+    assert!(banner.iter().any(|l| l.contains("local API token") && l.contains("loca*")), "{banner:#?}");
     let url = banner[0].strip_prefix("hubrelay listening on ").unwrap().trim().to_string();
     let lead = r#"{"email":"local@example.com","vehicle_of_interest":"X"}"#;
     let post = |url: &str, token: &str| {
@@ -164,7 +171,8 @@ fn serve_without_auth_generates_and_keeps_a_local_token() {
     let _ = first.wait();
 
     let (mut second, banner) = start();
-    assert!(banner.iter().any(|l| l.contains(&token)), "the restart keeps the token");
+    assert!(banner.iter().any(|l| l.contains("kept in")), "the restart keeps the token: {banner:#?}");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
     let url = banner[0].strip_prefix("hubrelay listening on ").unwrap().trim().to_string();
     assert_eq!(post(&url, &token), 200);
     let _ = second.kill();

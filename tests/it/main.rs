@@ -5,6 +5,7 @@ mod activities;
 mod auth;
 mod cli;
 mod conformance;
+mod hardening;
 mod harness;
 mod leads;
 mod malformed;

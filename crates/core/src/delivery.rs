@@ -120,7 +120,8 @@ impl From<PartnerError> for Failure {
             verdict: verdict(e.outcome()),
             system: Some(e.partner),
             status: e.status,
-            message: e.to_string(),
+            // Partners echo refused values as HubSpot does.
+            message: crate::pii::mask_message(&e.to_string()),
             code: e.code,
             correlation_id: None,
             policy: None,

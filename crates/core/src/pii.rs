@@ -155,6 +155,8 @@ fn classify_key(key: &str) -> Option<Kind> {
         "birthdate",
         "dateofbirth",
     ]) || matches!(k.as_str(), "name" | "zip" | "dob")
+        // Free text and free properties: whatever a person typed or a sender mapped.
+        || matches!(k.as_str(), "note" | "notes" | "comment" | "comments" | "remarks" | "body" | "properties")
     {
         Some(Kind::Personal)
     } else {
@@ -239,7 +241,18 @@ fn mask_free_text(s: &str) -> Cow<'_, str> {
     if looks_like_email(s) {
         return Cow::Owned(mask_email(s));
     }
-    mask_emails_in_text(s)
+    // Notes, comments and free properties carry numbers too ("call me on +1 555 0100").
+    match mask_emails_in_text(s) {
+        Cow::Borrowed(text) => {
+            let masked = mask_phones_in_text(text);
+            if masked == text {
+                Cow::Borrowed(s)
+            } else {
+                Cow::Owned(masked)
+            }
+        }
+        Cow::Owned(text) => Cow::Owned(mask_phones_in_text(&text)),
+    }
 }
 
 /// Masks like a name: first character and `***` (`***` alone for one or two characters).
@@ -338,6 +351,27 @@ mod tests {
 
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn free_text_and_free_properties_are_masked() {
+        let lead = json!({
+            "notes": "Jane wants a call on +1 555 0100 after 5",
+            "comment": "ring (555) 010-0199",
+            "properties": {"vehicle_of_interest": "2026 Model X", "referrer": "bob@example.com"},
+            "source": "call 555-010-0123 or bob@example.com",
+            "lead_date": "2026-11-20 10:00",
+        });
+        assert_eq!(
+            mask_json(&lead),
+            json!({
+                "notes": "J***",
+                "comment": "r***",
+                "properties": {"vehicle_of_interest": "2***", "referrer": "b***"},
+                "source": "call ***23 or b***@e***.com",
+                "lead_date": "2026-11-20 10:00",
+            })
+        );
+    }
 
     #[test]
     fn emails() {
@@ -444,7 +478,7 @@ mod tests {
     fn json_masks_emails_anywhere() {
         let v = json!({
             "objectId": 123,
-            "comment": "Call back jane.doe@example.com or j.d@work.example.org.",
+            "message": "Call back jane.doe@example.com or j.d@work.example.org.",
             "contact": "jane@example.com",
             "list": ["ok", "bob@example.net"],
             "handle": "@jane",
@@ -454,7 +488,7 @@ mod tests {
             mask_json(&v),
             json!({
                 "objectId": 123,
-                "comment": "Call back j***@e***.com or j***@w***.org.",
+                "message": "Call back j***@e***.com or j***@w***.org.",
                 "contact": "j***@e***.com",
                 "list": ["ok", "b***@e***.net"],
                 "handle": "@jane",

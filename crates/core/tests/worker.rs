@@ -712,3 +712,133 @@ async fn a_batch_refused_whole_is_split_in_halves_and_only_the_bad_input_parked(
     let calls = hubspot.calls.load(std::sync::atomic::Ordering::SeqCst);
     assert!((3..=8).contains(&calls), "{calls} calls");
 }
+
+/// A portal that lacks `budget_range`: HubSpot refuses any batch carrying it, whole, naming the property.
+struct LacksBudgetRange {
+    inner: WholeBatchRefusal,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl hubrelay_core::hubspot::HubSpot for LacksBudgetRange {
+    async fn upsert_contacts(
+        &self,
+        inputs: &[hubrelay_core::domain::ContactUpsert],
+    ) -> Result<hubrelay_core::hubspot::UpsertResults, hubrelay_core::hubspot::HubSpotError> {
+        if inputs.iter().any(|i| i.properties.contains_key("budget_range")) {
+            self.refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(hubrelay_core::hubspot::HubSpotError::new(
+                Some(400),
+                "validation_error",
+                r#"Property values were not valid: [{"isValid":false,"message":"Property \"budget_range\" does not exist","error":"PROPERTY_DOESNT_EXIST","name":"budget_range"}]"#,
+            ));
+        }
+        self.inner.upsert_contacts(inputs).await
+    }
+    async fn list_properties(
+        &self,
+    ) -> Result<Vec<hubrelay_core::hubspot::PropertyDefinition>, hubrelay_core::hubspot::HubSpotError> {
+        self.inner.list_properties().await
+    }
+    async fn create_property(
+        &self,
+        p: &hubrelay_core::hubspot::PropertyDefinition,
+    ) -> Result<(), hubrelay_core::hubspot::HubSpotError> {
+        self.inner.create_property(p).await
+    }
+    async fn update_contact(
+        &self,
+        id: &str,
+        properties: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), hubrelay_core::hubspot::HubSpotError> {
+        self.inner.update_contact(id, properties).await
+    }
+    async fn create_engagement(
+        &self,
+        engagement: &hubrelay_core::hubspot::Engagement,
+    ) -> Result<String, hubrelay_core::hubspot::HubSpotError> {
+        self.inner.create_engagement(engagement).await
+    }
+    async fn contact_id_by_email(&self, email: &str) -> Result<Option<String>, hubrelay_core::hubspot::HubSpotError> {
+        self.inner.contact_id_by_email(email).await
+    }
+    async fn associated_ids(
+        &self,
+        from: &str,
+        id: &str,
+        to: &str,
+    ) -> Result<Vec<String>, hubrelay_core::hubspot::HubSpotError> {
+        self.inner.associated_ids(from, id, to).await
+    }
+    async fn engagement_properties(
+        &self,
+        kind: hubrelay_core::hubspot::EngagementKind,
+        id: &str,
+        properties: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, String>, hubrelay_core::hubspot::HubSpotError> {
+        self.inner.engagement_properties(kind, id, properties).await
+    }
+    async fn read_object(
+        &self,
+        object: &str,
+        id: &str,
+        properties: &[&str],
+        associations: &[&str],
+    ) -> Result<Option<hubrelay_core::hubspot::CrmObject>, hubrelay_core::hubspot::HubSpotError> {
+        self.inner.read_object(object, id, properties, associations).await
+    }
+}
+
+/// Finding 6: 200 leads carrying a property the portal lacks, among 100 good ones, cost one refused call
+/// (not ~1.7 per bad lead from bisecting): every input carrying it parks at once, the rest go on in the
+/// same chunk's next call, and later chunks and passes park such leads without a call.
+#[tokio::test]
+async fn a_refusal_naming_a_property_parks_every_input_carrying_it_without_bisecting() {
+    let f = fixture(RetrySchedule::default()).await;
+    let client = HubSpotClient::new(&f.sandbox.url(), TOKEN, Duration::from_secs(5)).unwrap();
+    let inner = WholeBatchRefusal { inner: client, calls: Default::default() };
+    let hubspot = Arc::new(LacksBudgetRange { inner, refused: Default::default() });
+    let store = Arc::new(f.store.clone());
+    let worker = RetryWorker::new(
+        hubspot.clone(),
+        Mapping::load("chat-widget").unwrap(),
+        RetrySchedule::default(),
+        Jitter::NONE,
+        store.clone(),
+        store,
+    );
+    let now = OffsetDateTime::now_utc();
+    let mut messages = Vec::new();
+    for i in 0..300 {
+        let mut body = lead(&format!("lead{i}@example.com"), "fine");
+        if i % 3 != 0 {
+            body["budget_range"] = json!("40-50k");
+        }
+        messages.push(queued(body, now - secs(30)));
+    }
+    let outcomes = worker.process(messages.clone(), now).await.unwrap();
+    let (mut delivered, mut parked) = (0, 0);
+    for m in &messages {
+        match disposition(&outcomes, &m.event_id) {
+            Disposition::Delivered { .. } => delivered += 1,
+            Disposition::DeadLetter(_, reason) => {
+                assert_eq!(reason.code, "property_doesnt_exist", "{reason:?}");
+                assert!(reason.message.contains("budget_range"), "{reason:?}");
+                parked += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((delivered, parked), (100, 200));
+    let refused = hubspot.refused.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(refused, 1, "one refused call named the property; nothing was bisected");
+    // The 300 inputs come in three chunks of 100: each chunk's good leads in one call (the first chunk's
+    // after its refusal; the later chunks' bad leads are parked before their call).
+    assert_eq!(f.upsert_calls(), 3);
+
+    // The next such lead parks without a call.
+    let late = queued(json!({"email": "late@example.com", "budget_range": "10-20k"}), now - secs(1));
+    let outcomes = worker.process(vec![late.clone()], late.not_before).await.unwrap();
+    assert!(matches!(disposition(&outcomes, &late.event_id), Disposition::DeadLetter(..)), "{outcomes:?}");
+    assert_eq!(hubspot.refused.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -9,6 +9,7 @@ use hubrelay_core::config::{ConfigError, RelaySettings};
 use hubrelay_core::domain::FunctionName;
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::partners::{Extole, Impact};
+use hubrelay_core::properties::MissingProperties;
 use hubrelay_core::referral::deliver::ReferralDelivery;
 use hubrelay_core::store::{ContactVersions, EventLog, IdempotencyStore, LeadLinks, RetryQueue, UpdateLedger};
 use hubrelay_core::updates::UpdateDelivery;
@@ -53,11 +54,13 @@ pub struct Relay {
     stores: Stores,
     /// Shared by the inline path and the worker of one process (`hubrelay serve`); `None` in a Lambda.
     locks: Option<Arc<ContactLocks>>,
+    /// Properties HubSpot said the portal lacks, shared by every service this relay builds.
+    missing: Arc<MissingProperties>,
 }
 
 impl Relay {
     pub fn new(settings: &RelaySettings, stores: Stores) -> Relay {
-        Relay { settings: settings.clone(), stores, locks: None }
+        Relay { settings: settings.clone(), stores, locks: None, missing: MissingProperties::new() }
     }
 
     /// Per-contact locks shared by the inline path and the worker of the same process, so an inline
@@ -93,7 +96,8 @@ impl Relay {
     pub fn lead_service(&self, hubspot: Arc<dyn HubSpot>) -> Result<LeadService, ConfigError> {
         let service =
             LeadService::new(self.intake()?, self.settings.mapping.clone(), hubspot, self.stores.versions.clone())
-                .with_lead_links(self.stores.links.clone());
+                .with_lead_links(self.stores.links.clone())
+                .with_missing_properties(self.missing.clone());
         Ok(match &self.locks {
             Some(locks) => service.with_contact_locks(locks.clone()),
             None => service,
@@ -158,6 +162,7 @@ impl Relay {
             self.stores.events.clone(),
         )
         .with_lead_links(self.stores.links.clone())
+        .with_missing_properties(self.missing.clone())
         .with_updates(Arc::new(self.update_delivery(hubspot)))
         .with_referrals(Arc::new(referrals));
         match &self.locks {

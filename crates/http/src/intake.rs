@@ -19,8 +19,11 @@ use hubrelay_core::domain::{
 use hubrelay_core::store::{Begin, EventLog, EventStatus, IdempotencyStore, RetryQueue, StoredResponse};
 use hubrelay_core::worker::{event_record, retry_delay, Jitter};
 
-/// How long a duplicate waits for the copy in flight before hearing 409 `request_in_progress`.
+/// How long a duplicate waits for the copy in flight before hearing 503 `request_in_progress`.
 pub const IN_PROGRESS_WAIT: Duration = Duration::from_secs(5);
+
+/// `Retry-After` seconds for a duplicate of an event in flight.
+const IN_PROGRESS_RETRY_AFTER: u64 = 5;
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 255;
@@ -47,7 +50,7 @@ pub struct Intake {
     pub events: Arc<dyn EventLog>,
     pub schedule: RetrySchedule,
     pub max_body_bytes: usize,
-    /// How long a duplicate waits for the first copy to finish before hearing 409 `request_in_progress`.
+    /// How long a duplicate waits for the first copy to finish before hearing 503 `request_in_progress`.
     pub in_progress_wait: Duration,
     pub jitter: Jitter,
 }
@@ -86,13 +89,15 @@ impl Intake {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     now = OffsetDateTime::now_utc();
                 }
+                // A 503, not a 409: many senders treat any 4xx as final and would drop the event, and the
+                // copy in flight may belong to a crashed process whose claim has yet to expire.
                 Begin::InProgress => {
                     return Err(ApiError::new(
-                        StatusCode::CONFLICT,
+                        StatusCode::SERVICE_UNAVAILABLE,
                         "request_in_progress",
                         "the same event is being processed right now; retry shortly",
                     )
-                    .with_retry_after(1))
+                    .with_retry_after(IN_PROGRESS_RETRY_AFTER))
                 }
             }
         }
@@ -104,9 +109,12 @@ impl Intake {
             Ok(reply) => {
                 let stored = StoredResponse { status: reply.status, body: reply.body.clone() };
                 if let Err(e) = self.idempotency.complete(key, &stored, OffsetDateTime::now_utc()).await {
-                    // The event is already delivered or queued; a re-delivery after the in-progress lease
-                    // expires would only repeat an idempotent write.
+                    // The event is recorded and delivered or queued, so the answer stands; free the key so
+                    // a re-delivery is not held up (it repeats an idempotent write, or finds it in the ledger).
                     tracing::error!(error = %e, "could not record idempotency result");
+                    if let Err(re) = self.idempotency.release(key).await {
+                        tracing::error!(error = %re, "could not release idempotency key");
+                    }
                 }
                 Ok(reply)
             }
@@ -157,7 +165,7 @@ impl Intake {
                     "HubSpot is unavailable and the retry queue could not take the event; retry later",
                 )
             })?;
-            self.log(&message, EventStatus::Retrying, Some(message.not_before), None, None, now).await;
+            self.log(&message, EventStatus::Retrying, Some(message.not_before), None, None, now).await?;
             tracing::warn!(event_id, function, code = %error.code, "event queued for retry");
             let next = message.not_before.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
             body.insert("status".into(), "queued".into());
@@ -170,7 +178,7 @@ impl Intake {
                 ApiError::unavailable("queue_unavailable", "the event could not be parked; retry later")
             })?;
             message.dead_letter_reason = Some(dl.clone());
-            self.log(&message, EventStatus::DeadLettered, None, None, Some(dl), now).await;
+            self.log(&message, EventStatus::DeadLettered, None, None, Some(dl), now).await?;
             tracing::warn!(event_id, function, code = %error.code, "event parked in the dead-letter queue");
             body.insert("status".into(), "parked".into());
             body.insert("event_id".into(), event_id.into());
@@ -180,7 +188,8 @@ impl Intake {
         Ok(Reply { status: 202, body: Value::Object(body).to_string(), replayed: false })
     }
 
-    /// Record an event delivered (or settled without a write) on its first attempt.
+    /// Record an event delivered (or settled without a write) on its first attempt. An error means no
+    /// record: the request must not answer 2xx (its sender retries, and the write is idempotent).
     pub async fn record_settled(
         &self,
         function: FunctionName,
@@ -189,12 +198,13 @@ impl Intake {
         status: EventStatus,
         contact_id: Option<String>,
         now: OffsetDateTime,
-    ) {
+    ) -> Result<(), ApiError> {
         let mut message = RetryMessage::new(function, event_id, "", event, now);
         message.attempts.push(DeliveryAttempt::delivered(1, now));
-        self.log(&message, status, None, contact_id, None, now).await;
+        self.log(&message, status, None, contact_id, None, now).await
     }
 
+    /// Every 2xx stands on an event record: when it cannot be written the answer is 503.
     async fn log(
         &self,
         message: &RetryMessage,
@@ -203,11 +213,12 @@ impl Intake {
         contact_id: Option<String>,
         reason: Option<DeadLetterReason>,
         now: OffsetDateTime,
-    ) {
+    ) -> Result<(), ApiError> {
         let record = event_record(message, status, next, contact_id, reason, now);
-        if let Err(e) = self.events.put_event(&record).await {
+        self.events.put_event(&record).await.map_err(|e| {
             tracing::error!(event_id = %message.event_id, error = %e, "could not record the event");
-        }
+            ApiError::unavailable("store_unavailable", "the event could not be recorded; retry later")
+        })
     }
 }
 
@@ -283,8 +294,11 @@ impl Intake {
     }
 }
 
-/// `Idempotency-Key`, else the Standard Webhooks `webhook-id`, else the sender's own id of the event,
-/// else the hash of `canonical`; prefixed by the function so keys never collide across functions.
+/// The event's identity, strongest first: the sender's own id of the event (a lead's `lead_id`, an
+/// activity's `activity_id` or content hash, an update's `update_id`), else the signed Standard Webhooks
+/// `webhook-id`, else `Idempotency-Key`, else the hash of `canonical`; prefixed by the function so keys
+/// never collide across functions. A header cannot split one event into several (three keys, three
+/// engagements), and it is not signed, so on a signed request it never replaces the signed id.
 pub fn idempotency_key(
     function: FunctionName,
     headers: &HeaderMap,
@@ -293,22 +307,28 @@ pub fn idempotency_key(
     canonical: &str,
 ) -> Result<String, ApiError> {
     let prefix = function.as_str();
-    if let Some(v) = headers.get("idempotency-key") {
-        let key = v.to_str().unwrap_or("").trim();
-        if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(|c| c.is_control()) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_idempotency_key",
-                format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} printable characters"),
-            ));
+    let header = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v.to_str().unwrap_or("").trim();
+            if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(|c| c.is_control()) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_idempotency_key",
+                    format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} printable characters"),
+                ));
+            }
+            Some(key)
         }
-        return Ok(format!("{prefix}:key:{key}"));
+    };
+    if let Some((kind, id)) = sender_id {
+        return Ok(format!("{prefix}:{kind}:{id}"));
     }
     if let AuthMethod::StandardWebhooks { webhook_id } = auth {
         return Ok(format!("{prefix}:webhook:{webhook_id}"));
     }
-    if let Some((kind, id)) = sender_id {
-        return Ok(format!("{prefix}:{kind}:{id}"));
+    if let Some(key) = header {
+        return Ok(format!("{prefix}:key:{key}"));
     }
     Ok(format!("{prefix}:body:{}", sha256_hex(canonical)))
 }

@@ -16,6 +16,7 @@ use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::lead::{self, ParsedLead};
 use hubrelay_core::mapping::Mapping;
 use hubrelay_core::pii::mask_email;
+use hubrelay_core::properties::MissingProperties;
 use hubrelay_core::store::{ContactVersions, EventStatus, LeadLinks};
 use hubrelay_core::worker::ContactLocks;
 
@@ -27,6 +28,8 @@ pub struct LeadService {
     links: Option<Arc<dyn LeadLinks>>,
     /// Shared with the local worker (`hubrelay serve`); `None` in the Lambda.
     locks: Option<Arc<ContactLocks>>,
+    /// Properties HubSpot said the portal lacks (shared with the worker of the same process).
+    missing: Arc<MissingProperties>,
 }
 
 /// How long the inline path waits for a contact the worker is writing before queueing the lead instead
@@ -41,7 +44,14 @@ impl LeadService {
         hubspot: Arc<dyn HubSpot>,
         versions: Arc<dyn ContactVersions>,
     ) -> Self {
-        LeadService { intake, mapping, hubspot, versions, links: None, locks: None }
+        LeadService { intake, mapping, hubspot, versions, links: None, locks: None, missing: MissingProperties::new() }
+    }
+
+    /// Share what HubSpot said the portal lacks with the worker: a lead carrying such a property parks
+    /// without a call.
+    pub fn with_missing_properties(mut self, missing: Arc<MissingProperties>) -> Self {
+        self.missing = missing;
+        self
     }
 
     /// Record each delivered lead's id → contact id, so status updates and activities that only know the
@@ -62,7 +72,8 @@ impl LeadService {
 
     /// After an inline delivery: remember the contact's newest applied lead (so an older retried one
     /// cannot overwrite it), the lead id's contact, and the event's fate. The lead is already in HubSpot:
-    /// failures here are logged, not answered.
+    /// failures of the first two are logged; without the event's record the answer is a 503 (the sender's
+    /// retry repeats an idempotent upsert).
     async fn record_delivered(
         &self,
         event_id: &str,
@@ -70,7 +81,7 @@ impl LeadService {
         upsert: &ContactUpsert,
         contact: &UpsertedContact,
         now: OffsetDateTime,
-    ) {
+    ) -> Result<(), ApiError> {
         if let Err(e) = self.versions.record_applied(&upsert.email, now).await {
             tracing::error!(event_id, error = %e, "could not record the contact version");
         }
@@ -89,7 +100,7 @@ impl LeadService {
                 Some(contact.id.clone()),
                 now,
             )
-            .await;
+            .await
     }
 }
 
@@ -131,14 +142,25 @@ impl EventKind for LeadService {
         let LeadEvent { parsed, upsert } = event;
         let event_id = new_event_id();
         let masked = mask_email(&upsert.email);
+        let send = |upsert: &ContactUpsert| {
+            let upsert = upsert.clone();
+            async move {
+                self.hubspot.upsert_contact(&upsert).await.map_err(|e| {
+                    self.missing.learn(&e);
+                    Failure::from(e)
+                })
+            }
+        };
         // Held until the contact's version is recorded (end of this function).
         let mut _contact = None;
-        let result: Result<_, Failure> = match &self.locks {
-            None => self.hubspot.upsert_contact(&upsert).await.map_err(Failure::from),
-            Some(locks) => match tokio::time::timeout(CONTACT_LOCK_WAIT, locks.share(&upsert.email)).await {
+        let result: Result<_, Failure> = match (&self.locks, self.missing.carried_by(&upsert)) {
+            // HubSpot refused this property moments ago: park without spending a call on it.
+            (_, Some(property)) => Err(MissingProperties::failure(&property)),
+            (None, None) => send(&upsert).await,
+            (Some(locks), None) => match tokio::time::timeout(CONTACT_LOCK_WAIT, locks.share(&upsert.email)).await {
                 Ok(guard) => {
                     _contact = Some(guard);
-                    self.hubspot.upsert_contact(&upsert).await.map_err(Failure::from)
+                    send(&upsert).await
                 }
                 Err(_) => Err(Failure::retry(
                     "contact_busy",
@@ -149,7 +171,8 @@ impl EventKind for LeadService {
         let event = serde_json::to_value(&parsed.lead).unwrap_or(Value::Null);
         match result {
             Ok(contact) => {
-                self.record_delivered(&event_id, &parsed, &upsert, &contact, now).await;
+                self.missing.forget(&upsert);
+                self.record_delivered(&event_id, &parsed, &upsert, &contact, now).await?;
                 tracing::info!(event_id, email = %masked, contact_id = %contact.id, created = contact.created, "lead delivered");
                 Ok(Reply::json(200, delivered_body(&event_id, &contact, &parsed.ignored)))
             }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod intake;
 pub mod leads;
 pub mod referrals;
+pub mod transport;
 pub mod updates;
 
 pub use app::{Relay, Stores};
@@ -63,24 +64,95 @@ async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 
-/// Any endpoint: read the body (413 over the limit), then [`Intake::run`].
+/// Any endpoint: refuse a declared body over the limit before reading it, read the body (413 over the limit),
+/// then [`Intake::run`]. A refused request is logged once, at info, with nothing a sender could use against
+/// us or a person (no body, credentials masked).
 async fn post_event<K: EventKind>(State(kind): State<Arc<K>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match read_body(body, kind.intake().max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
+    let limit = kind.intake().max_body_bytes;
+    let result = match declared_length(&parts.headers) {
+        Some(declared) if declared > limit as u64 => Err(ApiError::payload_too_large(limit)),
+        _ => match read_body(body, limit).await {
+            Err(e) => Err(e),
+            Ok(body) => {
+                let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let now = OffsetDateTime::now_utc();
+                Intake::run(kind.as_ref(), parts.method.as_str(), path_and_query, &parts.headers, &body, now).await
+            }
+        },
     };
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let now = OffsetDateTime::now_utc();
-    match Intake::run(kind.as_ref(), parts.method.as_str(), path_and_query, &parts.headers, &body, now).await {
+    match result {
         Ok(reply) => reply.into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if e.status.is_client_error() {
+                tracing::info!(
+                    function = kind.function().as_str(),
+                    path = parts.uri.path(),
+                    status = e.status.as_u16(),
+                    code = e.code,
+                    credentials = %presented_credentials(&parts.headers),
+                    "request refused"
+                );
+            }
+            e.into_response()
+        }
     }
 }
 
-/// Read the whole body, refusing more than `limit` bytes with a JSON 413.
+/// `Content-Length`, when the sender declared one we can read.
+fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers.get(axum::http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// What credentials a refused request carried, masked: enough to tell a stale token from no token.
+fn presented_credentials(headers: &axum::http::HeaderMap) -> String {
+    let mut seen = Vec::new();
+    if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let (scheme, value) = auth.trim().split_once(' ').unwrap_or(("?", auth));
+        seen.push(format!("{scheme} {}", hubrelay_core::pii::mask_token(value)));
+    }
+    for name in [
+        "webhook-id",
+        "webhook-signature",
+        "x-hubspot-signature",
+        "x-hubspot-signature-v3",
+        "x-extole-signature",
+        "x-hook-signature",
+    ] {
+        if headers.contains_key(name) {
+            seen.push(name.to_string());
+        }
+    }
+    if seen.is_empty() {
+        "none".to_string()
+    } else {
+        seen.join(", ")
+    }
+}
+
+/// How long a sender may take to send a body once its headers are in (256 KiB at 26 KB/s).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Read the whole body within [`BODY_READ_TIMEOUT`], refusing more than `limit` bytes with a JSON 413; a
+/// body that breaks off or is malformed on the wire (bad chunked encoding) is a 400, not a 413.
 pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::payload_too_large(limit))
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs()),
+        )
+    })?;
+    read.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return ApiError::payload_too_large(limit);
+            }
+            source = err.source();
+        }
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("the request body could not be read: {e}"))
+    })
 }
 
 impl IntoResponse for Reply {

@@ -72,7 +72,7 @@ impl EventKind for UpdateService {
                 };
                 self.intake
                     .record_settled(self.function, &event_id, event, status, Some(result.contact_id.clone()), now)
-                    .await;
+                    .await?;
                 tracing::info!(event_id, function = self.function.as_str(), contact_id = %result.contact_id,
                     outcome = ?result.outcome, applied = ?result.applied, "update settled");
                 Ok(Reply::json(200, settled_body(&event_id, &result)))

@@ -122,6 +122,16 @@ impl SqliteStore {
         Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), path })
     }
 
+    /// Free every `IN_PROGRESS` claim. Only for the one process that owns the database (`serve` at start-up,
+    /// holding the data dir's lock): a claim found then was left by a process that died mid-request, and
+    /// its sender's retry should be delivered now, not wait out the claim's lease.
+    pub async fn release_orphaned_claims(&self) -> Result<usize, StoreError> {
+        self.blocking(|conn| {
+            conn.execute("DELETE FROM idempotency WHERE status = ?1", params![STATUS_IN_PROGRESS]).map_err(sql_err)
+        })
+        .await
+    }
+
     /// The database file, `None` in memory.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
@@ -567,6 +577,18 @@ mod tests {
         let store = SqliteStore::open_in_memory().unwrap();
         assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
         assert_eq!(store.begin("k", "h1", T0 + IN_PROGRESS_TTL).await.unwrap(), Begin::InProgress);
+    }
+
+    #[tokio::test]
+    async fn release_orphaned_claims_frees_only_claims_in_progress() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.begin("left", "h1", T0).await.unwrap(), Begin::Started);
+        assert_eq!(store.begin("done", "h2", T0).await.unwrap(), Begin::Started);
+        let answer = StoredResponse { status: 200, body: "{}".into() };
+        store.complete("done", &answer, T0).await.unwrap();
+        assert_eq!(store.release_orphaned_claims().await.unwrap(), 1);
+        assert_eq!(store.begin("left", "h1", T0).await.unwrap(), Begin::Started, "the orphan is free at once");
+        assert_eq!(store.begin("done", "h2", T0).await.unwrap(), Begin::Completed(answer));
     }
 
     #[tokio::test]

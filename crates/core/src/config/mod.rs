@@ -56,6 +56,8 @@ pub struct Layer {
     pub max_body_bytes: Option<usize>,
     pub hubspot_timeout_secs: Option<u64>,
     pub sandbox_listen: Option<String>,
+    /// `serve`: open connections at most; more are answered 503 and closed.
+    pub max_connections: Option<usize>,
     /// Retry delays after each failed attempt, e.g. `["5s", "5m", "30m"]` (env: comma-separated).
     pub retry_schedule: Option<Vec<String>>,
     /// ± share of each delay drawn at random, 0.0 to 1.0.
@@ -91,6 +93,7 @@ impl Layer {
             max_body_bytes,
             hubspot_timeout_secs,
             sandbox_listen,
+            max_connections,
             retry_schedule,
             retry_jitter,
             hubspot_rate_limit_per_10s,
@@ -137,6 +140,7 @@ impl Layer {
             max_body_bytes: number("HUBRELAY_MAX_BODY_BYTES")?.map(|n| n as usize),
             hubspot_timeout_secs: number("HUBSPOT_TIMEOUT_SECS")?,
             sandbox_listen: get("HUBRELAY_SANDBOX_LISTEN"),
+            max_connections: number("HUBRELAY_MAX_CONNECTIONS")?.map(|n| n as usize),
             // Empty counts as unset (a template parameter left blank).
             retry_schedule: get("HUBRELAY_RETRY_SCHEDULE").filter(|v| !v.is_empty()).map(|v| split_list(&v)),
             retry_jitter: get("HUBRELAY_RETRY_JITTER")
@@ -220,8 +224,13 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     pub sandbox_listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// Open connections at most (idle ones are closed after the header read timeout).
+    pub max_connections: usize,
     pub relay: RelaySettings,
 }
+
+/// `serve`'s default connection cap: far above what two cores answer at once, far below the file limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 impl RelaySettings {
     pub fn from_layer(layer: &Layer) -> Result<RelaySettings, ConfigError> {
@@ -302,8 +311,12 @@ impl ServeSettings {
         let sandbox_listen =
             parse_addr("HUBRELAY_SANDBOX_LISTEN", layer.sandbox_listen.as_deref().unwrap_or("127.0.0.1:0"))?;
         let data_dir = layer.data_dir.clone().unwrap_or_else(|| PathBuf::from(".hubrelay"));
+        let max_connections = layer.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if !(1..=65_536).contains(&max_connections) {
+            return Err(invalid("HUBRELAY_MAX_CONNECTIONS", "must be 1 to 65536"));
+        }
         let relay = RelaySettings::from_layer(layer)?;
-        Ok(ServeSettings { listen, sandbox_listen, data_dir, relay })
+        Ok(ServeSettings { listen, sandbox_listen, data_dir, max_connections, relay })
     }
 }
 

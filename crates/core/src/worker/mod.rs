@@ -16,7 +16,8 @@ use crate::domain::{
 use crate::hubspot::HubSpot;
 use crate::lead::Lead;
 use crate::mapping::Mapping;
-use crate::pii::mask_email;
+use crate::pii::{mask_email, mask_message};
+use crate::properties::MissingProperties;
 use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, LeadLinks, StoreError};
 use crate::updates::{UpdateDelivery, UpdateOutcome};
 
@@ -63,6 +64,7 @@ pub struct RetryWorker {
     links: Option<Arc<dyn LeadLinks>>,
     updates: Option<Arc<UpdateDelivery>>,
     referrals: Option<Arc<crate::referral::deliver::ReferralDelivery>>,
+    missing: Arc<MissingProperties>,
 }
 
 /// One contact's share of a batch: the merged upsert and the messages behind it.
@@ -92,7 +94,14 @@ impl RetryWorker {
             links: None,
             updates: None,
             referrals: None,
+            missing: MissingProperties::new(),
         }
+    }
+
+    /// Share what HubSpot said the portal lacks with the inline path (so neither spends a call on it).
+    pub fn with_missing_properties(mut self, missing: Arc<MissingProperties>) -> Self {
+        self.missing = missing;
+        self
     }
 
     /// Share per-contact locks with the inline path of the same process (`hubrelay serve`): the worker's
@@ -206,10 +215,16 @@ impl RetryWorker {
     }
 
     /// One HubSpot call for up to 100 contacts. A 207 answer fails only the inputs it names (they retry or
-    /// park on their own); a batch refused whole is split so one bad input cannot sink the others.
+    /// park on their own). A batch refused whole for properties the portal lacks parks every input carrying
+    /// one and sends the rest again; refused for anything else, it is split so one bad input cannot sink the
+    /// others. Inputs carrying a property known to be missing park without a call.
     async fn deliver_chunk(&self, chunk: Vec<Group>, pass: &mut Pass) -> Result<(), StoreError> {
         let mut pending = vec![chunk];
         while let Some(groups) = pending.pop() {
+            let groups = self.park_missing(groups, pass);
+            if groups.is_empty() {
+                continue;
+            }
             let inputs: Vec<ContactUpsert> = groups.iter().map(|g| g.upsert.clone()).collect();
             match self.hubspot.upsert_contacts(&inputs).await {
                 Ok(results) => {
@@ -231,6 +246,7 @@ impl RetryWorker {
                             }
                         }
                     }
+                    done.iter().for_each(|(g, _)| self.missing.forget(&g.upsert));
                     let applied: Vec<_> = done.iter().map(|(g, _)| (g.upsert.email.clone(), g.newest)).collect();
                     self.versions.record_applied_all(&applied).await?;
                     self.link_leads(&done, pass.now).await?;
@@ -239,6 +255,13 @@ impl RetryWorker {
                             pass.delivered(m, &contact.id);
                         }
                     }
+                }
+                Err(e)
+                    if self.missing.learn(&e)
+                        && groups.iter().any(|g| self.missing.carried_by(&g.upsert).is_some()) =>
+                {
+                    // Parked by `park_missing` on the next turn, which sends the rest.
+                    pending.push(groups);
                 }
                 Err(e) if e.outcome() == AttemptOutcome::Rejected && groups.len() > 1 => {
                     let mut groups = groups;
@@ -257,6 +280,25 @@ impl RetryWorker {
             }
         }
         Ok(())
+    }
+
+    /// Park the groups carrying a property the portal is known to lack; the others go on. A group with a
+    /// message just redriven is sent anyway: an operator redrives after creating the property.
+    fn park_missing(&self, groups: Vec<Group>, pass: &mut Pass) -> Vec<Group> {
+        let mut rest = Vec::with_capacity(groups.len());
+        for group in groups {
+            let redriven = group.messages.iter().any(|m| m.schedule_offset > 0 && m.attempts_in_schedule() == 0);
+            match self.missing.carried_by(&group.upsert).filter(|_| !redriven) {
+                Some(property) => {
+                    let failure = MissingProperties::failure(&property);
+                    for m in group.messages {
+                        self.failed(m, &failure, pass);
+                    }
+                }
+                None => rest.push(group),
+            }
+        }
+        rest
     }
 
     async fn link_leads(&self, done: &[(Group, UpsertedContact)], now: OffsetDateTime) -> Result<(), StoreError> {
@@ -346,10 +388,16 @@ pub fn event_record(
         received_at: m.received_at,
         updated_at: now,
         next_attempt_at,
-        attempts: m.attempts.clone(),
+        // Error text is masked where failures are made; masked again here, as records outlive the code
+        // that wrote them and the record is what operators list.
+        attempts: m
+            .attempts
+            .iter()
+            .map(|a| DeliveryAttempt { error: a.error.as_deref().map(mask_message), ..a.clone() })
+            .collect(),
         contact_id,
         email_masked: m.event.get("email").and_then(|e| e.as_str()).map(mask_email),
-        reason,
+        reason: reason.map(|r| DeadLetterReason { message: mask_message(&r.message), ..r }),
     }
 }
 
