@@ -17,7 +17,7 @@ async fn each_kind_of_bad_input_has_its_code() {
         ("array body", json, b"[{\"email\":\"a@b.co\"}]".to_vec(), vec![], 400, "invalid_body"),
         ("email of the wrong type", json, br#"{"email": ["a@b.co"]}"#.to_vec(), vec![], 422, "invalid_type"),
         ("product not an object", json, br#"{"email":"a@b.co","product":"car"}"#.to_vec(), vec![], 422, "invalid_type"),
-        ("not an email", json, br#"{"email":"not-an-email"}"#.to_vec(), vec![], 422, "invalid_value"),
+        ("not an email", json, br#"{"email":"not-an-email"}"#.to_vec(), vec![], 422, "invalid_email"),
         ("no email", json, br#"{"first_name":"Jane"}"#.to_vec(), vec![], 422, "missing_required_field"),
         (
             "priority not an option",
