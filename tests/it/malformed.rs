@@ -11,14 +11,20 @@ type Case<'a> = (&'a str, &'a str, Vec<u8>, Vec<(&'a str, String)>, u16, &'a str
 async fn each_kind_of_bad_input_has_its_code() {
     let serve = Serve::start(&[]);
     let json = "application/json";
+    const FORM: &str = "application/x-www-form-urlencoded";
     let cases: Vec<Case> = vec![
         ("malformed JSON", json, b"{\"email\": ".to_vec(), vec![], 400, "malformed_json"),
         ("empty body", json, vec![], vec![], 400, "empty_body"),
         ("array body", json, b"[{\"email\":\"a@b.co\"}]".to_vec(), vec![], 400, "invalid_body"),
         ("email of the wrong type", json, br#"{"email": ["a@b.co"]}"#.to_vec(), vec![], 422, "invalid_type"),
         ("product not an object", json, br#"{"email":"a@b.co","product":"car"}"#.to_vec(), vec![], 422, "invalid_type"),
-        ("not an email", json, br#"{"email":"not-an-email"}"#.to_vec(), vec![], 422, "invalid_value"),
+        ("not an email", json, br#"{"email":"not-an-email"}"#.to_vec(), vec![], 422, "invalid_email"),
         ("no email", json, br#"{"first_name":"Jane"}"#.to_vec(), vec![], 422, "missing_required_field"),
+        ("a key given twice", json, br#"{"email":"a@b.co","email":"c@d.co"}"#.to_vec(), vec![], 400, "duplicate_key"),
+        ("NUL in a name", json, br#"{"email":"a@b.co","first_name":"J\u0000"}"#.to_vec(), vec![], 422, "nul_character"),
+        ("zero-width space in the email", json, "{\"email\":\"a\u{200B}@b.co\"}".into(), vec![], 422, "invalid_email"),
+        ("form value not UTF-8", FORM, b"email=a%40b.co&first_name=J%FCrgen".to_vec(), vec![], 400, "invalid_encoding"),
+        ("bad lead_date", json, br#"{"email":"a@b.co","lead_date":"soon"}"#.to_vec(), vec![], 422, "invalid_value"),
         (
             "priority not an option",
             json,
@@ -89,8 +95,12 @@ async fn each_kind_of_bad_input_has_its_code() {
 #[tokio::test]
 async fn unknown_fields_are_echoed_not_dropped() {
     let serve = Serve::start(&[]);
-    let body = br#"{"email":"echo@example.com","favourite_colour":"red","product":{"wheels":4}}"#.to_vec();
+    let body = br#"{"email":"echo@example.com","favourite_colour":"red","product":{"wheels":4,"model":"X"},
+        "comment":"call me"}"#
+        .to_vec();
     let (status, _, resp) = serve.post_raw("application/json", body, headers(&[])).await;
     assert_eq!(status, 200, "{resp}");
-    assert_eq!(resp["ignored"], serde_json::json!(["favourite_colour", "product.wheels"]));
+    // The default profile (chat-widget) writes neither `comment` nor `product.model`: reported, not dropped.
+    let ignored = serde_json::json!(["comment", "favourite_colour", "product.model", "product.wheels"]);
+    assert_eq!(resp["ignored"], ignored);
 }

@@ -2,8 +2,10 @@
 //! form (Zapier "Form", nested keys as `product__year`, `product.year` or `product[year]`).
 //!
 //! Both parsers normalise the same way: strings trimmed, empty strings and `null` mean absent, numbers
-//! accepted where a string is expected, email lowercased and checked. Unknown keys are not errors: they are
-//! reported in [`ParsedLead::ignored`] so the sender can be told what was dropped.
+//! accepted where a string is expected, email normalised and checked ([`crate::email`]), `lead_date` checked.
+//! Both refuse what cannot be delivered faithfully: invalid UTF-8, NUL characters, a key given twice. Unknown
+//! keys are not errors: they are reported in [`ParsedLead::ignored`] so the sender can be told what was dropped;
+//! [`crate::mapping::Mapping::ignored`] adds the known fields the profile does not write.
 
 use std::collections::BTreeMap;
 
@@ -144,6 +146,10 @@ impl Dealership {
 pub struct ParsedLead {
     pub lead: Lead,
     pub ignored: Vec<String>,
+    /// Each known field the sender filled: (the lead field path, the dotted name the sender used), e.g.
+    /// `("product.stock_number", "product.stockNumber")`, `("first_name", "full_name")`. A profile that does not
+    /// write the path reports the name as ignored.
+    pub given: Vec<(String, String)>,
 }
 
 /// A lead field's value, as the mapping reads it.
@@ -167,6 +173,14 @@ pub enum LeadError {
     InvalidValue { field: String, message: String },
     #[error("the form body is malformed: {0}")]
     MalformedForm(String),
+    #[error("{0}")]
+    InvalidEncoding(String),
+    #[error("the key `{0}` is given twice")]
+    DuplicateKey(String),
+    #[error("`{field}` contains a NUL character (U+0000)")]
+    NulCharacter { field: String },
+    #[error("`{field}`: {message}")]
+    InvalidEmail { field: String, message: String },
 }
 
 impl LeadError {
@@ -179,6 +193,45 @@ impl LeadError {
             LeadError::InvalidType { .. } => "invalid_type",
             LeadError::InvalidValue { .. } => "invalid_value",
             LeadError::MalformedForm(_) => "malformed_form",
+            LeadError::InvalidEncoding(_) => "invalid_encoding",
+            LeadError::DuplicateKey(_) => "duplicate_key",
+            LeadError::NulCharacter { .. } => "nul_character",
+            LeadError::InvalidEmail { .. } => "invalid_email",
+        }
+    }
+
+    /// The field (or key path) at fault, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            LeadError::InvalidType { field, .. }
+            | LeadError::InvalidValue { field, .. }
+            | LeadError::NulCharacter { field }
+            | LeadError::InvalidEmail { field, .. }
+            | LeadError::DuplicateKey(field) => Some(field),
+            _ => None,
+        }
+    }
+
+    /// Bodies that cannot be read are 400 for the HTTP layer; readable ones with a bad field 422.
+    pub fn is_syntax(&self) -> bool {
+        !matches!(
+            self,
+            LeadError::InvalidType { .. }
+                | LeadError::InvalidValue { .. }
+                | LeadError::NulCharacter { .. }
+                | LeadError::InvalidEmail { .. }
+        )
+    }
+}
+
+impl From<crate::json::JsonError> for LeadError {
+    fn from(e: crate::json::JsonError) -> Self {
+        use crate::json::JsonError;
+        match e {
+            JsonError::InvalidEncoding(m) => LeadError::InvalidEncoding(format!("the body is not valid UTF-8: {m}")),
+            JsonError::Syntax(m) => LeadError::MalformedJson(m),
+            JsonError::DuplicateKey(path) => LeadError::DuplicateKey(path),
+            JsonError::NulCharacter(field) => LeadError::NulCharacter { field },
         }
     }
 }
@@ -188,8 +241,7 @@ pub fn parse_json(body: &[u8]) -> Result<ParsedLead, LeadError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(LeadError::EmptyBody);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| LeadError::MalformedJson(e.to_string()))?;
-    match value {
+    match crate::json::parse_strict(body)? {
         Value::Object(map) => parse::from_object(&map),
         _ => Err(LeadError::NotAnObject),
     }
@@ -198,7 +250,7 @@ pub fn parse_json(body: &[u8]) -> Result<ParsedLead, LeadError> {
 /// Parses an `application/x-www-form-urlencoded` lead as Zapier's "Form" payload sends it: nested keys as
 /// `product__year`, `product.year` or `product[year]`, `properties__x` for free properties; all values are
 /// strings, booleans as `true/false/yes/no/1/0/on/off` in any case. Empty values are absent; a key given
-/// twice is an error.
+/// twice is an error, and so is a key or value that is not UTF-8 once percent-decoded.
 pub fn parse_form(body: &[u8]) -> Result<ParsedLead, LeadError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(LeadError::EmptyBody);

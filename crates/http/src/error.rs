@@ -82,18 +82,9 @@ impl From<AuthError> for ApiError {
 
 impl From<LeadError> for ApiError {
     fn from(e: LeadError) -> Self {
-        let status = match e {
-            LeadError::InvalidType { .. } | LeadError::InvalidValue { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        let details = match &e {
-            LeadError::InvalidType { field, .. } | LeadError::InvalidValue { field, .. } => {
-                Some(json!({ "field": field }))
-            }
-            _ => None,
-        };
+        let status = if e.is_syntax() { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
         let mut err = ApiError::new(status, e.code(), e.to_string());
-        err.details = details;
+        err.details = e.field().map(|field| json!({ "field": field }));
         err
     }
 }
@@ -140,7 +131,7 @@ impl From<hubrelay_core::referral::ReferralError> for ApiError {
     /// do not retry 4xx (HubSpot workflows, SaaSquatch retry anything non-200: nothing else is possible).
     fn from(e: hubrelay_core::referral::ReferralError) -> Self {
         let status = match e.code {
-            "invalid_json" | "invalid_payload" => StatusCode::BAD_REQUEST,
+            "invalid_json" | "invalid_encoding" | "duplicate_key" | "invalid_payload" => StatusCode::BAD_REQUEST,
             "not_configured" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };

@@ -130,8 +130,10 @@ impl EventKind for LeadService {
 
     /// Parse, then map: a lead the mapping refuses is the sender's to fix (422), before any claim.
     fn parse(&self, headers: &HeaderMap, body: &[u8]) -> Result<Parsed<LeadEvent>, ApiError> {
-        let parsed = parse_body(headers, body)?;
+        let mut parsed = parse_body(headers, body)?;
         let upsert = self.mapping.apply(&parsed.lead)?;
+        // What the sender sent and this profile does not write is reported, never dropped silently.
+        parsed.ignored = self.mapping.ignored(&parsed);
         let canonical = parsed.lead.canonical_json();
         let sender_id = parsed.lead.lead_id.clone().map(|id| ("lead", id));
         Ok(Parsed::Event { event: LeadEvent { parsed, upsert }, sender_id, canonical })
@@ -205,5 +207,53 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<ParsedLead, ApiError> 
         "application/x-www-form-urlencoded" => Ok(lead::parse_form(body)?),
         other if other.ends_with("+json") => Ok(lead::parse_json(body)?),
         other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::header::CONTENT_TYPE;
+
+    fn refusal(content_type: &str, body: &[u8]) -> ApiError {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, content_type.parse().unwrap());
+        match parse_body(&headers, body) {
+            Ok(parsed) => panic!("{body:?} was accepted: {parsed:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn a_form_value_that_is_not_utf8_is_400_invalid_encoding() {
+        let form = "application/x-www-form-urlencoded";
+        // Latin-1 "Jürgen", percent-encoded and raw: the usual decoders would deliver "J\u{FFFD}rgen".
+        for body in [&b"email=j%40example.com&first_name=J%FCrgen"[..], b"email=j%40example.com&first_name=J\xfcrgen"] {
+            let e = refusal(form, body);
+            assert_eq!((e.status.as_u16(), e.code), (400, "invalid_encoding"), "{body:?}");
+            assert!(e.body()["error"]["message"].as_str().unwrap().contains("first_name"), "{}", e.body());
+        }
+        let e = refusal(form, b"email=j%40example.com&first_name=J%00");
+        assert_eq!((e.status.as_u16(), e.code), (422, "nul_character"));
+        assert_eq!(e.body()["error"]["details"]["field"], "first_name");
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, format!("{form}; charset=utf-8").parse().unwrap());
+        let ok = parse_body(&headers, b"email=j%40example.com&first_name=J%C3%BCrgen").unwrap();
+        assert_eq!(ok.lead.first_name.as_deref(), Some("Jürgen"));
+    }
+
+    #[test]
+    fn strict_json_refusals_have_their_status_and_field() {
+        let e = refusal("application/json", br#"{"email":"a@x.com","email":"b@x.com"}"#);
+        assert_eq!((e.status.as_u16(), e.code), (400, "duplicate_key"));
+        assert_eq!(e.body()["error"]["details"]["field"], "email");
+        let e = refusal("application/json", br#"{"email":"a@x.com","last_name":"D\u0000"}"#);
+        assert_eq!((e.status.as_u16(), e.code), (422, "nul_character"));
+        let e = refusal("application/json", "{\"email\":\"ja\u{200B}ne@x.com\"}".as_bytes());
+        assert_eq!((e.status.as_u16(), e.code), (422, "invalid_email"));
+        assert_eq!(e.body()["error"]["details"]["field"], "email");
+        let e = refusal("application/json", br#"{"email":"a@x.com","lead_date":"soon"}"#);
+        assert_eq!((e.status.as_u16(), e.code), (422, "invalid_value"));
+        assert_eq!(e.body()["error"]["details"]["field"], "lead_date");
     }
 }

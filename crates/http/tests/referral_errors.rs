@@ -14,6 +14,20 @@ fn unreadable_json_is_400() {
 }
 
 #[test]
+fn duplicate_keys_are_400_and_nul_422_naming_the_key() {
+    let e =
+        parse_hubspot(br#"{"email":"a@b.com","advocate_code":"x","advocate_code":"y"}"#, &ReferralConfig::default())
+            .unwrap_err();
+    let api = ApiError::from(e);
+    assert_eq!((api.status.as_u16(), api.code), (400, "duplicate_key"));
+    assert_eq!(api.body()["error"]["details"]["field"], "advocate_code");
+    let e = parse_hubspot(br#"{"email":"a@b.com\u0000"}"#, &ReferralConfig::default()).unwrap_err();
+    let api = ApiError::from(e);
+    assert_eq!((api.status.as_u16(), api.code), (422, "nul_character"));
+    assert_eq!(api.body()["error"]["details"]["field"], "email");
+}
+
+#[test]
 fn a_malformed_batch_is_422() {
     let body = json!([{"subscriptionType":"contact.creation","objectId":1},{"subscriptionType":"contact.creation"}]);
     let e = parse_hubspot(body.to_string().as_bytes(), &ReferralConfig::default()).unwrap_err();

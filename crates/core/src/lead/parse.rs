@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::{is_plausible_email, parse_bool, Lead, LeadError, ParsedLead, Product};
+use super::{parse_bool, Lead, LeadError, ParsedLead, Product};
 
 /// Where a top-level key goes.
 enum Slot {
@@ -70,6 +70,8 @@ pub(super) fn from_object(map: &Map<String, Value>) -> Result<ParsedLead, LeadEr
     let mut ignored = Vec::new();
     let mut full_name = None;
     let mut seen = BTreeMap::new();
+    // (lead field path, the sender's dotted name) for each field that got a value.
+    let mut given: Vec<(String, String)> = Vec::new();
     for (key, value) in map {
         let Some((name, slot)) = top_level_slot(key) else {
             ignored.push(key.clone());
@@ -80,9 +82,10 @@ pub(super) fn from_object(map: &Map<String, Value>) -> Result<ParsedLead, LeadEr
             Slot::Text(place) => {
                 if let Some(s) = text(value, name)? {
                     *place(&mut lead) = Some(s);
+                    given.push((name.to_string(), key.clone()));
                 }
             }
-            Slot::FullName => full_name = text(value, name)?,
+            Slot::FullName => full_name = text(value, name)?.map(|s| (s, key.clone())),
             Slot::Product => {
                 for (k, v) in object(value, name)? {
                     match product_slot(k) {
@@ -90,6 +93,9 @@ pub(super) fn from_object(map: &Map<String, Value>) -> Result<ParsedLead, LeadEr
                             let path = format!("product.{n}");
                             claim(&mut seen, path.clone(), k, v)?;
                             *place(&mut lead.product) = text(v, &path)?;
+                            if place(&mut lead.product).is_some() {
+                                given.push((path, format!("{key}.{k}")));
+                            }
                         }
                         None => ignored.push(format!("product.{k}")),
                     }
@@ -97,28 +103,52 @@ pub(super) fn from_object(map: &Map<String, Value>) -> Result<ParsedLead, LeadEr
             }
             Slot::Consent => {
                 for (k, v) in object(value, name)? {
-                    match k.as_str() {
-                        "sms" => lead.consent.sms = boolean(v, "consent.sms")?,
-                        "email" => lead.consent.email = boolean(v, "consent.email")?,
-                        _ => ignored.push(format!("consent.{k}")),
+                    let place = match k.as_str() {
+                        "sms" => &mut lead.consent.sms,
+                        "email" => &mut lead.consent.email,
+                        _ => {
+                            ignored.push(format!("consent.{k}"));
+                            continue;
+                        }
+                    };
+                    let path = format!("consent.{k}");
+                    *place = boolean(v, &path)?;
+                    if place.is_some() {
+                        given.push((path, format!("{key}.{k}")));
                     }
                 }
             }
             Slot::Dealer => {
                 for (k, v) in object(value, name)? {
-                    match k.as_str() {
-                        "name" => lead.dealer.name = text(v, "dealer.name")?,
-                        "id" => lead.dealer.id = text(v, "dealer.id")?,
-                        _ => ignored.push(format!("dealer.{k}")),
+                    let place = match k.as_str() {
+                        "name" => &mut lead.dealer.name,
+                        "id" => &mut lead.dealer.id,
+                        _ => {
+                            ignored.push(format!("dealer.{k}"));
+                            continue;
+                        }
+                    };
+                    let path = format!("dealer.{k}");
+                    *place = text(v, &path)?;
+                    if place.is_some() {
+                        given.push((path, format!("{key}.{k}")));
                     }
                 }
             }
             Slot::Dealership => {
                 for (k, v) in object(value, name)? {
-                    match k.as_str() {
-                        "name" => lead.dealership.name = text(v, "dealership.name")?,
-                        "slug" => lead.dealership.slug = text(v, "dealership.slug")?,
-                        _ => ignored.push(format!("dealership.{k}")),
+                    let place = match k.as_str() {
+                        "name" => &mut lead.dealership.name,
+                        "slug" => &mut lead.dealership.slug,
+                        _ => {
+                            ignored.push(format!("dealership.{k}"));
+                            continue;
+                        }
+                    };
+                    let path = format!("dealership.{k}");
+                    *place = text(v, &path)?;
+                    if place.is_some() {
+                        given.push((path, format!("{key}.{k}")));
                     }
                 }
             }
@@ -147,26 +177,36 @@ pub(super) fn from_object(map: &Map<String, Value>) -> Result<ParsedLead, LeadEr
         }
     }
     if let Some(email) = lead.email.take() {
-        let email = email.to_lowercase();
-        if !is_plausible_email(&email) {
-            return Err(LeadError::InvalidValue { field: "email".into(), message: "not a valid email address".into() });
-        }
+        let email = crate::email::normalize_email(&email)
+            .map_err(|e| LeadError::InvalidEmail { field: "email".into(), message: e.0 })?;
         lead.email = Some(email);
     }
-    if let Some(full) = full_name {
+    // Checked whatever the profile: a date we cannot read is refused, not carried along unread.
+    if let Some(date) = &lead.lead_date {
+        if let Err(e) = crate::dates::parse_lead_date(date) {
+            return Err(LeadError::InvalidValue { field: "lead_date".into(), message: e.to_string() });
+        }
+    }
+    if let Some((full, key)) = full_name {
         let mut words = full.split_whitespace();
         let first = words.next().map(str::to_string);
         let rest = words.collect::<Vec<_>>().join(" ");
-        if lead.first_name.is_none() {
+        if lead.first_name.is_none() && first.is_some() {
             lead.first_name = first;
+            given.push(("first_name".into(), key.clone()));
         }
         if lead.last_name.is_none() && !rest.is_empty() {
             lead.last_name = Some(rest);
+            given.push(("last_name".into(), key.clone()));
+        }
+        // Both names given as well: nothing of the full name is used.
+        if !given.iter().any(|(_, name)| *name == key) {
+            ignored.push(key);
         }
     }
     ignored.sort();
     ignored.dedup();
-    Ok(ParsedLead { lead, ignored })
+    Ok(ParsedLead { lead, ignored, given })
 }
 
 /// Records that `path` was given (as `key`); the same field twice under different aliases
@@ -240,8 +280,7 @@ fn boolean(value: &Value, field: &str) -> Result<Option<bool>, LeadError> {
 /// rest of the key is kept whole: `properties__my__prop` is the property `my__prop`); empty values are
 /// dropped; a path given twice is refused.
 pub(super) fn form_to_object(body: &[u8]) -> Result<Map<String, Value>, LeadError> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(|e| LeadError::MalformedForm(e.to_string()))?;
+    let pairs = form_pairs(body)?;
     let mut root = Map::new();
     for (key, value) in pairs {
         if value.trim().is_empty() {
@@ -268,6 +307,50 @@ pub(super) fn form_to_object(body: &[u8]) -> Result<Map<String, Value>, LeadErro
         inner.insert(tail.to_string(), Value::String(value));
     }
     Ok(root)
+}
+
+/// The body's `key=value` pairs, `+`- and percent-decoded as every form parser does — except that bytes
+/// which are not UTF-8 once decoded are refused (the usual parsers turn them into U+FFFD, so the sender's data
+/// would reach HubSpot changed), and so is a NUL.
+fn form_pairs(body: &[u8]) -> Result<Vec<(String, String)>, LeadError> {
+    let mut pairs = Vec::new();
+    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (key, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let key = percent_decode(key)
+            .ok_or_else(|| LeadError::InvalidEncoding("a form key is not valid UTF-8 once decoded".into()))?;
+        let value = percent_decode(value).ok_or_else(|| {
+            LeadError::InvalidEncoding(format!("the value of `{}` is not valid UTF-8 once decoded", short(&key)))
+        })?;
+        if key.contains('\0') || value.contains('\0') {
+            return Err(LeadError::NulCharacter { field: short(&key) });
+        }
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+/// `+` → space, `%hh` → that byte (a `%` not followed by two hex digits stays as it is); `None` unless the
+/// result is UTF-8.
+fn percent_decode(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = raw.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        match (raw[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(h)) => {
+                let digit = |d: u8| (d as char).to_digit(16).unwrap_or(0) as u8;
+                out.push(digit(h[0]) << 4 | digit(h[1]));
+                i += 2;
+            }
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Splits a form key at its first `__`, `.` or `[` (which must then close with a final `]`).

@@ -97,10 +97,10 @@ fn email_must_look_like_one() {
         let e = json(&format!(r#"{{"email": "{bad}"}}"#)).unwrap_err();
         assert_eq!(
             e,
-            LeadError::InvalidValue { field: "email".into(), message: "not a valid email address".into() },
+            LeadError::InvalidEmail { field: "email".into(), message: "not a valid email address".into() },
             "{bad}"
         );
-        assert_eq!(e.code(), "invalid_value");
+        assert_eq!(e.code(), "invalid_email");
     }
     assert_eq!(json(r#"{"email": "   "}"#).unwrap().lead.email, None);
     assert_eq!(json(r#"{"email": null}"#).unwrap().lead.email, None);
@@ -225,7 +225,7 @@ fn form_errors() {
     assert_eq!(code("product[year=2"), "malformed_form");
     assert_eq!(code("__x=1"), "malformed_form");
     assert_eq!(code("consent__sms=maybe"), "invalid_value");
-    assert_eq!(code("email=nope"), "invalid_value");
+    assert_eq!(code("email=nope"), "invalid_email");
     assert_eq!(code("product=X"), "invalid_type");
 }
 
@@ -253,4 +253,95 @@ fn known_fields_all_resolve() {
             assert!(l.field(f).is_some(), "{f}");
         }
     }
+}
+
+#[test]
+fn invisible_characters_in_an_email_are_refused() {
+    for c in ["\u{200B}", "\u{200D}", "\u{00AD}", "\u{FEFF}"] {
+        let e = json(&format!(r#"{{"email": "ja{c}ne@example.com"}}"#)).unwrap_err();
+        assert_eq!((e.code(), e.field()), ("invalid_email", Some("email")), "{c:?}");
+        let form = format!("email=ja{c}ne%40example.com");
+        assert_eq!(parse_form(form.as_bytes()).unwrap_err().code(), "invalid_email", "{c:?}");
+    }
+}
+
+#[test]
+fn one_address_in_any_spelling_is_one_lead() {
+    // Same email, same canonical JSON: the idempotency hash and the contact are the same too.
+    let canonical = |email: &str| json(&format!(r#"{{"email": "{email}", "first_name": "J"}}"#)).unwrap().lead;
+    let nfc = canonical("j\u{f6}rg@b\u{fc}cher.de");
+    for other in ["jo\u{308}rg@bu\u{308}cher.de", "J\u{d6}RG@xn--bcher-kva.de", " jörg@BÜCHER.DE "] {
+        let lead = canonical(other);
+        assert_eq!(lead.email, s("j\u{f6}rg@xn--bcher-kva.de"), "{other:?}");
+        assert_eq!(lead.canonical_json(), nfc.canonical_json(), "{other:?}");
+    }
+    let form = parse_form("email=jo%CC%88rg%40b%C3%BCcher.de&first_name=J".as_bytes()).unwrap().lead;
+    assert_eq!(form.canonical_json(), nfc.canonical_json());
+}
+
+#[test]
+fn duplicate_keys_are_refused() {
+    let e = json(r#"{"email":"a@x.com","email":"b@x.com"}"#).unwrap_err();
+    assert_eq!(e, LeadError::DuplicateKey("email".into()));
+    assert_eq!((e.code(), e.is_syntax()), ("duplicate_key", true));
+    let e = json(r#"{"email":"a@x.com","product":{"year":"2026","year":"2027"}}"#).unwrap_err();
+    assert_eq!(e, LeadError::DuplicateKey("product.year".into()));
+    let e = json(r#"{"email":"a@x.com","properties":{"p":"1","p":"1"}}"#).unwrap_err();
+    assert_eq!(e.field(), Some("properties.p"));
+}
+
+#[test]
+fn nul_is_refused_in_any_string() {
+    let e = json(r#"{"email":"a@x.com","first_name":"Ja\u0000ne"}"#).unwrap_err();
+    assert_eq!(e, LeadError::NulCharacter { field: "first_name".into() });
+    assert_eq!((e.code(), e.is_syntax()), ("nul_character", false));
+    let e = json(r#"{"email":"a@x.com","dealer":{"name":"\u0000"}}"#).unwrap_err();
+    assert_eq!(e.field(), Some("dealer.name"));
+    let e = parse_form(b"email=a%40x.com&last_name=D%00e").unwrap_err();
+    assert_eq!(e, LeadError::NulCharacter { field: "last_name".into() });
+}
+
+#[test]
+fn form_bodies_must_be_utf8_once_decoded() {
+    for body in [&b"email=a%40x.com&first_name=J%FCrgen"[..], b"email=a%40x.com&first_name=J\xfcrgen", b"na%C3me=x"] {
+        let e = parse_form(body).unwrap_err();
+        assert_eq!((e.code(), e.is_syntax()), ("invalid_encoding", true), "{body:?}");
+    }
+    // Well-formed escapes, `+` and a stray `%` decode as before.
+    let l = parse_form(b"email=a%40x.com&first_name=J%C3%BCrgen+M&last_name=100%").unwrap().lead;
+    assert_eq!((l.first_name, l.last_name), (s("Jürgen M"), s("100%")));
+}
+
+#[test]
+fn lead_date_is_checked_whatever_the_profile() {
+    let e = json(r#"{"email":"a@x.com","lead_date":"20/11/2026"}"#).unwrap_err();
+    assert_eq!((e.code(), e.field()), ("invalid_value", Some("lead_date")));
+    let e = parse_form(b"email=a%40x.com&leadDate=tomorrow").unwrap_err();
+    assert_eq!(e.field(), Some("lead_date"));
+    assert!(json(r#"{"email":"a@x.com","leadDate":"2026-11-20 -06:00"}"#).is_ok());
+}
+
+#[test]
+fn given_fields_keep_the_senders_names() {
+    let p = json(
+        r#"{"email":"a@x.com","leadDate":"2026-11-20","product":{"stockNumber":"S1","model":""},
+            "consent":{"sms":"yes"},"dealer":{"id":7},"full_name":"Jane Doe","comment":null}"#,
+    )
+    .unwrap();
+    let given: Vec<(&str, &str)> = p.given.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(
+        given,
+        [
+            ("consent.sms", "consent.sms"),
+            ("dealer.id", "dealer.id"),
+            ("email", "email"),
+            ("lead_date", "leadDate"),
+            ("product.stock_number", "product.stockNumber"),
+            ("first_name", "full_name"),
+            ("last_name", "full_name"),
+        ]
+    );
+    // A full name that fills nothing is dropped, so it is reported.
+    let p = json(r#"{"name":"Jane Doe","first_name":"J","last_name":"D"}"#).unwrap();
+    assert_eq!(p.ignored, ["name"]);
 }

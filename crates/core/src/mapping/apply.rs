@@ -11,7 +11,8 @@
 
 use crate::dates::{hubspot_date, hubspot_datetime, parse_lead_date};
 use crate::domain::ContactUpsert;
-use crate::lead::{is_plausible_email, parse_bool, FieldValue, Lead};
+use crate::email::normalize_email;
+use crate::lead::{parse_bool, FieldValue, Lead};
 
 use super::{FieldMapping, Mapping, PropertyType};
 
@@ -32,20 +33,15 @@ impl FieldError {
 }
 
 pub(super) fn apply(mapping: &Mapping, lead: &Lead) -> Result<ContactUpsert, FieldError> {
-    let email = match lead.email.as_deref().map(|e| e.trim().to_lowercase()) {
-        Some(e) if e.is_empty() => None,
-        other => other,
-    };
-    let Some(email) = email else {
+    let Some(raw) = lead.email.as_deref().filter(|e| !e.trim().is_empty()) else {
         return Err(FieldError::new(
             "missing_required_field",
             "email",
             "the lead has no email: HubSpot contacts are matched by email".into(),
         ));
     };
-    if !is_plausible_email(&email) {
-        return Err(FieldError::new("invalid_email", "email", format!("`{email}` is not a valid email address")));
-    }
+    // Parsed leads are normalised already; a lead read back from the queue or a redrive goes the same way.
+    let email = normalize_email(raw).map_err(|e| FieldError::new("invalid_email", "email", e.0))?;
 
     let mut properties = std::collections::BTreeMap::new();
     properties.insert("email".to_string(), email.clone());

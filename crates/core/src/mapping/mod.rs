@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::hubspot::{PropertyDefinition, PropertyOption};
-use crate::lead::Lead;
+use crate::lead::{Lead, ParsedLead};
 
 mod apply;
 #[cfg(test)]
@@ -219,6 +219,21 @@ impl Mapping {
     /// 4. the lead's free `properties`, verbatim: they may add or override properties, never `email`.
     pub fn apply(&self, lead: &Lead) -> Result<crate::domain::ContactUpsert, FieldError> {
         apply::apply(self, lead)
+    }
+
+    /// The answer's `ignored`: the sender's unknown keys, and each known field they sent that this profile does
+    /// not write (by the sender's own name: `product.stockNumber`, `full_name`), sorted. `email` and `lead_id`
+    /// are used by every profile (the contact's key; the idempotency key and the lead-id link).
+    pub fn ignored(&self, parsed: &ParsedLead) -> Vec<String> {
+        let written = |path: &str| matches!(path, "email" | "lead_id") || self.fields.iter().any(|f| f.from == path);
+        // A name can fill several fields (`full_name`): it is used when any of them is written.
+        let used: std::collections::BTreeSet<&str> =
+            parsed.given.iter().filter(|(path, _)| written(path)).map(|(_, name)| name.as_str()).collect();
+        let mut out = parsed.ignored.clone();
+        out.extend(parsed.given.iter().filter(|(_, name)| !used.contains(name.as_str())).map(|(_, n)| n.clone()));
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Every HubSpot property the profile writes (`email` first, then fields, then constants); the lead's

@@ -404,3 +404,67 @@ phone_call = "notes"
         assert!(err.contains(needle), "{toml}: {err}");
     }
 }
+
+#[test]
+fn ignored_lists_what_the_profile_does_not_write() {
+    let parsed = parse_json(SAMPLE.as_bytes()).unwrap();
+    assert!(parsed.ignored.is_empty(), "the sample has no unknown keys");
+    // chat-widget writes none of the Aimbase fields: each is reported, by the name the sender used.
+    assert_eq!(
+        chat().ignored(&parsed),
+        [
+            "category",
+            "comment",
+            "consent.email",
+            "consent.sms",
+            "dealer.id",
+            "dealer.name",
+            "lead_date",
+            "product.brand",
+            "product.display_price",
+            "product.make",
+            "product.model",
+            "product.msrp",
+            "product.name",
+            "product.stock_number",
+            "product.year",
+            "source",
+            "time_to_purchase",
+            "type",
+        ]
+    );
+    // aimbase writes them; it leaves out the chat-widget fields and the few the guide has no property for.
+    assert_eq!(
+        aimbase().ignored(&parsed),
+        [
+            "budget_range",
+            "dealer.id",
+            "dealership.name",
+            "dealership.slug",
+            "notes",
+            "origin_channel",
+            "priority",
+            "product.make",
+            "product.model",
+            "status",
+            "vehicle_of_interest",
+        ]
+    );
+}
+
+#[test]
+fn ignored_keeps_aliases_unknown_keys_and_full_names() {
+    let body = r#"{"email":"a@x.com","leadId":"L1","timeToPurchase":"soon","fullName":"Jane Doe",
+        "product":{"stockNumber":"S1"},"favourite_colour":"red","properties":{"x":"1"}}"#;
+    let parsed = parse_json(body.as_bytes()).unwrap();
+    // lead_id is every profile's idempotency key, full_name fills first/last name, properties are always written.
+    assert_eq!(chat().ignored(&parsed), ["favourite_colour", "product.stockNumber", "timeToPurchase"]);
+    assert_eq!(aimbase().ignored(&parsed), ["favourite_colour"]);
+    // A profile writing neither name leaves the full name unused.
+    let bare = Mapping::from_toml(
+        "name = \"bare\"\n[[field]]\nfrom = \"email\"\nproperty = \"email\"\ntype = \"string\"\n",
+        "test",
+    )
+    .unwrap();
+    assert_eq!(bare.ignored(&parsed), ["favourite_colour", "fullName", "product.stockNumber", "timeToPurchase"]);
+}

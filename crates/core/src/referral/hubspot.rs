@@ -24,12 +24,7 @@ const MAX_BATCH: usize = 1000;
 /// Parses a HubSpot webhook body: an array is an app webhook batch (one trigger per event), an object a
 /// workflow webhook (one trigger).
 pub fn parse_hubspot(body: &[u8], config: &ReferralConfig) -> Result<Vec<ReferralTrigger>, ReferralError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ReferralError {
-        code: "invalid_json",
-        message: format!("body is not JSON: {e}"),
-        field: None,
-    })?;
-    match value {
+    match super::parse_json(body)? {
         Value::Array(events) => {
             if events.is_empty() || events.len() > MAX_BATCH {
                 return Err(ReferralError::payload(format!("a batch holds 1 to {MAX_BATCH} events")));

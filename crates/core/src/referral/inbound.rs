@@ -18,10 +18,9 @@ pub const ADVOCATE_USER_ID: &str = "advocate_user_id";
 pub const ADVOCATE_ACCOUNT_ID: &str = "advocate_account_id";
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ReferralError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(ReferralError::payload("expected a JSON object")),
-        Err(e) => Err(ReferralError { code: "invalid_json", message: format!("body is not JSON: {e}"), field: None }),
+    match super::parse_json(body)? {
+        Value::Object(o) => Ok(o),
+        _ => Err(ReferralError::payload("expected a JSON object")),
     }
 }
 

@@ -161,7 +161,8 @@ impl DealStage {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ReferralError {
-    /// `invalid_json`, `invalid_payload`, `missing_field`, `invalid_field`, `not_configured`.
+    /// `invalid_json`, `invalid_encoding`, `duplicate_key`, `nul_character`, `invalid_payload`, `missing_field`,
+    /// `invalid_field`, `not_configured`.
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
@@ -181,12 +182,27 @@ impl ReferralError {
     }
 }
 
-/// A trimmed, lowercased email, or `invalid_field` naming `field`.
+/// The email as [`crate::email::normalize_email`] makes it, or `invalid_field` naming `field`.
 pub(crate) fn normalise_email(field: &str, raw: &str) -> Result<String, ReferralError> {
-    let email = raw.trim().to_lowercase();
-    if crate::lead::is_plausible_email(&email) {
-        Ok(email)
-    } else {
-        Err(ReferralError::invalid(field, format!("`{}` is not an email address", crate::pii::mask_email(raw))))
-    }
+    crate::email::normalize_email(raw)
+        .map_err(|e| ReferralError::invalid(field, format!("`{}`: {e}", crate::pii::mask_email(raw.trim()))))
+}
+
+/// The body through the strict reader ([`crate::json::parse_strict`]): `invalid_json`, `invalid_encoding`,
+/// `duplicate_key` or `nul_character` (the last two naming the key path).
+pub(crate) fn parse_json(body: &[u8]) -> Result<serde_json::Value, ReferralError> {
+    use crate::json::JsonError;
+    crate::json::parse_strict(body).map_err(|e| {
+        let (code, field) = match &e {
+            JsonError::InvalidEncoding(_) => ("invalid_encoding", None),
+            JsonError::Syntax(_) => ("invalid_json", None),
+            JsonError::DuplicateKey(path) => ("duplicate_key", Some(path.clone())),
+            JsonError::NulCharacter(path) => ("nul_character", Some(path.clone())),
+        };
+        let message = match e {
+            JsonError::Syntax(m) => format!("body is not JSON: {m}"),
+            other => other.to_string(),
+        };
+        ReferralError { code, message, field }
+    })
 }

@@ -288,3 +288,27 @@ fn iso_datetime_accepts_hubspot_forms() {
     assert_eq!(iso_datetime("2026-03-01").as_deref(), Some("2026-03-01T00:00:00Z"));
     assert_eq!(iso_datetime("1772359200"), None);
 }
+
+#[test]
+fn webhook_bodies_are_strict_json() {
+    let config = ReferralConfig::default();
+    let e = parse_hubspot(br#"{"email":"a@b.com","email":"c@d.com"}"#, &config).unwrap_err();
+    assert_eq!((e.code, e.field.as_deref()), ("duplicate_key", Some("email")));
+    let e = parse_hubspot(br#"[{"objectId":1,"objectId":2}]"#, &config).unwrap_err();
+    assert_eq!((e.code, e.field.as_deref()), ("duplicate_key", Some("[0].objectId")));
+    let e = parse_extole(br#"{"properties":{"email":"a@b.com","share_code":"x","share_code":"y"}}"#).unwrap_err();
+    assert_eq!((e.code, e.field.as_deref()), ("duplicate_key", Some("properties.share_code")));
+    let e = parse_advocate(br#"{"type":"user.created","data":{"firstName":"J\u0000"}}"#).unwrap_err();
+    assert_eq!((e.code, e.field.as_deref()), ("nul_character", Some("data.firstName")));
+    assert_eq!(parse_extole(b"{\"a\":\"\xff\"}").unwrap_err().code, "invalid_encoding");
+}
+
+#[test]
+fn webhook_emails_are_normalised_like_leads() {
+    let body = json!({"properties": {"email": "Jane@BÜCHER.de", "share_code": "x"}});
+    let ExtoleInbound::ShareLink(link) = parse_extole(body.to_string().as_bytes()).unwrap() else { panic!() };
+    assert_eq!(link.email, "jane@xn--bcher-kva.de");
+    let body = json!({"properties": {"email": "ja\u{00AD}ne@example.com", "share_code": "x"}});
+    let e = parse_extole(body.to_string().as_bytes()).unwrap_err();
+    assert_eq!((e.code, e.field.as_deref()), ("invalid_field", Some("email")));
+}

@@ -44,6 +44,12 @@ pub enum UpdateError {
     EmptyBody,
     #[error("the body is not valid JSON: {0}")]
     MalformedJson(String),
+    #[error("the body is not valid UTF-8: {0}")]
+    InvalidEncoding(String),
+    #[error("the key `{0}` is given twice")]
+    DuplicateKey(String),
+    #[error("`{0}` contains a NUL character (U+0000)")]
+    NulCharacter(String),
     #[error("the body must be a JSON object")]
     NotAnObject,
     #[error("unknown field `{0}`")]
@@ -67,6 +73,9 @@ impl UpdateError {
         match self {
             UpdateError::EmptyBody => "empty_body",
             UpdateError::MalformedJson(_) => "malformed_json",
+            UpdateError::InvalidEncoding(_) => "invalid_encoding",
+            UpdateError::DuplicateKey(_) => "duplicate_key",
+            UpdateError::NulCharacter(_) => "nul_character",
             UpdateError::NotAnObject => "invalid_body",
             UpdateError::UnknownField(_) => "unknown_field",
             UpdateError::InvalidType { .. } => "invalid_type",
@@ -81,7 +90,10 @@ impl UpdateError {
     /// The field at fault, when there is one.
     pub fn field(&self) -> Option<&str> {
         match self {
-            UpdateError::UnknownField(f) | UpdateError::MissingField(f) => Some(f),
+            UpdateError::UnknownField(f)
+            | UpdateError::MissingField(f)
+            | UpdateError::DuplicateKey(f)
+            | UpdateError::NulCharacter(f) => Some(f),
             UpdateError::InvalidType { field, .. } | UpdateError::InvalidValue { field, .. } => Some(field),
             _ => None,
         }
@@ -93,6 +105,8 @@ impl UpdateError {
             self,
             UpdateError::EmptyBody
                 | UpdateError::MalformedJson(_)
+                | UpdateError::InvalidEncoding(_)
+                | UpdateError::DuplicateKey(_)
                 | UpdateError::NotAnObject
                 | UpdateError::UnknownField(_)
         )
@@ -104,7 +118,14 @@ fn object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Upd
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(UpdateError::EmptyBody);
     }
-    match serde_json::from_slice(body).map_err(|e| UpdateError::MalformedJson(e.to_string()))? {
+    use crate::json::{parse_strict, JsonError};
+    let value = parse_strict(body).map_err(|e| match e {
+        JsonError::InvalidEncoding(m) => UpdateError::InvalidEncoding(m),
+        JsonError::Syntax(m) => UpdateError::MalformedJson(m),
+        JsonError::DuplicateKey(path) => UpdateError::DuplicateKey(path),
+        JsonError::NulCharacter(path) => UpdateError::NulCharacter(path),
+    })?;
+    match value {
         serde_json::Value::Object(map) => Ok(map),
         _ => Err(UpdateError::NotAnObject),
     }

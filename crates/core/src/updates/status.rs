@@ -103,12 +103,13 @@ fn parse_plain(f: &mut Fields) -> Result<StatusUpdate, UpdateError> {
 pub(super) fn contact_ref(f: &mut Fields) -> Result<ContactRef, UpdateError> {
     let contact_id =
         f.text(&["contact_id", "contactId", "hubspot_contact_id", "hubspotContactId", "HubSpotContactId"])?;
-    let email = f.text(&["email"])?;
-    if let Some(e) = &email {
-        if !crate::lead::is_plausible_email(e) {
-            return Err(UpdateError::InvalidValue { field: "email".into(), message: "not an email address".into() });
-        }
-    }
+    let email = match f.text(&["email"])? {
+        Some(e) => Some(
+            crate::email::normalize_email(&e)
+                .map_err(|e| UpdateError::InvalidValue { field: "email".into(), message: e.0 })?,
+        ),
+        None => None,
+    };
     let lead_ids = f.text(&["lead_id", "leadId"])?.into_iter().collect();
     Ok(ContactRef { contact_id, email, lead_ids })
 }

@@ -154,3 +154,19 @@ fn status_changes_follow_the_profile_including_hubspot_fields() {
     assert_eq!(changes[0].fingerprint(), status_changes(&m.status, &u, at)[0].fingerprint());
     assert_ne!(changes[0].fingerprint(), status_changes(&m.status, &sold, at)[0].fingerprint());
 }
+
+#[test]
+fn bodies_are_strict_json_and_emails_normalised() {
+    let e = parse_status_update(br#"{"email":"a@b.com","status":"Working","status":"Sold"}"#).unwrap_err();
+    assert_eq!((e.code(), e.field(), e.is_syntax()), ("duplicate_key", Some("status"), true));
+    let e = parse_activity(br#"{"email":"a@b.com","type":"note","body":"x","dealer":{"id":1,"id":2}}"#).unwrap_err();
+    assert_eq!((e.code(), e.field()), ("duplicate_key", Some("dealer.id")));
+    let e = parse_status_update(br#"{"email":"a@b.com","status":"Work\u0000ing"}"#).unwrap_err();
+    assert_eq!((e.code(), e.field(), e.is_syntax()), ("nul_character", Some("status"), false));
+    assert_eq!(parse_status_update(b"{\"email\":\"\xff\"}").unwrap_err().code(), "invalid_encoding");
+    // The same contact as the lead that created it: NFC, ASCII domain, lower-case.
+    let u = status(json!({"email": "JO\u{308}RG@Bücher.de", "status": "Working"})).unwrap();
+    assert_eq!(u.contact.email.as_deref(), Some("j\u{f6}rg@xn--bcher-kva.de"));
+    let e = status(json!({"email": "a\u{200B}@b.com", "status": "Working"})).unwrap_err();
+    assert_eq!((e.code(), e.field()), ("invalid_value", Some("email")));
+}
