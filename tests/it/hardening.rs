@@ -271,3 +271,72 @@ async fn a_second_serve_on_the_same_data_dir_refuses_to_start() {
     let (status, _, body) = serve.post_lead(&json!({"email": "still-one@example.com"}), headers(&[])).await;
     assert_eq!(status, 200, "the first one is unharmed: {body}");
 }
+
+/// Finding 13: a refused request is logged once, at info, with its code and the credentials it carried
+/// masked — never the token itself.
+#[tokio::test]
+async fn a_refused_request_is_logged_once_with_masked_credentials() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hubrelay"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--sandbox-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("HUBRELAY_API_TOKENS", crate::harness::TOKEN)
+        .env("RUST_LOG", "info")
+        .env_remove("HUBSPOT_TOKEN")
+        .env_remove("HUBRELAY_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let url_tx = tx.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("hubrelay listening on ") {
+                let _ = url_tx.send(format!("url {}", url.trim()));
+            }
+        }
+    });
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let url = loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("serve's banner");
+        if let Some(url) = line.strip_prefix("url ") {
+            break url.to_string();
+        }
+    };
+    let secret = "stolen-or-stale-token-0123456789";
+    let status = reqwest::Client::new()
+        .post(format!("{url}/v1/leads"))
+        .bearer_auth(secret)
+        .header("content-type", "application/json")
+        .body(r#"{"email":"refused@example.com"}"#)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut refused = Vec::new();
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) if line.contains("request refused") => refused.push(line),
+            Ok(line) => assert!(!line.contains(secret), "a log line holds the token: {line}"),
+            Err(_) if !refused.is_empty() => break,
+            Err(_) => {}
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let line = &refused[0];
+    assert!(line.contains("INFO") && line.contains("invalid_token") && line.contains("/v1/leads"), "{line}");
+    assert!(line.contains("Bearer stol***") && !line.contains(secret), "{line}");
+    assert!(!line.contains("refused@example.com"), "{line}");
+}
