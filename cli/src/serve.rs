@@ -172,8 +172,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let worker_client: Arc<dyn HubSpot> = Arc::new(hubspot);
     let store = Arc::new(store);
     let partners = crate::serve_referrals::start(&settings.relay.referral, settings.relay.hubspot_timeout).await?;
-    let relay =
-        Relay::new(&settings.relay, Stores::new(store.clone(), store.clone())).with_contact_locks(ContactLocks::new());
+    let relay = Relay::new(&settings.relay, Stores::new(store.clone(), store.clone()))
+        .with_contact_locks(ContactLocks::new())
+        .with_inline_batching(inline_call_interval(settings.relay.hubspot_rate_limit_per_10s));
     let worker = relay.retry_worker(worker_client, Some(partners.extole.clone()), Some(partners.impact.clone()));
     let local = LocalWorker::new((*store).clone(), worker);
     // What the request path queues also wakes the worker.
@@ -248,6 +249,15 @@ fn service_modes(settings: &ServeSettings) -> String {
         modes.push("HubSpot v3 signatures".to_string());
     }
     modes.join(", ")
+}
+
+/// The inline path's share of the portal's budget: half, so the retry worker always has the other half
+/// to drain its queue, however many leads arrive.
+const INLINE_BUDGET_SHARE: u32 = 2;
+
+/// The least time between two inline calls: one per `10 s / (limit / 2)` (200 ms at 100 calls per 10 s).
+fn inline_call_interval(limit_per_10s: u32) -> Duration {
+    Duration::from_secs(10) * INLINE_BUDGET_SHARE / limit_per_10s.max(1)
 }
 
 /// The token `serve` made for itself, and whether this run made it or found it in the data dir.

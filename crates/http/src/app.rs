@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use hubrelay_core::config::{ConfigError, RelaySettings};
 use hubrelay_core::domain::FunctionName;
+use hubrelay_core::hubspot::batcher::UpsertBatcher;
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::partners::{Extole, Impact};
 use hubrelay_core::properties::MissingProperties;
@@ -56,17 +57,32 @@ pub struct Relay {
     locks: Option<Arc<ContactLocks>>,
     /// Properties HubSpot said the portal lacks, shared by every service this relay builds.
     missing: Arc<MissingProperties>,
+    /// The least time between two inline `batch/upsert` calls, when leads are micro-batched.
+    inline_batching: Option<std::time::Duration>,
 }
 
 impl Relay {
     pub fn new(settings: &RelaySettings, stores: Stores) -> Relay {
-        Relay { settings: settings.clone(), stores, locks: None, missing: MissingProperties::new() }
+        Relay {
+            settings: settings.clone(),
+            stores,
+            locks: None,
+            missing: MissingProperties::new(),
+            inline_batching: None,
+        }
     }
 
     /// Per-contact locks shared by the inline path and the worker of the same process, so an inline
     /// delivery never lands between the worker's check of a contact and its write.
     pub fn with_contact_locks(mut self, locks: Arc<ContactLocks>) -> Self {
         self.locks = Some(locks);
+        self
+    }
+
+    /// Micro-batch the inline path: leads arriving together share one call, and calls start at most once per
+    /// `min_interval` — the inline path's share of the portal's budget (the worker keeps the rest).
+    pub fn with_inline_batching(mut self, min_interval: std::time::Duration) -> Self {
+        self.inline_batching = Some(min_interval);
         self
     }
 
@@ -94,10 +110,20 @@ impl Relay {
 
     /// `POST /v1/leads`: one HubSpot call through `hubspot`, lead ids linked to their contacts.
     pub fn lead_service(&self, hubspot: Arc<dyn HubSpot>) -> Result<LeadService, ConfigError> {
-        let service =
-            LeadService::new(self.intake()?, self.settings.mapping.clone(), hubspot, self.stores.versions.clone())
-                .with_lead_links(self.stores.links.clone())
-                .with_missing_properties(self.missing.clone());
+        let service = LeadService::new(
+            self.intake()?,
+            self.settings.mapping.clone(),
+            hubspot.clone(),
+            self.stores.versions.clone(),
+        )
+        .with_lead_links(self.stores.links.clone())
+        .with_missing_properties(self.missing.clone());
+        let service = match self.inline_batching {
+            Some(interval) => {
+                service.with_batcher(UpsertBatcher::spawn(hubspot.clone(), interval, self.missing.clone()))
+            }
+            None => service,
+        };
         Ok(match &self.locks {
             Some(locks) => service.with_contact_locks(locks.clone()),
             None => service,

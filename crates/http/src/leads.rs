@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::intake::{content_type, EventKind, Intake, Parsed, Reply};
 use hubrelay_core::delivery::Failure;
 use hubrelay_core::domain::{new_event_id, ContactUpsert, FunctionName, UpsertedContact};
+use hubrelay_core::hubspot::batcher::UpsertBatcher;
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::lead::{self, ParsedLead};
 use hubrelay_core::mapping::Mapping;
@@ -30,6 +31,9 @@ pub struct LeadService {
     locks: Option<Arc<ContactLocks>>,
     /// Properties HubSpot said the portal lacks (shared with the worker of the same process).
     missing: Arc<MissingProperties>,
+    /// Leads arriving together share one call (`hubrelay serve`); `None`: one call per lead (a Lambda
+    /// answers one request at a time).
+    batcher: Option<Arc<UpsertBatcher>>,
 }
 
 /// How long the inline path waits for a contact the worker is writing before queueing the lead instead
@@ -44,7 +48,22 @@ impl LeadService {
         hubspot: Arc<dyn HubSpot>,
         versions: Arc<dyn ContactVersions>,
     ) -> Self {
-        LeadService { intake, mapping, hubspot, versions, links: None, locks: None, missing: MissingProperties::new() }
+        LeadService {
+            intake,
+            mapping,
+            hubspot,
+            versions,
+            links: None,
+            locks: None,
+            missing: MissingProperties::new(),
+            batcher: None,
+        }
+    }
+
+    /// Send through `batcher`: leads arriving together share one `batch/upsert`, each answered on its own.
+    pub fn with_batcher(mut self, batcher: Arc<UpsertBatcher>) -> Self {
+        self.batcher = Some(batcher);
+        self
     }
 
     /// Share what HubSpot said the portal lacks with the worker: a lead carrying such a property parks
@@ -147,7 +166,11 @@ impl EventKind for LeadService {
         let send = |upsert: &ContactUpsert| {
             let upsert = upsert.clone();
             async move {
-                self.hubspot.upsert_contact(&upsert).await.map_err(|e| {
+                let answer = match &self.batcher {
+                    Some(batcher) => batcher.upsert(upsert).await,
+                    None => self.hubspot.upsert_contact(&upsert).await,
+                };
+                answer.map_err(|e| {
                     self.missing.learn(&e);
                     Failure::from(e)
                 })
