@@ -57,6 +57,8 @@ struct Run {
     delivered_inline: usize,
     queued: usize,
     other: usize,
+    /// Answers other than 200 and 202, by status (0: no answer, the connection failed).
+    other_by_status: std::collections::BTreeMap<u16, usize>,
     p50_ms: f64,
     p99_ms: f64,
     max_backlog: u64,
@@ -179,13 +181,17 @@ async fn run(args: &Args, n: usize) -> Run {
     }
     let mut latencies = Vec::with_capacity(total);
     let (mut delivered_inline, mut queued, mut other) = (0, 0, 0);
+    let mut other_by_status = std::collections::BTreeMap::new();
     for t in tasks {
         let (status, latency) = t.await.unwrap();
         latencies.push(latency);
         match status {
             200 => delivered_inline += 1,
             202 => queued += 1,
-            _ => other += 1,
+            _ => {
+                other += 1;
+                *other_by_status.entry(status).or_insert(0) += 1;
+            }
         }
     }
     let load_end = Instant::now();
@@ -213,6 +219,7 @@ async fn run(args: &Args, n: usize) -> Run {
         delivered_inline,
         queued,
         other,
+        other_by_status,
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         max_backlog,
@@ -232,13 +239,14 @@ fn main() {
     for n in 1..=args.runs {
         let r = rt.block_on(run(&args, n));
         eprintln!(
-            "run {n}: {} sent; {} delivered inline, {} queued, {} other; p50 {:.1} ms, p99 {:.1} ms; max backlog {}; \
+            "run {n}: {} sent; {} delivered inline, {} queued, {} other {:?}; p50 {:.1} ms, p99 {:.1} ms; max backlog {}; \
              drained {:.1} s after the load; {} delivered, {} dead-lettered; {} upsert calls ({:.4}/lead); {} × 429; \
              {:.0} µs CPU/lead",
             r.sent,
             r.delivered_inline,
             r.queued,
             r.other,
+            r.other_by_status,
             r.p50_ms,
             r.p99_ms,
             r.max_backlog,
