@@ -13,8 +13,6 @@ use icu_normalizer::ComposingNormalizerBorrowed;
 use icu_properties::props::GeneralCategory;
 use icu_properties::CodePointMapData;
 
-use crate::lead::is_plausible_email;
-
 /// Why an email was refused. The message never repeats the address (it is PII).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -41,6 +39,19 @@ pub fn normalize_email(raw: &str) -> Result<String, EmailError> {
         return Err(invalid());
     }
     Ok(email)
+}
+
+/// Whether `s` (already trimmed and lowercased) looks like an email: one `@`, a non-empty local part, a
+/// domain with an inner dot and no empty labels, no whitespace or control characters.
+pub fn is_plausible_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && domain.split('.').all(|label| !label.is_empty())
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]

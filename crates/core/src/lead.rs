@@ -368,18 +368,7 @@ impl Lead {
     }
 }
 
-/// Whether `s` (already trimmed and lowercased) looks like an email: one `@`, a non-empty local part, a
-/// domain with an inner dot and no empty labels, no whitespace or control characters.
-pub fn is_plausible_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && !domain.contains('@')
-        && domain.contains('.')
-        && domain.split('.').all(|label| !label.is_empty())
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-}
+pub use crate::email::is_plausible_email;
 
 /// `true/false/yes/no/1/0/on/off`, any case.
 pub(crate) fn parse_bool(s: &str) -> Option<bool> {

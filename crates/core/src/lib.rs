@@ -3,6 +3,7 @@
 //! [`partners`]) that the adapter crates implement. No HTTP server, HTTP client, AWS SDK or SQLite here.
 
 pub mod auth;
+pub mod batching;
 pub mod config;
 pub mod dates;
 pub mod delivery;
@@ -14,6 +15,7 @@ pub mod json;
 pub mod lead;
 pub mod lifecycle;
 pub mod mapping;
+pub mod missing_properties;
 pub mod partners;
 pub mod pii;
 pub mod properties;

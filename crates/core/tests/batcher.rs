@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hubrelay_clients::HubSpotClient;
+use hubrelay_core::batching::UpsertBatcher;
 use hubrelay_core::domain::ContactUpsert;
-use hubrelay_core::hubspot::batcher::UpsertBatcher;
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::mapping::Mapping;
-use hubrelay_core::properties::MissingProperties;
+use hubrelay_core::missing_properties::MissingProperties;
 use hubrelay_sandbox::hubspot::{self as sandbox, SandboxOptions};
 
 const TOKEN: &str = "batcher-test";

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use axum::Router;
+use hubrelay_core::batching::UpsertBatcher;
 use hubrelay_core::config::{ConfigError, RelaySettings};
 use hubrelay_core::domain::FunctionName;
-use hubrelay_core::hubspot::batcher::UpsertBatcher;
 use hubrelay_core::hubspot::HubSpot;
+use hubrelay_core::missing_properties::MissingProperties;
 use hubrelay_core::partners::{Extole, Impact};
-use hubrelay_core::properties::MissingProperties;
 use hubrelay_core::referral::deliver::ReferralDelivery;
 use hubrelay_core::store::{ContactVersions, EventLog, IdempotencyStore, LeadLinks, RetryQueue, UpdateLedger};
 use hubrelay_core::updates::UpdateDelivery;

@@ -10,14 +10,14 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::intake::{content_type, EventKind, Intake, Parsed, Reply};
+use hubrelay_core::batching::UpsertBatcher;
 use hubrelay_core::delivery::Failure;
 use hubrelay_core::domain::{new_event_id, ContactUpsert, FunctionName, UpsertedContact};
-use hubrelay_core::hubspot::batcher::UpsertBatcher;
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::lead::{self, ParsedLead};
 use hubrelay_core::mapping::Mapping;
+use hubrelay_core::missing_properties::MissingProperties;
 use hubrelay_core::pii::mask_email;
-use hubrelay_core::properties::MissingProperties;
 use hubrelay_core::store::{ContactVersions, EventStatus, LeadLinks};
 use hubrelay_core::worker::ContactLocks;
 

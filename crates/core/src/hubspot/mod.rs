@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{AttemptOutcome, ContactUpsert, UpsertedContact};
 
-pub mod batcher;
 pub mod engagements;
 pub mod version;
 

@@ -16,8 +16,8 @@ use crate::domain::{
 use crate::hubspot::HubSpot;
 use crate::lead::Lead;
 use crate::mapping::Mapping;
+use crate::missing_properties::MissingProperties;
 use crate::pii::{mask_email, mask_message};
-use crate::properties::MissingProperties;
 use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, LeadLinks, StoreError};
 use crate::updates::{UpdateDelivery, UpdateOutcome};
 

@@ -14,9 +14,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
-use super::{HubSpot, HubSpotError};
 use crate::domain::{AttemptOutcome, ContactUpsert, UpsertedContact};
-use crate::properties::MissingProperties;
+use crate::hubspot::{HubSpot, HubSpotError};
+use crate::missing_properties::MissingProperties;
 
 /// HubSpot's limit of inputs per batch call.
 const MAX_INPUTS: usize = 100;
