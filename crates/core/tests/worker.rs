@@ -609,6 +609,26 @@ async fn a_207_batch_delivers_the_good_inputs_in_that_call_and_parks_only_the_re
 struct WholeBatchRefusal {
     inner: HubSpotClient,
     calls: std::sync::atomic::AtomicU64,
+    /// Whether a batch holding this input is refused whole, and with what.
+    refuses: fn(&hubrelay_core::domain::ContactUpsert) -> Option<hubrelay_core::hubspot::HubSpotError>,
+}
+
+/// `bad@…` inputs are refused without naming anything (the batch must be split to find them).
+fn refuses_bad_email(i: &hubrelay_core::domain::ContactUpsert) -> Option<hubrelay_core::hubspot::HubSpotError> {
+    i.email.starts_with("bad@").then(|| {
+        hubrelay_core::hubspot::HubSpotError::new(Some(400), "property_doesnt_exist", "Property values were not valid")
+    })
+}
+
+/// A portal that lacks `budget_range`: HubSpot names the property in its refusal.
+fn refuses_budget_range(i: &hubrelay_core::domain::ContactUpsert) -> Option<hubrelay_core::hubspot::HubSpotError> {
+    i.properties.contains_key("budget_range").then(|| {
+        hubrelay_core::hubspot::HubSpotError::new(
+            Some(400),
+            "validation_error",
+            r#"Property values were not valid: [{"isValid":false,"message":"Property \"budget_range\" does not exist","error":"PROPERTY_DOESNT_EXIST","name":"budget_range"}]"#,
+        )
+    })
 }
 
 #[async_trait::async_trait]
@@ -618,12 +638,8 @@ impl hubrelay_core::hubspot::HubSpot for WholeBatchRefusal {
         inputs: &[hubrelay_core::domain::ContactUpsert],
     ) -> Result<hubrelay_core::hubspot::UpsertResults, hubrelay_core::hubspot::HubSpotError> {
         self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if inputs.iter().any(|i| i.email.starts_with("bad@")) {
-            return Err(hubrelay_core::hubspot::HubSpotError::new(
-                Some(400),
-                "property_doesnt_exist",
-                "Property values were not valid",
-            ));
+        if let Some(refusal) = inputs.iter().find_map(self.refuses) {
+            return Err(refusal);
         }
         self.inner.upsert_contacts(inputs).await
     }
@@ -685,7 +701,7 @@ impl hubrelay_core::hubspot::HubSpot for WholeBatchRefusal {
 async fn a_batch_refused_whole_is_split_in_halves_and_only_the_bad_input_parked() {
     let f = fixture(RetrySchedule::default()).await;
     let client = HubSpotClient::new(&f.sandbox.url(), TOKEN, Duration::from_secs(5)).unwrap();
-    let hubspot = Arc::new(WholeBatchRefusal { inner: client, calls: Default::default() });
+    let hubspot = Arc::new(WholeBatchRefusal { inner: client, calls: Default::default(), refuses: refuses_bad_email });
     let store = Arc::new(f.store.clone());
     let worker = RetryWorker::new(
         hubspot.clone(),
@@ -713,82 +729,6 @@ async fn a_batch_refused_whole_is_split_in_halves_and_only_the_bad_input_parked(
     assert!((3..=8).contains(&calls), "{calls} calls");
 }
 
-/// A portal that lacks `budget_range`: HubSpot refuses any batch carrying it, whole, naming the property.
-struct LacksBudgetRange {
-    inner: WholeBatchRefusal,
-    refused: std::sync::atomic::AtomicU64,
-}
-
-#[async_trait::async_trait]
-impl hubrelay_core::hubspot::HubSpot for LacksBudgetRange {
-    async fn upsert_contacts(
-        &self,
-        inputs: &[hubrelay_core::domain::ContactUpsert],
-    ) -> Result<hubrelay_core::hubspot::UpsertResults, hubrelay_core::hubspot::HubSpotError> {
-        if inputs.iter().any(|i| i.properties.contains_key("budget_range")) {
-            self.refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            return Err(hubrelay_core::hubspot::HubSpotError::new(
-                Some(400),
-                "validation_error",
-                r#"Property values were not valid: [{"isValid":false,"message":"Property \"budget_range\" does not exist","error":"PROPERTY_DOESNT_EXIST","name":"budget_range"}]"#,
-            ));
-        }
-        self.inner.upsert_contacts(inputs).await
-    }
-    async fn list_properties(
-        &self,
-    ) -> Result<Vec<hubrelay_core::hubspot::PropertyDefinition>, hubrelay_core::hubspot::HubSpotError> {
-        self.inner.list_properties().await
-    }
-    async fn create_property(
-        &self,
-        p: &hubrelay_core::hubspot::PropertyDefinition,
-    ) -> Result<(), hubrelay_core::hubspot::HubSpotError> {
-        self.inner.create_property(p).await
-    }
-    async fn update_contact(
-        &self,
-        id: &str,
-        properties: &std::collections::BTreeMap<String, String>,
-    ) -> Result<(), hubrelay_core::hubspot::HubSpotError> {
-        self.inner.update_contact(id, properties).await
-    }
-    async fn create_engagement(
-        &self,
-        engagement: &hubrelay_core::hubspot::Engagement,
-    ) -> Result<String, hubrelay_core::hubspot::HubSpotError> {
-        self.inner.create_engagement(engagement).await
-    }
-    async fn contact_id_by_email(&self, email: &str) -> Result<Option<String>, hubrelay_core::hubspot::HubSpotError> {
-        self.inner.contact_id_by_email(email).await
-    }
-    async fn associated_ids(
-        &self,
-        from: &str,
-        id: &str,
-        to: &str,
-    ) -> Result<Vec<String>, hubrelay_core::hubspot::HubSpotError> {
-        self.inner.associated_ids(from, id, to).await
-    }
-    async fn engagement_properties(
-        &self,
-        kind: hubrelay_core::hubspot::EngagementKind,
-        id: &str,
-        properties: &[&str],
-    ) -> Result<std::collections::BTreeMap<String, String>, hubrelay_core::hubspot::HubSpotError> {
-        self.inner.engagement_properties(kind, id, properties).await
-    }
-    async fn read_object(
-        &self,
-        object: &str,
-        id: &str,
-        properties: &[&str],
-        associations: &[&str],
-    ) -> Result<Option<hubrelay_core::hubspot::CrmObject>, hubrelay_core::hubspot::HubSpotError> {
-        self.inner.read_object(object, id, properties, associations).await
-    }
-}
-
 /// Finding 6: 200 leads carrying a property the portal lacks, among 100 good ones, cost one refused call
 /// (not ~1.7 per bad lead from bisecting): every input carrying it parks at once, the rest go on in the
 /// same chunk's next call, and later chunks and passes park such leads without a call.
@@ -796,8 +736,8 @@ impl hubrelay_core::hubspot::HubSpot for LacksBudgetRange {
 async fn a_refusal_naming_a_property_parks_every_input_carrying_it_without_bisecting() {
     let f = fixture(RetrySchedule::default()).await;
     let client = HubSpotClient::new(&f.sandbox.url(), TOKEN, Duration::from_secs(5)).unwrap();
-    let inner = WholeBatchRefusal { inner: client, calls: Default::default() };
-    let hubspot = Arc::new(LacksBudgetRange { inner, refused: Default::default() });
+    let hubspot =
+        Arc::new(WholeBatchRefusal { inner: client, calls: Default::default(), refuses: refuses_budget_range });
     let store = Arc::new(f.store.clone());
     let worker = RetryWorker::new(
         hubspot.clone(),
@@ -830,8 +770,10 @@ async fn a_refusal_naming_a_property_parks_every_input_carrying_it_without_bisec
         }
     }
     assert_eq!((delivered, parked), (100, 200));
-    let refused = hubspot.refused.load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(refused, 1, "one refused call named the property; nothing was bisected");
+    // Every call the wrapper saw, less those it passed on to the sandbox.
+    let refused = |h: &WholeBatchRefusal| h.calls.load(std::sync::atomic::Ordering::SeqCst) - f.upsert_calls();
+    let refused_calls = refused(&hubspot);
+    assert_eq!(refused_calls, 1, "one refused call named the property; nothing was bisected");
     // The 300 inputs come in three chunks of 100: each chunk's good leads in one call (the first chunk's
     // after its refusal; the later chunks' bad leads are parked before their call).
     assert_eq!(f.upsert_calls(), 3);
@@ -840,5 +782,5 @@ async fn a_refusal_naming_a_property_parks_every_input_carrying_it_without_bisec
     let late = queued(json!({"email": "late@example.com", "budget_range": "10-20k"}), now - secs(1));
     let outcomes = worker.process(vec![late.clone()], late.not_before).await.unwrap();
     assert!(matches!(disposition(&outcomes, &late.event_id), Disposition::DeadLetter(..)), "{outcomes:?}");
-    assert_eq!(hubspot.refused.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(refused(&hubspot), 1);
 }
