@@ -99,7 +99,13 @@ async fn run(
             // Everything waiting is for a contact in flight (or gone): wait for a call to end or a new lead.
             drop(permit);
             tokio::select! {
-                job = rx.recv() => match job { Some(job) => waiting.push_back(job), None if waiting.is_empty() => return, None => {} },
+                job = rx.recv() => match job {
+                    Some(job) => waiting.push_back(job),
+                    None if waiting.is_empty() => return,
+                    // Shutting down with leads still waiting for a contact in flight: recv() now returns at
+                    // once, so pause instead of spinning until those calls end.
+                    None => tokio::time::sleep(Duration::from_millis(5)).await,
+                },
                 _ = tokio::time::sleep(Duration::from_millis(5)) => {}
             }
             continue;
