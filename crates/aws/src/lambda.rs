@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use hubrelay_clients::HubSpotClient;
+use hubrelay_core::budget::{budget_key, CallBudget, Lane};
 use hubrelay_core::config::{AwsResources, ConfigError, HubSpotTarget, Layer, RelaySettings};
 use hubrelay_core::domain::FunctionName;
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_http::{common_routes, lead_routes, update_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 
 use crate::dynamodb::DynamoIdempotencyStore;
+use crate::dynamodb_budget::DynamoCallBudget;
 use crate::sdk::{sdk_config, secrets_from_lookup};
 use crate::sqs::SqsRetryQueue;
 use crate::sqs_worker::SqsWorker;
@@ -64,6 +66,7 @@ struct Init {
     resources: AwsResources,
     queue: SqsRetryQueue,
     relay: Relay,
+    dynamodb: aws_sdk_dynamodb::Client,
 }
 
 async fn init() -> Result<Init, InitError> {
@@ -77,32 +80,52 @@ async fn init() -> Result<Init, InitError> {
     let settings = RelaySettings::from_layer(&layer)?;
     check_inline_timeout(settings.hubspot_timeout)?;
     let resources = AwsResources::from_layer(&layer).map_err(InitError::Missing)?;
-    let table = DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), resources.idempotency_table.clone());
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = DynamoIdempotencyStore::new(dynamodb.clone(), resources.idempotency_table.clone());
     let queue = SqsRetryQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
         resources.retry_queue_url.clone(),
         resources.dlq_url.clone(),
     );
     let relay = Relay::new(&settings, Stores::new(Arc::new(table), Arc::new(queue.clone())));
-    Ok(Init { settings, resources, queue, relay })
+    Ok(Init { settings, resources, queue, relay, dynamodb })
 }
 
-/// The real HubSpot API (a Lambda never runs the embedded sandbox).
-fn hubspot_client(settings: &RelaySettings) -> Result<Arc<dyn HubSpot>, InitError> {
-    let (base_url, token) = match &settings.hubspot {
-        HubSpotTarget::Api { base_url, token } => (base_url.clone(), token.clone()),
-        HubSpotTarget::Sandbox => return Err(InitError::Missing("HUBSPOT_TOKEN (or HUBSPOT_TOKEN_SSM_PARAMETER)")),
-    };
-    let client = HubSpotClient::new(&base_url, &token, settings.hubspot_timeout)
-        .map_err(|e| InitError::Aws(e.to_string()))?
-        .with_api_version(settings.hubspot_api_version.clone());
-    Ok(Arc::new(client))
+/// How long the worker waits for a call from the shared budget before it reschedules the message (not counted
+/// as an attempt). Request functions wait for none: a sender is waiting, so the event is queued instead.
+pub const WORKER_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Init {
+    /// The real HubSpot API (a Lambda never runs the embedded sandbox), every call taken from the budget all
+    /// the stack's functions share for this token (`HUBSPOT_RATE_LIMIT_PER_10S`, in the idempotency table).
+    fn hubspot_client(&self, lane: Lane) -> Result<Arc<dyn HubSpot>, InitError> {
+        let settings = &self.settings;
+        let (base_url, token) = match &settings.hubspot {
+            HubSpotTarget::Api { base_url, token } => (base_url.clone(), token.clone()),
+            HubSpotTarget::Sandbox => return Err(InitError::Missing("HUBSPOT_TOKEN (or HUBSPOT_TOKEN_SSM_PARAMETER)")),
+        };
+        let budget: Arc<dyn CallBudget> = Arc::new(DynamoCallBudget::new(
+            self.dynamodb.clone(),
+            self.resources.idempotency_table.clone(),
+            budget_key(&token),
+            settings.hubspot_rate_limit_per_10s,
+        ));
+        let max_wait = match lane {
+            Lane::Inline => std::time::Duration::ZERO,
+            Lane::Worker => WORKER_BUDGET_WAIT,
+        };
+        let client = HubSpotClient::new(&base_url, &token, settings.hubspot_timeout)
+            .map_err(|e| InitError::Aws(e.to_string()))?
+            .with_api_version(settings.hubspot_api_version.clone())
+            .with_shared_budget(budget, lane, max_wait);
+        Ok(Arc::new(client))
+    }
 }
 
 /// The `lead-captured` function's router.
 pub async fn lead_captured_app() -> Result<Router, InitError> {
     let init = init().await?;
-    let service = init.relay.lead_service(hubspot_client(&init.settings)?)?;
+    let service = init.relay.lead_service(init.hubspot_client(Lane::Inline)?)?;
     Ok(without_stage(lead_routes(Arc::new(service)), init.resources.stage.as_deref()))
 }
 
@@ -118,7 +141,7 @@ pub async fn activity_app() -> Result<Router, InitError> {
 
 async fn update_app(function: FunctionName, path: &str) -> Result<Router, InitError> {
     let init = init().await?;
-    let service = init.relay.update_service(function, hubspot_client(&init.settings)?)?;
+    let service = init.relay.update_service(function, init.hubspot_client(Lane::Inline)?)?;
     Ok(without_stage(update_routes(path, Arc::new(service)).merge(common_routes()), init.resources.stage.as_deref()))
 }
 
@@ -128,7 +151,7 @@ async fn update_app(function: FunctionName, path: &str) -> Result<Router, InitEr
 pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
     let init = init().await?;
     let (extole, impact) = crate::lambda_referrals::partners(&init.settings)?;
-    let worker = init.relay.retry_worker(hubspot_client(&init.settings)?, extole, impact);
+    let worker = init.relay.retry_worker(init.hubspot_client(Lane::Worker)?, extole, impact);
     Ok(SqsWorker::new(worker, init.queue))
 }
 

@@ -2,6 +2,7 @@
 //! Manager, the SQS worker driver, and the app each Lambda runs.
 
 pub mod dynamodb;
+pub mod dynamodb_budget;
 mod dynamodb_events;
 mod dynamodb_updates;
 pub mod lambda;

@@ -481,3 +481,100 @@ fn moto_harness_stops_its_server_on_drop() {
     drop(server);
     assert!(std::net::TcpStream::connect(addr).is_err(), "moto still listening on {addr}");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The shared HubSpot budget (DynamoCallBudget): several instances, one counter per slot.
+
+mod shared_budget {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use hubrelay_aws::dynamodb_budget::DynamoCallBudget;
+    use hubrelay_core::budget::{budget_key, CallBudget, Lane};
+    use hubrelay_testkit::moto;
+
+    use super::{num, raw_item};
+
+    /// `n` budgets on one table and key — as `n` Lambda instances would have — on one settable clock.
+    async fn instances(
+        n: usize,
+        limit: u32,
+    ) -> (Vec<DynamoCallBudget>, Arc<AtomicU64>, aws_sdk_dynamodb::Client, String) {
+        let client = moto::dynamodb(moto::shared());
+        let table = moto::idempotency_table(&client).await;
+        let now = Arc::new(AtomicU64::new(1_800_000_000_000)); // a slot boundary
+        let key = budget_key(&moto::unique("pat-na1-token"));
+        let budgets = (0..n)
+            .map(|_| {
+                let clock = now.clone();
+                DynamoCallBudget::new(client.clone(), table.clone(), key.clone(), limit)
+                    .with_clock(Arc::new(move || clock.load(Ordering::SeqCst)))
+            })
+            .collect();
+        (budgets, now, client, table)
+    }
+
+    async fn granted(budget: &DynamoCallBudget, lane: Lane, tries: usize) -> usize {
+        let mut n = 0;
+        for _ in 0..tries {
+            n += usize::from(budget.take(lane).await.is_ok());
+        }
+        n
+    }
+
+    #[tokio::test]
+    async fn instances_share_one_cap_per_slot_and_the_inline_lane_gets_part_of_it() {
+        let (b, now, client, table) = instances(3, 100).await;
+        assert_eq!((b[0].plan().cap, b[0].plan().inline_cap), (9, 4));
+        // Inline takes its 4 across instances; the fifth inline call is refused until the slot ends...
+        assert_eq!(granted(&b[0], Lane::Inline, 3).await + granted(&b[1], Lane::Inline, 3).await, 4);
+        let refused = b[2].take(Lane::Inline).await.unwrap_err();
+        assert_eq!(refused.retry_in, Duration::from_secs(1), "{refused:?}");
+        // ...while the worker still has the rest of the slot: 9 in all, whoever asks.
+        assert_eq!(granted(&b[2], Lane::Worker, 3).await + granted(&b[1], Lane::Worker, 10).await, 5);
+        assert!(b[0].take(Lane::Worker).await.is_err());
+        let slot = b[0].plan().slot_of(now.load(Ordering::SeqCst));
+        let item = raw_item(&client, &table, &b[0].slot_id(slot)).await.expect("the slot's counter");
+        assert_eq!(num(&item, "n"), 9);
+        assert!(num(&item, "expiration") > (now.load(Ordering::SeqCst) / 1000) as i64, "the item carries its TTL");
+        // 400 ms later the slot is still full (refused without asking DynamoDB: instance 1 knows)...
+        now.fetch_add(400, Ordering::SeqCst);
+        assert_eq!(b[1].take(Lane::Worker).await.unwrap_err().retry_in, Duration::from_millis(600));
+        // ...and the next slot is fresh for everyone.
+        now.fetch_add(600, Ordering::SeqCst);
+        assert_eq!(granted(&b[1], Lane::Inline, 6).await, 4);
+        assert_eq!(granted(&b[0], Lane::Worker, 9).await, 5);
+    }
+
+    #[tokio::test]
+    async fn a_spent_window_stops_every_instance_for_ten_seconds() {
+        let (b, now, _, _) = instances(2, 100).await;
+        assert!(b[0].take(Lane::Worker).await.is_ok());
+        // Instance 0 met a 429: instance 1, which has not asked yet, is refused for the whole window.
+        b[0].spent(Duration::from_secs(10)).await;
+        for step in 0..=10 {
+            assert!(b[1].take(Lane::Worker).await.is_err(), "{step} s after the 429");
+            assert!(b[1].take(Lane::Inline).await.is_err(), "{step} s after the 429");
+            now.fetch_add(1000, Ordering::SeqCst);
+        }
+        assert!(b[1].take(Lane::Worker).await.is_ok(), "11 s later the budget is back");
+        assert!(b[0].take(Lane::Inline).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_counter_names_a_hash_of_the_token_never_the_token() {
+        let (b, _, _, _) = instances(1, 100).await;
+        let id = b[0].slot_id(7);
+        assert!(id.starts_with("budget:") && id.ends_with(":7") && !id.contains("pat-na1"), "{id}");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_budget_queues_inline_calls_and_lets_the_worker_call() {
+        let client = moto::dynamodb(moto::shared());
+        let b = DynamoCallBudget::new(client, moto::unique("no-such-table"), "budget:x", 100);
+        let refused = b.take(Lane::Inline).await.unwrap_err();
+        assert!(refused.reason.contains("could not be read"), "{refused:?}");
+        assert!(b.take(Lane::Worker).await.is_ok());
+    }
+}

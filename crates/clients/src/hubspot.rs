@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::ratelimit::{quota_from_headers, RateLimiter};
+use hubrelay_core::budget::{CallBudget, Lane, WINDOW};
 use hubrelay_core::domain::{ContactUpsert, UpsertedContact};
 use hubrelay_core::hubspot::{
     ApiVersion, AssociationRead, CrmObject, Engagement, EngagementKind, HubSpot, HubSpotError, PropertyDefinition,
@@ -30,6 +31,8 @@ pub struct HubSpotClient {
     limiter: Option<Arc<RateLimiter>>,
     /// How long a call may wait for a rate-limit slot (`None`: as long as it takes).
     max_slot_wait: Option<Duration>,
+    /// A budget shared with other processes (the stack's other Lambdas), taken before every call.
+    shared: Option<SharedBudget>,
     /// The portal's UTC offset (ms) from `account-info` and when it was read (its daily budget resets at its
     /// midnight); read again after [`OFFSET_FRESH`], so a daylight-saving change is followed.
     portal_offset: Arc<std::sync::Mutex<Option<(i64, std::time::Instant)>>>,
@@ -58,6 +61,7 @@ impl HubSpotClient {
             token: token.to_string(),
             limiter: None,
             max_slot_wait: None,
+            shared: None,
             portal_offset: Arc::new(std::sync::Mutex::new(None)),
         })
     }
@@ -68,6 +72,15 @@ impl HubSpotClient {
     pub fn with_rate_limiter(mut self, limiter: Arc<RateLimiter>, max_wait: Option<Duration>) -> Self {
         self.limiter = Some(limiter);
         self.max_slot_wait = max_wait;
+        self
+    }
+
+    /// Take every call from `budget`, shared with other processes, as `lane`; wait at most `max_wait` for it
+    /// (the inline path: none, the event is queued instead), else fail with `client_rate_limited` (not sent, so
+    /// retried without counting an attempt). A rolling-window 429, or an answer saying no calls remain, tells the
+    /// budget the window is spent.
+    pub fn with_shared_budget(mut self, budget: Arc<dyn CallBudget>, lane: Lane, max_wait: Duration) -> Self {
+        self.shared = Some(SharedBudget { budget, lane, max_wait });
         self
     }
 
@@ -143,25 +156,79 @@ impl HubSpotClient {
                 })?),
             },
         };
+        if let Some(shared) = &self.shared {
+            shared.take().await?;
+        }
         let mut req = self.http.request(method, &url).bearer_auth(&self.token);
         if let Some(body) = body {
             req = req.json(body);
         }
         let resp = req.send().await.map_err(|e| transport_error(&e))?;
         let status = resp.status();
+        let quota = quota_from_headers(resp.headers());
         if let Some(p) = permit.as_mut() {
-            p.observe(quota_from_headers(resp.headers()));
+            p.observe(quota);
         }
         let retry_after =
             resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+
         let correlation =
             resp.headers().get("x-hubspot-correlation-id").and_then(|v| v.to_str().ok()).map(String::from);
         let bytes = resp.bytes().await.map_err(|e| transport_error(&e))?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if status.is_success() {
+        let result = if status.is_success() {
             Ok((status, value, correlation))
         } else {
             Err(error_from_response(status.as_u16(), &value, retry_after))
+        };
+        if let Some(shared) = &self.shared {
+            let policy = result.as_ref().err().and_then(|e| e.policy.as_deref());
+            shared.observe(status, quota, policy).await;
+        }
+        result
+    }
+}
+
+/// [`HubSpotClient::with_shared_budget`]'s settings.
+#[derive(Clone)]
+struct SharedBudget {
+    budget: Arc<dyn CallBudget>,
+    lane: Lane,
+    max_wait: Duration,
+}
+
+impl SharedBudget {
+    async fn take(&self) -> Result<(), HubSpotError> {
+        let started = tokio::time::Instant::now();
+        loop {
+            match self.budget.take(self.lane).await {
+                Ok(()) => return Ok(()),
+                Err(refused) if started.elapsed() + refused.retry_in <= self.max_wait => {
+                    tokio::time::sleep(refused.retry_in).await;
+                }
+                Err(refused) => {
+                    return Err(HubSpotError {
+                        status: None,
+                        code: "client_rate_limited".into(),
+                        message: format!("not sent: {refused}"),
+                        category: None,
+                        correlation_id: None,
+                        policy: None,
+                        retry_after_secs: None,
+                        resets_in_secs: None,
+                    })
+                }
+            }
+        }
+    }
+
+    /// A 429 for the rolling window (not the daily budget, which the worker times from the portal's midnight), or
+    /// an answer with no calls remaining: nobody sharing the budget calls until the window has passed.
+    async fn observe(&self, status: StatusCode, quota: crate::ratelimit::Quota, policy: Option<&str>) {
+        let window = quota.interval.filter(|d| !d.is_zero()).unwrap_or(WINDOW).min(WINDOW);
+        let rolling_429 = status == StatusCode::TOO_MANY_REQUESTS && policy != Some("DAILY");
+        if rolling_429 || quota.remaining == Some(0) {
+            self.budget.spent(window).await;
         }
     }
 }

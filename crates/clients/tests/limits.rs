@@ -1,11 +1,15 @@
-//! A `DAILY` 429 from a portal outside UTC: the client reads the portal's time zone once and says when the
-//! budget resets, at the portal's midnight.
+//! HubSpot's limits as the client meets them: a `DAILY` 429 from a portal outside UTC resets at the portal's
+//! midnight; a budget shared with other processes is taken before every call and told when HubSpot says the
+//! window is spent.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use hubrelay_clients::HubSpotClient;
+use hubrelay_core::budget::{BudgetRefused, CallBudget, Lane};
 use hubrelay_core::hubspot::HubSpot;
-use hubrelay_sandbox::hubspot::{spawn, SandboxOptions};
+use hubrelay_sandbox::hubspot::{spawn, Faults, SandboxOptions};
 
 #[tokio::test]
 async fn a_daily_429_resets_at_the_portals_midnight() {
@@ -29,5 +33,90 @@ async fn a_daily_429_resets_at_the_portals_midnight() {
     let expected = (midnight - now).whole_seconds() as u64;
     let got = e.resets_in_secs.expect("the reset time");
     assert!(got.abs_diff(expected) <= 2, "resets in {got} s, the portal's midnight is {expected} s away");
+    handle.shutdown().await;
+}
+
+/// A budget that grants `grants` calls, then refuses with `retry_in`; records what it was told.
+#[derive(Debug, Default)]
+struct Recording {
+    grants: Mutex<u32>,
+    retry_in: Duration,
+    taken: Mutex<Vec<Lane>>,
+    spent: Mutex<Vec<Duration>>,
+}
+
+#[async_trait]
+impl CallBudget for Recording {
+    async fn take(&self, lane: Lane) -> Result<(), BudgetRefused> {
+        self.taken.lock().unwrap().push(lane);
+        let mut grants = self.grants.lock().unwrap();
+        if *grants == 0 {
+            return Err(BudgetRefused { retry_in: self.retry_in, reason: "no call left in this slot".into() });
+        }
+        *grants -= 1;
+        Ok(())
+    }
+
+    async fn spent(&self, pause: Duration) {
+        self.spent.lock().unwrap().push(pause);
+    }
+}
+
+async fn sandbox(limit: u32) -> hubrelay_sandbox::hubspot::SandboxHandle {
+    let options = SandboxOptions { token: Some("shared".into()), ..SandboxOptions::default() };
+    let handle = spawn(options, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    handle.sandbox.set_faults(Faults { requests_per_10s: Some(limit), ..Faults::default() });
+    handle
+}
+
+#[tokio::test]
+async fn a_call_the_shared_budget_refuses_is_not_sent() {
+    let handle = sandbox(100).await;
+    let budget =
+        Arc::new(Recording { grants: Mutex::new(1), retry_in: Duration::from_millis(300), ..Recording::default() });
+    let inline = HubSpotClient::new(&handle.url(), "shared", Duration::from_secs(5)).unwrap().with_shared_budget(
+        budget.clone(),
+        Lane::Inline,
+        Duration::ZERO,
+    );
+    inline.list_properties().await.expect("the granted call");
+    let e = inline.list_properties().await.unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (None, "client_rate_limited"));
+    assert!(e.message.contains("no call left in this slot"), "{}", e.message);
+    assert_eq!(handle.sandbox.stats().requests, 1, "the refused call never reached HubSpot");
+    assert_eq!(*budget.taken.lock().unwrap(), [Lane::Inline, Lane::Inline]);
+
+    // The worker waits for the next slot (up to its limit) instead of failing.
+    let worker_budget = Arc::new(Recording { retry_in: Duration::from_millis(200), ..Recording::default() });
+    let worker = HubSpotClient::new(&handle.url(), "shared", Duration::from_secs(5)).unwrap().with_shared_budget(
+        worker_budget.clone(),
+        Lane::Worker,
+        Duration::from_millis(700),
+    );
+    let started = std::time::Instant::now();
+    let e = worker.list_properties().await.unwrap_err();
+    assert_eq!(e.code, "client_rate_limited");
+    assert!(started.elapsed() >= Duration::from_millis(600), "waited {:?}", started.elapsed());
+    assert_eq!(worker_budget.taken.lock().unwrap().len(), 4, "asked at 0, 200, 400 and 600 ms");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rolling_429_or_an_empty_window_tells_the_shared_budget() {
+    // A portal with 2 calls per 10 s that another integration shares: our budget grants more than it has.
+    let handle = sandbox(2).await;
+    let budget = Arc::new(Recording { grants: Mutex::new(10), ..Recording::default() });
+    let client = HubSpotClient::new(&handle.url(), "shared", Duration::from_secs(5)).unwrap().with_shared_budget(
+        budget.clone(),
+        Lane::Worker,
+        Duration::ZERO,
+    );
+    client.list_properties().await.expect("1 of 2");
+    assert!(budget.spent.lock().unwrap().is_empty(), "a call remains in the window");
+    client.list_properties().await.expect("2 of 2");
+    assert_eq!(*budget.spent.lock().unwrap(), [Duration::from_secs(10)], "remaining 0: the window is spent");
+    let e = client.list_properties().await.unwrap_err();
+    assert_eq!((e.status, e.policy.as_deref()), (Some(429), Some("TEN_SECONDLY_ROLLING")));
+    assert_eq!(budget.spent.lock().unwrap().len(), 2, "and the 429 says so again");
     handle.shutdown().await;
 }

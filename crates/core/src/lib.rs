@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod batching;
+pub mod budget;
 pub mod config;
 pub mod dates;
 pub mod delivery;
