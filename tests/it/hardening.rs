@@ -145,6 +145,44 @@ async fn no_2xx_without_an_event_record_and_the_key_is_free_after_a_store_fault(
     assert_eq!(status, "delivered");
 }
 
+/// Finding 4 for referral webhooks: the action is queued, but its event record cannot be written. The sender hears
+/// 503, not 202; its retry finds the action already queued (a duplicate, not a second sign-up), and the queued
+/// action is sent to Extole once and recorded when the store works again.
+#[tokio::test]
+async fn a_referral_action_without_an_event_record_answers_503_and_its_retry_is_a_duplicate() {
+    let serve = Serve::start(&[]);
+    let db = rusqlite::Connection::open(serve.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER fail_events BEFORE INSERT ON events BEGIN SELECT RAISE(FAIL, 'injected write failure'); END;",
+    )
+    .unwrap();
+    let form = json!({"email": "referred@example.com", "advocate_code": "ADV-9", "firstname": "Ref"});
+    let body = form.to_string().into_bytes();
+    let (status, _, answer) =
+        serve.post_to("/v1/referrals/hubspot", "application/json", body.clone(), headers(&[])).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (503, Some("store_unavailable")), "{answer}");
+
+    db.execute_batch("DROP TRIGGER fail_events;").unwrap();
+    let (status, _, answer) = serve.post_to("/v1/referrals/hubspot", "application/json", body, headers(&[])).await;
+    assert_eq!((status, answer["status"].as_str()), (202, Some("accepted")), "{answer}");
+    assert_eq!(answer["actions"], json!([]), "nothing queued twice: {answer}");
+    assert_eq!(answer["duplicates"][0]["action"], "extole_signup", "{answer}");
+    let event_id = answer["duplicates"][0]["event_id"].as_str().expect("the first copy's event id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status: Option<String> =
+            db.query_row("SELECT status FROM events WHERE event_id = ?1", [&event_id], |r| r.get(0)).ok();
+        if status.as_deref() == Some("delivered") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queued action was not delivered and recorded: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent: i64 = db.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).unwrap();
+    assert_eq!(sent, 1, "one event for the one action");
+}
+
 /// Raw bytes to `serve` and what it answered (status, JSON body), reading until it closes or `wait` passes.
 fn raw_exchange(url: &str, request: &[u8], wait: Duration) -> (u16, Value) {
     let addr = url.trim_start_matches("http://");

@@ -205,7 +205,7 @@ impl Intake {
     }
 
     /// Every 2xx stands on an event record: when it cannot be written the answer is 503.
-    async fn log(
+    pub(crate) async fn log(
         &self,
         message: &RetryMessage,
         status: EventStatus,

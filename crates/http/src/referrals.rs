@@ -18,7 +18,6 @@ use hubrelay_core::referral::{
     parse_advocate, parse_extole, parse_hubspot, AdvocateEvent, ExtoleInbound, ReferralConfig,
 };
 use hubrelay_core::store::{EventStatus, StoredResponse};
-use hubrelay_core::worker::event_record;
 
 pub const HUBSPOT_PATH: &str = "/v1/referrals/hubspot";
 pub const EXTOLE_PATH: &str = "/v1/referrals/extole";
@@ -217,10 +216,9 @@ impl ReferralService {
                     tracing::error!(event_id, error = %e, "could not record the action as accepted");
                 }
             }
-            let record = event_record(&message, EventStatus::Retrying, Some(now), None, None, now);
-            if let Err(e) = self.intake.events.put_event(&record).await {
-                tracing::error!(event_id, error = %e, "could not record the event");
-            }
+            // No 2xx without the event record: 503, and the sender's retry finds this action a duplicate (its
+            // key is completed above) while the queued message is delivered and recorded by the worker.
+            self.intake.log(&message, EventStatus::Retrying, Some(now), None, None, now).await?;
             tracing::info!(event_id, source = self.source.as_str(), action = action.kind(), "referral action queued");
             queued.push(json!({"action": action.kind(), "event_id": event_id}));
             event_ids.push(json!(event_id));
