@@ -116,12 +116,7 @@ async fn a_claim_in_flight_answers_503_and_a_crashed_claim_is_freed_at_start() {
 #[tokio::test]
 async fn no_2xx_without_an_event_record_and_the_key_is_free_after_a_store_fault() {
     let serve = Serve::start(&[]);
-    let db = rusqlite::Connection::open(serve.db_path()).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER fail_events BEFORE INSERT ON events BEGIN SELECT RAISE(FAIL, 'injected write failure'); END;",
-    )
-    .unwrap();
+    let db = failing_event_writes(&serve);
     let lead = json!({"email": "no-record@example.com", "first_name": "Rec"});
     let (status, _, body) = serve.post_lead(&lead, headers(&[])).await;
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("store_unavailable")), "{body}");
@@ -151,12 +146,7 @@ async fn no_2xx_without_an_event_record_and_the_key_is_free_after_a_store_fault(
 #[tokio::test]
 async fn a_referral_action_without_an_event_record_answers_503_and_its_retry_is_a_duplicate() {
     let serve = Serve::start(&[]);
-    let db = rusqlite::Connection::open(serve.db_path()).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER fail_events BEFORE INSERT ON events BEGIN SELECT RAISE(FAIL, 'injected write failure'); END;",
-    )
-    .unwrap();
+    let db = failing_event_writes(&serve);
     let form = json!({"email": "referred@example.com", "advocate_code": "ADV-9", "firstname": "Ref"});
     let body = form.to_string().into_bytes();
     let (status, _, answer) =
@@ -181,6 +171,18 @@ async fn a_referral_action_without_an_event_record_answers_503_and_its_retry_is_
     }
     let sent: i64 = db.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).unwrap();
     assert_eq!(sent, 1, "one event for the one action");
+}
+
+/// A connection to `serve`'s database with a trigger that fails every insert into the event log (a failing disk,
+/// for that table only); `DROP TRIGGER fail_events` ends the fault.
+fn failing_event_writes(serve: &Serve) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(serve.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER fail_events BEFORE INSERT ON events BEGIN SELECT RAISE(FAIL, 'injected write failure'); END;",
+    )
+    .unwrap();
+    db
 }
 
 /// Raw bytes to `serve` and what it answered (status, JSON body), reading until it closes or `wait` passes.

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use hubrelay_core::budget::{BudgetRefused, CallBudget, Lane, SlotPlan};
@@ -102,9 +103,16 @@ impl DynamoCallBudget {
         }
     }
 
-    fn expiration(&self, slot: u64) -> AttributeValue {
+    /// An `UpdateItem` of `slot`'s item that also sets its TTL (`:exp` in `expression`).
+    fn slot_update(&self, slot: u64, expression: &str) -> UpdateItemFluentBuilder {
         let slot_end_ms = (slot + 1) * self.plan.slot.as_millis() as u64;
-        AttributeValue::N(((slot_end_ms / 1000) + KEEP.as_secs()).to_string())
+        let expiration = AttributeValue::N(((slot_end_ms / 1000) + KEEP.as_secs()).to_string());
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(self.slot_id(slot)))
+            .update_expression(expression)
+            .expression_attribute_values(":exp", expiration)
     }
 
     fn refused(&self, slot: u64, now: u64, reason: String) -> BudgetRefused {
@@ -132,15 +140,10 @@ impl CallBudget for DynamoCallBudget {
             return Err(self.refused(slot, now, "this slot of the shared HubSpot budget is the worker's".into()));
         }
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(self.slot_id(slot)))
-            .update_expression("ADD n :one SET expiration = :exp")
+            .slot_update(slot, "ADD n :one SET expiration = :exp")
             .condition_expression("attribute_not_exists(n) OR n < :cap")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":cap", AttributeValue::N(cap.to_string()))
-            .expression_attribute_values(":exp", self.expiration(slot))
             .send()
             .await;
         match result {
@@ -175,13 +178,8 @@ impl CallBudget for DynamoCallBudget {
         self.remember_full(Lane::Worker, last);
         for slot in first..=last {
             let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("id", AttributeValue::S(self.slot_id(slot)))
-                .update_expression("SET n = :full, expiration = :exp")
+                .slot_update(slot, "SET n = :full, expiration = :exp")
                 .expression_attribute_values(":full", AttributeValue::N(self.plan.cap.to_string()))
-                .expression_attribute_values(":exp", self.expiration(slot))
                 .send()
                 .await;
             if let Err(e) = result {
