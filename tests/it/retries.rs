@@ -346,3 +346,81 @@ async fn kill_9_mid_flight_loses_nothing() {
         assert!(allowed.contains(seq), "{email} holds seq-{seq}; allowed {allowed:?}");
     }
 }
+
+/// `kill -9` while `serve` answers distinct leads as fast as it can (HubSpot healthy, its limit out of the
+/// way): every lead answered 2xx is delivered, and once the senders retry what got no answer — and repeat
+/// some that did — every lead is one event and one contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_under_full_load_loses_and_duplicates_nothing() {
+    let mut serve = Serve::start(&[("HUBSPOT_RATE_LIMIT_PER_10S", "10000"), ("RUST_LOG", "error")]);
+    serve.set_faults(json!({"requests_per_10s": 1_000_000})).await;
+    async fn post(http: reqwest::Client, url: String, seq: usize) -> Option<String> {
+        let mut lead = lead(&email(seq), seq);
+        lead["lead_id"] = json!(format!("L-{seq}"));
+        let resp = http.post(format!("{url}/v1/leads")).bearer_auth(TOKEN).json(&lead).send().await.ok()?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.ok()?;
+        assert!((200..300).contains(&status), "lead {seq}: {status} {body}");
+        Some(body["event_id"].as_str().unwrap().to_string())
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    // 32 senders at once, each posting its next lead as soon as the last is answered, until serve is gone.
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answers = Arc::new(Mutex::new(BTreeMap::<usize, Option<String>>::new()));
+    let senders: Vec<_> = (0..32)
+        .map(|_| {
+            let (next, answers, http, url) = (next.clone(), answers.clone(), http.clone(), serve.url.clone());
+            tokio::spawn(async move {
+                loop {
+                    let seq = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let answer = post(http.clone(), url.clone(), seq).await;
+                    let gone = answer.is_none();
+                    answers.lock().unwrap().insert(seq, answer);
+                    if gone {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    let jitter = u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_millis());
+    tokio::time::sleep(Duration::from_millis(1000 + jitter)).await;
+    serve.kill();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let first = Arc::try_unwrap(answers).unwrap().into_inner().unwrap();
+    let total = first.len();
+    let acknowledged: BTreeMap<usize, String> =
+        first.iter().filter_map(|(seq, a)| a.clone().map(|id| (*seq, id))).collect();
+    eprintln!("kill under load: {} of {total} leads acknowledged before the kill", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 50 && acknowledged.len() < total,
+        "kill the process under load: {}",
+        acknowledged.len()
+    );
+
+    serve.restart();
+    serve.set_faults(json!({"requests_per_10s": 1_000_000})).await;
+    // The senders retry every lead without an answer, and repeat every third acknowledged one.
+    for &seq in first.keys() {
+        let repeat = acknowledged.get(&seq);
+        if repeat.is_none() || seq % 3 == 0 {
+            let again = post(http.clone(), serve.url.clone(), seq)
+                .await
+                .unwrap_or_else(|| panic!("lead {seq} after the restart"));
+            if let Some(first) = repeat {
+                assert_eq!(&again, first, "lead {seq}: a repeat is the same event");
+            }
+        }
+    }
+    let store = drained(&serve, Duration::from_secs(60)).await;
+    for (seq, event_id) in &acknowledged {
+        let record = store.get_event(event_id).await.unwrap().unwrap_or_else(|| panic!("lead {seq} lost"));
+        assert_eq!(record.status, EventStatus::Delivered, "lead {seq}: {record:?}");
+    }
+    let events = store.list_events(&EventFilter::default()).await.unwrap();
+    assert!(events.iter().all(|e| e.status == EventStatus::Delivered), "every event delivered");
+    assert_eq!(events.len(), total, "one event per lead, none twice");
+    assert_eq!(contact_seqs(&serve).await.len(), total, "one contact per lead");
+}

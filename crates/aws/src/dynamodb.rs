@@ -20,7 +20,10 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use time::OffsetDateTime;
 
-use hubrelay_core::store::{Begin, IdempotencyStore, StoreError, StoredResponse, IDEMPOTENCY_TTL, IN_PROGRESS_TTL};
+use hubrelay_core::store::{
+    Begin, ContactVersions, Delivered, EventLog, IdempotencyStore, LeadLinks, StoreError, StoredResponse,
+    IDEMPOTENCY_TTL, IN_PROGRESS_TTL,
+};
 
 const STATUS_IN_PROGRESS: &str = "IN_PROGRESS";
 const STATUS_COMPLETED: &str = "COMPLETED";
@@ -182,6 +185,25 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .await
             .map_err(|e| self.unavailable("UpdateItem", &e))?;
         Ok(())
+    }
+
+    /// Today four writes, in this order: the contact version and the lead link (the worker's ordering and
+    /// lookups need them first), the event record (every 2xx stands on one), then the answer.
+    async fn complete_delivered(
+        &self,
+        key: &str,
+        response: &StoredResponse,
+        delivered: &Delivered,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if let Some((email, received_at)) = &delivered.applied {
+            self.record_applied(email, *received_at).await?;
+        }
+        if let Some((lead_id, contact_id)) = &delivered.link {
+            self.link(lead_id, contact_id, now).await?;
+        }
+        self.put_event(&delivered.event).await?;
+        self.complete(key, response, now).await
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {

@@ -17,7 +17,7 @@ pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(4 * 24 * 3600);
 /// invocation) and may be taken over. Longer than the Lambda timeout.
 pub const IN_PROGRESS_TTL: Duration = Duration::from_secs(60);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -53,6 +53,26 @@ pub trait IdempotencyStore: Send + Sync {
     async fn complete(&self, key: &str, response: &StoredResponse, now: OffsetDateTime) -> Result<(), StoreError>;
     /// Give `key` up (the request failed before anything was accepted) so a re-delivery can try again.
     async fn release(&self, key: &str) -> Result<(), StoreError>;
+    /// [`IdempotencyStore::complete`] for a request delivered on its first attempt, with what it leaves
+    /// behind (its event record, the contact's version, the lead's link), all stored or none: the local
+    /// store in one transaction, DynamoDB in one write.
+    async fn complete_delivered(
+        &self,
+        key: &str,
+        response: &StoredResponse,
+        delivered: &Delivered,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+}
+
+/// What a request delivered on its first attempt leaves behind besides its answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivered {
+    pub event: EventRecord,
+    /// The contact's email and the lead's `received_at`, for [`ContactVersions`] (leads only).
+    pub applied: Option<(String, OffsetDateTime)>,
+    /// The sender's lead id and its contact, for [`LeadLinks`] (leads with an id).
+    pub link: Option<(String, String)>,
 }
 
 /// The retry queue and its dead-letter queue.

@@ -110,14 +110,9 @@ impl Relay {
 
     /// `POST /v1/leads`: one HubSpot call through `hubspot`, lead ids linked to their contacts.
     pub fn lead_service(&self, hubspot: Arc<dyn HubSpot>) -> Result<LeadService, ConfigError> {
-        let service = LeadService::new(
-            self.intake()?,
-            self.settings.mapping.clone(),
-            hubspot.clone(),
-            self.stores.versions.clone(),
-        )
-        .with_lead_links(self.stores.links.clone())
-        .with_missing_properties(self.missing.clone());
+        let service = LeadService::new(self.intake()?, self.settings.mapping.clone(), hubspot.clone())
+            .linking_lead_ids()
+            .with_missing_properties(self.missing.clone());
         let service = match self.inline_batching {
             Some(interval) => {
                 service.with_batcher(UpsertBatcher::spawn(hubspot.clone(), interval, self.missing.clone()))

@@ -16,7 +16,9 @@ use hubrelay_core::delivery::Failure;
 use hubrelay_core::domain::{
     AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, RetrySchedule,
 };
-use hubrelay_core::store::{Begin, EventLog, EventStatus, IdempotencyStore, RetryQueue, StoredResponse};
+use hubrelay_core::store::{
+    Begin, Delivered, EventLog, EventRecord, EventStatus, IdempotencyStore, RetryQueue, StoredResponse,
+};
 use hubrelay_core::worker::{event_record, retry_delay, Jitter};
 
 /// How long a duplicate waits for the copy in flight before hearing 503 `request_in_progress`.
@@ -34,12 +36,14 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     pub replayed: bool,
+    /// Already stored under its idempotency key (by [`Intake::complete_delivered`]).
+    pub completed: bool,
 }
 
 impl Reply {
     /// A fresh (not replayed) JSON answer.
     pub fn json(status: u16, body: Value) -> Self {
-        Reply { status, body: body.to_string(), replayed: false }
+        Reply { status, body: body.to_string(), replayed: false, completed: false }
     }
 }
 
@@ -106,6 +110,7 @@ impl Intake {
     /// Record the answer under `key` (or free the key when nothing was accepted, so a retry can succeed).
     pub async fn finish(&self, key: &str, result: Result<Reply, ApiError>) -> Result<Reply, ApiError> {
         match result {
+            Ok(reply) if reply.completed => Ok(reply),
             Ok(reply) => {
                 let stored = StoredResponse { status: reply.status, body: reply.body.clone() };
                 if let Err(e) = self.idempotency.complete(key, &stored, OffsetDateTime::now_utc()).await {
@@ -185,23 +190,38 @@ impl Intake {
         }
         body.insert("reason".into(), reason);
         body.extend(extra);
-        Ok(Reply { status: 202, body: Value::Object(body).to_string(), replayed: false })
+        Ok(Reply { status: 202, body: Value::Object(body).to_string(), replayed: false, completed: false })
     }
 
-    /// Record an event delivered (or settled without a write) on its first attempt. An error means no
-    /// record: the request must not answer 2xx (its sender retries, and the write is idempotent).
-    pub async fn record_settled(
-        &self,
+    /// The record of an event delivered (or settled without a write) on its first attempt.
+    pub fn settled_record(
         function: FunctionName,
         event_id: &str,
         event: Value,
         status: EventStatus,
         contact_id: Option<String>,
         now: OffsetDateTime,
-    ) -> Result<(), ApiError> {
+    ) -> EventRecord {
         let mut message = RetryMessage::new(function, event_id, "", event, now);
         message.attempts.push(DeliveryAttempt::delivered(1, now));
-        self.log(&message, status, None, contact_id, None, now).await
+        event_record(&message, status, None, contact_id, None, now)
+    }
+
+    /// Store the answer to an event settled on its first attempt together with what it leaves behind
+    /// (one write where the store can). When that fails the answer is a 503 and the key is freed: without
+    /// its record no 2xx may stand, and the sender's retry repeats an idempotent write.
+    pub async fn complete_delivered(&self, key: &str, reply: Reply, delivered: Delivered) -> Result<Reply, ApiError> {
+        let stored = StoredResponse { status: reply.status, body: reply.body.clone() };
+        match self.idempotency.complete_delivered(key, &stored, &delivered, OffsetDateTime::now_utc()).await {
+            Ok(()) => Ok(Reply { completed: true, ..reply }),
+            Err(e) => {
+                tracing::error!(event_id = %delivered.event.event_id, error = %e, "could not record the event");
+                if let Err(re) = self.idempotency.release(key).await {
+                    tracing::error!(error = %re, "could not release idempotency key");
+                }
+                Err(ApiError::unavailable("store_unavailable", "the event could not be recorded; retry later"))
+            }
+        }
     }
 
     /// Every 2xx stands on an event record: when it cannot be written the answer is 503.
@@ -285,7 +305,9 @@ impl Intake {
         let sender_id = sender_id.as_ref().map(|(kind, id)| (*kind, id.as_str()));
         let key = idempotency_key(kind.function(), headers, &auth, sender_id, &canonical)?;
         match intake.claim(&key, &sha256_hex(&canonical), now).await? {
-            Claim::Replay(stored) => Ok(Reply { status: stored.status, body: stored.body, replayed: true }),
+            Claim::Replay(stored) => {
+                Ok(Reply { status: stored.status, body: stored.body, replayed: true, completed: true })
+            }
             Claim::Owned => {
                 let result = kind.deliver(&key, event, now).await;
                 intake.finish(&key, result).await

@@ -18,15 +18,15 @@ use hubrelay_core::lead::{self, ParsedLead};
 use hubrelay_core::mapping::Mapping;
 use hubrelay_core::missing_properties::MissingProperties;
 use hubrelay_core::pii::mask_email;
-use hubrelay_core::store::{ContactVersions, EventStatus, LeadLinks};
+use hubrelay_core::store::{Delivered, EventStatus};
 use hubrelay_core::worker::ContactLocks;
 
 pub struct LeadService {
     intake: Intake,
     mapping: Mapping,
     hubspot: Arc<dyn HubSpot>,
-    versions: Arc<dyn ContactVersions>,
-    links: Option<Arc<dyn LeadLinks>>,
+    /// Record each delivered lead's id → contact id (with the answer, see [`Intake::complete_delivered`]).
+    link_lead_ids: bool,
     /// Shared with the local worker (`hubrelay serve`); `None` in the Lambda.
     locks: Option<Arc<ContactLocks>>,
     /// Properties HubSpot said the portal lacks (shared with the worker of the same process).
@@ -42,18 +42,12 @@ pub const CONTACT_LOCK_WAIT: Duration = Duration::from_millis(250);
 
 impl LeadService {
     /// Usually built by [`crate::app::Relay::lead_service`].
-    pub fn new(
-        intake: Intake,
-        mapping: Mapping,
-        hubspot: Arc<dyn HubSpot>,
-        versions: Arc<dyn ContactVersions>,
-    ) -> Self {
+    pub fn new(intake: Intake, mapping: Mapping, hubspot: Arc<dyn HubSpot>) -> Self {
         LeadService {
             intake,
             mapping,
             hubspot,
-            versions,
-            links: None,
+            link_lead_ids: false,
             locks: None,
             missing: MissingProperties::new(),
             batcher: None,
@@ -75,8 +69,8 @@ impl LeadService {
 
     /// Record each delivered lead's id → contact id, so status updates and activities that only know the
     /// lead id find the contact.
-    pub fn with_lead_links(mut self, links: Arc<dyn LeadLinks>) -> Self {
-        self.links = Some(links);
+    pub fn linking_lead_ids(mut self) -> Self {
+        self.link_lead_ids = true;
         self
     }
 
@@ -87,39 +81,6 @@ impl LeadService {
     pub fn with_contact_locks(mut self, locks: Arc<ContactLocks>) -> Self {
         self.locks = Some(locks);
         self
-    }
-
-    /// After an inline delivery: remember the contact's newest applied lead (so an older retried one
-    /// cannot overwrite it), the lead id's contact, and the event's fate. The lead is already in HubSpot:
-    /// failures of the first two are logged; without the event's record the answer is a 503 (the sender's
-    /// retry repeats an idempotent upsert).
-    async fn record_delivered(
-        &self,
-        event_id: &str,
-        parsed: &ParsedLead,
-        upsert: &ContactUpsert,
-        contact: &UpsertedContact,
-        now: OffsetDateTime,
-    ) -> Result<(), ApiError> {
-        if let Err(e) = self.versions.record_applied(&upsert.email, now).await {
-            tracing::error!(event_id, error = %e, "could not record the contact version");
-        }
-        if let (Some(links), Some(lead_id)) = (&self.links, &parsed.lead.lead_id) {
-            if let Err(e) = links.link(lead_id, &contact.id, now).await {
-                tracing::error!(event_id, error = %e, "could not link the lead id to its contact");
-            }
-        }
-        let event = serde_json::to_value(&parsed.lead).unwrap_or(Value::Null);
-        self.intake
-            .record_settled(
-                FunctionName::LeadCaptured,
-                event_id,
-                event,
-                EventStatus::Delivered,
-                Some(contact.id.clone()),
-                now,
-            )
-            .await
     }
 }
 
@@ -197,9 +158,28 @@ impl EventKind for LeadService {
         match result {
             Ok(contact) => {
                 self.missing.forget(&upsert);
-                self.record_delivered(&event_id, &parsed, &upsert, &contact, now).await?;
+                // The contact's newest applied lead (so an older retried one cannot overwrite it), the lead
+                // id's contact and the event's fate, stored with the answer while the contact is still held.
+                let record = Intake::settled_record(
+                    FunctionName::LeadCaptured,
+                    &event_id,
+                    event,
+                    EventStatus::Delivered,
+                    Some(contact.id.clone()),
+                    now,
+                );
+                let delivered = Delivered {
+                    event: record,
+                    applied: Some((upsert.email.clone(), now)),
+                    link: match &parsed.lead.lead_id {
+                        Some(lead_id) if self.link_lead_ids => Some((lead_id.clone(), contact.id.clone())),
+                        _ => None,
+                    },
+                };
+                let reply = Reply::json(200, delivered_body(&event_id, &contact, &parsed.ignored));
+                let reply = self.intake.complete_delivered(key, reply, delivered).await?;
                 tracing::info!(event_id, email = %masked, contact_id = %contact.id, created = contact.created, "lead delivered");
-                Ok(Reply::json(200, delivered_body(&event_id, &contact, &parsed.ignored)))
+                Ok(reply)
             }
             Err(error) => {
                 let message = Intake::first_failure(FunctionName::LeadCaptured, &event_id, key, event, &error, now);

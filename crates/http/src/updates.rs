@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::error::ApiError;
 use crate::intake::{sha256_hex, EventKind, Intake, Parsed, Reply};
 use hubrelay_core::domain::{new_event_id, FunctionName};
-use hubrelay_core::store::EventStatus;
+use hubrelay_core::store::{Delivered, EventStatus};
 use hubrelay_core::updates::{parse_activity, parse_status_update, UpdateDelivery, UpdateOutcome, UpdateResult};
 
 pub struct UpdateService {
@@ -70,12 +70,20 @@ impl EventKind for UpdateService {
                     UpdateOutcome::Delivered => EventStatus::Delivered,
                     UpdateOutcome::Stale | UpdateOutcome::Duplicate => EventStatus::Superseded,
                 };
-                self.intake
-                    .record_settled(self.function, &event_id, event, status, Some(result.contact_id.clone()), now)
-                    .await?;
+                let record = Intake::settled_record(
+                    self.function,
+                    &event_id,
+                    event,
+                    status,
+                    Some(result.contact_id.clone()),
+                    now,
+                );
+                let delivered = Delivered { event: record, applied: None, link: None };
+                let reply = Reply::json(200, settled_body(&event_id, &result));
+                let reply = self.intake.complete_delivered(key, reply, delivered).await?;
                 tracing::info!(event_id, function = self.function.as_str(), contact_id = %result.contact_id,
                     outcome = ?result.outcome, applied = ?result.applied, "update settled");
-                Ok(Reply::json(200, settled_body(&event_id, &result)))
+                Ok(reply)
             }
             Err(error) => {
                 let message = Intake::first_failure(self.function, &event_id, key, event, &error, now);

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 mod dead_letters;
+mod group_commit;
 pub mod sqlite;
 mod sqlite_dlq;
 mod sqlite_events;
@@ -12,6 +13,7 @@ mod sqlite_updates;
 pub mod worker;
 
 pub use dead_letters::LocalDeadLetters;
+pub use group_commit::WriteStats;
 pub use sqlite_dlq::DeadLetterRow;
 pub use worker::{LocalWorker, TickReport, WakingQueue};
 

@@ -13,28 +13,32 @@
 //! | `in_progress_expires_at` | Unix **milliseconds**; after it an `IN_PROGRESS` record counts as orphaned |
 //!
 //! Queue messages are stored as the JSON of [`RetryMessage`] (the same JSON that travels through SQS) plus
-//! indexed columns. The async trait methods run their (short) SQLite work on tokio's blocking pool so a slow
-//! disk or a lock held by another process never stalls the runtime; the synchronous inspection methods
-//! (`queued`, `due`, ...) are for the local worker and the CLI and block the calling thread briefly.
+//! indexed columns. Every write goes to one writer thread that commits the writes arriving together in one
+//! transaction ([`crate::group_commit`]): an async caller awaits its commit without blocking the runtime, and
+//! however many requests are in flight the disk sees one flush per batch. Reads run on the calling thread on
+//! their own connections (WAL readers never wait for the writer).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::group_commit::{GroupCommit, ReadPool};
 use time::OffsetDateTime;
 
 use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
 use hubrelay_core::store::{
-    Begin, IdempotencyStore, RetryQueue, StoreError, StoredResponse, IDEMPOTENCY_TTL, IN_PROGRESS_TTL,
+    contact_key, Begin, Delivered, IdempotencyStore, RetryQueue, StoreError, StoredResponse, IDEMPOTENCY_TTL,
+    IN_PROGRESS_TTL,
 };
 
 const STATUS_IN_PROGRESS: &str = "IN_PROGRESS";
 const STATUS_COMPLETED: &str = "COMPLETED";
 
 /// How long a statement waits for a lock held by another connection (e.g. the CLI) before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this code writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 4;
@@ -71,16 +75,22 @@ CREATE TABLE dead_letters (
 );
 ";
 
-/// SQLite-backed [`IdempotencyStore`] and [`RetryQueue`]. Cheap to clone (one shared connection).
+/// SQLite-backed [`IdempotencyStore`] and [`RetryQueue`]. Cheap to clone (one shared writer and read pool).
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: GroupCommit,
+    /// `None` in memory: another connection would see another database, so reads go through the writer.
+    readers: Option<ReadPool>,
     path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish_non_exhaustive()
     }
 }
 
@@ -119,83 +129,112 @@ impl SqliteStore {
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(sql_err)?;
         conn.execute_batch("PRAGMA synchronous = FULL;").map_err(sql_err)?;
         migrate(&mut conn)?;
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), path })
+        let readers = path.clone().map(ReadPool::new);
+        Ok(SqliteStore { inner: Arc::new(Inner { writer: GroupCommit::start(conn)?, readers, path }) })
     }
 
     /// Free every `IN_PROGRESS` claim. Only for the one process that owns the database (`serve` at start-up,
     /// holding the data dir's lock): a claim found then was left by a process that died mid-request, and
     /// its sender's retry should be delivered now, not wait out the claim's lease.
     pub async fn release_orphaned_claims(&self) -> Result<usize, StoreError> {
-        self.blocking(|conn| {
+        self.write(|conn| {
             conn.execute("DELETE FROM idempotency WHERE status = ?1", params![STATUS_IN_PROGRESS]).map_err(sql_err)
         })
         .await
     }
 
+    /// Transactions committed and writes they carried since this store opened (writes per commit is the
+    /// group commit's gain).
+    pub fn write_stats(&self) -> crate::group_commit::WriteStats {
+        self.inner.writer.stats()
+    }
+
     /// The database file, `None` in memory.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.inner.path.as_deref()
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a transaction open (it rolls back on drop), so the
-        // connection is still usable.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Runs `f` on the blocking pool with the connection.
-    pub(super) async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` in the next group commit (atomically: it rolls back alone if it fails) and answers once that
+    /// commit is on disk.
+    pub(super) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&mut store.lock()))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))?
+        self.inner.writer.write(f).await
+    }
+
+    /// [`SqliteStore::write`] for synchronous callers; blocks the calling thread until the commit.
+    pub(super) fn write_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.inner.writer.write_blocking(f)
+    }
+
+    /// Runs the read-only `f` on this thread with a read connection: it sees every write answered so far.
+    pub(super) fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        match &self.inner.readers {
+            Some(pool) => pool.read(f),
+            None => self.write_blocking(f),
+        }
     }
 
     /// The retry queue, oldest (first enqueued) first.
     pub fn queued(&self) -> Result<Vec<RetryMessage>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached("SELECT message FROM retry_queue ORDER BY seq").map_err(sql_err)?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
-        rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT message FROM retry_queue ORDER BY seq").map_err(sql_err)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
+        })
     }
 
     /// The dead-letter queue (each with `dead_letter_reason` set), oldest first.
     pub fn dead_letters(&self) -> Result<Vec<RetryMessage>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached("SELECT message FROM dead_letters ORDER BY seq").map_err(sql_err)?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
-        rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT message FROM dead_letters ORDER BY seq").map_err(sql_err)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
+        })
     }
 
     /// Up to `limit` queued messages whose `not_before <= now`, earliest `not_before` first (ties: oldest
     /// enqueue first). They stay queued until [`SqliteStore::remove_queued`] or a re-`enqueue`.
     pub fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<RetryMessage>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT message FROM retry_queue WHERE not_before <= ?1 \
-                 ORDER BY not_before, seq LIMIT ?2",
-            )
-            .map_err(sql_err)?;
-        let rows = stmt.query_map(params![epoch_millis(now), limit], |r| r.get::<_, String>(0)).map_err(sql_err)?;
-        rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT message FROM retry_queue WHERE not_before <= ?1 \
+                     ORDER BY not_before, seq LIMIT ?2",
+                )
+                .map_err(sql_err)?;
+            let rows = stmt.query_map(params![epoch_millis(now), limit], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
+        })
     }
 
     /// Takes a message off the retry queue (delivered, or moved on). Absent ids are fine.
     pub fn remove_queued(&self, event_id: &str) -> Result<(), StoreError> {
-        self.lock().execute("DELETE FROM retry_queue WHERE event_id = ?1", params![event_id]).map_err(sql_err)?;
-        Ok(())
+        let id = event_id.to_owned();
+        self.write_blocking(move |conn| {
+            conn.execute("DELETE FROM retry_queue WHERE event_id = ?1", params![id]).map_err(sql_err)?;
+            Ok(())
+        })
     }
 
     /// Takes a message out of the dead-letter queue (e.g. after a redrive re-enqueued it). Absent ids are fine.
     pub fn remove_dead_letter(&self, event_id: &str) -> Result<(), StoreError> {
-        self.lock().execute("DELETE FROM dead_letters WHERE event_id = ?1", params![event_id]).map_err(sql_err)?;
-        Ok(())
+        let id = event_id.to_owned();
+        self.write_blocking(move |conn| {
+            conn.execute("DELETE FROM dead_letters WHERE event_id = ?1", params![id]).map_err(sql_err)?;
+            Ok(())
+        })
     }
 }
 
@@ -243,16 +282,17 @@ struct Record {
     in_progress_expires_at: Option<i64>,
 }
 
-fn begin_tx(conn: &mut Connection, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
+/// Runs in the writer's transaction: the read and the claim are atomic (no other write comes between).
+fn begin_tx(conn: &Connection, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
     let now_s = epoch_seconds(now);
     let now_ms = epoch_millis(now);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
-    let record = tx
-        .query_row(
+    let record = conn
+        .prepare_cached(
             "SELECT status, payload_hash, response_status, response_body, expires_at, \
              in_progress_expires_at FROM idempotency WHERE key = ?1",
-            params![key],
-            |r| {
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(params![key], |r| {
                 Ok(Record {
                     status: r.get(0)?,
                     payload_hash: r.get(1)?,
@@ -261,9 +301,9 @@ fn begin_tx(conn: &mut Connection, key: &str, payload_hash: &str, now: OffsetDat
                     expires_at: r.get(4)?,
                     in_progress_expires_at: r.get(5)?,
                 })
-            },
-        )
-        .optional()
+            })
+            .optional()
+        })
         .map_err(sql_err)?;
 
     let claimable = match &record {
@@ -274,24 +314,24 @@ fn begin_tx(conn: &mut Connection, key: &str, payload_hash: &str, now: OffsetDat
         }
     };
     if claimable {
-        tx.execute(
+        conn.prepare_cached(
             "INSERT OR REPLACE INTO idempotency \
              (key, status, payload_hash, response_status, response_body, expires_at, in_progress_expires_at) \
              VALUES (?1, ?2, ?3, NULL, NULL, ?4, ?5)",
-            params![
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
                 key,
                 STATUS_IN_PROGRESS,
                 payload_hash,
                 epoch_seconds(now + IDEMPOTENCY_TTL),
                 epoch_millis(now + IN_PROGRESS_TTL),
-            ],
-        )
+            ])
+        })
         .map_err(sql_err)?;
-        tx.commit().map_err(sql_err)?;
         return Ok(Begin::Started);
     }
     let record = record.expect("an absent record is always claimable");
-    drop(tx); // read-only from here: roll back
 
     // A record without a hash (written by `complete` after its record vanished) matches anything.
     if record.payload_hash.as_deref().is_some_and(|h| h != payload_hash) {
@@ -313,43 +353,77 @@ fn begin_tx(conn: &mut Connection, key: &str, payload_hash: &str, now: OffsetDat
     }
 }
 
+/// Mark `key` COMPLETED. Unconditional, like the DynamoDB adapter: the caller owns the key. If the record
+/// vanished meanwhile, a COMPLETED record without a payload hash is written (it matches any payload).
+fn complete_row(
+    conn: &Connection,
+    key: &str,
+    response: &StoredResponse,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO idempotency \
+         (key, status, payload_hash, response_status, response_body, expires_at, in_progress_expires_at) \
+         VALUES (?1, ?2, NULL, ?3, ?4, ?5, NULL) \
+         ON CONFLICT (key) DO UPDATE SET status = excluded.status, \
+         response_status = excluded.response_status, response_body = excluded.response_body, \
+         expires_at = excluded.expires_at, in_progress_expires_at = NULL",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            key,
+            STATUS_COMPLETED,
+            i64::from(response.status),
+            response.body,
+            epoch_seconds(now + IDEMPOTENCY_TTL),
+        ])
+    })
+    .map_err(sql_err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
     async fn begin(&self, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
         let (key, payload_hash) = (key.to_owned(), payload_hash.to_owned());
-        self.blocking(move |conn| begin_tx(conn, &key, &payload_hash, now)).await
+        self.write(move |conn| begin_tx(conn, &key, &payload_hash, now)).await
     }
 
     async fn complete(&self, key: &str, response: &StoredResponse, now: OffsetDateTime) -> Result<(), StoreError> {
-        // Unconditional, like the DynamoDB adapter: the caller owns the key. If the record vanished
-        // meanwhile, a COMPLETED record without a payload hash is written (it matches any payload).
         let (key, response) = (key.to_owned(), response.clone());
-        self.blocking(move |conn| {
-            conn.execute(
-                "INSERT INTO idempotency \
-                 (key, status, payload_hash, response_status, response_body, expires_at, in_progress_expires_at) \
-                 VALUES (?1, ?2, NULL, ?3, ?4, ?5, NULL) \
-                 ON CONFLICT (key) DO UPDATE SET status = excluded.status, \
-                 response_status = excluded.response_status, response_body = excluded.response_body, \
-                 expires_at = excluded.expires_at, in_progress_expires_at = NULL",
-                params![
-                    key,
-                    STATUS_COMPLETED,
-                    i64::from(response.status),
-                    response.body,
-                    epoch_seconds(now + IDEMPOTENCY_TTL),
-                ],
-            )
-            .map_err(sql_err)?;
-            Ok(())
+        self.write(move |conn| complete_row(conn, &key, &response, now)).await
+    }
+
+    /// One write of the group commit: the answer, the event record, the contact version and the lead link.
+    async fn complete_delivered(
+        &self,
+        key: &str,
+        response: &StoredResponse,
+        delivered: &Delivered,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (key, response) = (key.to_owned(), response.clone());
+        let event = crate::sqlite_events::EventRow::new(&delivered.event)?;
+        let applied = delivered.applied.as_ref().map(|(email, at)| (contact_key(email), epoch_millis(*at)));
+        let link = delivered.link.clone();
+        self.write(move |conn| {
+            event.write(conn)?;
+            if let Some((contact, at)) = &applied {
+                crate::sqlite_events::write_version(conn, contact, *at)?;
+            }
+            if let Some((lead_id, contact_id)) = &link {
+                crate::sqlite_updates::write_link(conn, lead_id, contact_id, epoch_millis(now))?;
+            }
+            complete_row(conn, &key, &response, now)
         })
         .await
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {
         let key = key.to_owned();
-        self.blocking(move |conn| {
-            conn.execute("DELETE FROM idempotency WHERE key = ?1 AND status = ?2", params![key, STATUS_IN_PROGRESS])
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM idempotency WHERE key = ?1 AND status = ?2")
+                .and_then(|mut stmt| stmt.execute(params![key, STATUS_IN_PROGRESS]))
                 .map_err(sql_err)?;
             Ok(())
         })
@@ -363,19 +437,14 @@ impl RetryQueue for SqliteStore {
     /// enqueued now for ordering).
     async fn enqueue(&self, message: &RetryMessage) -> Result<(), StoreError> {
         let row = QueuedRow::new(message, OffsetDateTime::now_utc())?;
-        self.blocking(move |conn| row.write(conn)).await
+        self.write(move |conn| row.write(conn)).await
     }
 
     /// Moves the message to the dead-letter queue (off the retry queue if it is there), with `reason` set
     /// on the stored message. A second dead-lettering of the same event replaces the first.
     async fn dead_letter(&self, message: &RetryMessage, reason: &DeadLetterReason) -> Result<(), StoreError> {
         let row = DeadRow::new(message, reason, OffsetDateTime::now_utc())?;
-        self.blocking(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
-            row.write(&tx)?;
-            tx.commit().map_err(sql_err)
-        })
-        .await
+        self.write(move |conn| row.write(conn)).await
     }
 }
 
@@ -412,26 +481,28 @@ impl SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.blocking(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+        self.write(move |conn| {
             for row in rows {
                 match row {
                     Row::Remove(id) => {
-                        tx.execute("DELETE FROM retry_queue WHERE event_id = ?1", params![id]).map_err(sql_err)?;
+                        conn.prepare_cached("DELETE FROM retry_queue WHERE event_id = ?1")
+                            .and_then(|mut stmt| stmt.execute(params![id]))
+                            .map_err(sql_err)?;
                     }
-                    Row::Queued(q) => q.write(&tx)?,
-                    Row::Dead(d) => d.write(&tx)?,
+                    Row::Queued(q) => q.write(conn)?,
+                    Row::Dead(d) => d.write(conn)?,
                 }
             }
-            tx.commit().map_err(sql_err)
+            Ok(())
         })
         .await
     }
 
     /// When the earliest queued message falls due, if any is queued.
     pub fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
-        let ms: Option<i64> =
-            self.lock().query_row("SELECT MIN(not_before) FROM retry_queue", [], |r| r.get(0)).map_err(sql_err)?;
+        let ms: Option<i64> = self.read(|conn| {
+            conn.query_row("SELECT MIN(not_before) FROM retry_queue", [], |r| r.get(0)).map_err(sql_err)
+        })?;
         Ok(ms.map(|ms| {
             OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
         }))
@@ -439,7 +510,8 @@ impl SqliteStore {
 
     /// How many messages wait on the retry queue.
     pub fn queued_count(&self) -> Result<u64, StoreError> {
-        let n: i64 = self.lock().query_row("SELECT COUNT(*) FROM retry_queue", [], |r| r.get(0)).map_err(sql_err)?;
+        let n: i64 =
+            self.read(|conn| conn.query_row("SELECT COUNT(*) FROM retry_queue", [], |r| r.get(0)).map_err(sql_err))?;
         Ok(n as u64)
     }
 }
@@ -465,11 +537,13 @@ impl QueuedRow {
     }
 
     fn write(&self, conn: &Connection) -> Result<(), StoreError> {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT OR REPLACE INTO retry_queue (event_id, function, not_before, enqueued_at, message) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![self.event_id, self.function, self.not_before, self.enqueued_at, self.json],
         )
+        .and_then(|mut stmt| {
+            stmt.execute(params![self.event_id, self.function, self.not_before, self.enqueued_at, self.json])
+        })
         .map_err(sql_err)?;
         Ok(())
     }
@@ -497,7 +571,7 @@ impl DeadRow {
         })
     }
 
-    /// Call inside a transaction: the delete and the insert belong together.
+    /// Call inside a transaction (every write is one): the delete and the insert belong together.
     fn write(&self, conn: &Connection) -> Result<(), StoreError> {
         conn.execute("DELETE FROM retry_queue WHERE event_id = ?1", params![self.event_id]).map_err(sql_err)?;
         conn.execute(
@@ -747,10 +821,14 @@ mod tests {
         assert_eq!(store.begin("k", "h", T0).await.unwrap(), Begin::Completed(response(201, "created")));
         assert_eq!(ids(&store.queued().unwrap()), ["evt_a"]);
         assert_eq!(ids(&store.dead_letters().unwrap()), ["evt_b"]);
-        let version: i64 = store.lock().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        let mode: String = store.lock().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
-        assert_eq!(mode, "wal");
+        let pragma = |sql: &'static str| {
+            store
+                .read(move |c| c.query_row(sql, [], |r| r.get::<_, rusqlite::types::Value>(0)).map_err(sql_err))
+                .unwrap()
+        };
+        let version = pragma("PRAGMA user_version");
+        assert_eq!(version, rusqlite::types::Value::Integer(SCHEMA_VERSION));
+        assert_eq!(pragma("PRAGMA journal_mode"), rusqlite::types::Value::Text("wal".into()));
     }
 
     #[test]
@@ -767,12 +845,14 @@ mod tests {
     fn corrupt_message_is_reported() {
         let store = SqliteStore::open_in_memory().unwrap();
         store
-            .lock()
-            .execute(
-                "INSERT INTO retry_queue (event_id, function, not_before, enqueued_at, message) \
-                 VALUES ('evt_x', 'lead-captured', 0, 0, 'not json')",
-                [],
-            )
+            .write_blocking(|conn| {
+                conn.execute(
+                    "INSERT INTO retry_queue (event_id, function, not_before, enqueued_at, message) \
+                     VALUES ('evt_x', 'lead-captured', 0, 0, 'not json')",
+                    [],
+                )
+                .map_err(sql_err)
+            })
             .unwrap();
         assert!(matches!(store.queued(), Err(StoreError::Corrupt(_))));
     }

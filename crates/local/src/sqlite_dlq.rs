@@ -1,10 +1,10 @@
 //! Dead-letter inspection and moves on the local SQLite store, for `hubrelay dlq` (see [`hubrelay_core::dlq`]).
 //!
-//! Each move is one transaction, so the on-call tool is safe while `hubrelay serve` runs on the same file:
+//! Each move is one write of the group commit (atomic), so the on-call tool is safe while `hubrelay serve` runs on the same file:
 //! a redriven message leaves the dead-letter table and joins the retry queue atomically, and a row the worker
 //! replaced in the meantime (its `seq` changed) is left alone.
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 use time::OffsetDateTime;
 
 use crate::sqlite::{epoch_millis, sql_err, SqliteStore};
@@ -31,31 +31,33 @@ fn decode(json: &str) -> Result<RetryMessage, StoreError> {
 impl SqliteStore {
     /// The dead-letter table with each row's identity and time, oldest first.
     pub fn dead_letter_rows(&self) -> Result<Vec<DeadLetterRow>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT seq, dead_lettered_at, message FROM dead_letters ORDER BY seq")
-            .map_err(sql_err)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
-            .map_err(sql_err)?;
-        rows.map(|r| {
-            let (seq, at, json) = r.map_err(sql_err)?;
-            Ok(DeadLetterRow { seq, dead_lettered_at: from_millis(at), message: decode(&json)? })
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT seq, dead_lettered_at, message FROM dead_letters ORDER BY seq")
+                .map_err(sql_err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
+                .map_err(sql_err)?;
+            rows.map(|r| {
+                let (seq, at, json) = r.map_err(sql_err)?;
+                Ok(DeadLetterRow { seq, dead_lettered_at: from_millis(at), message: decode(&json)? })
+            })
+            .collect()
         })
-        .collect()
     }
 
     /// The dead-letter row of `event_id`, if any.
     pub fn dead_letter_row(&self, event_id: &str) -> Result<Option<DeadLetterRow>, StoreError> {
-        let conn = self.lock();
-        let row = conn
-            .query_row(
+        let event_id = event_id.to_owned();
+        let row = self.read(move |conn| {
+            conn.query_row(
                 "SELECT seq, dead_lettered_at, message FROM dead_letters WHERE event_id = ?1",
                 params![event_id],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)),
             )
             .optional()
-            .map_err(sql_err)?;
+            .map_err(sql_err)
+        })?;
         row.map(|(seq, at, json)| Ok(DeadLetterRow { seq, dead_lettered_at: from_millis(at), message: decode(&json)? }))
             .transpose()
     }
@@ -71,28 +73,24 @@ impl SqliteStore {
                     .map_err(|e| StoreError::Corrupt(format!("cannot serialise message: {e}")))
             })
             .transpose()?;
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
-        let deleted = tx.execute("DELETE FROM dead_letters WHERE seq = ?1", params![seq]).map_err(sql_err)?;
-        if deleted == 0 {
-            return Ok(false); // the transaction rolls back on drop
-        }
-        if let Some((m, json)) = requeue {
-            tx.execute(
-                "INSERT OR REPLACE INTO retry_queue (event_id, function, not_before, enqueued_at, message) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    m.event_id,
-                    m.function.as_str(),
-                    epoch_millis(m.not_before),
-                    epoch_millis(OffsetDateTime::now_utc()),
-                    json
-                ],
-            )
-            .map_err(sql_err)?;
-        }
-        tx.commit().map_err(sql_err)?;
-        Ok(true)
+        let requeue =
+            requeue.map(|(m, json)| (m.event_id.clone(), m.function.as_str(), epoch_millis(m.not_before), json));
+        let now = epoch_millis(OffsetDateTime::now_utc());
+        self.write_blocking(move |conn| {
+            let deleted = conn.execute("DELETE FROM dead_letters WHERE seq = ?1", params![seq]).map_err(sql_err)?;
+            if deleted == 0 {
+                return Ok(false);
+            }
+            if let Some((event_id, function, not_before, json)) = requeue {
+                conn.execute(
+                    "INSERT OR REPLACE INTO retry_queue (event_id, function, not_before, enqueued_at, message) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![event_id, function, not_before, now, json],
+                )
+                .map_err(sql_err)?;
+            }
+            Ok(true)
+        })
     }
 }
 

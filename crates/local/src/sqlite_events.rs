@@ -1,7 +1,7 @@
 //! The event log and contact versions on the local SQLite store (schema v2).
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 use time::OffsetDateTime;
 
 use crate::sqlite::{epoch_millis, sql_err, SqliteStore};
@@ -33,7 +33,7 @@ fn decode(json: &str) -> Result<EventRecord, StoreError> {
 }
 
 /// An `events` row, encoded outside the lock.
-struct EventRow {
+pub(crate) struct EventRow {
     id: String,
     function: &'static str,
     status: &'static str,
@@ -42,7 +42,7 @@ struct EventRow {
 }
 
 impl EventRow {
-    fn new(record: &EventRecord) -> Result<EventRow, StoreError> {
+    pub(crate) fn new(record: &EventRecord) -> Result<EventRow, StoreError> {
         Ok(EventRow {
             id: record.event_id.clone(),
             function: record.function.as_str(),
@@ -52,7 +52,7 @@ impl EventRow {
         })
     }
 
-    fn write(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    pub(crate) fn write(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
         conn.prepare_cached(
             "INSERT INTO events (event_id, function, status, received_at, record) VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (event_id) DO UPDATE SET status = excluded.status, record = excluded.record",
@@ -67,7 +67,7 @@ impl EventRow {
 impl EventLog for SqliteStore {
     async fn put_event(&self, record: &EventRecord) -> Result<(), StoreError> {
         let row = EventRow::new(record)?;
-        self.blocking(move |conn| row.write(conn)).await
+        self.write(move |conn| row.write(conn)).await
     }
 
     /// All records in one transaction.
@@ -76,26 +76,24 @@ impl EventLog for SqliteStore {
             return Ok(());
         }
         let rows = records.iter().map(EventRow::new).collect::<Result<Vec<_>, _>>()?;
-        self.blocking(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+        self.write(move |conn| {
             for row in &rows {
-                row.write(&tx)?;
+                row.write(conn)?;
             }
-            tx.commit().map_err(sql_err)
+            Ok(())
         })
         .await
     }
 
     async fn get_event(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
         let id = event_id.to_string();
-        self.blocking(move |conn| {
+        self.read(move |conn| {
             let json: Option<String> = conn
-                .query_row("SELECT record FROM events WHERE event_id = ?1", params![id], |r| r.get(0))
-                .optional()
+                .prepare_cached("SELECT record FROM events WHERE event_id = ?1")
+                .and_then(|mut stmt| stmt.query_row(params![id], |r| r.get(0)).optional())
                 .map_err(sql_err)?;
             json.as_deref().map(decode).transpose()
         })
-        .await
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
@@ -103,7 +101,7 @@ impl EventLog for SqliteStore {
         let function = filter.function.map(|f| f.as_str().to_string());
         let after = filter.received_after.map(epoch_millis).unwrap_or(i64::MIN);
         let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
-        self.blocking(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT record FROM events WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR function = ?2) \
@@ -114,22 +112,31 @@ impl EventLog for SqliteStore {
                 stmt.query_map(params![status, function, after, limit], |r| r.get::<_, String>(0)).map_err(sql_err)?;
             rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
         })
-        .await
     }
+}
+
+/// Record a lead received at `applied_at` (ms) as applied to the contact; keeps the newest.
+pub(crate) fn write_version(conn: &rusqlite::Connection, contact_key: &str, applied_at: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO contact_versions (contact_key, applied_at) VALUES (?1, ?2) \
+         ON CONFLICT (contact_key) DO UPDATE SET applied_at = max(applied_at, excluded.applied_at)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![contact_key, applied_at]))
+    .map_err(sql_err)?;
+    Ok(())
 }
 
 #[async_trait]
 impl ContactVersions for SqliteStore {
     async fn last_applied(&self, email: &str) -> Result<Option<OffsetDateTime>, StoreError> {
         let key = contact_key(email);
-        self.blocking(move |conn| {
+        self.read(move |conn| {
             let ms: Option<i64> = conn
-                .query_row("SELECT applied_at FROM contact_versions WHERE contact_key = ?1", params![key], |r| r.get(0))
-                .optional()
+                .prepare_cached("SELECT applied_at FROM contact_versions WHERE contact_key = ?1")
+                .and_then(|mut stmt| stmt.query_row(params![key], |r| r.get(0)).optional())
                 .map_err(sql_err)?;
             Ok(ms.map(from_millis))
         })
-        .await
     }
 
     async fn record_applied(&self, email: &str, received_at: OffsetDateTime) -> Result<(), StoreError> {
@@ -142,17 +149,11 @@ impl ContactVersions for SqliteStore {
             return Ok(());
         }
         let rows: Vec<(String, i64)> = applied.iter().map(|(e, t)| (contact_key(e), epoch_millis(*t))).collect();
-        self.blocking(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+        self.write(move |conn| {
             for (key, ms) in &rows {
-                tx.prepare_cached(
-                    "INSERT INTO contact_versions (contact_key, applied_at) VALUES (?1, ?2) \
-                     ON CONFLICT (contact_key) DO UPDATE SET applied_at = max(applied_at, excluded.applied_at)",
-                )
-                .and_then(|mut stmt| stmt.execute(params![key, ms]))
-                .map_err(sql_err)?;
+                write_version(conn, key, *ms)?;
             }
-            tx.commit().map_err(sql_err)
+            Ok(())
         })
         .await
     }

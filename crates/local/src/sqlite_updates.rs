@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 use time::OffsetDateTime;
 
 use crate::sqlite::{epoch_millis, sql_err, SqliteStore};
@@ -51,9 +51,8 @@ impl UpdateLedger for SqliteStore {
         let (contact_id, owner) = (contact_id.to_string(), owner.to_string());
         let now_ms = epoch_millis(now);
         let until = now_ms + ttl.as_millis() as i64;
-        self.blocking(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
-            let row: Option<(Option<String>, Option<i64>, String)> = tx
+        self.write(move |conn| {
+            let row: Option<(Option<String>, Option<i64>, String)> = conn
                 .query_row(
                     "SELECT lease_owner, lease_until, versions FROM update_ledger WHERE contact_id = ?1",
                     params![contact_id],
@@ -68,13 +67,12 @@ impl UpdateLedger for SqliteStore {
                 Some((_, _, json)) => decode_versions(json)?,
                 None => BTreeMap::new(),
             };
-            tx.execute(
+            conn.execute(
                 "INSERT INTO update_ledger (contact_id, lease_owner, lease_until) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (contact_id) DO UPDATE SET lease_owner = ?2, lease_until = ?3",
                 params![contact_id, owner, until],
             )
             .map_err(sql_err)?;
-            tx.commit().map_err(sql_err)?;
             Ok(Lease::Granted(versions))
         })
         .await
@@ -88,9 +86,8 @@ impl UpdateLedger for SqliteStore {
     ) -> Result<(), StoreError> {
         let (contact_id, owner) = (contact_id.to_string(), owner.to_string());
         let applied = applied.clone();
-        self.blocking(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
-            let row: Option<(Option<String>, String)> = tx
+        self.write(move |conn| {
+            let row: Option<(Option<String>, String)> = conn
                 .query_row(
                     "SELECT lease_owner, versions FROM update_ledger WHERE contact_id = ?1",
                     params![contact_id],
@@ -111,7 +108,7 @@ impl UpdateLedger for SqliteStore {
             let encoded: BTreeMap<&String, String> = versions.iter().map(|(k, v)| (k, v.encode())).collect();
             let json = serde_json::to_string(&encoded).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let still_ours = row.as_ref().is_some_and(|(holder, _)| holder.as_deref() == Some(owner.as_str()));
-            tx.execute(
+            conn.execute(
                 "INSERT INTO update_ledger (contact_id, versions) VALUES (?1, ?2) \
                  ON CONFLICT (contact_id) DO UPDATE SET versions = ?2, \
                  lease_owner = CASE WHEN ?3 THEN NULL ELSE lease_owner END, \
@@ -119,14 +116,14 @@ impl UpdateLedger for SqliteStore {
                 params![contact_id, json, still_ours],
             )
             .map_err(sql_err)?;
-            tx.commit().map_err(sql_err)
+            Ok(())
         })
         .await
     }
 
     async fn release(&self, contact_id: &str, owner: &str) -> Result<(), StoreError> {
         let (contact_id, owner) = (contact_id.to_string(), owner.to_string());
-        self.blocking(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "UPDATE update_ledger SET lease_owner = NULL, lease_until = NULL \
                  WHERE contact_id = ?1 AND lease_owner = ?2",
@@ -139,37 +136,42 @@ impl UpdateLedger for SqliteStore {
     }
 }
 
+/// Point `lead_id` at `contact_id` (the latest link wins).
+pub(crate) fn write_link(
+    conn: &rusqlite::Connection,
+    lead_id: &str,
+    contact_id: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO lead_links (lead_id, contact_id, linked_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (lead_id) DO UPDATE SET contact_id = ?2, linked_at = ?3",
+    )
+    .and_then(|mut stmt| stmt.execute(params![lead_id, contact_id, at]))
+    .map_err(sql_err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl LeadLinks for SqliteStore {
     async fn link(&self, lead_id: &str, contact_id: &str, now: OffsetDateTime) -> Result<(), StoreError> {
         let (lead_id, contact_id) = (lead_id.to_string(), contact_id.to_string());
-        let at = epoch_millis(now);
-        self.blocking(move |conn| {
-            conn.execute(
-                "INSERT INTO lead_links (lead_id, contact_id, linked_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (lead_id) DO UPDATE SET contact_id = ?2, linked_at = ?3",
-                params![lead_id, contact_id, at],
-            )
-            .map_err(sql_err)?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| write_link(conn, &lead_id, &contact_id, epoch_millis(now))).await
     }
 
     async fn contact_for(&self, lead_id: &str) -> Result<Option<String>, StoreError> {
         let lead_id = lead_id.to_string();
-        self.blocking(move |conn| {
+        self.read(move |conn| {
             conn.query_row("SELECT contact_id FROM lead_links WHERE lead_id = ?1", params![lead_id], |r| r.get(0))
                 .optional()
                 .map_err(sql_err)
         })
-        .await
     }
 
     async fn record_merge(&self, merged: &str, survivor: &str, now: OffsetDateTime) -> Result<(), StoreError> {
         let (merged, survivor) = (merged.to_string(), survivor.to_string());
         let at = epoch_millis(now);
-        self.blocking(move |conn| {
+        self.write(move |conn| {
             conn.execute(
                 "INSERT INTO contact_merges (contact_id, survivor_id, merged_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (contact_id) DO UPDATE SET survivor_id = ?2, merged_at = ?3",
@@ -183,14 +185,13 @@ impl LeadLinks for SqliteStore {
 
     async fn merged_into(&self, contact_id: &str) -> Result<Option<String>, StoreError> {
         let contact_id = contact_id.to_string();
-        self.blocking(move |conn| {
+        self.read(move |conn| {
             conn.query_row("SELECT survivor_id FROM contact_merges WHERE contact_id = ?1", params![contact_id], |r| {
                 r.get(0)
             })
             .optional()
             .map_err(sql_err)
         })
-        .await
     }
 }
 

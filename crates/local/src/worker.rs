@@ -85,11 +85,8 @@ impl LocalWorker {
     /// One pass: take up to the batch limit of due messages, decide their fate, store it. On a store
     /// error nothing is settled: the messages stay queued and the next tick tries again.
     pub async fn tick(&self, now: OffsetDateTime) -> Result<TickReport, StoreError> {
-        let store = self.store.clone();
-        let limit = self.batch_limit;
-        let due = tokio::task::spawn_blocking(move || store.due(now, limit))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))??;
+        // A read on this thread: reads never wait for the writer.
+        let due = self.store.due(now, self.batch_limit)?;
         let mut report = TickReport { fetched: due.len(), ..TickReport::default() };
         if due.is_empty() {
             return Ok(report);
@@ -150,9 +147,7 @@ impl LocalWorker {
     }
 
     async fn until_next_due(&self) -> Duration {
-        let store = self.store.clone();
-        let next = tokio::task::spawn_blocking(move || store.next_due()).await.ok().and_then(Result::ok).flatten();
-        match next {
+        match self.store.next_due().ok().flatten() {
             Some(at) => {
                 let wait: Duration = (at - OffsetDateTime::now_utc()).try_into().unwrap_or(Duration::ZERO);
                 // Not before a millisecond (the queue keeps millisecond times), not after the idle interval.

@@ -1,0 +1,238 @@
+//! Throughput benchmark: how many distinct leads one `hubrelay serve` answers per second on this machine,
+//! at what latency and CPU, with HubSpot's rate limit out of the way.
+//!
+//! Starts `hubrelay sandbox` (its own process, limit 1,000,000 per 10 s, so serve's CPU is the relay's
+//! alone), creates the mapping's custom properties there, starts `hubrelay serve` against it with
+//! `HUBSPOT_RATE_LIMIT_PER_10S=10000` and its default logging (one line per lead, to a file), and drives it
+//! with `wrk` (closed loop, `--connections` at once, every request a new email; see `throughput/leads.lua`).
+//! After the load it waits for the retry queue to drain and checks that every answered lead is a delivered
+//! event and a contact. Reports leads/s, p50 / p99 answer latency, serve's CPU per lead (user + system from
+//! `/proc`, during the load only), HubSpot calls per lead and the SQLite writes per commit.
+//!
+//! `scripts/install-test-tools bench` installs wrk. Run: `cargo bench -p hubrelay-cli --bench throughput --
+//! [--connections 16,64] [--seconds 30] [--runs 3] [--bin path/to/hubrelay]`.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hubrelay_core::store::{EventFilter, EventLog, EventStatus};
+use hubrelay_local::sqlite::SqliteStore;
+use serde_json::Value;
+
+const TOKEN: &str = "bench-token";
+const SANDBOX_TOKEN: &str = "bench-sandbox-token";
+const UPSERT: &str = "POST /crm/objects/{version}/contacts/batch/upsert";
+
+struct Args {
+    connections: Vec<usize>,
+    seconds: u64,
+    runs: usize,
+    bin: String,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args { connections: vec![16, 64], seconds: 30, runs: 3, bin: env!("CARGO_BIN_EXE_hubrelay").into() };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--connections" => {
+                a.connections = value.split(',').map(|c| c.trim().parse().expect("--connections 16,64")).collect()
+            }
+            "--seconds" => a.seconds = value.parse().expect("--seconds needs a number"),
+            "--runs" => a.runs = value.parse().expect("--runs needs a number"),
+            "--bin" => a.bin = value,
+            _ => {
+                i += 1; // cargo bench passes `--bench`
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+#[derive(Debug, Clone)]
+struct Run {
+    answered: u64,
+    leads_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    not_2xx: u64,
+    socket_errors: u64,
+    delivered: usize,
+    contacts: usize,
+    dead: usize,
+    serve_cpu_us_per_lead: f64,
+    sandbox_cpu_us_per_lead: f64,
+    calls_per_lead: f64,
+}
+
+/// User + system CPU of `pid` in clock ticks (10 ms on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let get = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(14) + get(15)
+}
+
+/// Start `command`, wait for a stdout line starting with `prefix`, return its rest; later output is drained.
+fn start(mut command: Command, prefix: &'static str) -> (Child, String) {
+    let mut child = command.stdout(Stdio::piped()).spawn().expect("start hubrelay");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                let _ = tx.send(rest.trim().to_string());
+            }
+        }
+    });
+    let found = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no `{prefix}` line"));
+    (child, found)
+}
+
+fn relay_env(command: &mut Command, sandbox: &str) {
+    command
+        .env_remove("HUBRELAY_CONFIG")
+        .env("HUBSPOT_TOKEN", SANDBOX_TOKEN)
+        .env("HUBSPOT_BASE_URL", sandbox)
+        .env("HUBRELAY_API_TOKENS", TOKEN)
+        .env("HUBSPOT_RATE_LIMIT_PER_10S", "10000");
+}
+
+fn wrk(url: &str, connections: usize, seconds: u64, nonce: &str) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/throughput/leads.lua");
+    let out = Command::new("wrk")
+        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--timeout", "10s", "-s", script])
+        .arg(url)
+        .args(["--", nonce, TOKEN])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("wrk is not installed: run scripts/install-test-tools bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("wrk said: {text}"));
+    serde_json::from_str(line).unwrap()
+}
+
+fn stats(sandbox: &str) -> Value {
+    let out = Command::new("curl").args(["-s", &format!("{sandbox}/__sandbox/stats")]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn upserts(stats: &Value) -> u64 {
+    stats["by_endpoint"][UPSERT].as_u64().unwrap_or(0)
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+async fn run(args: &Args, connections: usize, n: usize) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox_cmd = Command::new(&args.bin);
+    sandbox_cmd.args(["sandbox", "--listen", "127.0.0.1:0", "--rate-limit", "1000000", "--token", SANDBOX_TOKEN]);
+    let (sandbox_child, sandbox) = start(sandbox_cmd, "HubSpot sandbox listening on ");
+
+    let mut sync = Command::new(&args.bin);
+    sync.args(["properties", "sync"]);
+    relay_env(&mut sync, &sandbox);
+    let synced = sync.output().unwrap();
+    assert!(synced.status.success(), "properties sync: {}", String::from_utf8_lossy(&synced.stderr));
+
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut serve_cmd = Command::new(&args.bin);
+    serve_cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path()).stderr(log);
+    relay_env(&mut serve_cmd, &sandbox);
+    let (serve_child, url) = start(serve_cmd, "hubrelay listening on ");
+
+    // Warm up (connections, allocator, SQLite pages), then measure only the load.
+    wrk(&url, connections, 2, &format!("warm{n}"));
+    let before = stats(&sandbox);
+    let store = SqliteStore::open(&dir.path().join("hubrelay.db")).unwrap();
+    let (serve_cpu, sandbox_cpu) = (cpu_ticks(serve_child.id()), cpu_ticks(sandbox_child.id()));
+    let since = time::OffsetDateTime::now_utc();
+    let started = Instant::now();
+    let figures = wrk(&url, connections, args.seconds, &format!("run{n}c{connections}"));
+    let elapsed = started.elapsed().as_secs_f64();
+    let serve_cpu = cpu_ticks(serve_child.id()) - serve_cpu;
+    let sandbox_cpu = cpu_ticks(sandbox_child.id()) - sandbox_cpu;
+
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while store.queued_count().unwrap() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Requests wrk left in flight at its deadline finish too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = stats(&sandbox);
+    let filter =
+        EventFilter { status: Some(EventStatus::Delivered), received_after: Some(since), ..Default::default() };
+    let delivered_events = store.list_events(&filter).await.unwrap();
+    let delivered = delivered_events.len();
+    // Every lead is a new email: as many distinct contacts as leads.
+    let contacts = delivered_events.iter().filter_map(|e| e.contact_id.as_deref()).collect::<HashSet<_>>().len();
+    let dead = store.dead_letters().unwrap().len();
+    stop(serve_child);
+    stop(sandbox_child);
+
+    let u = |k: &str| figures[k].as_u64().unwrap_or(0);
+    let answered = u("requests") - u("non_2xx");
+    let per_lead = |ticks: u64| ticks as f64 * 10_000.0 / answered.max(1) as f64;
+    Run {
+        answered,
+        leads_per_s: answered as f64 / elapsed,
+        p50_ms: u("p50_us") as f64 / 1000.0,
+        p99_ms: u("p99_us") as f64 / 1000.0,
+        not_2xx: u("non_2xx"),
+        socket_errors: u("connect_errors") + u("read_errors") + u("write_errors") + u("timeouts"),
+        delivered,
+        contacts,
+        dead,
+        serve_cpu_us_per_lead: per_lead(serve_cpu),
+        sandbox_cpu_us_per_lead: per_lead(sandbox_cpu),
+        calls_per_lead: (upserts(&after) - upserts(&before)) as f64 / answered.max(1) as f64,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for &c in &args.connections {
+        let mut runs = Vec::new();
+        for n in 1..=args.runs {
+            let r = rt.block_on(run(&args, c, n));
+            eprintln!("{c} connections, run {n}: {r:?}");
+            runs.push(r);
+        }
+        let m = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
+        println!(
+            "{c} connections, {} s, median of {}: {:.0} leads/s; p50 {:.1} ms, p99 {:.1} ms; serve CPU {:.0} µs/lead \
+             (sandbox {:.0}); {:.4} HubSpot calls/lead; not 2xx {:.0}, socket errors {:.0}; answered {:.0}, \
+             delivered {:.0}, contacts {:.0}, dead-lettered {:.0}",
+            args.seconds,
+            args.runs,
+            m(&|r| r.leads_per_s),
+            m(&|r| r.p50_ms),
+            m(&|r| r.p99_ms),
+            m(&|r| r.serve_cpu_us_per_lead),
+            m(&|r| r.sandbox_cpu_us_per_lead),
+            m(&|r| r.calls_per_lead),
+            m(&|r| r.not_2xx as f64),
+            m(&|r| r.socket_errors as f64),
+            m(&|r| r.answered as f64),
+            m(&|r| r.delivered as f64),
+            m(&|r| r.contacts as f64),
+            m(&|r| r.dead as f64),
+        );
+    }
+}
