@@ -119,9 +119,8 @@ fn wrk(url: &str, connections: usize, seconds: u64, nonce: &str) -> Value {
     serde_json::from_str(line).unwrap()
 }
 
-fn stats(sandbox: &str) -> Value {
-    let out = Command::new("curl").args(["-s", &format!("{sandbox}/__sandbox/stats")]).output().unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+async fn stats(sandbox: &str) -> Value {
+    reqwest::get(format!("{sandbox}/__sandbox/stats")).await.unwrap().json().await.unwrap()
 }
 
 fn upserts(stats: &Value) -> u64 {
@@ -153,7 +152,7 @@ async fn run(args: &Args, connections: usize, n: usize) -> Run {
 
     // Warm up (connections, allocator, SQLite pages), then measure only the load.
     wrk(&url, connections, 2, &format!("warm{n}"));
-    let before = stats(&sandbox);
+    let before = stats(&sandbox).await;
     let store = SqliteStore::open(&dir.path().join("hubrelay.db")).unwrap();
     let (serve_cpu, sandbox_cpu) = (cpu_ticks(serve_child.id()), cpu_ticks(sandbox_child.id()));
     let since = time::OffsetDateTime::now_utc();
@@ -169,7 +168,7 @@ async fn run(args: &Args, connections: usize, n: usize) -> Run {
     }
     // Requests wrk left in flight at its deadline finish too.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = stats(&sandbox);
+    let after = stats(&sandbox).await;
     let filter =
         EventFilter { status: Some(EventStatus::Delivered), received_after: Some(since), ..Default::default() };
     let delivered_events = store.list_events(&filter).await.unwrap();

@@ -67,7 +67,7 @@ fn in_savepoint<T>(
     conn: &Connection,
     write: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let exec = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map_err(crate::sqlite::sql_err);
+    let exec = |sql: &str| exec(conn, sql);
     exec("SAVEPOINT job")?;
     let result = catch_unwind(AssertUnwindSafe(|| write(conn)))
         .unwrap_or_else(|_| Err(StoreError::Unavailable("sqlite: a write panicked".into())));
@@ -76,6 +76,11 @@ fn in_savepoint<T>(
     }
     exec("RELEASE job")?;
     result
+}
+
+/// A parameterless statement, prepared once per connection.
+fn exec(conn: &Connection, sql: &str) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map_err(crate::sqlite::sql_err)
 }
 
 /// The handle to the writer thread; the thread ends (closing its connection) when the handle is dropped.
@@ -167,12 +172,11 @@ fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>, stats: &Cou
 /// One transaction for the whole batch: `BEGIN IMMEDIATE` (waiting out another process's lock up to the busy
 /// timeout), every write in its savepoint, one `COMMIT`. When the commit fails nothing of the batch is kept.
 fn commit_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), StoreError> {
-    let exec = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map_err(crate::sqlite::sql_err);
-    exec("BEGIN IMMEDIATE").map(drop)?;
+    exec(conn, "BEGIN IMMEDIATE").map(drop)?;
     for job in batch.iter_mut() {
         job.run(conn);
     }
-    exec("COMMIT").map(drop).inspect_err(|_| {
+    exec(conn, "COMMIT").map(drop).inspect_err(|_| {
         let _ = conn.execute_batch("ROLLBACK");
     })
 }
