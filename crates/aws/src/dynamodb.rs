@@ -3,12 +3,23 @@
 //! | attribute | type | meaning |
 //! |---|---|---|
 //! | `id` | S | the idempotency key (partition key) |
-//! | `status` | S | `IN_PROGRESS` or `COMPLETED` |
-//! | `expiration` | N | epoch **seconds**; the table's TTL attribute |
+//! | `status` | S | `IN_PROGRESS` or `COMPLETED` (absent: a released key, free) |
+//! | `idempotency_expiration` | N | epoch **seconds**; after it the key is free again |
+//! | `expiration` | N | epoch seconds; the table's TTL attribute: the longest any attribute must be kept |
 //! | `in_progress_expiration` | N | epoch **milliseconds**; after it an `IN_PROGRESS` record counts as orphaned |
 //! | `validation` | S | hash of the payload; the same key with another hash is a conflict |
 //! | `response_status`, `response_body` | N, S | the answer replayed to duplicates (`COMPLETED` only) |
 //!
+//! An event delivered on its first attempt leaves the rest on the same item, written by the completing update
+//! (so a delivered lead costs two writes: the claim and this):
+//!
+//! | attribute | type | meaning |
+//! |---|---|---|
+//! | `event_id`, `event_record` | S, S | its [`EventRecord`](hubrelay_core::store::EventRecord) (JSON), for `events` |
+//! | `contact`, `applied_at` | S, N | [`contact_key`] of the lead's email and its `received_at` (epoch ms): the contact version, found through the `by_contact` index |
+//! | `contact_id`, `linked_at` | S, N | the lead id's contact ([`LeadLinks`]); the key is [`sender_key`] of the lead id |
+//!
+//! Items written before this layout (`expiration` without `idempotency_expiration`) keep their meaning.
 //! DynamoDB deletes expired items lazily (up to ~48 h after `expiration`), so every decision compares the
 //! expiry attributes with `now` instead of trusting that expired items are gone.
 
@@ -16,21 +27,29 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use time::OffsetDateTime;
 
 use hubrelay_core::store::{
-    Begin, ContactVersions, Delivered, EventLog, IdempotencyStore, LeadLinks, StoreError, StoredResponse,
-    IDEMPOTENCY_TTL, IN_PROGRESS_TTL,
+    contact_key, Begin, Delivered, IdempotencyStore, StoreError, StoredResponse, IDEMPOTENCY_TTL, IN_PROGRESS_TTL,
+    UPDATE_STATE_TTL,
 };
+#[cfg(doc)]
+use hubrelay_core::store::{sender_key, LeadLinks};
 
 const STATUS_IN_PROGRESS: &str = "IN_PROGRESS";
 const STATUS_COMPLETED: &str = "COMPLETED";
 
-/// Claim condition: the key is free, its record has expired, or it is an orphaned IN_PROGRESS record.
-const CLAIM_CONDITION: &str = "attribute_not_exists(id) OR expiration < :now_s \
+/// Claim condition: the key is free (no item, or released), its record has expired, or it is an orphaned
+/// IN_PROGRESS record.
+const CLAIM_CONDITION: &str = "attribute_not_exists(#status) OR idempotency_expiration < :now_s \
+     OR (attribute_not_exists(idempotency_expiration) AND expiration < :now_s) \
      OR (#status = :inprogress AND in_progress_expiration < :now_ms)";
+
+/// How long an inline-delivered event's record and contact version stay on its item (as `event:` items do).
+pub(crate) const EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 24 * 3600);
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -122,19 +141,24 @@ fn n(v: i64) -> AttributeValue {
 #[async_trait]
 impl IdempotencyStore for DynamoIdempotencyStore {
     async fn begin(&self, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
-        // A claim can lose a race with a `release` (condition fails, then the item is gone): try again a few times.
+        // An update, not a put: a key claimed again after its window keeps what its last delivery left (the
+        // lead link, the contact version, the event record) until this claim completes.
+        // A claim can lose a race with a `release` (condition fails, then the status is gone): try again.
         for _ in 0..3 {
             let result = self
                 .client
-                .put_item()
+                .update_item()
                 .table_name(&self.table)
-                .item("id", AttributeValue::S(key.to_owned()))
-                .item("status", AttributeValue::S(STATUS_IN_PROGRESS.to_owned()))
-                .item("expiration", n(epoch_seconds(now + IDEMPOTENCY_TTL)))
-                .item("in_progress_expiration", n(epoch_millis(now + IN_PROGRESS_TTL)))
-                .item("validation", AttributeValue::S(payload_hash.to_owned()))
+                .key("id", AttributeValue::S(key.to_owned()))
+                .update_expression(
+                    "SET #status = :inprogress, validation = :v, idempotency_expiration = :exp, \
+                     expiration = :exp, in_progress_expiration = :ipexp REMOVE response_status, response_body",
+                )
                 .condition_expression(CLAIM_CONDITION)
                 .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":v", AttributeValue::S(payload_hash.to_owned()))
+                .expression_attribute_values(":exp", n(epoch_seconds(now + IDEMPOTENCY_TTL)))
+                .expression_attribute_values(":ipexp", n(epoch_millis(now + IN_PROGRESS_TTL)))
                 .expression_attribute_values(":now_s", n(epoch_seconds(now)))
                 .expression_attribute_values(":now_ms", n(epoch_millis(now)))
                 .expression_attribute_values(":inprogress", AttributeValue::S(STATUS_IN_PROGRESS.to_owned()))
@@ -145,7 +169,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
                 Ok(_) => return Ok(Begin::Started),
                 Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => {
                     let old = match ctx.into_err() {
-                        PutItemError::ConditionalCheckFailedException(e) => e.item,
+                        UpdateItemError::ConditionalCheckFailedException(e) => e.item,
                         _ => None,
                     };
                     let old = match old {
@@ -153,15 +177,15 @@ impl IdempotencyStore for DynamoIdempotencyStore {
                         None => self.current(key).await?,
                     };
                     match old {
-                        Some(item) => return Self::classify(&item, payload_hash),
-                        None => continue,
+                        Some(item) if item.contains_key("status") => return Self::classify(&item, payload_hash),
+                        _ => continue,
                     }
                 }
-                Err(e) => return Err(self.unavailable("PutItem", &e)),
+                Err(e) => return Err(self.unavailable("UpdateItem", &e)),
             }
         }
         Err(StoreError::Unavailable(format!(
-            "DynamoDB PutItem on table {}: could not claim key {key} (record kept changing)",
+            "DynamoDB UpdateItem on table {}: could not claim key {key} (record kept changing)",
             self.table
         )))
     }
@@ -173,8 +197,8 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .table_name(&self.table)
             .key("id", AttributeValue::S(key.to_owned()))
             .update_expression(
-                "SET #status = :completed, response_status = :rs, response_body = :rb, expiration = :exp \
-                 REMOVE in_progress_expiration",
+                "SET #status = :completed, response_status = :rs, response_body = :rb, \
+                 idempotency_expiration = :exp, expiration = :exp REMOVE in_progress_expiration",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":completed", AttributeValue::S(STATUS_COMPLETED.to_owned()))
@@ -187,8 +211,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
         Ok(())
     }
 
-    /// Today four writes, in this order: the contact version and the lead link (the worker's ordering and
-    /// lookups need them first), the event record (every 2xx stands on one), then the answer.
+    /// One write: the answer, the event record, the contact version and the lead link on the key's item.
     async fn complete_delivered(
         &self,
         key: &str,
@@ -196,22 +219,88 @@ impl IdempotencyStore for DynamoIdempotencyStore {
         delivered: &Delivered,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        let record = serde_json::to_string(&delivered.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let keep = if delivered.link.is_some() { UPDATE_STATE_TTL } else { EVENT_TTL.max(IDEMPOTENCY_TTL) };
+        let mut sets = vec![
+            "#status = :completed",
+            "response_status = :rs",
+            "response_body = :rb",
+            "idempotency_expiration = :idexp",
+            "expiration = :exp",
+            "event_id = :eid",
+            "event_record = :rec",
+        ];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(key.to_owned()))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", AttributeValue::S(STATUS_COMPLETED.to_owned()))
+            .expression_attribute_values(":rs", n(i64::from(response.status)))
+            .expression_attribute_values(":rb", AttributeValue::S(response.body.clone()))
+            .expression_attribute_values(":idexp", n(epoch_seconds(now + IDEMPOTENCY_TTL)))
+            .expression_attribute_values(":exp", n(epoch_seconds(now + keep)))
+            .expression_attribute_values(":eid", AttributeValue::S(delivered.event.event_id.clone()))
+            .expression_attribute_values(":rec", AttributeValue::S(record));
         if let Some((email, received_at)) = &delivered.applied {
-            self.record_applied(email, *received_at).await?;
+            sets.extend(["contact = :contact", "applied_at = :applied"]);
+            request = request
+                .expression_attribute_values(":contact", AttributeValue::S(contact_key(email)))
+                .expression_attribute_values(":applied", n(epoch_millis(*received_at)));
         }
-        if let Some((lead_id, contact_id)) = &delivered.link {
-            self.link(lead_id, contact_id, now).await?;
+        if let Some((_lead_id, contact_id)) = &delivered.link {
+            sets.extend(["contact_id = :cid", "linked_at = :linked"]);
+            request = request
+                .expression_attribute_values(":cid", AttributeValue::S(contact_id.clone()))
+                .expression_attribute_values(":linked", n(epoch_millis(now)));
         }
-        self.put_event(&delivered.event).await?;
-        self.complete(key, response, now).await
+        request
+            .update_expression(format!("SET {} REMOVE in_progress_expiration", sets.join(", ")))
+            .send()
+            .await
+            .map_err(|e| self.unavailable("UpdateItem", &e))?;
+        Ok(())
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {
+        // Delete the claim, unless the item still holds what an earlier delivery left: then only the claim goes.
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
             .key("id", AttributeValue::S(key.to_owned()))
+            .condition_expression("#status = :inprogress AND attribute_not_exists(event_record)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":inprogress", AttributeValue::S(STATUS_IN_PROGRESS.to_owned()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let old = match result {
+            Ok(_) => return Ok(()),
+            Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => {
+                match ctx.into_err() {
+                    DeleteItemError::ConditionalCheckFailedException(e) => e.item,
+                    _ => None,
+                }
+            }
+            Err(e) => return Err(self.unavailable("DeleteItem", &e)),
+        };
+        // Already gone or COMPLETED: nothing to give up.
+        let in_progress = old
+            .as_ref()
+            .and_then(|item| item.get("status"))
+            .and_then(|s| s.as_s().ok())
+            .is_some_and(|s| s == STATUS_IN_PROGRESS);
+        if !in_progress {
+            return Ok(());
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(key.to_owned()))
+            .update_expression("REMOVE #status, validation, in_progress_expiration, idempotency_expiration")
             .condition_expression("#status = :inprogress")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":inprogress", AttributeValue::S(STATUS_IN_PROGRESS.to_owned()))
@@ -219,9 +308,8 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            // Already gone or already COMPLETED: nothing to give up.
             Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => Ok(()),
-            Err(e) => Err(self.unavailable("DeleteItem", &e)),
+            Err(e) => Err(self.unavailable("UpdateItem", &e)),
         }
     }
 }

@@ -1,8 +1,11 @@
-//! The event log and contact versions on DynamoDB, in the idempotency table under their own key prefixes
-//! (`event:<id>`, `contact:<sha256 of email>`), so the stack keeps one table with one TTL.
+//! The event log and contact versions on DynamoDB, in the idempotency table, so the stack keeps one table
+//! with one TTL. An event queued or parked has its own item (`event:<id>`, rewritten at every attempt); one
+//! delivered on its first attempt is on its idempotency key's item (`event_id`, `event_record`, written with the
+//! answer). A contact's version is the newest of its `contact:<sha256 of email>` item (written by the retry
+//! worker) and the `applied_at` of the key items the `by_contact` index finds for it (inline deliveries).
 //!
-//! Listing events scans the `event:` items: fine for an on-call tool over days of events, not for a
-//! request path.
+//! Listing events, and showing one delivered inline, scans the table: fine for an on-call tool over days of
+//! events, not for a request path (which reads `event:` items only: redrive, retries).
 
 use std::collections::HashMap;
 
@@ -16,6 +19,8 @@ use hubrelay_core::store::{contact_key, ContactVersions, EventFilter, EventLog, 
 /// Event records outlive the retry window and the DLQ's 14-day retention, so `events show` can explain
 /// anything an operator can still redrive.
 const EVENT_TTL_DAYS: i64 = 15;
+/// The index of key items by contact (`contact` S, `applied_at` N; keys only), as template.yaml defines it.
+pub const CONTACT_INDEX: &str = "by_contact";
 /// Contact versions must outlive every retry of an older lead (≈ 3 days) and any redrive from the DLQ.
 const VERSION_TTL_DAYS: i64 = 15;
 
@@ -31,12 +36,41 @@ fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+/// The record of an `event:` item (`record`) or of a key item (`event_record`).
 fn decode(item: &HashMap<String, AttributeValue>) -> Result<EventRecord, StoreError> {
     let json = item
         .get("record")
+        .or_else(|| item.get("event_record"))
         .and_then(|v| v.as_s().ok())
         .ok_or_else(|| StoreError::Corrupt("event without record".into()))?;
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("event record: {e}")))
+}
+
+/// Every item a filter expression selects, all pages.
+async fn scan_all(
+    store: &DynamoIdempotencyStore,
+    filter: &str,
+    values: HashMap<String, AttributeValue>,
+) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+    let mut items = Vec::new();
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let out = store
+            .client()
+            .scan()
+            .table_name(store.table())
+            .filter_expression(filter)
+            .set_expression_attribute_values(Some(values.clone()))
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| store.unavailable("Scan", &e))?;
+        items.extend(out.items.unwrap_or_default());
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return Ok(items),
+        }
+    }
 }
 
 #[async_trait]
@@ -69,47 +103,26 @@ impl EventLog for DynamoIdempotencyStore {
             .send()
             .await
             .map_err(|e| self.unavailable("GetItem", &e))?;
-        out.item.as_ref().map(decode).transpose()
+        if let Some(item) = &out.item {
+            return decode(item).map(Some);
+        }
+        // Delivered on its first attempt: on its key's item.
+        let values = HashMap::from([(":id".to_string(), AttributeValue::S(event_id.into()))]);
+        let items = scan_all(self, "event_id = :id", values).await?;
+        items.first().map(decode).transpose()
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
-        let mut expr = vec!["begins_with(id, :prefix)".to_string()];
-        let mut values = HashMap::from([(":prefix".to_string(), AttributeValue::S("event:".into()))]);
-        let mut names = HashMap::new();
-        if let Some(status) = filter.status {
-            expr.push("#status = :status".into());
-            names.insert("#status".to_string(), "status".to_string());
-            values.insert(":status".into(), AttributeValue::S(status.as_str().into()));
-        }
-        if let Some(function) = filter.function {
-            expr.push("#function = :function".into());
-            names.insert("#function".to_string(), "function".to_string());
-            values.insert(":function".into(), AttributeValue::S(function.as_str().into()));
-        }
-        if let Some(after) = filter.received_after {
-            expr.push("received_at >= :after".into());
-            values.insert(":after".into(), n(millis(after)));
-        }
+        let values = HashMap::from([(":prefix".to_string(), AttributeValue::S("event:".into()))]);
+        let items = scan_all(self, "begins_with(id, :prefix) OR attribute_exists(event_record)", values).await?;
         let mut records = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let mut scan = self
-                .client()
-                .scan()
-                .table_name(self.table())
-                .filter_expression(expr.join(" AND "))
-                .set_expression_attribute_values(Some(values.clone()))
-                .set_exclusive_start_key(start.take());
-            if !names.is_empty() {
-                scan = scan.set_expression_attribute_names(Some(names.clone()));
-            }
-            let out = scan.send().await.map_err(|e| self.unavailable("Scan", &e))?;
-            for item in out.items() {
-                records.push(decode(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
+        for item in &items {
+            let record = decode(item)?;
+            let wanted = filter.status.is_none_or(|s| s == record.status)
+                && filter.function.is_none_or(|f| f == record.function)
+                && filter.received_after.is_none_or(|after| record.received_at >= after);
+            if wanted {
+                records.push(record);
             }
         }
         records.sort_by(|a, b| b.received_at.cmp(&a.received_at).then_with(|| a.event_id.cmp(&b.event_id)));
@@ -123,22 +136,34 @@ impl EventLog for DynamoIdempotencyStore {
 #[async_trait]
 impl ContactVersions for DynamoIdempotencyStore {
     async fn last_applied(&self, email: &str) -> Result<Option<OffsetDateTime>, StoreError> {
-        let out = self
+        let key = contact_key(email);
+        let recorded = self
             .client()
             .get_item()
             .table_name(self.table())
-            .key("id", AttributeValue::S(contact_key(email)))
+            .key("id", AttributeValue::S(key.clone()))
             .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.unavailable("GetItem", &e))?;
-        Ok(out
-            .item
-            .as_ref()
-            .and_then(|i| i.get("applied_at"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<i64>().ok())
-            .map(from_millis))
+            .send();
+        // Index reads are eventually consistent (typically well under a second behind); the worker asks
+        // seconds after a lead was delivered inline at the earliest (the schedule's first retry is at 5 s).
+        let inline = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name(CONTACT_INDEX)
+            .key_condition_expression("contact = :c")
+            .expression_attribute_values(":c", AttributeValue::S(key))
+            .scan_index_forward(false)
+            .limit(1)
+            .send();
+        let (recorded, inline) = tokio::join!(recorded, inline);
+        let recorded = recorded.map_err(|e| self.unavailable("GetItem", &e))?.item;
+        let inline = inline.map_err(|e| self.unavailable("Query", &e))?.items.unwrap_or_default();
+        let applied = |item: &HashMap<String, AttributeValue>| {
+            item.get("applied_at").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok())
+        };
+        let newest = recorded.as_ref().and_then(applied).into_iter().chain(inline.iter().filter_map(applied)).max();
+        Ok(newest.map(from_millis))
     }
 
     async fn record_applied(&self, email: &str, received_at: OffsetDateTime) -> Result<(), StoreError> {

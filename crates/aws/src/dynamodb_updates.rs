@@ -3,20 +3,21 @@
 //! | item | attributes |
 //! |---|---|
 //! | `ledger:<contact id>` | `lease_owner` S, `lease_until` N (epoch ms), `v_<group>` S (`<ms>|<fingerprint>`), `expiration` |
-//! | `lead:<lead id>` | `contact_id` S, `linked_at` N, `expiration` |
+//! | `lead:<lead id>` | `contact_id` S, `linked_at` N, `expiration` (written by the retry worker; an inline delivery links on its key item) |
 //!
 //! The lease is one conditional `UpdateItem` (free, expired or ours), so two Lambdas never write one
 //! contact's status at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use time::OffsetDateTime;
 
 use crate::dynamodb::DynamoIdempotencyStore;
-use hubrelay_core::store::{AppliedVersion, LeadLinks, Lease, StoreError, UpdateLedger, UPDATE_STATE_TTL};
+use hubrelay_core::domain::FunctionName;
+use hubrelay_core::store::{sender_key, AppliedVersion, LeadLinks, Lease, StoreError, UpdateLedger, UPDATE_STATE_TTL};
 
 fn millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -176,16 +177,40 @@ impl LeadLinks for DynamoIdempotencyStore {
     }
 
     async fn contact_for(&self, lead_id: &str) -> Result<Option<String>, StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .key("id", s(&format!("lead:{lead_id}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.unavailable("GetItem", &e))?;
-        Ok(out.item.as_ref().and_then(|i| i.get("contact_id")).and_then(|v| v.as_s().ok()).cloned())
+        // Linked by an inline delivery (on the lead's key item) or by the retry worker (`lead:` item): both in
+        // one request.
+        let keys = [sender_key(FunctionName::LeadCaptured, "lead", lead_id), format!("lead:{lead_id}")];
+        let mut wanted = KeysAndAttributes::builder().consistent_read(true).projection_expression("id, contact_id");
+        for key in &keys {
+            wanted = wanted.keys(HashMap::from([("id".to_string(), s(key))]));
+        }
+        let wanted = wanted.build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut request = HashMap::from([(self.table().to_string(), wanted)]);
+        let mut found = Vec::new();
+        // Unprocessed keys (throttling) are asked again, a few times.
+        for _ in 0..5 {
+            let out = self
+                .client()
+                .batch_get_item()
+                .set_request_items(Some(request))
+                .send()
+                .await
+                .map_err(|e| self.unavailable("BatchGetItem", &e))?;
+            found.extend(out.responses.and_then(|mut r| r.remove(self.table())).unwrap_or_default());
+            match out.unprocessed_keys {
+                Some(rest) if !rest.is_empty() => request = rest,
+                _ => break,
+            }
+        }
+        let contact = |key: &str| {
+            found
+                .iter()
+                .find(|item| item.get("id").and_then(|v| v.as_s().ok()).is_some_and(|id| id == key))
+                .and_then(|item| item.get("contact_id"))
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+        };
+        Ok(keys.iter().find_map(|key| contact(key)))
     }
 
     async fn record_merge(&self, merged: &str, survivor: &str, now: OffsetDateTime) -> Result<(), StoreError> {

@@ -12,7 +12,8 @@ use hubrelay_aws::sdk::{secret_from_lookup, AwsConfigError};
 use hubrelay_aws::sqs::{delay_seconds, SqsRetryQueue};
 use hubrelay_core::domain::{AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage};
 use hubrelay_core::store::{
-    Begin, IdempotencyStore, RetryQueue, StoreError, StoredResponse, IDEMPOTENCY_TTL, IN_PROGRESS_TTL,
+    sender_key, Begin, ContactVersions, Delivered, EventFilter, EventLog, EventRecord, EventStatus, IdempotencyStore,
+    LeadLinks, RetryQueue, StoreError, StoredResponse, IDEMPOTENCY_TTL, IN_PROGRESS_TTL, UPDATE_STATE_TTL,
 };
 use hubrelay_testkit::moto;
 use serde_json::json;
@@ -162,13 +163,71 @@ async fn dynamo_concurrent_begins_have_exactly_one_winner() {
     assert_eq!((started, in_progress), (1, 19), "{outcomes:?}");
 }
 
+fn delivered_record(event_id: &str, at: OffsetDateTime) -> EventRecord {
+    EventRecord {
+        event_id: event_id.into(),
+        function: FunctionName::LeadCaptured,
+        status: EventStatus::Delivered,
+        received_at: at,
+        updated_at: at,
+        next_attempt_at: None,
+        attempts: vec![DeliveryAttempt::delivered(1, at)],
+        contact_id: Some("501".into()),
+        email_masked: Some("a***@e***.com".into()),
+        reason: None,
+    }
+}
+
+#[tokio::test]
+async fn dynamo_a_delivered_lead_is_one_completing_write_that_events_versions_and_links_all_find() {
+    let (store, client, table) = store().await;
+    let key = sender_key(FunctionName::LeadCaptured, "lead", "L-9");
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(store.begin(&key, "h", now).await.unwrap(), Begin::Started);
+    let delivered = Delivered {
+        event: delivered_record("evt_inline", now),
+        applied: Some(("Ann@Example.com".into(), now)),
+        link: Some(("L-9".into(), "501".into())),
+    };
+    store.complete_delivered(&key, &response(), &delivered, now).await.unwrap();
+    // Nothing but the key's item was written.
+    let items = client.scan().table_name(&table).send().await.unwrap().items.unwrap_or_default();
+    assert_eq!(items.len(), 1, "{items:?}");
+    let item = raw_item(&client, &table, &key).await.unwrap();
+    assert_eq!(num(&item, "idempotency_expiration"), (now + IDEMPOTENCY_TTL).unix_timestamp());
+    assert_eq!(num(&item, "expiration"), (now + UPDATE_STATE_TTL).unix_timestamp(), "kept as long as the link");
+
+    assert_eq!(store.begin(&key, "h", now).await.unwrap(), Begin::Completed(response()));
+    assert_eq!(store.get_event("evt_inline").await.unwrap(), Some(delivered.event.clone()));
+    let listed = store.list_events(&EventFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(listed, vec![delivered.event.clone()]);
+    let retrying = EventFilter { status: Some(EventStatus::Retrying), limit: 10, ..Default::default() };
+    assert!(store.list_events(&retrying).await.unwrap().is_empty());
+    let ms = |t: OffsetDateTime| t.unix_timestamp_nanos() / 1_000_000;
+    let applied = store.last_applied("ann@example.com").await.unwrap().unwrap();
+    assert_eq!(ms(applied), ms(now));
+    assert_eq!(store.contact_for("L-9").await.unwrap().as_deref(), Some("501"));
+    // A version the retry worker records later (its own item) wins when newer.
+    store.record_applied("ann@example.com", now + SECOND).await.unwrap();
+    assert_eq!(ms(store.last_applied("ann@example.com").await.unwrap().unwrap()), ms(now + SECOND));
+
+    // Claimed again after its window, then released: the link and the record stay, the key is free.
+    let later = now + IDEMPOTENCY_TTL + SECOND;
+    assert_eq!(store.begin(&key, "other", later).await.unwrap(), Begin::Started);
+    assert_eq!(store.contact_for("L-9").await.unwrap().as_deref(), Some("501"));
+    store.release(&key).await.unwrap();
+    assert_eq!(store.contact_for("L-9").await.unwrap().as_deref(), Some("501"));
+    assert!(store.get_event("evt_inline").await.unwrap().is_some());
+    assert_eq!(store.begin(&key, "other", later).await.unwrap(), Begin::Started);
+}
+
 #[tokio::test]
 async fn dynamo_errors_are_reported_as_unavailable() {
     let client = moto::dynamodb(moto::shared());
     let store = DynamoIdempotencyStore::new(client, moto::unique("no-such-table"));
     match store.begin("k", "h", T0).await {
         Err(StoreError::Unavailable(message)) => {
-            assert!(message.contains("PutItem") && message.contains("ResourceNotFound"), "{message}")
+            assert!(message.contains("UpdateItem") && message.contains("ResourceNotFound"), "{message}")
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }

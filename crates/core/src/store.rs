@@ -170,6 +170,12 @@ pub trait ContactVersions: Send + Sync {
     }
 }
 
+/// The idempotency key of an event its sender identifies (`lead-captured:lead:<lead id>`): the sender's id wins
+/// over any `Idempotency-Key` header, so a store can find a lead's key from its lead id.
+pub fn sender_key(function: crate::domain::FunctionName, kind: &str, id: &str) -> String {
+    format!("{}:{kind}:{id}", function.as_str())
+}
+
 /// The key under which [`ContactVersions`] stores an email: `contact:` + hex SHA-256 of the lower-cased email.
 pub fn contact_key(email: &str) -> String {
     use sha2::{Digest, Sha256};

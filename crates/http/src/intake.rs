@@ -344,7 +344,7 @@ pub fn idempotency_key(
         }
     };
     if let Some((kind, id)) = sender_id {
-        return Ok(format!("{prefix}:{kind}:{id}"));
+        return Ok(hubrelay_core::store::sender_key(function, kind, id));
     }
     if let AuthMethod::StandardWebhooks { webhook_id } = auth {
         return Ok(format!("{prefix}:webhook:{webhook_id}"));

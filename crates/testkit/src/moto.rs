@@ -223,16 +223,30 @@ pub fn ssm(server: &MotoServer) -> aws_sdk_ssm::Client {
 /// A fresh idempotency table shaped like template.yaml's: `id` HASH key, on demand, TTL on `expiration`.
 pub async fn idempotency_table(client: &aws_sdk_dynamodb::Client) -> String {
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+        ScalarAttributeType, TimeToLiveSpecification,
     };
+    let attribute =
+        |name: &str, kind| AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build().unwrap();
+    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
     let table = unique("idempotency");
     client
         .create_table()
         .table_name(&table)
-        .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap(),
+        // As template.yaml's IdempotencyTable.
+        .attribute_definitions(attribute("id", ScalarAttributeType::S))
+        .attribute_definitions(attribute("contact", ScalarAttributeType::S))
+        .attribute_definitions(attribute("applied_at", ScalarAttributeType::N))
+        .key_schema(key("id", KeyType::Hash))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("by_contact")
+                .key_schema(key("contact", KeyType::Hash))
+                .key_schema(key("applied_at", KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+                .build()
+                .unwrap(),
         )
-        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await

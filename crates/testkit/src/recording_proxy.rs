@@ -1,5 +1,7 @@
 //! A recording HTTP proxy: forwards every request to an upstream (a sandbox) unchanged and keeps
-//! `METHOD /path?query` of each, so a test sees exactly what hubrelay sent on the wire.
+//! `METHOD /path?query` of each, so a test sees exactly what hubrelay sent on the wire. In front of moto it
+//! also keeps each request's `X-Amz-Target` (`DynamoDB_20120810.PutItem`, `AmazonSQS.SendMessage`): the AWS
+//! operations a function called.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,11 +15,13 @@ struct Upstream {
     base: String,
     http: reqwest::Client,
     seen: Arc<Mutex<Vec<String>>>,
+    targets: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 pub struct RecordingProxy {
     pub url: String,
     seen: Arc<Mutex<Vec<String>>>,
+    targets: Arc<Mutex<Vec<(String, String)>>>,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -25,20 +29,41 @@ impl RecordingProxy {
     /// Listens on 127.0.0.1 (any free port) in front of `upstream` (e.g. `http://127.0.0.1:PORT`).
     pub async fn start(upstream: &str) -> RecordingProxy {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let state =
-            Upstream { base: upstream.trim_end_matches('/').into(), http: reqwest::Client::new(), seen: seen.clone() };
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let state = Upstream {
+            base: upstream.trim_end_matches('/').into(),
+            http: reqwest::Client::new(),
+            seen: seen.clone(),
+            targets: targets.clone(),
+        };
         let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let url = format!("http://{}", listener.local_addr().expect("proxy address"));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        RecordingProxy { url, seen, _task: task }
+        RecordingProxy { url, seen, targets, _task: task }
     }
 
     /// `METHOD /path?query` of every request so far, in arrival order.
     pub fn requests(&self) -> Vec<String> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The `X-Amz-Target` of every request that had one, in arrival order.
+    pub fn amz_targets(&self) -> Vec<String> {
+        self.amz_requests().into_iter().map(|(target, _)| target).collect()
+    }
+
+    /// The `X-Amz-Target` and the (JSON) body of every request that had one, in arrival order.
+    pub fn amz_requests(&self) -> Vec<(String, String)> {
+        self.targets.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Forget what was seen so far (between the steps of a test).
+    pub fn clear(&self) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.targets.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 
@@ -47,6 +72,10 @@ async fn forward(State(up): State<Upstream>, req: Request) -> Response {
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     up.seen.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{} {target}", parts.method));
     let bytes = axum::body::to_bytes(body, 16 * 1024 * 1024).await.unwrap_or_default();
+    if let Some(amz) = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        up.targets.lock().unwrap_or_else(|e| e.into_inner()).push((amz.to_string(), body));
+    }
     let mut out = up.http.request(parts.method.clone(), format!("{}{target}", up.base)).body(bytes);
     for (name, value) in &parts.headers {
         if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
