@@ -164,6 +164,16 @@ impl SqliteStore {
         self.inner.writer.write(f).await
     }
 
+    /// [`SqliteStore::write`] answered before the flush to disk (see `group_commit`): for writes that, lost
+    /// in a power cut with nothing after them, lose nothing anyone was told (idempotency claims).
+    pub(super) async fn write_unflushed<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.inner.writer.write_unflushed(f).await
+    }
+
     /// [`SqliteStore::write`] for synchronous callers; blocks the calling thread until the commit.
     pub(super) fn write_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -386,7 +396,8 @@ fn complete_row(
 impl IdempotencyStore for SqliteStore {
     async fn begin(&self, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
         let (key, payload_hash) = (key.to_owned(), payload_hash.to_owned());
-        self.write(move |conn| begin_tx(conn, &key, &payload_hash, now)).await
+        // A claim answers nobody: it needs no flush of its own (the completion's flush carries it).
+        self.write_unflushed(move |conn| begin_tx(conn, &key, &payload_hash, now)).await
     }
 
     async fn complete(&self, key: &str, response: &StoredResponse, now: OffsetDateTime) -> Result<(), StoreError> {
