@@ -90,11 +90,12 @@ async fn lead_captured_on_aws_adapters() {
     assert_eq!(parked[0].dead_letter_reason.as_ref().unwrap().code, "property_doesnt_exist");
 
     // status-update and activity (what their functions run), on the same table: lead-captured linked the
-    // lead id to its contact in DynamoDB, the status update finds the contact through it, and the applied
-    // version is kept per contact.
+    // lead id to its contact in DynamoDB (on the lead's idempotency item, with its answer), the status update
+    // finds the contact through it, and the applied version is kept per contact.
     let (_, _, lead) = post(&app, &json!({"email": "linked@example.com", "lead_id": "L-aws-1"}), None).await;
     let contact_id = lead["contact_id"].as_str().expect("delivered").to_string();
-    let link = dynamo.get_item().table_name(&table).key("id", AttributeValue::S("lead:L-aws-1".into())).send().await;
+    let key = AttributeValue::S("lead-captured:lead:L-aws-1".into());
+    let link = dynamo.get_item().table_name(&table).key("id", key).send().await;
     assert_eq!(link.unwrap().item.expect("lead link")["contact_id"], AttributeValue::S(contact_id.clone()));
     let status_app = hubrelay_aws::lambda::status_update_app().await.expect("status-update init");
     let update = json!({"lead_id": "L-aws-1", "status": "Working", "changed_at": "2026-11-21T10:00:00Z"});
