@@ -5,7 +5,7 @@
 //! | `id` | S | the idempotency key (partition key) |
 //! | `status` | S | `IN_PROGRESS` or `COMPLETED` (absent: a released key, free) |
 //! | `idempotency_expiration` | N | epoch **seconds**; after it the key is free again |
-//! | `expiration` | N | epoch seconds; the table's TTL attribute: the longest any attribute must be kept |
+//! | `expiration` | N | epoch seconds; the table's TTL attribute: the longest any attribute must be kept (never lowered) |
 //! | `in_progress_expiration` | N | epoch **milliseconds**; after it an `IN_PROGRESS` record counts as orphaned |
 //! | `validation` | S | hash of the payload; the same key with another hash is a conflict |
 //! | `response_status`, `response_body` | N, S | the answer replayed to duplicates (`COMPLETED` only) |
@@ -19,6 +19,10 @@
 //! | `contact`, `applied_at` | S, N | [`contact_key`] of the lead's email and its `received_at` (epoch ms): the contact version, found through the `by_contact` index |
 //! | `contact_id`, `linked_at` | S, N | the lead id's contact ([`LeadLinks`]); the key is [`sender_key`] of the lead id |
 //!
+//! A key claimed again after its window and delivered inline replaces the earlier event's record and version
+//! with its own (the newer ones); the lead link is the same lead's. The event record is listed for
+//! [`EVENT_TTL`] after its last update, however long the item lives for its link.
+//!
 //! Items written before this layout (`expiration` without `idempotency_expiration`) keep their meaning.
 //! DynamoDB deletes expired items lazily (up to ~48 h after `expiration`), so every decision compares the
 //! expiry attributes with `now` instead of trusting that expired items are gone.
@@ -29,7 +33,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use time::OffsetDateTime;
 
 use hubrelay_core::store::{
@@ -126,6 +130,27 @@ impl DynamoIdempotencyStore {
     }
 }
 
+impl DynamoIdempotencyStore {
+    /// Raise the item's TTL to `ttl` (never lower it): a reclaimed key whose last retention ends sooner.
+    async fn extend_ttl(&self, key: &str, ttl: i64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(key.to_owned()))
+            .update_expression("SET expiration = :ttl")
+            .condition_expression("expiration < :ttl")
+            .expression_attribute_values(":ttl", n(ttl))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(self.unavailable("UpdateItem", &e)),
+        }
+    }
+}
+
 fn epoch_seconds(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
@@ -142,7 +167,9 @@ fn n(v: i64) -> AttributeValue {
 impl IdempotencyStore for DynamoIdempotencyStore {
     async fn begin(&self, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
         // An update, not a put: a key claimed again after its window keeps what its last delivery left (the
-        // lead link, the contact version, the event record) until this claim completes.
+        // lead link, the contact version, the event record) and never shortens its TTL. The TTL covers the
+        // window from this claim plus the time to answer (the answer sets `idempotency_expiration` only).
+        let ttl = epoch_seconds(now + IDEMPOTENCY_TTL + IN_PROGRESS_TTL);
         // A claim can lose a race with a `release` (condition fails, then the status is gone): try again.
         for _ in 0..3 {
             let result = self
@@ -152,21 +179,35 @@ impl IdempotencyStore for DynamoIdempotencyStore {
                 .key("id", AttributeValue::S(key.to_owned()))
                 .update_expression(
                     "SET #status = :inprogress, validation = :v, idempotency_expiration = :exp, \
-                     expiration = :exp, in_progress_expiration = :ipexp REMOVE response_status, response_body",
+                     expiration = if_not_exists(expiration, :ttl), in_progress_expiration = :ipexp \
+                     REMOVE response_status, response_body",
                 )
                 .condition_expression(CLAIM_CONDITION)
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":v", AttributeValue::S(payload_hash.to_owned()))
                 .expression_attribute_values(":exp", n(epoch_seconds(now + IDEMPOTENCY_TTL)))
+                .expression_attribute_values(":ttl", n(ttl))
                 .expression_attribute_values(":ipexp", n(epoch_millis(now + IN_PROGRESS_TTL)))
                 .expression_attribute_values(":now_s", n(epoch_seconds(now)))
                 .expression_attribute_values(":now_ms", n(epoch_millis(now)))
                 .expression_attribute_values(":inprogress", AttributeValue::S(STATUS_IN_PROGRESS.to_owned()))
+                .return_values(ReturnValue::AllOld)
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
                 .await;
             match result {
-                Ok(_) => return Ok(Begin::Started),
+                Ok(out) => {
+                    let old_ttl = out
+                        .attributes
+                        .as_ref()
+                        .and_then(|a| a.get("expiration"))
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse::<i64>().ok());
+                    if old_ttl.is_some_and(|old| old < ttl) {
+                        self.extend_ttl(key, ttl).await?;
+                    }
+                    return Ok(Begin::Started);
+                }
                 Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => {
                     let old = match ctx.into_err() {
                         UpdateItemError::ConditionalCheckFailedException(e) => e.item,
@@ -191,14 +232,14 @@ impl IdempotencyStore for DynamoIdempotencyStore {
     }
 
     async fn complete(&self, key: &str, response: &StoredResponse, now: OffsetDateTime) -> Result<(), StoreError> {
-        // Unconditional, like Powertools: the caller owns the key (it got `Started`).
+        // Unconditional, like Powertools: the caller owns the key (it got `Started`). The TTL is the claim's.
         self.client
             .update_item()
             .table_name(&self.table)
             .key("id", AttributeValue::S(key.to_owned()))
             .update_expression(
                 "SET #status = :completed, response_status = :rs, response_body = :rb, \
-                 idempotency_expiration = :exp, expiration = :exp REMOVE in_progress_expiration",
+                 idempotency_expiration = :exp REMOVE in_progress_expiration",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":completed", AttributeValue::S(STATUS_COMPLETED.to_owned()))

@@ -177,18 +177,22 @@ impl LeadLinks for DynamoIdempotencyStore {
     }
 
     async fn contact_for(&self, lead_id: &str) -> Result<Option<String>, StoreError> {
-        // Linked by an inline delivery (on the lead's key item) or by the retry worker (`lead:` item): both in
-        // one request.
+        // Linked by an inline delivery (on the lead's key item) or by the retry worker and merges (`lead:` item):
+        // both in one request, the newer link wins.
         let keys = [sender_key(FunctionName::LeadCaptured, "lead", lead_id), format!("lead:{lead_id}")];
-        let mut wanted = KeysAndAttributes::builder().consistent_read(true).projection_expression("id, contact_id");
+        let mut wanted =
+            KeysAndAttributes::builder().consistent_read(true).projection_expression("contact_id, linked_at");
         for key in &keys {
             wanted = wanted.keys(HashMap::from([("id".to_string(), s(key))]));
         }
         let wanted = wanted.build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut request = HashMap::from([(self.table().to_string(), wanted)]);
         let mut found = Vec::new();
-        // Unprocessed keys (throttling) are asked again, a few times.
-        for _ in 0..5 {
+        // Keys DynamoDB left unprocessed (throttling) are asked again after a pause, a few times.
+        for round in 0..4u32 {
+            if round > 0 {
+                tokio::time::sleep(Duration::from_millis(25 << round)).await;
+            }
             let out = self
                 .client()
                 .batch_get_item()
@@ -199,18 +203,22 @@ impl LeadLinks for DynamoIdempotencyStore {
             found.extend(out.responses.and_then(|mut r| r.remove(self.table())).unwrap_or_default());
             match out.unprocessed_keys {
                 Some(rest) if !rest.is_empty() => request = rest,
-                _ => break,
+                _ => {
+                    let linked_at = |item: &HashMap<String, AttributeValue>| {
+                        item.get("linked_at").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok())
+                    };
+                    let newest = found
+                        .iter()
+                        .filter(|item| item.contains_key("contact_id"))
+                        .max_by_key(|item| linked_at(item).unwrap_or(0));
+                    return Ok(newest.and_then(|i| i.get("contact_id")).and_then(|v| v.as_s().ok()).cloned());
+                }
             }
         }
-        let contact = |key: &str| {
-            found
-                .iter()
-                .find(|item| item.get("id").and_then(|v| v.as_s().ok()).is_some_and(|id| id == key))
-                .and_then(|item| item.get("contact_id"))
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-        };
-        Ok(keys.iter().find_map(|key| contact(key)))
+        Err(StoreError::Unavailable(format!(
+            "DynamoDB BatchGetItem on table {}: lead {lead_id}'s links stayed unprocessed",
+            self.table()
+        )))
     }
 
     async fn record_merge(&self, merged: &str, survivor: &str, now: OffsetDateTime) -> Result<(), StoreError> {

@@ -65,7 +65,9 @@ async fn dynamo_begin_then_complete_replays_the_stored_response() {
     let item = raw_item(&client, &table, "k1").await.expect("record written");
     assert_eq!(item["status"].as_s().unwrap(), "IN_PROGRESS");
     assert_eq!(item["validation"].as_s().unwrap(), "hash-a");
-    assert_eq!(num(&item, "expiration"), (T0 + IDEMPOTENCY_TTL).unix_timestamp(), "TTL in epoch seconds");
+    assert_eq!(num(&item, "idempotency_expiration"), (T0 + IDEMPOTENCY_TTL).unix_timestamp(), "epoch seconds");
+    // The TTL covers the window from the claim and the time to answer.
+    assert_eq!(num(&item, "expiration"), (T0 + IDEMPOTENCY_TTL + IN_PROGRESS_TTL).unix_timestamp());
     assert_eq!(
         num(&item, "in_progress_expiration"),
         ((T0 + IN_PROGRESS_TTL).unix_timestamp_nanos() / 1_000_000) as i64,
@@ -77,7 +79,8 @@ async fn dynamo_begin_then_complete_replays_the_stored_response() {
     let item = raw_item(&client, &table, "k1").await.unwrap();
     assert_eq!(item["status"].as_s().unwrap(), "COMPLETED");
     assert_eq!(num(&item, "response_status"), 202);
-    assert_eq!(num(&item, "expiration"), (t1 + IDEMPOTENCY_TTL).unix_timestamp());
+    assert_eq!(num(&item, "idempotency_expiration"), (t1 + IDEMPOTENCY_TTL).unix_timestamp());
+    assert_eq!(num(&item, "expiration"), (T0 + IDEMPOTENCY_TTL + IN_PROGRESS_TTL).unix_timestamp());
     assert_eq!(item["validation"].as_s().unwrap(), "hash-a");
 
     // A duplicate: long after the in-progress window, well inside the 4-day lifetime.
@@ -215,10 +218,23 @@ async fn dynamo_a_delivered_lead_is_one_completing_write_that_events_versions_an
     let later = now + IDEMPOTENCY_TTL + SECOND;
     assert_eq!(store.begin(&key, "other", later).await.unwrap(), Begin::Started);
     assert_eq!(store.contact_for("L-9").await.unwrap().as_deref(), Some("501"));
+    let item = raw_item(&client, &table, &key).await.unwrap();
+    assert_eq!(num(&item, "expiration"), (now + UPDATE_STATE_TTL).unix_timestamp(), "the claim never lowers the TTL");
     store.release(&key).await.unwrap();
     assert_eq!(store.contact_for("L-9").await.unwrap().as_deref(), Some("501"));
     assert!(store.get_event("evt_inline").await.unwrap().is_some());
     assert_eq!(store.begin(&key, "other", later).await.unwrap(), Begin::Started);
+    // A newer link (the worker's, or a merge's) wins over the one on the key item.
+    store.link("L-9", "777", later).await.unwrap();
+    assert_eq!(store.contact_for("L-9").await.unwrap().as_deref(), Some("777"));
+    // An expired legacy-shaped claim raises the TTL to the new window.
+    let legacy = client.put_item().table_name(&table).item("id", AttributeValue::S("old".into()));
+    let legacy =
+        legacy.item("status", AttributeValue::S("COMPLETED".into())).item("expiration", AttributeValue::N("1".into()));
+    legacy.send().await.unwrap();
+    assert_eq!(store.begin("old", "h", now).await.unwrap(), Begin::Started);
+    let item = raw_item(&client, &table, "old").await.unwrap();
+    assert_eq!(num(&item, "expiration"), (now + IDEMPOTENCY_TTL + IN_PROGRESS_TTL).unix_timestamp());
 }
 
 #[tokio::test]
