@@ -31,7 +31,10 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct Emulator {
     inner: Arc<Mutex<Inner>>,
+    /// Wakes a bootstrap waiting in `next` when an event is queued.
     notify: Arc<tokio::sync::Notify>,
+    /// Wakes callers of [`Emulator::answer`] when any answer arrives (so warm latencies are not rounded to a poll).
+    answered: Arc<tokio::sync::Notify>,
 }
 
 /// A running function: the bootstrap process and its emulator. Dropping it kills the process.
@@ -55,14 +58,16 @@ impl Emulator {
     pub async fn answer(&self, id: &str, timeout: Duration) -> Result<Value, Value> {
         let deadline = Instant::now() + timeout;
         loop {
+            let answered = self.answered.notified();
             if let Some(a) = self.inner.lock().unwrap().answers.get(id).cloned() {
                 return a;
             }
             if let Some(e) = self.inner.lock().unwrap().init_error.clone() {
                 panic!("the function failed its init: {e}");
             }
-            assert!(Instant::now() < deadline, "no answer to {id} within {timeout:?}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            let now = Instant::now();
+            assert!(now < deadline, "no answer to {id} within {timeout:?}");
+            let _ = tokio::time::timeout(deadline - now, answered).await;
         }
     }
 
@@ -115,16 +120,19 @@ fn json(body: &Bytes) -> Value {
 
 async fn response(State(em): State<Emulator>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
     em.inner.lock().unwrap().answers.insert(id, Ok(json(&body)));
+    em.answered.notify_waiters();
     StatusCode::ACCEPTED
 }
 
 async fn error(State(em): State<Emulator>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
     em.inner.lock().unwrap().answers.insert(id, Err(json(&body)));
+    em.answered.notify_waiters();
     StatusCode::ACCEPTED
 }
 
 async fn init_error(State(em): State<Emulator>, body: Bytes) -> StatusCode {
     em.inner.lock().unwrap().init_error = Some(json(&body));
+    em.answered.notify_waiters();
     StatusCode::ACCEPTED
 }
 
