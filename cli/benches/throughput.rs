@@ -7,7 +7,9 @@
 //! with `wrk` (closed loop, `--connections` at once, every request a new email; see `throughput/leads.lua`).
 //! After the load it waits for the retry queue to drain and checks that every answered lead is a delivered
 //! event and a contact. Reports leads/s, p50 / p99 answer latency, serve's CPU per lead (user + system from
-//! `/proc`, during the load only), HubSpot calls per lead and the SQLite writes per commit.
+//! `/proc`, during the load only; also the part on its SQLite writer thread), HubSpot calls per lead, the
+//! SQLite writes per commit, how much CPU time the hypervisor stole from this VM meanwhile, and how long the
+//! machine took for a fixed piece of work before the run (its speed of the moment: compare runs at similar values).
 //!
 //! `scripts/install-test-tools bench` installs wrk. Run: `cargo bench -p hubrelay-cli --bench throughput --
 //! [--connections 16,64] [--seconds 30] [--runs 3] [--bin path/to/hubrelay]`.
@@ -67,13 +69,57 @@ struct Run {
     contacts: usize,
     dead: usize,
     serve_cpu_us_per_lead: f64,
+    /// The part of serve's CPU spent on its SQLite writer thread (statements, commits, checkpoints).
+    writer_cpu_us_per_lead: f64,
     sandbox_cpu_us_per_lead: f64,
     calls_per_lead: f64,
+    /// Share of the machine's CPU time the hypervisor gave to others during the load (a VM's noisy neighbours
+    /// slow every figure above; compare runs only when this is near 0).
+    steal_percent: f64,
+    reference_ms: f64,
 }
 
 /// User + system CPU of `pid` in clock ticks (10 ms on Linux).
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_ticks(&format!("/proc/{pid}/stat"))
+}
+
+/// User + system CPU of `pid`'s thread named `name` (the SQLite writer: `sqlite-writer`), in clock ticks.
+fn thread_cpu_ticks(pid: u32, name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .map(|t| stat_ticks(&t.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
+/// The machine's CPU ticks since boot from `/proc/stat`: (all, stolen by the hypervisor).
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    (cpu.iter().take(8).sum(), cpu.get(7).copied().unwrap_or(0))
+}
+
+/// Milliseconds this machine takes for a fixed piece of CPU work (SHA-256 of 64 MiB, best of 3), before a run:
+/// a VM's speed drifts with its neighbours (not all of it shows as steal), and runs compare only at a similar
+/// figure.
+fn reference_work_ms() -> f64 {
+    use sha2::Digest;
+    let data = vec![0x5au8; 64 << 20];
+    (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(sha2::Sha256::digest(&data));
+            started.elapsed().as_secs_f64() * 1000.0
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn stat_ticks(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let get = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
@@ -133,6 +179,7 @@ fn stop(mut child: Child) {
 }
 
 async fn run(args: &Args, connections: usize, n: usize) -> Run {
+    let reference_ms = reference_work_ms();
     let dir = tempfile::tempdir().unwrap();
     let mut sandbox_cmd = Command::new(&args.bin);
     sandbox_cmd.args(["sandbox", "--listen", "127.0.0.1:0", "--rate-limit", "1000000", "--token", SANDBOX_TOKEN]);
@@ -155,11 +202,18 @@ async fn run(args: &Args, connections: usize, n: usize) -> Run {
     let before = stats(&sandbox).await;
     let store = SqliteStore::open(&dir.path().join("hubrelay.db")).unwrap();
     let (serve_cpu, sandbox_cpu) = (cpu_ticks(serve_child.id()), cpu_ticks(sandbox_child.id()));
+    let writer_cpu = thread_cpu_ticks(serve_child.id(), "sqlite-writer");
+    let machine = machine_ticks();
     let since = time::OffsetDateTime::now_utc();
     let started = Instant::now();
     let figures = wrk(&url, connections, args.seconds, &format!("run{n}c{connections}"));
     let elapsed = started.elapsed().as_secs_f64();
     let serve_cpu = cpu_ticks(serve_child.id()) - serve_cpu;
+    let writer_cpu = thread_cpu_ticks(serve_child.id(), "sqlite-writer") - writer_cpu;
+    let machine = {
+        let (all, stolen) = machine_ticks();
+        (all - machine.0, stolen - machine.1)
+    };
     let sandbox_cpu = cpu_ticks(sandbox_child.id()) - sandbox_cpu;
 
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -193,8 +247,11 @@ async fn run(args: &Args, connections: usize, n: usize) -> Run {
         contacts,
         dead,
         serve_cpu_us_per_lead: per_lead(serve_cpu),
+        writer_cpu_us_per_lead: per_lead(writer_cpu),
         sandbox_cpu_us_per_lead: per_lead(sandbox_cpu),
         calls_per_lead: (upserts(&after) - upserts(&before)) as f64 / answered.max(1) as f64,
+        steal_percent: 100.0 * machine.1 as f64 / machine.0.max(1) as f64,
+        reference_ms,
     }
 }
 
@@ -216,14 +273,16 @@ fn main() {
         let m = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
         println!(
             "{c} connections, {} s, median of {}: {:.0} leads/s; p50 {:.1} ms, p99 {:.1} ms; serve CPU {:.0} µs/lead \
-             (sandbox {:.0}); {:.4} HubSpot calls/lead; not 2xx {:.0}, socket errors {:.0}; answered {:.0}, \
-             delivered {:.0}, contacts {:.0}, dead-lettered {:.0}",
+             (of which its SQLite writer {:.0}; sandbox {:.0}); {:.4} HubSpot calls/lead; not 2xx {:.0}, socket errors {:.0}; answered {:.0}, \
+             delivered {:.0}, contacts {:.0}, dead-lettered {:.0}; CPU stolen by the hypervisor {:.1} %, \
+             reference work {:.0} ms",
             args.seconds,
             args.runs,
             m(&|r| r.leads_per_s),
             m(&|r| r.p50_ms),
             m(&|r| r.p99_ms),
             m(&|r| r.serve_cpu_us_per_lead),
+            m(&|r| r.writer_cpu_us_per_lead),
             m(&|r| r.sandbox_cpu_us_per_lead),
             m(&|r| r.calls_per_lead),
             m(&|r| r.not_2xx as f64),
@@ -232,6 +291,8 @@ fn main() {
             m(&|r| r.delivered as f64),
             m(&|r| r.contacts as f64),
             m(&|r| r.dead as f64),
+            m(&|r| r.steal_percent),
+            m(&|r| r.reference_ms),
         );
     }
 }
