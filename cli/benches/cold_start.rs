@@ -90,7 +90,8 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[rank - 1]
 }
 
-/// Nanoseconds `pid`'s threads have run on a CPU (`/proc/<pid>/task/*/schedstat`, first field).
+/// Nanoseconds `pid`'s live threads have run on a CPU (`/proc/<pid>/task/*/schedstat`, first field; a
+/// thread that exits between two readings takes its time along, so a difference can undercount, never wrap).
 fn cpu_ns(pid: u32) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
     tasks
@@ -121,6 +122,7 @@ async fn main() {
         argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)?.parse().ok()).unwrap_or(default)
     };
     let (runs, warm_events) = (flag("--runs", 7), flag("--warm", 50));
+    assert!(runs >= 1, "--runs needs at least 1");
     let only = argv.iter().position(|a| a == "--only").and_then(|i| argv.get(i + 1).cloned());
     let stage = runtime::aws_stage().await;
     let hs =
@@ -157,18 +159,22 @@ async fn main() {
          moto and the sandbox on loopback)"
     );
     println!(
-        "{:<16} {:>10} {:>10} {:>12} {:>9} {:>9} {:>14} {:>10} {:>11}",
+        "{:<16} {:>10} {:>10} {:>12} {:>9} {:>9} {:>12} {:>14} {:>10} {:>11}",
         "function",
         "init ms",
         "w/ SSM ms",
         "1st event ms",
         "warm p50",
         "warm p99",
+        "warm CPU µs",
         "peak RSS MiB",
         "size MiB",
         "arm64 MiB"
     );
     let functions = ["lead-captured", "status-update", "activity", "referral-event", "retry-worker"];
+    if let Some(only) = &only {
+        assert!(functions.contains(&only.as_str()), "--only takes one of {functions:?}");
+    }
     for function in functions.into_iter().filter(|f| only.as_deref().is_none_or(|o| o == *f)) {
         let binary = release_dir().join(function);
         let size = std::fs::metadata(&binary)
@@ -193,7 +199,7 @@ async fn main() {
                 warm.push(invoke(&f, function, event(function, &contact_id, run, n)).await);
             }
             if warm_events > 0 {
-                warm_cpu.push((cpu_ns(f.child.id()) - cpu_before) as f64 / 1000.0 / warm_events as f64);
+                warm_cpu.push(cpu_ns(f.child.id()).saturating_sub(cpu_before) as f64 / 1000.0 / warm_events as f64);
             }
         }
         let arm64 = arm64_size(function).map_or("- (run infra/build-lambdas)".to_string(), |m| format!("{m:.2}"));

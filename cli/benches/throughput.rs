@@ -209,7 +209,7 @@ async fn run(args: &Args, connections: usize, n: usize) -> Run {
     let figures = wrk(&url, connections, args.seconds, &format!("run{n}c{connections}"));
     let elapsed = started.elapsed().as_secs_f64();
     let serve_cpu = cpu_ticks(serve_child.id()) - serve_cpu;
-    let writer_cpu = thread_cpu_ticks(serve_child.id(), "sqlite-writer") - writer_cpu;
+    let writer_cpu = thread_cpu_ticks(serve_child.id(), "sqlite-writer").saturating_sub(writer_cpu);
     let machine = {
         let (all, stolen) = machine_ticks();
         (all - machine.0, stolen - machine.1)

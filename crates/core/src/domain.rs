@@ -225,9 +225,10 @@ impl RetrySchedule {
     }
 }
 
-/// A fresh event id: `evt_` and 32 hex digits, a UUIDv7 (time-ordered, 74 random bits): new ids sort after
-/// older ones, so the local store's `events` key inserts at the end of its B-tree instead of a random page
-/// (measured in docs/performance.md "Throughput"); DynamoDB hashes its keys, so order costs nothing there.
+/// A fresh event id: `evt_` and 32 hex digits, a UUIDv7 (the millisecond, then a counter and random bits; ids
+/// show when they were made, and are not secrets). New ids sort after older ones, so the local store's `events`
+/// key inserts at the end of its B-tree instead of a random page (measured in docs/performance.md
+/// "Throughput"); DynamoDB hashes its keys, so order costs nothing there.
 pub fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::now_v7().simple())
 }
