@@ -73,6 +73,9 @@ struct Run {
     writer_cpu_us_per_lead: f64,
     sandbox_cpu_us_per_lead: f64,
     calls_per_lead: f64,
+    /// Bytes `serve` wrote towards the disk per lead (`write_bytes` of `/proc/<pid>/io`: the WAL, its
+    /// checkpoints into the database, the log), in KiB: the storage work, independent of the machine's speed.
+    disk_kib_per_lead: f64,
     /// Share of the machine's CPU time the hypervisor gave to others during the load (a VM's noisy neighbours
     /// slow every figure above; compare runs only when this is near 0).
     steal_percent: f64,
@@ -92,6 +95,12 @@ fn thread_cpu_ticks(pid: u32, name: &str) -> u64 {
         .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
         .map(|t| stat_ticks(&t.path().join("stat").to_string_lossy()))
         .sum()
+}
+
+/// Bytes `pid` has caused to be written to storage (`write_bytes` in `/proc/<pid>/io`).
+fn disk_write_bytes(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    io.lines().find_map(|l| l.strip_prefix("write_bytes:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// The machine's CPU ticks since boot from `/proc/stat`: (all, stolen by the hypervisor).
@@ -203,6 +212,7 @@ async fn run(args: &Args, connections: usize, n: usize) -> Run {
     let store = SqliteStore::open(&dir.path().join("hubrelay.db")).unwrap();
     let (serve_cpu, sandbox_cpu) = (cpu_ticks(serve_child.id()), cpu_ticks(sandbox_child.id()));
     let writer_cpu = thread_cpu_ticks(serve_child.id(), "sqlite-writer");
+    let written = disk_write_bytes(serve_child.id());
     let machine = machine_ticks();
     let since = time::OffsetDateTime::now_utc();
     let started = Instant::now();
@@ -210,6 +220,7 @@ async fn run(args: &Args, connections: usize, n: usize) -> Run {
     let elapsed = started.elapsed().as_secs_f64();
     let serve_cpu = cpu_ticks(serve_child.id()) - serve_cpu;
     let writer_cpu = thread_cpu_ticks(serve_child.id(), "sqlite-writer").saturating_sub(writer_cpu);
+    let written = disk_write_bytes(serve_child.id()).saturating_sub(written);
     let machine = {
         let (all, stolen) = machine_ticks();
         (all - machine.0, stolen - machine.1)
@@ -250,6 +261,7 @@ async fn run(args: &Args, connections: usize, n: usize) -> Run {
         writer_cpu_us_per_lead: per_lead(writer_cpu),
         sandbox_cpu_us_per_lead: per_lead(sandbox_cpu),
         calls_per_lead: (upserts(&after) - upserts(&before)) as f64 / answered.max(1) as f64,
+        disk_kib_per_lead: written as f64 / 1024.0 / answered.max(1) as f64,
         steal_percent: 100.0 * machine.1 as f64 / machine.0.max(1) as f64,
         reference_ms,
     }
@@ -273,7 +285,7 @@ fn main() {
         let m = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
         println!(
             "{c} connections, {} s, median of {}: {:.0} leads/s; p50 {:.1} ms, p99 {:.1} ms; serve CPU {:.0} µs/lead \
-             (of which its SQLite writer {:.0}; sandbox {:.0}); {:.4} HubSpot calls/lead; not 2xx {:.0}, socket errors {:.0}; answered {:.0}, \
+             (of which its SQLite writer {:.0}; sandbox {:.0}); {:.4} HubSpot calls/lead; {:.1} KiB written/lead; not 2xx {:.0}, socket errors {:.0}; answered {:.0}, \
              delivered {:.0}, contacts {:.0}, dead-lettered {:.0}; CPU stolen by the hypervisor {:.1} %, \
              reference work {:.0} ms",
             args.seconds,
@@ -285,6 +297,7 @@ fn main() {
             m(&|r| r.writer_cpu_us_per_lead),
             m(&|r| r.sandbox_cpu_us_per_lead),
             m(&|r| r.calls_per_lead),
+            m(&|r| r.disk_kib_per_lead),
             m(&|r| r.not_2xx as f64),
             m(&|r| r.socket_errors as f64),
             m(&|r| r.answered as f64),

@@ -656,8 +656,8 @@ fn error_trace_ids(error: &Value) -> Vec<usize> {
 /// neither answered nor named fails retryably (nothing says it was refused).
 fn match_results(count: usize, value: &Value) -> UpsertResults {
     let mut out: Vec<Option<Result<UpsertedContact, HubSpotError>>> = (0..count).map(|_| None).collect();
-    let results = value.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
-    for r in &results {
+    let results: &[Value] = value.get("results").and_then(Value::as_array).map_or(&[], Vec::as_slice);
+    for r in results {
         let Some(i) = r.get("objectWriteTraceId").and_then(Value::as_str).and_then(|t| t.parse::<usize>().ok()) else {
             continue;
         };
