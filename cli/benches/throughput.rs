@@ -74,7 +74,8 @@ struct Run {
     sandbox_cpu_us_per_lead: f64,
     calls_per_lead: f64,
     /// Bytes `serve` wrote towards the disk per lead (`write_bytes` of `/proc/<pid>/io`: the WAL, its
-    /// checkpoints into the database, the log), in KiB: the storage work, independent of the machine's speed.
+    /// checkpoints into the database, the log), in KiB: the storage work, set by how many leads share a commit,
+    /// not by the CPU's speed.
     disk_kib_per_lead: f64,
     /// Share of the machine's CPU time the hypervisor gave to others during the load (a VM's noisy neighbours
     /// slow every figure above; compare runs only when this is near 0).
