@@ -84,10 +84,13 @@ fn in_savepoint<T>(
     exec("SAVEPOINT job")?;
     let result = catch_unwind(AssertUnwindSafe(|| write(conn)))
         .unwrap_or_else(|_| Err(StoreError::Unavailable("sqlite: a write panicked".into())));
-    if result.is_err() {
-        exec("ROLLBACK TO job")?;
+    let undone = if result.is_err() { exec("ROLLBACK TO job").map(drop) } else { Ok(()) };
+    if let Err(e) = undone.and_then(|()| exec("RELEASE job").map(drop)) {
+        // The savepoint can't be undone or ended, so this write can't be told apart from the batch's others:
+        // drop the whole transaction (commit_batch sees it gone and fails every write of the batch).
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e);
     }
-    exec("RELEASE job")?;
     result
 }
 
@@ -222,14 +225,33 @@ fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>, stats: &Cou
 
 /// One transaction for the whole batch: `BEGIN IMMEDIATE` (waiting out another process's lock up to the busy
 /// timeout), every write in its savepoint, one `COMMIT`. When the commit fails nothing of the batch is kept.
+///
+/// SQLite itself rolls the whole transaction back on some errors (`SQLITE_FULL`, `SQLITE_IOERR`, ...) and
+/// [`in_savepoint`] does when a savepoint can't be undone. Once the transaction is gone no further write of
+/// the batch runs (it would commit on its own, outside the batch) and the whole batch fails.
 fn commit_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), StoreError> {
-    exec(conn, "BEGIN IMMEDIATE").map(drop)?;
+    begin(conn)?;
     for job in batch.iter_mut() {
+        if conn.is_autocommit() {
+            break;
+        }
         job.run(conn);
+    }
+    if conn.is_autocommit() {
+        return Err(StoreError::Unavailable("sqlite: the batch's transaction was rolled back".into()));
     }
     exec(conn, "COMMIT").map(drop).inspect_err(|_| {
         let _ = conn.execute_batch("ROLLBACK");
     })
+}
+
+/// `BEGIN IMMEDIATE`, first ending a transaction an earlier batch left open (its `COMMIT` and then its
+/// `ROLLBACK` failed): without that every later batch would fail to begin.
+fn begin(conn: &Connection) -> Result<(), StoreError> {
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK").map_err(crate::sqlite::sql_err)?;
+    }
+    exec(conn, "BEGIN IMMEDIATE").map(drop)
 }
 
 /// Read connections, opened on demand and reused; each read sees the last commit.
@@ -347,6 +369,54 @@ mod tests {
         // The writer still works, from synchronous code too.
         writer.write_blocking(|c| c.execute("INSERT INTO t (v) VALUES (5)", []).map_err(sql_err)).unwrap();
         assert_eq!(count(&readers), 3);
+    }
+
+    /// Three writes queued behind a slow one (which writes nothing), so they share a batch; the second
+    /// does `sabotage` after its insert.
+    async fn batch_with(writer: &GroupCommit, sabotage: &'static str) -> [Result<(), StoreError>; 3] {
+        let insert =
+            |v: i64| move |c: &Connection| c.execute("INSERT INTO t (v) VALUES (?1)", [v]).map(drop).map_err(sql_err);
+        let (slow, a, b, c) = tokio::join!(
+            writer.write(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                Ok(())
+            }),
+            writer.write(insert(21)),
+            writer.write(move |c| {
+                insert(22)(c)?;
+                c.execute_batch(sabotage).map_err(sql_err)
+            }),
+            writer.write(insert(23)),
+        );
+        drop(slow);
+        [a, b, c]
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_transaction_is_gone_fails_whole_and_commits_nothing() {
+        // SQLite rolls the whole transaction back itself on SQLITE_FULL or SQLITE_IOERR; a write that ends its
+        // savepoint leaves RELEASE nothing to end. Either way no write of the batch may stand or report success.
+        for sabotage in ["ROLLBACK", "RELEASE job"] {
+            let (_dir, writer, readers) = store();
+            writer.write(|c| c.execute("INSERT INTO t (v) VALUES (1)", []).map_err(sql_err)).await.unwrap();
+            let results = batch_with(&writer, sabotage).await;
+            assert!(results.iter().all(|r| r.is_err()), "{sabotage}: {results:?}");
+            assert_eq!(count(&readers), 1, "{sabotage}: nothing of the batch committed");
+            // The writer goes on.
+            writer.write(|c| c.execute("INSERT INTO t (v) VALUES (2)", []).map_err(sql_err)).await.unwrap();
+            assert_eq!(count(&readers), 2, "{sabotage}");
+        }
+    }
+
+    #[test]
+    fn a_transaction_left_open_is_ended_before_the_next_batch_begins() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (v INTEGER); BEGIN; INSERT INTO t VALUES (1);").unwrap();
+        begin(&conn).unwrap();
+        assert!(!conn.is_autocommit());
+        conn.execute_batch("INSERT INTO t VALUES (2); COMMIT;").unwrap();
+        let values: i64 = conn.query_row("SELECT SUM(v) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(values, 2, "the open transaction was rolled back, the new one committed");
     }
 
     #[tokio::test]
