@@ -256,6 +256,52 @@ async fn transport_errors_are_json_and_absurd_lengths_are_refused_up_front() {
     }
 }
 
+/// A body over the size limit is answered 413 before the rest of it is read. The connection then reads and
+/// discards what the sender still sends before it closes: closed with unread bytes, the kernel would reset it,
+/// and a client still writing its body (as HTTP clients do) would see "connection reset" or an incomplete
+/// message instead of the 413.
+#[tokio::test]
+async fn a_body_still_arriving_after_its_413_is_read_not_reset() {
+    let serve = Serve::start(&[]);
+    let auth = format!("Authorization: Bearer {}\r\n", crate::harness::TOKEN);
+    let body = format!("{{\"email\":\"a@b.co\",\"notes\":\"{}\"}}", "x".repeat(1024 * 1024));
+    let declared = format!(
+        "POST /v1/leads HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let chunked =
+        format!("POST /v1/leads HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let chunked_body = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    for (head, body) in [(declared, body.clone()), (chunked, chunked_body)] {
+        let url = serve.url.clone();
+        let (written, status, answer) =
+            tokio::task::spawn_blocking(move || streamed_exchange(&url, head.as_bytes(), body.as_bytes()))
+                .await
+                .unwrap();
+        assert!(written.is_ok(), "the body's writes were cut off: {written:?}");
+        assert_eq!((status, answer["error"]["code"].as_str()), (413, Some("payload_too_large")), "{answer}");
+    }
+}
+
+/// Send `head`, then `body` in 64 KiB pieces 10 ms apart (a client still sending when the answer comes),
+/// then read the answer to its end: (how the writes went, status, JSON body).
+fn streamed_exchange(url: &str, head: &[u8], body: &[u8]) -> (std::io::Result<()>, u16, Value) {
+    let mut stream = TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let written = stream.write_all(head).and_then(|()| {
+        body.chunks(64 * 1024).try_for_each(|piece| {
+            std::thread::sleep(Duration::from_millis(10));
+            stream.write_all(piece)
+        })
+    });
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no answer: {text:?}"));
+    let json = text.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok());
+    (written, status, json.unwrap_or_else(|| panic!("a non-JSON answer: {text:?}")))
+}
+
 /// Finding 9: idle connections cannot starve `serve`. Over the connection cap a client hears a JSON 503;
 /// idle connections are closed after the header read timeout, and the relay answers again.
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! `hubrelay serve`'s listener: the router over hyper's HTTP/1.1 with the limits a port open to the
 //! internet needs — a header read timeout (idle, slow and half-sent connections are closed), a request
 //! timeout, a cap on open connections — and hyper's own refusals (a malformed request line or header,
-//! headers too large, a URI too long) answered in our JSON error shape instead of an empty body.
+//! headers too large, a URI too long) answered in our JSON error shape instead of an empty body — and a
+//! lingering close, so an answer sent before the request's body was read (a 413) reaches its sender.
 //! In AWS, API Gateway does this job in front of the Lambdas.
 
 use std::future::Future;
@@ -92,8 +93,8 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection =
-            http.serve_connection(TokioIo::new(JsonRefusals::new(stream)), TowerToHyperService::new(app.clone()));
+        let io = TokioIo::new(JsonRefusals::new(LingeringClose::new(stream)));
+        let connection = http.serve_connection(io, TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -108,10 +109,11 @@ pub async fn serve(
 }
 
 /// Over the connection cap: a JSON 503 and close, without reading the request.
-async fn refuse_busy(mut stream: TcpStream) {
+async fn refuse_busy(stream: TcpStream) {
     tracing::warn!("connection refused: too many open connections");
     let error = ApiError::unavailable("too_many_connections", "the relay has too many open connections; retry shortly");
     let response = raw_response(503, "Service Unavailable", &error.body().to_string(), Some(1));
+    let mut stream = LingeringClose::new(stream);
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         stream.write_all(&response).await?;
         stream.shutdown().await
@@ -211,6 +213,85 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonRefusals<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// How long a closing connection keeps reading what its sender still sends, in all and between two reads,
+/// and how much of it at most (RFC 9112 §9.6; nginx's lingering close does the same).
+const LINGER_TOTAL: Duration = Duration::from_secs(2);
+const LINGER_IDLE: Duration = Duration::from_millis(250);
+const LINGER_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// A connection closed in two steps: on shutdown it sends its FIN, then reads and discards what the peer
+/// still sends until the peer closes, falls quiet or sends too much. Closing a socket with unread bytes in it
+/// makes the kernel send a reset, which can reach the client before it has read our answer — an answer
+/// given before the body was read (413 over the size limit, 503 over the connection cap) would be lost as
+/// "connection reset" or an incomplete message.
+struct LingeringClose<S> {
+    inner: S,
+    linger: Option<Linger>,
+}
+
+struct Linger {
+    write_closed: bool,
+    discarded: usize,
+    total: Pin<Box<tokio::time::Sleep>>,
+    idle: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> LingeringClose<S> {
+    fn new(inner: S) -> Self {
+        LingeringClose { inner, linger: None }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for LingeringClose<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LingeringClose<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let linger = this.linger.get_or_insert_with(|| Linger {
+            write_closed: false,
+            discarded: 0,
+            total: Box::pin(tokio::time::sleep(LINGER_TOTAL)),
+            idle: Box::pin(tokio::time::sleep(LINGER_IDLE)),
+        });
+        if !linger.write_closed {
+            ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            linger.write_closed = true;
+        }
+        let mut scratch = [0u8; 8192];
+        loop {
+            if linger.total.as_mut().poll(cx).is_ready() || linger.idle.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                // The peer closed (or reset): nothing left to protect.
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {
+                    linger.discarded += buf.filled().len();
+                    if linger.discarded > LINGER_MAX_BYTES {
+                        return Poll::Ready(Ok(()));
+                    }
+                    linger.idle.as_mut().reset(tokio::time::Instant::now() + LINGER_IDLE);
+                }
+            }
+        }
     }
 }
 
