@@ -7,11 +7,7 @@
 //! rolls back alone and the others of its batch still commit. Reads never queue here: they use their own
 //! connections (WAL lets them read the last commit while the writer works), see [`ReadPool`].
 //!
-//! A write may be marked as not needing its own flush ([`GroupCommit::write_unflushed`]: idempotency claims).
-//! A batch of only such writes commits with `synchronous = NORMAL`: visible to every connection and safe
-//! from a crash of this process at once, on disk with the next flushed commit (WAL frames are written in
-//! order, so that commit's `fsync` takes them along). A power cut before it loses only claims nobody was
-//! answered for; the sender's retry claims again.
+//! Idempotency claims do not come here at all: they are held in memory ([`crate::claims`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -29,8 +25,6 @@ const MAX_IDLE_READERS: usize = 8;
 
 /// A write waiting for the writer: run it (in the batch's transaction), then hear how the commit went.
 trait WriteJob: Send {
-    /// Whether the caller's answer must wait for this write to be flushed to disk.
-    fn flushed(&self) -> bool;
     fn run(&mut self, conn: &Connection);
     fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
 }
@@ -41,7 +35,6 @@ enum Reply<T> {
 }
 
 struct Task<T, F> {
-    flushed: bool,
     write: Option<F>,
     result: Option<Result<T, StoreError>>,
     reply: Reply<T>,
@@ -52,10 +45,6 @@ where
     T: Send,
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
 {
-    fn flushed(&self) -> bool {
-        self.flushed
-    }
-
     fn run(&mut self, conn: &Connection) {
         if let Some(write) = self.write.take() {
             self.result = Some(in_savepoint(conn, write));
@@ -108,16 +97,14 @@ pub(crate) struct GroupCommit {
 #[derive(Default)]
 struct Counters {
     commits: AtomicU64,
-    flushes: AtomicU64,
     writes: AtomicU64,
 }
 
-/// How many transactions the writer committed (how many of them flushed to disk) and how many writes they
-/// carried, since the store opened.
+/// How many transactions the writer committed (each flushed to disk) and how many writes they carried,
+/// since the store opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WriteStats {
     pub commits: u64,
-    pub flushes: u64,
     pub writes: u64,
 }
 
@@ -137,7 +124,6 @@ impl GroupCommit {
     pub(crate) fn stats(&self) -> WriteStats {
         WriteStats {
             commits: self.stats.commits.load(Ordering::Relaxed),
-            flushes: self.stats.flushes.load(Ordering::Relaxed),
             writes: self.stats.writes.load(Ordering::Relaxed),
         }
     }
@@ -152,25 +138,8 @@ impl GroupCommit {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.write_with(true, write).await
-    }
-
-    /// [`GroupCommit::write`] answered once committed, flushed to disk with the next flushed commit.
-    pub(crate) async fn write_unflushed<T, F>(&self, write: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.write_with(false, write).await
-    }
-
-    async fn write_with<T, F>(&self, flushed: bool, write: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Box::new(Task { flushed, write: Some(write), result: None, reply: Reply::Async(tx) }))?;
+        self.send(Box::new(Task { write: Some(write), result: None, reply: Reply::Async(tx) }))?;
         rx.await.unwrap_or_else(|_| Err(StoreError::Unavailable("sqlite writer stopped".into())))
     }
 
@@ -181,14 +150,13 @@ impl GroupCommit {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Box::new(Task { flushed: true, write: Some(write), result: None, reply: Reply::Blocking(tx) }))?;
+        self.send(Box::new(Task { write: Some(write), result: None, reply: Reply::Blocking(tx) }))?;
         rx.recv().unwrap_or_else(|_| Err(StoreError::Unavailable("sqlite writer stopped".into())))
     }
 }
 
 fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>, stats: &Counters) {
-    // The connection starts with `synchronous = FULL` (see SqliteStore::open).
-    let mut flushing = true;
+    // The connection runs with `synchronous = FULL` (see SqliteStore::open): each commit is flushed.
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -197,24 +165,9 @@ fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>, stats: &Cou
                 Err(_) => break,
             }
         }
-        let flush = batch.iter().any(|job| job.flushed());
-        if flush != flushing {
-            let pragma = if flush { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
-            if conn.execute_batch(pragma).is_ok() {
-                flushing = flush;
-            }
-        }
-        // A batch that must flush never commits unflushed (an unflushed batch may commit flushed).
-        let commit = if flush && !flushing {
-            Err(StoreError::Unavailable("sqlite: cannot switch to synchronous = FULL".into()))
-        } else {
-            commit_batch(&conn, &mut batch)
-        };
+        let commit = commit_batch(&conn, &mut batch);
         if commit.is_ok() {
             stats.commits.fetch_add(1, Ordering::Relaxed);
-            if flushing {
-                stats.flushes.fetch_add(1, Ordering::Relaxed);
-            }
             stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
         for job in batch {
@@ -417,37 +370,5 @@ mod tests {
         conn.execute_batch("INSERT INTO t VALUES (2); COMMIT;").unwrap();
         let values: i64 = conn.query_row("SELECT SUM(v) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(values, 2, "the open transaction was rolled back, the new one committed");
-    }
-
-    #[tokio::test]
-    async fn unflushed_writes_commit_without_a_flush_and_a_flushed_write_flushes_again() {
-        let (_dir, writer, readers) = store();
-        let synchronous =
-            |c: &Connection| c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0)).map_err(sql_err);
-        for v in 0..3 {
-            writer
-                .write_unflushed(move |c| c.execute("INSERT INTO t (v) VALUES (?1)", [v]).map_err(sql_err))
-                .await
-                .unwrap();
-        }
-        // Committed (another connection reads them) without flushing: NORMAL (1) while they committed.
-        assert_eq!(count(&readers), 3);
-        assert_eq!(writer.stats(), WriteStats { commits: 3, flushes: 0, writes: 3 });
-        assert_eq!(writer.write(synchronous).await.unwrap(), 2, "a flushed write runs under FULL (2)");
-        assert_eq!(writer.stats().flushes, 1);
-        // Mixed in one batch (both queue while a slow write holds the writer), the batch flushes.
-        let (slow, a, b) = tokio::join!(
-            writer.write(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                Ok(())
-            }),
-            writer.write_unflushed(|c| c.execute("INSERT INTO t (v) VALUES (10)", []).map_err(sql_err)),
-            writer.write(|c| c.execute("INSERT INTO t (v) VALUES (11)", []).map_err(sql_err)),
-        );
-        slow.unwrap();
-        a.unwrap();
-        b.unwrap();
-        let stats = writer.stats();
-        assert_eq!((stats.commits, stats.flushes), (6, 3), "the mixed batch flushed: {stats:?}");
     }
 }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod claims;
 mod dead_letters;
 mod group_commit;
 pub mod sqlite;

@@ -6,11 +6,15 @@
 //! | column | meaning |
 //! |---|---|
 //! | `key` | the idempotency key (primary key) |
-//! | `status` | `IN_PROGRESS` or `COMPLETED` |
+//! | `status` | `COMPLETED` (`IN_PROGRESS`: a claim, as versions before schema 5 wrote them) |
 //! | `payload_hash` | hash of the payload; the same key with another hash is a conflict (NULL matches anything) |
 //! | `response_status`, `response_body` | the answer replayed to duplicates (`COMPLETED` only) |
 //! | `expires_at` | Unix **seconds**; after it the record counts as gone |
 //! | `in_progress_expires_at` | Unix **milliseconds**; after it an `IN_PROGRESS` record counts as orphaned |
+//!
+//! One difference: a claim in flight is held in this process's memory ([`crate::claims`]), not written, so
+//! a request's key costs one write, the one that stores its answer. `IN_PROGRESS` rows left by an earlier
+//! version are still honoured, and freed at start-up like the claims of a killed run.
 //!
 //! Queue messages are stored as the JSON of [`RetryMessage`] (the same JSON that travels through SQS) plus
 //! indexed columns. Every write goes to one writer thread that commits the writes arriving together in one
@@ -25,13 +29,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::claims::{Claims, Take};
 use crate::group_commit::{GroupCommit, ReadPool};
 use time::OffsetDateTime;
 
 use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
 use hubrelay_core::store::{
     contact_key, Begin, Delivered, IdempotencyStore, RetryQueue, StoreError, StoredResponse, IDEMPOTENCY_TTL,
-    IN_PROGRESS_TTL,
 };
 
 const STATUS_IN_PROGRESS: &str = "IN_PROGRESS";
@@ -83,6 +87,8 @@ pub struct SqliteStore {
 
 struct Inner {
     writer: GroupCommit,
+    /// Idempotency claims in flight (see [`crate::claims`]).
+    claims: Claims,
     /// `None` in memory: another connection would see another database, so reads go through the writer.
     readers: Option<ReadPool>,
     path: Option<PathBuf>,
@@ -130,17 +136,20 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous = FULL;").map_err(sql_err)?;
         migrate(&mut conn)?;
         let readers = path.clone().map(ReadPool::new);
-        Ok(SqliteStore { inner: Arc::new(Inner { writer: GroupCommit::start(conn)?, readers, path }) })
+        let inner = Inner { writer: GroupCommit::start(conn)?, claims: Claims::default(), readers, path };
+        Ok(SqliteStore { inner: Arc::new(inner) })
     }
 
     /// Free every `IN_PROGRESS` claim. Only for the one process that owns the database (`serve` at start-up,
     /// holding the data dir's lock): a claim found then was left by a process that died mid-request, and
     /// its sender's retry should be delivered now, not wait out the claim's lease.
     pub async fn release_orphaned_claims(&self) -> Result<usize, StoreError> {
-        self.write(|conn| {
-            conn.execute("DELETE FROM idempotency WHERE status = ?1", params![STATUS_IN_PROGRESS]).map_err(sql_err)
-        })
-        .await
+        let durable = self
+            .write(|conn| {
+                conn.execute("DELETE FROM idempotency WHERE status = ?1", params![STATUS_IN_PROGRESS]).map_err(sql_err)
+            })
+            .await?;
+        Ok(durable + self.inner.claims.clear())
     }
 
     /// Transactions committed and writes they carried since this store opened (writes per commit is the
@@ -162,16 +171,6 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.inner.writer.write(f).await
-    }
-
-    /// [`SqliteStore::write`] answered before the flush to disk (see `group_commit`): for writes that, lost
-    /// in a power cut with nothing after them, lose nothing anyone was told (idempotency claims).
-    pub(super) async fn write_unflushed<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.inner.writer.write_unflushed(f).await
     }
 
     /// [`SqliteStore::write`] for synchronous callers; blocks the calling thread until the commit.
@@ -292,30 +291,33 @@ struct Record {
     in_progress_expires_at: Option<i64>,
 }
 
-/// Runs in the writer's transaction: the read and the claim are atomic (no other write comes between).
-fn begin_tx(conn: &Connection, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
+/// The idempotency row stored under `key`, if any.
+fn read_record(conn: &Connection, key: &str) -> Result<Option<Record>, StoreError> {
+    conn.prepare_cached(
+        "SELECT status, payload_hash, response_status, response_body, expires_at, \
+         in_progress_expires_at FROM idempotency WHERE key = ?1",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(params![key], |r| {
+            Ok(Record {
+                status: r.get(0)?,
+                payload_hash: r.get(1)?,
+                response_status: r.get(2)?,
+                response_body: r.get(3)?,
+                expires_at: r.get(4)?,
+                in_progress_expires_at: r.get(5)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(sql_err)
+}
+
+/// What the stored `record` means for a request claiming its key with `payload_hash`: `Started` when the
+/// key is free (no record, an expired one, an orphaned `IN_PROGRESS` one).
+fn decide(record: Option<Record>, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
     let now_s = epoch_seconds(now);
     let now_ms = epoch_millis(now);
-    let record = conn
-        .prepare_cached(
-            "SELECT status, payload_hash, response_status, response_body, expires_at, \
-             in_progress_expires_at FROM idempotency WHERE key = ?1",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(params![key], |r| {
-                Ok(Record {
-                    status: r.get(0)?,
-                    payload_hash: r.get(1)?,
-                    response_status: r.get(2)?,
-                    response_body: r.get(3)?,
-                    expires_at: r.get(4)?,
-                    in_progress_expires_at: r.get(5)?,
-                })
-            })
-            .optional()
-        })
-        .map_err(sql_err)?;
-
     let claimable = match &record {
         None => true,
         Some(r) => {
@@ -324,21 +326,6 @@ fn begin_tx(conn: &Connection, key: &str, payload_hash: &str, now: OffsetDateTim
         }
     };
     if claimable {
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO idempotency \
-             (key, status, payload_hash, response_status, response_body, expires_at, in_progress_expires_at) \
-             VALUES (?1, ?2, ?3, NULL, NULL, ?4, ?5)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                key,
-                STATUS_IN_PROGRESS,
-                payload_hash,
-                epoch_seconds(now + IDEMPOTENCY_TTL),
-                epoch_millis(now + IN_PROGRESS_TTL),
-            ])
-        })
-        .map_err(sql_err)?;
         return Ok(Begin::Started);
     }
     let record = record.expect("an absent record is always claimable");
@@ -363,19 +350,22 @@ fn begin_tx(conn: &Connection, key: &str, payload_hash: &str, now: OffsetDateTim
     }
 }
 
-/// Mark `key` COMPLETED. Unconditional, like the DynamoDB adapter: the caller owns the key. If the record
-/// vanished meanwhile, a COMPLETED record without a payload hash is written (it matches any payload).
+/// Mark `key` COMPLETED, with the payload hash of the claim that held it. Unconditional, like the DynamoDB
+/// adapter: the caller owns the key. Without a claim (its lease ran out) a record already there keeps its
+/// hash, and a new one gets none (it matches any payload).
 fn complete_row(
     conn: &Connection,
     key: &str,
+    payload_hash: Option<&str>,
     response: &StoredResponse,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO idempotency \
          (key, status, payload_hash, response_status, response_body, expires_at, in_progress_expires_at) \
-         VALUES (?1, ?2, NULL, ?3, ?4, ?5, NULL) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL) \
          ON CONFLICT (key) DO UPDATE SET status = excluded.status, \
+         payload_hash = coalesce(excluded.payload_hash, idempotency.payload_hash), \
          response_status = excluded.response_status, response_body = excluded.response_body, \
          expires_at = excluded.expires_at, in_progress_expires_at = NULL",
     )
@@ -383,6 +373,7 @@ fn complete_row(
         stmt.execute(params![
             key,
             STATUS_COMPLETED,
+            payload_hash,
             i64::from(response.status),
             response.body,
             epoch_seconds(now + IDEMPOTENCY_TTL),
@@ -394,15 +385,29 @@ fn complete_row(
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
+    /// The claim in memory first (a live one makes this request wait or conflict), then the stored record:
+    /// a key answered before replays. The record is read after the claim is taken, and a claim is freed only
+    /// after its answer is committed, so a duplicate either waits or finds the answer.
     async fn begin(&self, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
-        let (key, payload_hash) = (key.to_owned(), payload_hash.to_owned());
-        // A claim answers nobody: it needs no flush of its own (the completion's flush carries it).
-        self.write_unflushed(move |conn| begin_tx(conn, &key, &payload_hash, now)).await
+        let claim = match self.inner.claims.take(key, payload_hash, epoch_millis(now)) {
+            Take::Taken(claim) => claim,
+            Take::InProgress => return Ok(Begin::InProgress),
+            Take::Conflict => return Ok(Begin::Conflict),
+        };
+        let owned_key = key.to_owned();
+        let begin = self.read(move |conn| read_record(conn, &owned_key)).and_then(|r| decide(r, payload_hash, now));
+        if !matches!(begin, Ok(Begin::Started)) {
+            self.inner.claims.give_back(key, claim);
+        }
+        begin
     }
 
     async fn complete(&self, key: &str, response: &StoredResponse, now: OffsetDateTime) -> Result<(), StoreError> {
-        let (key, response) = (key.to_owned(), response.clone());
-        self.write(move |conn| complete_row(conn, &key, &response, now)).await
+        let (owned_key, response) = (key.to_owned(), response.clone());
+        let hash = self.inner.claims.payload_hash(key);
+        self.write(move |conn| complete_row(conn, &owned_key, hash.as_deref(), &response, now)).await?;
+        self.inner.claims.end(key);
+        Ok(())
     }
 
     /// One write of the group commit: the answer, the event record, the contact version and the lead link.
@@ -413,7 +418,8 @@ impl IdempotencyStore for SqliteStore {
         delivered: &Delivered,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let (key, response) = (key.to_owned(), response.clone());
+        let (owned_key, response) = (key.to_owned(), response.clone());
+        let hash = self.inner.claims.payload_hash(key);
         let event = crate::sqlite_events::EventRow::new(&delivered.event)?;
         let applied = delivered.applied.as_ref().map(|(email, at)| (contact_key(email), epoch_millis(*at)));
         let link = delivered.link.clone();
@@ -425,20 +431,17 @@ impl IdempotencyStore for SqliteStore {
             if let Some((lead_id, contact_id)) = &link {
                 crate::sqlite_updates::write_link(conn, lead_id, contact_id, epoch_millis(now))?;
             }
-            complete_row(conn, &key, &response, now)
+            complete_row(conn, &owned_key, hash.as_deref(), &response, now)
         })
-        .await
+        .await?;
+        self.inner.claims.end(key);
+        Ok(())
     }
 
+    /// Frees the claim; nothing is written (claims are not, see [`crate::claims`]).
     async fn release(&self, key: &str) -> Result<(), StoreError> {
-        let key = key.to_owned();
-        self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM idempotency WHERE key = ?1 AND status = ?2")
-                .and_then(|mut stmt| stmt.execute(params![key, STATUS_IN_PROGRESS]))
-                .map_err(sql_err)?;
-            Ok(())
-        })
-        .await
+        self.inner.claims.end(key);
+        Ok(())
     }
 }
 
@@ -599,6 +602,7 @@ impl DeadRow {
 mod tests {
     use super::*;
     use hubrelay_core::domain::{AttemptOutcome, DeliveryAttempt, FunctionName};
+    use hubrelay_core::store::IN_PROGRESS_TTL;
     use time::macros::datetime;
 
     const T0: OffsetDateTime = datetime!(2025-03-01 12:00 UTC);
@@ -723,6 +727,52 @@ mod tests {
         assert_eq!(store.begin("b", "h", T0).await.unwrap(), Begin::Completed(response(200, "done")));
 
         store.release("never-seen").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_claim_writes_nothing_and_its_answer_is_one_write_with_its_payload_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hubrelay.db")).unwrap();
+        let before = store.write_stats();
+        assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
+        assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::InProgress);
+        store.release("k").await.unwrap();
+        assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
+        assert_eq!(store.write_stats(), before, "claims and releases go to no commit");
+        let rows = |store: &SqliteStore| {
+            store.read(|c| c.query_row("SELECT COUNT(*) FROM idempotency", [], |r| r.get::<_, i64>(0)).map_err(sql_err))
+        };
+        assert_eq!(rows(&store).unwrap(), 0);
+        store.complete("k", &response(200, "done"), T0).await.unwrap();
+        assert_eq!(store.write_stats().writes, before.writes + 1);
+        let hash: Option<String> = store
+            .read(|c| c.query_row("SELECT payload_hash FROM idempotency", [], |r| r.get(0)).map_err(sql_err))
+            .unwrap();
+        assert_eq!(hash.as_deref(), Some("h1"), "a later copy with another payload is a conflict");
+    }
+
+    #[tokio::test]
+    async fn an_in_progress_row_of_an_earlier_version_is_honoured_until_it_expires() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let lease_end = epoch_millis(T0 + IN_PROGRESS_TTL);
+        store
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO idempotency (key, status, payload_hash, expires_at, in_progress_expires_at) \
+                     VALUES ('k', 'IN_PROGRESS', 'h1', ?1, ?2)",
+                    params![epoch_seconds(T0 + IDEMPOTENCY_TTL), lease_end],
+                )
+                .map_err(sql_err)
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::InProgress);
+        assert_eq!(store.begin("k", "h2", T0).await.unwrap(), Begin::Conflict);
+        let later = T0 + IN_PROGRESS_TTL + Duration::from_millis(1);
+        assert_eq!(store.begin("k", "h2", later).await.unwrap(), Begin::Started);
+        store.complete("k", &response(200, "done"), later).await.unwrap();
+        assert_eq!(store.begin("k", "h2", later).await.unwrap(), Begin::Completed(response(200, "done")));
+        assert_eq!(store.begin("k", "h1", later).await.unwrap(), Begin::Conflict, "the new claim's hash stands");
     }
 
     #[tokio::test]
