@@ -6,7 +6,7 @@
 //! | column | meaning |
 //! |---|---|
 //! | `key` | the idempotency key (primary key) |
-//! | `status` | `COMPLETED` (`IN_PROGRESS`: a claim, as versions before schema 5 wrote them) |
+//! | `status` | `COMPLETED` (`IN_PROGRESS`: a claim in flight, as earlier versions wrote them) |
 //! | `payload_hash` | hash of the payload; the same key with another hash is a conflict (NULL matches anything) |
 //! | `response_status`, `response_body` | the answer replayed to duplicates (`COMPLETED` only) |
 //! | `expires_at` | Unix **seconds**; after it the record counts as gone |
