@@ -11,8 +11,15 @@
 //! SQLite writes per commit, how much CPU time the hypervisor stole from this VM meanwhile, and how long the
 //! machine took for a fixed piece of work before the run (its speed of the moment: compare runs at similar values).
 //!
+//! `--floor` measures instead what no relay can go below on this machine: a server (this bench binary, in its
+//! own process, on axum and tokio like `serve`) that answers the same requests with no work but reading the
+//! JSON body, after the two waits a lead's answer has in `serve`: a timer of `--floor-wait-ms` (the batch
+//! gathering leads and its HubSpot call), then a reply from another thread (the writer committing the answer).
+//! Requests that wait make the threads sleep and wake for each one; that, and the kernel's TCP work, is what
+//! its CPU per request counts.
+//!
 //! `scripts/install-test-tools bench` installs wrk. Run: `cargo bench -p hubrelay-cli --bench throughput --
-//! [--connections 16,64] [--seconds 30] [--runs 3] [--bin path/to/hubrelay]`.
+//! [--connections 16,64] [--seconds 30] [--runs 3] [--bin path/to/hubrelay] [--floor [--floor-wait-ms 3]]`.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -32,10 +39,19 @@ struct Args {
     seconds: u64,
     runs: usize,
     bin: String,
+    floor: bool,
+    floor_wait_ms: u64,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { connections: vec![16, 64], seconds: 30, runs: 3, bin: env!("CARGO_BIN_EXE_hubrelay").into() };
+    let mut a = Args {
+        connections: vec![16, 64],
+        seconds: 30,
+        runs: 3,
+        bin: env!("CARGO_BIN_EXE_hubrelay").into(),
+        floor: false,
+        floor_wait_ms: 3,
+    };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -47,6 +63,12 @@ fn parse_args() -> Args {
             "--seconds" => a.seconds = value.parse().expect("--seconds needs a number"),
             "--runs" => a.runs = value.parse().expect("--runs needs a number"),
             "--bin" => a.bin = value,
+            "--floor" => {
+                a.floor = true;
+                i += 1;
+                continue;
+            }
+            "--floor-wait-ms" => a.floor_wait_ms = value.parse().expect("--floor-wait-ms needs a number"),
             _ => {
                 i += 1; // cargo bench passes `--bench`
                 continue;
@@ -268,13 +290,78 @@ async fn run(args: &Args, connections: usize, n: usize) -> Run {
     }
 }
 
+/// The floor server (see the module comment), run by this binary re-executed with `HUBRELAY_BENCH_FLOOR_WAIT_MS`.
+fn floor_server(wait_ms: u64) {
+    use axum::{body::Bytes, http::StatusCode, routing::post, Router};
+    let (jobs, replies) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>();
+    std::thread::spawn(move || {
+        while let Ok(reply) = replies.recv() {
+            let _ = reply.send(());
+        }
+    });
+    let jobs = std::sync::Mutex::new(jobs);
+    let jobs: &'static _ = Box::leak(Box::new(jobs));
+    let answer = move |body: Bytes| async move {
+        let lead: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        std::hint::black_box(&lead);
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        jobs.lock().unwrap().send(tx).unwrap();
+        let _ = rx.await;
+        (StatusCode::ACCEPTED, [("content-type", "application/json")], r#"{"status":"delivered"}"#)
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("floor listening on http://{}", listener.local_addr().unwrap());
+        axum::serve(listener, Router::new().route("/v1/leads", post(answer))).await.unwrap();
+    });
+}
+
+/// One run against the floor server: (requests per second, p50 ms, CPU µs per request).
+fn floor_run(args: &Args, connections: usize, n: usize) -> (f64, f64, f64) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env("HUBRELAY_BENCH_FLOOR_WAIT_MS", args.floor_wait_ms.to_string());
+    let (child, url) = start(cmd, "floor listening on ");
+    wrk(&url, connections, 2, &format!("floorwarm{n}"));
+    let cpu = cpu_ticks(child.id());
+    let started = Instant::now();
+    let figures = wrk(&url, connections, args.seconds, &format!("floor{n}"));
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_ticks(child.id()) - cpu;
+    stop(child);
+    let answered = figures["requests"].as_u64().unwrap_or(0) - figures["non_2xx"].as_u64().unwrap_or(0);
+    let p50 = figures["p50_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
+    (answered as f64 / elapsed, p50, cpu as f64 * 10_000.0 / answered.max(1) as f64)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
 fn main() {
+    if let Ok(wait) = std::env::var("HUBRELAY_BENCH_FLOOR_WAIT_MS") {
+        return floor_server(wait.parse().unwrap());
+    }
     let args = parse_args();
+    if args.floor {
+        for &c in &args.connections {
+            let runs: Vec<_> = (1..=args.runs).map(|n| floor_run(&args, c, n)).collect();
+            eprintln!("floor, {c} connections: {runs:?}");
+            println!(
+                "floor, {c} connections, {} s, waits of {} ms, median of {}: {:.0} requests/s, p50 {:.1} ms, \
+                 {:.0} µs of CPU per request",
+                args.seconds,
+                args.floor_wait_ms,
+                args.runs,
+                median(runs.iter().map(|r| r.0).collect()),
+                median(runs.iter().map(|r| r.1).collect()),
+                median(runs.iter().map(|r| r.2).collect()),
+            );
+        }
+        return;
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     for &c in &args.connections {
         let mut runs = Vec::new();
