@@ -256,8 +256,8 @@ async fn transport_errors_are_json_and_absurd_lengths_are_refused_up_front() {
     }
 }
 
-/// A body over the size limit is answered 413 before the rest of it is read. The connection then reads and
-/// discards what the sender still sends before it closes: closed with unread bytes, the kernel would reset it,
+/// A body over the size limit is answered 413, with `Connection: close`, before the rest of it is read. The
+/// connection then reads and discards what the sender still sends before it closes: closed with unread bytes, the kernel would reset it,
 /// and a client still writing its body (as HTTP clients do) would see "connection reset" or an incomplete
 /// message instead of the 413.
 #[tokio::test]
@@ -272,6 +272,15 @@ async fn a_body_still_arriving_after_its_413_is_read_not_reset() {
     let chunked =
         format!("POST /v1/leads HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
     let chunked_body = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    // Through a pooling HTTP client: the 413 says `Connection: close`, so the client's next request goes on a
+    // new connection instead of the one the server is closing (it failed as an incomplete message before).
+    for _ in 0..10 {
+        let (status, h, answer) = serve.post_raw("application/json", body.clone().into_bytes(), headers(&[])).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (413, Some("payload_too_large")), "{answer}");
+        assert_eq!(h.get("connection").and_then(|v| v.to_str().ok()), Some("close"));
+        let (status, _, answer) = serve.post_raw("application/json", b"{}".to_vec(), headers(&[])).await;
+        assert_eq!(status, 422, "the next request is answered: {answer}");
+    }
     for (head, body) in [(declared, body.clone()), (chunked, chunked_body)] {
         let url = serve.url.clone();
         let (written, status, answer) =

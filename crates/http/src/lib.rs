@@ -70,18 +70,22 @@ async fn method_not_allowed() -> ApiError {
 async fn post_event<K: EventKind>(State(kind): State<Arc<K>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let limit = kind.intake().max_body_bytes;
-    let result = match declared_length(&parts.headers) {
-        Some(declared) if declared > limit as u64 => Err(ApiError::payload_too_large(limit)),
+    // A body refused or broken off before its end leaves bytes of it unread on the connection, which can't
+    // carry another request: the answer says `Connection: close`, so the client does not send its next
+    // request on a connection the server is closing (hyper closes it; the client would see it cut off).
+    let (result, unread) = match declared_length(&parts.headers) {
+        Some(declared) if declared > limit as u64 => (Err(ApiError::payload_too_large(limit)), true),
         _ => match read_body(body, limit).await {
-            Err(e) => Err(e),
+            Err(e) => (Err(e), true),
             Ok(body) => {
                 let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let now = OffsetDateTime::now_utc();
-                Intake::run(kind.as_ref(), parts.method.as_str(), path_and_query, &parts.headers, &body, now).await
+                let method = parts.method.as_str();
+                (Intake::run(kind.as_ref(), method, path_and_query, &parts.headers, &body, now).await, false)
             }
         },
     };
-    match result {
+    let mut response = match result {
         Ok(reply) => reply.into_response(),
         Err(e) => {
             if e.status.is_client_error() {
@@ -96,7 +100,11 @@ async fn post_event<K: EventKind>(State(kind): State<Arc<K>>, req: Request) -> R
             }
             e.into_response()
         }
+    };
+    if unread {
+        response.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
     }
+    response
 }
 
 /// `Content-Length`, when the sender declared one we can read.
