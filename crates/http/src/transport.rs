@@ -73,6 +73,7 @@ pub async fn serve(
         // One buffer per write, so a refusal's head arrives whole at `JsonRefusals`.
         .writev(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let lingering_refusals = Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -89,7 +90,7 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tokio::spawn(refuse_busy(stream));
+            tokio::spawn(refuse_busy(stream, lingering_refusals.clone()));
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -108,17 +109,27 @@ pub async fn serve(
     Ok(())
 }
 
+/// Refused connections that may linger at once (see [`LingeringClose`]); past it a refusal closes at once, so a
+/// flood of connections over the cap cannot pile up open sockets.
+const MAX_LINGERING_REFUSALS: usize = 64;
+
 /// Over the connection cap: a JSON 503 and close, without reading the request.
-async fn refuse_busy(stream: TcpStream) {
+async fn refuse_busy(stream: TcpStream, lingering: Arc<Semaphore>) {
     tracing::warn!("connection refused: too many open connections");
     let error = ApiError::unavailable("too_many_connections", "the relay has too many open connections; retry shortly");
     let response = raw_response(503, "Service Unavailable", &error.body().to_string(), Some(1));
-    let mut stream = LingeringClose::new(stream);
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(&response).await?;
-        stream.shutdown().await
+        match lingering.try_acquire() {
+            Ok(_lingering) => answer_and_close(LingeringClose::new(stream), &response).await,
+            Err(_) => answer_and_close(stream, &response).await,
+        }
     })
     .await;
+}
+
+async fn answer_and_close(mut stream: impl AsyncWrite + Unpin, response: &[u8]) -> io::Result<()> {
+    stream.write_all(response).await?;
+    stream.shutdown().await
 }
 
 fn raw_response(status: u16, reason: &str, body: &str, retry_after: Option<u64>) -> Vec<u8> {
