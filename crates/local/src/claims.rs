@@ -42,10 +42,10 @@ struct Claim {
 pub(crate) enum Take {
     /// The key is this caller's now (the claim's id, to give it back with [`Claims::give_back`]).
     Taken(u64),
-    /// Another request holds the key, for the same payload.
-    InProgress,
-    /// Another request holds the key, for another payload.
-    Conflict,
+    /// Another request's claim (its id) holds the key, for the same payload.
+    InProgress(u64),
+    /// Another request's claim (its id) holds the key, for another payload.
+    Conflict(u64),
 }
 
 const MIN_PRUNE_AT: usize = 1024;
@@ -61,7 +61,11 @@ impl Claims {
     pub(crate) fn take(&self, key: &str, payload_hash: &str, now_ms: i64) -> Take {
         let mut held = self.held();
         if let Some(claim) = held.by_key.get(key).filter(|c| c.expires_ms >= now_ms) {
-            return if claim.payload_hash == payload_hash { Take::InProgress } else { Take::Conflict };
+            return if claim.payload_hash == payload_hash {
+                Take::InProgress(claim.id)
+            } else {
+                Take::Conflict(claim.id)
+            };
         }
         if held.by_key.len() >= held.prune_at {
             held.by_key.retain(|_, c| c.expires_ms >= now_ms);
@@ -73,8 +77,8 @@ impl Claims {
         Take::Taken(id)
     }
 
-    /// Undo [`Claims::take`] (the key turned out to be answered already): frees the key if the claim `id`
-    /// still holds it.
+    /// Undo [`Claims::take`] (the key turned out to be answered already), or end a claim whose answer is
+    /// stored but whose request was cancelled before ending it: frees the key if the claim `id` still holds it.
     pub(crate) fn give_back(&self, key: &str, id: u64) {
         let mut held = self.held();
         if held.by_key.get(key).is_some_and(|c| c.id == id) {
@@ -111,10 +115,10 @@ mod tests {
     fn a_held_key_is_in_progress_or_a_conflict_until_ended_or_orphaned() {
         let claims = Claims::default();
         let Take::Taken(_) = claims.take("k", "h1", 0) else { panic!("a free key is taken") };
-        assert_eq!(claims.take("k", "h1", 10), Take::InProgress);
-        assert_eq!(claims.take("k", "h2", 10), Take::Conflict);
+        assert!(matches!(claims.take("k", "h1", 10), Take::InProgress(_)));
+        assert!(matches!(claims.take("k", "h2", 10), Take::Conflict(_)));
         assert_eq!(claims.payload_hash("k").as_deref(), Some("h1"));
-        assert_eq!(claims.take("k", "h1", TTL_MS), Take::InProgress, "live up to its expiry");
+        assert!(matches!(claims.take("k", "h1", TTL_MS), Take::InProgress(_)), "live up to its expiry");
         assert!(matches!(claims.take("k", "h2", TTL_MS + 1), Take::Taken(_)), "orphaned after it");
         assert_eq!(claims.payload_hash("k").as_deref(), Some("h2"));
         claims.end("k");
@@ -130,7 +134,7 @@ mod tests {
         // The first claim was orphaned and taken over: its late give-back leaves the new one alone.
         let Take::Taken(second) = claims.take("k", "h", TTL_MS + 1) else { panic!() };
         claims.give_back("k", first);
-        assert_eq!(claims.take("k", "h", TTL_MS + 2), Take::InProgress);
+        assert_eq!(claims.take("k", "h", TTL_MS + 2), Take::InProgress(second));
         claims.give_back("k", second);
         assert!(matches!(claims.take("k", "h", TTL_MS + 3), Take::Taken(_)));
     }

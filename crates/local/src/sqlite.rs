@@ -313,16 +313,19 @@ fn read_record(conn: &Connection, key: &str) -> Result<Option<Record>, StoreErro
     .map_err(sql_err)
 }
 
+/// Past its retention: the record counts as gone.
+fn expired(record: &Record, now: OffsetDateTime) -> bool {
+    record.expires_at < epoch_seconds(now)
+}
+
 /// What the stored `record` means for a request claiming its key with `payload_hash`: `Started` when the
 /// key is free (no record, an expired one, an orphaned `IN_PROGRESS` one).
 fn decide(record: Option<Record>, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
-    let now_s = epoch_seconds(now);
     let now_ms = epoch_millis(now);
     let claimable = match &record {
         None => true,
         Some(r) => {
-            r.expires_at < now_s
-                || (r.status == STATUS_IN_PROGRESS && r.in_progress_expires_at.is_none_or(|ms| ms < now_ms))
+            expired(r, now) || (r.status == STATUS_IN_PROGRESS && r.in_progress_expires_at.is_none_or(|ms| ms < now_ms))
         }
     };
     if claimable {
@@ -388,14 +391,27 @@ impl IdempotencyStore for SqliteStore {
     /// The claim in memory first (a live one makes this request wait or conflict), then the stored record:
     /// a key answered before replays. The record is read after the claim is taken, and a claim is freed only
     /// after its answer is committed, so a duplicate either waits or finds the answer.
+    ///
+    /// A request cancelled while its answer was being committed (its client went away) leaves its claim behind
+    /// a stored answer: a duplicate finding a claim checks for a live answer too, ends that claim and replays.
     async fn begin(&self, key: &str, payload_hash: &str, now: OffsetDateTime) -> Result<Begin, StoreError> {
-        let claim = match self.inner.claims.take(key, payload_hash, epoch_millis(now)) {
-            Take::Taken(claim) => claim,
-            Take::InProgress => return Ok(Begin::InProgress),
-            Take::Conflict => return Ok(Begin::Conflict),
-        };
         let owned_key = key.to_owned();
-        let begin = self.read(move |conn| read_record(conn, &owned_key)).and_then(|r| decide(r, payload_hash, now));
+        let stored = move || self.read(move |conn| read_record(conn, &owned_key));
+        let (claim, held) = match self.inner.claims.take(key, payload_hash, epoch_millis(now)) {
+            Take::Taken(claim) => (claim, None),
+            Take::InProgress(other) => (other, Some(Begin::InProgress)),
+            Take::Conflict(other) => (other, Some(Begin::Conflict)),
+        };
+        if let Some(held) = held {
+            let record = stored()?;
+            let answered = record.as_ref().is_some_and(|r| r.status == STATUS_COMPLETED && !expired(r, now));
+            if !answered {
+                return Ok(held);
+            }
+            self.inner.claims.give_back(key, claim);
+            return decide(record, payload_hash, now);
+        }
+        let begin = stored().and_then(|r| decide(r, payload_hash, now));
         if !matches!(begin, Ok(Begin::Started)) {
             self.inner.claims.give_back(key, claim);
         }
@@ -749,6 +765,21 @@ mod tests {
             .read(|c| c.query_row("SELECT payload_hash FROM idempotency", [], |r| r.get(0)).map_err(sql_err))
             .unwrap();
         assert_eq!(hash.as_deref(), Some("h1"), "a later copy with another payload is a conflict");
+    }
+
+    #[tokio::test]
+    async fn a_claim_left_behind_a_stored_answer_is_ended_by_the_next_copy() {
+        // The request was cancelled (its client went away) after its answer's write was queued: the answer is
+        // committed, the claim never ended.
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Started);
+        store.write(|c| complete_row(c, "k", Some("h1"), &response(200, "done"), T0)).await.unwrap();
+        assert_eq!(store.begin("k", "h2", T0).await.unwrap(), Begin::Conflict, "decided by the stored answer");
+        assert_eq!(store.begin("k", "h1", T0).await.unwrap(), Begin::Completed(response(200, "done")));
+        // A claim behind an expired answer is a live delivery of the key again: it still blocks.
+        let later = T0 + IDEMPOTENCY_TTL + Duration::from_secs(1);
+        assert_eq!(store.begin("k", "h1", later).await.unwrap(), Begin::Started);
+        assert_eq!(store.begin("k", "h1", later).await.unwrap(), Begin::InProgress);
     }
 
     #[tokio::test]
