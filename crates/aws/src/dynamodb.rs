@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use time::OffsetDateTime;
 
@@ -82,6 +82,19 @@ impl DynamoIdempotencyStore {
         R: std::fmt::Debug,
     {
         StoreError::Unavailable(format!("DynamoDB {operation} on table {}: {}", self.table, DisplayErrorContext(err)))
+    }
+
+    /// The outcome of a conditional `UpdateItem` whose failed condition means the item is already as wanted
+    /// (a newer version kept, a lease or claim already gone): done either way.
+    pub(super) fn updated_or_already<R: std::fmt::Debug>(
+        &self,
+        result: Result<UpdateItemOutput, SdkError<UpdateItemError, R>>,
+    ) -> Result<(), StoreError> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(self.unavailable("UpdateItem", &e)),
+        }
     }
 
     /// What an existing (live) record means for a caller with `payload_hash`.
@@ -143,11 +156,7 @@ impl DynamoIdempotencyStore {
             .expression_attribute_values(":ttl", n(ttl))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => Ok(()),
-            Err(e) => Err(self.unavailable("UpdateItem", &e)),
-        }
+        self.updated_or_already(result)
     }
 }
 
@@ -347,10 +356,6 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .expression_attribute_values(":inprogress", AttributeValue::S(STATUS_IN_PROGRESS.to_owned()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => Ok(()),
-            Err(e) => Err(self.unavailable("UpdateItem", &e)),
-        }
+        self.updated_or_already(result)
     }
 }

@@ -200,11 +200,7 @@ impl ContactVersions for DynamoIdempotencyStore {
             .expression_attribute_values(":exp", n(expiration))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // A newer (or the same) lead is already recorded: keeping the maximum is the point.
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(self.unavailable("UpdateItem", &e)),
-        }
+        // A newer (or the same) lead already recorded fails the condition: keeping the maximum is the point.
+        self.updated_or_already(result)
     }
 }

@@ -128,11 +128,8 @@ impl UpdateLedger for DynamoIdempotencyStore {
             .expression_attribute_values(":o", s(owner))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(()),
-            Err(e) => Err(self.unavailable("UpdateItem", &e)),
-        }
+        // Not (or no longer) the lease's owner: nothing to give up.
+        self.updated_or_already(result)
     }
 }
 
@@ -150,11 +147,8 @@ impl DynamoIdempotencyStore {
                 .expression_attribute_values(":v", s(&version.encode()))
                 .send()
                 .await;
-            match result {
-                Ok(_) => {}
-                Err(e) if e.as_service_error().is_some_and(is_condition_failure) => {}
-                Err(e) => return Err(self.unavailable("UpdateItem", &e)),
-            }
+            // A newer version already recorded for this group fails the condition and stands.
+            self.updated_or_already(result)?;
         }
         Ok(())
     }
