@@ -13,6 +13,9 @@
 //!      then `cargo bench -p hubrelay-cli --bench cold_start -- [--runs 7] [--warm 50]`
 //! (moto server from `scripts/install-test-tools`, or `HUBRELAY_MOTO_SERVER`).
 
+mod common;
+use common::median;
+
 use hubrelay_testkit::runtime;
 
 use std::path::PathBuf;
@@ -77,10 +80,6 @@ async fn ready_after(f: &runtime::Function, function: &str) -> f64 {
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
     (f.emulator.ready_at().unwrap() - f.started).as_secs_f64() * 1000.0
-}
-
-fn median(v: Vec<f64>) -> f64 {
-    percentile(v, 0.5)
 }
 
 /// The nearest-rank percentile `p` (0..=1) of `v`.

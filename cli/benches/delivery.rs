@@ -8,6 +8,9 @@
 //!
 //! Run: `cargo bench -p hubrelay-cli --bench delivery -- [--leads 20000] [--emails 5000] [--runs 3] [--baseline]`
 
+mod common;
+use common::median;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,11 +79,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -9,6 +9,9 @@
 //! Run: `cargo bench -p hubrelay-cli --bench sustained -- [--rate 50] [--seconds 300] [--limit 100] [--runs 1]
 //! [--bin path/to/hubrelay]` (`--bin` measures another build, e.g. an earlier commit's).
 
+mod common;
+use common::{cpu_ticks, median};
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -70,25 +73,11 @@ struct Run {
     cpu_us_per_lead: f64,
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the `(comm)` field: state is field 3, utime 14 and stime 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let get = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    get(14) + get(15)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn start_serve(bin: &str, data_dir: &std::path::Path, limit: u32) -> (std::process::Child, String, String) {

@@ -21,6 +21,9 @@
 //! `scripts/install-test-tools bench` installs wrk. Run: `cargo bench -p hubrelay-cli --bench throughput --
 //! [--connections 16,64] [--seconds 30] [--runs 3] [--bin path/to/hubrelay] [--floor [--floor-wait-ms 3]]`.
 
+mod common;
+use common::{cpu_ticks, median, stat_ticks};
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -105,11 +108,6 @@ struct Run {
     reference_ms: f64,
 }
 
-/// User + system CPU of `pid` in clock ticks (10 ms on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    stat_ticks(&format!("/proc/{pid}/stat"))
-}
-
 /// User + system CPU of `pid`'s thread named `name` (the SQLite writer: `sqlite-writer`), in clock ticks.
 fn thread_cpu_ticks(pid: u32, name: &str) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
@@ -148,14 +146,6 @@ fn reference_work_ms() -> f64 {
             started.elapsed().as_secs_f64() * 1000.0
         })
         .fold(f64::INFINITY, f64::min)
-}
-
-fn stat_ticks(path: &str) -> u64 {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let get = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    get(14) + get(15)
 }
 
 /// Start `command`, wait for a stdout line starting with `prefix`, return its rest; later output is drained.
@@ -333,11 +323,6 @@ fn floor_run(args: &Args, connections: usize, n: usize) -> (f64, f64, f64) {
     let answered = figures["requests"].as_u64().unwrap_or(0) - figures["non_2xx"].as_u64().unwrap_or(0);
     let p50 = figures["p50_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
     (answered as f64 / elapsed, p50, cpu as f64 * 10_000.0 / answered.max(1) as f64)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {
