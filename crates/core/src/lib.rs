@@ -22,5 +22,6 @@ pub mod pii;
 pub mod properties;
 pub mod referral;
 pub mod store;
+pub mod tenant;
 pub mod updates;
 pub mod worker;

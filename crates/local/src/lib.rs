@@ -11,6 +11,7 @@ pub mod sqlite;
 mod sqlite_dlq;
 mod sqlite_events;
 mod sqlite_updates;
+pub mod tenants;
 pub mod worker;
 
 pub use dead_letters::LocalDeadLetters;

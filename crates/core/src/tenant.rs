@@ -1,0 +1,313 @@
+//! Tenants: one HubSpot portal each, with its own mapping, senders' credentials and HubSpot budget, on one
+//! deployment. The routes without a prefix are the `default` tenant, configured as before (settings and
+//! environment); every other tenant lives under `/t/{tenant}/` and is kept in a tenant registry.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, Layer, RelaySettings};
+use crate::mapping::Mapping;
+
+/// The tenant of the routes without a prefix.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// At most this many credentials of one kind are valid at once: the current one and, during a rotation, the
+/// one it replaces.
+pub const MAX_VALID_SECRETS: usize = 2;
+
+/// A tenant's id: a slug of 1 to 40 lowercase letters, digits and inner dashes (it is a URL segment, a
+/// folder name and part of every stored key).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == DEFAULT_TENANT
+    }
+}
+
+impl FromStr for TenantId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok_chars = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if s.is_empty() || s.len() > 40 || !ok_chars || s.starts_with('-') || s.ends_with('-') {
+            return Err(format!(
+                "`{s}` is not a tenant id: use 1 to 40 lowercase letters, digits and dashes (not first or last), e.g. `lakeside-motors`"
+            ));
+        }
+        Ok(TenantId(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(id: TenantId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How hubrelay calls the tenant's portal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HubSpotAuth {
+    /// No credentials: `hubrelay serve` gives the tenant a sandbox portal of its own.
+    Sandbox,
+    /// A Service Key (the portal's own key, since October 2026).
+    ServiceKey { token: String },
+    /// A static token: a project app's or a legacy private app's.
+    AppToken { token: String },
+}
+
+impl HubSpotAuth {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HubSpotAuth::Sandbox => "sandbox",
+            HubSpotAuth::ServiceKey { .. } => "service_key",
+            HubSpotAuth::AppToken { .. } => "app_token",
+        }
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        match self {
+            HubSpotAuth::Sandbox => None,
+            HubSpotAuth::ServiceKey { token } | HubSpotAuth::AppToken { token } => Some(token),
+        }
+    }
+}
+
+/// Which mapping profile turns the tenant's leads into contacts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MappingProfile {
+    /// A built-in profile by name (`chat-widget`, `aimbase`).
+    Builtin { name: String },
+    /// A TOML profile stored with the tenant; `origin` names where it was read from (for messages).
+    Document { toml: String, origin: String },
+}
+
+impl MappingProfile {
+    /// A built-in name as it is; anything else is read as a TOML file now and stored with the tenant, so the
+    /// tenant keeps working when the file moves.
+    pub fn from_spec(spec: &str) -> Result<MappingProfile, String> {
+        if Mapping::builtin(spec).is_some() {
+            return Ok(MappingProfile::Builtin { name: spec.to_string() });
+        }
+        let toml = std::fs::read_to_string(spec).map_err(|e| {
+            format!(
+                "mapping `{spec}` is not a built-in profile ({}) and cannot be read as a file: {e}",
+                Mapping::builtin_names().join(", ")
+            )
+        })?;
+        let profile = MappingProfile::Document { toml, origin: spec.to_string() };
+        profile.load().map_err(|e| format!("mapping {spec}: {e}"))?;
+        Ok(profile)
+    }
+
+    pub fn load(&self) -> Result<Mapping, String> {
+        match self {
+            MappingProfile::Builtin { name } => {
+                Mapping::builtin(name).ok_or_else(|| format!("no built-in mapping profile `{name}`"))
+            }
+            MappingProfile::Document { toml, origin } => Mapping::from_toml(toml, origin).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// `chat-widget`, or `file crm/acme.toml`.
+    pub fn describe(&self) -> String {
+        match self {
+            MappingProfile::Builtin { name } => name.clone(),
+            MappingProfile::Document { origin, .. } => format!("stored copy of {origin}"),
+        }
+    }
+}
+
+/// A tenant's secrets: kept encrypted at rest, never listed unless an operator reveals them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSecrets {
+    pub hubspot: HubSpotAuth,
+    /// Bearer tokens / `X-Api-Key` of the tenant's senders, newest last (two during a rotation).
+    #[serde(default)]
+    pub api_tokens: Vec<String>,
+    /// Standard Webhooks secrets (`whsec_…`) of the tenant's senders, newest last.
+    #[serde(default)]
+    pub webhook_secrets: Vec<String>,
+}
+
+/// One tenant: a HubSpot portal and its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    /// The portal's hub id (known from a Service Key's portal, an OAuth install, or the operator).
+    pub hub_id: Option<u64>,
+    /// Another HubSpot-compatible base URL (a test portal); `None`: HubSpot's API.
+    pub hubspot_base_url: Option<String>,
+    pub mapping: MappingProfile,
+    /// The portal's rolling 10 s budget, shared by everything that calls it for this tenant.
+    pub rate_limit_per_10s: u32,
+    /// The portal's daily budget, when the operator set one (HubSpot's own daily limit otherwise).
+    pub daily_budget: Option<u32>,
+    pub enabled: bool,
+    pub secrets: TenantSecrets,
+}
+
+/// HubSpot Professional and Enterprise portals: 190 calls per rolling 10 s per app.
+pub const DEFAULT_TENANT_RATE_LIMIT_PER_10S: u32 = 190;
+
+impl Tenant {
+    /// Refuses a tenant that could not serve: no sender credentials, a mapping that does not load, more
+    /// than [`MAX_VALID_SECRETS`] credentials of a kind, a rate outside HubSpot's range.
+    pub fn check(&self) -> Result<(), String> {
+        if self.id.is_default() {
+            return Err(format!(
+                "`{DEFAULT_TENANT}` is the tenant of the routes without a prefix, configured by settings, not here"
+            ));
+        }
+        let s = &self.secrets;
+        if s.api_tokens.is_empty() && s.webhook_secrets.is_empty() {
+            return Err("a tenant needs a sender credential: an API token or a webhook secret".into());
+        }
+        if s.api_tokens.len() > MAX_VALID_SECRETS || s.webhook_secrets.len() > MAX_VALID_SECRETS {
+            return Err(format!(
+                "at most {MAX_VALID_SECRETS} API tokens and {MAX_VALID_SECRETS} webhook secrets are valid at once (the new one and, during a rotation, the old)"
+            ));
+        }
+        if !(1..=10_000).contains(&self.rate_limit_per_10s) {
+            return Err(format!(
+                "the rate limit must be 1 to 10000 calls per 10 s (HubSpot: 100 Free/Starter, 190 Professional/Enterprise), got {}",
+                self.rate_limit_per_10s
+            ));
+        }
+        if self.daily_budget == Some(0) {
+            return Err("a daily budget of 0 would deliver nothing: leave it unset for HubSpot's own limit".into());
+        }
+        if let Some(url) = &self.hubspot_base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("the HubSpot base URL must start with http:// or https://, got `{url}`"));
+            }
+            if self.secrets.hubspot.token().is_none() {
+                return Err("a HubSpot base URL needs a HubSpot credential (a Service Key or an app token)".into());
+            }
+        }
+        self.mapping.load().map(|_| ())
+    }
+
+    /// The tenant's settings: the deployment's (`base`: retries, body limit, timeouts, referral programs) with
+    /// the tenant's portal, credentials, mapping and budget in place of the default tenant's.
+    pub fn relay_settings(&self, base: &Layer) -> Result<RelaySettings, ConfigError> {
+        let layer = Layer {
+            hubspot_token: self.secrets.hubspot.token().map(str::to_string),
+            hubspot_base_url: self.hubspot_base_url.clone(),
+            hubspot_client_secrets: None,
+            api_tokens: Some(self.secrets.api_tokens.clone()),
+            webhook_secrets: Some(self.secrets.webhook_secrets.clone()),
+            // The mapping is set below from the stored profile, not from a path.
+            mapping: None,
+            hubspot_rate_limit_per_10s: Some(u64::from(self.rate_limit_per_10s)),
+            ..base.clone()
+        };
+        let mut settings = RelaySettings::from_layer(&layer)?;
+        settings.mapping = self.mapping.load().map_err(|m| ConfigError::Invalid {
+            setting: "tenant mapping",
+            message: format!("tenant {}: {m}", self.id),
+        })?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(id: &str) -> Tenant {
+        Tenant {
+            id: id.parse().unwrap(),
+            hub_id: Some(1001),
+            hubspot_base_url: None,
+            mapping: MappingProfile::Builtin { name: "aimbase".into() },
+            rate_limit_per_10s: 190,
+            daily_budget: None,
+            enabled: true,
+            secrets: TenantSecrets {
+                hubspot: HubSpotAuth::Sandbox,
+                api_tokens: vec!["t-1".into()],
+                webhook_secrets: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn ids_are_url_and_folder_safe_slugs() {
+        for good in ["a", "lakeside-motors", "oem42", &"x".repeat(40)] {
+            assert!(good.parse::<TenantId>().is_ok(), "{good}");
+        }
+        for bad in ["", "-a", "a-", "Acme", "a_b", "a/b", "..", "a.b", "ü", &"x".repeat(41)] {
+            assert!(bad.parse::<TenantId>().is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<TenantId>("\"../etc\"").is_err());
+    }
+
+    #[test]
+    fn a_tenant_needs_a_sender_credential_and_at_most_two_of_a_kind() {
+        assert_eq!(tenant("acme").check(), Ok(()));
+        let mut t = tenant("acme");
+        t.secrets.api_tokens.clear();
+        assert!(t.check().unwrap_err().contains("sender credential"));
+        t.secrets.webhook_secrets = vec!["whsec_a".into(), "whsec_b".into(), "whsec_c".into()];
+        assert!(t.check().unwrap_err().contains("at most 2"));
+        assert!(tenant("default").check().unwrap_err().contains("without a prefix"));
+        let mut t = tenant("acme");
+        t.rate_limit_per_10s = 0;
+        assert!(t.check().is_err());
+        let mut t = tenant("acme");
+        t.hubspot_base_url = Some("http://127.0.0.1:9".into());
+        assert!(t.check().unwrap_err().contains("needs a HubSpot credential"));
+    }
+
+    #[test]
+    fn settings_are_the_deployments_with_the_tenants_portal_credentials_mapping_and_budget() {
+        let base = Layer {
+            hubspot_token: Some("default-portal-token".into()),
+            api_tokens: Some(vec!["default-sender".into()]),
+            mapping: Some("chat-widget".into()),
+            retry_schedule: Some(vec!["5s".into(), "5m".into()]),
+            ..Layer::default()
+        };
+        let mut t = tenant("acme");
+        t.secrets.hubspot = HubSpotAuth::ServiceKey { token: "acme-key".into() };
+        t.rate_limit_per_10s = 100;
+        let s = t.relay_settings(&base).unwrap();
+        assert_eq!(
+            s.hubspot,
+            crate::config::HubSpotTarget::Api {
+                base_url: crate::hubspot::DEFAULT_BASE_URL.into(),
+                token: "acme-key".into()
+            }
+        );
+        assert_eq!(s.auth.api_tokens, vec!["t-1".to_string()]);
+        assert_eq!(s.mapping.name, "aimbase");
+        assert_eq!(s.hubspot_rate_limit_per_10s, 100);
+        assert_eq!(s.retry_schedule, crate::config::parse_schedule(&["5s".into(), "5m".into()]).unwrap());
+        // A sandbox tenant never inherits the default tenant's portal.
+        assert_eq!(tenant("b").relay_settings(&base).unwrap().hubspot, crate::config::HubSpotTarget::Sandbox);
+    }
+}

@@ -1,0 +1,392 @@
+//! The local tenant registry: `tenants.db` in the data dir, written by `hubrelay tenants` and read by
+//! `hubrelay serve` (which picks up changes while it runs). Its own file, so the CLI never waits on serve's
+//! writer. Each tenant's secrets (HubSpot credential, senders' tokens and webhook secrets) are sealed with
+//! ChaCha20-Poly1305 under a key kept in `tenant-secrets.key` (owner-only) in the same data dir; the tenant's
+//! id is the associated data, so a sealed blob copied onto another tenant's row does not open.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hubrelay_core::tenant::{Tenant, TenantId, TenantSecrets};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+/// The registry's file in a data dir.
+pub fn registry_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("tenants.db")
+}
+
+/// The key that seals tenant secrets, in a data dir.
+pub fn key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("tenant-secrets.key")
+}
+
+/// Where a tenant's own store (and its sandbox portal) live: `tenants/<id>/` in the data dir.
+pub fn tenant_dir(data_dir: &Path, id: &TenantId) -> PathBuf {
+    data_dir.join("tenants").join(id.as_str())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("tenant registry {path}: {message}")]
+    Unavailable { path: String, message: String },
+    #[error("no tenant `{0}`")]
+    NotFound(String),
+    #[error("tenant `{0}` already exists (change it with `hubrelay tenants update`)")]
+    Exists(String),
+    #[error("tenant `{id}`: its secrets do not open with {key} (the key file was replaced, or the row was copied from elsewhere)")]
+    Sealed { id: String, key: String },
+    #[error("tenant `{id}`: stored record unreadable: {message}")]
+    Corrupt { id: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A tenant as stored: when it was created and last changed (serve rebuilds a tenant whose `updated_at` moved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTenant {
+    pub tenant: Tenant,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Everything of a tenant but its secrets: stored as JSON in the clear.
+#[derive(Serialize, Deserialize)]
+struct Settings {
+    hub_id: Option<u64>,
+    hubspot_base_url: Option<String>,
+    mapping: hubrelay_core::tenant::MappingProfile,
+    rate_limit_per_10s: u32,
+    daily_budget: Option<u32>,
+}
+
+pub struct TenantRegistry {
+    conn: Connection,
+    key: LessSafeKey,
+    path: PathBuf,
+    key_file: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY,
+    enabled INTEGER NOT NULL,
+    settings TEXT NOT NULL,
+    secrets BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);";
+
+impl TenantRegistry {
+    /// Opens (creating when missing) the registry and its key in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<TenantRegistry, RegistryError> {
+        let path = registry_path(data_dir);
+        let unavailable = |message: String| RegistryError::Unavailable { path: path.display().to_string(), message };
+        std::fs::create_dir_all(data_dir).map_err(|e| unavailable(format!("cannot create the data dir: {e}")))?;
+        let key_file = key_path(data_dir);
+        let key = load_or_create_key(&key_file).map_err(unavailable)?;
+        let conn = Connection::open(&path).map_err(|e| unavailable(e.to_string()))?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(|e| unavailable(e.to_string()))?;
+        let _mode: String =
+            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| unavailable(e.to_string()))?;
+        conn.execute_batch(&format!("PRAGMA synchronous = FULL; {SCHEMA}")).map_err(|e| unavailable(e.to_string()))?;
+        Ok(TenantRegistry { conn, key, path, key_file })
+    }
+
+    /// Whether a data dir has a registry (without creating one).
+    pub fn exists(data_dir: &Path) -> bool {
+        registry_path(data_dir).is_file()
+    }
+
+    fn sql(&self, e: rusqlite::Error) -> RegistryError {
+        RegistryError::Unavailable { path: self.path.display().to_string(), message: e.to_string() }
+    }
+
+    pub fn add(&self, tenant: &Tenant, now: i64) -> Result<(), RegistryError> {
+        tenant.check().map_err(RegistryError::Invalid)?;
+        let (settings, sealed) = self.encode(tenant)?;
+        let inserted = self
+            .conn
+            .execute(
+                "INSERT INTO tenants (id, enabled, settings, secrets, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 ON CONFLICT (id) DO NOTHING",
+                params![tenant.id.as_str(), tenant.enabled, settings, sealed, now],
+            )
+            .map_err(|e| self.sql(e))?;
+        if inserted == 0 {
+            return Err(RegistryError::Exists(tenant.id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Replaces a tenant's settings and secrets (`updated_at` moves on, at least by one, so serve sees it).
+    pub fn update(&self, tenant: &Tenant, now: i64) -> Result<(), RegistryError> {
+        tenant.check().map_err(RegistryError::Invalid)?;
+        let (settings, sealed) = self.encode(tenant)?;
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE tenants SET enabled = ?2, settings = ?3, secrets = ?4, updated_at = max(?5, updated_at + 1) WHERE id = ?1",
+                params![tenant.id.as_str(), tenant.enabled, settings, sealed, now],
+            )
+            .map_err(|e| self.sql(e))?;
+        if changed == 0 {
+            return Err(RegistryError::NotFound(tenant.id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub fn remove(&self, id: &TenantId) -> Result<(), RegistryError> {
+        let removed =
+            self.conn.execute("DELETE FROM tenants WHERE id = ?1", params![id.as_str()]).map_err(|e| self.sql(e))?;
+        if removed == 0 {
+            return Err(RegistryError::NotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, id: &TenantId) -> Result<StoredTenant, RegistryError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, enabled, settings, secrets, created_at, updated_at FROM tenants WHERE id = ?1",
+                params![id.as_str()],
+                Row::read,
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        self.decode(row.ok_or_else(|| RegistryError::NotFound(id.to_string()))?)
+    }
+
+    /// Every tenant, by id.
+    pub fn list(&self) -> Result<Vec<StoredTenant>, RegistryError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, enabled, settings, secrets, created_at, updated_at FROM tenants ORDER BY id")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt.query_map([], Row::read).map_err(|e| self.sql(e))?;
+        let rows: Vec<Row> = rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?;
+        rows.into_iter().map(|row| self.decode(row)).collect()
+    }
+
+    /// Changes when another connection commits to the registry (`PRAGMA data_version`): what serve polls
+    /// before reading the tenants again.
+    pub fn data_version(&self) -> Result<i64, RegistryError> {
+        self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| self.sql(e))
+    }
+
+    fn encode(&self, tenant: &Tenant) -> Result<(String, Vec<u8>), RegistryError> {
+        let settings = Settings {
+            hub_id: tenant.hub_id,
+            hubspot_base_url: tenant.hubspot_base_url.clone(),
+            mapping: tenant.mapping.clone(),
+            rate_limit_per_10s: tenant.rate_limit_per_10s,
+            daily_budget: tenant.daily_budget,
+        };
+        let settings = serde_json::to_string(&settings).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        let secrets = serde_json::to_vec(&tenant.secrets).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        Ok((settings, seal(&self.key, tenant.id.as_str(), secrets)?))
+    }
+
+    fn decode(&self, row: Row) -> Result<StoredTenant, RegistryError> {
+        let corrupt = |message: String| RegistryError::Corrupt { id: row.id.clone(), message };
+        let id: TenantId = row.id.parse().map_err(corrupt)?;
+        let settings: Settings = serde_json::from_str(&row.settings).map_err(|e| corrupt(e.to_string()))?;
+        let plain = open(&self.key, id.as_str(), row.secrets.clone())
+            .ok_or_else(|| RegistryError::Sealed { id: row.id.clone(), key: self.key_file.display().to_string() })?;
+        let secrets: TenantSecrets = serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?;
+        Ok(StoredTenant {
+            tenant: Tenant {
+                id,
+                hub_id: settings.hub_id,
+                hubspot_base_url: settings.hubspot_base_url,
+                mapping: settings.mapping,
+                rate_limit_per_10s: settings.rate_limit_per_10s,
+                daily_budget: settings.daily_budget,
+                enabled: row.enabled,
+                secrets,
+            },
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+struct Row {
+    id: String,
+    enabled: bool,
+    settings: String,
+    secrets: Vec<u8>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl Row {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+        Ok(Row {
+            id: r.get(0)?,
+            enabled: r.get(1)?,
+            settings: r.get(2)?,
+            secrets: r.get(3)?,
+            created_at: r.get(4)?,
+            updated_at: r.get(5)?,
+        })
+    }
+}
+
+/// The 32-byte key, hex in an owner-only file; made on first use.
+fn load_or_create_key(path: &Path) -> Result<LessSafeKey, String> {
+    let bytes = match std::fs::read_to_string(path) {
+        Ok(text) => hex::decode(text.trim())
+            .ok()
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| format!("{} is not a tenant secrets key (64 hex digits)", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            SystemRandom::new().fill(&mut key).map_err(|_| "no system randomness".to_string())?;
+            write_owner_only(path, &hex::encode(key))?;
+            key.to_vec()
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let unbound = UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| "bad key length".to_string())?;
+    Ok(LessSafeKey::new(unbound))
+}
+
+fn write_owner_only(path: &Path, contents: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// `nonce || ciphertext || tag`, a fresh random nonce per seal.
+fn seal(key: &LessSafeKey, id: &str, mut plain: Vec<u8>) -> Result<Vec<u8>, RegistryError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new().fill(&mut nonce).map_err(|_| RegistryError::Invalid("no system randomness".into()))?;
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(id.as_bytes()), &mut plain)
+        .map_err(|_| RegistryError::Invalid("cannot seal the tenant's secrets".into()))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&plain);
+    Ok(out)
+}
+
+fn open(key: &LessSafeKey, id: &str, sealed: Vec<u8>) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_LEN {
+        return None;
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buf = rest.to_vec();
+    let plain = key.open_in_place(nonce, Aad::from(id.as_bytes()), &mut buf).ok()?;
+    Some(plain.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hubrelay_core::tenant::{HubSpotAuth, MappingProfile};
+
+    fn tenant(id: &str, token: &str) -> Tenant {
+        Tenant {
+            id: id.parse().unwrap(),
+            hub_id: Some(4242),
+            hubspot_base_url: None,
+            mapping: MappingProfile::Builtin { name: "chat-widget".into() },
+            rate_limit_per_10s: 190,
+            daily_budget: Some(250_000),
+            enabled: true,
+            secrets: TenantSecrets {
+                hubspot: HubSpotAuth::ServiceKey { token: "pat-na1-very-secret-service-key".into() },
+                api_tokens: vec![token.into()],
+                webhook_secrets: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn tenants_round_trip_and_their_secrets_are_not_stored_in_the_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = TenantRegistry::open(dir.path()).unwrap();
+        registry.add(&tenant("acme", "acme-sender-token-123"), 100).unwrap();
+        registry.add(&tenant("lakeside", "lakeside-sender-token-456"), 100).unwrap();
+        assert!(matches!(registry.add(&tenant("acme", "x"), 101), Err(RegistryError::Exists(_))));
+        let got = registry.get(&"acme".parse().unwrap()).unwrap();
+        assert_eq!(got.tenant, tenant("acme", "acme-sender-token-123"));
+        assert_eq!((got.created_at, got.updated_at), (100, 100));
+        let ids: Vec<String> = registry.list().unwrap().into_iter().map(|t| t.tenant.id.to_string()).collect();
+        assert_eq!(ids, ["acme", "lakeside"]);
+        drop(registry);
+        // Nothing secret in the database file or its WAL.
+        for file in ["tenants.db", "tenants.db-wal"] {
+            let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            for secret in ["acme-sender-token-123", "very-secret-service-key", "lakeside-sender-token-456"] {
+                assert!(!text.contains(secret), "{secret} in {file}");
+            }
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(key_path(dir.path())).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_sealed_row_opens_only_under_its_own_id_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = TenantRegistry::open(dir.path()).unwrap();
+        registry.add(&tenant("acme", "acme-token"), 1).unwrap();
+        registry.add(&tenant("other", "other-token"), 1).unwrap();
+        // Copy acme's sealed secrets onto the other tenant: they must not open there.
+        registry
+            .conn
+            .execute(
+                "UPDATE tenants SET secrets = (SELECT secrets FROM tenants WHERE id = 'acme') WHERE id = 'other'",
+                [],
+            )
+            .unwrap();
+        assert!(matches!(registry.get(&"other".parse().unwrap()), Err(RegistryError::Sealed { .. })));
+        drop(registry);
+        // Another key: nothing opens.
+        std::fs::remove_file(key_path(dir.path())).unwrap();
+        let registry = TenantRegistry::open(dir.path()).unwrap();
+        assert!(matches!(registry.get(&"acme".parse().unwrap()), Err(RegistryError::Sealed { .. })));
+    }
+
+    #[test]
+    fn update_moves_updated_at_and_remove_forgets_and_another_connection_sees_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = TenantRegistry::open(dir.path()).unwrap();
+        let watcher = TenantRegistry::open(dir.path()).unwrap();
+        let before = watcher.data_version().unwrap();
+        let mut t = tenant("acme", "a");
+        registry.add(&t, 50).unwrap();
+        t.enabled = false;
+        t.secrets.api_tokens.push("b".into());
+        // Same second: updated_at still moves on, so a poller sees the change.
+        registry.update(&t, 50).unwrap();
+        let got = watcher.get(&t.id).unwrap();
+        assert_eq!((got.updated_at, got.tenant.enabled, got.tenant.secrets.api_tokens.len()), (51, false, 2));
+        assert_ne!(watcher.data_version().unwrap(), before);
+        registry.remove(&t.id).unwrap();
+        assert!(matches!(watcher.get(&t.id), Err(RegistryError::NotFound(_))));
+        assert!(matches!(registry.remove(&t.id), Err(RegistryError::NotFound(_))));
+        assert!(matches!(registry.update(&t, 60), Err(RegistryError::NotFound(_))));
+        // A tenant that could not serve is refused before it is stored.
+        let mut bad = tenant("bad", "x");
+        bad.secrets.api_tokens.clear();
+        assert!(matches!(registry.add(&bad, 1), Err(RegistryError::Invalid(_))));
+    }
+}
