@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use hubrelay_local::tenants::{tenant_dir, TenantRegistry};
+
 /// Selects the backend (shared by `events` and `dlq`).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct StoreArgs {
@@ -19,6 +21,9 @@ pub struct StoreArgs {
     /// RetryQueueUrl, DeadLetterQueueUrl)
     #[arg(long, global = true, value_name = "NAME", conflicts_with = "data_dir")]
     pub stack: Option<String>,
+    /// A tenant of the local store (`hubrelay tenants list`) [default: the routes without a prefix]
+    #[arg(long, global = true, value_name = "ID")]
+    pub tenant: Option<hubrelay_core::tenant::TenantId>,
 }
 
 /// The queues (for `dlq`).
@@ -73,8 +78,30 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// Picks the backend; `--stack` costs one `DescribeStacks` call.
+/// Picks the backend; `--stack` costs one `DescribeStacks` call. With `--tenant`, the tenant's own store.
 pub async fn resolve(store: &StoreArgs, queues: Option<&QueueArgs>) -> Result<Target, String> {
+    let target = resolve_default(store, queues).await?;
+    let Some(tenant) = store.tenant.as_ref().filter(|t| !t.is_default()) else {
+        return Ok(target);
+    };
+    match target {
+        Target::Local(dir) => {
+            let registry = TenantRegistry::exists(&dir).then(|| TenantRegistry::open(&dir)).transpose();
+            let known = registry.map_err(|e| e.to_string())?.map(|r| r.get(tenant).is_ok()).unwrap_or(false);
+            let folder = tenant_dir(&dir, tenant);
+            // A removed tenant's events and dead letters stay in its folder, so that still counts.
+            if !known && !folder.is_dir() {
+                return Err(format!("no tenant {tenant} in {} (`hubrelay tenants list` names them)", dir.display()));
+            }
+            Ok(Target::Local(folder))
+        }
+        Target::Aws(_) => Err(format!(
+            "--tenant {tenant}: tenants run on `hubrelay serve` for now; an AWS stack serves the default tenant only"
+        )),
+    }
+}
+
+async fn resolve_default(store: &StoreArgs, queues: Option<&QueueArgs>) -> Result<Target, String> {
     if let Some(dir) = &store.data_dir {
         return Ok(Target::Local(dir.clone()));
     }

@@ -4,6 +4,7 @@
 
 use hubrelay_clients::HubSpotClient;
 use hubrelay_core::config::{HubSpotTarget, Layer, RelaySettings};
+use hubrelay_local::tenants::TenantRegistry;
 
 use crate::{CommandError, ConfigArg};
 
@@ -24,6 +25,12 @@ pub struct PortalArgs {
     /// Service Key, project-app access token or legacy private-app token
     #[arg(long, env = "HUBSPOT_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// A tenant's portal, mapping and credential from the tenant registry instead (`hubrelay tenants`)
+    #[arg(long, global = true, value_name = "ID", conflicts_with_all = ["mapping", "hubspot_url", "token"])]
+    pub tenant: Option<hubrelay_core::tenant::TenantId>,
+    /// Data dir holding the tenant registry [env: HUBRELAY_DATA_DIR] [default: .hubrelay]
+    #[arg(long, global = true, value_name = "DIR", requires = "tenant")]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// The validated settings and a client for their portal (no rate limiter: these commands make few calls).
@@ -40,7 +47,25 @@ pub fn connect(args: &PortalArgs) -> Result<(RelaySettings, HubSpotClient), Comm
         hubspot_token: args.token.clone().filter(|t| !t.trim().is_empty()),
         ..Layer::default()
     });
-    let settings = RelaySettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?;
+    let settings = match args.tenant.as_ref().filter(|t| !t.is_default()) {
+        Some(id) => {
+            let data_dir = args
+                .data_dir
+                .clone()
+                .or_else(|| std::env::var_os("HUBRELAY_DATA_DIR").filter(|v| !v.is_empty()).map(Into::into))
+                .unwrap_or_else(|| ".hubrelay".into());
+            let registry = TenantRegistry::open(&data_dir).map_err(|e| e.to_string())?;
+            let tenant = registry.get(id).map_err(|e| e.to_string())?.tenant;
+            if tenant.secrets.hubspot.token().is_none() {
+                return Err(format!(
+                    "tenant {id} uses a sandbox portal of its own: `hubrelay serve` creates its properties when it starts it"
+                )
+                .into());
+            }
+            tenant.relay_settings(&layer).map_err(|e| format!("configuration error: {e}"))?
+        }
+        None => RelaySettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?,
+    };
     let HubSpotTarget::Api { base_url, token } = &settings.hubspot else {
         return Err("HUBSPOT_TOKEN (or --token) is required: a Service Key or a project app's access token".into());
     };

@@ -171,7 +171,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let inline: Arc<dyn HubSpot> = Arc::new(hubspot.clone().with_rate_limiter(limiter.clone(), Some(INLINE_SLOT_WAIT)));
     let worker_client: Arc<dyn HubSpot> = Arc::new(hubspot);
     let store = Arc::new(store);
-    let partners = crate::serve_referrals::start(&settings.relay.referral, settings.relay.hubspot_timeout).await?;
+    let partners =
+        Arc::new(crate::serve_referrals::start(&settings.relay.referral, settings.relay.hubspot_timeout).await?);
     let relay = Relay::new(&settings.relay, Stores::new(store.clone(), store.clone()))
         .with_contact_locks(ContactLocks::new())
         .with_inline_batching(inline_call_interval(settings.relay.hubspot_rate_limit_per_10s));
@@ -189,12 +190,26 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
 
+    // The other tenants, each under /t/{tenant}/ (`hubrelay tenants`), over the same deployment settings.
+    let shared = crate::serve_tenants::Shared {
+        base: layer.clone(),
+        data_dir: settings.data_dir.clone(),
+        partners: partners.clone(),
+        inline_wait: INLINE_SLOT_WAIT,
+        inline_interval: inline_call_interval,
+    };
+    let mut tenants = crate::serve_tenants::TenantHost::open(shared, format!("http://{addr}"))?;
+    let tenant_lines = tenants.sync().await;
+    let app = app.merge(tenants.routes().router());
+    let tenants_stop = Arc::new(tokio::sync::Notify::new());
+    let tenants_task = tokio::spawn(tenants.run(tenants_stop.clone()));
+
     let stop = Arc::new(tokio::sync::Notify::new());
     let worker_stop = stop.clone();
     let worker_task = tokio::spawn(local.run(async move { worker_stop.notified().await }));
 
     let referral_lines = crate::serve_referrals::banner_lines(addr, &partners.lines);
-    print_banner(&settings, addr, &referral_lines, &hubspot_line, &modes, own_token.as_ref());
+    print_banner(&settings, addr, &referral_lines, &tenant_lines, &hubspot_line, &modes, own_token.as_ref());
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signalled = stopping.clone();
     let limits = Limits { max_connections: settings.max_connections, ..Limits::default() };
@@ -221,8 +236,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     // Let the worker finish its tick, within the same grace: whatever it settled is stored, the rest stays
     // queued for the next start (its store writes are one transaction per tick).
     stop.notify_one();
+    tenants_stop.notify_one();
     tokio::select! {
-        _ = worker_task => {}
+        _ = async { let _ = tokio::join!(worker_task, tenants_task); } => {}
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => eprintln!("hubrelay: the retry worker's tick was cut off; its messages stay queued"),
         _ = tokio::signal::ctrl_c() => {}
     }
@@ -286,6 +302,22 @@ fn local_token(data_dir: &Path) -> Result<LocalToken, String> {
     Ok(LocalToken { token, generated: true })
 }
 
+/// A secret kept in the data dir across restarts: read it, or make one (`{prefix}-<random>`) and keep it.
+pub(crate) fn kept_secret(path: &Path, prefix: &str) -> Result<String, String> {
+    if let Ok(kept) = std::fs::read_to_string(path) {
+        let kept = kept.trim();
+        if !kept.is_empty() {
+            return Ok(kept.to_string());
+        }
+    }
+    let secret = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    write_secret(path, &secret)?;
+    Ok(secret)
+}
+
 /// Write a secret readable by its owner only.
 fn write_secret(path: &Path, secret: &str) -> Result<(), String> {
     std::fs::write(path, secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -333,6 +365,7 @@ fn print_banner(
     settings: &ServeSettings,
     addr: std::net::SocketAddr,
     referral_lines: &[String],
+    tenant_lines: &[String],
     hubspot: &str,
     modes: &str,
     local: Option<&LocalToken>,
@@ -342,6 +375,7 @@ fn print_banner(
     println!("  POST {url}/v1/leads  (mapping profile: {})", settings.relay.mapping.name);
     println!("  POST {url}{STATUS_PATH}  POST {url}{ACTIVITIES_PATH}");
     referral_lines.iter().for_each(|l| println!("  {l}"));
+    tenant_lines.iter().for_each(|l| println!("  {l}"));
     println!("  {hubspot}");
     println!("  auth: {modes}");
     println!("  data: {}", settings.data_dir.join("hubrelay.db").display());

@@ -22,15 +22,35 @@ pub struct Serve {
     pub data_dir: tempfile::TempDir,
     pub http: reqwest::Client,
     env: Vec<(String, String)>,
+    /// Every line `serve` printed on stdout so far.
+    lines: Lines,
 }
+
+type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 impl Serve {
     /// `hubrelay serve` with a bearer token configured plus `env`.
     pub fn start(env: &[(&str, &str)]) -> Serve {
-        let data_dir = tempfile::tempdir().expect("temp dir");
+        Serve::start_in(tempfile::tempdir().expect("temp dir"), env)
+    }
+
+    /// `hubrelay serve` on a data dir prepared beforehand (tenants added with `hubrelay tenants`).
+    pub fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, url, sandbox_url, [extole_url, impact_url]) = spawn(data_dir.path(), "127.0.0.1:0", &env);
-        Serve { child, url, sandbox_url, extole_url, impact_url, data_dir, http: reqwest::Client::new(), env }
+        let (child, url, sandbox_url, [extole_url, impact_url], lines) = spawn(data_dir.path(), "127.0.0.1:0", &env);
+        Serve { child, url, sandbox_url, extole_url, impact_url, data_dir, http: reqwest::Client::new(), env, lines }
+    }
+
+    /// The first line `serve` printed that contains `needle`, waiting up to 20 s for it.
+    pub fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "serve never printed a line with {needle:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Start `serve` again (after [`Serve::kill`]) on the same data dir, the same address and the same
@@ -38,15 +58,16 @@ impl Serve {
     pub fn restart(&mut self) {
         self.kill();
         let listen = self.url.trim_start_matches("http://").to_string();
-        let (child, url, sandbox_url, [extole_url, impact_url]) = spawn(self.data_dir.path(), &listen, &self.env);
-        (self.extole_url, self.impact_url) = (extole_url, impact_url);
+        let (child, url, sandbox_url, [extole_url, impact_url], lines) =
+            spawn(self.data_dir.path(), &listen, &self.env);
+        (self.extole_url, self.impact_url, self.lines) = (extole_url, impact_url, lines);
         self.child = child;
         self.url = url;
         self.sandbox_url = sandbox_url;
     }
 }
 
-type Spawned = (Child, String, String, [String; 2]);
+type Spawned = (Child, String, String, [String; 2], Lines);
 
 fn spawn(data_dir: &std::path::Path, listen: &str, env: &[(String, String)]) -> Spawned {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubrelay"));
@@ -65,11 +86,14 @@ fn spawn(data_dir: &std::path::Path, listen: &str, env: &[(String, String)]) -> 
     let mut child = cmd.spawn().expect("start hubrelay serve");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
+    let lines = Lines::default();
+    let kept = lines.clone();
     std::thread::spawn(move || {
         let mut url = None;
         let mut partners = [String::new(), String::new()];
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
+            kept.lock().unwrap().push(line.clone());
             if let Some(u) = line.strip_prefix("hubrelay listening on ") {
                 url = Some(u.trim().to_string());
             }
@@ -90,7 +114,7 @@ fn spawn(data_dir: &std::path::Path, listen: &str, env: &[(String, String)]) -> 
     });
     let (url, sandbox_url, partners) =
         rx.recv_timeout(Duration::from_secs(60)).expect("hubrelay serve did not report its address");
-    (child, url, sandbox_url, partners)
+    (child, url, sandbox_url, partners, lines)
 }
 
 impl Serve {
@@ -172,11 +196,16 @@ impl Serve {
 
     /// A contact as the sandbox holds it, by email.
     pub async fn contact(&self, email: &str) -> Option<Value> {
+        self.contact_in(&self.sandbox_url, SANDBOX_TOKEN, email).await
+    }
+
+    /// A contact as the sandbox at `sandbox_url` holds it (a tenant's portal), by email.
+    pub async fn contact_in(&self, sandbox_url: &str, token: &str, email: &str) -> Option<Value> {
         // Ask for every property the portal has, as HubSpot returns only a default few otherwise.
         let defs: Value = self
             .http
-            .get(format!("{}/crm/v3/properties/contacts", self.sandbox_url))
-            .bearer_auth(SANDBOX_TOKEN)
+            .get(format!("{sandbox_url}/crm/v3/properties/contacts"))
+            .bearer_auth(token)
             .send()
             .await
             .unwrap()
@@ -187,11 +216,10 @@ impl Serve {
         let resp = self
             .http
             .get(format!(
-                "{}/crm/v3/objects/contacts/{email}?idProperty=email&properties={}",
-                self.sandbox_url,
+                "{sandbox_url}/crm/v3/objects/contacts/{email}?idProperty=email&properties={}",
                 names.join(",")
             ))
-            .bearer_auth(SANDBOX_TOKEN)
+            .bearer_auth(token)
             .send()
             .await
             .expect("sandbox GET");

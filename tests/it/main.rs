@@ -14,3 +14,4 @@ mod referrals;
 mod retries;
 mod smoke;
 mod status;
+mod tenants;

@@ -31,6 +31,11 @@ pub const STATUS_PATH: &str = "/v1/leads/status";
 /// Where `activity` listens.
 pub const ACTIVITIES_PATH: &str = "/v1/leads/activities";
 
+/// The part of the request's path a router in front took off before routing it here (`/t/acme`): the
+/// handlers put it back where the sender's view of the URL matters (signatures over the URL).
+#[derive(Clone, Debug)]
+pub struct PathPrefix(pub String);
+
 /// `POST /v1/leads` and the routes every deployment has.
 pub fn lead_routes(service: Arc<LeadService>) -> Router {
     Router::new()
@@ -79,6 +84,15 @@ async fn post_event<K: EventKind>(State(kind): State<Arc<K>>, req: Request) -> R
             Err(e) => (Err(e), true),
             Ok(body) => {
                 let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                // Behind `/t/{tenant}` the sender signed (HubSpot v3) the whole path, prefix included.
+                let prefixed;
+                let path_and_query = match parts.extensions.get::<PathPrefix>() {
+                    Some(PathPrefix(prefix)) => {
+                        prefixed = format!("{prefix}{path_and_query}");
+                        prefixed.as_str()
+                    }
+                    None => path_and_query,
+                };
                 let now = OffsetDateTime::now_utc();
                 let method = parts.method.as_str();
                 (Intake::run(kind.as_ref(), method, path_and_query, &parts.headers, &body, now).await, false)

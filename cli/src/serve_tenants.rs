@@ -1,0 +1,342 @@
+//! `hubrelay serve`'s tenants: every enabled tenant of the registry (`hubrelay tenants`) gets the same relay
+//! as the default tenant, under `/t/{tenant}/`, built over its own settings and its own state — a SQLite
+//! store in `tenants/<id>/` (idempotency keys, events, retry queue and dead letters apart by construction),
+//! its own HubSpot client and rate budget (or a sandbox portal of its own), its own retry worker. The
+//! registry is polled once a second: an added, changed, disabled or removed tenant takes effect while
+//! serve runs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hubrelay_clients::{HubSpotClient, RateLimiter};
+use hubrelay_core::config::{HubSpotTarget, Layer};
+use hubrelay_core::hubspot::HubSpot;
+use hubrelay_core::pii::mask_token;
+use hubrelay_core::tenant::TenantId;
+use hubrelay_core::worker::ContactLocks;
+use hubrelay_http::error::ApiError;
+use hubrelay_http::{lead_routes, PathPrefix, Relay, Stores};
+use hubrelay_local::sqlite::SqliteStore;
+use hubrelay_local::tenants::{tenant_dir, StoredTenant, TenantRegistry};
+use hubrelay_local::{LocalWorker, WakingQueue};
+use hubrelay_sandbox::hubspot::{self as sandbox, SandboxHandle, SandboxOptions};
+use tokio::sync::Notify;
+use tower::ServiceExt;
+use tracing::Instrument;
+
+use crate::serve_referrals::Partners;
+
+/// How often serve looks at the registry for changes.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What every tenant shares with the default tenant: the deployment's settings and referral partners.
+pub struct Shared {
+    pub base: Layer,
+    pub data_dir: PathBuf,
+    pub partners: Arc<Partners>,
+    pub inline_wait: Duration,
+    pub inline_interval: fn(u32) -> Duration,
+}
+
+/// The tenants' routes, looked up per request.
+#[derive(Clone, Default)]
+pub struct TenantRoutes {
+    routes: Arc<RwLock<HashMap<TenantId, Route>>>,
+}
+
+#[derive(Clone)]
+enum Route {
+    Ready(Router),
+    Disabled,
+    /// Its relay could not be built (a bad mapping, a sandbox that would not start): the reason is logged.
+    Unavailable,
+}
+
+impl TenantRoutes {
+    /// `/t/{tenant}/…` routed to the tenant's relay with the prefix taken off (the handlers get it back as a
+    /// [`PathPrefix`], for signatures over the URL).
+    pub fn router(&self) -> Router {
+        Router::new().route("/t/{*rest}", axum::routing::any(dispatch)).with_state(self.clone())
+    }
+
+    fn get(&self, id: &TenantId) -> Option<Route> {
+        self.routes.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    fn set(&self, id: TenantId, route: Option<Route>) {
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        match route {
+            Some(r) => routes.insert(id, r),
+            None => routes.remove(&id),
+        };
+    }
+}
+
+async fn dispatch(State(tenants): State<TenantRoutes>, mut req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let rest = path.strip_prefix("/t/").unwrap_or_default();
+    let (id, inner_path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let Ok(id) = id.parse::<TenantId>() else {
+        return ApiError::new(StatusCode::NOT_FOUND, "unknown_tenant", "no such tenant").into_response();
+    };
+    let router = match tenants.get(&id) {
+        Some(Route::Ready(router)) => router,
+        Some(Route::Disabled) => {
+            return ApiError::new(StatusCode::FORBIDDEN, "tenant_disabled", format!("tenant {id} is disabled"))
+                .into_response()
+        }
+        Some(Route::Unavailable) => {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "tenant_unavailable",
+                format!("tenant {id} cannot take events right now; retry later"),
+            )
+            .into_response()
+        }
+        None => {
+            return ApiError::new(StatusCode::NOT_FOUND, "unknown_tenant", format!("no tenant {id}")).into_response()
+        }
+    };
+    req.extensions_mut().insert(PathPrefix(format!("/t/{id}")));
+    let inner = match req.uri().query() {
+        Some(q) => format!("{inner_path}?{q}"),
+        None => inner_path.to_string(),
+    };
+    match inner.parse::<Uri>() {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(_) => return ApiError::not_found().into_response(),
+    }
+    let span = tracing::info_span!("tenant", tenant = %id);
+    match router.oneshot(req).instrument(span).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// A running tenant: what its requests reach and the worker to stop when it changes.
+struct Running {
+    updated_at: i64,
+    worker: Option<(Arc<Notify>, tokio::task::JoinHandle<()>)>,
+}
+
+/// What a tenant keeps for the whole run: one store per SQLite file (its claims live in the store's memory),
+/// its sandbox portal and its contact locks, reused when its settings change.
+struct Kept {
+    store: Arc<SqliteStore>,
+    locks: Arc<ContactLocks>,
+    sandbox: Option<(SandboxHandle, String)>,
+}
+
+pub struct TenantHost {
+    shared: Shared,
+    routes: TenantRoutes,
+    running: HashMap<TenantId, Running>,
+    kept: HashMap<TenantId, Kept>,
+    registry: TenantRegistry,
+    seen_version: Option<i64>,
+    /// The URL `serve` listens on, for the lines it prints.
+    url: String,
+}
+
+impl TenantHost {
+    pub fn open(shared: Shared, url: String) -> Result<TenantHost, String> {
+        let registry = TenantRegistry::open(&shared.data_dir).map_err(|e| e.to_string())?;
+        Ok(TenantHost {
+            shared,
+            routes: TenantRoutes::default(),
+            running: HashMap::new(),
+            kept: HashMap::new(),
+            registry,
+            seen_version: None,
+            url,
+        })
+    }
+
+    pub fn routes(&self) -> TenantRoutes {
+        self.routes.clone()
+    }
+
+    /// Reads the registry when it changed and brings the running tenants in line; returns a line per
+    /// tenant started, changed or stopped.
+    pub async fn sync(&mut self) -> Vec<String> {
+        let version = match self.registry.data_version() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "tenant registry unreadable; tenants keep their last settings");
+                return Vec::new();
+            }
+        };
+        if self.seen_version == Some(version) {
+            return Vec::new();
+        }
+        let stored = match self.registry.list() {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(error = %e, "tenant registry unreadable; tenants keep their last settings");
+                return Vec::new();
+            }
+        };
+        self.seen_version = Some(version);
+        let mut lines = Vec::new();
+        let listed: Vec<TenantId> = stored.iter().map(|s| s.tenant.id.clone()).collect();
+        let gone: Vec<TenantId> = self.running.keys().filter(|id| !listed.contains(id)).cloned().collect();
+        for id in gone {
+            self.routes.set(id.clone(), None);
+            if let Some(running) = self.running.remove(&id) {
+                stop(running).await;
+            }
+            lines.push(format!("tenant {id} removed (its data stays in its folder)"));
+        }
+        for s in stored {
+            let id = s.tenant.id.clone();
+            if self.running.get(&id).is_some_and(|r| r.updated_at == s.updated_at) {
+                continue;
+            }
+            if let Some(old) = self.running.remove(&id) {
+                stop(old).await;
+            }
+            let (running, line) = match self.start(&s).await {
+                Ok((running, line)) => (running, line),
+                Err(e) => {
+                    tracing::error!(tenant = %id, error = %e, "tenant could not start; its routes answer 503");
+                    self.routes.set(id.clone(), Some(Route::Unavailable));
+                    (Running { updated_at: s.updated_at, worker: None }, format!("tenant {id}: {e}"))
+                }
+            };
+            self.running.insert(id, running);
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// Starts one tenant's relay and worker (or marks it disabled).
+    async fn start(&mut self, stored: &StoredTenant) -> Result<(Running, String), String> {
+        let tenant = &stored.tenant;
+        let id = tenant.id.clone();
+        if !tenant.enabled {
+            self.routes.set(id.clone(), Some(Route::Disabled));
+            let line = format!("tenant {id} disabled: its routes answer 403, its queued events wait");
+            return Ok((Running { updated_at: stored.updated_at, worker: None }, line));
+        }
+        let settings = tenant.relay_settings(&self.shared.base).map_err(|e| format!("configuration error: {e}"))?;
+        settings.authenticator().map_err(|e| format!("configuration error: {e}"))?;
+        let dir = tenant_dir(&self.shared.data_dir, &id);
+        if !self.kept.contains_key(&id) {
+            let store = SqliteStore::open(&hubrelay_local::local_db_path(&dir)).map_err(|e| e.to_string())?;
+            store.release_orphaned_claims().await.map_err(|e| e.to_string())?;
+            let kept = Kept { store: Arc::new(store), locks: ContactLocks::new(), sandbox: None };
+            self.kept.insert(id.clone(), kept);
+        }
+        let kept = self.kept.get_mut(&id).ok_or("tenant state missing")?;
+        let limiter = RateLimiter::new(settings.hubspot_rate_limit_per_10s);
+        let timeout = settings.hubspot_timeout;
+        let (client, portal_line) = match &settings.hubspot {
+            HubSpotTarget::Api { base_url, token } => {
+                let client = HubSpotClient::new(base_url, token, timeout)
+                    .map_err(|e| e.to_string())?
+                    .with_api_version(settings.hubspot_api_version.clone());
+                (
+                    client,
+                    format!("HubSpot {} {base_url} (credential {})", tenant.secrets.hubspot.kind(), mask_token(token)),
+                )
+            }
+            HubSpotTarget::Sandbox => {
+                if kept.sandbox.is_none() {
+                    let token = crate::serve::kept_secret(&dir.join("sandbox-token"), "sandbox")?;
+                    let options = SandboxOptions {
+                        token: Some(token.clone()),
+                        db_path: Some(dir.join("sandbox.db")),
+                        portal_id: tenant.hub_id.unwrap_or(SandboxOptions::default().portal_id),
+                        ..SandboxOptions::default()
+                    };
+                    let localhost = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                    let handle = sandbox::spawn(options, localhost).await.map_err(|e| format!("sandbox: {e}"))?;
+                    kept.sandbox = Some((handle, token));
+                }
+                let (handle, token) = kept.sandbox.as_ref().ok_or("sandbox missing")?;
+                let client = HubSpotClient::new(&handle.url(), token, timeout)
+                    .map_err(|e| e.to_string())?
+                    .with_api_version(settings.hubspot_api_version.clone());
+                // A sandbox portal starts empty: create the mapping's custom properties, as for the default tenant.
+                let wanted = hubrelay_core::properties::required(&settings.mapping, &settings.referral.config);
+                hubrelay_core::properties::sync(&client, &wanted).await.map_err(|e| e.to_string())?;
+                let portal = tenant.hub_id.unwrap_or(SandboxOptions::default().portal_id);
+                (client, format!("HubSpot sandbox {} portal {portal}", handle.url()))
+            }
+        };
+        let store = kept.store.clone();
+        let client = client.with_rate_limiter(limiter.clone(), None);
+        let inline: Arc<dyn HubSpot> =
+            Arc::new(client.clone().with_rate_limiter(limiter.clone(), Some(self.shared.inline_wait)));
+        let worker_client: Arc<dyn HubSpot> = Arc::new(client);
+        let relay = Relay::new(&settings, Stores::new(store.clone(), store.clone()))
+            .with_contact_locks(kept.locks.clone())
+            .with_inline_batching((self.shared.inline_interval)(settings.hubspot_rate_limit_per_10s));
+        let partners = &self.shared.partners;
+        let worker = relay.retry_worker(worker_client, Some(partners.extole.clone()), Some(partners.impact.clone()));
+        let local = LocalWorker::new((*store).clone(), worker);
+        let relay = relay.with_queue(Arc::new(WakingQueue::new(store.clone(), local.waker())));
+        let config_error = |e| format!("configuration error: {e}");
+        let app = lead_routes(Arc::new(relay.lead_service(inline.clone()).map_err(config_error)?))
+            .merge(relay.update_routes(inline).map_err(config_error)?)
+            .merge(relay.referral_routes().map_err(config_error)?);
+        let stop = Arc::new(Notify::new());
+        let stopped = stop.clone();
+        let span = tracing::info_span!("tenant", tenant = %id);
+        let task = tokio::spawn(local.run(async move { stopped.notified().await }).instrument(span));
+        self.routes.set(id.clone(), Some(Route::Ready(app)));
+        let line = format!(
+            "tenant {id}: POST {}/t/{id}/v1/leads (mapping {}; {portal_line}; {} calls per 10 s)",
+            self.url,
+            tenant.mapping.describe(),
+            settings.hubspot_rate_limit_per_10s
+        );
+        Ok((Running { updated_at: stored.updated_at, worker: Some((stop, task)) }, line))
+    }
+
+    /// Polls the registry until `stop` is notified, printing what changed; then stops every tenant's worker.
+    pub async fn run(mut self, stop: Arc<Notify>) {
+        loop {
+            tokio::select! {
+                _ = stop.notified() => break,
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+            for line in self.sync().await {
+                println!("hubrelay: {line}");
+            }
+        }
+        // Every worker finishes its tick, within one grace period for all.
+        let tasks: Vec<_> = self
+            .running
+            .drain()
+            .filter_map(|(_, running)| running.worker)
+            .map(|(stop, task)| {
+                stop.notify_one();
+                task
+            })
+            .collect();
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        })
+        .await;
+    }
+}
+
+/// Stops a tenant's worker, letting its tick finish (its settlements are one transaction).
+async fn stop(running: Running) {
+    if let Some((stop, task)) = running.worker {
+        stop.notify_one();
+        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    }
+}

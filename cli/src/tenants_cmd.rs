@@ -1,0 +1,411 @@
+//! `hubrelay tenants add|list|show|update|remove`: the portals one `hubrelay serve` relays to, each under
+//! `/t/{tenant}/`. Secrets are read from files (never from the command line, where shell history and `ps`
+//! would keep them) or generated and printed once; listings mask them unless `show --reveal`.
+
+use std::path::PathBuf;
+
+use base64::Engine;
+use hubrelay_core::pii::mask_token;
+use hubrelay_core::tenant::{
+    HubSpotAuth, MappingProfile, Tenant, TenantId, TenantSecrets, DEFAULT_TENANT_RATE_LIMIT_PER_10S, MAX_VALID_SECRETS,
+};
+use hubrelay_local::tenants::{tenant_dir, StoredTenant, TenantRegistry};
+use serde_json::json;
+
+use crate::output;
+
+#[derive(clap::Args, Debug)]
+pub struct TenantsArgs {
+    #[command(subcommand)]
+    action: Action,
+    /// Data dir of `hubrelay serve` [env: HUBRELAY_DATA_DIR] [default: .hubrelay]
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Action {
+    /// Add a tenant (a running serve picks it up within a second or two)
+    Add {
+        id: TenantId,
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[command(flatten)]
+        credentials: CredentialArgs,
+        /// Add it disabled (its routes answer 403 until `update --enable`)
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Every tenant, one line each (no secrets)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One tenant: settings, routes, credentials (masked unless --reveal)
+    Show {
+        id: TenantId,
+        /// Print the secrets in full (for handing a token to a sender)
+        #[arg(long)]
+        reveal: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a tenant; credentials rotate: add the new one, and once senders use it retire the old one
+    Update {
+        id: TenantId,
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[command(flatten)]
+        credentials: CredentialArgs,
+        /// Keep only the newest API token (after a rotation); runs before any token is added
+        #[arg(long)]
+        retire_old_api_token: bool,
+        /// Keep only the newest webhook secret (after a rotation); runs before any secret is added
+        #[arg(long)]
+        retire_old_webhook_secret: bool,
+        /// Call the built-in sandbox instead of a HubSpot portal
+        #[arg(long, conflicts_with_all = ["hubspot_token_file", "hubspot_base_url"])]
+        sandbox: bool,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Remove a tenant from the registry: its routes answer 404; its events and dead letters stay in its folder
+    Remove { id: TenantId },
+}
+
+#[derive(clap::Args, Debug)]
+struct SettingsArgs {
+    /// Mapping profile: a built-in name (chat-widget, aimbase) or a TOML file, stored with the tenant
+    #[arg(long, value_name = "NAME|FILE")]
+    mapping: Option<String>,
+    /// The portal's hub id
+    #[arg(long)]
+    hub_id: Option<u64>,
+    /// File holding the portal's HubSpot credential (none: a sandbox portal of its own under serve)
+    #[arg(long, value_name = "FILE")]
+    hubspot_token_file: Option<PathBuf>,
+    /// What that credential is
+    #[arg(long, value_enum, default_value_t = TokenKind::ServiceKey, requires = "hubspot_token_file")]
+    hubspot_token_kind: TokenKind,
+    /// Another HubSpot-compatible base URL (a test portal) [default: HubSpot's API]
+    #[arg(long, value_name = "URL")]
+    hubspot_base_url: Option<String>,
+    /// HubSpot calls per rolling 10 s for this portal [default: 190, Professional/Enterprise]
+    #[arg(long, value_name = "N")]
+    rate_limit_per_10s: Option<u32>,
+    /// HubSpot calls per day for this portal
+    #[arg(long, value_name = "N")]
+    daily_budget: Option<u32>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TokenKind {
+    ServiceKey,
+    AppToken,
+}
+
+#[derive(clap::Args, Debug)]
+struct CredentialArgs {
+    /// Generate a sender API token and print it once
+    #[arg(long)]
+    new_api_token: bool,
+    /// Add the sender API token held in this file
+    #[arg(long, value_name = "FILE", conflicts_with = "new_api_token")]
+    api_token_file: Option<PathBuf>,
+    /// Generate a Standard Webhooks secret (whsec_…) and print it once
+    #[arg(long)]
+    new_webhook_secret: bool,
+    /// Add the Standard Webhooks secret held in this file
+    #[arg(long, value_name = "FILE", conflicts_with = "new_webhook_secret")]
+    webhook_secret_file: Option<PathBuf>,
+}
+
+pub async fn run(args: TenantsArgs) -> Result<(), String> {
+    let data_dir = args
+        .data_dir
+        .or_else(|| std::env::var_os("HUBRELAY_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(".hubrelay"));
+    let registry = TenantRegistry::open(&data_dir).map_err(|e| e.to_string())?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    match args.action {
+        Action::Add { id, settings, credentials, disabled } => {
+            let mut tenant = Tenant {
+                id,
+                hub_id: None,
+                hubspot_base_url: None,
+                mapping: MappingProfile::Builtin { name: hubrelay_core::config::DEFAULT_MAPPING.into() },
+                rate_limit_per_10s: DEFAULT_TENANT_RATE_LIMIT_PER_10S,
+                daily_budget: None,
+                enabled: !disabled,
+                secrets: TenantSecrets { hubspot: HubSpotAuth::Sandbox, api_tokens: vec![], webhook_secrets: vec![] },
+            };
+            settings.apply(&mut tenant)?;
+            let mut printed = credentials.apply(&mut tenant.secrets)?;
+            if tenant.secrets.api_tokens.is_empty() && tenant.secrets.webhook_secrets.is_empty() {
+                let token = new_api_token();
+                printed.push(("API token", token.clone()));
+                tenant.secrets.api_tokens.push(token);
+            }
+            registry.add(&tenant, now).map_err(|e| e.to_string())?;
+            println!("added tenant {} ({})", tenant.id, summary(&tenant));
+            print_routes(&tenant.id);
+            print_once(&printed);
+        }
+        Action::List { json } => {
+            let tenants = registry.list().map_err(|e| e.to_string())?;
+            if json {
+                let list: Vec<_> = tenants.iter().map(|t| describe(t, false)).collect();
+                println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
+            } else if tenants.is_empty() {
+                println!("no tenants in {} (add one with `hubrelay tenants add ID`)", data_dir.display());
+            } else {
+                let rows: Vec<Vec<String>> = tenants
+                    .iter()
+                    .map(|s| {
+                        let t = &s.tenant;
+                        vec![
+                            t.id.to_string(),
+                            state(t).into(),
+                            output::or_dash(t.hub_id),
+                            t.secrets.hubspot.kind().replace('_', " "),
+                            t.mapping.describe(),
+                            t.rate_limit_per_10s.to_string(),
+                            credentials_line(&t.secrets),
+                        ]
+                    })
+                    .collect();
+                let header = ["TENANT", "STATE", "HUB ID", "HUBSPOT", "MAPPING", "CALLS/10S", "SENDER CREDENTIALS"];
+                print!("{}", output::table(&header, &rows));
+            }
+        }
+        Action::Show { id, reveal, json } => {
+            let stored = registry.get(&id).map_err(|e| e.to_string())?;
+            let described = describe(&stored, reveal);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&described).map_err(|e| e.to_string())?);
+            } else {
+                let t = &stored.tenant;
+                println!("tenant {} ({})", t.id, state(t));
+                println!("  hub id:       {}", output::or_dash(t.hub_id));
+                println!("  HubSpot:      {}", described["hubspot"]["kind"].as_str().unwrap_or_default());
+                if let Some(token) = described["hubspot"]["token"].as_str() {
+                    println!("  credential:   {token}");
+                }
+                let base_url = match (&t.secrets.hubspot, &t.hubspot_base_url) {
+                    (HubSpotAuth::Sandbox, _) => "a sandbox portal of its own, under serve",
+                    (_, Some(url)) => url.as_str(),
+                    (_, None) => "HubSpot's API",
+                };
+                println!("  base URL:     {base_url}");
+                println!("  mapping:      {}", t.mapping.describe());
+                println!("  calls/10 s:   {}", t.rate_limit_per_10s);
+                println!("  daily budget: {}", output::or_dash(t.daily_budget));
+                for token in described["api_tokens"].as_array().into_iter().flatten() {
+                    println!("  API token:    {}", token.as_str().unwrap_or_default());
+                }
+                for secret in described["webhook_secrets"].as_array().into_iter().flatten() {
+                    println!("  webhook secret: {}", secret.as_str().unwrap_or_default());
+                }
+                println!("  data:         {}", tenant_dir(&data_dir, &t.id).display());
+                print_routes(&t.id);
+            }
+        }
+        Action::Update {
+            id,
+            settings,
+            credentials,
+            retire_old_api_token,
+            retire_old_webhook_secret,
+            sandbox,
+            enable,
+            disable,
+        } => {
+            let mut tenant = registry.get(&id).map_err(|e| e.to_string())?.tenant;
+            if sandbox {
+                tenant.secrets.hubspot = HubSpotAuth::Sandbox;
+                tenant.hubspot_base_url = None;
+            }
+            settings.apply(&mut tenant)?;
+            if retire_old_api_token {
+                keep_newest(&mut tenant.secrets.api_tokens);
+            }
+            if retire_old_webhook_secret {
+                keep_newest(&mut tenant.secrets.webhook_secrets);
+            }
+            let printed = credentials.apply(&mut tenant.secrets)?;
+            tenant.enabled = (tenant.enabled || enable) && !disable;
+            registry.update(&tenant, now).map_err(|e| e.to_string())?;
+            println!("updated tenant {} ({})", tenant.id, summary(&tenant));
+            print_once(&printed);
+        }
+        Action::Remove { id } => {
+            registry.remove(&id).map_err(|e| e.to_string())?;
+            println!(
+                "removed tenant {id}: its routes answer 404; its events, queue and dead letters stay in {}",
+                tenant_dir(&data_dir, &id).display()
+            );
+        }
+    }
+    Ok(())
+}
+
+impl SettingsArgs {
+    fn apply(self, tenant: &mut Tenant) -> Result<(), String> {
+        if let Some(spec) = &self.mapping {
+            tenant.mapping = MappingProfile::from_spec(spec)?;
+        }
+        if let Some(hub_id) = self.hub_id {
+            tenant.hub_id = Some(hub_id);
+        }
+        if let Some(file) = &self.hubspot_token_file {
+            let token = read_secret(file)?;
+            tenant.secrets.hubspot = match self.hubspot_token_kind {
+                TokenKind::ServiceKey => HubSpotAuth::ServiceKey { token },
+                TokenKind::AppToken => HubSpotAuth::AppToken { token },
+            };
+        }
+        if let Some(url) = self.hubspot_base_url {
+            tenant.hubspot_base_url = Some(url);
+        }
+        if let Some(rate) = self.rate_limit_per_10s {
+            tenant.rate_limit_per_10s = rate;
+        }
+        if let Some(budget) = self.daily_budget {
+            tenant.daily_budget = Some(budget);
+        }
+        Ok(())
+    }
+}
+
+impl CredentialArgs {
+    /// Adds the credentials asked for; returns the generated ones, to print once.
+    fn apply(self, secrets: &mut TenantSecrets) -> Result<Vec<(&'static str, String)>, String> {
+        let mut printed = Vec::new();
+        let token = match (self.new_api_token, &self.api_token_file) {
+            (true, _) => Some(new_api_token()).inspect(|t| printed.push(("API token", t.clone()))),
+            (false, Some(file)) => Some(read_secret(file)?),
+            (false, None) => None,
+        };
+        if let Some(token) = token {
+            push_credential(&mut secrets.api_tokens, token, "API token", "--retire-old-api-token")?;
+        }
+        let secret = match (self.new_webhook_secret, &self.webhook_secret_file) {
+            (true, _) => Some(new_webhook_secret()).inspect(|s| printed.push(("webhook secret", s.clone()))),
+            (false, Some(file)) => Some(read_secret(file)?),
+            (false, None) => None,
+        };
+        if let Some(secret) = secret {
+            push_credential(&mut secrets.webhook_secrets, secret, "webhook secret", "--retire-old-webhook-secret")?;
+        }
+        Ok(printed)
+    }
+}
+
+fn push_credential(list: &mut Vec<String>, value: String, what: &str, retire_flag: &str) -> Result<(), String> {
+    if list.contains(&value) {
+        return Err(format!("that {what} is already valid for this tenant"));
+    }
+    if list.len() >= MAX_VALID_SECRETS {
+        return Err(format!(
+            "{MAX_VALID_SECRETS} {what}s are valid already: retire the old one first ({retire_flag}, once its senders use the new one)"
+        ));
+    }
+    list.push(value);
+    Ok(())
+}
+
+fn keep_newest(list: &mut Vec<String>) {
+    if list.len() > 1 {
+        list.drain(..list.len() - 1);
+    }
+}
+
+fn read_secret(file: &PathBuf) -> Result<String, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let secret = text.trim().to_string();
+    if secret.is_empty() || secret.contains(char::is_whitespace) {
+        return Err(format!("{} must hold one secret on one line", file.display()));
+    }
+    Ok(secret)
+}
+
+fn new_api_token() -> String {
+    format!("hrt_{}", hex_random::<20>())
+}
+
+fn new_webhook_secret() -> String {
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 24]>()))
+}
+
+fn hex_random<const N: usize>() -> String {
+    rand::random::<[u8; N]>().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn state(t: &Tenant) -> &'static str {
+    if t.enabled {
+        "enabled"
+    } else {
+        "disabled"
+    }
+}
+
+fn credentials_line(s: &TenantSecrets) -> String {
+    let count = |n: usize, one: &str| match n {
+        0 => None,
+        1 => Some(format!("1 {one}")),
+        n => Some(format!("{n} {one}s (rotating)")),
+    };
+    [count(s.api_tokens.len(), "API token"), count(s.webhook_secrets.len(), "webhook secret")]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn summary(t: &Tenant) -> String {
+    format!(
+        "{}, HubSpot {}, mapping {}, {} calls per 10 s; {}",
+        state(t),
+        t.secrets.hubspot.kind().replace('_', " "),
+        t.mapping.describe(),
+        t.rate_limit_per_10s,
+        credentials_line(&t.secrets)
+    )
+}
+
+/// A tenant as `list --json` and `show` print it: secrets masked unless revealed.
+fn describe(stored: &StoredTenant, reveal: bool) -> serde_json::Value {
+    let t = &stored.tenant;
+    let shown = |s: &String| if reveal { s.clone() } else { mask_token(s) };
+    let mut hubspot = json!({"kind": t.secrets.hubspot.kind()});
+    if let Some(token) = t.secrets.hubspot.token() {
+        hubspot["token"] = json!(shown(&token.to_string()));
+    }
+    json!({
+        "id": t.id,
+        "enabled": t.enabled,
+        "hub_id": t.hub_id,
+        "hubspot": hubspot,
+        "hubspot_base_url": t.hubspot_base_url,
+        "mapping": t.mapping.describe(),
+        "rate_limit_per_10s": t.rate_limit_per_10s,
+        "daily_budget": t.daily_budget,
+        "api_tokens": t.secrets.api_tokens.iter().map(shown).collect::<Vec<_>>(),
+        "webhook_secrets": t.secrets.webhook_secrets.iter().map(shown).collect::<Vec<_>>(),
+        "created_at": stored.created_at,
+        "updated_at": stored.updated_at,
+    })
+}
+
+fn print_routes(id: &TenantId) {
+    println!("  routes: POST /t/{id}/v1/leads, /t/{id}/v1/leads/status, /t/{id}/v1/leads/activities, /t/{id}/v1/referrals/{{hubspot,extole,impact}}");
+}
+
+/// Generated secrets are shown this once; `show --reveal` prints them again.
+fn print_once(printed: &[(&str, String)]) {
+    for (what, value) in printed {
+        println!("  new {what} (shown once here; `hubrelay tenants show ID --reveal` prints it again): {value}");
+    }
+}
