@@ -1,8 +1,9 @@
 //! `hubrelay sandbox`: the HubSpot test double on its own, for rehearsing outages and for other tools.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use hubrelay_sandbox::hubspot::{self as sandbox, Faults, SandboxOptions};
+use hubrelay_sandbox::hubspot::{self as sandbox, Faults, OAuthApp, SandboxOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct SandboxArgs {
@@ -27,6 +28,53 @@ pub struct SandboxArgs {
     /// Added latency per request, in milliseconds
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Turns on HubSpot's OAuth (2026-03) for an app with this client id: /oauth/authorize, /oauth/2026-03/token;
+    /// the API then accepts the access tokens issued (and --token, if given)
+    #[arg(long)]
+    oauth_client_id: Option<String>,
+    /// The OAuth app's client secret (required with --oauth-client-id)
+    #[arg(long, env = "HUBRELAY_SANDBOX_OAUTH_CLIENT_SECRET", hide_env_values = true)]
+    oauth_client_secret: Option<String>,
+    /// Lifetime of OAuth access tokens, in seconds (HubSpot: 1800)
+    #[arg(long, default_value_t = 1800)]
+    access_token_lifetime: u64,
+    /// OAuth token-endpoint requests allowed per rolling 10 s
+    #[arg(long, default_value_t = 100)]
+    token_rate_limit: u32,
+}
+
+/// The OAuth app, when `--oauth-client-id` is given.
+fn oauth_app(args: &SandboxArgs) -> Result<Option<OAuthApp>, String> {
+    let Some(client_id) = args.oauth_client_id.clone() else { return Ok(None) };
+    if client_id.trim().is_empty() {
+        return Err("--oauth-client-id must not be empty".into());
+    }
+    let client_secret = match &args.oauth_client_secret {
+        Some(s) if !s.is_empty() => s.clone(),
+        _ => {
+            return Err("--oauth-client-id needs --oauth-client-secret (or HUBRELAY_SANDBOX_OAUTH_CLIENT_SECRET)".into())
+        }
+    };
+    if args.access_token_lifetime == 0 {
+        return Err("--access-token-lifetime must be at least 1 second".into());
+    }
+    Ok(Some(OAuthApp {
+        client_id,
+        client_secret,
+        access_token_lifetime: Duration::from_secs(args.access_token_lifetime),
+        token_requests_per_10s: args.token_rate_limit,
+        ..OAuthApp::default()
+    }))
+}
+
+/// `s` percent-encoded for a query value (RFC 3986 unreserved characters kept).
+fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 pub async fn run(args: SandboxArgs) -> Result<(), String> {
@@ -45,8 +93,10 @@ pub async fn run(args: SandboxArgs) -> Result<(), String> {
         }
         None => None,
     };
+    let oauth = oauth_app(&args)?;
     let options = SandboxOptions {
         token: args.token.clone(),
+        oauth: oauth.clone(),
         db_path,
         rate_limit_per_10s: args.rate_limit,
         faults: Faults {
@@ -59,7 +109,21 @@ pub async fn run(args: SandboxArgs) -> Result<(), String> {
     };
     let handle = sandbox::spawn(options, addr).await.map_err(|e| e.to_string())?;
     println!("HubSpot sandbox listening on {}", handle.url());
-    println!("  token: {}", if args.token.is_some() { "as given by --token" } else { "any bearer token" });
+    let token_line = match (&args.token, &oauth) {
+        (Some(_), None) => "as given by --token",
+        (Some(_), Some(_)) => "as given by --token, or an OAuth access token",
+        (None, Some(_)) => "OAuth access tokens only",
+        (None, None) => "any bearer token",
+    };
+    println!("  token: {token_line}");
+    if let Some(app) = &oauth {
+        println!(
+            "  OAuth: install at {}/oauth/authorize?client_id={} (access tokens live {} s)",
+            handle.url(),
+            query_value(&app.client_id),
+            app.access_token_lifetime.as_secs()
+        );
+    }
     println!("  faults: curl -X POST {}/__sandbox/faults -d '{{\"failure_rate\":0.5}}'", handle.url());
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -13,8 +13,10 @@
 //!   with inline contact associations, `GET /crm/v3/objects/{type}/{id}`,
 //!   `GET /crm/v3/objects/contacts/{id}/associations/{type}` (v4 association shape)
 //! - `GET|POST /crm/v3/properties/contacts`, `GET /crm/v3/properties/contacts/{name}`
+//! - OAuth, when [`SandboxOptions::oauth`] is set (`oauth.rs`): `GET|POST /oauth/authorize`,
+//!   `POST /oauth/2026-03/token`, `POST /oauth/2026-03/token/revoke`; the API then accepts the access tokens issued
 //! - admin, no auth, not counted, never faulted: `GET|POST|DELETE /__sandbox/faults`, `GET /__sandbox/stats`,
-//!   `POST /__sandbox/reset`
+//!   `POST /__sandbox/reset`, `POST /__sandbox/oauth/revoke`
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,6 +34,7 @@ mod engagements;
 mod error;
 mod faults;
 mod merge;
+mod oauth;
 mod properties;
 mod ratelimit;
 mod routes;
@@ -45,6 +48,8 @@ mod tests;
 
 pub use crate::server::SandboxError;
 use error::ApiError;
+use oauth::OAuthState;
+pub use oauth::{OAuthApp, OAuthStats};
 use ratelimit::RateLimiter;
 pub use rules::{Condition, RuleScope, ValidationRule};
 use store::Store;
@@ -93,6 +98,10 @@ pub struct SandboxOptions {
     pub utc_offset_minutes: i32,
     /// The scopes the token was granted (`None`: every scope). A call outside them answers 403 `MISSING_SCOPES`.
     pub scopes: Option<Vec<String>>,
+    /// An OAuth app installable into the portal (`/oauth/...` routes; the API then accepts the access tokens it
+    /// issued, checked against their own scopes). With OAuth on and `token` `None`, only issued access tokens are
+    /// accepted. `None`: no OAuth, the `/oauth` routes answer 404.
+    pub oauth: Option<OAuthApp>,
 }
 
 impl Default for SandboxOptions {
@@ -108,6 +117,7 @@ impl Default for SandboxOptions {
             time_zone: "UTC".into(),
             utc_offset_minutes: 0,
             scopes: None,
+            oauth: None,
         }
     }
 }
@@ -142,6 +152,7 @@ struct Inner {
     scopes: RwLock<Option<Vec<String>>>,
     stats: Mutex<SandboxStats>,
     limiter: Mutex<RateLimiter>,
+    oauth: Option<Mutex<OAuthState>>,
 }
 
 /// Locks a mutex, shrugging off poisoning: every critical section leaves the data consistent
@@ -159,6 +170,7 @@ impl Sandbox {
                 faults: RwLock::new(options.faults.clone()),
                 rules: RwLock::new(Vec::new()),
                 scopes: RwLock::new(options.scopes.clone()),
+                oauth: options.oauth.clone().map(|app| Mutex::new(OAuthState::new(app))),
                 options,
                 store: Mutex::new(store),
                 stats: Mutex::new(SandboxStats::default()),
@@ -202,6 +214,30 @@ impl Sandbox {
         lock(&self.inner.stats).clone()
     }
 
+    /// The OAuth token endpoint's counters (all zero when OAuth is off).
+    pub fn oauth_stats(&self) -> OAuthStats {
+        self.inner.oauth.as_ref().map(|o| lock(o).stats()).unwrap_or_default()
+    }
+
+    /// Every refresh token issued so far stops working (a user uninstalled the app); access tokens already
+    /// issued keep working until they expire, as on HubSpot. Nothing happens when OAuth is off.
+    pub fn revoke_refresh_tokens(&self) {
+        self.revoke_all_refresh_tokens();
+    }
+
+    /// [`Sandbox::revoke_refresh_tokens`], answering how many were still valid.
+    fn revoke_all_refresh_tokens(&self) -> usize {
+        self.inner.oauth.as_ref().map_or(0, |o| lock(o).revoke_all())
+    }
+
+    /// Moves the OAuth clock (code and access-token expiry, the token endpoint's window) forward.
+    #[cfg(test)]
+    fn advance_oauth_clock(&self, by: std::time::Duration) {
+        if let Some(o) = &self.inner.oauth {
+            lock(o).advance(by);
+        }
+    }
+
     pub fn contact_count(&self) -> Result<u64, SandboxError> {
         Ok(lock(&self.inner.store).contact_count()?)
     }
@@ -212,11 +248,15 @@ impl Sandbox {
     }
 
     /// What `POST /__sandbox/reset` does: deletes contacts, custom properties and engagements, zeroes the stats
-    /// and the rate-limit windows. Faults stay as they are. Ids keep counting up (never reused).
+    /// (the OAuth ones too) and the rate-limit windows. Faults stay as they are, and so do OAuth codes and tokens.
+    /// Ids keep counting up (never reused).
     pub fn reset(&self) -> Result<(), SandboxError> {
         lock(&self.inner.store).reset()?;
         *lock(&self.inner.stats) = SandboxStats::default();
         *lock(&self.inner.limiter) = RateLimiter::default();
+        if let Some(o) = &self.inner.oauth {
+            lock(o).reset_counters();
+        }
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 //! The router: HubSpot API routes behind the gate (auth → rate limit → latency → faults), property
-//! endpoints, and the `/__sandbox` admin routes.
+//! endpoints, the OAuth routes (when configured) and the `/__sandbox` admin routes.
 
 use std::time::Instant;
 
@@ -17,6 +17,7 @@ use super::deals;
 use super::engagements::{self, Object};
 use super::error::{correlation_id, ApiError, CORRELATION_HEADER};
 use super::faults::{fault_error, roll};
+use super::oauth::{self, AccessCheck};
 use super::properties::{self, parse_create, to_json};
 use super::ratelimit::{Quota, WINDOW};
 use super::validate::now_ms;
@@ -57,7 +58,9 @@ pub(crate) fn router(sb: Sandbox) -> Router {
         .route("/__sandbox/scopes", get(get_scopes).post(set_scopes))
         .route("/__sandbox/merge", post(merge_contacts))
         .route("/__sandbox/stats", get(stats))
-        .route("/__sandbox/reset", post(reset));
+        .route("/__sandbox/reset", post(reset))
+        .route("/__sandbox/oauth/revoke", post(revoke_oauth));
+    let api = if sb.inner.oauth.is_some() { api.merge(oauth::routes()) } else { api };
     api.merge(admin).with_state(sb)
 }
 
@@ -113,6 +116,33 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// Who a request's bearer token is.
+struct Caller {
+    /// The key of its rate-limit window.
+    key: String,
+    /// Its granted scopes (`None`: every scope).
+    scopes: Option<Vec<String>>,
+}
+
+/// The static token (or, without one and without OAuth, any non-empty token) with the portal's scopes, or an
+/// OAuth access token this sandbox issued with its own scopes; an expired access token gets its own 401.
+fn authenticate(sb: &Sandbox, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
+    let options = &sb.inner.options;
+    if options.token.as_deref() == Some(token) {
+        return Ok(Caller { key: token.to_string(), scopes: sb.scopes() });
+    }
+    match &sb.inner.oauth {
+        Some(o) => match lock(o).check_access(token) {
+            AccessCheck::Valid(scopes) => Ok(Caller { key: oauth::API_LIMIT_KEY.into(), scopes: Some(scopes) }),
+            AccessCheck::Expired(seconds_ago) => Err(oauth::expired(seconds_ago)),
+            AccessCheck::Unknown => Err(ApiError::unauthorized()),
+        },
+        None if options.token.is_none() => Ok(Caller { key: token.to_string(), scopes: sb.scopes() }),
+        None => Err(ApiError::unauthorized()),
+    }
+}
+
 fn set_quota_headers(res: &mut Response, q: &Quota) {
     let h = res.headers_mut();
     let mut put = |name: &'static str, v: u64| {
@@ -147,12 +177,11 @@ async fn gate(State(sb): State<Sandbox>, mut req: Request, next: Next) -> Respon
     };
     let enforces_rules = SUPPORTED_VERSIONS.contains(&version.as_str()) && version.as_str() >= RULES_FROM;
     req.extensions_mut().insert(Dialect { enforces_rules });
-    let token = match (bearer(req.headers()), &inner.options.token) {
-        (Some(t), Some(expected)) if t == expected => t.to_string(),
-        (Some(t), None) => t.to_string(),
-        _ => return ApiError::unauthorized().into_response(),
+    let Caller { key: token, scopes: granted } = match authenticate(&sb, req.headers()) {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
     };
-    if let (Some(granted), Some(scope)) = (sb.scopes(), scopes::required(req.method(), req.uri().path())) {
+    if let (Some(granted), Some(scope)) = (granted, scopes::required(req.method(), req.uri().path())) {
         if !granted.iter().any(|g| g == scope) {
             return scopes::missing(scope).into_response();
         }
@@ -299,8 +328,22 @@ async fn clear_rules(State(sb): State<Sandbox>) -> Json<Value> {
     Json(json!({ "rules": [] }))
 }
 
-async fn stats(State(sb): State<Sandbox>) -> Json<super::SandboxStats> {
-    Json(sb.stats())
+/// The API's counters, and the OAuth token endpoint's under `"oauth"`.
+async fn stats(State(sb): State<Sandbox>) -> Result<Json<Value>, ApiError> {
+    let mut out = serde_json::to_value(sb.stats()).map_err(|e| ApiError::internal(e.to_string()))?;
+    let oauth = serde_json::to_value(sb.oauth_stats()).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(map) = out.as_object_mut() {
+        map.insert("oauth".into(), oauth);
+    }
+    Ok(Json(out))
+}
+
+/// `POST /__sandbox/oauth/revoke`: every refresh token stops working (the user uninstalled the app).
+async fn revoke_oauth(State(sb): State<Sandbox>) -> Result<Json<Value>, ApiError> {
+    if sb.inner.oauth.is_none() {
+        return Err(ApiError::not_found("OAuth is not configured on this sandbox (SandboxOptions::oauth)"));
+    }
+    Ok(Json(json!({ "revoked": sb.revoke_all_refresh_tokens() })))
 }
 
 async fn reset(State(sb): State<Sandbox>) -> Result<Json<Value>, ApiError> {

@@ -13,6 +13,7 @@ mod contacts;
 mod deals;
 mod engagements;
 mod limits;
+mod oauth;
 mod platform;
 mod properties;
 
