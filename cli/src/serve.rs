@@ -46,6 +46,9 @@ Settings (environment variables; the --config TOML file takes them too, see docs
   HubSpot (no token: the built-in sandbox)
     HUBSPOT_TOKEN (Service Key or project-app token), HUBSPOT_BASE_URL,
     HUBSPOT_API_VERSION (default 2026-09; v3 = legacy paths), HUBSPOT_TIMEOUT_SECS, HUBSPOT_RATE_LIMIT_PER_10S
+  Tenants (`hubrelay tenants`; each under /t/{tenant}/) connected by OAuth install
+    HUBSPOT_CLIENT_ID (the app's secret: the first of HUBSPOT_CLIENT_SECRET), HUBSPOT_OAUTH_AUTHORIZE_URL,
+    HUBSPOT_OAUTH_SCOPES
   Leads
     HUBRELAY_MAPPING (chat-widget, aimbase or a TOML file), HUBRELAY_MAX_BODY_BYTES
   Retries
@@ -94,8 +97,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         } else {
             None
         };
+    // Bound first, so the URL senders sign and OAuth redirects to names the real port (also for port 0).
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     if auth.public_url.is_none() {
-        auth.public_url = Some(format!("http://{}", settings.listen));
+        auth.public_url = Some(format!("http://{addr}"));
     }
     // Refuse a bad auth configuration before anything starts.
     settings.relay.authenticator().map_err(|e| format!("configuration error: {e}"))?;
@@ -185,11 +193,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let app = lead_routes(Arc::new(relay.lead_service(inline.clone()).map_err(config_error)?))
         .merge(relay.update_routes(inline).map_err(config_error)?)
         .merge(relay.referral_routes().map_err(config_error)?);
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
 
+    let oauth_app =
+        hubrelay_core::tenant::OAuthAppSettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?;
     // The other tenants, each under /t/{tenant}/ (`hubrelay tenants`), over the same deployment settings.
     let shared = crate::serve_tenants::Shared {
         base: layer.clone(),
@@ -197,10 +203,20 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         partners: partners.clone(),
         inline_wait: INLINE_SLOT_WAIT,
         inline_interval: inline_call_interval,
+        oauth: oauth_app.clone(),
     };
     let mut tenants = crate::serve_tenants::TenantHost::open(shared, format!("http://{addr}"))?;
     let tenant_lines = tenants.sync().await;
     let app = app.merge(tenants.routes().router());
+    let public_url = settings.relay.auth.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let app = match oauth_app {
+        Some(oauth) => {
+            let install =
+                crate::serve_oauth::OAuthInstall::new(oauth, &public_url, settings.data_dir.clone(), layer.clone())?;
+            app.merge(Arc::new(install).routes())
+        }
+        None => app.merge(crate::serve_oauth::not_configured()),
+    };
     let tenants_stop = Arc::new(tokio::sync::Notify::new());
     let tenants_task = tokio::spawn(tenants.run(tenants_stop.clone()));
 

@@ -14,11 +14,12 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use hubrelay_clients::oauth::{OAuthApp, OAuthError, OAuthTokens, OnRevoked};
 use hubrelay_clients::{HubSpotClient, RateLimiter};
 use hubrelay_core::config::{HubSpotTarget, Layer};
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::pii::mask_token;
-use hubrelay_core::tenant::TenantId;
+use hubrelay_core::tenant::{HubSpotAuth, OAuthAppSettings, TenantId};
 use hubrelay_core::worker::ContactLocks;
 use hubrelay_http::error::ApiError;
 use hubrelay_http::{lead_routes, PathPrefix, Relay, Stores};
@@ -30,6 +31,7 @@ use tokio::sync::Notify;
 use tower::ServiceExt;
 use tracing::Instrument;
 
+use crate::output;
 use crate::serve_referrals::Partners;
 
 /// How often serve looks at the registry for changes.
@@ -42,6 +44,8 @@ pub struct Shared {
     pub partners: Arc<Partners>,
     pub inline_wait: Duration,
     pub inline_interval: fn(u32) -> Duration,
+    /// The deployment's OAuth app, for tenants connected by install.
+    pub oauth: Option<OAuthAppSettings>,
 }
 
 /// The tenants' routes, looked up per request.
@@ -125,6 +129,8 @@ async fn dispatch(State(tenants): State<TenantRoutes>, mut req: Request) -> Resp
 /// A running tenant: what its requests reach and the worker to stop when it changes.
 struct Running {
     updated_at: i64,
+    /// An OAuth tenant not (or no longer) connected: its events wait on its queue for the install.
+    waiting_for_install: bool,
     worker: Option<(Arc<Notify>, tokio::task::JoinHandle<()>)>,
 }
 
@@ -201,15 +207,25 @@ impl TenantHost {
             if self.running.get(&id).is_some_and(|r| r.updated_at == s.updated_at) {
                 continue;
             }
+            let was_waiting = self.running.get(&id).is_some_and(|r| r.waiting_for_install);
             if let Some(old) = self.running.remove(&id) {
                 stop(old).await;
             }
             let (running, line) = match self.start(&s).await {
-                Ok((running, line)) => (running, line),
+                Ok((running, mut line)) => {
+                    if was_waiting && !running.waiting_for_install {
+                        let store = self.kept.get(&id).map(|k| k.store.clone());
+                        line.push_str(&hasten(&id, store).await);
+                    }
+                    (running, line)
+                }
                 Err(e) => {
                     tracing::error!(tenant = %id, error = %e, "tenant could not start; its routes answer 503");
                     self.routes.set(id.clone(), Some(Route::Unavailable));
-                    (Running { updated_at: s.updated_at, worker: None }, format!("tenant {id}: {e}"))
+                    (
+                        Running { updated_at: s.updated_at, waiting_for_install: false, worker: None },
+                        format!("tenant {id}: {e}"),
+                    )
                 }
             };
             self.running.insert(id, running);
@@ -225,7 +241,7 @@ impl TenantHost {
         if !tenant.enabled {
             self.routes.set(id.clone(), Some(Route::Disabled));
             let line = format!("tenant {id} disabled: its routes answer 403, its queued events wait");
-            return Ok((Running { updated_at: stored.updated_at, worker: None }, line));
+            return Ok((Running { updated_at: stored.updated_at, waiting_for_install: false, worker: None }, line));
         }
         let settings = tenant.relay_settings(&self.shared.base).map_err(|e| format!("configuration error: {e}"))?;
         settings.authenticator().map_err(|e| format!("configuration error: {e}"))?;
@@ -239,8 +255,41 @@ impl TenantHost {
         let kept = self.kept.get_mut(&id).ok_or("tenant state missing")?;
         let limiter = RateLimiter::new(settings.hubspot_rate_limit_per_10s);
         let timeout = settings.hubspot_timeout;
-        let (client, portal_line) = match &settings.hubspot {
-            HubSpotTarget::Api { base_url, token } => {
+        let mut waiting_for_install = false;
+        let (client, portal_line) = match (&tenant.secrets.hubspot, &settings.hubspot) {
+            (HubSpotAuth::OAuth { refresh_token }, _) => {
+                let app = self.shared.oauth.as_ref().ok_or(
+                    "it connects by OAuth, but no OAuth app is configured (HUBSPOT_CLIENT_ID, HUBSPOT_CLIENT_SECRET)",
+                )?;
+                let base_url = tenant
+                    .hubspot_base_url
+                    .clone()
+                    .or_else(|| self.shared.base.hubspot_base_url.clone())
+                    .unwrap_or_else(|| hubrelay_core::hubspot::DEFAULT_BASE_URL.into());
+                let app = OAuthApp {
+                    client_id: app.client_id.clone(),
+                    client_secret: app.client_secret.clone(),
+                    base_url: base_url.clone(),
+                };
+                let mut tokens = OAuthTokens::new(app, refresh_token.clone().unwrap_or_default())
+                    .on_revoked(mark_needs_reauth(self.shared.data_dir.clone(), id.clone()));
+                waiting_for_install = refresh_token.is_none() || tenant.needs_reauth;
+                if waiting_for_install {
+                    tokens = tokens.needing_reauth();
+                }
+                let client = HubSpotClient::new(&base_url, "", timeout)
+                    .map_err(|e| e.to_string())?
+                    .with_api_version(settings.hubspot_api_version.clone())
+                    .with_oauth(Arc::new(tokens));
+                let install = crate::serve_oauth::OAuthInstall::install_url(&self.url, &id);
+                let state = match (refresh_token, tenant.needs_reauth) {
+                    (None, _) => format!("not connected yet, its events wait: install at {install}"),
+                    (Some(_), true) => format!("NEEDS REAUTH, its events wait: reconnect at {install}"),
+                    (Some(_), false) => format!("connected, portal {}", output::or_dash(tenant.hub_id)),
+                };
+                (client, format!("HubSpot OAuth {base_url} ({state})"))
+            }
+            (_, HubSpotTarget::Api { base_url, token }) => {
                 let client = HubSpotClient::new(base_url, token, timeout)
                     .map_err(|e| e.to_string())?
                     .with_api_version(settings.hubspot_api_version.clone());
@@ -249,7 +298,7 @@ impl TenantHost {
                     format!("HubSpot {} {base_url} (credential {})", tenant.secrets.hubspot.kind(), mask_token(token)),
                 )
             }
-            HubSpotTarget::Sandbox => {
+            (_, HubSpotTarget::Sandbox) => {
                 if kept.sandbox.is_none() {
                     let token = crate::serve::kept_secret(&dir.join("sandbox-token"), "sandbox")?;
                     let options = SandboxOptions {
@@ -300,7 +349,7 @@ impl TenantHost {
             tenant.mapping.describe(),
             settings.hubspot_rate_limit_per_10s
         );
-        Ok((Running { updated_at: stored.updated_at, worker: Some((stop, task)) }, line))
+        Ok((Running { updated_at: stored.updated_at, waiting_for_install, worker: Some((stop, task)) }, line))
     }
 
     /// Polls the registry until `stop` is notified, printing what changed; then stops every tenant's worker.
@@ -331,6 +380,34 @@ impl TenantHost {
         })
         .await;
     }
+}
+
+/// A reconnected tenant's queue: due now rather than at each event's next scheduled attempt.
+async fn hasten(id: &TenantId, store: Option<Arc<SqliteStore>>) -> String {
+    let Some(store) = store else { return String::new() };
+    match store.hasten_queue(time::OffsetDateTime::now_utc()).await {
+        Ok(n) => format!("; connected again: its {n} queued events are due now"),
+        Err(e) => {
+            tracing::error!(tenant = %id, error = %e, "could not hasten the queue; events go at their next attempt");
+            String::new()
+        }
+    }
+}
+
+/// When HubSpot refuses a tenant's refresh token: the tenant is marked `needs_reauth` in the registry (serve's
+/// poll then rebuilds it waiting for a reconnect, and `hubrelay tenants list` shows it).
+fn mark_needs_reauth(data_dir: PathBuf, id: TenantId) -> OnRevoked {
+    Arc::new(move |why: &OAuthError| {
+        tracing::error!(tenant = %id, error = %why, alarm = "TenantNeedsReauth", "tenant needs a new OAuth install; its events stay queued");
+        let marked = TenantRegistry::open(&data_dir).and_then(|registry| {
+            let mut tenant = registry.get(&id)?.tenant;
+            tenant.needs_reauth = true;
+            registry.update(&tenant, time::OffsetDateTime::now_utc().unix_timestamp())
+        });
+        if let Err(e) = marked {
+            tracing::error!(tenant = %id, error = %e, "could not mark the tenant needs_reauth");
+        }
+    })
 }
 
 /// Stops a tenant's worker, letting its tick finish (its settlements are one transaction).

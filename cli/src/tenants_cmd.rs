@@ -64,7 +64,7 @@ enum Action {
         #[arg(long)]
         retire_old_webhook_secret: bool,
         /// Call the built-in sandbox instead of a HubSpot portal
-        #[arg(long, conflicts_with_all = ["hubspot_token_file", "hubspot_base_url"])]
+        #[arg(long, conflicts_with_all = ["hubspot_token_file", "hubspot_base_url", "oauth"])]
         sandbox: bool,
         #[arg(long, conflicts_with = "disable")]
         enable: bool,
@@ -73,6 +73,13 @@ enum Action {
     },
     /// Remove a tenant from the registry: its routes answer 404; its events and dead letters stay in its folder
     Remove { id: TenantId },
+    /// Print the install link that connects an OAuth tenant's portal (hand it to the portal's admin)
+    Connect {
+        id: TenantId,
+        /// The URL HubSpot and the admin's browser reach serve at [env: HUBRELAY_PUBLIC_URL] [default: http://127.0.0.1:8080]
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -86,6 +93,9 @@ struct SettingsArgs {
     /// File holding the portal's HubSpot credential (none: a sandbox portal of its own under serve)
     #[arg(long, value_name = "FILE")]
     hubspot_token_file: Option<PathBuf>,
+    /// Connect the portal through the deployment's OAuth app (`hubrelay tenants connect` prints the install link)
+    #[arg(long, conflicts_with = "hubspot_token_file")]
+    oauth: bool,
     /// What that credential is
     #[arg(long, value_enum, default_value_t = TokenKind::ServiceKey, requires = "hubspot_token_file")]
     hubspot_token_kind: TokenKind,
@@ -139,6 +149,7 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
                 rate_limit_per_10s: DEFAULT_TENANT_RATE_LIMIT_PER_10S,
                 daily_budget: None,
                 enabled: !disabled,
+                needs_reauth: false,
                 secrets: TenantSecrets { hubspot: HubSpotAuth::Sandbox, api_tokens: vec![], webhook_secrets: vec![] },
             };
             settings.apply(&mut tenant)?;
@@ -152,6 +163,9 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             println!("added tenant {} ({})", tenant.id, summary(&tenant));
             print_routes(&tenant.id);
             print_once(&printed);
+            if matches!(tenant.secrets.hubspot, HubSpotAuth::OAuth { .. }) {
+                println!("  connect its portal: hubrelay tenants connect {} (its events wait until then)", tenant.id);
+            }
         }
         Action::List { json } => {
             let tenants = registry.list().map_err(|e| e.to_string())?;
@@ -192,6 +206,9 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
                 println!("  HubSpot:      {}", described["hubspot"]["kind"].as_str().unwrap_or_default());
                 if let Some(token) = described["hubspot"]["token"].as_str() {
                     println!("  credential:   {token}");
+                }
+                if let Some(token) = described["hubspot"]["refresh_token"].as_str() {
+                    println!("  refresh token: {token}");
                 }
                 let base_url = match (&t.secrets.hubspot, &t.hubspot_base_url) {
                     (HubSpotAuth::Sandbox, _) => "a sandbox portal of its own, under serve",
@@ -240,6 +257,24 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             println!("updated tenant {} ({})", tenant.id, summary(&tenant));
             print_once(&printed);
         }
+        Action::Connect { id, public_url } => {
+            let tenant = registry.get(&id).map_err(|e| e.to_string())?.tenant;
+            if !matches!(tenant.secrets.hubspot, HubSpotAuth::OAuth { .. }) {
+                return Err(format!(
+                    "tenant {id} calls HubSpot with a {}: switch it first with `hubrelay tenants update {id} --oauth`",
+                    tenant.secrets.hubspot.kind()
+                ));
+            }
+            let public_url = public_url
+                .or_else(|| std::env::var("HUBRELAY_PUBLIC_URL").ok().filter(|v| !v.is_empty()))
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+            println!("{}", crate::serve_oauth::OAuthInstall::install_url(&public_url, &id));
+            eprintln!(
+                "hand this link to an admin of the portal: it leads to HubSpot's install page, then back to {}/oauth/callback \
+                 (register that as the app's redirect URL); links last 10 minutes once opened",
+                public_url.trim_end_matches('/')
+            );
+        }
         Action::Remove { id } => {
             registry.remove(&id).map_err(|e| e.to_string())?;
             println!(
@@ -265,6 +300,10 @@ impl SettingsArgs {
                 TokenKind::ServiceKey => HubSpotAuth::ServiceKey { token },
                 TokenKind::AppToken => HubSpotAuth::AppToken { token },
             };
+        }
+        if self.oauth && !matches!(tenant.secrets.hubspot, HubSpotAuth::OAuth { .. }) {
+            tenant.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: None };
+            tenant.needs_reauth = false;
         }
         if let Some(url) = self.hubspot_base_url {
             tenant.hubspot_base_url = Some(url);
@@ -344,10 +383,11 @@ fn hex_random<const N: usize>() -> String {
 }
 
 fn state(t: &Tenant) -> &'static str {
-    if t.enabled {
-        "enabled"
-    } else {
-        "disabled"
+    match (&t.secrets.hubspot, t.enabled, t.needs_reauth) {
+        (_, false, _) => "disabled",
+        (HubSpotAuth::OAuth { refresh_token: None }, true, _) => "not connected",
+        (HubSpotAuth::OAuth { .. }, true, true) => "needs reauth",
+        _ => "enabled",
     }
 }
 
@@ -380,12 +420,15 @@ fn describe(stored: &StoredTenant, reveal: bool) -> serde_json::Value {
     let t = &stored.tenant;
     let shown = |s: &String| if reveal { s.clone() } else { mask_token(s) };
     let mut hubspot = json!({"kind": t.secrets.hubspot.kind()});
-    if let Some(token) = t.secrets.hubspot.token() {
-        hubspot["token"] = json!(shown(&token.to_string()));
+    if let Some(token) = t.secrets.hubspot.secret() {
+        let key = if matches!(t.secrets.hubspot, HubSpotAuth::OAuth { .. }) { "refresh_token" } else { "token" };
+        hubspot[key] = json!(shown(&token.to_string()));
     }
     json!({
         "id": t.id,
         "enabled": t.enabled,
+        "state": state(t),
+        "needs_reauth": t.needs_reauth,
         "hub_id": t.hub_id,
         "hubspot": hubspot,
         "hubspot_base_url": t.hubspot_base_url,

@@ -15,3 +15,4 @@ mod retries;
 mod smoke;
 mod status;
 mod tenants;
+mod tenants_oauth;

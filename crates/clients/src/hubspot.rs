@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::oauth::OAuthTokens;
 use crate::ratelimit::{quota_from_headers, RateLimiter};
 use hubrelay_core::budget::{CallBudget, Lane, WINDOW};
 use hubrelay_core::domain::{ContactUpsert, UpsertedContact};
@@ -27,7 +28,7 @@ pub struct HubSpotClient {
     http: reqwest::Client,
     base_url: String,
     version: ApiVersion,
-    token: String,
+    auth: Bearer,
     limiter: Option<Arc<RateLimiter>>,
     /// How long a call may wait for a rate-limit slot (`None`: as long as it takes).
     max_slot_wait: Option<Duration>,
@@ -58,12 +59,19 @@ impl HubSpotClient {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
             version: ApiVersion::default(),
-            token: token.to_string(),
+            auth: Bearer::Static(token.to_string()),
             limiter: None,
             max_slot_wait: None,
             shared: None,
             portal_offset: Arc::new(std::sync::Mutex::new(None)),
         })
+    }
+
+    /// A portal installed with OAuth: every call carries `tokens`' current access token; a 401 drops it and the
+    /// call is sent once more with a fresh one.
+    pub fn with_oauth(mut self, tokens: Arc<OAuthTokens>) -> Self {
+        self.auth = Bearer::OAuth(tokens);
+        self
     }
 
     /// Send no more calls than `limiter` allows (share one limiter between every client of a token).
@@ -128,12 +136,36 @@ impl HubSpotClient {
         }
     }
 
-    /// One request: the rate limiter's slot, the call, the answer read and classified.
+    /// One request, and with OAuth a second one when HubSpot answered 401 to the first token (it expired early
+    /// or was revoked): the token is dropped and refreshed once.
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
+    ) -> Result<(StatusCode, Value, Option<String>), HubSpotError> {
+        let tokens = match &self.auth {
+            Bearer::Static(token) => return self.send_with(method, path, body, token).await,
+            Bearer::OAuth(tokens) => tokens,
+        };
+        let token = tokens.access_token().await?;
+        match self.send_with(method.clone(), path, body, &token).await {
+            Err(e) if e.status == Some(401) => {
+                tokens.rejected(&token).await;
+                let fresh = tokens.access_token().await?;
+                self.send_with(method, path, body, &fresh).await
+            }
+            other => other,
+        }
+    }
+
+    /// One request: the rate limiter's slot, the call, the answer read and classified.
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        token: &str,
     ) -> Result<(StatusCode, Value, Option<String>), HubSpotError> {
         let url = format!("{}{path}", self.base_url);
         let mut permit = match &self.limiter {
@@ -159,7 +191,7 @@ impl HubSpotClient {
         if let Some(shared) = &self.shared {
             shared.take().await?;
         }
-        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        let mut req = self.http.request(method, &url).bearer_auth(token);
         if let Some(body) = body {
             req = req.json(body);
         }
@@ -187,6 +219,14 @@ impl HubSpotClient {
         }
         result
     }
+}
+
+/// What a call carries as its bearer token.
+#[derive(Clone)]
+enum Bearer {
+    /// A Service Key, a project app's static token or a legacy private-app token.
+    Static(String),
+    OAuth(Arc<OAuthTokens>),
 }
 
 /// [`HubSpotClient::with_shared_budget`]'s settings.

@@ -4,6 +4,7 @@
 pub mod extole;
 pub mod hubspot;
 pub mod impact;
+pub mod oauth;
 mod partner_http;
 pub mod ratelimit;
 

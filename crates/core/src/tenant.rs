@@ -76,6 +76,10 @@ pub enum HubSpotAuth {
     ServiceKey { token: String },
     /// A static token: a project app's or a legacy private app's.
     AppToken { token: String },
+    /// Installed through the deployment's OAuth app (`/oauth/install`): the refresh token HubSpot granted,
+    /// `None` until the portal's admin has approved the install.
+    #[serde(rename = "oauth")]
+    OAuth { refresh_token: Option<String> },
 }
 
 impl HubSpotAuth {
@@ -84,13 +88,23 @@ impl HubSpotAuth {
             HubSpotAuth::Sandbox => "sandbox",
             HubSpotAuth::ServiceKey { .. } => "service_key",
             HubSpotAuth::AppToken { .. } => "app_token",
+            HubSpotAuth::OAuth { .. } => "oauth",
         }
     }
 
+    /// The static bearer token (Service Key or app token); OAuth's access tokens are fetched, not stored.
     pub fn token(&self) -> Option<&str> {
         match self {
-            HubSpotAuth::Sandbox => None,
+            HubSpotAuth::Sandbox | HubSpotAuth::OAuth { .. } => None,
             HubSpotAuth::ServiceKey { token } | HubSpotAuth::AppToken { token } => Some(token),
+        }
+    }
+
+    /// Secrets to mask or reveal: the static token, or the refresh token.
+    pub fn secret(&self) -> Option<&str> {
+        match self {
+            HubSpotAuth::OAuth { refresh_token } => refresh_token.as_deref(),
+            other => other.token(),
         }
     }
 }
@@ -167,7 +181,67 @@ pub struct Tenant {
     /// The portal's daily budget, when the operator set one (HubSpot's own daily limit otherwise).
     pub daily_budget: Option<u32>,
     pub enabled: bool,
+    /// HubSpot refused the tenant's OAuth refresh token (the app was uninstalled or the token revoked): its
+    /// events stay queued until the portal is connected again.
+    pub needs_reauth: bool,
     pub secrets: TenantSecrets,
+}
+
+/// The deployment's OAuth app, which tenants install into their portals.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthAppSettings {
+    pub client_id: String,
+    pub client_secret: String,
+    /// HubSpot's install page (`https://app.hubspot.com/oauth/authorize`).
+    pub authorize_url: String,
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for OAuthAppSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthAppSettings").field("client_id", &self.client_id).finish_non_exhaustive()
+    }
+}
+
+/// HubSpot's install page.
+pub const DEFAULT_AUTHORIZE_URL: &str = "https://app.hubspot.com/oauth/authorize";
+
+/// What hubrelay's flows need: contacts read and write, and their property definitions (`oauth` is required
+/// of every app).
+pub const DEFAULT_OAUTH_SCOPES: &[&str] = &[
+    "oauth",
+    "crm.objects.contacts.read",
+    "crm.objects.contacts.write",
+    "crm.schemas.contacts.read",
+    "crm.schemas.contacts.write",
+];
+
+impl OAuthAppSettings {
+    /// `None` when no `HUBSPOT_CLIENT_ID` is set; the client secret is the first of `HUBSPOT_CLIENT_SECRET`
+    /// (the app's secret also signs its webhooks).
+    pub fn from_layer(layer: &Layer) -> Result<Option<OAuthAppSettings>, ConfigError> {
+        let Some(client_id) = layer.hubspot_client_id.clone() else {
+            return Ok(None);
+        };
+        let client_secret =
+            layer.hubspot_client_secrets.as_ref().and_then(|s| s.first()).cloned().ok_or(ConfigError::Invalid {
+                setting: "HUBSPOT_CLIENT_SECRET",
+                message: "HUBSPOT_CLIENT_ID is set: the OAuth app's client secret is needed too".into(),
+            })?;
+        let authorize_url = layer.hubspot_oauth_authorize_url.clone().unwrap_or_else(|| DEFAULT_AUTHORIZE_URL.into());
+        if !(authorize_url.starts_with("https://") || authorize_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                setting: "HUBSPOT_OAUTH_AUTHORIZE_URL",
+                message: format!("`{authorize_url}` is not an http(s) URL"),
+            });
+        }
+        let scopes = layer
+            .hubspot_oauth_scopes
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_OAUTH_SCOPES.iter().map(|s| s.to_string()).collect());
+        Ok(Some(OAuthAppSettings { client_id, client_secret, authorize_url, scopes }))
+    }
 }
 
 /// HubSpot Professional and Enterprise portals: 190 calls per rolling 10 s per app.
@@ -204,8 +278,10 @@ impl Tenant {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!("the HubSpot base URL must start with http:// or https://, got `{url}`"));
             }
-            if self.secrets.hubspot.token().is_none() {
-                return Err("a HubSpot base URL needs a HubSpot credential (a Service Key or an app token)".into());
+            if self.secrets.hubspot == HubSpotAuth::Sandbox {
+                return Err(
+                    "a HubSpot base URL needs a HubSpot credential (a Service Key, an app token or OAuth)".into()
+                );
             }
         }
         self.mapping.load().map(|_| ())
@@ -247,6 +323,7 @@ mod tests {
             rate_limit_per_10s: 190,
             daily_budget: None,
             enabled: true,
+            needs_reauth: false,
             secrets: TenantSecrets {
                 hubspot: HubSpotAuth::Sandbox,
                 api_tokens: vec!["t-1".into()],

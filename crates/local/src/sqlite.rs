@@ -528,6 +528,31 @@ impl SqliteStore {
         .await
     }
 
+    /// Makes every queued message due now, for when what held them back is gone (a tenant's portal connected
+    /// again): in the writer's transaction, so a message the worker settled meanwhile is left as it settled it.
+    pub async fn hasten_queue(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let now_ms = epoch_millis(now);
+        self.write(move |conn| {
+            let waiting: Vec<(String, String)> = {
+                let mut stmt = conn
+                    .prepare_cached("SELECT event_id, message FROM retry_queue WHERE not_before > ?1")
+                    .map_err(sql_err)?;
+                let rows = stmt.query_map(params![now_ms], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql_err)?;
+                rows.collect::<Result<_, _>>().map_err(sql_err)?
+            };
+            for (event_id, json) in &waiting {
+                let mut message = decode(json)?;
+                message.not_before = now;
+                let json = encode(&message)?;
+                conn.prepare_cached("UPDATE retry_queue SET not_before = ?1, message = ?2 WHERE event_id = ?3")
+                    .and_then(|mut stmt| stmt.execute(params![now_ms, json, event_id]))
+                    .map_err(sql_err)?;
+            }
+            Ok(waiting.len())
+        })
+        .await
+    }
+
     /// When the earliest queued message falls due, if any is queued.
     pub fn next_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
         let ms: Option<i64> = self.read(|conn| {

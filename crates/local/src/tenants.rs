@@ -60,6 +60,8 @@ struct Settings {
     mapping: hubrelay_core::tenant::MappingProfile,
     rate_limit_per_10s: u32,
     daily_budget: Option<u32>,
+    #[serde(default)]
+    needs_reauth: bool,
 }
 
 pub struct TenantRegistry {
@@ -184,6 +186,7 @@ impl TenantRegistry {
             mapping: tenant.mapping.clone(),
             rate_limit_per_10s: tenant.rate_limit_per_10s,
             daily_budget: tenant.daily_budget,
+            needs_reauth: tenant.needs_reauth,
         };
         let settings = serde_json::to_string(&settings).map_err(|e| RegistryError::Invalid(e.to_string()))?;
         let secrets = serde_json::to_vec(&tenant.secrets).map_err(|e| RegistryError::Invalid(e.to_string()))?;
@@ -206,6 +209,7 @@ impl TenantRegistry {
                 rate_limit_per_10s: settings.rate_limit_per_10s,
                 daily_budget: settings.daily_budget,
                 enabled: row.enabled,
+                needs_reauth: settings.needs_reauth,
                 secrets,
             },
             created_at: row.created_at,
@@ -306,6 +310,7 @@ mod tests {
             rate_limit_per_10s: 190,
             daily_budget: Some(250_000),
             enabled: true,
+            needs_reauth: false,
             secrets: TenantSecrets {
                 hubspot: HubSpotAuth::ServiceKey { token: "pat-na1-very-secret-service-key".into() },
                 api_tokens: vec![token.into()],

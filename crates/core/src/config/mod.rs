@@ -49,6 +49,12 @@ pub struct Layer {
     /// `2026-09` (default), another dated release, or `v3` for the legacy paths.
     pub hubspot_api_version: Option<String>,
     pub hubspot_client_secrets: Option<Vec<String>>,
+    /// The OAuth app's client id (`HUBSPOT_CLIENT_ID`): tenants connected by OAuth install need it.
+    pub hubspot_client_id: Option<String>,
+    /// Where installs start (`HUBSPOT_OAUTH_AUTHORIZE_URL`; default HubSpot's).
+    pub hubspot_oauth_authorize_url: Option<String>,
+    /// Scopes an install asks for (`HUBSPOT_OAUTH_SCOPES`, space- or comma-separated).
+    pub hubspot_oauth_scopes: Option<Vec<String>>,
     pub api_tokens: Option<Vec<String>>,
     pub webhook_secrets: Option<Vec<String>>,
     pub public_url: Option<String>,
@@ -86,6 +92,9 @@ impl Layer {
             hubspot_base_url,
             hubspot_api_version,
             hubspot_client_secrets,
+            hubspot_client_id,
+            hubspot_oauth_authorize_url,
+            hubspot_oauth_scopes,
             api_tokens,
             webhook_secrets,
             public_url,
@@ -133,6 +142,9 @@ impl Layer {
             hubspot_base_url: get("HUBSPOT_BASE_URL"),
             hubspot_api_version: get("HUBSPOT_API_VERSION").filter(|v| !v.trim().is_empty()),
             hubspot_client_secrets: list("HUBSPOT_CLIENT_SECRET"),
+            hubspot_client_id: get("HUBSPOT_CLIENT_ID").filter(|v| !v.trim().is_empty()),
+            hubspot_oauth_authorize_url: get("HUBSPOT_OAUTH_AUTHORIZE_URL").filter(|v| !v.trim().is_empty()),
+            hubspot_oauth_scopes: get("HUBSPOT_OAUTH_SCOPES").map(|v| split_list(&v.replace(' ', ","))),
             api_tokens: list("HUBRELAY_API_TOKENS"),
             webhook_secrets: list("HUBRELAY_WEBHOOK_SECRETS"),
             public_url: get("HUBRELAY_PUBLIC_URL"),

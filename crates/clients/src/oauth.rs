@@ -1,0 +1,240 @@
+//! HubSpot OAuth (`/oauth/2026-03/token`): exchanging an install's code for tokens, and [`OAuthTokens`], the
+//! access token of one installed portal — cached until `expires_in` minus a margin, refreshed single-flight
+//! (however many calls are in flight, one refresh per expiry), dropped when HubSpot says it expired. A refresh
+//! token HubSpot refuses (revoked, uninstalled) makes the portal "needs reauth": no call is sent, every one
+//! fails with the retryable `needs_reauth` (its event stays queued), and the owner is told once.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hubrelay_core::hubspot::HubSpotError;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The token endpoint's path (v1 is deprecated from 16 February 2027).
+pub const TOKEN_PATH: &str = "/oauth/2026-03/token";
+
+/// The app's credentials and where its tokens come from.
+#[derive(Clone)]
+pub struct OAuthApp {
+    pub client_id: String,
+    pub client_secret: String,
+    /// HubSpot's API base URL (the token endpoint lives there).
+    pub base_url: String,
+}
+
+impl std::fmt::Debug for OAuthApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthApp").field("client_id", &self.client_id).field("base_url", &self.base_url).finish()
+    }
+}
+
+/// What the token endpoint grants.
+#[derive(Clone, Deserialize)]
+pub struct TokenGrant {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+    #[serde(default)]
+    pub hub_id: Option<u64>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenGrant").field("expires_in", &self.expires_in).field("hub_id", &self.hub_id).finish()
+    }
+}
+
+/// A token request HubSpot refused or that did not get through.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OAuthError {
+    /// The code or refresh token is no good (used, expired, revoked): only a new install helps.
+    #[error("HubSpot refused the {what}: {message}")]
+    Refused { what: &'static str, code: String, message: String },
+    /// The token endpoint was unreachable, rate limited or failing: try again later.
+    #[error("HubSpot's token endpoint: {0}")]
+    Unavailable(String),
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(3))
+        .user_agent(concat!("hubrelay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// `grant_type=authorization_code`: the tokens of an install, from the `code` HubSpot sent to the callback.
+pub async fn exchange_code(app: &OAuthApp, code: &str, redirect_uri: &str) -> Result<TokenGrant, OAuthError> {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("client_id", &app.client_id),
+        ("client_secret", &app.client_secret),
+    ];
+    token_request(&http_client(), app, &form, "authorization code").await
+}
+
+/// Every parameter in the form body, never in the query (HubSpot's rule for the 2026-03 endpoint).
+async fn token_request(
+    http: &reqwest::Client,
+    app: &OAuthApp,
+    form: &[(&str, &str)],
+    what: &'static str,
+) -> Result<TokenGrant, OAuthError> {
+    let body = serde_urlencoded::to_string(form).map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+    let url = format!("{}{TOKEN_PATH}", app.base_url.trim_end_matches('/'));
+    let resp = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| OAuthError::Unavailable(format!("unreadable token answer: {e}")));
+    }
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let code = ["status", "category", "error"]
+        .iter()
+        .find_map(|k| body[k].as_str().filter(|s| *s != "error"))
+        .unwrap_or("")
+        .to_string();
+    let message = body["message"].as_str().unwrap_or_default().to_string();
+    // 4xx other than 429 is about the grant itself; 429 and 5xx pass.
+    if status.is_client_error() && status.as_u16() != 429 {
+        Err(OAuthError::Refused { what, code, message: format!("{status} {message}").trim().to_string() })
+    } else {
+        Err(OAuthError::Unavailable(format!("{status} {code} {message}").trim().to_string()))
+    }
+}
+
+struct Cached {
+    token: String,
+    refresh_at: Instant,
+}
+
+/// Called once when HubSpot refuses the refresh token (the relay marks the tenant and raises its alarm).
+pub type OnRevoked = Arc<dyn Fn(&OAuthError) + Send + Sync>;
+
+/// One installed portal's access token.
+pub struct OAuthTokens {
+    http: reqwest::Client,
+    app: OAuthApp,
+    refresh_token: String,
+    cached: tokio::sync::Mutex<Option<Cached>>,
+    needs_reauth: AtomicBool,
+    refreshes: AtomicU64,
+    on_revoked: Option<OnRevoked>,
+}
+
+impl OAuthTokens {
+    pub fn new(app: OAuthApp, refresh_token: String) -> OAuthTokens {
+        OAuthTokens {
+            http: http_client(),
+            app,
+            refresh_token,
+            cached: tokio::sync::Mutex::new(None),
+            needs_reauth: AtomicBool::new(false),
+            refreshes: AtomicU64::new(0),
+            on_revoked: None,
+        }
+    }
+
+    /// Start from tokens just granted (an install), so the first call needs no refresh.
+    pub fn with_access_token(self, access_token: String, expires_in: u64) -> OAuthTokens {
+        let cached = Cached { token: access_token, refresh_at: refresh_at(Instant::now(), expires_in) };
+        OAuthTokens { cached: tokio::sync::Mutex::new(Some(cached)), ..self }
+    }
+
+    pub fn on_revoked(mut self, callback: OnRevoked) -> OAuthTokens {
+        self.on_revoked = Some(callback);
+        self
+    }
+
+    /// A portal already known to need a new install: no refresh is tried.
+    pub fn needing_reauth(self) -> OAuthTokens {
+        self.needs_reauth.store(true, Ordering::SeqCst);
+        self
+    }
+
+    pub fn needs_reauth(&self) -> bool {
+        self.needs_reauth.load(Ordering::SeqCst)
+    }
+
+    /// Refreshes made so far.
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// The access token to send: the cached one while it is fresh, else one refresh (the other callers wait
+    /// for it, holding no slot of HubSpot's API budget).
+    pub async fn access_token(&self) -> Result<String, HubSpotError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
+            return Ok(c.token.clone());
+        }
+        if self.needs_reauth() {
+            return Err(needs_reauth_error());
+        }
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", self.refresh_token.as_str()),
+            ("client_id", self.app.client_id.as_str()),
+            ("client_secret", self.app.client_secret.as_str()),
+        ];
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        match token_request(&self.http, &self.app, &form, "refresh token").await {
+            Ok(grant) => {
+                let token = grant.access_token.clone();
+                *cached = Some(Cached {
+                    token: grant.access_token,
+                    refresh_at: refresh_at(Instant::now(), grant.expires_in),
+                });
+                Ok(token)
+            }
+            Err(e @ OAuthError::Refused { .. }) => {
+                *cached = None;
+                if !self.needs_reauth.swap(true, Ordering::SeqCst) {
+                    tracing::error!(error = %e, "HubSpot refused the refresh token: the portal needs a new install (its events stay queued)");
+                    if let Some(callback) = &self.on_revoked {
+                        callback(&e);
+                    }
+                }
+                Err(needs_reauth_error())
+            }
+            Err(e) => Err(HubSpotError::new(None, "oauth_refresh_failed", format!("not sent: {e}"))),
+        }
+    }
+
+    /// HubSpot answered 401 to `token`: forget it (unless a refresh replaced it meanwhile), so the next
+    /// [`Self::access_token`] refreshes.
+    pub async fn rejected(&self, token: &str) {
+        let mut cached = self.cached.lock().await;
+        if cached.as_ref().is_some_and(|c| c.token == token) {
+            *cached = None;
+        }
+    }
+}
+
+/// Refresh ahead of the expiry by a tenth of the lifetime, at most 5 minutes (30-minute tokens: at 27 min).
+fn refresh_at(now: Instant, expires_in: u64) -> Instant {
+    let lifetime = Duration::from_secs(expires_in);
+    now + lifetime - (lifetime / 10).min(Duration::from_secs(300))
+}
+
+fn needs_reauth_error() -> HubSpotError {
+    HubSpotError::new(
+        None,
+        "needs_reauth",
+        "not sent: HubSpot refused the portal's refresh token; reconnect it (`hubrelay tenants connect`)",
+    )
+}

@@ -1,0 +1,263 @@
+//! A tenant connected by OAuth install, end to end against the sandbox's OAuth app: install → approve →
+//! callback → leads delivered with the granted token; short-lived access tokens refreshed once per expiry
+//! however many leads are in flight; a revoked refresh token parks the tenant as `needs_reauth` with its leads
+//! queued while other tenants go on; reconnecting delivers each queued lead once.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use serde_json::{json, Value};
+
+use crate::harness::{headers, Serve};
+
+const CLIENT_ID: &str = "relay-client-id";
+const CLIENT_SECRET: &str = "relay-client-secret";
+const STATIC: &str = "sandbox-admin-token";
+/// Access tokens live this long in the sandbox (HubSpot: 1800 s).
+const LIFETIME_SECS: u64 = 3;
+
+struct OAuthSandbox(Child, String);
+
+impl Drop for OAuthSandbox {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_oauth_sandbox() -> OAuthSandbox {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--token", STATIC, "--rate-limit", "1000"])
+        .args(["--oauth-client-id", CLIENT_ID, "--oauth-client-secret", CLIENT_SECRET])
+        .args(["--access-token-lifetime", &LIFETIME_SECS.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start sandbox");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("HubSpot sandbox listening on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(30)).expect("sandbox did not start");
+    OAuthSandbox(child, url)
+}
+
+fn hubrelay(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("HUBRELAY_DATA_DIR")
+        .output()
+        .expect("run hubrelay");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "hubrelay {args:?}: {text}");
+    text
+}
+
+fn bearer(token: &str) -> HeaderMap {
+    headers(&[("authorization", &format!("Bearer {token}"))])
+}
+
+/// The query parameters of a `Location`.
+fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    serde_urlencoded::from_str(query).unwrap()
+}
+
+/// Install → the sandbox's approve step (non-interactive) → the relay's callback; returns the page's text.
+async fn install(http: &reqwest::Client, serve: &Serve, sandbox: &str, tenant: &str) -> String {
+    let resp = http.get(format!("{}/oauth/install?tenant={tenant}", serve.url)).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let authorize = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(authorize.starts_with(&format!("{sandbox}/oauth/authorize?")), "{authorize}");
+    let params = query_of(&authorize);
+    assert_eq!(params["client_id"], CLIENT_ID);
+    assert_eq!(params["redirect_uri"], format!("{}/oauth/callback", serve.url));
+    let mut form = params.clone();
+    form.insert("decision".into(), "approve".into());
+    let body = serde_urlencoded::to_string(&form).unwrap();
+    let resp = http
+        .post(format!("{sandbox}/oauth/authorize"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302, "approve");
+    let callback = resp.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(query_of(&callback)["state"], params["state"]);
+    let resp = http.get(&callback).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let page = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{page}");
+    // The state is single-use: the same callback again is refused.
+    let again = http.get(&callback).send().await.unwrap();
+    assert_eq!(again.status(), 400);
+    page
+}
+
+async fn oauth_stats(http: &reqwest::Client, sandbox: &str) -> Value {
+    let stats: Value = http.get(format!("{sandbox}/__sandbox/stats")).send().await.unwrap().json().await.unwrap();
+    stats["oauth"].clone()
+}
+
+async fn has_contact(serve: &Serve, sandbox: &str, email: &str) -> bool {
+    serve.contact_in(sandbox, STATIC, email).await.is_some()
+}
+
+/// Waits until every email is a contact of the sandbox portal (the worker delivers queued leads).
+async fn until_delivered(serve: &Serve, sandbox: &str, emails: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for email in emails {
+        while !has_contact(serve, sandbox, email).await {
+            assert!(Instant::now() < deadline, "{email} never reached the portal");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn post_lead(serve: &Serve, token: &str, email: &str) -> (u16, Value) {
+    let body = json!({"email": email, "first_name": "Oa"}).to_string();
+    let (status, _, answer) = serve.post_to("/t/dealer/v1/leads", "application/json", body.into(), bearer(token)).await;
+    (status, answer)
+}
+
+fn tenant_state(dir: &Path, id: &str) -> String {
+    let shown: Value = serde_json::from_str(&hubrelay(dir, &["tenants", "show", id, "--json"])).unwrap();
+    shown["state"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after_a_revoke() {
+    let sandbox = start_oauth_sandbox();
+    let sb = sandbox.1.clone();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_path_buf();
+    let secrets = tempfile::tempdir().unwrap();
+    let token = "dealer-sender-token";
+    let file = secrets.path().join("t");
+    std::fs::write(&file, token).unwrap();
+    let file = file.display().to_string();
+    let out =
+        hubrelay(&dir, &["tenants", "add", "dealer", "--oauth", "--hubspot-base-url", &sb, "--api-token-file", &file]);
+    assert!(out.contains("hubrelay tenants connect dealer"), "{out}");
+    let other = secrets.path().join("o");
+    std::fs::write(&other, "other-sender-token").unwrap();
+    hubrelay(&dir, &["tenants", "add", "other", "--api-token-file", &other.display().to_string()]);
+    assert_eq!(tenant_state(&dir, "dealer"), "not connected");
+
+    let authorize = format!("{sb}/oauth/authorize");
+    let serve = Serve::start_in(
+        data,
+        &[
+            ("HUBSPOT_CLIENT_ID", CLIENT_ID),
+            ("HUBSPOT_CLIENT_SECRET", CLIENT_SECRET),
+            ("HUBSPOT_OAUTH_AUTHORIZE_URL", &authorize),
+        ],
+    );
+    assert!(serve.wait_for_line("tenant dealer: POST").contains("not connected yet"));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let connect = hubrelay(&dir, &["tenants", "connect", "dealer", "--public-url", &serve.url]);
+    assert!(connect.starts_with(&format!("{}/oauth/install?tenant=dealer", serve.url)), "{connect}");
+
+    // Before the install a lead is accepted and waits on the tenant's queue.
+    let (status, answer) = post_lead(&serve, token, "early@example.com").await;
+    assert_eq!(status, 202, "{answer}");
+
+    let page = install(&http, &serve, &sb, "dealer").await;
+    assert!(page.contains("Tenant dealer is connected to HubSpot portal"), "{page}");
+    assert_eq!(tenant_state(&dir, "dealer"), "enabled");
+    // The queued lead goes out once serve picked the install up.
+    until_delivered(&serve, &sb, &["early@example.com".to_string()]).await;
+
+    // 200 leads in flight across several expiries of 3 s tokens: one refresh per expiry, none lost or failed.
+    let before = oauth_stats(&http, &sb).await["refresh_token_grants"].as_u64().unwrap();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let mut emails = Vec::new();
+    for wave in 0..20 {
+        for i in 0..10 {
+            let email = format!("wave{wave}-{i}@example.com");
+            emails.push(email.clone());
+            let (url, token) = (serve.url.clone(), token.to_string());
+            tasks.push(tokio::spawn(async move {
+                let body = json!({"email": email}).to_string();
+                let resp = reqwest::Client::new()
+                    .post(format!("{url}/t/dealer/v1/leads"))
+                    .bearer_auth(token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                resp.status().as_u16()
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(350)).await;
+    }
+    for task in tasks {
+        let status = task.await.unwrap();
+        assert!(status == 200 || status == 202, "a lead answered {status}");
+    }
+    until_delivered(&serve, &sb, &emails).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let refreshes = oauth_stats(&http, &sb).await["refresh_token_grants"].as_u64().unwrap() - before;
+    // Tokens are refreshed a tenth of their life early: one per 2.7 s at most, plus the one due at the start.
+    let expiries = (elapsed / (LIFETIME_SECS as f64 * 0.9)).ceil() as u64 + 1;
+    assert!(refreshes >= 1 && refreshes <= expiries, "{refreshes} refreshes in {elapsed:.1} s ({expiries} expiries)");
+
+    // The portal's admin uninstalls the app: refreshes are refused, the tenant needs reauth, its leads wait.
+    let revoked: Value = http.post(format!("{sb}/__sandbox/oauth/revoke")).send().await.unwrap().json().await.unwrap();
+    assert!(revoked["revoked"].as_u64().unwrap() >= 1);
+    tokio::time::sleep(Duration::from_secs(LIFETIME_SECS)).await;
+    let mut waiting = Vec::new();
+    for i in 0..5 {
+        let email = format!("after-revoke-{i}@example.com");
+        let (status, answer) = post_lead(&serve, token, &email).await;
+        assert_eq!(status, 202, "{answer}");
+        waiting.push(email);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tenant_state(&dir, "dealer") != "needs reauth" {
+        assert!(Instant::now() < deadline, "the tenant was never marked needs_reauth");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for email in &waiting {
+        assert!(!has_contact(&serve, &sb, email).await);
+    }
+    // Another tenant is untouched.
+    let body = json!({"email": "calm@example.com"}).to_string();
+    let (status, _, answer) =
+        serve.post_to("/t/other/v1/leads", "application/json", body.into(), bearer("other-sender-token")).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("delivered")), "{answer}");
+
+    // Reconnect: each waiting lead is delivered once, without waiting out its retry schedule.
+    install(&http, &serve, &sb, "dealer").await;
+    until_delivered(&serve, &sb, &waiting).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let events = loop {
+        let listed = hubrelay(&dir, &["events", "list", "--tenant", "dealer", "--limit", "0", "--json"]);
+        let events: Vec<Value> = serde_json::from_str::<Value>(&listed).unwrap().as_array().unwrap().clone();
+        if events.iter().all(|e| e["status"] == "delivered") {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "not all delivered: {events:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(events.len(), 1 + emails.len() + waiting.len());
+    for event in &events {
+        let delivered = event["attempts"].as_array().unwrap().iter().filter(|a| a["outcome"] == "delivered").count();
+        assert_eq!(delivered, 1, "{event}");
+    }
+    let stats = oauth_stats(&http, &sb).await;
+    assert_eq!(stats["authorization_code_grants"], 2, "{stats}");
+}
