@@ -49,6 +49,9 @@ enum Action {
         #[arg(long)]
         json: bool,
     },
+    /// Local store: make every retrying event due now (HubSpot is back, a portal was reconnected), instead of
+    /// at its next scheduled attempt; the running serve's worker takes them within a second
+    RetryNow,
 }
 
 /// The event log of the selected backend.
@@ -75,6 +78,9 @@ pub async fn event_log(store: &StoreArgs) -> Result<(Arc<dyn EventLog>, String),
 
 pub async fn run(args: EventsArgs) -> Result<(), String> {
     crate::backend::init_warn_logs();
+    if let Action::RetryNow = args.action {
+        return retry_now(&args.store).await;
+    }
     let (log, source) = event_log(&args.store).await?;
     let now = OffsetDateTime::now_utc();
     match args.action {
@@ -109,7 +115,26 @@ pub async fn run(args: EventsArgs) -> Result<(), String> {
             }
             Ok(())
         }
+        Action::RetryNow => unreachable!("handled above"),
     }
+}
+
+/// `events retry-now`: the local retry queue made due now (SQS messages keep their delay, so AWS has no such step).
+async fn retry_now(store: &StoreArgs) -> Result<(), String> {
+    let Target::Local(dir) = backend::resolve(store, None).await? else {
+        return Err(
+            "retry-now works on a local store: SQS keeps each message's delay (use `dlq redrive` for parked events)"
+                .into(),
+        );
+    };
+    let path = hubrelay_local::local_db_path(&dir);
+    if !path.is_file() {
+        return Err(format!("no hubrelay store at {}", path.display()));
+    }
+    let store = SqliteStore::open(&path).map_err(|e| e.to_string())?;
+    let n = store.hasten_queue(OffsetDateTime::now_utc()).await.map_err(|e| e.to_string())?;
+    println!("{n} retrying events are due now (local store {})", path.display());
+    Ok(())
 }
 
 fn list_row(r: &EventRecord, now: OffsetDateTime) -> Vec<String> {

@@ -12,7 +12,7 @@ use hubrelay_core::store::{EventFilter, EventLog, EventStatus};
 use hubrelay_local::sqlite::SqliteStore;
 use serde_json::{json, Value};
 
-use crate::harness::{Serve, TOKEN, UPSERT};
+use crate::harness::{headers, Serve, TOKEN, UPSERT};
 
 fn lead(email: &str, seq: usize) -> Value {
     json!({
@@ -423,4 +423,26 @@ async fn kill_9_under_full_load_loses_and_duplicates_nothing() {
     assert!(events.iter().all(|e| e.status == EventStatus::Delivered), "every event delivered");
     assert_eq!(events.len(), total, "one event per lead, none twice");
     assert_eq!(contact_seqs(&serve).await.len(), total, "one contact per lead");
+}
+
+#[tokio::test]
+async fn retry_now_makes_waiting_events_due_at_once() {
+    // A 10-minute schedule: without `events retry-now` the lead would wait that long.
+    let serve = Serve::start(&[("HUBRELAY_RETRY_SCHEDULE", "10m"), ("HUBRELAY_RETRY_JITTER", "0")]);
+    serve.set_faults(json!({"failure_rate": 1.0})).await;
+    let (status, _, body) = serve.post_lead(&json!({"email": "later@example.com"}), headers(&[])).await;
+    assert_eq!(status, 202, "{body}");
+    serve.set_faults(json!({"failure_rate": 0.0})).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubrelay"))
+        .args(["events", "retry-now", "--data-dir"])
+        .arg(serve.data_dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.starts_with("1 retrying events are due now"), "{text}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while serve.contact("later@example.com").await.is_none() {
+        assert!(std::time::Instant::now() < deadline, "the hastened lead was not delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
