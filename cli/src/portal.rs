@@ -4,6 +4,7 @@
 
 use hubrelay_clients::HubSpotClient;
 use hubrelay_core::config::{HubSpotTarget, Layer, RelaySettings};
+use hubrelay_core::tenant::HubSpotAuth;
 use hubrelay_local::tenants::TenantRegistry;
 
 use crate::{CommandError, ConfigArg};
@@ -56,11 +57,20 @@ pub fn connect(args: &PortalArgs) -> Result<(RelaySettings, HubSpotClient), Comm
                 .unwrap_or_else(|| ".hubrelay".into());
             let registry = TenantRegistry::open(&data_dir).map_err(|e| e.to_string())?;
             let tenant = registry.get(id).map_err(|e| e.to_string())?.tenant;
-            if tenant.secrets.hubspot.token().is_none() {
-                return Err(format!(
-                    "tenant {id} uses a sandbox portal of its own: `hubrelay serve` creates its properties when it starts it"
-                )
-                .into());
+            match &tenant.secrets.hubspot {
+                HubSpotAuth::Sandbox => {
+                    return Err(format!(
+                        "tenant {id} uses a sandbox portal of its own: `hubrelay serve` creates its properties when it starts it"
+                    )
+                    .into())
+                }
+                HubSpotAuth::OAuth { .. } => {
+                    return Err(format!(
+                        "tenant {id} connects by OAuth: its install creates the properties; to check its portal, run this without --tenant, with --token and a Service Key of that portal"
+                    )
+                    .into())
+                }
+                HubSpotAuth::ServiceKey { .. } | HubSpotAuth::AppToken { .. } => {}
             }
             tenant.relay_settings(&layer).map_err(|e| format!("configuration error: {e}"))?
         }

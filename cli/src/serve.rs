@@ -318,31 +318,45 @@ fn local_token(data_dir: &Path) -> Result<LocalToken, String> {
     Ok(LocalToken { token, generated: true })
 }
 
-/// A secret kept in the data dir across restarts: read it, or make one (`{prefix}-<random>`) and keep it.
+/// A secret kept in the data dir across restarts: read it, or make one (`{prefix}-<random>`) and keep it. Two
+/// processes making it at once agree: the file is created exclusively, and the loser reads the winner's.
 pub(crate) fn kept_secret(path: &Path, prefix: &str) -> Result<String, String> {
-    if let Ok(kept) = std::fs::read_to_string(path) {
-        let kept = kept.trim();
-        if !kept.is_empty() {
-            return Ok(kept.to_string());
-        }
+    let read = || std::fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if let Some(kept) = read() {
+        return Ok(kept);
     }
-    let secret = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    write_secret(path, &secret)?;
-    Ok(secret)
+    let secret = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    match create_owner_only(path, &secret) {
+        Ok(()) => Ok(secret),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            read().ok_or_else(|| format!("{} exists but is empty", path.display()))
+        }
+        Err(e) => Err(format!("cannot write {}: {e}", path.display())),
+    }
+}
+
+/// Creates `path` (it must not exist) readable by its owner only from the start.
+fn create_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
 }
 
 /// Write a secret readable by its owner only.
 fn write_secret(path: &Path, secret: &str) -> Result<(), String> {
-    std::fs::write(path, secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
-    Ok(())
+    let _ = std::fs::remove_file(path);
+    create_owner_only(path, secret).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Where the sandbox token is, masked (it is in the data dir when `serve` made it).

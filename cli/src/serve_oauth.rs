@@ -23,7 +23,7 @@ use hubrelay_clients::HubSpotClient;
 use hubrelay_core::config::Layer;
 use hubrelay_core::tenant::{HubSpotAuth, OAuthAppSettings, TenantId};
 use hubrelay_http::error::ApiError;
-use hubrelay_local::tenants::TenantRegistry;
+use hubrelay_local::tenants::{RegistryError, TenantRegistry};
 use serde::Deserialize;
 use sha2::Sha256;
 
@@ -55,7 +55,7 @@ pub fn not_configured() -> Router {
 
 impl OAuthInstall {
     pub fn new(app: OAuthAppSettings, public_url: &str, data_dir: PathBuf, base: Layer) -> Result<Self, String> {
-        let key = crate::serve::kept_secret(&data_dir.join("oauth-state.key"), "state")?.into_bytes();
+        let key = state_key(&data_dir)?;
         Ok(OAuthInstall {
             app,
             redirect_uri: format!("{}/oauth/callback", public_url.trim_end_matches('/')),
@@ -70,15 +70,8 @@ impl OAuthInstall {
         Router::new().route("/oauth/install", get(install)).route("/oauth/callback", get(callback)).with_state(self)
     }
 
-    /// The install link an operator hands to the portal's admin.
-    pub fn install_url(public_url: &str, tenant: &TenantId) -> String {
-        format!("{}/oauth/install?tenant={tenant}", public_url.trim_end_matches('/'))
-    }
-
     fn sign(&self, payload: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(payload.as_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        sign(&self.key, payload)
     }
 
     fn new_state(&self, tenant: &TenantId, now: i64) -> String {
@@ -112,15 +105,59 @@ impl OAuthInstall {
     }
 }
 
+/// How long an install link (`hubrelay tenants connect`) can be used: an admin may take days to get to it.
+const LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn state_key(data_dir: &std::path::Path) -> Result<Vec<u8>, String> {
+    Ok(crate::serve::kept_secret(&data_dir.join("oauth-state.key"), "state")?.into_bytes())
+}
+
+fn sign(key: &[u8], payload: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(payload.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// The install link an operator hands to the portal's admin: signed with the data dir's key (only someone who
+/// can run `hubrelay tenants connect` on that data dir can start an install for a tenant), valid 7 days.
+pub fn install_link(
+    data_dir: &std::path::Path,
+    public_url: &str,
+    tenant: &TenantId,
+    now: i64,
+) -> Result<String, String> {
+    let expires = now + LINK_TTL.as_secs() as i64;
+    let sig = sign(&state_key(data_dir)?, &format!("install.{tenant}.{expires}"));
+    Ok(format!("{}/oauth/install?tenant={tenant}&expires={expires}&sig={sig}", public_url.trim_end_matches('/')))
+}
+
 #[derive(Deserialize)]
 struct InstallQuery {
     tenant: Option<String>,
+    expires: Option<i64>,
+    sig: Option<String>,
 }
 
 async fn install(State(oauth): State<Arc<OAuthInstall>>, Query(q): Query<InstallQuery>) -> Response {
     let Some(id) = q.tenant.as_deref().and_then(|t| t.parse::<TenantId>().ok()) else {
         return ApiError::new(StatusCode::BAD_REQUEST, "invalid_tenant", "?tenant= must name a tenant").into_response();
     };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signed = match (q.expires, q.sig.as_deref()) {
+        (Some(expires), Some(sig)) if expires >= now => {
+            let expected = oauth.sign(&format!("install.{id}.{expires}"));
+            bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), sig.as_bytes()))
+        }
+        _ => false,
+    };
+    if !signed {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_install_link",
+            "this install link is not signed by this relay or has expired: ask for a new one (`hubrelay tenants connect`)",
+        )
+        .into_response();
+    }
     let tenant = match TenantRegistry::open(&oauth.data_dir).and_then(|r| r.get(&id)) {
         Ok(stored) => stored.tenant,
         Err(_) => {
@@ -138,7 +175,7 @@ async fn install(State(oauth): State<Arc<OAuthInstall>>, Query(q): Query<Install
         )
         .into_response();
     }
-    let state = oauth.new_state(&id, time::OffsetDateTime::now_utc().unix_timestamp());
+    let state = oauth.new_state(&id, now);
     let query = serde_urlencoded::to_string([
         ("client_id", oauth.app.client_id.as_str()),
         ("scope", &oauth.app.scopes.join(" ")),
@@ -160,52 +197,53 @@ struct CallbackQuery {
 
 async fn callback(State(oauth): State<Arc<OAuthInstall>>, Query(q): Query<CallbackQuery>) -> Response {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let not_connected = |status, text: &str| page(status, "Not connected", text);
     let id = match q.state.as_deref().map(|s| oauth.take_state(s, now)) {
         Some(Ok(id)) => id,
         Some(Err(why)) => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "Not connected",
-                &format!("The install link's state is {why}. Start again from the install link."),
-            )
+            let text = format!("The install link's state is {why}. Start again from the install link.");
+            return not_connected(StatusCode::BAD_REQUEST, &text);
         }
         None => {
-            return page(
+            return not_connected(
                 StatusCode::BAD_REQUEST,
-                "Not connected",
                 "The callback carries no state. Start again from the install link.",
             )
         }
     };
     if let Some(error) = &q.error {
         tracing::warn!(tenant = %id, error, "OAuth install not approved");
-        return page(
-            StatusCode::BAD_REQUEST,
-            "Not connected",
-            &format!("HubSpot answered `{error}`: the install was not approved. Tenant {id} stays unconnected."),
-        );
+        let text = format!("HubSpot answered `{error}`: the install was not approved. Tenant {id} stays unconnected.");
+        return not_connected(StatusCode::BAD_REQUEST, &text);
     }
     let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
-        return page(
+        return not_connected(
             StatusCode::BAD_REQUEST,
-            "Not connected",
             "The callback carries no code. Start again from the install link.",
         );
     };
+    // Registry trouble is logged with its detail; the page names no paths.
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::error!(tenant = %id, error = %e, "OAuth callback: the tenant registry is unavailable");
+        let text = "The relay could not read or save the tenant. Try the install link again in a minute.";
+        not_connected(StatusCode::SERVICE_UNAVAILABLE, text)
+    };
     let registry = match TenantRegistry::open(&oauth.data_dir) {
         Ok(r) => r,
-        Err(e) => {
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Not connected",
-                &format!("The tenant registry is unavailable: {e}"),
-            )
+        Err(e) => return unavailable(&e),
+    };
+    let read = match registry.get(&id) {
+        Ok(stored) => stored,
+        Err(RegistryError::NotFound(_)) => {
+            return not_connected(StatusCode::NOT_FOUND, &format!("There is no tenant {id} (any more)."))
         }
+        Err(e) => return unavailable(&e),
     };
-    let mut tenant = match registry.get(&id) {
-        Ok(stored) => stored.tenant,
-        Err(e) => return page(StatusCode::NOT_FOUND, "Not connected", &e.to_string()),
-    };
+    let mut tenant = read.tenant.clone();
+    if !matches!(tenant.secrets.hubspot, HubSpotAuth::OAuth { .. }) {
+        let text = format!("Tenant {id} no longer connects by OAuth (an operator changed it).");
+        return not_connected(StatusCode::CONFLICT, &text);
+    }
     let base_url = tenant
         .hubspot_base_url
         .clone()
@@ -219,16 +257,26 @@ async fn callback(State(oauth): State<Arc<OAuthInstall>>, Query(q): Query<Callba
     let grant = match exchange_code(&app, code, &oauth.redirect_uri).await {
         Ok(grant) => grant,
         Err(e @ OAuthError::Refused { .. }) => {
-            return page(StatusCode::BAD_REQUEST, "Not connected", &format!("{e}. Start again from the install link."))
+            return not_connected(StatusCode::BAD_REQUEST, &format!("{e}. Start again from the install link."))
         }
         Err(e) => {
-            return page(
+            return not_connected(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Not connected",
                 &format!("{e}. Try the install link again in a minute."),
             )
         }
     };
+    // A tenant pinned to a portal (its hub id) is connected to that portal only.
+    if let (Some(pinned), Some(granted)) = (tenant.hub_id, grant.hub_id) {
+        if pinned != granted {
+            tracing::warn!(tenant = %id, pinned, granted, "OAuth install approved in another portal; refused");
+            let text = format!(
+                "Tenant {id} is HubSpot portal {pinned}, but the app was approved in portal {granted}. \
+                 Sign in to portal {pinned} and use the install link again."
+            );
+            return not_connected(StatusCode::BAD_REQUEST, &text);
+        }
+    }
     // The flows' custom properties, created with the token just granted (the install asked for schema scopes).
     let created = match tenant.relay_settings(&oauth.base) {
         Ok(settings) => {
@@ -247,18 +295,22 @@ async fn callback(State(oauth): State<Arc<OAuthInstall>>, Query(q): Query<Callba
     tenant.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: Some(grant.refresh_token.clone()) };
     tenant.hub_id = grant.hub_id.or(tenant.hub_id);
     tenant.needs_reauth = false;
-    if let Err(e) = registry.update(&tenant, now) {
-        return page(StatusCode::SERVICE_UNAVAILABLE, "Not connected", &format!("The tenant could not be saved: {e}"));
+    if let Err(e) = registry.update(&read, &tenant, now) {
+        return unavailable(&e);
     }
     let portal = tenant.hub_id.map(|h| h.to_string()).unwrap_or_else(|| "?".into());
     tracing::info!(tenant = %id, portal, "tenant connected by OAuth install");
     let properties = match created {
         Ok(n) => format!("{n} custom properties created."),
-        Err(e) => {
-            format!("The custom properties could not be checked ({e}); run `hubrelay properties sync --tenant {id}`.")
-        }
+        Err(e) => format!(
+            "The custom properties could not be checked ({e}); run `hubrelay properties sync --tenant {id}` with a token of the portal."
+        ),
     };
-    page(StatusCode::OK, "Connected", &format!("Tenant {id} is connected to HubSpot portal {portal}. {properties} Its queued events are delivered now. You can close this page."))
+    let text = format!(
+        "Tenant {id} is connected to HubSpot portal {portal}. {properties} Its queued events are delivered now. \
+         You can close this page."
+    );
+    page(StatusCode::OK, "Connected", &text)
 }
 
 /// A small page for the person in the browser (every value escaped).
@@ -294,6 +346,18 @@ mod tests {
             data_dir: PathBuf::new(),
             base: Layer::default(),
         }
+    }
+
+    #[test]
+    fn an_install_link_is_signed_for_its_tenant_and_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let id: TenantId = "acme".parse().unwrap();
+        let link = install_link(dir.path(), "http://relay/", &id, 1_000).unwrap();
+        assert!(link.starts_with("http://relay/oauth/install?tenant=acme&expires=605800&sig="), "{link}");
+        let sig = link.rsplit_once("sig=").unwrap().1;
+        let key = state_key(dir.path()).unwrap();
+        assert_eq!(sign(&key, "install.acme.605800"), sig);
+        assert_ne!(sign(&key, "install.evil.605800"), sig);
     }
 
     #[test]

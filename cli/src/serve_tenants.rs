@@ -126,20 +126,35 @@ async fn dispatch(State(tenants): State<TenantRoutes>, mut req: Request) -> Resp
     }
 }
 
-/// A running tenant: what its requests reach and the worker to stop when it changes.
+/// A running tenant: the registry row it was built from and its worker.
 struct Running {
-    updated_at: i64,
+    /// What it was built from (`None`: its row could not be read); rebuilt when the row differs.
+    seen: Option<StoredTenant>,
     /// An OAuth tenant not (or no longer) connected: its events wait on its queue for the install.
     waiting_for_install: bool,
     worker: Option<(Arc<Notify>, tokio::task::JoinHandle<()>)>,
 }
 
+impl Running {
+    /// Asks the worker to stop after its tick; the task, to be awaited before another worker takes the store.
+    fn stop(self) -> Option<tokio::task::JoinHandle<()>> {
+        self.worker.map(|(stop, task)| {
+            stop.notify_one();
+            task
+        })
+    }
+}
+
 /// What a tenant keeps for the whole run: one store per SQLite file (its claims live in the store's memory),
-/// its sandbox portal and its contact locks, reused when its settings change.
+/// its sandbox portal, its contact locks and its rate limiter (so a rebuild never gives the portal a second
+/// budget while the old relay's calls finish), reused when its settings change.
 struct Kept {
     store: Arc<SqliteStore>,
     locks: Arc<ContactLocks>,
     sandbox: Option<(SandboxHandle, String)>,
+    limiter: Option<Arc<RateLimiter>>,
+    /// Workers of earlier builds still finishing their tick.
+    draining: Vec<tokio::task::JoinHandle<()>>,
 }
 
 pub struct TenantHost {
@@ -149,7 +164,7 @@ pub struct TenantHost {
     kept: HashMap<TenantId, Kept>,
     registry: TenantRegistry,
     seen_version: Option<i64>,
-    /// The URL `serve` listens on, for the lines it prints.
+    /// The URL senders and admins reach `serve` at, for the lines it prints.
     url: String,
 }
 
@@ -172,7 +187,7 @@ impl TenantHost {
     }
 
     /// Reads the registry when it changed and brings the running tenants in line; returns a line per
-    /// tenant started, changed or stopped.
+    /// tenant started, changed or stopped. A row that cannot be read makes that tenant unavailable only.
     pub async fn sync(&mut self) -> Vec<String> {
         let version = match self.registry.data_version() {
             Ok(v) => v,
@@ -184,8 +199,8 @@ impl TenantHost {
         if self.seen_version == Some(version) {
             return Vec::new();
         }
-        let stored = match self.registry.list() {
-            Ok(list) => list,
+        let rows = match self.registry.list_rows() {
+            Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(error = %e, "tenant registry unreadable; tenants keep their last settings");
                 return Vec::new();
@@ -193,25 +208,43 @@ impl TenantHost {
         };
         self.seen_version = Some(version);
         let mut lines = Vec::new();
-        let listed: Vec<TenantId> = stored.iter().map(|s| s.tenant.id.clone()).collect();
-        let gone: Vec<TenantId> = self.running.keys().filter(|id| !listed.contains(id)).cloned().collect();
+        let listed: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+        let gone: Vec<TenantId> =
+            self.running.keys().filter(|id| !listed.iter().any(|l| l == id.as_str())).cloned().collect();
         for id in gone {
             self.routes.set(id.clone(), None);
             if let Some(running) = self.running.remove(&id) {
-                stop(running).await;
+                self.retire(&id, running);
             }
             lines.push(format!("tenant {id} removed (its data stays in its folder)"));
         }
-        for s in stored {
-            let id = s.tenant.id.clone();
-            if self.running.get(&id).is_some_and(|r| r.updated_at == s.updated_at) {
+        for (raw_id, row) in rows {
+            let Ok(id) = raw_id.parse::<TenantId>() else { continue };
+            let stored = match row {
+                Ok(stored) => Some(stored),
+                Err(e) => {
+                    if self.running.get(&id).is_some_and(|r| r.seen.is_none()) {
+                        continue;
+                    }
+                    tracing::error!(tenant = %id, error = %e, "tenant unreadable; its routes answer 503");
+                    None
+                }
+            };
+            if self.running.get(&id).is_some_and(|r| r.seen == stored) {
                 continue;
             }
-            let was_waiting = self.running.get(&id).is_some_and(|r| r.waiting_for_install);
-            if let Some(old) = self.running.remove(&id) {
-                stop(old).await;
+            let previous = self.running.remove(&id);
+            let was_waiting = previous.as_ref().is_some_and(|r| r.waiting_for_install);
+            if let Some(previous) = previous {
+                self.retire(&id, previous);
             }
-            let (running, line) = match self.start(&s).await {
+            let Some(stored) = stored else {
+                self.routes.set(id.clone(), Some(Route::Unavailable));
+                self.running.insert(id.clone(), Running { seen: None, waiting_for_install: false, worker: None });
+                lines.push(format!("tenant {id}: unreadable (see the log); its routes answer 503"));
+                continue;
+            };
+            let (running, line) = match self.start(&stored).await {
                 Ok((running, mut line)) => {
                     if was_waiting && !running.waiting_for_install {
                         let store = self.kept.get(&id).map(|k| k.store.clone());
@@ -223,7 +256,7 @@ impl TenantHost {
                     tracing::error!(tenant = %id, error = %e, "tenant could not start; its routes answer 503");
                     self.routes.set(id.clone(), Some(Route::Unavailable));
                     (
-                        Running { updated_at: s.updated_at, waiting_for_install: false, worker: None },
+                        Running { seen: Some(stored), waiting_for_install: false, worker: None },
                         format!("tenant {id}: {e}"),
                     )
                 }
@@ -234,6 +267,16 @@ impl TenantHost {
         lines
     }
 
+    /// Stops a tenant's worker after its tick. Its task is kept: the next worker of this tenant starts only once
+    /// it has ended, so two workers never take the same due events.
+    fn retire(&mut self, id: &TenantId, running: Running) {
+        let Some(task) = running.stop() else { return };
+        match self.kept.get_mut(id) {
+            Some(kept) => kept.draining.push(task),
+            None => drop(task),
+        }
+    }
+
     /// Starts one tenant's relay and worker (or marks it disabled).
     async fn start(&mut self, stored: &StoredTenant) -> Result<(Running, String), String> {
         let tenant = &stored.tenant;
@@ -241,7 +284,7 @@ impl TenantHost {
         if !tenant.enabled {
             self.routes.set(id.clone(), Some(Route::Disabled));
             let line = format!("tenant {id} disabled: its routes answer 403, its queued events wait");
-            return Ok((Running { updated_at: stored.updated_at, waiting_for_install: false, worker: None }, line));
+            return Ok((Running { seen: Some(stored.clone()), waiting_for_install: false, worker: None }, line));
         }
         let settings = tenant.relay_settings(&self.shared.base).map_err(|e| format!("configuration error: {e}"))?;
         settings.authenticator().map_err(|e| format!("configuration error: {e}"))?;
@@ -249,11 +292,22 @@ impl TenantHost {
         if !self.kept.contains_key(&id) {
             let store = SqliteStore::open(&hubrelay_local::local_db_path(&dir)).map_err(|e| e.to_string())?;
             store.release_orphaned_claims().await.map_err(|e| e.to_string())?;
-            let kept = Kept { store: Arc::new(store), locks: ContactLocks::new(), sandbox: None };
+            let kept = Kept {
+                store: Arc::new(store),
+                locks: ContactLocks::new(),
+                sandbox: None,
+                limiter: None,
+                draining: Vec::new(),
+            };
             self.kept.insert(id.clone(), kept);
         }
         let kept = self.kept.get_mut(&id).ok_or("tenant state missing")?;
-        let limiter = RateLimiter::new(settings.hubspot_rate_limit_per_10s);
+        let limit = settings.hubspot_rate_limit_per_10s;
+        let limiter = match &kept.limiter {
+            Some(limiter) if limiter.limit() == limit => limiter.clone(),
+            _ => RateLimiter::new(limit),
+        };
+        kept.limiter = Some(limiter.clone());
         let timeout = settings.hubspot_timeout;
         let mut waiting_for_install = false;
         let (client, portal_line) = match (&tenant.secrets.hubspot, &settings.hubspot) {
@@ -271,8 +325,12 @@ impl TenantHost {
                     client_secret: app.client_secret.clone(),
                     base_url: base_url.clone(),
                 };
-                let mut tokens = OAuthTokens::new(app, refresh_token.clone().unwrap_or_default())
-                    .on_revoked(mark_needs_reauth(self.shared.data_dir.clone(), id.clone()));
+                let refresh = refresh_token.clone().unwrap_or_default();
+                let mut tokens = OAuthTokens::new(app, refresh.clone()).on_revoked(mark_needs_reauth(
+                    self.shared.data_dir.clone(),
+                    id.clone(),
+                    refresh,
+                ));
                 waiting_for_install = refresh_token.is_none() || tenant.needs_reauth;
                 if waiting_for_install {
                     tokens = tokens.needing_reauth();
@@ -281,10 +339,9 @@ impl TenantHost {
                     .map_err(|e| e.to_string())?
                     .with_api_version(settings.hubspot_api_version.clone())
                     .with_oauth(Arc::new(tokens));
-                let install = crate::serve_oauth::OAuthInstall::install_url(&self.url, &id);
                 let state = match (refresh_token, tenant.needs_reauth) {
-                    (None, _) => format!("not connected yet, its events wait: install at {install}"),
-                    (Some(_), true) => format!("NEEDS REAUTH, its events wait: reconnect at {install}"),
+                    (None, _) => format!("not connected yet, its events wait: `hubrelay tenants connect {id}`"),
+                    (Some(_), true) => format!("NEEDS REAUTH, its events wait: `hubrelay tenants connect {id}`"),
                     (Some(_), false) => format!("connected, portal {}", output::or_dash(tenant.hub_id)),
                 };
                 (client, format!("HubSpot OAuth {base_url} ({state})"))
@@ -341,7 +398,16 @@ impl TenantHost {
         let stop = Arc::new(Notify::new());
         let stopped = stop.clone();
         let span = tracing::info_span!("tenant", tenant = %id);
-        let task = tokio::spawn(local.run(async move { stopped.notified().await }).instrument(span));
+        let earlier = std::mem::take(&mut kept.draining);
+        let task = tokio::spawn(
+            async move {
+                for task in earlier {
+                    let _ = task.await;
+                }
+                local.run(async move { stopped.notified().await }).await
+            }
+            .instrument(span),
+        );
         self.routes.set(id.clone(), Some(Route::Ready(app)));
         let line = format!(
             "tenant {id}: POST {}/t/{id}/v1/leads (mapping {}; {portal_line}; {} calls per 10 s)",
@@ -349,7 +415,7 @@ impl TenantHost {
             tenant.mapping.describe(),
             settings.hubspot_rate_limit_per_10s
         );
-        Ok((Running { updated_at: stored.updated_at, waiting_for_install, worker: Some((stop, task)) }, line))
+        Ok((Running { seen: Some(stored.clone()), waiting_for_install, worker: Some((stop, task)) }, line))
     }
 
     /// Polls the registry until `stop` is notified, printing what changed; then stops every tenant's worker.
@@ -364,15 +430,8 @@ impl TenantHost {
             }
         }
         // Every worker finishes its tick, within one grace period for all.
-        let tasks: Vec<_> = self
-            .running
-            .drain()
-            .filter_map(|(_, running)| running.worker)
-            .map(|(stop, task)| {
-                stop.notify_one();
-                task
-            })
-            .collect();
+        let mut tasks: Vec<_> = self.running.drain().filter_map(|(_, running)| running.stop()).collect();
+        tasks.extend(self.kept.values_mut().flat_map(|kept| std::mem::take(&mut kept.draining)));
         let _ = tokio::time::timeout(Duration::from_secs(3), async {
             for task in tasks {
                 let _ = task.await;
@@ -395,25 +454,27 @@ async fn hasten(id: &TenantId, store: Option<Arc<SqliteStore>>) -> String {
 }
 
 /// When HubSpot refuses a tenant's refresh token: the tenant is marked `needs_reauth` in the registry (serve's
-/// poll then rebuilds it waiting for a reconnect, and `hubrelay tenants list` shows it).
-fn mark_needs_reauth(data_dir: PathBuf, id: TenantId) -> OnRevoked {
+/// poll then rebuilds it waiting for a reconnect, and `hubrelay tenants list` shows it) — unless its stored refresh
+/// token is no longer the refused one (it was reconnected meanwhile). Off the runtime's threads: SQLite may wait.
+fn mark_needs_reauth(data_dir: PathBuf, id: TenantId, refused: String) -> OnRevoked {
     Arc::new(move |why: &OAuthError| {
         tracing::error!(tenant = %id, error = %why, alarm = "TenantNeedsReauth", "tenant needs a new OAuth install; its events stay queued");
-        let marked = TenantRegistry::open(&data_dir).and_then(|registry| {
-            let mut tenant = registry.get(&id)?.tenant;
-            tenant.needs_reauth = true;
-            registry.update(&tenant, time::OffsetDateTime::now_utc().unix_timestamp())
+        let (data_dir, id, refused) = (data_dir.clone(), id.clone(), refused.clone());
+        tokio::task::spawn_blocking(move || {
+            let marked = TenantRegistry::open(&data_dir).and_then(|registry| {
+                let read = registry.get(&id)?;
+                let still_refused =
+                    read.tenant.secrets.hubspot == HubSpotAuth::OAuth { refresh_token: Some(refused.clone()) };
+                if !still_refused || read.tenant.needs_reauth {
+                    return Ok(());
+                }
+                let mut tenant = read.tenant.clone();
+                tenant.needs_reauth = true;
+                registry.update(&read, &tenant, time::OffsetDateTime::now_utc().unix_timestamp())
+            });
+            if let Err(e) = marked {
+                tracing::error!(tenant = %id, error = %e, "could not mark the tenant needs_reauth");
+            }
         });
-        if let Err(e) = marked {
-            tracing::error!(tenant = %id, error = %e, "could not mark the tenant needs_reauth");
-        }
     })
-}
-
-/// Stops a tenant's worker, letting its tick finish (its settlements are one transaction).
-async fn stop(running: Running) {
-    if let Some((stop, task)) = running.worker {
-        stop.notify_one();
-        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
-    }
 }

@@ -239,7 +239,8 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             enable,
             disable,
         } => {
-            let mut tenant = registry.get(&id).map_err(|e| e.to_string())?.tenant;
+            let read = registry.get(&id).map_err(|e| e.to_string())?;
+            let mut tenant = read.tenant.clone();
             if sandbox {
                 tenant.secrets.hubspot = HubSpotAuth::Sandbox;
                 tenant.hubspot_base_url = None;
@@ -253,7 +254,7 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             }
             let printed = credentials.apply(&mut tenant.secrets)?;
             tenant.enabled = (tenant.enabled || enable) && !disable;
-            registry.update(&tenant, now).map_err(|e| e.to_string())?;
+            registry.update(&read, &tenant, now).map_err(|e| e.to_string())?;
             println!("updated tenant {} ({})", tenant.id, summary(&tenant));
             print_once(&printed);
         }
@@ -268,10 +269,11 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             let public_url = public_url
                 .or_else(|| std::env::var("HUBRELAY_PUBLIC_URL").ok().filter(|v| !v.is_empty()))
                 .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-            println!("{}", crate::serve_oauth::OAuthInstall::install_url(&public_url, &id));
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            println!("{}", crate::serve_oauth::install_link(&data_dir, &public_url, &id, now)?);
             eprintln!(
                 "hand this link to an admin of the portal: it leads to HubSpot's install page, then back to {}/oauth/callback \
-                 (register that as the app's redirect URL); links last 10 minutes once opened",
+                 (register that as the app's redirect URL); the link works for 7 days; pin the portal with --hub-id so it connects no other",
                 public_url.trim_end_matches('/')
             );
         }
@@ -301,8 +303,12 @@ impl SettingsArgs {
                 TokenKind::AppToken => HubSpotAuth::AppToken { token },
             };
         }
-        if self.oauth && !matches!(tenant.secrets.hubspot, HubSpotAuth::OAuth { .. }) {
-            tenant.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: None };
+        if self.oauth {
+            // On an OAuth tenant: clear `needs_reauth` and try its refresh token again (after fixing the app's
+            // credentials, say); on another: wait for an install.
+            if !matches!(tenant.secrets.hubspot, HubSpotAuth::OAuth { .. }) {
+                tenant.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: None };
+            }
             tenant.needs_reauth = false;
         }
         if let Some(url) = self.hubspot_base_url {

@@ -3,6 +3,7 @@
 //! however many leads are in flight; a revoked refresh token parks the tenant as `needs_reauth` with its leads
 //! queued while other tenants go on; reconnecting delivers each queued lead once.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -10,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
+
+use hubrelay_testkit::recording_proxy::RecordingProxy;
 
 use crate::harness::{headers, Serve};
 
@@ -68,14 +71,22 @@ fn bearer(token: &str) -> HeaderMap {
 }
 
 /// The query parameters of a `Location`.
-fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+fn query_of(url: &str) -> HashMap<String, String> {
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
     serde_urlencoded::from_str(query).unwrap()
 }
 
-/// Install → the sandbox's approve step (non-interactive) → the relay's callback; returns the page's text.
-async fn install(http: &reqwest::Client, serve: &Serve, sandbox: &str, tenant: &str) -> String {
-    let resp = http.get(format!("{}/oauth/install?tenant={tenant}", serve.url)).send().await.unwrap();
+/// `hubrelay tenants connect`'s signed install link.
+fn install_link(dir: &Path, serve: &Serve, tenant: &str) -> String {
+    let out = hubrelay(dir, &["tenants", "connect", tenant, "--public-url", &serve.url]);
+    let link = out.lines().next().unwrap().trim().to_string();
+    assert!(link.starts_with(&format!("{}/oauth/install?tenant={tenant}&expires=", serve.url)), "{out}");
+    link
+}
+
+/// Install link → the sandbox's approve step (non-interactive) → the relay's callback: its status and page.
+async fn install_status(http: &reqwest::Client, link: &str, serve: &Serve, sandbox: &str) -> (u16, String) {
+    let resp = http.get(link).send().await.unwrap();
     assert_eq!(resp.status(), 302);
     let authorize = resp.headers()["location"].to_str().unwrap().to_string();
     assert!(authorize.starts_with(&format!("{sandbox}/oauth/authorize?")), "{authorize}");
@@ -98,11 +109,30 @@ async fn install(http: &reqwest::Client, serve: &Serve, sandbox: &str, tenant: &
     let resp = http.get(&callback).send().await.unwrap();
     let status = resp.status().as_u16();
     let page = resp.text().await.unwrap();
-    assert_eq!(status, 200, "{page}");
     // The state is single-use: the same callback again is refused.
     let again = http.get(&callback).send().await.unwrap();
     assert_eq!(again.status(), 400);
+    (status, page)
+}
+
+async fn install(http: &reqwest::Client, link: &str, serve: &Serve, sandbox: &str) -> String {
+    let (status, page) = install_status(http, link, serve, sandbox).await;
+    assert_eq!(status, 200, "{page}");
     page
+}
+
+/// How many times each email went to HubSpot in an upsert HubSpot accepted.
+fn accepted_upserts(proxy: &RecordingProxy) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for exchange in proxy.exchanges() {
+        if exchange.request.contains("/contacts/batch/upsert") && (200..300).contains(&exchange.status) {
+            let body: Value = serde_json::from_str(&exchange.body).unwrap();
+            for input in body["inputs"].as_array().unwrap() {
+                *counts.entry(input["id"].as_str().unwrap().to_string()).or_default() += 1;
+            }
+        }
+    }
+    counts
 }
 
 async fn oauth_stats(http: &reqwest::Client, sandbox: &str) -> Value {
@@ -114,9 +144,9 @@ async fn has_contact(serve: &Serve, sandbox: &str, email: &str) -> bool {
     serve.contact_in(sandbox, STATIC, email).await.is_some()
 }
 
-/// Waits until every email is a contact of the sandbox portal (the worker delivers queued leads).
-async fn until_delivered(serve: &Serve, sandbox: &str, emails: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// Waits at most `within` until every email is a contact of the sandbox portal.
+async fn until_delivered(serve: &Serve, sandbox: &str, emails: &[String], within: Duration) {
+    let deadline = Instant::now() + within;
     for email in emails {
         while !has_contact(serve, sandbox, email).await {
             assert!(Instant::now() < deadline, "{email} never reached the portal");
@@ -140,6 +170,8 @@ fn tenant_state(dir: &Path, id: &str) -> String {
 async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after_a_revoke() {
     let sandbox = start_oauth_sandbox();
     let sb = sandbox.1.clone();
+    // The tenant calls HubSpot through a recording proxy: what reached the portal, and how often.
+    let proxy = RecordingProxy::start(&sb).await;
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_path_buf();
     let secrets = tempfile::tempdir().unwrap();
@@ -147,12 +179,17 @@ async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after
     let file = secrets.path().join("t");
     std::fs::write(&file, token).unwrap();
     let file = file.display().to_string();
-    let out =
-        hubrelay(&dir, &["tenants", "add", "dealer", "--oauth", "--hubspot-base-url", &sb, "--api-token-file", &file]);
+    let out = hubrelay(
+        &dir,
+        &["tenants", "add", "dealer", "--oauth", "--hubspot-base-url", &proxy.url, "--api-token-file", &file],
+    );
     assert!(out.contains("hubrelay tenants connect dealer"), "{out}");
     let other = secrets.path().join("o");
     std::fs::write(&other, "other-sender-token").unwrap();
     hubrelay(&dir, &["tenants", "add", "other", "--api-token-file", &other.display().to_string()]);
+    // Pinned to portal 999: an install approved in another portal must not connect it.
+    let pin = ["tenants", "add", "pinned", "--oauth", "--hub-id", "999", "--hubspot-base-url", &sb, "--new-api-token"];
+    hubrelay(&dir, &pin);
     assert_eq!(tenant_state(&dir, "dealer"), "not connected");
 
     let authorize = format!("{sb}/oauth/authorize");
@@ -162,22 +199,38 @@ async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after
             ("HUBSPOT_CLIENT_ID", CLIENT_ID),
             ("HUBSPOT_CLIENT_SECRET", CLIENT_SECRET),
             ("HUBSPOT_OAUTH_AUTHORIZE_URL", &authorize),
+            // Retries 20 s apart: a queued lead delivered within seconds of a reconnect was made due by it.
+            ("HUBRELAY_RETRY_SCHEDULE", "20s,20s,20s,20s,20s"),
+            ("HUBRELAY_RETRY_JITTER", "0"),
         ],
     );
     assert!(serve.wait_for_line("tenant dealer: POST").contains("not connected yet"));
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let connect = hubrelay(&dir, &["tenants", "connect", "dealer", "--public-url", &serve.url]);
-    assert!(connect.starts_with(&format!("{}/oauth/install?tenant=dealer", serve.url)), "{connect}");
+    let link = install_link(&dir, &serve, "dealer");
+    // Only a link `tenants connect` signed starts an install: not a bare or an altered one.
+    for forged in [format!("{}/oauth/install?tenant=dealer", serve.url), link.replace("tenant=dealer", "tenant=other")]
+    {
+        let resp = http.get(&forged).send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{forged}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_install_link");
+    }
+    // An install approved in another portal than the tenant's pinned one connects nothing.
+    let pinned = install_link(&dir, &serve, "pinned");
+    let (status, page) = install_status(&http, &pinned, &serve, &sb).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("is HubSpot portal 999"), "{page}");
+    assert_eq!(tenant_state(&dir, "pinned"), "not connected");
 
     // Before the install a lead is accepted and waits on the tenant's queue.
     let (status, answer) = post_lead(&serve, token, "early@example.com").await;
     assert_eq!(status, 202, "{answer}");
 
-    let page = install(&http, &serve, &sb, "dealer").await;
+    let page = install(&http, &link, &serve, &sb).await;
     assert!(page.contains("Tenant dealer is connected to HubSpot portal"), "{page}");
     assert_eq!(tenant_state(&dir, "dealer"), "enabled");
-    // The queued lead goes out once serve picked the install up.
-    until_delivered(&serve, &sb, &["early@example.com".to_string()]).await;
+    // The queued lead goes out once serve picked the install up, well before its retry 20 s on.
+    until_delivered(&serve, &sb, &["early@example.com".to_string()], Duration::from_secs(8)).await;
 
     // 200 leads in flight across several expiries of 3 s tokens: one refresh per expiry, none lost or failed.
     let before = oauth_stats(&http, &sb).await["refresh_token_grants"].as_u64().unwrap();
@@ -208,7 +261,7 @@ async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after
         let status = task.await.unwrap();
         assert!(status == 200 || status == 202, "a lead answered {status}");
     }
-    until_delivered(&serve, &sb, &emails).await;
+    until_delivered(&serve, &sb, &emails, Duration::from_secs(30)).await;
     let elapsed = started.elapsed().as_secs_f64();
     let refreshes = oauth_stats(&http, &sb).await["refresh_token_grants"].as_u64().unwrap() - before;
     // Tokens are refreshed a tenth of their life early: one per 2.7 s at most, plus the one due at the start.
@@ -240,9 +293,9 @@ async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after
         serve.post_to("/t/other/v1/leads", "application/json", body.into(), bearer("other-sender-token")).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("delivered")), "{answer}");
 
-    // Reconnect: each waiting lead is delivered once, without waiting out its retry schedule.
-    install(&http, &serve, &sb, "dealer").await;
-    until_delivered(&serve, &sb, &waiting).await;
+    // Reconnect: each waiting lead is delivered once, well before its retry 20 s on.
+    install(&http, &link, &serve, &sb).await;
+    until_delivered(&serve, &sb, &waiting, Duration::from_secs(8)).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     let events = loop {
         let listed = hubrelay(&dir, &["events", "list", "--tenant", "dealer", "--limit", "0", "--json"]);
@@ -258,6 +311,10 @@ async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after
         let delivered = event["attempts"].as_array().unwrap().iter().filter(|a| a["outcome"] == "delivered").count();
         assert_eq!(delivered, 1, "{event}");
     }
+    // Each lead reached the portal in exactly one accepted upsert.
+    let upserts = accepted_upserts(&proxy);
+    assert_eq!(upserts.len(), events.len(), "{upserts:?}");
+    assert!(upserts.values().all(|n| *n == 1), "{upserts:?}");
     let stats = oauth_stats(&http, &sb).await;
-    assert_eq!(stats["authorization_code_grants"], 2, "{stats}");
+    assert_eq!(stats["authorization_code_grants"], 3, "{stats}");
 }

@@ -54,6 +54,12 @@ pub enum OAuthError {
     /// The code or refresh token is no good (used, expired, revoked): only a new install helps.
     #[error("HubSpot refused the {what}: {message}")]
     Refused { what: &'static str, code: String, message: String },
+    /// HubSpot refused the request for another reason (the app's client id or secret, most likely): a setting
+    /// to fix, not a portal to reconnect.
+    #[error(
+        "HubSpot refused the token request ({code}): {message} — check HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET"
+    )]
+    Misconfigured { code: String, message: String },
     /// The token endpoint was unreachable, rate limited or failing: try again later.
     #[error("HubSpot's token endpoint: {0}")]
     Unavailable(String),
@@ -109,9 +115,18 @@ async fn token_request(
         .unwrap_or("")
         .to_string();
     let message = body["message"].as_str().unwrap_or_default().to_string();
-    // 4xx other than 429 is about the grant itself; 429 and 5xx pass.
+    // Only a refused code or refresh token means "install again"; another 4xx is our configuration; 429 and
+    // 5xx pass.
+    let message = format!("{status} {message}").trim().to_string();
+    let grant_refused = ["BAD_REFRESH_TOKEN", "BAD_AUTH_CODE", "BAD_REDIRECT_URI", "invalid_grant"]
+        .iter()
+        .any(|c| code.eq_ignore_ascii_case(c));
     if status.is_client_error() && status.as_u16() != 429 {
-        Err(OAuthError::Refused { what, code, message: format!("{status} {message}").trim().to_string() })
+        if grant_refused {
+            Err(OAuthError::Refused { what, code, message })
+        } else {
+            Err(OAuthError::Misconfigured { code, message })
+        }
     } else {
         Err(OAuthError::Unavailable(format!("{status} {code} {message}").trim().to_string()))
     }
@@ -210,6 +225,10 @@ impl OAuthTokens {
                     }
                 }
                 Err(needs_reauth_error())
+            }
+            Err(e @ OAuthError::Misconfigured { .. }) => {
+                tracing::error!(error = %e, "HubSpot refused the OAuth app's token request: calls wait (retried) until it is fixed");
+                Err(HubSpotError::new(None, "oauth_app_refused", format!("not sent: {e}")))
             }
             Err(e) => Err(HubSpotError::new(None, "oauth_refresh_failed", format!("not sent: {e}"))),
         }

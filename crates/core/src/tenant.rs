@@ -67,7 +67,7 @@ impl fmt::Display for TenantId {
 }
 
 /// How hubrelay calls the tenant's portal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HubSpotAuth {
     /// No credentials: `hubrelay serve` gives the tenant a sandbox portal of its own.
@@ -155,8 +155,9 @@ impl MappingProfile {
     }
 }
 
-/// A tenant's secrets: kept encrypted at rest, never listed unless an operator reveals them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A tenant's secrets: kept encrypted at rest, never listed unless an operator reveals them (nor printed by
+/// `Debug`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSecrets {
     pub hubspot: HubSpotAuth,
     /// Bearer tokens / `X-Api-Key` of the tenant's senders, newest last (two during a rotation).
@@ -165,6 +166,23 @@ pub struct TenantSecrets {
     /// Standard Webhooks secrets (`whsec_…`) of the tenant's senders, newest last.
     #[serde(default)]
     pub webhook_secrets: Vec<String>,
+}
+
+impl fmt::Debug for HubSpotAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = self.secret().is_some();
+        f.debug_struct("HubSpotAuth").field("kind", &self.kind()).field("secret_set", &set).finish()
+    }
+}
+
+impl fmt::Debug for TenantSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantSecrets")
+            .field("hubspot", &self.hubspot)
+            .field("api_tokens", &self.api_tokens.len())
+            .field("webhook_secrets", &self.webhook_secrets.len())
+            .finish()
+    }
 }
 
 /// One tenant: a HubSpot portal and its settings.
@@ -330,6 +348,16 @@ mod tests {
                 webhook_secrets: vec![],
             },
         }
+    }
+
+    #[test]
+    fn debug_output_names_no_secret() {
+        let mut t = tenant("acme");
+        t.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: Some("na1-refresh-secret".into()) };
+        t.secrets.webhook_secrets.push("whsec_secretsecret".into());
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("refresh-secret") && !shown.contains("whsec_") && !shown.contains("t-1"), "{shown}");
+        assert!(shown.contains("oauth") && shown.contains("webhook_secrets: 1"), "{shown}");
     }
 
     #[test]

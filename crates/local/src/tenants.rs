@@ -40,6 +40,8 @@ pub enum RegistryError {
     Sealed { id: String, key: String },
     #[error("tenant `{id}`: stored record unreadable: {message}")]
     Corrupt { id: String, message: String },
+    #[error("tenant `{0}` was changed meanwhile (by another command or serve): read it again and retry")]
+    Changed(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -63,6 +65,9 @@ struct Settings {
     #[serde(default)]
     needs_reauth: bool,
 }
+
+/// A registry row by id: the tenant, or why it cannot be read.
+pub type RegistryRow = (String, Result<StoredTenant, RegistryError>);
 
 pub struct TenantRegistry {
     conn: Connection,
@@ -123,19 +128,25 @@ impl TenantRegistry {
         Ok(())
     }
 
-    /// Replaces a tenant's settings and secrets (`updated_at` moves on, at least by one, so serve sees it).
-    pub fn update(&self, tenant: &Tenant, now: i64) -> Result<(), RegistryError> {
+    /// Replaces a tenant's settings and secrets, if the stored row is still the one `read` (its `updated_at`):
+    /// two writers (the CLI, serve's OAuth callback, the revoke handler) never overwrite each other unseen.
+    /// `updated_at` moves on, at least by one, so serve sees the change.
+    pub fn update(&self, read: &StoredTenant, tenant: &Tenant, now: i64) -> Result<(), RegistryError> {
         tenant.check().map_err(RegistryError::Invalid)?;
         let (settings, sealed) = self.encode(tenant)?;
         let changed = self
             .conn
             .execute(
-                "UPDATE tenants SET enabled = ?2, settings = ?3, secrets = ?4, updated_at = max(?5, updated_at + 1) WHERE id = ?1",
-                params![tenant.id.as_str(), tenant.enabled, settings, sealed, now],
+                "UPDATE tenants SET enabled = ?2, settings = ?3, secrets = ?4, updated_at = max(?5, updated_at + 1)
+                 WHERE id = ?1 AND updated_at = ?6",
+                params![tenant.id.as_str(), tenant.enabled, settings, sealed, now, read.updated_at],
             )
             .map_err(|e| self.sql(e))?;
         if changed == 0 {
-            return Err(RegistryError::NotFound(tenant.id.to_string()));
+            return Err(match self.get(&tenant.id) {
+                Ok(_) => RegistryError::Changed(tenant.id.to_string()),
+                Err(e) => e,
+            });
         }
         Ok(())
     }
@@ -162,15 +173,21 @@ impl TenantRegistry {
         self.decode(row.ok_or_else(|| RegistryError::NotFound(id.to_string()))?)
     }
 
-    /// Every tenant, by id.
+    /// Every tenant, by id (fails when any row cannot be read; [`Self::list_rows`] reads row by row).
     pub fn list(&self) -> Result<Vec<StoredTenant>, RegistryError> {
+        self.list_rows()?.into_iter().map(|(_, row)| row).collect()
+    }
+
+    /// Every row by id, each read on its own: one that does not open (another key, a damaged record) is an
+    /// `Err` beside the others.
+    pub fn list_rows(&self) -> Result<Vec<RegistryRow>, RegistryError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, enabled, settings, secrets, created_at, updated_at FROM tenants ORDER BY id")
             .map_err(|e| self.sql(e))?;
         let rows = stmt.query_map([], Row::read).map_err(|e| self.sql(e))?;
         let rows: Vec<Row> = rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?;
-        rows.into_iter().map(|row| self.decode(row)).collect()
+        Ok(rows.into_iter().map(|row| (row.id.clone(), self.decode(row))).collect())
     }
 
     /// Changes when another connection commits to the registry (`PRAGMA data_version`): what serve polls
@@ -363,6 +380,10 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(registry.get(&"other".parse().unwrap()), Err(RegistryError::Sealed { .. })));
+        // Listed row by row: the unreadable one beside the readable one.
+        let rows = registry.list_rows().unwrap();
+        assert!(rows[0].1.is_ok() && matches!(rows[1].1, Err(RegistryError::Sealed { .. })));
+        assert!(registry.list().is_err());
         drop(registry);
         // Another key: nothing opens.
         std::fs::remove_file(key_path(dir.path())).unwrap();
@@ -381,14 +402,17 @@ mod tests {
         t.enabled = false;
         t.secrets.api_tokens.push("b".into());
         // Same second: updated_at still moves on, so a poller sees the change.
-        registry.update(&t, 50).unwrap();
+        let read = registry.get(&t.id).unwrap();
+        registry.update(&read, &t, 50).unwrap();
+        // A writer holding the older read is refused, not silently overwriting.
+        assert!(matches!(registry.update(&read, &t, 52), Err(RegistryError::Changed(_))));
         let got = watcher.get(&t.id).unwrap();
         assert_eq!((got.updated_at, got.tenant.enabled, got.tenant.secrets.api_tokens.len()), (51, false, 2));
         assert_ne!(watcher.data_version().unwrap(), before);
         registry.remove(&t.id).unwrap();
         assert!(matches!(watcher.get(&t.id), Err(RegistryError::NotFound(_))));
         assert!(matches!(registry.remove(&t.id), Err(RegistryError::NotFound(_))));
-        assert!(matches!(registry.update(&t, 60), Err(RegistryError::NotFound(_))));
+        assert!(matches!(registry.update(&read, &t, 60), Err(RegistryError::NotFound(_))));
         // A tenant that could not serve is refused before it is stored.
         let mut bad = tenant("bad", "x");
         bad.secrets.api_tokens.clear();

@@ -16,12 +16,23 @@ struct Upstream {
     http: reqwest::Client,
     seen: Arc<Mutex<Vec<String>>>,
     targets: Arc<Mutex<Vec<(String, String)>>>,
+    exchanges: Arc<Mutex<Vec<Exchange>>>,
+}
+
+/// One request and how the upstream answered it.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// `METHOD /path?query`
+    pub request: String,
+    pub body: String,
+    pub status: u16,
 }
 
 pub struct RecordingProxy {
     pub url: String,
     seen: Arc<Mutex<Vec<String>>>,
     targets: Arc<Mutex<Vec<(String, String)>>>,
+    exchanges: Arc<Mutex<Vec<Exchange>>>,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -30,11 +41,13 @@ impl RecordingProxy {
     pub async fn start(upstream: &str) -> RecordingProxy {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let targets = Arc::new(Mutex::new(Vec::new()));
+        let exchanges = Arc::new(Mutex::new(Vec::new()));
         let state = Upstream {
             base: upstream.trim_end_matches('/').into(),
             http: reqwest::Client::new(),
             seen: seen.clone(),
             targets: targets.clone(),
+            exchanges: exchanges.clone(),
         };
         let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
@@ -42,7 +55,7 @@ impl RecordingProxy {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        RecordingProxy { url, seen, targets, _task: task }
+        RecordingProxy { url, seen, targets, exchanges, _task: task }
     }
 
     /// `METHOD /path?query` of every request so far, in arrival order.
@@ -60,10 +73,16 @@ impl RecordingProxy {
         self.targets.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Every request with its body and the upstream's status, in the order the answers came.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.exchanges.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Forget what was seen so far (between the steps of a test).
     pub fn clear(&self) {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.targets.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.exchanges.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 
@@ -76,13 +95,21 @@ async fn forward(State(up): State<Upstream>, req: Request) -> Response {
         let body = String::from_utf8_lossy(&bytes).into_owned();
         up.targets.lock().unwrap_or_else(|e| e.into_inner()).push((amz.to_string(), body));
     }
-    let mut out = up.http.request(parts.method.clone(), format!("{}{target}", up.base)).body(bytes);
+    let mut out = up.http.request(parts.method.clone(), format!("{}{target}", up.base)).body(bytes.clone());
     for (name, value) in &parts.headers {
         if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
             out = out.header(name, value);
         }
     }
-    match out.send().await {
+    let record = |status: u16| Exchange {
+        request: format!("{} {target}", parts.method),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        status,
+    };
+    let answered = out.send().await;
+    let exchange = record(answered.as_ref().map_or(502, |r| r.status().as_u16()));
+    up.exchanges.lock().unwrap_or_else(|e| e.into_inner()).push(exchange);
+    match answered {
         Ok(resp) => {
             let mut builder = Response::builder().status(resp.status());
             for (name, value) in resp.headers() {
