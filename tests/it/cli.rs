@@ -4,33 +4,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-struct Sandbox(std::process::Child, String);
+use crate::harness::{self, SandboxProcess};
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_sandbox(token: &str) -> Sandbox {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--token", token])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start sandbox");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("HubSpot sandbox listening on ") {
-                let _ = tx.send(url.trim().to_string());
-            }
-        }
-    });
-    let url = rx.recv_timeout(Duration::from_secs(30)).expect("sandbox did not start");
-    Sandbox(child, url)
+fn start_sandbox(token: &str) -> SandboxProcess {
+    harness::start_sandbox(&["--token", token])
 }
 
 fn hubrelay(args: &[&str], url: &str, token: &str) -> (i32, String, String) {

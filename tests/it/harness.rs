@@ -297,3 +297,48 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     }
     h
 }
+
+/// `hubrelay sandbox` on its own (any free port), stopped on drop: `.1` is its URL.
+pub struct SandboxProcess(Child, pub String);
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `hubrelay sandbox --listen 127.0.0.1:0 <args>`, once it says where it listens.
+pub fn start_sandbox(args: &[&str]) -> SandboxProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
+        .args(["sandbox", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start sandbox");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("HubSpot sandbox listening on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(30)).expect("sandbox did not start");
+    SandboxProcess(child, url)
+}
+
+/// `hubrelay <args> --data-dir <dir>`: whether it succeeded, and its stdout followed by its stderr.
+pub fn hubrelay_in(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("HUBRELAY_DATA_DIR")
+        .output()
+        .expect("run hubrelay");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}

@@ -2,26 +2,17 @@
 //! sandbox portal, mapping, sender credentials and store.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-use crate::harness::{headers, Serve, TOKEN};
+use crate::harness::{headers, hubrelay_in, Serve, TOKEN};
 
-/// `hubrelay <args> --data-dir <dir>`: exit status and stdout (stderr is printed on failure).
+/// `hubrelay <args> --data-dir <dir>`: exit status (0 or 2 here) and what it printed.
 fn hubrelay(dir: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("HUBRELAY_DATA_DIR")
-        .output()
-        .expect("run hubrelay");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    (out.status.code().unwrap_or(-1), format!("{stdout}{stderr}"))
+    let (ok, text) = hubrelay_in(dir, args);
+    (if ok { 0 } else { 2 }, text)
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {

@@ -4,9 +4,7 @@
 //! queued while other tenants go on; reconnecting delivers each queued lead once.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
@@ -14,7 +12,7 @@ use serde_json::{json, Value};
 
 use hubrelay_testkit::recording_proxy::RecordingProxy;
 
-use crate::harness::{headers, Serve};
+use crate::harness::{headers, hubrelay_in, start_sandbox, SandboxProcess, Serve};
 
 const CLIENT_ID: &str = "relay-client-id";
 const CLIENT_SECRET: &str = "relay-client-secret";
@@ -22,47 +20,25 @@ const STATIC: &str = "sandbox-admin-token";
 /// Access tokens live this long in the sandbox (HubSpot: 1800 s).
 const LIFETIME_SECS: u64 = 3;
 
-struct OAuthSandbox(Child, String);
-
-impl Drop for OAuthSandbox {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_oauth_sandbox() -> OAuthSandbox {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--token", STATIC, "--rate-limit", "1000"])
-        .args(["--oauth-client-id", CLIENT_ID, "--oauth-client-secret", CLIENT_SECRET])
-        .args(["--access-token-lifetime", &LIFETIME_SECS.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start sandbox");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("HubSpot sandbox listening on ") {
-                let _ = tx.send(url.trim().to_string());
-            }
-        }
-    });
-    let url = rx.recv_timeout(Duration::from_secs(30)).expect("sandbox did not start");
-    OAuthSandbox(child, url)
+fn start_oauth_sandbox() -> SandboxProcess {
+    let lifetime = LIFETIME_SECS.to_string();
+    start_sandbox(&[
+        "--token",
+        STATIC,
+        "--rate-limit",
+        "1000",
+        "--oauth-client-id",
+        CLIENT_ID,
+        "--oauth-client-secret",
+        CLIENT_SECRET,
+        "--access-token-lifetime",
+        &lifetime,
+    ])
 }
 
 fn hubrelay(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("HUBRELAY_DATA_DIR")
-        .output()
-        .expect("run hubrelay");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "hubrelay {args:?}: {text}");
+    let (ok, text) = hubrelay_in(dir, args);
+    assert!(ok, "hubrelay {args:?}: {text}");
     text
 }
 
@@ -149,7 +125,7 @@ async fn until_delivered(serve: &Serve, sandbox: &str, emails: &[String], within
     let deadline = Instant::now() + within;
     for email in emails {
         while !has_contact(serve, sandbox, email).await {
-            assert!(Instant::now() < deadline, "{email} never reached the portal");
+            assert!(Instant::now() < deadline, "{email} did not reach the portal within {within:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -199,8 +175,8 @@ async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after
             ("HUBSPOT_CLIENT_ID", CLIENT_ID),
             ("HUBSPOT_CLIENT_SECRET", CLIENT_SECRET),
             ("HUBSPOT_OAUTH_AUTHORIZE_URL", &authorize),
-            // Retries 20 s apart: a queued lead delivered within seconds of a reconnect was made due by it.
-            ("HUBRELAY_RETRY_SCHEDULE", "20s,20s,20s,20s,20s"),
+            // Retries 60 s apart: a queued lead delivered within 20 s of a reconnect was made due by it.
+            ("HUBRELAY_RETRY_SCHEDULE", "60s,60s,60s,60s,60s"),
             ("HUBRELAY_RETRY_JITTER", "0"),
         ],
     );
@@ -229,8 +205,8 @@ async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after
     let page = install(&http, &link, &serve, &sb).await;
     assert!(page.contains("Tenant dealer is connected to HubSpot portal"), "{page}");
     assert_eq!(tenant_state(&dir, "dealer"), "enabled");
-    // The queued lead goes out once serve picked the install up, well before its retry 20 s on.
-    until_delivered(&serve, &sb, &["early@example.com".to_string()], Duration::from_secs(8)).await;
+    // The queued lead goes out once serve picked the install up, well before its retry 60 s on.
+    until_delivered(&serve, &sb, &["early@example.com".to_string()], Duration::from_secs(20)).await;
 
     // 200 leads in flight across several expiries of 3 s tokens: one refresh per expiry, none lost or failed.
     let before = oauth_stats(&http, &sb).await["refresh_token_grants"].as_u64().unwrap();
@@ -261,7 +237,8 @@ async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after
         let status = task.await.unwrap();
         assert!(status == 200 || status == 202, "a lead answered {status}");
     }
-    until_delivered(&serve, &sb, &emails, Duration::from_secs(30)).await;
+    // (A lead the inline path queued, on a loaded machine, goes at its retry 60 s on.)
+    until_delivered(&serve, &sb, &emails, Duration::from_secs(75)).await;
     let elapsed = started.elapsed().as_secs_f64();
     let refreshes = oauth_stats(&http, &sb).await["refresh_token_grants"].as_u64().unwrap() - before;
     // Tokens are refreshed a tenth of their life early: one per 2.7 s at most, plus the one due at the start.
@@ -293,9 +270,9 @@ async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after
         serve.post_to("/t/other/v1/leads", "application/json", body.into(), bearer("other-sender-token")).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("delivered")), "{answer}");
 
-    // Reconnect: each waiting lead is delivered once, well before its retry 20 s on.
+    // Reconnect: each waiting lead is delivered once, well before its retry 60 s on.
     install(&http, &link, &serve, &sb).await;
-    until_delivered(&serve, &sb, &waiting, Duration::from_secs(8)).await;
+    until_delivered(&serve, &sb, &waiting, Duration::from_secs(20)).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     let events = loop {
         let listed = hubrelay(&dir, &["events", "list", "--tenant", "dealer", "--limit", "0", "--json"]);
