@@ -185,7 +185,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .with_contact_locks(ContactLocks::new())
         .with_inline_batching(inline_call_interval(settings.relay.hubspot_rate_limit_per_10s));
     let worker = relay.retry_worker(worker_client, Some(partners.extole.clone()), Some(partners.impact.clone()));
-    let local = LocalWorker::new((*store).clone(), worker);
+    // One tick at a time across every retry worker of this process (this one and each tenant's): backlogs
+    // drain in turn and leave the rest of the machine to the request path.
+    let worker_lane = Arc::new(tokio::sync::Semaphore::new(1));
+    let local = LocalWorker::new((*store).clone(), worker).with_lane(worker_lane.clone());
     // What the request path queues also wakes the worker.
     let relay = relay.with_queue(Arc::new(WakingQueue::new(store.clone(), local.waker())));
     let config_error = |e| format!("configuration error: {e}");
@@ -204,6 +207,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         inline_wait: INLINE_SLOT_WAIT,
         inline_interval: inline_call_interval,
         oauth: oauth_app.clone(),
+        worker_lane,
     };
     let mut tenants = crate::serve_tenants::TenantHost::open(shared, format!("http://{addr}"))?;
     let tenant_lines = tenants.sync().await;

@@ -46,6 +46,8 @@ pub struct Shared {
     pub inline_interval: fn(u32) -> Duration,
     /// The deployment's OAuth app, for tenants connected by install.
     pub oauth: Option<OAuthAppSettings>,
+    /// Every retry worker's turn (one tick at a time across the tenants and the default one).
+    pub worker_lane: Arc<tokio::sync::Semaphore>,
 }
 
 /// The tenants' routes, looked up per request.
@@ -389,7 +391,7 @@ impl TenantHost {
             .with_inline_batching((self.shared.inline_interval)(settings.hubspot_rate_limit_per_10s));
         let partners = &self.shared.partners;
         let worker = relay.retry_worker(worker_client, Some(partners.extole.clone()), Some(partners.impact.clone()));
-        let local = LocalWorker::new((*store).clone(), worker);
+        let local = LocalWorker::new((*store).clone(), worker).with_lane(self.shared.worker_lane.clone());
         let relay = relay.with_queue(Arc::new(WakingQueue::new(store.clone(), local.waker())));
         let config_error = |e| format!("configuration error: {e}");
         let app = lead_routes(Arc::new(relay.lead_service(inline.clone()).map_err(config_error)?))

@@ -436,6 +436,38 @@ async fn run_wakes_on_enqueue_and_stops_on_shutdown() {
     tokio::time::timeout(Duration::from_secs(5), task).await.expect("the worker stops").unwrap();
 }
 
+#[tokio::test]
+async fn a_worker_on_a_shared_lane_ticks_only_with_its_turn_and_stops_while_waiting() {
+    let f = fixture(RetrySchedule::default()).await;
+    let store = f.store.clone();
+    let Fixture { sandbox: _sandbox, worker, .. } = f;
+    let now = OffsetDateTime::now_utc();
+    let mut m = queued(lead("turn@example.com", "x"), now);
+    m.not_before = now;
+    store.enqueue(&m).await.unwrap();
+    // Another worker holds the lane's one permit: this one waits, its due message untouched.
+    let lane = Arc::new(tokio::sync::Semaphore::new(1));
+    let held = lane.clone().acquire_owned().await.unwrap();
+    let local =
+        LocalWorker::new(store.clone(), worker).with_idle_interval(Duration::from_millis(10)).with_lane(lane.clone());
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stop2 = stop.clone();
+    let task = tokio::spawn(local.run(async move { stop2.notified().await }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.queued().unwrap().len(), 1, "no tick without the lane's permit");
+    // Its turn comes: the message is delivered.
+    drop(held);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !store.queued().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the worker never took its turn");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Waiting for its turn again, it still stops when told.
+    let _held = lane.acquire_owned().await.unwrap();
+    stop.notify_one();
+    tokio::time::timeout(Duration::from_secs(5), task).await.expect("the worker stops").unwrap();
+}
+
 // ---- the worker's check-write-record of a contact excludes inline deliveries ----
 
 /// Holds the worker's HubSpot call until told to go on.

@@ -35,6 +35,8 @@ pub struct LocalWorker {
     wake: Arc<Notify>,
     batch_limit: usize,
     idle_interval: Duration,
+    /// Shared with the process's other workers: one tick at a time across them ([`LocalWorker::with_lane`]).
+    lane: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// What one tick did.
@@ -64,11 +66,20 @@ impl LocalWorker {
             wake: Arc::new(Notify::new()),
             batch_limit: DEFAULT_BATCH_LIMIT,
             idle_interval: DEFAULT_IDLE_INTERVAL,
+            lane: None,
         }
     }
 
     pub fn with_batch_limit(mut self, limit: usize) -> Self {
         self.batch_limit = limit.max(1);
+        self
+    }
+
+    /// Share `lane` with the other workers of the process (one per tenant): a tick runs only while it holds a
+    /// permit, handed round in turn, so backlogs drain one tick at a time and in turn, and the rest of the
+    /// machine stays with the request path (a tenant's 100,000-lead backlog does not slow another's fresh leads).
+    pub fn with_lane(mut self, lane: Arc<tokio::sync::Semaphore>) -> Self {
+        self.lane = Some(lane);
         self
     }
 
@@ -128,7 +139,17 @@ impl LocalWorker {
     {
         tokio::pin!(shutdown);
         loop {
-            let pause = match self.tick(OffsetDateTime::now_utc()).await {
+            let permit = match &self.lane {
+                Some(lane) => tokio::select! {
+                    biased;
+                    _ = &mut shutdown => return,
+                    permit = lane.acquire() => permit.ok(),
+                },
+                None => None,
+            };
+            let ticked = self.tick(OffsetDateTime::now_utc()).await;
+            drop(permit);
+            let pause = match ticked {
                 Ok(report) if report.progressed() => Duration::ZERO,
                 Ok(_) => self.until_next_due().await,
                 Err(e) => {
