@@ -34,23 +34,15 @@ struct Args {
 
 fn parse_args() -> Args {
     let mut a = Args { rate: 50, seconds: 300, limit: 100, runs: 1, bin: env!("CARGO_BIN_EXE_hubrelay").into() };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let value = argv.get(i + 1).cloned().unwrap_or_default();
-        let number = || value.parse::<usize>().unwrap_or_else(|_| panic!("{} needs a number", argv[i]));
-        match argv[i].as_str() {
-            "--rate" => a.rate = number(),
-            "--seconds" => a.seconds = number(),
-            "--limit" => a.limit = number() as u32,
-            "--runs" => a.runs = number(),
-            "--bin" => a.bin = value.clone(),
-            _ => {
-                i += 1; // cargo bench passes `--bench`; ignore what we do not know
-                continue;
-            }
+    for (flag, value) in common::flag_pairs() {
+        match flag.as_str() {
+            "--rate" => a.rate = common::number(&flag, &value),
+            "--seconds" => a.seconds = common::number(&flag, &value),
+            "--limit" => a.limit = common::number(&flag, &value) as u32,
+            "--runs" => a.runs = common::number(&flag, &value),
+            "--bin" => a.bin = value,
+            _ => {} // cargo bench passes `--bench`
         }
-        i += 2;
     }
     a
 }

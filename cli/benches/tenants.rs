@@ -45,24 +45,16 @@ fn parse_args() -> Args {
         quiet_seconds: 10,
         bin: env!("CARGO_BIN_EXE_hubrelay").into(),
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let value = argv.get(i + 1).cloned().unwrap_or_default();
-        let number = || value.parse::<usize>().unwrap_or_else(|_| panic!("{} needs a number", argv[i]));
-        match argv[i].as_str() {
-            "--tenants" => a.tenants = number(),
-            "--backlog" => a.backlog = number(),
-            "--limit" => a.limit = number() as u32,
-            "--quiet-rate" => a.quiet_rate = number(),
-            "--quiet-seconds" => a.quiet_seconds = number(),
-            "--bin" => a.bin = value.clone(),
-            _ => {
-                i += 1;
-                continue;
-            }
+    for (flag, value) in common::flag_pairs() {
+        match flag.as_str() {
+            "--tenants" => a.tenants = common::number(&flag, &value),
+            "--backlog" => a.backlog = common::number(&flag, &value),
+            "--limit" => a.limit = common::number(&flag, &value) as u32,
+            "--quiet-rate" => a.quiet_rate = common::number(&flag, &value),
+            "--quiet-seconds" => a.quiet_seconds = common::number(&flag, &value),
+            "--bin" => a.bin = value,
+            _ => {} // cargo bench passes `--bench`
         }
-        i += 2;
     }
     a
 }

@@ -7,17 +7,19 @@ use std::time::Duration;
 
 use hubrelay_clients::HubSpotClient;
 use hubrelay_clients::RateLimiter;
-use hubrelay_core::config::{format_schedule, HubSpotTarget, Layer, ServeSettings};
+use hubrelay_core::config::{format_schedule, HubSpotTarget, Layer, RelaySettings, ServeSettings};
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::pii::mask_token;
 use hubrelay_core::worker::ContactLocks;
 use hubrelay_http::transport::{self, Limits};
 use hubrelay_http::{lead_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 use hubrelay_local::sqlite::SqliteStore;
+use hubrelay_local::tenants::create_owner_only;
 use hubrelay_local::LocalWorker;
 use hubrelay_local::WakingQueue;
 use hubrelay_sandbox::hubspot::{self as sandbox, SandboxOptions};
 
+use crate::serve_referrals::Partners;
 use crate::ConfigArg;
 
 #[derive(clap::Args, Debug)]
@@ -174,28 +176,22 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             (client, line, Some(handle))
         }
     };
-    // The worker waits for a rate-limit slot as long as it takes; the inline path, with a sender waiting,
-    // queues the lead instead (the worker then sends it in a batch of up to 100).
-    let inline: Arc<dyn HubSpot> = Arc::new(hubspot.clone().with_rate_limiter(limiter.clone(), Some(INLINE_SLOT_WAIT)));
-    let worker_client: Arc<dyn HubSpot> = Arc::new(hubspot);
     let store = Arc::new(store);
     let partners =
         Arc::new(crate::serve_referrals::start(&settings.relay.referral, settings.relay.hubspot_timeout).await?);
-    let relay = Relay::new(&settings.relay, Stores::new(store.clone(), store.clone()))
-        .with_contact_locks(ContactLocks::new())
-        .with_inline_batching(inline_call_interval(settings.relay.hubspot_rate_limit_per_10s));
-    let worker = relay.retry_worker(worker_client, Some(partners.extole.clone()), Some(partners.impact.clone()));
     // One tick at a time across every retry worker of this process (this one and each tenant's): backlogs
     // drain in turn and leave the rest of the machine to the request path.
     let worker_lane = Arc::new(tokio::sync::Semaphore::new(1));
-    let local = LocalWorker::new((*store).clone(), worker).with_lane(worker_lane.clone());
-    // What the request path queues also wakes the worker.
-    let relay = relay.with_queue(Arc::new(WakingQueue::new(store.clone(), local.waker())));
-    let config_error = |e| format!("configuration error: {e}");
     let modes = service_modes(&settings);
-    let app = lead_routes(Arc::new(relay.lead_service(inline.clone()).map_err(config_error)?))
-        .merge(relay.update_routes(inline).map_err(config_error)?)
-        .merge(relay.referral_routes().map_err(config_error)?);
+    let LocalRelay { app, worker: local } = local_relay(
+        &settings.relay,
+        store.clone(),
+        hubspot,
+        limiter,
+        ContactLocks::new(),
+        &partners,
+        worker_lane.clone(),
+    )?;
 
     let oauth_app =
         hubrelay_core::tenant::OAuthAppSettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?;
@@ -204,8 +200,6 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         base: layer.clone(),
         data_dir: settings.data_dir.clone(),
         partners: partners.clone(),
-        inline_wait: INLINE_SLOT_WAIT,
-        inline_interval: inline_call_interval,
         oauth: oauth_app.clone(),
         worker_lane,
     };
@@ -264,6 +258,42 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
     eprintln!("hubrelay: stopped");
     served
+}
+
+/// One relay of this process — the default tenant's or a tenant's — over its own store: its routes, and its
+/// retry worker, not started yet.
+pub(crate) struct LocalRelay {
+    pub app: axum::Router,
+    pub worker: LocalWorker,
+}
+
+/// Wires a relay: `hubspot` (its portal's client) and `limiter` (the portal's budget) for both paths — the
+/// worker waits for a rate-limit slot as long as it takes; the inline path, with a sender waiting, waits at most
+/// [`INLINE_SLOT_WAIT`] and queues the lead instead (the worker then sends it in a batch of up to 100) — the
+/// inline micro-batching at the inline path's share of the budget, the worker on the process's `lane`, and a queue
+/// that wakes the worker whenever the request path enqueues.
+pub(crate) fn local_relay(
+    settings: &RelaySettings,
+    store: Arc<SqliteStore>,
+    hubspot: HubSpotClient,
+    limiter: Arc<RateLimiter>,
+    locks: Arc<ContactLocks>,
+    partners: &Partners,
+    lane: Arc<tokio::sync::Semaphore>,
+) -> Result<LocalRelay, String> {
+    let inline: Arc<dyn HubSpot> = Arc::new(hubspot.clone().with_rate_limiter(limiter.clone(), Some(INLINE_SLOT_WAIT)));
+    let worker_client: Arc<dyn HubSpot> = Arc::new(hubspot.with_rate_limiter(limiter, None));
+    let relay = Relay::new(settings, Stores::new(store.clone(), store.clone()))
+        .with_contact_locks(locks)
+        .with_inline_batching(inline_call_interval(settings.hubspot_rate_limit_per_10s));
+    let worker = relay.retry_worker(worker_client, Some(partners.extole.clone()), Some(partners.impact.clone()));
+    let worker = LocalWorker::new((*store).clone(), worker).with_lane(lane);
+    let relay = relay.with_queue(Arc::new(WakingQueue::new(store, worker.waker())));
+    let config_error = |e| format!("configuration error: {e}");
+    let app = lead_routes(Arc::new(relay.lead_service(inline.clone()).map_err(config_error)?))
+        .merge(relay.update_routes(inline).map_err(config_error)?)
+        .merge(relay.referral_routes().map_err(config_error)?);
+    Ok(LocalRelay { app, worker })
 }
 
 /// How long Ctrl-C waits for requests in flight (an inline HubSpot call takes at most its timeout).
@@ -340,21 +370,6 @@ pub(crate) fn kept_secret(path: &Path, prefix: &str) -> Result<String, String> {
         }
         Err(e) => Err(format!("cannot write {}: {e}", path.display())),
     }
-}
-
-/// Creates `path` (it must not exist) readable by its owner only from the start.
-fn create_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
 }
 
 /// Write a secret readable by its owner only.

@@ -17,21 +17,20 @@ use axum::Router;
 use hubrelay_clients::oauth::{OAuthApp, OAuthError, OAuthTokens, OnRevoked};
 use hubrelay_clients::{HubSpotClient, RateLimiter};
 use hubrelay_core::config::{HubSpotTarget, Layer};
-use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::pii::mask_token;
 use hubrelay_core::tenant::{HubSpotAuth, OAuthAppSettings, TenantId};
 use hubrelay_core::worker::ContactLocks;
 use hubrelay_http::error::ApiError;
-use hubrelay_http::{lead_routes, PathPrefix, Relay, Stores};
+use hubrelay_http::PathPrefix;
 use hubrelay_local::sqlite::SqliteStore;
 use hubrelay_local::tenants::{tenant_dir, StoredTenant, TenantRegistry};
-use hubrelay_local::{LocalWorker, WakingQueue};
 use hubrelay_sandbox::hubspot::{self as sandbox, SandboxHandle, SandboxOptions};
 use tokio::sync::Notify;
 use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::output;
+use crate::serve::{local_relay, LocalRelay};
 use crate::serve_referrals::Partners;
 
 /// How often serve looks at the registry for changes.
@@ -42,8 +41,6 @@ pub struct Shared {
     pub base: Layer,
     pub data_dir: PathBuf,
     pub partners: Arc<Partners>,
-    pub inline_wait: Duration,
-    pub inline_interval: fn(u32) -> Duration,
     /// The deployment's OAuth app, for tenants connected by install.
     pub oauth: Option<OAuthAppSettings>,
     /// Every retry worker's turn (one tick at a time across the tenants and the default one).
@@ -381,22 +378,15 @@ impl TenantHost {
                 (client, format!("HubSpot sandbox {} portal {portal}", handle.url()))
             }
         };
-        let store = kept.store.clone();
-        let client = client.with_rate_limiter(limiter.clone(), None);
-        let inline: Arc<dyn HubSpot> =
-            Arc::new(client.clone().with_rate_limiter(limiter.clone(), Some(self.shared.inline_wait)));
-        let worker_client: Arc<dyn HubSpot> = Arc::new(client);
-        let relay = Relay::new(&settings, Stores::new(store.clone(), store.clone()))
-            .with_contact_locks(kept.locks.clone())
-            .with_inline_batching((self.shared.inline_interval)(settings.hubspot_rate_limit_per_10s));
-        let partners = &self.shared.partners;
-        let worker = relay.retry_worker(worker_client, Some(partners.extole.clone()), Some(partners.impact.clone()));
-        let local = LocalWorker::new((*store).clone(), worker).with_lane(self.shared.worker_lane.clone());
-        let relay = relay.with_queue(Arc::new(WakingQueue::new(store.clone(), local.waker())));
-        let config_error = |e| format!("configuration error: {e}");
-        let app = lead_routes(Arc::new(relay.lead_service(inline.clone()).map_err(config_error)?))
-            .merge(relay.update_routes(inline).map_err(config_error)?)
-            .merge(relay.referral_routes().map_err(config_error)?);
+        let LocalRelay { app, worker: local } = local_relay(
+            &settings,
+            kept.store.clone(),
+            client,
+            limiter,
+            kept.locks.clone(),
+            &self.shared.partners,
+            self.shared.worker_lane.clone(),
+        )?;
         let stop = Arc::new(Notify::new());
         let stopped = stop.clone();
         let span = tracing::info_span!("tenant", tenant = %id);

@@ -21,3 +21,29 @@ pub fn stat_ticks(path: &str) -> u64 {
     let get = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     get(14) + get(15)
 }
+
+/// The command line's `--name value` pairs (a flag followed by another flag, like cargo bench's `--bench`, comes
+/// with an empty value), for a bench to match the ones it knows.
+pub fn flag_pairs() -> Vec<(String, String)> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut pairs = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        match argv.get(i + 1).filter(|v| !v.starts_with("--")) {
+            Some(value) => {
+                pairs.push((argv[i].clone(), value.clone()));
+                i += 2;
+            }
+            None => {
+                pairs.push((argv[i].clone(), String::new()));
+                i += 1;
+            }
+        }
+    }
+    pairs
+}
+
+/// A flag's value as a number, or a panic naming the flag.
+pub fn number(flag: &str, value: &str) -> usize {
+    value.parse().unwrap_or_else(|_| panic!("{flag} needs a number, got `{value}`"))
+}

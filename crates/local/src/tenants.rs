@@ -267,7 +267,7 @@ fn load_or_create_key(path: &Path) -> Result<LessSafeKey, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 32];
             SystemRandom::new().fill(&mut key).map_err(|_| "no system randomness".to_string())?;
-            write_owner_only(path, &hex::encode(key))?;
+            create_owner_only(path, &hex::encode(key)).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             key.to_vec()
         }
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
@@ -276,7 +276,9 @@ fn load_or_create_key(path: &Path) -> Result<LessSafeKey, String> {
     Ok(LessSafeKey::new(unbound))
 }
 
-fn write_owner_only(path: &Path, contents: &str) -> Result<(), String> {
+/// Creates `path`, which must not exist yet, readable by its owner only from the start (no window in which the
+/// default mode applies), and syncs it: the data dir's secret files (this key, serve's tokens and OAuth key).
+pub fn create_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -285,10 +287,9 @@ fn write_owner_only(path: &Path, contents: &str) -> Result<(), String> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
 }
 
 /// `nonce || ciphertext || tag`, a fresh random nonce per seal.
