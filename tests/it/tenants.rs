@@ -143,6 +143,9 @@ async fn two_tenants_each_get_their_own_portal_mapping_credentials_and_listings(
     assert!(lakeside.contains(&b_body["event_id"].as_str().unwrap().to_string()));
     assert!(acme.iter().all(|id| !lakeside.contains(id)));
     assert!(event_ids(dir, None).is_empty(), "the default tenant accepted nothing");
+    // The dead-letter tools read the tenant's own store too.
+    let dlq = ok(dir, &["dlq", "list", "--tenant", "acme"]);
+    assert!(dlq.contains(&format!("{}", dir.join("tenants").join("acme").join("hubrelay.db").display())), "{dlq}");
     let (code, out) = hubrelay(dir, &["events", "list", "--tenant", "nobody"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no tenant nobody"), "{out}");
