@@ -2,8 +2,12 @@
 //! then the environment, then the command's flags): `properties` and `doctor` check exactly what the relay
 //! will write.
 
+use std::sync::Arc;
+
+use hubrelay_clients::oauth::{OAuthApp, OAuthTokens};
 use hubrelay_clients::HubSpotClient;
 use hubrelay_core::config::{HubSpotTarget, Layer, RelaySettings};
+use hubrelay_core::pii::mask_token;
 use hubrelay_core::tenant::HubSpotAuth;
 use hubrelay_local::tenants::TenantRegistry;
 
@@ -76,11 +80,34 @@ pub fn connect(args: &PortalArgs) -> Result<(RelaySettings, HubSpotClient), Comm
         }
         None => RelaySettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?,
     };
-    let HubSpotTarget::Api { base_url, token } = &settings.hubspot else {
+    let Some((client, _)) = api_client(&settings, std::time::Duration::from_secs(20))? else {
         return Err("HUBSPOT_TOKEN (or --token) is required: a Service Key or a project app's access token".into());
     };
-    let client = HubSpotClient::new(base_url, token, std::time::Duration::from_secs(20))
-        .map_err(|e| e.to_string())?
-        .with_api_version(settings.hubspot_api_version.clone());
     Ok((settings, client))
+}
+
+/// The client of a real portal (`None` for the sandbox) and how it authenticates, masked, for banners.
+pub fn api_client(
+    settings: &RelaySettings,
+    timeout: std::time::Duration,
+) -> Result<Option<(HubSpotClient, String)>, String> {
+    let (client, credential) = match &settings.hubspot {
+        HubSpotTarget::Api { base_url, token } => (
+            HubSpotClient::new(base_url, token, timeout).map_err(|e| e.to_string())?,
+            format!("token {}", mask_token(token)),
+        ),
+        HubSpotTarget::OAuth { base_url, client_id, client_secret, refresh_token } => {
+            let app = OAuthApp {
+                client_id: client_id.clone(),
+                client_secret: client_secret.clone(),
+                base_url: base_url.clone(),
+            };
+            let tokens = OAuthTokens::new(app, refresh_token.clone());
+            let client =
+                HubSpotClient::new(base_url, "", timeout).map_err(|e| e.to_string())?.with_oauth(Arc::new(tokens));
+            (client, format!("OAuth app {client_id}, refresh token {}", mask_token(refresh_token)))
+        }
+        HubSpotTarget::Sandbox => return Ok(None),
+    };
+    Ok(Some((client.with_api_version(settings.hubspot_api_version.clone()), credential)))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hubrelay_clients::HubSpotClient;
 use hubrelay_clients::RateLimiter;
-use hubrelay_core::config::{format_schedule, HubSpotTarget, Layer, RelaySettings, ServeSettings};
+use hubrelay_core::config::{format_schedule, Layer, RelaySettings, ServeSettings};
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::pii::mask_token;
 use hubrelay_core::worker::ContactLocks;
@@ -122,12 +122,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     // One budget for the token, shared by the inline path and the worker.
     let limiter = RateLimiter::new(settings.relay.hubspot_rate_limit_per_10s);
-    let (hubspot, hubspot_line, _sandbox) = match &settings.relay.hubspot {
-        HubSpotTarget::Api { base_url, token } => {
-            let client = HubSpotClient::new(base_url, token, settings.relay.hubspot_timeout)
-                .map_err(|e| e.to_string())?
-                .with_api_version(settings.relay.hubspot_api_version.clone())
-                .with_rate_limiter(limiter.clone(), None);
+    let (hubspot, hubspot_line, _sandbox) = match crate::portal::api_client(
+        &settings.relay,
+        settings.relay.hubspot_timeout,
+    )? {
+        Some((client, credential)) => {
+            let client = client.with_rate_limiter(limiter.clone(), None);
             // The portal's time zone times the daily limit's reset; read once, kept with the client.
             let portal = match client.portal().await {
                 Ok(p) => format!("portal {}, time zone {}", p.portal_id, p.time_zone),
@@ -137,13 +137,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 }
             };
             let line = format!(
-                "HubSpot API {base_url} (API version {}; {portal}; token {})",
+                "HubSpot API {} (API version {}; {portal}; {credential})",
+                client.base_url(),
                 settings.relay.hubspot_api_version,
-                mask_token(token)
             );
             (client, line, None)
         }
-        HubSpotTarget::Sandbox => {
+        None => {
             let token = match std::env::var("HUBRELAY_SANDBOX_TOKEN").ok().filter(|t| !t.is_empty()) {
                 Some(t) => t,
                 None => {

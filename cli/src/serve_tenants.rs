@@ -354,6 +354,10 @@ impl TenantHost {
                     format!("HubSpot {} {base_url} (credential {})", tenant.secrets.hubspot.kind(), mask_token(token)),
                 )
             }
+            (_, HubSpotTarget::OAuth { .. }) => {
+                // `Tenant::relay_settings` never carries the default portal's refresh token into a tenant.
+                return Err(format!("tenant {id}: an OAuth tenant's tokens come from its install"));
+            }
             (_, HubSpotTarget::Sandbox) => {
                 if kept.sandbox.is_none() {
                     let token = crate::serve::kept_secret(&dir.join("sandbox-token"), "sandbox")?;

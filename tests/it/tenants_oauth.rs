@@ -295,3 +295,60 @@ async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after
     let stats = oauth_stats(&http, &sb).await;
     assert_eq!(stats["authorization_code_grants"], 3, "{stats}");
 }
+
+/// The default portal (no tenants) reached by OAuth: `HUBSPOT_REFRESH_TOKEN` with the app's id and secret in place
+/// of `HUBSPOT_TOKEN`; serve refreshes its access token and delivers.
+#[tokio::test]
+async fn the_default_portal_may_be_reached_with_a_refresh_token() {
+    let sb = start_oauth_sandbox();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let redirect = "https://relay.example.com/oauth/callback";
+    let form = [
+        ("client_id", CLIENT_ID),
+        ("scope", "oauth crm.objects.contacts.write crm.objects.contacts.read crm.schemas.contacts.write"),
+        ("redirect_uri", redirect),
+        ("state", "default"),
+        ("decision", "approve"),
+    ];
+    let resp = http
+        .post(format!("{}/oauth/authorize", sb.1))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let code = query_of(resp.headers()["location"].to_str().unwrap())["code"].clone();
+    let app = hubrelay_clients::oauth::OAuthApp {
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+        base_url: sb.1.clone(),
+    };
+    let refresh_token = hubrelay_clients::oauth::exchange_code(&app, &code, redirect).await.unwrap().refresh_token;
+
+    let serve = Serve::start(&[
+        ("HUBSPOT_REFRESH_TOKEN", &refresh_token),
+        ("HUBSPOT_CLIENT_ID", CLIENT_ID),
+        ("HUBSPOT_CLIENT_SECRET", CLIENT_SECRET),
+        ("HUBSPOT_BASE_URL", &sb.1),
+        ("HUBRELAY_PUBLIC_URL", "https://relay.example.com"),
+    ]);
+    let banner = serve.wait_for_line("HubSpot API ");
+    assert!(banner.contains(&format!("OAuth app {CLIENT_ID}")) && !banner.contains(&refresh_token), "{banner}");
+    // Custom properties first (an install's job for a tenant), with the static admin token.
+    let admin = hubrelay_clients::HubSpotClient::new(&sb.1, STATIC, Duration::from_secs(5)).unwrap();
+    let mapping = hubrelay_core::mapping::Mapping::builtin("chat-widget").unwrap();
+    hubrelay_core::properties::sync(&admin, &mapping.all_property_definitions()).await.unwrap();
+    let before = oauth_stats(&http, &sb.1).await["refresh_token_grants"].as_u64().unwrap();
+    for i in 0..3 {
+        let email = format!("default-oauth-{i}@example.com");
+        let (status, _, answer) = serve.post_lead(&json!({"email": email}), headers(&[])).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(serve.contact_in(&sb.1, STATIC, &email).await.is_some());
+    }
+    // Across an expiry: a new token, one refresh.
+    tokio::time::sleep(Duration::from_secs(LIFETIME_SECS)).await;
+    let (status, _, answer) = serve.post_lead(&json!({"email": "default-oauth-late@example.com"}), headers(&[])).await;
+    assert_eq!(status, 200, "{answer}");
+    let refreshes = oauth_stats(&http, &sb.1).await["refresh_token_grants"].as_u64().unwrap() - before;
+    assert!((1..=3).contains(&refreshes), "{refreshes} refreshes");
+}

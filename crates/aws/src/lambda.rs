@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use hubrelay_clients::oauth::{OAuthApp, OAuthTokens};
 use hubrelay_clients::HubSpotClient;
 use hubrelay_core::budget::{budget_key, CallBudget, Lane};
 use hubrelay_core::config::{AwsResources, ConfigError, HubSpotTarget, Layer, RelaySettings};
@@ -15,6 +16,7 @@ use hubrelay_http::{common_routes, lead_routes, update_routes, Relay, Stores, AC
 
 use crate::dynamodb::DynamoIdempotencyStore;
 use crate::dynamodb_budget::DynamoCallBudget;
+use crate::dynamodb_oauth::DynamoSharedToken;
 use crate::sdk::{sdk_config, secrets_from_lookup};
 use crate::sqs::SqsRetryQueue;
 use crate::sqs_worker::SqsWorker;
@@ -47,8 +49,9 @@ pub fn check_inline_timeout(timeout: std::time::Duration) -> Result<(), InitErro
 
 /// Settings that may live in SSM (secrets, and the public URL the stack writes there); each may name an SSM parameter through
 /// `<NAME>_SSM_PARAMETER`.
-const SECRETS: [&str; 9] = [
+const SECRETS: [&str; 10] = [
     "HUBSPOT_TOKEN",
+    "HUBSPOT_REFRESH_TOKEN",
     "HUBRELAY_API_TOKENS",
     "HUBRELAY_WEBHOOK_SECRETS",
     "HUBSPOT_CLIENT_SECRET",
@@ -100,25 +103,47 @@ impl Init {
     /// the stack's functions share for this token (`HUBSPOT_RATE_LIMIT_PER_10S`, in the idempotency table).
     fn hubspot_client(&self, lane: Lane) -> Result<Arc<dyn HubSpot>, InitError> {
         let settings = &self.settings;
-        let (base_url, token) = match &settings.hubspot {
-            HubSpotTarget::Api { base_url, token } => (base_url.clone(), token.clone()),
-            HubSpotTarget::Sandbox => return Err(InitError::Missing("HUBSPOT_TOKEN (or HUBSPOT_TOKEN_SSM_PARAMETER)")),
+        let budget = |secret: &str| -> Arc<dyn CallBudget> {
+            Arc::new(DynamoCallBudget::new(
+                self.dynamodb.clone(),
+                self.resources.idempotency_table.clone(),
+                budget_key(secret),
+                settings.hubspot_rate_limit_per_10s,
+            ))
         };
-        let budget: Arc<dyn CallBudget> = Arc::new(DynamoCallBudget::new(
-            self.dynamodb.clone(),
-            self.resources.idempotency_table.clone(),
-            budget_key(&token),
-            settings.hubspot_rate_limit_per_10s,
-        ));
         let max_wait = match lane {
             Lane::Inline => std::time::Duration::ZERO,
             Lane::Worker => WORKER_BUDGET_WAIT,
         };
-        let client = HubSpotClient::new(&base_url, &token, settings.hubspot_timeout)
-            .map_err(|e| InitError::Aws(e.to_string()))?
-            .with_api_version(settings.hubspot_api_version.clone())
-            .with_shared_budget(budget, lane, max_wait);
-        Ok(Arc::new(client))
+        let client = match &settings.hubspot {
+            HubSpotTarget::Api { base_url, token } => HubSpotClient::new(base_url, token, settings.hubspot_timeout)
+                .map_err(|e| InitError::Aws(e.to_string()))?
+                .with_shared_budget(budget(token), lane, max_wait),
+            HubSpotTarget::OAuth { base_url, client_id, client_secret, refresh_token } => {
+                // Every function of the stack shares the access token (one refresh per expiry) and the budget.
+                let shared = DynamoSharedToken::new(
+                    self.dynamodb.clone(),
+                    self.resources.idempotency_table.clone(),
+                    client_id,
+                    client_secret,
+                    refresh_token,
+                );
+                let app = OAuthApp {
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                    base_url: base_url.clone(),
+                };
+                let tokens = OAuthTokens::new(app, refresh_token.clone()).shared_through(Arc::new(shared));
+                HubSpotClient::new(base_url, "", settings.hubspot_timeout)
+                    .map_err(|e| InitError::Aws(e.to_string()))?
+                    .with_oauth(Arc::new(tokens))
+                    .with_shared_budget(budget(refresh_token), lane, max_wait)
+            }
+            HubSpotTarget::Sandbox => {
+                return Err(InitError::Missing("HUBSPOT_TOKEN or HUBSPOT_REFRESH_TOKEN (or their _SSM_PARAMETER)"))
+            }
+        };
+        Ok(Arc::new(client.with_api_version(settings.hubspot_api_version.clone())))
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod dynamodb;
 pub mod dynamodb_budget;
 mod dynamodb_events;
+pub mod dynamodb_oauth;
 mod dynamodb_updates;
 pub mod lambda;
 mod lambda_referrals;

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hubrelay_core::hubspot::HubSpotError;
+use hubrelay_core::shared_token::{SharedToken, SharedTokenStore};
 use serde::Deserialize;
 use serde_json::Value;
+use time::OffsetDateTime;
 
 /// The token endpoint's path (v1 is deprecated from 16 February 2027).
 pub const TOKEN_PATH: &str = "/oauth/2026-03/token";
@@ -140,12 +142,23 @@ struct Cached {
 /// Called once when HubSpot refuses the refresh token (the relay marks the tenant and raises its alarm).
 pub type OnRevoked = Arc<dyn Fn(&OAuthError) + Send + Sync>;
 
+/// How long one process may hold the shared refresh lease: longer than a token request may take (its timeout
+/// is 10 s), short enough that a process that died holding it delays the others little.
+pub const SHARED_LEASE: Duration = Duration::from_secs(12);
+/// How long a call waits for another process's refresh before it fails (retryable: its event is queued).
+pub const SHARED_WAIT: Duration = Duration::from_secs(3);
+const SHARED_POLL: Duration = Duration::from_millis(100);
+
 /// One installed portal's access token.
 pub struct OAuthTokens {
     http: reqwest::Client,
     app: OAuthApp,
     refresh_token: String,
     cached: tokio::sync::Mutex<Option<Cached>>,
+    /// The token HubSpot last answered 401 to: not to be taken from the shared store again.
+    rejected: std::sync::Mutex<Option<String>>,
+    /// The token the stack's processes share, and this process's name as a lease owner.
+    shared: Option<(Arc<dyn SharedTokenStore>, String)>,
     needs_reauth: AtomicBool,
     refreshes: AtomicU64,
     on_revoked: Option<OnRevoked>,
@@ -158,6 +171,8 @@ impl OAuthTokens {
             app,
             refresh_token,
             cached: tokio::sync::Mutex::new(None),
+            rejected: std::sync::Mutex::new(None),
+            shared: None,
             needs_reauth: AtomicBool::new(false),
             refreshes: AtomicU64::new(0),
             on_revoked: None,
@@ -166,8 +181,15 @@ impl OAuthTokens {
 
     /// Start from tokens just granted (an install), so the first call needs no refresh.
     pub fn with_access_token(self, access_token: String, expires_in: u64) -> OAuthTokens {
-        let cached = Cached { token: access_token, refresh_at: refresh_at(Instant::now(), expires_in) };
+        let cached = Cached { token: access_token, refresh_at: Instant::now() + refresh_after(expires_in) };
         OAuthTokens { cached: tokio::sync::Mutex::new(Some(cached)), ..self }
+    }
+
+    /// Share the token with the other processes of the stack through `store`: a process reads the token
+    /// stored there and refreshes only while holding the store's lease.
+    pub fn shared_through(mut self, store: Arc<dyn SharedTokenStore>) -> OAuthTokens {
+        self.shared = Some((store, format!("oauth-{}", uuid::Uuid::new_v4().simple())));
+        self
     }
 
     pub fn on_revoked(mut self, callback: OnRevoked) -> OAuthTokens {
@@ -185,13 +207,13 @@ impl OAuthTokens {
         self.needs_reauth.load(Ordering::SeqCst)
     }
 
-    /// Refreshes made so far.
+    /// Refreshes this process made so far.
     pub fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)
     }
 
     /// The access token to send: the cached one while it is fresh, else one refresh (the other callers wait
-    /// for it, holding no slot of HubSpot's API budget).
+    /// for it, holding no slot of HubSpot's API budget) — or, shared, the one another process stored.
     pub async fn access_token(&self) -> Result<String, HubSpotError> {
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
@@ -200,6 +222,67 @@ impl OAuthTokens {
         if self.needs_reauth() {
             return Err(needs_reauth_error());
         }
+        let Some((store, owner)) = &self.shared else {
+            let (token, _) = self.refresh(&mut cached).await?;
+            return Ok(token);
+        };
+        let deadline = Instant::now() + SHARED_WAIT;
+        loop {
+            if let Some(token) = self.fresh_shared(store.as_ref(), &mut cached).await? {
+                return Ok(token);
+            }
+            let now = OffsetDateTime::now_utc();
+            if store.lease(owner, now, now + SHARED_LEASE).await.map_err(store_error)? {
+                // Another process may have stored a token between the read and the lease.
+                if let Some(token) = self.fresh_shared(store.as_ref(), &mut cached).await? {
+                    let _ = store.release(owner).await;
+                    return Ok(token);
+                }
+                return match self.refresh(&mut cached).await {
+                    Ok((access_token, refresh_at)) => {
+                        let token = SharedToken { access_token, refresh_at };
+                        if let Err(e) = store.store(&token, owner).await {
+                            // This process still has the token; the others refresh once the lease runs out.
+                            tracing::warn!(error = %e, "could not share the refreshed access token");
+                        }
+                        Ok(token.access_token)
+                    }
+                    Err(e) => {
+                        let _ = store.release(owner).await;
+                        Err(e)
+                    }
+                };
+            }
+            if Instant::now() >= deadline {
+                return Err(HubSpotError::new(
+                    None,
+                    "oauth_refresh_pending",
+                    "not sent: another process is refreshing the portal's access token",
+                ));
+            }
+            tokio::time::sleep(SHARED_POLL).await;
+        }
+    }
+
+    /// The shared token when it is fresh and HubSpot has not refused it, cached in this process.
+    async fn fresh_shared(
+        &self,
+        store: &dyn SharedTokenStore,
+        cached: &mut Option<Cached>,
+    ) -> Result<Option<String>, HubSpotError> {
+        let now = OffsetDateTime::now_utc();
+        let current = store.current().await.map_err(store_error)?;
+        let rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(token) = current.filter(|t| t.refresh_at > now && Some(&t.access_token) != rejected.as_ref()) else {
+            return Ok(None);
+        };
+        let left = (token.refresh_at - now).unsigned_abs();
+        *cached = Some(Cached { token: token.access_token.clone(), refresh_at: Instant::now() + left });
+        Ok(Some(token.access_token))
+    }
+
+    /// One `grant_type=refresh_token` request: the new token and when to refresh it, cached.
+    async fn refresh(&self, cached: &mut Option<Cached>) -> Result<(String, OffsetDateTime), HubSpotError> {
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", self.refresh_token.as_str()),
@@ -209,12 +292,9 @@ impl OAuthTokens {
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         match token_request(&self.http, &self.app, &form, "refresh token").await {
             Ok(grant) => {
-                let token = grant.access_token.clone();
-                *cached = Some(Cached {
-                    token: grant.access_token,
-                    refresh_at: refresh_at(Instant::now(), grant.expires_in),
-                });
-                Ok(token)
+                let after = refresh_after(grant.expires_in);
+                *cached = Some(Cached { token: grant.access_token.clone(), refresh_at: Instant::now() + after });
+                Ok((grant.access_token, OffsetDateTime::now_utc() + after))
             }
             Err(e @ OAuthError::Refused { .. }) => {
                 *cached = None;
@@ -241,13 +321,18 @@ impl OAuthTokens {
         if cached.as_ref().is_some_and(|c| c.token == token) {
             *cached = None;
         }
+        *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.to_string());
     }
 }
 
+fn store_error(e: hubrelay_core::store::StoreError) -> HubSpotError {
+    HubSpotError::new(None, "oauth_token_store_unavailable", format!("not sent: the shared access token: {e}"))
+}
+
 /// Refresh ahead of the expiry by a tenth of the lifetime, at most 5 minutes (30-minute tokens: at 27 min).
-fn refresh_at(now: Instant, expires_in: u64) -> Instant {
+fn refresh_after(expires_in: u64) -> Duration {
     let lifetime = Duration::from_secs(expires_in);
-    now + lifetime - (lifetime / 10).min(Duration::from_secs(300))
+    lifetime - (lifetime / 10).min(Duration::from_secs(300))
 }
 
 fn needs_reauth_error() -> HubSpotError {

@@ -21,6 +21,8 @@ pub mod partners;
 pub mod pii;
 pub mod properties;
 pub mod referral;
+pub mod sealed;
+pub mod shared_token;
 pub mod store;
 pub mod tenant;
 pub mod updates;

@@ -310,6 +310,8 @@ impl Tenant {
     pub fn relay_settings(&self, base: &Layer) -> Result<RelaySettings, ConfigError> {
         let layer = Layer {
             hubspot_token: self.secrets.hubspot.token().map(str::to_string),
+            // The default portal's; a tenant's OAuth tokens are its own (serve's tenant host builds them).
+            hubspot_refresh_token: None,
             hubspot_base_url: self.hubspot_base_url.clone(),
             hubspot_client_secrets: None,
             api_tokens: Some(self.secrets.api_tokens.clone()),

@@ -7,9 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hubrelay_core::sealed::{random_bytes, SealingKey};
 use hubrelay_core::tenant::{Tenant, TenantId, TenantSecrets};
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
-use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -71,7 +70,7 @@ pub type RegistryRow = (String, Result<StoredTenant, RegistryError>);
 
 pub struct TenantRegistry {
     conn: Connection,
-    key: LessSafeKey,
+    key: SealingKey,
     path: PathBuf,
     key_file: PathBuf,
 }
@@ -207,14 +206,21 @@ impl TenantRegistry {
         };
         let settings = serde_json::to_string(&settings).map_err(|e| RegistryError::Invalid(e.to_string()))?;
         let secrets = serde_json::to_vec(&tenant.secrets).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-        Ok((settings, seal(&self.key, tenant.id.as_str(), secrets)?))
+        Ok((
+            settings,
+            self.key
+                .seal(tenant.id.as_str(), &secrets)
+                .ok_or_else(|| RegistryError::Invalid("no system randomness".into()))?,
+        ))
     }
 
     fn decode(&self, row: Row) -> Result<StoredTenant, RegistryError> {
         let corrupt = |message: String| RegistryError::Corrupt { id: row.id.clone(), message };
         let id: TenantId = row.id.parse().map_err(corrupt)?;
         let settings: Settings = serde_json::from_str(&row.settings).map_err(|e| corrupt(e.to_string()))?;
-        let plain = open(&self.key, id.as_str(), row.secrets.clone())
+        let plain = self
+            .key
+            .open(id.as_str(), &row.secrets)
             .ok_or_else(|| RegistryError::Sealed { id: row.id.clone(), key: self.key_file.display().to_string() })?;
         let secrets: TenantSecrets = serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?;
         Ok(StoredTenant {
@@ -258,22 +264,20 @@ impl Row {
 }
 
 /// The 32-byte key, hex in an owner-only file; made on first use.
-fn load_or_create_key(path: &Path) -> Result<LessSafeKey, String> {
-    let bytes = match std::fs::read_to_string(path) {
+fn load_or_create_key(path: &Path) -> Result<SealingKey, String> {
+    let bytes: [u8; 32] = match std::fs::read_to_string(path) {
         Ok(text) => hex::decode(text.trim())
             .ok()
-            .filter(|b| b.len() == 32)
+            .and_then(|b| b.try_into().ok())
             .ok_or_else(|| format!("{} is not a tenant secrets key (64 hex digits)", path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; 32];
-            SystemRandom::new().fill(&mut key).map_err(|_| "no system randomness".to_string())?;
+            let key: [u8; 32] = random_bytes().ok_or("no system randomness")?;
             create_owner_only(path, &hex::encode(key)).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            key.to_vec()
+            key
         }
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let unbound = UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| "bad key length".to_string())?;
-    Ok(LessSafeKey::new(unbound))
+    Ok(SealingKey::from_bytes(&bytes))
 }
 
 /// Creates `path`, which must not exist yet, readable by its owner only from the start (no window in which the
@@ -290,28 +294,6 @@ pub fn create_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
-}
-
-/// `nonce || ciphertext || tag`, a fresh random nonce per seal.
-fn seal(key: &LessSafeKey, id: &str, mut plain: Vec<u8>) -> Result<Vec<u8>, RegistryError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    SystemRandom::new().fill(&mut nonce).map_err(|_| RegistryError::Invalid("no system randomness".into()))?;
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(id.as_bytes()), &mut plain)
-        .map_err(|_| RegistryError::Invalid("cannot seal the tenant's secrets".into()))?;
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&plain);
-    Ok(out)
-}
-
-fn open(key: &LessSafeKey, id: &str, sealed: Vec<u8>) -> Option<Vec<u8>> {
-    if sealed.len() < NONCE_LEN {
-        return None;
-    }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-    let mut buf = rest.to_vec();
-    let plain = key.open_in_place(nonce, Aad::from(id.as_bytes()), &mut buf).ok()?;
-    Some(plain.to_vec())
 }
 
 #[cfg(test)]

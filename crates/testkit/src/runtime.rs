@@ -228,6 +228,11 @@ pub const SANDBOX_TOKEN: &str = "bootstrap-sandbox-token";
 pub const API_TOKEN: &str = "bootstrap-token";
 
 pub async fn aws_stage() -> AwsStage {
+    aws_stage_with(hubrelay_sandbox::hubspot::SandboxOptions::default()).await
+}
+
+/// [`aws_stage`] with a sandbox of these options (its token is always [`SANDBOX_TOKEN`]).
+pub async fn aws_stage_with(options: hubrelay_sandbox::hubspot::SandboxOptions) -> AwsStage {
     use crate::moto;
     let server = moto::shared();
     let (dynamo, sqs, ssm) = (moto::dynamodb(server), moto::sqs(server), moto::ssm(server));
@@ -235,7 +240,7 @@ pub async fn aws_stage() -> AwsStage {
     let (queue_url, dlq_url) = moto::retry_queues(&sqs).await;
     let token = SANDBOX_TOKEN;
     let param = moto::secure_parameter(&ssm, token).await;
-    let options = hubrelay_sandbox::hubspot::SandboxOptions { token: Some(token.into()), ..Default::default() };
+    let options = hubrelay_sandbox::hubspot::SandboxOptions { token: Some(token.into()), ..options };
     let sandbox = hubrelay_sandbox::hubspot::spawn(options, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let hs = hubrelay_clients::HubSpotClient::new(&sandbox.url(), token, Duration::from_secs(5)).unwrap();
     let mapping = hubrelay_core::mapping::Mapping::builtin("chat-widget").unwrap();

@@ -45,6 +45,9 @@ pub struct Layer {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub hubspot_token: Option<String>,
+    /// The portal's OAuth refresh token (`HUBSPOT_REFRESH_TOKEN`): the single portal reached through the
+    /// OAuth app (`HUBSPOT_CLIENT_ID`, `HUBSPOT_CLIENT_SECRET`) instead of a static token.
+    pub hubspot_refresh_token: Option<String>,
     pub hubspot_base_url: Option<String>,
     /// `2026-09` (default), another dated release, or `v3` for the legacy paths.
     pub hubspot_api_version: Option<String>,
@@ -89,6 +92,7 @@ impl Layer {
             listen,
             data_dir,
             hubspot_token,
+            hubspot_refresh_token,
             hubspot_base_url,
             hubspot_api_version,
             hubspot_client_secrets,
@@ -139,6 +143,7 @@ impl Layer {
             listen: get("HUBRELAY_LISTEN"),
             data_dir: get("HUBRELAY_DATA_DIR").map(PathBuf::from),
             hubspot_token: get("HUBSPOT_TOKEN").filter(|t| !t.trim().is_empty()),
+            hubspot_refresh_token: get("HUBSPOT_REFRESH_TOKEN").filter(|t| !t.trim().is_empty()),
             hubspot_base_url: get("HUBSPOT_BASE_URL"),
             hubspot_api_version: get("HUBSPOT_API_VERSION").filter(|v| !v.trim().is_empty()),
             hubspot_client_secrets: list("HUBSPOT_CLIENT_SECRET"),
@@ -179,13 +184,32 @@ pub fn split_list(v: &str) -> Vec<String> {
 }
 
 /// Where HubSpot calls go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum HubSpotTarget {
     /// A real portal (or any HubSpot-compatible URL) with a bearer token: a Service Key, a project app's
     /// static token, or a legacy private-app token.
     Api { base_url: String, token: String },
+    /// A portal that installed the OAuth app: access tokens refreshed from its refresh token.
+    OAuth { base_url: String, client_id: String, client_secret: String, refresh_token: String },
     /// No token configured: `hubrelay serve` starts the built-in sandbox.
     Sandbox,
+}
+
+/// Without the credentials (settings are printed in errors and debug logs).
+impl std::fmt::Debug for HubSpotTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HubSpotTarget::Api { base_url, .. } => {
+                f.debug_struct("Api").field("base_url", base_url).finish_non_exhaustive()
+            }
+            HubSpotTarget::OAuth { base_url, client_id, .. } => f
+                .debug_struct("OAuth")
+                .field("base_url", base_url)
+                .field("client_id", client_id)
+                .finish_non_exhaustive(),
+            HubSpotTarget::Sandbox => f.write_str("Sandbox"),
+        }
+    }
 }
 
 /// Validated settings shared by every entry point.
@@ -246,14 +270,31 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 impl RelaySettings {
     pub fn from_layer(layer: &Layer) -> Result<RelaySettings, ConfigError> {
-        let hubspot = match &layer.hubspot_token {
-            Some(token) => {
-                let base_url =
-                    layer.hubspot_base_url.clone().unwrap_or_else(|| crate::hubspot::DEFAULT_BASE_URL.into());
-                check_url("HUBSPOT_BASE_URL", &base_url)?;
-                HubSpotTarget::Api { base_url, token: token.clone() }
+        let base_url = || -> Result<String, ConfigError> {
+            let base_url = layer.hubspot_base_url.clone().unwrap_or_else(|| crate::hubspot::DEFAULT_BASE_URL.into());
+            check_url("HUBSPOT_BASE_URL", &base_url)?;
+            Ok(base_url)
+        };
+        let hubspot = match (&layer.hubspot_token, &layer.hubspot_refresh_token) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("HUBSPOT_REFRESH_TOKEN", "set HUBSPOT_TOKEN or HUBSPOT_REFRESH_TOKEN, not both"))
             }
-            None => HubSpotTarget::Sandbox,
+            (Some(token), None) => HubSpotTarget::Api { base_url: base_url()?, token: token.clone() },
+            (None, Some(refresh_token)) => {
+                let app = crate::tenant::OAuthAppSettings::from_layer(layer)?.ok_or_else(|| {
+                    invalid(
+                        "HUBSPOT_REFRESH_TOKEN",
+                        "needs the OAuth app's HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET",
+                    )
+                })?;
+                HubSpotTarget::OAuth {
+                    base_url: base_url()?,
+                    client_id: app.client_id,
+                    client_secret: app.client_secret,
+                    refresh_token: refresh_token.clone(),
+                }
+            }
+            (None, None) => HubSpotTarget::Sandbox,
         };
         if let Some(url) = &layer.public_url {
             check_url("HUBRELAY_PUBLIC_URL", url)?;
@@ -480,6 +521,33 @@ mod tests {
         let bad =
             Layer { hubspot_token: Some("t".into()), hubspot_base_url: Some("ftp://x".into()), ..Default::default() };
         assert!(RelaySettings::from_layer(&bad).unwrap_err().to_string().starts_with("HUBSPOT_BASE_URL"));
+        assert!(!format!("{:?}", s.hubspot).contains("pat-1"));
+    }
+
+    #[test]
+    fn a_refresh_token_reaches_the_portal_through_the_oauth_app() {
+        let layer = Layer { hubspot_refresh_token: Some("rt-1".into()), ..Default::default() };
+        let e = RelaySettings::from_layer(&layer).unwrap_err().to_string();
+        assert!(e.contains("HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET"), "{e}");
+        let layer = Layer {
+            hubspot_client_id: Some("app".into()),
+            hubspot_client_secrets: Some(vec!["cs-1".into(), "cs-0".into()]),
+            ..layer
+        };
+        let s = RelaySettings::from_layer(&layer).unwrap();
+        assert_eq!(
+            s.hubspot,
+            HubSpotTarget::OAuth {
+                base_url: "https://api.hubapi.com".into(),
+                client_id: "app".into(),
+                client_secret: "cs-1".into(),
+                refresh_token: "rt-1".into()
+            }
+        );
+        let shown = format!("{:?}", s.hubspot);
+        assert!(!shown.contains("rt-1") && !shown.contains("cs-1"), "{shown}");
+        let both = Layer { hubspot_token: Some("pat".into()), ..layer };
+        assert!(RelaySettings::from_layer(&both).unwrap_err().to_string().contains("not both"));
     }
 
     #[test]
