@@ -131,6 +131,7 @@ async fn seed(store: &SqliteStore, args: &Args) {
         let parsed = hubrelay_core::lead::parse_json(body.as_bytes()).expect("bench lead parses");
         changes.push(QueueChange::Requeue(RetryMessage {
             version: RetryMessage::VERSION,
+            tenant: None,
             event_id: format!("evt_bench_{i:06}"),
             function: FunctionName::LeadCaptured,
             idempotency_key: format!("lead-captured:bench:{i}"),

@@ -10,9 +10,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hubrelay_clients::oauth::{OAuthApp, OAuthError, OAuthTokens, OnRevoked};
 use hubrelay_clients::{HubSpotClient, RateLimiter};
@@ -20,13 +17,11 @@ use hubrelay_core::config::{HubSpotTarget, Layer};
 use hubrelay_core::pii::mask_token;
 use hubrelay_core::tenant::{HubSpotAuth, OAuthAppSettings, TenantId};
 use hubrelay_core::worker::ContactLocks;
-use hubrelay_http::error::ApiError;
-use hubrelay_http::PathPrefix;
+use hubrelay_http::tenant_routes::{tenant_routes, TenantRoute as Route, TenantRouter};
 use hubrelay_local::sqlite::SqliteStore;
 use hubrelay_local::tenants::{tenant_dir, StoredTenant, TenantRegistry};
 use hubrelay_sandbox::hubspot::{self as sandbox, SandboxHandle, SandboxOptions};
 use tokio::sync::Notify;
-use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::output;
@@ -53,23 +48,10 @@ pub struct TenantRoutes {
     routes: Arc<RwLock<HashMap<TenantId, Route>>>,
 }
 
-#[derive(Clone)]
-enum Route {
-    Ready(Router),
-    Disabled,
-    /// Its relay could not be built (a bad mapping, a sandbox that would not start): the reason is logged.
-    Unavailable,
-}
-
 impl TenantRoutes {
-    /// `/t/{tenant}/…` routed to the tenant's relay with the prefix taken off (the handlers get it back as a
-    /// [`PathPrefix`], for signatures over the URL).
+    /// `/t/{tenant}/…` routed to the tenant's relay ([`tenant_routes`]).
     pub fn router(&self) -> Router {
-        Router::new().route("/t/{*rest}", axum::routing::any(dispatch)).with_state(self.clone())
-    }
-
-    fn get(&self, id: &TenantId) -> Option<Route> {
-        self.routes.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        tenant_routes(Arc::new(self.clone()))
     }
 
     fn set(&self, id: TenantId, route: Option<Route>) {
@@ -81,47 +63,10 @@ impl TenantRoutes {
     }
 }
 
-async fn dispatch(State(tenants): State<TenantRoutes>, mut req: Request) -> Response {
-    let path = req.uri().path().to_string();
-    let rest = path.strip_prefix("/t/").unwrap_or_default();
-    let (id, inner_path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let Ok(id) = id.parse::<TenantId>() else {
-        return ApiError::new(StatusCode::NOT_FOUND, "unknown_tenant", "no such tenant").into_response();
-    };
-    let router = match tenants.get(&id) {
-        Some(Route::Ready(router)) => router,
-        Some(Route::Disabled) => {
-            return ApiError::new(StatusCode::FORBIDDEN, "tenant_disabled", format!("tenant {id} is disabled"))
-                .into_response()
-        }
-        Some(Route::Unavailable) => {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "tenant_unavailable",
-                format!("tenant {id} cannot take events right now; retry later"),
-            )
-            .into_response()
-        }
-        None => {
-            return ApiError::new(StatusCode::NOT_FOUND, "unknown_tenant", format!("no tenant {id}")).into_response()
-        }
-    };
-    req.extensions_mut().insert(PathPrefix(format!("/t/{id}")));
-    let inner = match req.uri().query() {
-        Some(q) => format!("{inner_path}?{q}"),
-        None => inner_path.to_string(),
-    };
-    match inner.parse::<Uri>() {
-        Ok(uri) => *req.uri_mut() = uri,
-        Err(_) => return ApiError::not_found().into_response(),
-    }
-    let span = tracing::info_span!("tenant", tenant = %id);
-    match router.oneshot(req).instrument(span).await {
-        Ok(response) => response,
-        Err(never) => match never {},
+#[async_trait::async_trait]
+impl TenantRouter for TenantRoutes {
+    async fn route(&self, id: &TenantId) -> Route {
+        self.routes.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned().unwrap_or(Route::Unknown)
     }
 }
 

@@ -42,6 +42,7 @@ use hubrelay_core::store::{
 };
 #[cfg(doc)]
 use hubrelay_core::store::{sender_key, LeadLinks};
+use hubrelay_core::tenant::TenantId;
 
 const STATUS_IN_PROGRESS: &str = "IN_PROGRESS";
 const STATUS_COMPLETED: &str = "COMPLETED";
@@ -61,11 +62,39 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoIdempotencyStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// What every item id of this store starts with: empty for the default tenant, `t:<tenant>:` for a tenant.
+    scope: String,
 }
+
+/// What a tenant's item ids start with; the default tenant's have no prefix (and none of its ids starts so).
+pub const TENANT_SCOPE_PREFIX: &str = "t:";
 
 impl DynamoIdempotencyStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        DynamoIdempotencyStore { client, table: table.into() }
+        DynamoIdempotencyStore { client, table: table.into(), scope: String::new() }
+    }
+
+    /// The same table seen by one tenant: its keys, events, versions, ledgers and lead links are its own.
+    pub fn for_tenant(&self, tenant: &TenantId) -> Self {
+        DynamoIdempotencyStore { scope: format!("{TENANT_SCOPE_PREFIX}{tenant}:"), ..self.clone() }
+    }
+
+    /// The item id of `key` in this store's scope.
+    pub(crate) fn id(&self, key: &str) -> AttributeValue {
+        AttributeValue::S(format!("{}{key}", self.scope))
+    }
+
+    /// A scan filter's condition selecting this scope's items (`:scope` in [`Self::scope_values`]).
+    pub(crate) fn scope_condition(&self) -> &'static str {
+        if self.scope.is_empty() {
+            "NOT begins_with(id, :scope)"
+        } else {
+            "begins_with(id, :scope)"
+        }
+    }
+
+    pub(crate) fn scope_value(&self) -> AttributeValue {
+        AttributeValue::S(if self.scope.is_empty() { TENANT_SCOPE_PREFIX.to_string() } else { self.scope.clone() })
     }
 
     pub fn client(&self) -> &aws_sdk_dynamodb::Client {
@@ -134,7 +163,7 @@ impl DynamoIdempotencyStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("id", AttributeValue::S(key.to_owned()))
+            .key("id", self.id(key))
             .consistent_read(true)
             .send()
             .await
@@ -150,7 +179,7 @@ impl DynamoIdempotencyStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("id", AttributeValue::S(key.to_owned()))
+            .key("id", self.id(key))
             .update_expression("SET expiration = :ttl")
             .condition_expression("expiration < :ttl")
             .expression_attribute_values(":ttl", n(ttl))
@@ -185,7 +214,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .key("id", AttributeValue::S(key.to_owned()))
+                .key("id", self.id(key))
                 .update_expression(
                     "SET #status = :inprogress, validation = :v, idempotency_expiration = :exp, \
                      expiration = if_not_exists(expiration, :ttl), in_progress_expiration = :ipexp \
@@ -245,7 +274,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("id", AttributeValue::S(key.to_owned()))
+            .key("id", self.id(key))
             .update_expression(
                 "SET #status = :completed, response_status = :rs, response_body = :rb, \
                  idempotency_expiration = :exp REMOVE in_progress_expiration",
@@ -284,7 +313,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("id", AttributeValue::S(key.to_owned()))
+            .key("id", self.id(key))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":completed", AttributeValue::S(STATUS_COMPLETED.to_owned()))
             .expression_attribute_values(":rs", n(i64::from(response.status)))
@@ -296,7 +325,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
         if let Some((email, received_at)) = &delivered.applied {
             sets.extend(["contact = :contact", "applied_at = :applied"]);
             request = request
-                .expression_attribute_values(":contact", AttributeValue::S(contact_key(email)))
+                .expression_attribute_values(":contact", self.id(&contact_key(email)))
                 .expression_attribute_values(":applied", n(epoch_millis(*received_at)));
         }
         if let Some((_lead_id, contact_id)) = &delivered.link {
@@ -319,7 +348,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("id", AttributeValue::S(key.to_owned()))
+            .key("id", self.id(key))
             .condition_expression("#status = :inprogress AND attribute_not_exists(event_record)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":inprogress", AttributeValue::S(STATUS_IN_PROGRESS.to_owned()))
@@ -349,7 +378,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("id", AttributeValue::S(key.to_owned()))
+            .key("id", self.id(key))
             .update_expression("REMOVE #status, validation, in_progress_expiration, idempotency_expiration")
             .condition_expression("#status = :inprogress")
             .expression_attribute_names("#status", "status")

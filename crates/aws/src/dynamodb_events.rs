@@ -92,7 +92,7 @@ impl EventLog for DynamoIdempotencyStore {
         self.client()
             .put_item()
             .table_name(self.table())
-            .item("id", AttributeValue::S(format!("event:{}", record.event_id)))
+            .item("id", self.id(&format!("event:{}", record.event_id)))
             .item("status", AttributeValue::S(record.status.as_str().into()))
             .item("function", AttributeValue::S(record.function.as_str().into()))
             .item("received_at", n(millis(record.received_at)))
@@ -109,7 +109,7 @@ impl EventLog for DynamoIdempotencyStore {
             .client()
             .get_item()
             .table_name(self.table())
-            .key("id", AttributeValue::S(format!("event:{event_id}")))
+            .key("id", self.id(&format!("event:{event_id}")))
             .consistent_read(true)
             .send()
             .await
@@ -118,8 +118,12 @@ impl EventLog for DynamoIdempotencyStore {
             return decode(item).map(Some);
         }
         // Delivered on its first attempt: on its key's item.
-        let values = HashMap::from([(":id".to_string(), AttributeValue::S(event_id.into()))]);
-        let items = scan_all(self, "event_id = :id", values, true).await?;
+        let values = HashMap::from([
+            (":id".to_string(), AttributeValue::S(event_id.into())),
+            (":scope".to_string(), self.scope_value()),
+        ]);
+        let condition = format!("event_id = :id AND {}", self.scope_condition());
+        let items = scan_all(self, &condition, values, true).await?;
         let now = OffsetDateTime::now_utc();
         for item in &items {
             let record = decode(item)?;
@@ -131,8 +135,11 @@ impl EventLog for DynamoIdempotencyStore {
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
-        let values = HashMap::from([(":prefix".to_string(), AttributeValue::S("event:".into()))]);
-        let items = scan_all(self, "begins_with(id, :prefix) OR attribute_exists(event_record)", values, false).await?;
+        let values =
+            HashMap::from([(":prefix".to_string(), self.id("event:")), (":scope".to_string(), self.scope_value())]);
+        let condition =
+            format!("(begins_with(id, :prefix) OR attribute_exists(event_record)) AND {}", self.scope_condition());
+        let items = scan_all(self, &condition, values, false).await?;
         let now = OffsetDateTime::now_utc();
         let mut records = Vec::new();
         for item in &items {
@@ -157,13 +164,8 @@ impl EventLog for DynamoIdempotencyStore {
 impl ContactVersions for DynamoIdempotencyStore {
     async fn last_applied(&self, email: &str) -> Result<Option<OffsetDateTime>, StoreError> {
         let key = contact_key(email);
-        let recorded = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .key("id", AttributeValue::S(key.clone()))
-            .consistent_read(true)
-            .send();
+        let recorded =
+            self.client().get_item().table_name(self.table()).key("id", self.id(&key)).consistent_read(true).send();
         // Index reads are eventually consistent (typically well under a second behind): an older queued lead
         // the worker sends within that moment of a newer one's inline delivery may still overwrite it — the
         // same race as before, a little wider (in AWS nothing locks a contact across Lambdas).
@@ -173,7 +175,7 @@ impl ContactVersions for DynamoIdempotencyStore {
             .table_name(self.table())
             .index_name(CONTACT_INDEX)
             .key_condition_expression("contact = :c")
-            .expression_attribute_values(":c", AttributeValue::S(key))
+            .expression_attribute_values(":c", self.id(&key))
             .scan_index_forward(false)
             .limit(1)
             .send();
@@ -193,7 +195,7 @@ impl ContactVersions for DynamoIdempotencyStore {
             .client()
             .update_item()
             .table_name(self.table())
-            .key("id", AttributeValue::S(contact_key(email)))
+            .key("id", self.id(&contact_key(email)))
             .update_expression("SET applied_at = :t, expiration = :exp")
             .condition_expression("attribute_not_exists(applied_at) OR applied_at < :t")
             .expression_attribute_values(":t", n(millis(received_at)))

@@ -61,7 +61,7 @@ impl UpdateLedger for DynamoIdempotencyStore {
             .client()
             .update_item()
             .table_name(self.table())
-            .key("id", s(&format!("ledger:{contact_id}")))
+            .key("id", self.id(&format!("ledger:{contact_id}")))
             .update_expression("SET lease_owner = :o, lease_until = :u, expiration = :exp")
             .condition_expression("attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :o")
             .expression_attribute_values(":o", s(owner))
@@ -94,7 +94,7 @@ impl UpdateLedger for DynamoIdempotencyStore {
     ) -> Result<(), StoreError> {
         let key = format!("ledger:{contact_id}");
         let mut sets = vec!["expiration = :exp".to_string()];
-        let mut request = self.client().update_item().table_name(self.table()).key("id", s(&key));
+        let mut request = self.client().update_item().table_name(self.table()).key("id", self.id(&key));
         for (i, (group, version)) in applied.iter().enumerate() {
             sets.push(format!("{} = :v{i}", version_attribute(group)?));
             request = request.expression_attribute_values(format!(":v{i}"), s(&version.encode()));
@@ -122,7 +122,7 @@ impl UpdateLedger for DynamoIdempotencyStore {
             .client()
             .update_item()
             .table_name(self.table())
-            .key("id", s(&format!("ledger:{contact_id}")))
+            .key("id", self.id(&format!("ledger:{contact_id}")))
             .update_expression("REMOVE lease_owner, lease_until")
             .condition_expression("lease_owner = :o")
             .expression_attribute_values(":o", s(owner))
@@ -141,7 +141,7 @@ impl DynamoIdempotencyStore {
                 .client()
                 .update_item()
                 .table_name(self.table())
-                .key("id", s(key))
+                .key("id", self.id(key))
                 .update_expression(format!("SET {attribute} = :v"))
                 .condition_expression(format!("attribute_not_exists({attribute}) OR {attribute} < :v"))
                 .expression_attribute_values(":v", s(&version.encode()))
@@ -160,7 +160,7 @@ impl LeadLinks for DynamoIdempotencyStore {
         self.client()
             .put_item()
             .table_name(self.table())
-            .item("id", s(&format!("lead:{lead_id}")))
+            .item("id", self.id(&format!("lead:{lead_id}")))
             .item("contact_id", s(contact_id))
             .item("linked_at", n(millis(now)))
             .item("expiration", expiration(now))
@@ -177,7 +177,7 @@ impl LeadLinks for DynamoIdempotencyStore {
         let mut wanted =
             KeysAndAttributes::builder().consistent_read(true).projection_expression("contact_id, linked_at");
         for key in &keys {
-            wanted = wanted.keys(HashMap::from([("id".to_string(), s(key))]));
+            wanted = wanted.keys(HashMap::from([("id".to_string(), self.id(key))]));
         }
         let wanted = wanted.build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut request = HashMap::from([(self.table().to_string(), wanted)]);
@@ -219,7 +219,7 @@ impl LeadLinks for DynamoIdempotencyStore {
         self.client()
             .put_item()
             .table_name(self.table())
-            .item("id", s(&format!("merged:{merged}")))
+            .item("id", self.id(&format!("merged:{merged}")))
             .item("survivor_id", s(survivor))
             .item("merged_at", n(millis(now)))
             .item("expiration", expiration(now))
@@ -234,7 +234,7 @@ impl LeadLinks for DynamoIdempotencyStore {
             .client()
             .get_item()
             .table_name(self.table())
-            .key("id", s(&format!("merged:{contact_id}")))
+            .key("id", self.id(&format!("merged:{contact_id}")))
             .consistent_read(true)
             .send()
             .await

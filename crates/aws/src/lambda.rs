@@ -11,12 +11,19 @@ use hubrelay_clients::HubSpotClient;
 use hubrelay_core::budget::{budget_key, CallBudget, Lane};
 use hubrelay_core::config::{AwsResources, ConfigError, HubSpotTarget, Layer, RelaySettings};
 use hubrelay_core::domain::FunctionName;
+use hubrelay_core::hubspot::version::ApiVersion;
 use hubrelay_core::hubspot::HubSpot;
+use hubrelay_core::sealed::SealingKey;
+use hubrelay_core::tenant::OAuthAppSettings;
+use hubrelay_core::worker::RetryWorker;
+use hubrelay_http::tenant_routes::tenant_routes;
 use hubrelay_http::{common_routes, lead_routes, update_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 
 use crate::dynamodb::DynamoIdempotencyStore;
 use crate::dynamodb_budget::DynamoCallBudget;
 use crate::dynamodb_oauth::DynamoSharedToken;
+use crate::dynamodb_tenants::DynamoTenants;
+use crate::lambda_tenants::{Build, TenantApps, TenantCache, TenantParts};
 use crate::sdk::{sdk_config, secrets_from_lookup};
 use crate::sqs::SqsRetryQueue;
 use crate::sqs_worker::SqsWorker;
@@ -29,6 +36,8 @@ pub enum InitError {
     Aws(String),
     #[error("{0} must be set")]
     Missing(&'static str),
+    #[error("{TENANT_SECRETS_KEY} is not a tenant-secrets key (64 hex digits)")]
+    TenantKey,
     #[error("HUBSPOT_TIMEOUT_SECS: {0} s leaves a request function no time to queue the event (its timeout is {FUNCTION_TIMEOUT_SECS} s): at most {MAX_INLINE_TIMEOUT_SECS} s")]
     InlineTimeout(u64),
 }
@@ -49,7 +58,7 @@ pub fn check_inline_timeout(timeout: std::time::Duration) -> Result<(), InitErro
 
 /// Settings that may live in SSM (secrets, and the public URL the stack writes there); each may name an SSM parameter through
 /// `<NAME>_SSM_PARAMETER`.
-const SECRETS: [&str; 10] = [
+const SECRETS: [&str; 11] = [
     "HUBSPOT_TOKEN",
     "HUBSPOT_REFRESH_TOKEN",
     "HUBRELAY_API_TOKENS",
@@ -60,16 +69,23 @@ const SECRETS: [&str; 10] = [
     "EXTOLE_WEBHOOK_SECRETS",
     "IMPACT_AUTH_TOKEN",
     "IMPACT_WEBHOOK_SECRETS",
+    TENANT_SECRETS_KEY,
 ];
+
+/// The stack's tenant-secrets key (64 hex digits, an SSM SecureString under the stack's KMS key): with it,
+/// the functions serve the tenants of the registry too (`/t/{tenant}/…`).
+pub const TENANT_SECRETS_KEY: &str = "HUBRELAY_TENANT_SECRETS_KEY";
 
 /// What every function starts from, read once at init: the settings (each secret resolved from SSM when
 /// only `<NAME>_SSM_PARAMETER` is set), the stack's table and queues, and the relay built on them.
 struct Init {
+    layer: Layer,
     settings: RelaySettings,
     resources: AwsResources,
+    table: DynamoIdempotencyStore,
     queue: SqsRetryQueue,
     relay: Relay,
-    dynamodb: aws_sdk_dynamodb::Client,
+    tenants: Option<DynamoTenants>,
 }
 
 async fn init() -> Result<Init, InitError> {
@@ -90,60 +106,119 @@ async fn init() -> Result<Init, InitError> {
         resources.retry_queue_url.clone(),
         resources.dlq_url.clone(),
     );
-    let relay = Relay::new(&settings, Stores::new(Arc::new(table), Arc::new(queue.clone())));
-    Ok(Init { settings, resources, queue, relay, dynamodb })
+    let tenants = match env(TENANT_SECRETS_KEY).filter(|k| !k.trim().is_empty()) {
+        Some(hex) => {
+            let key = SealingKey::from_hex(&hex).ok_or(InitError::TenantKey)?;
+            Some(DynamoTenants::new(dynamodb.clone(), resources.idempotency_table.clone(), Arc::new(key)))
+        }
+        None => None,
+    };
+    let relay = Relay::new(&settings, Stores::new(Arc::new(table.clone()), Arc::new(queue.clone())));
+    Ok(Init { layer, settings, resources, table, queue, relay, tenants })
 }
 
 /// How long the worker waits for a call from the shared budget before it reschedules the message (not counted
 /// as an attempt). Request functions wait for none: a sender is waiting, so the event is queued instead.
 pub const WORKER_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-impl Init {
-    /// The real HubSpot API (a Lambda never runs the embedded sandbox), every call taken from the budget all
-    /// the stack's functions share for this token (`HUBSPOT_RATE_LIMIT_PER_10S`, in the idempotency table).
-    fn hubspot_client(&self, lane: Lane) -> Result<Arc<dyn HubSpot>, InitError> {
-        let settings = &self.settings;
+/// How a function's HubSpot clients are made: the real API (a Lambda never runs the embedded sandbox), every
+/// call taken from the budget all the stack's functions share for the credential (in the idempotency table),
+/// an OAuth portal's access token shared through the table too.
+#[derive(Clone)]
+pub struct HubSpotWiring {
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+    lane: Lane,
+    timeout: std::time::Duration,
+    api_version: ApiVersion,
+}
+
+impl HubSpotWiring {
+    /// A client of `target` with a budget of `rate_limit_per_10s`; `oauth` finishes an OAuth portal's tokens.
+    pub fn client(
+        &self,
+        target: &HubSpotTarget,
+        rate_limit_per_10s: u32,
+        oauth: impl FnOnce(OAuthTokens) -> OAuthTokens,
+    ) -> Result<Arc<dyn HubSpot>, InitError> {
         let budget = |secret: &str| -> Arc<dyn CallBudget> {
             Arc::new(DynamoCallBudget::new(
                 self.dynamodb.clone(),
-                self.resources.idempotency_table.clone(),
+                self.table.clone(),
                 budget_key(secret),
-                settings.hubspot_rate_limit_per_10s,
+                rate_limit_per_10s,
             ))
         };
-        let max_wait = match lane {
+        let max_wait = match self.lane {
             Lane::Inline => std::time::Duration::ZERO,
             Lane::Worker => WORKER_BUDGET_WAIT,
         };
-        let client = match &settings.hubspot {
-            HubSpotTarget::Api { base_url, token } => HubSpotClient::new(base_url, token, settings.hubspot_timeout)
+        let client = match target {
+            HubSpotTarget::Api { base_url, token } => HubSpotClient::new(base_url, token, self.timeout)
                 .map_err(|e| InitError::Aws(e.to_string()))?
-                .with_shared_budget(budget(token), lane, max_wait),
+                .with_shared_budget(budget(token), self.lane, max_wait),
             HubSpotTarget::OAuth { base_url, client_id, client_secret, refresh_token } => {
-                // Every function of the stack shares the access token (one refresh per expiry) and the budget.
-                let shared = DynamoSharedToken::new(
-                    self.dynamodb.clone(),
-                    self.resources.idempotency_table.clone(),
-                    client_id,
-                    client_secret,
-                    refresh_token,
-                );
+                let shared =
+                    DynamoSharedToken::new(self.dynamodb.clone(), &self.table, client_id, client_secret, refresh_token);
                 let app = OAuthApp {
                     client_id: client_id.clone(),
                     client_secret: client_secret.clone(),
                     base_url: base_url.clone(),
                 };
-                let tokens = OAuthTokens::new(app, refresh_token.clone()).shared_through(Arc::new(shared));
-                HubSpotClient::new(base_url, "", settings.hubspot_timeout)
+                let tokens = oauth(OAuthTokens::new(app, refresh_token.clone()).shared_through(Arc::new(shared)));
+                HubSpotClient::new(base_url, "", self.timeout)
                     .map_err(|e| InitError::Aws(e.to_string()))?
                     .with_oauth(Arc::new(tokens))
-                    .with_shared_budget(budget(refresh_token), lane, max_wait)
+                    .with_shared_budget(budget(refresh_token), self.lane, max_wait)
             }
             HubSpotTarget::Sandbox => {
                 return Err(InitError::Missing("HUBSPOT_TOKEN or HUBSPOT_REFRESH_TOKEN (or their _SSM_PARAMETER)"))
             }
         };
-        Ok(Arc::new(client.with_api_version(settings.hubspot_api_version.clone())))
+        Ok(Arc::new(client.with_api_version(self.api_version.clone())))
+    }
+}
+
+impl Init {
+    fn wiring(&self, lane: Lane) -> HubSpotWiring {
+        HubSpotWiring {
+            dynamodb: self.table.client().clone(),
+            table: self.resources.idempotency_table.clone(),
+            lane,
+            timeout: self.settings.hubspot_timeout,
+            api_version: self.settings.hubspot_api_version.clone(),
+        }
+    }
+
+    fn hubspot_client(&self, lane: Lane) -> Result<Arc<dyn HubSpot>, InitError> {
+        self.wiring(lane).client(&self.settings.hubspot, self.settings.hubspot_rate_limit_per_10s, |t| t)
+    }
+
+    /// The registry's tenants, each built by `build` (`None` without a tenant-secrets key).
+    fn tenants<T: Clone + Send + Sync + 'static>(
+        &self,
+        lane: Lane,
+        build: Build<T>,
+    ) -> Result<Option<TenantCache<T>>, InitError> {
+        let Some(registry) = &self.tenants else { return Ok(None) };
+        Ok(Some(TenantCache::new(
+            registry.clone(),
+            self.layer.clone(),
+            OAuthAppSettings::from_layer(&self.layer)?,
+            self.wiring(lane),
+            self.table.clone(),
+            self.queue.clone(),
+            build,
+        )))
+    }
+
+    /// `app` for the default tenant and, with tenants, `/t/{tenant}/…` built the same way for each.
+    fn with_tenants(&self, app: Router, build: Build<Router>) -> Result<Router, InitError> {
+        let app = match self.tenants(Lane::Inline, build)? {
+            Some(tenants) => app.merge(tenant_routes(Arc::new(TenantApps(tenants)))),
+            None => app,
+        };
+        Ok(without_stage(app, self.resources.stage.as_deref()))
     }
 }
 
@@ -151,7 +226,11 @@ impl Init {
 pub async fn lead_captured_app() -> Result<Router, InitError> {
     let init = init().await?;
     let service = init.relay.lead_service(init.hubspot_client(Lane::Inline)?)?;
-    Ok(without_stage(lead_routes(Arc::new(service)), init.resources.stage.as_deref()))
+    let build: Build<Router> = Arc::new(|parts: TenantParts| {
+        let service = parts.relay.lead_service(parts.hubspot).map_err(|e| e.to_string())?;
+        Ok(lead_routes(Arc::new(service)))
+    });
+    init.with_tenants(lead_routes(Arc::new(service)), build)
 }
 
 /// The `status-update` function's router (`POST /v1/leads/status`).
@@ -164,24 +243,36 @@ pub async fn activity_app() -> Result<Router, InitError> {
     update_app(FunctionName::Activity, ACTIVITIES_PATH).await
 }
 
-async fn update_app(function: FunctionName, path: &str) -> Result<Router, InitError> {
+async fn update_app(function: FunctionName, path: &'static str) -> Result<Router, InitError> {
     let init = init().await?;
     let service = init.relay.update_service(function, init.hubspot_client(Lane::Inline)?)?;
-    Ok(without_stage(update_routes(path, Arc::new(service)).merge(common_routes()), init.resources.stage.as_deref()))
+    let build: Build<Router> = Arc::new(move |parts: TenantParts| {
+        let service = parts.relay.update_service(function, parts.hubspot).map_err(|e| e.to_string())?;
+        Ok(update_routes(path, Arc::new(service)).merge(common_routes()))
+    });
+    init.with_tenants(update_routes(path, Arc::new(service)).merge(common_routes()), build)
 }
 
 /// The `retry-worker` function's handler: the same settings as `lead-captured` (it needs only the HubSpot
 /// token, the mapping profile, the timeout and the retry schedule; no sender auth), the same table and
-/// queues, and the partner clients of the partners configured.
+/// queues, and the partner clients of the partners configured. A tenant's messages go to that tenant's worker.
 pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
     let init = init().await?;
     let (extole, impact) = crate::lambda_referrals::partners(&init.settings)?;
-    let worker = init.relay.retry_worker(init.hubspot_client(Lane::Worker)?, extole, impact);
-    Ok(SqsWorker::new(worker, init.queue))
+    let worker = init.relay.retry_worker(init.hubspot_client(Lane::Worker)?, extole.clone(), impact.clone());
+    let build: Build<Arc<RetryWorker>> = Arc::new(move |parts: TenantParts| {
+        Ok(Arc::new(parts.relay.retry_worker(parts.hubspot, extole.clone(), impact.clone())))
+    });
+    let sqs_worker = SqsWorker::new(worker, init.queue.clone());
+    Ok(match init.tenants(Lane::Worker, build)? {
+        Some(tenants) => sqs_worker.with_tenants(Arc::new(tenants)),
+        None => sqs_worker,
+    })
 }
 
 /// The `referral-event` function's router (`POST /v1/referrals/{hubspot,extole,impact}`): it only verifies,
 /// splits and queues, so it needs no partner credentials (the retry-worker sends), only the webhook secrets.
+/// Partner settings are the deployment's, so tenants have no referral routes yet.
 pub async fn referral_event_app() -> Result<Router, InitError> {
     let init = init().await?;
     Ok(without_stage(init.relay.referral_routes()?.merge(common_routes()), init.resources.stage.as_deref()))

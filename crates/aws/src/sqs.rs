@@ -1,7 +1,7 @@
 //! [`RetryQueue`] on SQS: the retry queue (per-message `DelaySeconds`) and its dead-letter queue.
 //!
-//! The body is the JSON of the [`RetryMessage`]; message attributes (`event_id`, `function`, `attempt`, and
-//! `error_code` on the DLQ) let an operator filter without parsing bodies. Delays longer than SQS's 15 minutes
+//! The body is the JSON of the [`RetryMessage`]; message attributes (`event_id`, `function`, `attempt`,
+//! `tenant` for a tenant's event, and `error_code` on the DLQ) let an operator filter without parsing bodies. Delays longer than SQS's 15 minutes
 //! are chained: the message carries `not_before` and the worker re-sends it until that time has come.
 
 use async_trait::async_trait;
@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
 use hubrelay_core::store::{RetryQueue, StoreError};
+use hubrelay_core::tenant::TenantId;
 
 /// SQS's largest per-message delay (15 minutes).
 pub const MAX_DELAY_SECONDS: i32 = 900;
@@ -26,6 +27,8 @@ pub struct SqsRetryQueue {
     client: aws_sdk_sqs::Client,
     queue_url: String,
     dlq_url: String,
+    /// The tenant whose events this queue takes (they share the stack's queues): stamped on each message.
+    tenant: Option<TenantId>,
 }
 
 /// Which of the two queues a [`PreparedMessage`] goes to.
@@ -102,6 +105,7 @@ impl PreparedMessage {
             ("event_id".to_owned(), "String", message.event_id.clone()),
             ("function".to_owned(), "String", message.function.as_str().to_owned()),
             ("attempt".to_owned(), "Number", message.attempts.len().to_string()),
+            ("tenant".to_owned(), "String", message.tenant.as_ref().map(ToString::to_string).unwrap_or_default()),
         ];
         attributes.extend(extra.iter().map(|(name, value)| ((*name).to_owned(), "String", value.clone())));
         // SQS rejects empty attribute values; an empty one carries nothing anyway.
@@ -144,7 +148,20 @@ impl PreparedMessage {
 
 impl SqsRetryQueue {
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
-        SqsRetryQueue { client, queue_url: queue_url.into(), dlq_url: dlq_url.into() }
+        SqsRetryQueue { client, queue_url: queue_url.into(), dlq_url: dlq_url.into(), tenant: None }
+    }
+
+    /// The same queues taking `tenant`'s events: each message carries the tenant, so the worker delivers it
+    /// to that tenant's portal (and a redrive keeps it).
+    pub fn for_tenant(&self, tenant: &TenantId) -> Self {
+        SqsRetryQueue { tenant: Some(tenant.clone()), ..self.clone() }
+    }
+
+    fn stamped(&self, message: &RetryMessage) -> RetryMessage {
+        match &self.tenant {
+            Some(_) => message.clone().for_tenant(self.tenant.clone()),
+            None => message.clone(),
+        }
     }
 
     pub fn queue_url(&self) -> &str {
@@ -164,7 +181,7 @@ impl SqsRetryQueue {
 
     /// [`RetryQueue::enqueue`] with the delay computed at `now` rather than the wall clock.
     pub async fn enqueue_at(&self, message: &RetryMessage, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.send(&PreparedMessage::retry(message, now)?).await
+        self.send(&PreparedMessage::retry(&self.stamped(message), now)?).await
     }
 
     /// One `SendMessage` (the inline path: one message, lowest latency).
@@ -313,7 +330,7 @@ impl RetryQueue for SqsRetryQueue {
     }
 
     async fn dead_letter(&self, message: &RetryMessage, reason: &DeadLetterReason) -> Result<(), StoreError> {
-        self.send(&PreparedMessage::dead_letter(message, reason)?).await
+        self.send(&PreparedMessage::dead_letter(&self.stamped(message), reason)?).await
     }
 }
 

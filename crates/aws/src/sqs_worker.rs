@@ -7,13 +7,16 @@
 //! sent are reported as failures, never the whole batch through an error: SQS then makes the *original* message
 //! visible again after the visibility timeout, and after `maxReceiveCount` receives moves it to the DLQ itself.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use time::OffsetDateTime;
 
+use crate::lambda_tenants::{Resolved, Tenants};
 use crate::sqs::{PreparedMessage, SqsRetryQueue};
 use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
+use hubrelay_core::tenant::TenantId;
 use hubrelay_core::worker::{Disposition, RetryWorker};
 
 /// The code of the dead-letter reason for a body that is not a [`RetryMessage`] this worker understands.
@@ -22,7 +25,15 @@ pub const UNREADABLE_MESSAGE: &str = "unreadable_message";
 pub struct SqsWorker {
     worker: RetryWorker,
     queue: SqsRetryQueue,
+    /// The workers of the tenants whose messages share the queue.
+    tenants: Option<Arc<dyn Tenants<Arc<RetryWorker>>>>,
 }
+
+/// How long a disabled tenant's message waits before it is looked at again (SQS's longest delay).
+const DISABLED_TENANT_DELAY: time::Duration = time::Duration::seconds(crate::sqs::MAX_DELAY_SECONDS as i64);
+
+/// The code of the dead-letter reason for a message of a tenant no longer in the registry.
+pub const UNKNOWN_TENANT: &str = "unknown_tenant";
 
 /// What one record of the batch needs sent, if anything.
 struct Pending {
@@ -33,7 +44,13 @@ struct Pending {
 
 impl SqsWorker {
     pub fn new(worker: RetryWorker, queue: SqsRetryQueue) -> Self {
-        SqsWorker { worker, queue }
+        SqsWorker { worker, queue, tenants: None }
+    }
+
+    /// Deliver each tenant's messages with that tenant's worker.
+    pub fn with_tenants(mut self, tenants: Arc<dyn Tenants<Arc<RetryWorker>>>) -> Self {
+        self.tenants = Some(tenants);
+        self
     }
 
     pub fn worker(&self) -> &RetryWorker {
@@ -74,10 +91,100 @@ impl SqsWorker {
             }
         }
 
+        let count = readable.len();
+        let mut counts = Counts::default();
+        // A tenant's messages go to its worker; the default tenant's (no tenant) to this one.
+        let mut groups: BTreeMap<Option<TenantId>, Vec<(String, RetryMessage)>> = BTreeMap::new();
+        for (message_id, message) in readable {
+            groups.entry(message.tenant.clone()).or_default().push((message_id, message));
+        }
+        for (tenant, group) in groups {
+            let Some(tenant) = tenant else {
+                self.process(&self.worker, group, now, &mut pending, &mut response, &mut counts).await;
+                continue;
+            };
+            let resolved = match &self.tenants {
+                Some(tenants) => tenants.resolve(&tenant).await,
+                None => Resolved::Unknown,
+            };
+            match resolved {
+                Resolved::Ready(worker) => {
+                    self.process(&worker, group, now, &mut pending, &mut response, &mut counts).await
+                }
+                // Waits, unchanged (no attempt counted), until the tenant is enabled or removed.
+                Resolved::Disabled => {
+                    for (message_id, mut message) in group {
+                        counts.not_yet_due += 1;
+                        message.not_before = message.not_before.max(now + DISABLED_TENANT_DELAY);
+                        push(&mut pending, &mut response, message_id, PreparedMessage::retry(&message, now), &message);
+                    }
+                }
+                // Parked with its history: a redrive delivers it once the tenant is back.
+                Resolved::Unknown => {
+                    for (message_id, message) in group {
+                        counts.dead_letter += 1;
+                        let reason = DeadLetterReason {
+                            code: UNKNOWN_TENANT.into(),
+                            message: format!("tenant {tenant} is not in the registry (removed, or not added here)"),
+                        };
+                        tracing::error!(event_id = %message.event_id, tenant = %tenant, "message of an unknown tenant dead-lettered");
+                        push(
+                            &mut pending,
+                            &mut response,
+                            message_id,
+                            PreparedMessage::dead_letter(&message, &reason),
+                            &message,
+                        );
+                    }
+                }
+                // SQS hands them over again after the visibility timeout.
+                Resolved::Unavailable => {
+                    for (message_id, _) in group {
+                        response.add_failure(message_id);
+                    }
+                }
+            }
+        }
+
+        let sends: Vec<PreparedMessage> = pending.iter().map(|p| p.send.clone()).collect();
+        let results = self.queue.send_many(&sends).await;
+        for (p, result) in pending.into_iter().zip(results) {
+            if let Err(e) = result {
+                tracing::error!(
+                    message_id = %p.message_id,
+                    event_id = p.event_id.as_deref().unwrap_or(""),
+                    error = %e,
+                    "re-send failed: the record stays on the queue"
+                );
+                response.add_failure(p.message_id);
+            }
+        }
+        tracing::info!(
+            records = count,
+            delivered = counts.delivered,
+            superseded = counts.superseded,
+            not_yet_due = counts.not_yet_due,
+            retry = counts.retry,
+            dead_letter = counts.dead_letter,
+            failures = response.batch_item_failures.len(),
+            "retry batch handled"
+        );
+        response
+    }
+
+    /// One worker's pass over its records; what each needs sent goes to `pending`.
+    async fn process(
+        &self,
+        worker: &RetryWorker,
+        readable: Vec<(String, RetryMessage)>,
+        now: OffsetDateTime,
+        pending: &mut Vec<Pending>,
+        response: &mut SqsBatchResponse,
+        counts: &mut Counts,
+    ) {
         let messages: Vec<RetryMessage> = readable.iter().map(|(_, m)| m.clone()).collect();
         let count = messages.len();
-        let mut counts = Counts::default();
-        match self.worker.process(messages, now).await {
+        match worker.process(messages, now).await {
             Err(e) => {
                 // Nothing is known to be durable: every readable record comes back (after the visibility
                 // timeout). What was already written to HubSpot is an upsert of the same data: harmless to repeat.
@@ -126,17 +233,7 @@ impl SqsWorker {
                             PreparedMessage::dead_letter(&m, &reason)
                         }
                     };
-                    match send {
-                        Ok(send) => pending.push(Pending {
-                            message_id: message_id.clone(),
-                            send,
-                            event_id: Some(original.event_id.clone()),
-                        }),
-                        Err(e) => {
-                            tracing::error!(event_id = %original.event_id, error = %e, "cannot build the successor message");
-                            response.add_failure(message_id.clone());
-                        }
-                    }
+                    push(pending, response, message_id.clone(), send, original);
                 }
                 for (i, (message_id, m)) in readable.iter().enumerate() {
                     if !matched[i] {
@@ -146,31 +243,23 @@ impl SqsWorker {
                 }
             }
         }
+    }
+}
 
-        let sends: Vec<PreparedMessage> = pending.iter().map(|p| p.send.clone()).collect();
-        let results = self.queue.send_many(&sends).await;
-        for (p, result) in pending.into_iter().zip(results) {
-            if let Err(e) = result {
-                tracing::error!(
-                    message_id = %p.message_id,
-                    event_id = p.event_id.as_deref().unwrap_or(""),
-                    error = %e,
-                    "re-send failed: the record stays on the queue"
-                );
-                response.add_failure(p.message_id);
-            }
+/// `send` for the record `message_id`, or, when it could not be built, the record back to SQS.
+fn push(
+    pending: &mut Vec<Pending>,
+    response: &mut SqsBatchResponse,
+    message_id: String,
+    send: Result<PreparedMessage, hubrelay_core::store::StoreError>,
+    original: &RetryMessage,
+) {
+    match send {
+        Ok(send) => pending.push(Pending { message_id, send, event_id: Some(original.event_id.clone()) }),
+        Err(e) => {
+            tracing::error!(event_id = %original.event_id, error = %e, "cannot build the successor message");
+            response.add_failure(message_id);
         }
-        tracing::info!(
-            records = count,
-            delivered = counts.delivered,
-            superseded = counts.superseded,
-            not_yet_due = counts.not_yet_due,
-            retry = counts.retry,
-            dead_letter = counts.dead_letter,
-            failures = response.batch_item_failures.len(),
-            "retry batch handled"
-        );
-        response
     }
 }
 

@@ -329,6 +329,7 @@ fn retry_message(not_before: OffsetDateTime) -> RetryMessage {
     };
     RetryMessage {
         version: RetryMessage::VERSION,
+        tenant: None,
         event_id: hubrelay_core::domain::new_event_id(),
         function: FunctionName::LeadCaptured,
         idempotency_key: "chat-widget:lead-42".into(),

@@ -121,6 +121,9 @@ pub struct RetryMessage {
     /// (and sets this to `attempts.len()`) while keeping the history.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub schedule_offset: u32,
+    /// The tenant the event came in for, on a queue that tenants share (AWS); `None`: the default tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<crate::tenant::TenantId>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -128,7 +131,20 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl RetryMessage {
-    pub const VERSION: u32 = 1;
+    /// The newest format this code reads and writes.
+    pub const VERSION: u32 = 2;
+    /// The format of a message without a tenant: what workers before tenants read too.
+    pub const UNSCOPED_VERSION: u32 = 1;
+
+    /// The message as `tenant`'s: version 2, so a worker that predates tenants (a rollback) dead-letters it
+    /// rather than deliver it to the default portal.
+    pub fn for_tenant(mut self, tenant: Option<crate::tenant::TenantId>) -> Self {
+        if tenant.is_some() {
+            self.version = self.version.max(Self::VERSION);
+        }
+        self.tenant = tenant;
+        self
+    }
 
     /// A message for an event accepted at `now` (due at once, no attempts yet).
     pub fn new(
@@ -139,7 +155,7 @@ impl RetryMessage {
         now: OffsetDateTime,
     ) -> Self {
         RetryMessage {
-            version: Self::VERSION,
+            version: Self::UNSCOPED_VERSION,
             event_id: event_id.to_string(),
             function,
             idempotency_key: idempotency_key.to_string(),
@@ -149,6 +165,7 @@ impl RetryMessage {
             not_before: now,
             dead_letter_reason: None,
             schedule_offset: 0,
+            tenant: None,
         }
     }
 

@@ -22,6 +22,12 @@ impl SealingKey {
         SealingKey(LessSafeKey::new(unbound))
     }
 
+    /// A key written as 64 hex digits (a key file, a SecureString parameter).
+    pub fn from_hex(text: &str) -> Option<SealingKey> {
+        let bytes: [u8; 32] = hex::decode(text.trim()).ok()?.try_into().ok()?;
+        Some(SealingKey::from_bytes(&bytes))
+    }
+
     /// A key derived (HKDF-SHA256) from secret material, for a value only the holders of that material may
     /// read: `purpose` keeps keys for different uses apart.
     pub fn derive(secret: &[u8], purpose: &str) -> SealingKey {

@@ -205,6 +205,85 @@ pub struct Tenant {
     pub secrets: TenantSecrets,
 }
 
+/// A tenant as its registry keeps it: when it was created and last changed (epoch ms; whoever runs a tenant
+/// rebuilds it when `updated_at` moved, and writes are conditional on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTenant {
+    pub tenant: Tenant,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A tenant as a registry stores it: its settings as JSON in the clear, its secrets sealed (with the tenant id
+/// as associated data, so sealed secrets copied onto another tenant do not open).
+#[derive(Debug, Clone)]
+pub struct SealedTenant {
+    pub settings: String,
+    pub secrets: Vec<u8>,
+}
+
+/// Everything of a tenant but its id, `enabled` and secrets.
+#[derive(Serialize, Deserialize)]
+struct StoredSettings {
+    hub_id: Option<u64>,
+    hubspot_base_url: Option<String>,
+    mapping: MappingProfile,
+    rate_limit_per_10s: u32,
+    daily_budget: Option<u32>,
+    #[serde(default)]
+    needs_reauth: bool,
+}
+
+/// Why a stored tenant cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsealError {
+    /// Its secrets do not open with this key (another key, or altered).
+    #[error("its secrets do not open with this key")]
+    Sealed,
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl Tenant {
+    pub fn seal(&self, key: &crate::sealed::SealingKey) -> Result<SealedTenant, String> {
+        let settings = StoredSettings {
+            hub_id: self.hub_id,
+            hubspot_base_url: self.hubspot_base_url.clone(),
+            mapping: self.mapping.clone(),
+            rate_limit_per_10s: self.rate_limit_per_10s,
+            daily_budget: self.daily_budget,
+            needs_reauth: self.needs_reauth,
+        };
+        let settings = serde_json::to_string(&settings).map_err(|e| e.to_string())?;
+        let secrets = serde_json::to_vec(&self.secrets).map_err(|e| e.to_string())?;
+        let secrets = key.seal(self.id.as_str(), &secrets).ok_or("no system randomness")?;
+        Ok(SealedTenant { settings, secrets })
+    }
+
+    pub fn unseal(
+        id: TenantId,
+        enabled: bool,
+        sealed: &SealedTenant,
+        key: &crate::sealed::SealingKey,
+    ) -> Result<Tenant, UnsealError> {
+        let settings: StoredSettings =
+            serde_json::from_str(&sealed.settings).map_err(|e| UnsealError::Corrupt(e.to_string()))?;
+        let plain = key.open(id.as_str(), &sealed.secrets).ok_or(UnsealError::Sealed)?;
+        let secrets: TenantSecrets = serde_json::from_slice(&plain).map_err(|e| UnsealError::Corrupt(e.to_string()))?;
+        Ok(Tenant {
+            id,
+            hub_id: settings.hub_id,
+            hubspot_base_url: settings.hubspot_base_url,
+            mapping: settings.mapping,
+            rate_limit_per_10s: settings.rate_limit_per_10s,
+            daily_budget: settings.daily_budget,
+            enabled,
+            needs_reauth: settings.needs_reauth,
+            secrets,
+        })
+    }
+}
+
 /// The deployment's OAuth app, which tenants install into their portals.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OAuthAppSettings {

@@ -29,6 +29,7 @@ fn attempt(n: u32, at: OffsetDateTime, code: &str) -> DeliveryAttempt {
 fn message(id: &str, received: OffsetDateTime, code: &str) -> RetryMessage {
     RetryMessage {
         version: RetryMessage::VERSION,
+        tenant: None,
         event_id: id.into(),
         function: FunctionName::LeadCaptured,
         idempotency_key: format!("key-{id}"),

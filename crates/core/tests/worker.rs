@@ -87,6 +87,7 @@ fn queued(lead: Value, received_at: OffsetDateTime) -> RetryMessage {
     let parsed = hubrelay_core::lead::parse_json(lead.to_string().as_bytes()).unwrap();
     RetryMessage {
         version: RetryMessage::VERSION,
+        tenant: None,
         event_id: hubrelay_core::domain::new_event_id(),
         function: FunctionName::LeadCaptured,
         idempotency_key: format!("lead-captured:test:{}", uuid::Uuid::new_v4()),

@@ -17,6 +17,7 @@ pub mod error;
 pub mod intake;
 pub mod leads;
 pub mod referrals;
+pub mod tenant_routes;
 pub mod transport;
 pub mod updates;
 

@@ -655,6 +655,7 @@ mod tests {
     fn message(event_id: &str, not_before: OffsetDateTime) -> RetryMessage {
         RetryMessage {
             version: RetryMessage::VERSION,
+            tenant: None,
             event_id: event_id.into(),
             function: FunctionName::LeadCaptured,
             idempotency_key: format!("key-{event_id}"),

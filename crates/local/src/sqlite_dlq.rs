@@ -104,6 +104,7 @@ mod tests {
     fn message(id: &str) -> RetryMessage {
         RetryMessage {
             version: RetryMessage::VERSION,
+            tenant: None,
             event_id: id.into(),
             function: FunctionName::LeadCaptured,
             idempotency_key: format!("key-{id}"),

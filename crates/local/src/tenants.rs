@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hubrelay_core::sealed::{random_bytes, SealingKey};
-use hubrelay_core::tenant::{Tenant, TenantId, TenantSecrets};
+use hubrelay_core::tenant::{SealedTenant, Tenant, TenantId, UnsealError};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
 
 /// The registry's file in a data dir.
 pub fn registry_path(data_dir: &Path) -> PathBuf {
@@ -45,25 +44,7 @@ pub enum RegistryError {
     Invalid(String),
 }
 
-/// A tenant as stored: when it was created and last changed (serve rebuilds a tenant whose `updated_at` moved).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredTenant {
-    pub tenant: Tenant,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// Everything of a tenant but its secrets: stored as JSON in the clear.
-#[derive(Serialize, Deserialize)]
-struct Settings {
-    hub_id: Option<u64>,
-    hubspot_base_url: Option<String>,
-    mapping: hubrelay_core::tenant::MappingProfile,
-    rate_limit_per_10s: u32,
-    daily_budget: Option<u32>,
-    #[serde(default)]
-    needs_reauth: bool,
-}
+pub use hubrelay_core::tenant::StoredTenant;
 
 /// A registry row by id: the tenant, or why it cannot be read.
 pub type RegistryRow = (String, Result<StoredTenant, RegistryError>);
@@ -196,48 +177,21 @@ impl TenantRegistry {
     }
 
     fn encode(&self, tenant: &Tenant) -> Result<(String, Vec<u8>), RegistryError> {
-        let settings = Settings {
-            hub_id: tenant.hub_id,
-            hubspot_base_url: tenant.hubspot_base_url.clone(),
-            mapping: tenant.mapping.clone(),
-            rate_limit_per_10s: tenant.rate_limit_per_10s,
-            daily_budget: tenant.daily_budget,
-            needs_reauth: tenant.needs_reauth,
-        };
-        let settings = serde_json::to_string(&settings).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-        let secrets = serde_json::to_vec(&tenant.secrets).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-        Ok((
-            settings,
-            self.key
-                .seal(tenant.id.as_str(), &secrets)
-                .ok_or_else(|| RegistryError::Invalid("no system randomness".into()))?,
-        ))
+        let sealed = tenant.seal(&self.key).map_err(RegistryError::Invalid)?;
+        Ok((sealed.settings, sealed.secrets))
     }
 
     fn decode(&self, row: Row) -> Result<StoredTenant, RegistryError> {
         let corrupt = |message: String| RegistryError::Corrupt { id: row.id.clone(), message };
         let id: TenantId = row.id.parse().map_err(corrupt)?;
-        let settings: Settings = serde_json::from_str(&row.settings).map_err(|e| corrupt(e.to_string()))?;
-        let plain = self
-            .key
-            .open(id.as_str(), &row.secrets)
-            .ok_or_else(|| RegistryError::Sealed { id: row.id.clone(), key: self.key_file.display().to_string() })?;
-        let secrets: TenantSecrets = serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?;
-        Ok(StoredTenant {
-            tenant: Tenant {
-                id,
-                hub_id: settings.hub_id,
-                hubspot_base_url: settings.hubspot_base_url,
-                mapping: settings.mapping,
-                rate_limit_per_10s: settings.rate_limit_per_10s,
-                daily_budget: settings.daily_budget,
-                enabled: row.enabled,
-                needs_reauth: settings.needs_reauth,
-                secrets,
-            },
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
+        let sealed = SealedTenant { settings: row.settings.clone(), secrets: row.secrets.clone() };
+        let tenant = Tenant::unseal(id, row.enabled, &sealed, &self.key).map_err(|e| match e {
+            UnsealError::Sealed => {
+                RegistryError::Sealed { id: row.id.clone(), key: self.key_file.display().to_string() }
+            }
+            UnsealError::Corrupt(message) => corrupt(message),
+        })?;
+        Ok(StoredTenant { tenant, created_at: row.created_at, updated_at: row.updated_at })
     }
 }
 
@@ -299,7 +253,7 @@ pub fn create_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hubrelay_core::tenant::{HubSpotAuth, MappingProfile};
+    use hubrelay_core::tenant::{HubSpotAuth, MappingProfile, TenantSecrets};
 
     fn tenant(id: &str, token: &str) -> Tenant {
         Tenant {

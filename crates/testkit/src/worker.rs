@@ -90,6 +90,7 @@ pub fn retry_message(
     let parsed = hubrelay_core::lead::parse_json(lead.to_string().as_bytes()).expect("a valid lead");
     RetryMessage {
         version: RetryMessage::VERSION,
+        tenant: None,
         event_id: hubrelay_core::domain::new_event_id(),
         function: FunctionName::LeadCaptured,
         idempotency_key: format!("lead-captured:key:{}", uuid::Uuid::new_v4().simple()),

@@ -1,0 +1,227 @@
+//! The tenant registry on AWS: one item per tenant in the idempotency table, its secrets sealed
+//! (ChaCha20-Poly1305, the tenant id as associated data) under the stack's tenant-secrets key — 32 random bytes
+//! kept in an SSM SecureString encrypted with the stack's KMS key (`TenantSecretsKeyParameter`), read once per
+//! cold start. The table alone gives no tenant's credentials away.
+//!
+//! | attribute | type | meaning |
+//! |---|---|---|
+//! | `id` | S | `tenant:<id>` (partition key) |
+//! | `enabled` | BOOL | disabled: its routes answer 403, its queued events wait |
+//! | `settings` | S | hub id, base URL, mapping, budgets, `needs_reauth` (JSON, no secrets) |
+//! | `secrets` | B | the HubSpot credential, sender tokens and webhook secrets, sealed |
+//! | `created_at`, `updated_at` | N | epoch ms; every write is conditional on the `updated_at` it read |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use hubrelay_core::sealed::SealingKey;
+use hubrelay_core::tenant::{HubSpotAuth, SealedTenant, StoredTenant, Tenant, TenantId, UnsealError};
+
+/// What every tenant item's id starts with.
+pub const TENANT_ITEM_PREFIX: &str = "tenant:";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenantStoreError {
+    #[error("no tenant `{0}`")]
+    NotFound(String),
+    #[error("tenant `{0}` already exists")]
+    Exists(String),
+    #[error("tenant `{0}` was changed meanwhile: read it again and retry")]
+    Changed(String),
+    #[error("tenant `{0}`: its secrets do not open with the stack's tenant-secrets key")]
+    Sealed(String),
+    #[error("tenant `{id}`: stored record unreadable: {message}")]
+    Corrupt { id: String, message: String },
+    #[error("the tenant registry (DynamoDB table {table}): {message}")]
+    Unavailable { table: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Clone)]
+pub struct DynamoTenants {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    key: Arc<SealingKey>,
+}
+
+impl std::fmt::Debug for DynamoTenants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoTenants").field("table", &self.table).finish_non_exhaustive()
+    }
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl DynamoTenants {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, key: Arc<SealingKey>) -> Self {
+        DynamoTenants { client, table: table.into(), key }
+    }
+
+    fn unavailable(&self, operation: &str, e: impl std::error::Error + 'static) -> TenantStoreError {
+        TenantStoreError::Unavailable {
+            table: self.table.clone(),
+            message: format!("{operation}: {}", DisplayErrorContext(e)),
+        }
+    }
+
+    fn item_id(id: &TenantId) -> AttributeValue {
+        AttributeValue::S(format!("{TENANT_ITEM_PREFIX}{id}"))
+    }
+
+    pub async fn get(&self, id: &TenantId) -> Result<Option<StoredTenant>, TenantStoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", Self::item_id(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.unavailable("GetItem", e))?;
+        out.item.map(|item| self.decode(id.clone(), &item)).transpose()
+    }
+
+    /// Every tenant, by id, each readable or not.
+    pub async fn list(&self) -> Result<Vec<(String, Result<StoredTenant, TenantStoreError>)>, TenantStoreError> {
+        let mut rows = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(id, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S(TENANT_ITEM_PREFIX.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.unavailable("Scan", e))?;
+            for item in out.items.unwrap_or_default() {
+                let raw = item.get("id").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                let name = raw.strip_prefix(TENANT_ITEM_PREFIX).unwrap_or(&raw).to_string();
+                let row = match name.parse::<TenantId>() {
+                    Ok(id) => self.decode(id, &item),
+                    Err(message) => Err(TenantStoreError::Corrupt { id: name.clone(), message }),
+                };
+                rows.push((name, row));
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(rows)
+    }
+
+    pub async fn add(&self, tenant: &Tenant) -> Result<StoredTenant, TenantStoreError> {
+        tenant.check().map_err(TenantStoreError::Invalid)?;
+        let now = now_ms();
+        let result = self.put(tenant, now, now)?.condition_expression("attribute_not_exists(id)").send().await;
+        match result {
+            Ok(_) => Ok(StoredTenant { tenant: tenant.clone(), created_at: now, updated_at: now }),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(TenantStoreError::Exists(tenant.id.to_string()))
+            }
+            Err(e) => Err(self.unavailable("PutItem", e)),
+        }
+    }
+
+    /// Replaces `read` (as read) with `tenant`, unless someone changed it meanwhile.
+    pub async fn update(&self, read: &StoredTenant, tenant: &Tenant) -> Result<StoredTenant, TenantStoreError> {
+        tenant.check().map_err(TenantStoreError::Invalid)?;
+        // Strictly later than what was read, so a reader sees the change even within one millisecond.
+        let now = now_ms().max(read.updated_at + 1);
+        let result = self
+            .put(tenant, read.created_at, now)?
+            .condition_expression("updated_at = :read")
+            .expression_attribute_values(":read", AttributeValue::N(read.updated_at.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(StoredTenant { tenant: tenant.clone(), created_at: read.created_at, updated_at: now }),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(TenantStoreError::Changed(tenant.id.to_string()))
+            }
+            Err(e) => Err(self.unavailable("PutItem", e)),
+        }
+    }
+
+    pub async fn remove(&self, id: &TenantId) -> Result<(), TenantStoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("id", Self::item_id(id))
+            .condition_expression("attribute_exists(id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(TenantStoreError::NotFound(id.to_string()))
+            }
+            Err(e) => Err(self.unavailable("DeleteItem", e)),
+        }
+    }
+
+    /// HubSpot refused `refused_token`, the tenant's OAuth refresh token: mark it `needs_reauth` — unless its
+    /// stored refresh token is another by now (a reconnect won the race). `true` when marked.
+    pub async fn mark_needs_reauth(&self, id: &TenantId, refused_token: &str) -> Result<bool, TenantStoreError> {
+        let Some(stored) = self.get(id).await? else { return Ok(false) };
+        let current = match &stored.tenant.secrets.hubspot {
+            HubSpotAuth::OAuth { refresh_token } => refresh_token.as_deref(),
+            _ => None,
+        };
+        if current != Some(refused_token) || stored.tenant.needs_reauth {
+            return Ok(false);
+        }
+        let tenant = Tenant { needs_reauth: true, ..stored.tenant.clone() };
+        self.update(&stored, &tenant).await.map(|_| true)
+    }
+
+    fn put(
+        &self,
+        tenant: &Tenant,
+        created_at: i64,
+        updated_at: i64,
+    ) -> Result<aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder, TenantStoreError> {
+        let sealed = tenant.seal(&self.key).map_err(TenantStoreError::Invalid)?;
+        Ok(self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", Self::item_id(&tenant.id))
+            .item("enabled", AttributeValue::Bool(tenant.enabled))
+            .item("settings", AttributeValue::S(sealed.settings))
+            .item("secrets", AttributeValue::B(Blob::new(sealed.secrets)))
+            .item("created_at", AttributeValue::N(created_at.to_string()))
+            .item("updated_at", AttributeValue::N(updated_at.to_string())))
+    }
+
+    fn decode(&self, id: TenantId, item: &Item) -> Result<StoredTenant, TenantStoreError> {
+        let corrupt = |message: &str| TenantStoreError::Corrupt { id: id.to_string(), message: message.into() };
+        let number = |name: &str| {
+            item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok()).ok_or_else(|| corrupt(name))
+        };
+        let enabled = *item.get("enabled").and_then(|v| v.as_bool().ok()).ok_or_else(|| corrupt("enabled"))?;
+        let settings = item.get("settings").and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("settings"))?;
+        let secrets = item.get("secrets").and_then(|v| v.as_b().ok()).ok_or_else(|| corrupt("secrets"))?;
+        let sealed = SealedTenant { settings: settings.clone(), secrets: secrets.as_ref().to_vec() };
+        let tenant = Tenant::unseal(id.clone(), enabled, &sealed, &self.key).map_err(|e| match e {
+            UnsealError::Sealed => TenantStoreError::Sealed(id.to_string()),
+            UnsealError::Corrupt(message) => TenantStoreError::Corrupt { id: id.to_string(), message },
+        })?;
+        Ok(StoredTenant { tenant, created_at: number("created_at")?, updated_at: number("updated_at")? })
+    }
+}
