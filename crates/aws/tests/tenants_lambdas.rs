@@ -1,0 +1,239 @@
+//! Tenants on the Lambdas: the real functions (`hubrelay_aws::lambda`) on moto with a tenant registry in the
+//! table — two tenants, each with its own HubSpot portal (a sandbox) and mapping, next to the default one.
+//! Leads land in their own tenant's portal with its mapping, inline and through the retry worker; a tenant's
+//! credentials open no other tenant's routes; each tenant's events are its own; the registry keeps no secret in
+//! the clear. Its own test binary: it sets process environment variables.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use axum::body::Body;
+use axum::http::Request;
+use hubrelay_aws::dynamodb::DynamoIdempotencyStore;
+use hubrelay_aws::dynamodb_tenants::{DynamoTenants, TenantStoreError};
+use hubrelay_aws::lambda::{lead_captured_app, retry_worker_app, status_update_app};
+use hubrelay_core::sealed::SealingKey;
+use hubrelay_core::store::{EventFilter, EventLog};
+use hubrelay_core::tenant::{HubSpotAuth, MappingProfile, Tenant, TenantSecrets};
+use hubrelay_sandbox::hubspot::{Faults, SandboxHandle, SandboxOptions};
+use hubrelay_testkit::moto;
+use hubrelay_testkit::runtime::{self, API_TOKEN};
+use hubrelay_testkit::worker::sqs_event;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use tower::ServiceExt;
+
+const KEY_HEX: &str = "8f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+async fn portal(token: &str, portal_id: u64, mapping: &str) -> SandboxHandle {
+    let options = SandboxOptions { token: Some(token.into()), portal_id, ..SandboxOptions::default() };
+    let sandbox = hubrelay_sandbox::hubspot::spawn(options, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let client = hubrelay_clients::HubSpotClient::new(&sandbox.url(), token, Duration::from_secs(5)).unwrap();
+    let mapping = hubrelay_core::mapping::Mapping::builtin(mapping).unwrap();
+    hubrelay_core::properties::sync(&client, &mapping.all_property_definitions()).await.unwrap();
+    sandbox
+}
+
+fn tenant(id: &str, portal: &SandboxHandle, token: &str, mapping: &str, sender: &str) -> Tenant {
+    Tenant {
+        id: id.parse().unwrap(),
+        hub_id: None,
+        hubspot_base_url: Some(portal.url()),
+        mapping: MappingProfile::Builtin { name: mapping.into() },
+        rate_limit_per_10s: 100,
+        daily_budget: None,
+        enabled: true,
+        needs_reauth: false,
+        secrets: TenantSecrets {
+            hubspot: HubSpotAuth::ServiceKey { token: token.into() },
+            api_tokens: vec![sender.into()],
+            webhook_secrets: Vec::new(),
+        },
+    }
+}
+
+async fn post(app: &axum::Router, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    let req = Request::post(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// A lead as Aimbase sends it (the fields its profile requires).
+fn aimbase(email: &str, lead_id: &str) -> Value {
+    json!({"email": email, "lead_id": lead_id, "lead_date": "2026-12-01",
+        "product": {"year": 2027, "name": "Sport 230", "brand": "Bayline"}, "dealer": {"name": "Harbor Marine"}})
+}
+
+/// The contact with `email` in `portal` (its `aimbase_identifier`), if there is one.
+async fn contact(portal: &SandboxHandle, token: &str, email: &str) -> Option<Value> {
+    let url =
+        format!("{}/crm/v3/objects/contacts/{email}?idProperty=email&properties=aimbase_identifier", portal.url());
+    let resp = reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap();
+    (resp.status() == 200).then_some(resp.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_has_its_portal_mapping_credentials_and_events() {
+    let stage = runtime::aws_stage().await;
+    let (oem, dealer) = (portal("oem-token", 4101, "aimbase").await, portal("dealer-token", 4102, "chat-widget").await);
+    let key = Arc::new(SealingKey::from_hex(KEY_HEX).unwrap());
+    let registry = DynamoTenants::new(stage.dynamo.clone(), &stage.table, key);
+    registry.add(&tenant("oem", &oem, "oem-token", "aimbase", "oem-sender")).await.unwrap();
+    let dealer_row =
+        registry.add(&tenant("dealer", &dealer, "dealer-token", "chat-widget", "dealer-sender")).await.unwrap();
+    assert!(matches!(
+        registry.add(&tenant("dealer", &dealer, "x", "chat-widget", "y")).await,
+        Err(TenantStoreError::Exists(_))
+    ));
+
+    let ssm = moto::ssm(moto::shared());
+    let key_param = moto::secure_parameter(&ssm, KEY_HEX).await;
+    for (k, v) in &stage.env {
+        std::env::set_var(k, v);
+    }
+    std::env::set_var("HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER", &key_param);
+    let leads = lead_captured_app().await.expect("lead-captured init");
+    let status = status_update_app().await.expect("status-update init");
+    let worker = retry_worker_app().await.expect("retry-worker init");
+
+    // Each lead lands in its own tenant's portal, mapped by that tenant's profile.
+    let aimbase_lead = aimbase("oem-lead@example.com", "AIM-1");
+    let (code, body) = post(&leads, "/prod/t/oem/v1/leads", "oem-sender", &aimbase_lead).await;
+    assert_eq!(code, 200, "{body}");
+    let found = contact(&oem, "oem-token", "oem-lead@example.com").await.expect("in the OEM's portal");
+    assert_eq!(found["properties"]["aimbase_identifier"], "AIM-1");
+    let (code, body) =
+        post(&leads, "/prod/t/dealer/v1/leads", "dealer-sender", &json!({"email": "dealer-lead@example.com"})).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(contact(&dealer, "dealer-token", "dealer-lead@example.com").await.is_some());
+    for (portal, token, email) in [
+        (&dealer, "dealer-token", "oem-lead@example.com"),
+        (&oem, "oem-token", "dealer-lead@example.com"),
+        (&stage.sandbox, runtime::SANDBOX_TOKEN, "oem-lead@example.com"),
+        (&stage.sandbox, runtime::SANDBOX_TOKEN, "dealer-lead@example.com"),
+    ] {
+        assert!(contact(portal, token, email).await.is_none(), "{email} leaked into {}", portal.url());
+    }
+    // The same key in two tenants is two events.
+    let (code, body) = post(&leads, "/prod/t/dealer/v1/leads", "dealer-sender", &aimbase_lead).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(contact(&dealer, "dealer-token", "oem-lead@example.com").await.is_some());
+
+    // A tenant's credentials open only its own routes; the default tenant's, only the default's.
+    let lead = json!({"email": "nobody@example.com"});
+    for (path, token) in [
+        ("/prod/t/dealer/v1/leads", "oem-sender"),
+        ("/prod/t/oem/v1/leads", "dealer-sender"),
+        ("/prod/t/oem/v1/leads", API_TOKEN),
+        ("/prod/v1/leads", "oem-sender"),
+    ] {
+        let (code, body) = post(&leads, path, token, &lead).await;
+        assert_eq!(code, 401, "{path} with {token}: {body}");
+    }
+    let (code, body) = post(&leads, "/prod/t/ghost/v1/leads", "oem-sender", &lead).await;
+    assert_eq!((code, body["error"]["code"].as_str()), (404, Some("unknown_tenant")), "{body}");
+    let (code, body) =
+        post(&status, "/prod/t/oem/v1/leads/status", "oem-sender", &json!({"lead_id": "AIM-1", "status": "working"}))
+            .await;
+    assert_eq!(code, 200, "a tenant's status update finds its own lead: {body}");
+
+    // HubSpot down for the OEM: its lead is queued, marked with the tenant, and the worker delivers it there.
+    oem.sandbox.set_faults(Faults { failure_rate: 1.0, failure_status: 503, ..Faults::default() });
+    let queued = aimbase("oem-queued@example.com", "AIM-2");
+    let (code, body) = post(&leads, "/prod/t/oem/v1/leads", "oem-sender", &queued).await;
+    assert_eq!(code, 202, "{body}");
+    oem.sandbox.set_faults(Faults::default());
+    let received = stage
+        .sqs
+        .receive_message()
+        .queue_url(&stage.queue_url)
+        .message_attribute_names("All")
+        .wait_time_seconds(10)
+        .send()
+        .await
+        .unwrap();
+    let message = &received.messages()[0];
+    assert_eq!(message.message_attributes().unwrap()["tenant"].string_value(), Some("oem"));
+    let body: Value = serde_json::from_str(message.body().unwrap()).unwrap();
+    assert_eq!((body["tenant"].as_str(), body["version"].as_u64()), (Some("oem"), Some(2)));
+    let arn = "arn:aws:sqs:us-east-1:123456789012:hubrelay-test-RetryQueue";
+    let records = vec![(message.message_id().unwrap().to_string(), message.body().unwrap().to_string())];
+    let due = OffsetDateTime::now_utc() + time::Duration::seconds(10);
+    let response = worker.handle(sqs_event(arn, &records), due).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let found = contact(&oem, "oem-token", "oem-queued@example.com").await.expect("retried into the OEM's portal");
+    assert_eq!(found["properties"]["aimbase_identifier"], "AIM-2");
+    assert!(contact(&stage.sandbox, runtime::SANDBOX_TOKEN, "oem-queued@example.com").await.is_none());
+
+    // A message of a tenant no longer in the registry is parked with its history, not sent anywhere.
+    let mut ghost: Value = serde_json::from_str(message.body().unwrap()).unwrap();
+    ghost["tenant"] = json!("ghost");
+    ghost["event_id"] = json!("evt_0000000000000000000000000000ghost");
+    let response = worker.handle(sqs_event(arn, &[("m-ghost".into(), ghost.to_string())]), due).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let parked = stage
+        .sqs
+        .receive_message()
+        .queue_url(&stage.dlq_url)
+        .message_attribute_names("All")
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap();
+    let parked = parked.messages().iter().find(|m| m.body().unwrap().contains("ghost")).expect("in the DLQ");
+    assert_eq!(parked.message_attributes().unwrap()["error_code"].string_value(), Some("unknown_tenant"));
+
+    // Each tenant lists its own events; the default tenant lists none of theirs.
+    let table = DynamoIdempotencyStore::new(stage.dynamo.clone(), &stage.table);
+    let ids = |records: Vec<hubrelay_core::store::EventRecord>| -> std::collections::BTreeSet<String> {
+        records.into_iter().map(|r| r.event_id).collect()
+    };
+    let all = EventFilter { limit: 1000, ..EventFilter::default() };
+    let oem_events = ids(table.for_tenant(&"oem".parse().unwrap()).list_events(&all).await.unwrap());
+    let dealer_events = ids(table.for_tenant(&"dealer".parse().unwrap()).list_events(&all).await.unwrap());
+    let default_events = ids(table.list_events(&all).await.unwrap());
+    // The OEM: two leads and a status update; the dealer: two leads.
+    assert_eq!((oem_events.len(), dealer_events.len()), (3, 2), "{oem_events:?} {dealer_events:?}");
+    assert!(oem_events.is_disjoint(&dealer_events) && oem_events.is_disjoint(&default_events));
+    assert!(dealer_events.is_disjoint(&default_events));
+    let one = oem_events.iter().next().unwrap();
+    assert!(table.for_tenant(&"oem".parse().unwrap()).get_event(one).await.unwrap().is_some());
+    assert!(table.for_tenant(&"dealer".parse().unwrap()).get_event(one).await.unwrap().is_none());
+    assert!(table.get_event(one).await.unwrap().is_none());
+
+    // Disabled: 403, on a cold start (a warm instance sees it within its recheck time).
+    let disabled = Tenant { enabled: false, ..dealer_row.tenant.clone() };
+    registry.update(&dealer_row, &disabled).await.unwrap();
+    assert!(matches!(registry.update(&dealer_row, &disabled).await, Err(TenantStoreError::Changed(_))));
+    let cold = lead_captured_app().await.unwrap();
+    let (code, body) = post(&cold, "/prod/t/dealer/v1/leads", "dealer-sender", &lead).await;
+    assert_eq!((code, body["error"]["code"].as_str()), (403, Some("tenant_disabled")), "{body}");
+
+    // The registry's items hold no credential in the clear.
+    let items = stage
+        .dynamo
+        .scan()
+        .table_name(&stage.table)
+        .filter_expression("begins_with(id, :p)")
+        .expression_attribute_values(":p", AttributeValue::S("tenant:".into()))
+        .send()
+        .await
+        .unwrap();
+    let dump = format!("{:?}", items.items());
+    assert_eq!(items.items().len(), 2);
+    for secret in ["oem-token", "dealer-token", "oem-sender", "dealer-sender"] {
+        assert!(!dump.contains(secret), "{secret} in the clear");
+    }
+    let listed = registry.list().await.unwrap();
+    assert_eq!(listed.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["dealer", "oem"]);
+    // Another key opens nothing.
+    let wrong = DynamoTenants::new(stage.dynamo.clone(), &stage.table, Arc::new(SealingKey::from_bytes(&[1; 32])));
+    assert!(matches!(wrong.get(&"oem".parse().unwrap()).await, Err(TenantStoreError::Sealed(_))));
+}
