@@ -21,7 +21,7 @@ pub struct StoreArgs {
     /// RetryQueueUrl, DeadLetterQueueUrl)
     #[arg(long, global = true, value_name = "NAME", conflicts_with = "data_dir")]
     pub stack: Option<String>,
-    /// A tenant of the local store (`hubrelay tenants list`) [default: the routes without a prefix]
+    /// A tenant (`hubrelay tenants list`): its events and dead letters only [default: the routes without a prefix]
     #[arg(long, global = true, value_name = "ID")]
     pub tenant: Option<hubrelay_core::tenant::TenantId>,
 }
@@ -49,6 +49,8 @@ pub enum Target {
 
 pub struct Aws {
     pub config: aws_config::SdkConfig,
+    /// A tenant of the stack's registry (`--tenant`): its slice of the table and its dead letters.
+    pub tenant: Option<hubrelay_core::tenant::TenantId>,
     pub table: Option<String>,
     pub queue_url: Option<String>,
     pub dlq_url: Option<String>,
@@ -95,9 +97,10 @@ pub async fn resolve(store: &StoreArgs, queues: Option<&QueueArgs>) -> Result<Ta
             }
             Ok(Target::Local(folder))
         }
-        Target::Aws(_) => Err(format!(
-            "--tenant {tenant}: tenants run on `hubrelay serve` for now; an AWS stack serves the default tenant only"
-        )),
+        Target::Aws(mut aws) => {
+            aws.tenant = Some(tenant.clone());
+            Ok(Target::Aws(aws))
+        }
     }
 }
 
@@ -141,12 +144,12 @@ async fn resolve_default(store: &StoreArgs, queues: Option<&QueueArgs>) -> Resul
         Some(c) => c,
         None => operator_sdk_config().await?,
     };
-    Ok(Target::Aws(Box::new(Aws { config, table, queue_url, dlq_url })))
+    Ok(Target::Aws(Box::new(Aws { config, tenant: None, table, queue_url, dlq_url })))
 }
 
 /// The operator's AWS settings (profile, SSO, environment), refused in one line when they hold no
 /// credentials, before any AWS call could fail with the SDK's whole error chain.
-async fn operator_sdk_config() -> Result<aws_config::SdkConfig, String> {
+pub(crate) async fn operator_sdk_config() -> Result<aws_config::SdkConfig, String> {
     use aws_sdk_sqs::config::ProvideCredentials;
     let sdk = hubrelay_aws::sdk::sdk_config().await;
     let provider = sdk.credentials_provider().ok_or("no AWS credentials provider is configured")?;
@@ -163,7 +166,7 @@ async fn operator_sdk_config() -> Result<aws_config::SdkConfig, String> {
 }
 
 /// A stack's outputs by key.
-async fn stack_outputs(
+pub(crate) async fn stack_outputs(
     sdk: &aws_config::SdkConfig,
     stack: &str,
 ) -> Result<std::collections::HashMap<String, String>, String> {

@@ -90,9 +90,16 @@ async fn backend(args: &DlqArgs, redrive: bool, dry_run: bool) -> Result<Box<dyn
         Target::Aws(aws) => {
             let sqs = aws_sdk_sqs::Client::new(&aws.config);
             let mut dlq = SqsDeadLetters::new(sqs, aws.dlq_url()?);
+            if let Some(tenant) = &aws.tenant {
+                dlq = dlq.for_tenant(tenant.clone());
+            }
             if redrive {
                 let table = aws.table()?;
                 let events = DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&aws.config), table);
+                let events = match &aws.tenant {
+                    Some(tenant) => events.for_tenant(tenant),
+                    None => events,
+                };
                 dlq = dlq.with_event_log(Arc::new(events));
                 if !dry_run || aws.queue_url.is_some() {
                     dlq = dlq.with_retry_queue(aws.queue_url()?);

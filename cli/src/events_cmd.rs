@@ -71,7 +71,13 @@ pub async fn event_log(store: &StoreArgs) -> Result<(Arc<dyn EventLog>, String),
         Target::Aws(aws) => {
             let table = aws.table()?.to_string();
             let client = aws_sdk_dynamodb::Client::new(&aws.config);
-            Ok((Arc::new(DynamoIdempotencyStore::new(client, table.clone())), format!("DynamoDB table {table}")))
+            let store = DynamoIdempotencyStore::new(client, table.clone());
+            Ok(match &aws.tenant {
+                Some(tenant) => {
+                    (Arc::new(store.for_tenant(tenant)), format!("DynamoDB table {table}, tenant {tenant}"))
+                }
+                None => (Arc::new(store), format!("DynamoDB table {table}")),
+            })
         }
     }
 }

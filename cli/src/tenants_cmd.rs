@@ -1,6 +1,8 @@
-//! `hubrelay tenants add|list|show|update|remove`: the portals one `hubrelay serve` relays to, each under
-//! `/t/{tenant}/`. Secrets are read from files (never from the command line, where shell history and `ps`
-//! would keep them) or generated and printed once; listings mask them unless `show --reveal`.
+//! `hubrelay tenants add|list|show|update|remove`: the portals a deployment relays to, each under
+//! `/t/{tenant}/` — `hubrelay serve`'s (the registry in its data dir) or an AWS stack's (`--stack` / `--table`:
+//! the registry in its table, sealed under the stack's tenant-secrets key). Secrets are read from files (never
+//! from the command line, where shell history and `ps` would keep them) or generated and printed once;
+//! listings mask them unless `show --reveal`.
 
 use std::path::PathBuf;
 
@@ -9,6 +11,10 @@ use hubrelay_core::pii::mask_token;
 use hubrelay_core::tenant::{
     HubSpotAuth, MappingProfile, Tenant, TenantId, TenantSecrets, DEFAULT_TENANT_RATE_LIMIT_PER_10S, MAX_VALID_SECRETS,
 };
+use std::sync::Arc;
+
+use hubrelay_aws::dynamodb_tenants::DynamoTenants;
+use hubrelay_core::sealed::SealingKey;
 use hubrelay_local::tenants::{tenant_dir, StoredTenant, TenantRegistry};
 use serde_json::json;
 
@@ -21,6 +27,111 @@ pub struct TenantsArgs {
     /// Data dir of `hubrelay serve` [env: HUBRELAY_DATA_DIR] [default: .hubrelay]
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// AWS: a CloudFormation stack whose outputs name the table and the tenant-secrets key's parameter
+    #[arg(long, global = true, value_name = "NAME", conflicts_with = "data_dir")]
+    stack: Option<String>,
+    /// AWS: the stack's DynamoDB idempotency table (the registry's home) [env: HUBRELAY_IDEMPOTENCY_TABLE]
+    #[arg(long, global = true, value_name = "NAME", conflicts_with = "data_dir")]
+    table: Option<String>,
+    /// AWS: the SSM SecureString parameter holding the stack's tenant-secrets key
+    /// [env: HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER]
+    #[arg(long, global = true, value_name = "NAME", conflicts_with = "data_dir")]
+    key_parameter: Option<String>,
+}
+
+/// Where the tenants are kept.
+enum Registry {
+    Local { registry: TenantRegistry, dir: PathBuf },
+    Aws { registry: DynamoTenants, table: String },
+}
+
+impl Registry {
+    async fn open(args: &TenantsArgs) -> Result<Registry, String> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let aws = args.stack.is_some() || args.table.is_some() || args.key_parameter.is_some();
+        if !aws {
+            let dir = args.data_dir.clone().or_else(|| env("HUBRELAY_DATA_DIR").map(PathBuf::from));
+            let dir = dir.unwrap_or_else(|| PathBuf::from(".hubrelay"));
+            let registry = TenantRegistry::open(&dir).map_err(|e| e.to_string())?;
+            return Ok(Registry::Local { registry, dir });
+        }
+        let sdk = crate::backend::operator_sdk_config().await?;
+        let outputs = match &args.stack {
+            Some(stack) => crate::backend::stack_outputs(&sdk, stack).await?,
+            None => Default::default(),
+        };
+        let pick = |flag: &Option<String>, output: &str, var: &str| {
+            flag.clone().or_else(|| outputs.get(output).cloned()).or_else(|| env(var))
+        };
+        let table = pick(&args.table, "IdempotencyTableName", crate::backend::TABLE_ENV)
+            .ok_or("the idempotency table is needed: pass --table NAME or --stack NAME")?;
+        let parameter =
+            pick(&args.key_parameter, "TenantSecretsKeyParameter", "HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER")
+                .filter(|p| !p.is_empty())
+                .ok_or("the tenant-secrets key's SSM parameter is needed: pass --key-parameter NAME (deploy the stack with TenantSecretsKeyParameter)")?;
+        let ssm = aws_sdk_ssm::Client::new(&sdk);
+        let hex = hubrelay_aws::sdk::read_parameter(&ssm, &parameter).await.map_err(|e| e.to_string())?;
+        let key = SealingKey::from_hex(&hex)
+            .ok_or_else(|| format!("SSM parameter {parameter} does not hold a tenant-secrets key (64 hex digits)"))?;
+        let registry = DynamoTenants::new(aws_sdk_dynamodb::Client::new(&sdk), &table, Arc::new(key));
+        Ok(Registry::Aws { registry, table })
+    }
+
+    fn place(&self) -> String {
+        match self {
+            Registry::Local { dir, .. } => dir.display().to_string(),
+            Registry::Aws { table, .. } => format!("table {table}"),
+        }
+    }
+
+    async fn add(&self, tenant: &Tenant) -> Result<(), String> {
+        match self {
+            Registry::Local { registry, .. } => registry.add(tenant, now_secs()).map_err(|e| e.to_string()),
+            Registry::Aws { registry, .. } => registry.add(tenant).await.map(|_| ()).map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn update(&self, read: &StoredTenant, tenant: &Tenant) -> Result<(), String> {
+        match self {
+            Registry::Local { registry, .. } => registry.update(read, tenant, now_secs()).map_err(|e| e.to_string()),
+            Registry::Aws { registry, .. } => {
+                registry.update(read, tenant).await.map(|_| ()).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn get(&self, id: &TenantId) -> Result<StoredTenant, String> {
+        match self {
+            Registry::Local { registry, .. } => registry.get(id).map_err(|e| e.to_string()),
+            Registry::Aws { registry, .. } => {
+                registry.get(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no tenant `{id}`"))
+            }
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<StoredTenant>, String> {
+        match self {
+            Registry::Local { registry, .. } => registry.list().map_err(|e| e.to_string()),
+            Registry::Aws { registry, .. } => registry
+                .list()
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(_, row)| row.map_err(|e| e.to_string()))
+                .collect(),
+        }
+    }
+
+    async fn remove(&self, id: &TenantId) -> Result<(), String> {
+        match self {
+            Registry::Local { registry, .. } => registry.remove(id).map_err(|e| e.to_string()),
+            Registry::Aws { registry, .. } => registry.remove(id).await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -96,6 +207,9 @@ struct SettingsArgs {
     /// Connect the portal through the deployment's OAuth app (`hubrelay tenants connect` prints the install link)
     #[arg(long, conflicts_with = "hubspot_token_file")]
     oauth: bool,
+    /// File holding the portal's OAuth refresh token (one connected on another deployment, e.g. a local serve)
+    #[arg(long, value_name = "FILE", conflicts_with = "hubspot_token_file")]
+    oauth_refresh_token_file: Option<PathBuf>,
     /// What that credential is
     #[arg(long, value_enum, default_value_t = TokenKind::ServiceKey, requires = "hubspot_token_file")]
     hubspot_token_kind: TokenKind,
@@ -133,12 +247,7 @@ struct CredentialArgs {
 }
 
 pub async fn run(args: TenantsArgs) -> Result<(), String> {
-    let data_dir = args
-        .data_dir
-        .or_else(|| std::env::var_os("HUBRELAY_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(".hubrelay"));
-    let registry = TenantRegistry::open(&data_dir).map_err(|e| e.to_string())?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let registry = Registry::open(&args).await?;
     match args.action {
         Action::Add { id, settings, credentials, disabled } => {
             let mut tenant = Tenant {
@@ -159,7 +268,7 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
                 printed.push(("API token", token.clone()));
                 tenant.secrets.api_tokens.push(token);
             }
-            registry.add(&tenant, now).map_err(|e| e.to_string())?;
+            registry.add(&tenant).await?;
             println!("added tenant {} ({})", tenant.id, summary(&tenant));
             print_routes(&tenant.id);
             print_once(&printed);
@@ -168,12 +277,12 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             }
         }
         Action::List { json } => {
-            let tenants = registry.list().map_err(|e| e.to_string())?;
+            let tenants = registry.list().await?;
             if json {
                 let list: Vec<_> = tenants.iter().map(|t| describe(t, false)).collect();
                 println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
             } else if tenants.is_empty() {
-                println!("no tenants in {} (add one with `hubrelay tenants add ID`)", data_dir.display());
+                println!("no tenants in {} (add one with `hubrelay tenants add ID`)", registry.place());
             } else {
                 let rows: Vec<Vec<String>> = tenants
                     .iter()
@@ -195,7 +304,7 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             }
         }
         Action::Show { id, reveal, json } => {
-            let stored = registry.get(&id).map_err(|e| e.to_string())?;
+            let stored = registry.get(&id).await?;
             let described = describe(&stored, reveal);
             if json {
                 println!("{}", serde_json::to_string_pretty(&described).map_err(|e| e.to_string())?);
@@ -225,7 +334,10 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
                 for secret in described["webhook_secrets"].as_array().into_iter().flatten() {
                     println!("  webhook secret: {}", secret.as_str().unwrap_or_default());
                 }
-                println!("  data:         {}", tenant_dir(&data_dir, &t.id).display());
+                match &registry {
+                    Registry::Local { dir, .. } => println!("  data:         {}", tenant_dir(dir, &t.id).display()),
+                    Registry::Aws { table, .. } => println!("  data:         table {table}, items t:{}:…", t.id),
+                }
                 print_routes(&t.id);
             }
         }
@@ -239,7 +351,7 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             enable,
             disable,
         } => {
-            let read = registry.get(&id).map_err(|e| e.to_string())?;
+            let read = registry.get(&id).await?;
             let mut tenant = read.tenant.clone();
             if sandbox {
                 tenant.secrets.hubspot = HubSpotAuth::Sandbox;
@@ -254,12 +366,18 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             }
             let printed = credentials.apply(&mut tenant.secrets)?;
             tenant.enabled = (tenant.enabled || enable) && !disable;
-            registry.update(&read, &tenant, now).map_err(|e| e.to_string())?;
+            registry.update(&read, &tenant).await?;
             println!("updated tenant {} ({})", tenant.id, summary(&tenant));
             print_once(&printed);
         }
         Action::Connect { id, public_url } => {
-            let tenant = registry.get(&id).map_err(|e| e.to_string())?.tenant;
+            let Registry::Local { dir: data_dir, .. } = &registry else {
+                return Err(format!(
+                    "the install routes run on `hubrelay serve`: connect the portal there, then give the stack its \
+                     refresh token with `hubrelay tenants update {id} --stack … --oauth-refresh-token-file FILE`"
+                ));
+            };
+            let tenant = registry.get(&id).await?.tenant;
             if !matches!(tenant.secrets.hubspot, HubSpotAuth::OAuth { .. }) {
                 return Err(format!(
                     "tenant {id} calls HubSpot with a {}: switch it first with `hubrelay tenants update {id} --oauth`",
@@ -270,7 +388,7 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
                 .or_else(|| std::env::var("HUBRELAY_PUBLIC_URL").ok().filter(|v| !v.is_empty()))
                 .unwrap_or_else(|| "http://127.0.0.1:8080".into());
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            println!("{}", crate::serve_oauth::install_link(&data_dir, &public_url, &id, now)?);
+            println!("{}", crate::serve_oauth::install_link(data_dir, &public_url, &id, now)?);
             eprintln!(
                 "hand this link to an admin of the portal: it leads to HubSpot's install page, then back to {}/oauth/callback \
                  (register that as the app's redirect URL); the link works for 7 days; pin the portal with --hub-id so it connects no other",
@@ -278,11 +396,13 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             );
         }
         Action::Remove { id } => {
-            registry.remove(&id).map_err(|e| e.to_string())?;
-            println!(
-                "removed tenant {id}: its routes answer 404; its events, queue and dead letters stay in {}",
-                tenant_dir(&data_dir, &id).display()
-            );
+            registry.remove(&id).await?;
+            let kept = match &registry {
+                Registry::Local { dir, .. } => tenant_dir(dir, &id).display().to_string(),
+                // Queued messages of a removed tenant are dead-lettered (`unknown_tenant`) with their history.
+                Registry::Aws { table, .. } => format!("table {table} (its queued events go to the DLQ)"),
+            };
+            println!("removed tenant {id}: its routes answer 404; its events and dead letters stay in {kept}");
         }
     }
     Ok(())
@@ -309,6 +429,10 @@ impl SettingsArgs {
             if !matches!(tenant.secrets.hubspot, HubSpotAuth::OAuth { .. }) {
                 tenant.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: None };
             }
+            tenant.needs_reauth = false;
+        }
+        if let Some(file) = &self.oauth_refresh_token_file {
+            tenant.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: Some(read_secret(file)?) };
             tenant.needs_reauth = false;
         }
         if let Some(url) = self.hubspot_base_url {

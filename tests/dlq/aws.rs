@@ -305,3 +305,84 @@ fn without_credentials_the_aws_target_fails_in_one_line() {
         assert!(err.contains("no AWS credentials") && err.contains("AWS_PROFILE"), "{err}");
     }
 }
+
+/// `hubrelay tenants` on a stack (`--table`, `--key-parameter`): the registry in the table, sealed under the
+/// key in SSM; `--tenant` then shows that tenant's dead letters and events only, and the default view none
+/// of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_on_a_stack_and_their_own_dead_letters_and_events() {
+    let server = moto::shared();
+    let (dynamo, sqs, ssm) = (moto::dynamodb(server), moto::sqs(server), moto::ssm(server));
+    let table = moto::idempotency_table(&dynamo).await;
+    let (queue_url, dlq_url) = moto::retry_queues(&sqs).await;
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let key_parameter = moto::secure_parameter(&ssm, key).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("service-key");
+    std::fs::write(&token_file, "pat-na1-oem-service-key\n").unwrap();
+    let env = aws_env();
+    let registry = ["--table", table.as_str(), "--key-parameter", key_parameter.as_str()];
+    let with = |args: &[&str]| -> Vec<String> { args.iter().chain(registry.iter()).map(|s| s.to_string()).collect() };
+    let run = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env);
+
+    let token_path = token_file.display().to_string();
+    let add =
+        ["tenants", "add", "oem", "--hub-id", "4242", "--mapping", "aimbase", "--hubspot-token-file", &token_path];
+    let added = run(with(&add));
+    assert!(added.contains("added tenant oem") && added.contains("new API token"), "{added}");
+    let listed = run(with(&["tenants", "list"]));
+    assert!(listed.contains("oem") && listed.contains("4242") && !listed.contains("pat-na1"), "{listed}");
+    let shown = run(with(&["tenants", "show", "oem", "--reveal"]));
+    assert!(shown.contains("pat-na1-oem-service-key") && shown.contains(&format!("table {table}")), "{shown}");
+    let refresh_file = dir.path().join("refresh-token");
+    std::fs::write(&refresh_file, "oem-refresh-token").unwrap();
+    let refresh_path = refresh_file.display().to_string();
+    let updated = run(with(&["tenants", "update", "oem", "--oauth-refresh-token-file", &refresh_path]));
+    assert!(updated.contains("HubSpot oauth"), "{updated}");
+    let connect = hubrelay(&with(&["tenants", "connect", "oem"]).iter().map(String::as_str).collect::<Vec<_>>(), &env);
+    assert!(
+        !connect.status.success() && stderr(&connect).contains("--oauth-refresh-token-file"),
+        "{}",
+        stderr(&connect)
+    );
+    // Without the key, nothing opens: the registry holds no credential in the clear.
+    let items = dynamo.scan().table_name(&table).send().await.unwrap();
+    assert!(!format!("{:?}", items.items()).contains("oem-refresh-token"));
+
+    // One dead letter of the tenant's, one of the default tenant's.
+    let queue = SqsRetryQueue::new(sqs.clone(), &queue_url, &dlq_url);
+    let (theirs, reason) = dead_letter("evt_oem_1", HOUR, 3, "validation_error");
+    queue.for_tenant(&"oem".parse().unwrap()).dead_letter(&theirs, &reason).await.unwrap();
+    let (ours, reason) = dead_letter("evt_default_1", HOUR, 3, "validation_error");
+    queue.dead_letter(&ours, &reason).await.unwrap();
+    let flags = ["--dlq-url", dlq_url.as_str(), "--queue-url", queue_url.as_str(), "--table", table.as_str()];
+    let list = |tenant: Option<&str>| {
+        let mut args = vec!["dlq", "list"];
+        args.extend(flags);
+        if let Some(t) = tenant {
+            args.extend(["--tenant", t]);
+        }
+        ok(&args, &env)
+    };
+    let (tenant_view, default_view) = (list(Some("oem")), list(None));
+    assert!(tenant_view.contains("evt_oem_1") && !tenant_view.contains("evt_default_1"), "{tenant_view}");
+    assert!(default_view.contains("evt_default_1") && !default_view.contains("evt_oem_1"), "{default_view}");
+
+    // Events: the tenant's slice of the table.
+    let store = DynamoIdempotencyStore::new(dynamo.clone(), &table);
+    let record = record(&theirs, &reason, EventStatus::DeadLettered);
+    store.for_tenant(&"oem".parse().unwrap()).put_event(&record).await.unwrap();
+    let events = |tenant: Option<&str>| {
+        let mut args = vec!["events", "list", "--table", table.as_str()];
+        if let Some(t) = tenant {
+            args.extend(["--tenant", t]);
+        }
+        ok(&args, &env)
+    };
+    assert!(events(Some("oem")).contains("evt_oem_1"));
+    assert!(!events(None).contains("evt_oem_1"));
+
+    let removed = run(with(&["tenants", "remove", "oem"]));
+    assert!(removed.contains("removed tenant oem"), "{removed}");
+    assert!(!run(with(&["tenants", "list"])).contains("oem"));
+}

@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageSystemAttributeName};
+use hubrelay_core::tenant::TenantId;
 use time::OffsetDateTime;
 
 use crate::sqs::SqsRetryQueue;
@@ -31,6 +32,8 @@ pub struct SqsDeadLetters {
     retry_queue_url: Option<String>,
     events: Option<SharedEventLog>,
     receive_wait_seconds: i32,
+    /// Whose letters: a tenant's, or (`None`) the default tenant's.
+    tenant: Option<TenantId>,
 }
 
 /// One message received from the DLQ.
@@ -66,7 +69,28 @@ impl std::fmt::Debug for SqsDeadLetters {
 impl SqsDeadLetters {
     /// Works on the dead-letter queue at `dlq_url`; listing, showing and purging need nothing else.
     pub fn new(client: aws_sdk_sqs::Client, dlq_url: impl Into<String>) -> Self {
-        SqsDeadLetters { client, dlq_url: dlq_url.into(), retry_queue_url: None, events: None, receive_wait_seconds: 1 }
+        SqsDeadLetters {
+            client,
+            dlq_url: dlq_url.into(),
+            retry_queue_url: None,
+            events: None,
+            receive_wait_seconds: 1,
+            tenant: None,
+        }
+    }
+
+    /// Only `tenant`'s dead letters (the queue is the stack's): listed, shown, purged and redriven.
+    pub fn for_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+
+    /// This view's letters: its tenant's, or (the default view) those of no tenant and the unreadable ones.
+    fn in_scope(&self, r: &Received) -> bool {
+        match &r.letter {
+            Ok(letter) => letter.message.tenant == self.tenant,
+            Err(_) => self.tenant.is_none(),
+        }
     }
 
     /// The retry queue redriven messages go to (needed by `redrive`).
@@ -138,6 +162,8 @@ impl SqsDeadLetters {
                 break;
             }
         }
+        let (received, others): (Vec<Received>, Vec<Received>) = received.into_iter().partition(|r| self.in_scope(r));
+        self.release_all(&others).await;
         for r in &received {
             if let Err(e) = &r.letter {
                 tracing::warn!(message_id = %r.message_id, error = %e, "unreadable message in the dead-letter queue");
