@@ -41,7 +41,7 @@ pub struct TenantsArgs {
 
 /// Where the tenants are kept.
 enum Registry {
-    Local { registry: TenantRegistry, dir: PathBuf },
+    Local { registry: Box<TenantRegistry>, dir: PathBuf },
     Aws { registry: DynamoTenants, table: String },
 }
 
@@ -53,7 +53,7 @@ impl Registry {
             let dir = args.data_dir.clone().or_else(|| env("HUBRELAY_DATA_DIR").map(PathBuf::from));
             let dir = dir.unwrap_or_else(|| PathBuf::from(".hubrelay"));
             let registry = TenantRegistry::open(&dir).map_err(|e| e.to_string())?;
-            return Ok(Registry::Local { registry, dir });
+            return Ok(Registry::Local { registry: Box::new(registry), dir });
         }
         let sdk = crate::backend::operator_sdk_config().await?;
         let outputs = match &args.stack {
@@ -130,6 +130,41 @@ impl Registry {
     }
 }
 
+/// `tenants init-key`: never overwrites (the tenants' secrets are sealed under the key it holds).
+async fn init_key(args: &TenantsArgs, kms_key: Option<String>) -> Result<(), String> {
+    let name = args.key_parameter.clone().ok_or("--key-parameter NAME: the SSM parameter to create")?;
+    let sdk = crate::backend::operator_sdk_config().await?;
+    let outputs = match &args.stack {
+        Some(stack) => crate::backend::stack_outputs(&sdk, stack).await?,
+        None => Default::default(),
+    };
+    let kms_key = kms_key
+        .or_else(|| outputs.get("TenantSecretsKmsKeyArn").cloned())
+        .ok_or("the KMS key is needed: pass --stack NAME (its TenantSecretsKmsKeyArn) or --kms-key KEY")?;
+    let key: [u8; 32] = hubrelay_core::sealed::random_bytes().ok_or("no system randomness")?;
+    let value: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let result = aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(&name)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .key_id(&kms_key)
+        .value(value)
+        .overwrite(false)
+        .description("hubrelay tenant-secrets key: tenants' credentials in the table are sealed under it")
+        .send()
+        .await;
+    match result {
+        Ok(_) => {
+            println!("created {name} (SecureString, KMS key {kms_key}); deploy with TenantSecretsKeyParameter={name}");
+            Ok(())
+        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => {
+            Err(format!("{name} exists already: keep it (the tenants' secrets are sealed under the key it holds)"))
+        }
+        Err(e) => Err(format!("SSM PutParameter {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e))),
+    }
+}
+
 fn now_secs() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -184,6 +219,13 @@ enum Action {
     },
     /// Remove a tenant from the registry: its routes answer 404; its events and dead letters stay in its folder
     Remove { id: TenantId },
+    /// AWS: create the stack's tenant-secrets key, a random 256-bit key in the SSM SecureString named by
+    /// --key-parameter, encrypted with the stack's KMS key (then deploy with TenantSecretsKeyParameter=NAME)
+    InitKey {
+        /// The KMS key (id, ARN or alias) [default: the stack's TenantSecretsKmsKeyArn output]
+        #[arg(long, value_name = "KEY")]
+        kms_key: Option<String>,
+    },
     /// Print the install link that connects an OAuth tenant's portal (hand it to the portal's admin)
     Connect {
         id: TenantId,
@@ -247,6 +289,9 @@ struct CredentialArgs {
 }
 
 pub async fn run(args: TenantsArgs) -> Result<(), String> {
+    if let Action::InitKey { kms_key } = &args.action {
+        return init_key(&args, kms_key.clone()).await;
+    }
     let registry = Registry::open(&args).await?;
     match args.action {
         Action::Add { id, settings, credentials, disabled } => {
@@ -395,6 +440,8 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
                 public_url.trim_end_matches('/')
             );
         }
+        // Handled above, before a registry (which needs the key) is opened.
+        Action::InitKey { .. } => return Err("init-key makes the key; it opens no registry".into()),
         Action::Remove { id } => {
             registry.remove(&id).await?;
             let kept = match &registry {

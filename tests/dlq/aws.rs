@@ -315,12 +315,18 @@ async fn tenants_on_a_stack_and_their_own_dead_letters_and_events() {
     let (dynamo, sqs, ssm) = (moto::dynamodb(server), moto::sqs(server), moto::ssm(server));
     let table = moto::idempotency_table(&dynamo).await;
     let (queue_url, dlq_url) = moto::retry_queues(&sqs).await;
-    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    let key_parameter = moto::secure_parameter(&ssm, key).await;
+    let key_parameter = format!("/hubrelay/{}/tenant-secrets-key", moto::unique("tenants"));
+    let env = aws_env();
+    let init = ["tenants", "init-key", "--key-parameter", key_parameter.as_str(), "--kms-key", "alias/hubrelay-test"];
+    assert!(ok(&init, &env).contains("created"));
+    // Never overwritten: the tenants' secrets are sealed under it.
+    let again = hubrelay(&init, &env);
+    assert!(!again.status.success() && stderr(&again).contains("exists already"), "{}", stderr(&again));
+    let stored = ssm.get_parameter().name(&key_parameter).with_decryption(true).send().await.unwrap();
+    assert_eq!(stored.parameter().unwrap().value().unwrap().len(), 64);
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("service-key");
     std::fs::write(&token_file, "pat-na1-oem-service-key\n").unwrap();
-    let env = aws_env();
     let registry = ["--table", table.as_str(), "--key-parameter", key_parameter.as_str()];
     let with = |args: &[&str]| -> Vec<String> { args.iter().chain(registry.iter()).map(|s| s.to_string()).collect() };
     let run = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env);

@@ -24,6 +24,9 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 use tower::ServiceExt;
 
+/// The tests set the functions' environment: one at a time.
+static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const KEY_HEX: &str = "8f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 async fn portal(token: &str, portal_id: u64, mapping: &str) -> SandboxHandle {
@@ -81,6 +84,7 @@ async fn contact(portal: &SandboxHandle, token: &str, email: &str) -> Option<Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_tenant_has_its_portal_mapping_credentials_and_events() {
+    let _env = ENV.lock().await;
     let stage = runtime::aws_stage().await;
     let (oem, dealer) = (portal("oem-token", 4101, "aimbase").await, portal("dealer-token", 4102, "chat-widget").await);
     let key = Arc::new(SealingKey::from_hex(KEY_HEX).unwrap());
@@ -236,4 +240,101 @@ async fn each_tenant_has_its_portal_mapping_credentials_and_events() {
     // Another key opens nothing.
     let wrong = DynamoTenants::new(stage.dynamo.clone(), &stage.table, Arc::new(SealingKey::from_bytes(&[1; 32])));
     assert!(matches!(wrong.get(&"oem".parse().unwrap()).await, Err(TenantStoreError::Sealed(_))));
+}
+
+/// A tenant connected by OAuth on the Lambdas: its lead goes out with the token refreshed from its stored
+/// refresh token (shared through the table); once HubSpot refuses that refresh token the tenant is marked
+/// `needs_reauth` in the registry and its leads are queued, not lost; other tenants go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth_tenant_refreshes_through_the_table_and_is_marked_when_revoked() {
+    let _env = ENV.lock().await;
+    use hubrelay_sandbox::hubspot::OAuthApp as SandboxApp;
+    let app = SandboxApp {
+        client_id: "tenant-app".into(),
+        client_secret: "tenant-app-secret".into(),
+        ..SandboxApp::default()
+    };
+    let options = SandboxOptions { token: Some("admin".into()), oauth: Some(app), ..SandboxOptions::default() };
+    let portal = hubrelay_sandbox::hubspot::spawn(options, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let admin = hubrelay_clients::HubSpotClient::new(&portal.url(), "admin", Duration::from_secs(5)).unwrap();
+    let mapping = hubrelay_core::mapping::Mapping::builtin("chat-widget").unwrap();
+    hubrelay_core::properties::sync(&admin, &mapping.all_property_definitions()).await.unwrap();
+    // The install, as `hubrelay serve` would make it: approve, exchange the code.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let redirect = "https://relay.example.com/oauth/callback";
+    let form = [
+        ("client_id", "tenant-app"),
+        ("scope", "oauth"),
+        ("redirect_uri", redirect),
+        ("state", "s"),
+        ("decision", "approve"),
+    ];
+    let resp = http
+        .post(format!("{}/oauth/authorize", portal.url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let query: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(location.split_once('?').unwrap().1).unwrap();
+    let oauth_app = hubrelay_clients::oauth::OAuthApp {
+        client_id: "tenant-app".into(),
+        client_secret: "tenant-app-secret".into(),
+        base_url: portal.url(),
+    };
+    let grant = hubrelay_clients::oauth::exchange_code(&oauth_app, &query["code"], redirect).await.unwrap();
+
+    let stage = runtime::aws_stage().await;
+    let registry =
+        DynamoTenants::new(stage.dynamo.clone(), &stage.table, Arc::new(SealingKey::from_hex(KEY_HEX).unwrap()));
+    let mut connected = tenant("chain", &portal, "unused", "chat-widget", "chain-sender");
+    connected.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: Some(grant.refresh_token.clone()) };
+    registry.add(&connected).await.unwrap();
+    let ssm = moto::ssm(moto::shared());
+    let key_param = moto::secure_parameter(&ssm, KEY_HEX).await;
+    let secret_param = moto::secure_parameter(&ssm, "tenant-app-secret").await;
+    for (k, v) in &stage.env {
+        std::env::set_var(k, v);
+    }
+    std::env::set_var("HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER", &key_param);
+    std::env::set_var("HUBSPOT_CLIENT_ID", "tenant-app");
+    std::env::set_var("HUBSPOT_CLIENT_SECRET_SSM_PARAMETER", &secret_param);
+    std::env::set_var("HUBRELAY_PUBLIC_URL", "https://relay.example.com");
+    let leads = lead_captured_app().await.expect("lead-captured init");
+
+    let (code, body) =
+        post(&leads, "/prod/t/chain/v1/leads", "chain-sender", &json!({"email": "chain-1@example.com"})).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(portal.sandbox.oauth_stats().refresh_token_grants, 1);
+    assert!(contact(&portal, "admin", "chain-1@example.com").await.is_some());
+    // The portal's admin uninstalls the app: the next refresh is refused.
+    portal.sandbox.revoke_refresh_tokens();
+    let cold = lead_captured_app().await.expect("a new instance, with no token in memory");
+    // The shared token is still good until it is due: expire it by asking for a refresh the way a 401 would.
+    let shared = hubrelay_aws::dynamodb_oauth::DynamoSharedToken::new(
+        stage.dynamo.clone(),
+        &stage.table,
+        "tenant-app",
+        "tenant-app-secret",
+        &grant.refresh_token,
+    );
+    let item = AttributeValue::S(shared.key().to_string());
+    stage.dynamo.delete_item().table_name(&stage.table).key("id", item).send().await.unwrap();
+    let (code, body) =
+        post(&cold, "/prod/t/chain/v1/leads", "chain-sender", &json!({"email": "chain-2@example.com"})).await;
+    assert_eq!((code, body["status"].as_str()), (202, Some("queued")), "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = registry.get(&"chain".parse().unwrap()).await.unwrap().unwrap();
+        if stored.tenant.needs_reauth {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the tenant was never marked needs_reauth");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The default tenant goes on.
+    let (code, body) = post(&cold, "/prod/v1/leads", API_TOKEN, &json!({"email": "default-after@example.com"})).await;
+    assert_eq!(code, 200, "{body}");
 }
