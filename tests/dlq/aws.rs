@@ -388,6 +388,15 @@ async fn tenants_on_a_stack_and_their_own_dead_letters_and_events() {
     assert!(events(Some("oem")).contains("evt_oem_1"));
     assert!(!events(None).contains("evt_oem_1"));
 
+    // A tenant's redrive takes its own dead letters only, and they go back marked with the tenant.
+    let mut redrive = vec!["dlq", "redrive", "--all", "--tenant", "oem"];
+    redrive.extend(flags);
+    ok(&redrive, &env);
+    let requeued = drain(&sqs, &queue_url).await;
+    assert_eq!(requeued.iter().map(|m| m.event_id.as_str()).collect::<Vec<_>>(), ["evt_oem_1"]);
+    assert_eq!(requeued[0].tenant.as_ref().map(|t| t.as_str()), Some("oem"));
+    assert!(list(None).contains("evt_default_1"));
+
     let removed = run(with(&["tenants", "remove", "oem"]));
     assert!(removed.contains("removed tenant oem"), "{removed}");
     assert!(!run(with(&["tenants", "list"])).contains("oem"));

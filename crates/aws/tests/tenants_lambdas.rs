@@ -219,6 +219,26 @@ async fn each_tenant_has_its_portal_mapping_credentials_and_events() {
     let cold = lead_captured_app().await.unwrap();
     let (code, body) = post(&cold, "/prod/t/dealer/v1/leads", "dealer-sender", &lead).await;
     assert_eq!((code, body["error"]["code"].as_str()), (403, Some("tenant_disabled")), "{body}");
+    // A disabled tenant's queued message waits: back on the retry queue, due 15 minutes on.
+    let mut waiting: Value = serde_json::from_str(message.body().unwrap()).unwrap();
+    waiting["tenant"] = json!("dealer");
+    waiting["event_id"] = json!("evt_000000000000000000000000000dealer");
+    let cold_worker = retry_worker_app().await.unwrap();
+    let response = cold_worker.handle(sqs_event(arn, &[("m-dealer".into(), waiting.to_string())]), due).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let waited = stage.sqs.receive_message().queue_url(&stage.queue_url).send().await.unwrap();
+    assert!(waited.messages().is_empty(), "due in 15 minutes, not now");
+    let held = stage
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stage.queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    let delayed =
+        &held.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed];
+    assert_eq!(delayed, "1");
 
     // The registry's items hold no credential in the clear.
     let items = stage
