@@ -209,8 +209,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let public_url = settings.relay.auth.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let app = match oauth_app {
         Some(oauth) => {
-            let install =
-                crate::serve_oauth::OAuthInstall::new(oauth, &public_url, settings.data_dir.clone(), layer.clone())?;
+            let install = crate::serve_oauth::install(oauth, &public_url, settings.data_dir.clone(), layer.clone())?;
             app.merge(Arc::new(install).routes())
         }
         None => app.merge(crate::serve_oauth::not_configured()),

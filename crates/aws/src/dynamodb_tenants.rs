@@ -190,6 +190,25 @@ impl DynamoTenants {
         self.update(&stored, &tenant).await.map(|_| true)
     }
 
+    /// Records an OAuth install's state nonce as taken (until `expires`, unix seconds): `false` when it was
+    /// taken before. One item per nonce, `oauth-state:<nonce>`, deleted by the table's TTL.
+    pub async fn take_install_nonce(&self, nonce: &str, expires: i64) -> Result<bool, TenantStoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", AttributeValue::S(format!("oauth-state:{nonce}")))
+            .item("expiration", AttributeValue::N(expires.to_string()))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(self.unavailable("PutItem", e)),
+        }
+    }
+
     fn put(
         &self,
         tenant: &Tenant,

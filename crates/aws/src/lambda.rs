@@ -14,8 +14,9 @@ use hubrelay_core::domain::FunctionName;
 use hubrelay_core::hubspot::version::ApiVersion;
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::sealed::SealingKey;
-use hubrelay_core::tenant::OAuthAppSettings;
+use hubrelay_core::tenant::{install_signing_key, OAuthAppSettings};
 use hubrelay_core::worker::RetryWorker;
+use hubrelay_http::oauth_install::OAuthInstall;
 use hubrelay_http::tenant_routes::tenant_routes;
 use hubrelay_http::{common_routes, lead_routes, update_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 
@@ -23,7 +24,7 @@ use crate::dynamodb::DynamoIdempotencyStore;
 use crate::dynamodb_budget::DynamoCallBudget;
 use crate::dynamodb_oauth::DynamoSharedToken;
 use crate::dynamodb_tenants::DynamoTenants;
-use crate::lambda_tenants::{Build, TenantApps, TenantCache, TenantParts};
+use crate::lambda_tenants::{AwsInstallRegistry, Build, TenantApps, TenantCache, TenantParts};
 use crate::sdk::{sdk_config, secrets_from_lookup};
 use crate::sqs::SqsRetryQueue;
 use crate::sqs_worker::SqsWorker;
@@ -86,6 +87,8 @@ struct Init {
     queue: SqsRetryQueue,
     relay: Relay,
     tenants: Option<DynamoTenants>,
+    /// Signs OAuth install links and states (derived from the tenant-secrets key).
+    install_key: Option<Vec<u8>>,
 }
 
 async fn init() -> Result<Init, InitError> {
@@ -106,15 +109,16 @@ async fn init() -> Result<Init, InitError> {
         resources.retry_queue_url.clone(),
         resources.dlq_url.clone(),
     );
-    let tenants = match env(TENANT_SECRETS_KEY).filter(|k| !k.trim().is_empty()) {
+    let (tenants, install_key) = match env(TENANT_SECRETS_KEY).filter(|k| !k.trim().is_empty()) {
         Some(hex) => {
             let key = SealingKey::from_hex(&hex).ok_or(InitError::TenantKey)?;
-            Some(DynamoTenants::new(dynamodb.clone(), resources.idempotency_table.clone(), Arc::new(key)))
+            let registry = DynamoTenants::new(dynamodb.clone(), resources.idempotency_table.clone(), Arc::new(key));
+            (Some(registry), Some(install_signing_key(&hex)))
         }
-        None => None,
+        None => (None, None),
     };
     let relay = Relay::new(&settings, Stores::new(Arc::new(table.clone()), Arc::new(queue.clone())));
-    Ok(Init { layer, settings, resources, table, queue, relay, tenants })
+    Ok(Init { layer, settings, resources, table, queue, relay, tenants, install_key })
 }
 
 /// How long the worker waits for a call from the shared budget before it reschedules the message (not counted
@@ -268,6 +272,21 @@ pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
         Some(tenants) => sqs_worker.with_tenants(Arc::new(tenants)),
         None => sqs_worker,
     })
+}
+
+/// The `oauth-install` function's router (`GET /oauth/install`, `GET /oauth/callback`): a tenant's portal
+/// connected through the stack's OAuth app, its refresh token stored (sealed) in the registry. It needs the
+/// tenants (`HUBRELAY_TENANT_SECRETS_KEY`), the app (`HUBSPOT_CLIENT_ID`, `HUBSPOT_CLIENT_SECRET`) and the
+/// stack's public URL (the redirect URL registered with the app).
+pub async fn oauth_install_app() -> Result<Router, InitError> {
+    let init = init().await?;
+    let (Some(registry), Some(key)) = (init.tenants.clone(), init.install_key.clone()) else {
+        return Err(InitError::Missing(TENANT_SECRETS_KEY));
+    };
+    let app = OAuthAppSettings::from_layer(&init.layer)?.ok_or(InitError::Missing("HUBSPOT_CLIENT_ID"))?;
+    let public_url = init.layer.public_url.clone().ok_or(InitError::Missing("HUBRELAY_PUBLIC_URL"))?;
+    let install = OAuthInstall::new(app, &public_url, key, Arc::new(AwsInstallRegistry(registry)), init.layer.clone());
+    Ok(without_stage(Arc::new(install).routes().merge(common_routes()), init.resources.stage.as_deref()))
 }
 
 /// The `referral-event` function's router (`POST /v1/referrals/{hubspot,extole,impact}`): it only verifies,

@@ -191,3 +191,21 @@ impl TenantRouter for TenantApps {
         }
     }
 }
+
+/// The stack's OAuth install (`oauth-install` function): tenants and used states in the table.
+pub(crate) struct AwsInstallRegistry(pub(crate) DynamoTenants);
+
+#[async_trait]
+impl hubrelay_http::oauth_install::InstallRegistry for AwsInstallRegistry {
+    async fn get(&self, id: &TenantId) -> Result<Option<hubrelay_core::tenant::StoredTenant>, String> {
+        self.0.get(id).await.map_err(|e| e.to_string())
+    }
+
+    async fn update(&self, read: &hubrelay_core::tenant::StoredTenant, tenant: &Tenant) -> Result<(), String> {
+        self.0.update(read, tenant).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    async fn take_nonce(&self, nonce: &str, expires: i64) -> Result<bool, String> {
+        self.0.take_install_nonce(nonce, expires).await.map_err(|e| e.to_string())
+    }
+}

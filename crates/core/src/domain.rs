@@ -1,6 +1,8 @@
 //! The things hubrelay moves around: contact upserts, events, delivery attempts and the retry schedule.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -123,7 +125,7 @@ pub struct RetryMessage {
     pub schedule_offset: u32,
     /// The tenant the event came in for, on a queue that tenants share (AWS); `None`: the default tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<crate::tenant::TenantId>,
+    pub tenant: Option<TenantId>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -138,7 +140,7 @@ impl RetryMessage {
 
     /// The message as `tenant`'s: version 2, so a worker that predates tenants (a rollback) dead-letters it
     /// rather than deliver it to the default portal.
-    pub fn for_tenant(mut self, tenant: Option<crate::tenant::TenantId>) -> Self {
+    pub fn for_tenant(mut self, tenant: Option<TenantId>) -> Self {
         if tenant.is_some() {
             self.version = self.version.max(Self::VERSION);
         }
@@ -248,6 +250,58 @@ impl RetrySchedule {
 /// "Throughput"); DynamoDB hashes its keys, so order costs nothing there.
 pub fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// The tenant of the routes without a prefix.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A tenant's id: a slug of 1 to 40 lowercase letters, digits and inner dashes (it is a URL segment, a
+/// folder name and part of every stored key).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == DEFAULT_TENANT
+    }
+}
+
+impl FromStr for TenantId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok_chars = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if s.is_empty() || s.len() > 40 || !ok_chars || s.starts_with('-') || s.ends_with('-') {
+            return Err(format!(
+                "`{s}` is not a tenant id: use 1 to 40 lowercase letters, digits and dashes (not first or last), e.g. `lakeside-motors`"
+            ));
+        }
+        Ok(TenantId(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(id: TenantId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[cfg(test)]

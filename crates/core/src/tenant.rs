@@ -3,68 +3,17 @@
 //! environment); every other tenant lives under `/t/{tenant}/` and is kept in a tenant registry.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::oauth::{OAuthAppSettings, DEFAULT_AUTHORIZE_URL, DEFAULT_OAUTH_SCOPES};
 use crate::config::{ConfigError, Layer, RelaySettings};
+pub use crate::domain::{TenantId, DEFAULT_TENANT};
 use crate::mapping::Mapping;
-
-/// The tenant of the routes without a prefix.
-pub const DEFAULT_TENANT: &str = "default";
 
 /// At most this many credentials of one kind are valid at once: the current one and, during a rotation, the
 /// one it replaces.
 pub const MAX_VALID_SECRETS: usize = 2;
-
-/// A tenant's id: a slug of 1 to 40 lowercase letters, digits and inner dashes (it is a URL segment, a
-/// folder name and part of every stored key).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TenantId(String);
-
-impl TenantId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_default(&self) -> bool {
-        self.0 == DEFAULT_TENANT
-    }
-}
-
-impl FromStr for TenantId {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok_chars = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if s.is_empty() || s.len() > 40 || !ok_chars || s.starts_with('-') || s.ends_with('-') {
-            return Err(format!(
-                "`{s}` is not a tenant id: use 1 to 40 lowercase letters, digits and dashes (not first or last), e.g. `lakeside-motors`"
-            ));
-        }
-        Ok(TenantId(s.to_string()))
-    }
-}
-
-impl TryFrom<String> for TenantId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<TenantId> for String {
-    fn from(id: TenantId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// How hubrelay calls the tenant's portal.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,61 +233,11 @@ impl Tenant {
     }
 }
 
-/// The deployment's OAuth app, which tenants install into their portals.
-#[derive(Clone, PartialEq, Eq)]
-pub struct OAuthAppSettings {
-    pub client_id: String,
-    pub client_secret: String,
-    /// HubSpot's install page (`https://app.hubspot.com/oauth/authorize`).
-    pub authorize_url: String,
-    pub scopes: Vec<String>,
-}
-
-impl std::fmt::Debug for OAuthAppSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OAuthAppSettings").field("client_id", &self.client_id).finish_non_exhaustive()
-    }
-}
-
-/// HubSpot's install page.
-pub const DEFAULT_AUTHORIZE_URL: &str = "https://app.hubspot.com/oauth/authorize";
-
-/// What hubrelay's flows need: contacts read and write, and their property definitions (`oauth` is required
-/// of every app).
-pub const DEFAULT_OAUTH_SCOPES: &[&str] = &[
-    "oauth",
-    "crm.objects.contacts.read",
-    "crm.objects.contacts.write",
-    "crm.schemas.contacts.read",
-    "crm.schemas.contacts.write",
-];
-
-impl OAuthAppSettings {
-    /// `None` when no `HUBSPOT_CLIENT_ID` is set; the client secret is the first of `HUBSPOT_CLIENT_SECRET`
-    /// (the app's secret also signs its webhooks).
-    pub fn from_layer(layer: &Layer) -> Result<Option<OAuthAppSettings>, ConfigError> {
-        let Some(client_id) = layer.hubspot_client_id.clone() else {
-            return Ok(None);
-        };
-        let client_secret =
-            layer.hubspot_client_secrets.as_ref().and_then(|s| s.first()).cloned().ok_or(ConfigError::Invalid {
-                setting: "HUBSPOT_CLIENT_SECRET",
-                message: "HUBSPOT_CLIENT_ID is set: the OAuth app's client secret is needed too".into(),
-            })?;
-        let authorize_url = layer.hubspot_oauth_authorize_url.clone().unwrap_or_else(|| DEFAULT_AUTHORIZE_URL.into());
-        if !(authorize_url.starts_with("https://") || authorize_url.starts_with("http://")) {
-            return Err(ConfigError::Invalid {
-                setting: "HUBSPOT_OAUTH_AUTHORIZE_URL",
-                message: format!("`{authorize_url}` is not an http(s) URL"),
-            });
-        }
-        let scopes = layer
-            .hubspot_oauth_scopes
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| DEFAULT_OAUTH_SCOPES.iter().map(|s| s.to_string()).collect());
-        Ok(Some(OAuthAppSettings { client_id, client_secret, authorize_url, scopes }))
-    }
+/// The key that signs a stack's OAuth install links and states, derived from its tenant-secrets key (so the
+/// stack and `hubrelay tenants connect --stack` share it without another secret to keep).
+pub fn install_signing_key(tenant_secrets_key: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::new().chain_update(b"hubrelay oauth install\0").chain_update(tenant_secrets_key.trim()).finalize().to_vec()
 }
 
 /// HubSpot Professional and Enterprise portals: 190 calls per rolling 10 s per app.

@@ -16,6 +16,7 @@ pub mod app;
 pub mod error;
 pub mod intake;
 pub mod leads;
+pub mod oauth_install;
 pub mod referrals;
 pub mod tenant_routes;
 pub mod transport;

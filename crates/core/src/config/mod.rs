@@ -11,6 +11,7 @@ use crate::auth::{AuthConfig, Authenticator};
 use crate::domain::RetrySchedule;
 use crate::hubspot::ApiVersion;
 use crate::mapping::Mapping;
+pub mod oauth;
 pub mod referral;
 
 use crate::worker::Jitter;
@@ -281,7 +282,7 @@ impl RelaySettings {
             }
             (Some(token), None) => HubSpotTarget::Api { base_url: base_url()?, token: token.clone() },
             (None, Some(refresh_token)) => {
-                let app = crate::tenant::OAuthAppSettings::from_layer(layer)?.ok_or_else(|| {
+                let app = oauth::OAuthAppSettings::from_layer(layer)?.ok_or_else(|| {
                     invalid(
                         "HUBSPOT_REFRESH_TOKEN",
                         "needs the OAuth app's HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET",
