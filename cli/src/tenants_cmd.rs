@@ -42,7 +42,7 @@ pub struct TenantsArgs {
 /// Where the tenants are kept.
 enum Registry {
     Local { registry: Box<TenantRegistry>, dir: PathBuf },
-    Aws { registry: DynamoTenants, table: String },
+    Aws { registry: DynamoTenants, table: String, install_key: Vec<u8>, public_url: Option<String> },
 }
 
 impl Registry {
@@ -74,7 +74,8 @@ impl Registry {
         let key = SealingKey::from_hex(&hex)
             .ok_or_else(|| format!("SSM parameter {parameter} does not hold a tenant-secrets key (64 hex digits)"))?;
         let registry = DynamoTenants::new(aws_sdk_dynamodb::Client::new(&sdk), &table, Arc::new(key));
-        Ok(Registry::Aws { registry, table })
+        let install_key = hubrelay_core::tenant::install_signing_key(&hex);
+        Ok(Registry::Aws { registry, table, install_key, public_url: outputs.get("PublicUrl").cloned() })
     }
 
     fn place(&self) -> String {
@@ -229,7 +230,8 @@ enum Action {
     /// Print the install link that connects an OAuth tenant's portal (hand it to the portal's admin)
     Connect {
         id: TenantId,
-        /// The URL HubSpot and the admin's browser reach serve at [env: HUBRELAY_PUBLIC_URL] [default: http://127.0.0.1:8080]
+        /// The URL HubSpot and the admin's browser reach the relay at [env: HUBRELAY_PUBLIC_URL] [default: serve's
+        /// http://127.0.0.1:8080, a stack's PublicUrl output]
         #[arg(long, value_name = "URL")]
         public_url: Option<String>,
     },
@@ -416,12 +418,6 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             print_once(&printed);
         }
         Action::Connect { id, public_url } => {
-            let Registry::Local { dir: data_dir, .. } = &registry else {
-                return Err(format!(
-                    "the install routes run on `hubrelay serve`: connect the portal there, then give the stack its \
-                     refresh token with `hubrelay tenants update {id} --stack … --oauth-refresh-token-file FILE`"
-                ));
-            };
             let tenant = registry.get(&id).await?.tenant;
             if !matches!(tenant.secrets.hubspot, HubSpotAuth::OAuth { .. }) {
                 return Err(format!(
@@ -429,11 +425,21 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
                     tenant.secrets.hubspot.kind()
                 ));
             }
-            let public_url = public_url
-                .or_else(|| std::env::var("HUBRELAY_PUBLIC_URL").ok().filter(|v| !v.is_empty()))
-                .unwrap_or_else(|| "http://127.0.0.1:8080".into());
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            println!("{}", crate::serve_oauth::install_link(data_dir, &public_url, &id, now)?);
+            let from_env = || std::env::var("HUBRELAY_PUBLIC_URL").ok().filter(|v| !v.is_empty());
+            let (link, public_url) = match &registry {
+                Registry::Local { dir, .. } => {
+                    let url = public_url.or_else(from_env).unwrap_or_else(|| "http://127.0.0.1:8080".into());
+                    (crate::serve_oauth::install_link(dir, &url, &id, now)?, url)
+                }
+                Registry::Aws { install_key, public_url: stack_url, .. } => {
+                    let url = public_url.or_else(|| stack_url.clone()).or_else(from_env).ok_or(
+                        "the stack's public URL is needed: pass --stack NAME (its PublicUrl output) or --public-url URL",
+                    )?;
+                    (hubrelay_http::oauth_install::install_link(install_key, &url, &id, now), url)
+                }
+            };
+            println!("{link}");
             eprintln!(
                 "hand this link to an admin of the portal: it leads to HubSpot's install page, then back to {}/oauth/callback \
                  (register that as the app's redirect URL); the link works for 7 days; pin the portal with --hub-id so it connects no other",

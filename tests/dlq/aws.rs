@@ -345,12 +345,9 @@ async fn tenants_on_a_stack_and_their_own_dead_letters_and_events() {
     let refresh_path = refresh_file.display().to_string();
     let updated = run(with(&["tenants", "update", "oem", "--oauth-refresh-token-file", &refresh_path]));
     assert!(updated.contains("HubSpot oauth"), "{updated}");
-    let connect = hubrelay(&with(&["tenants", "connect", "oem"]).iter().map(String::as_str).collect::<Vec<_>>(), &env);
-    assert!(
-        !connect.status.success() && stderr(&connect).contains("--oauth-refresh-token-file"),
-        "{}",
-        stderr(&connect)
-    );
+    // The install link for the stack's oauth-install function, signed with a key derived from the tenant key.
+    let connect = run(with(&["tenants", "connect", "oem", "--public-url", "https://relay.example.com/prod"]));
+    assert!(connect.starts_with("https://relay.example.com/prod/oauth/install?tenant=oem&expires="), "{connect}");
     // Without the key, nothing opens: the registry holds no credential in the clear.
     let items = dynamo.scan().table_name(&table).send().await.unwrap();
     assert!(!format!("{:?}", items.items()).contains("oem-refresh-token"));

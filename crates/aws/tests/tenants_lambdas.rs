@@ -358,3 +358,87 @@ async fn an_oauth_tenant_refreshes_through_the_table_and_is_marked_when_revoked(
     let (code, body) = post(&cold, "/prod/v1/leads", API_TOKEN, &json!({"email": "default-after@example.com"})).await;
     assert_eq!(code, 200, "{body}");
 }
+
+/// The stack's own install pages (`oauth-install`): a signed link → HubSpot's approve page → the callback stores
+/// the tenant's refresh token and hub id in the registry → its leads go out with the granted token. A forged link
+/// and a reused state are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_admin_connects_a_tenant_through_the_stacks_install_pages() {
+    let _env = ENV.lock().await;
+    use hubrelay_sandbox::hubspot::OAuthApp as SandboxApp;
+    let app =
+        SandboxApp { client_id: "stack-app".into(), client_secret: "stack-app-secret".into(), ..SandboxApp::default() };
+    let options = SandboxOptions { token: Some("admin".into()), oauth: Some(app), ..SandboxOptions::default() };
+    let portal = hubrelay_sandbox::hubspot::spawn(options, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let stage = runtime::aws_stage().await;
+    let registry =
+        DynamoTenants::new(stage.dynamo.clone(), &stage.table, Arc::new(SealingKey::from_hex(KEY_HEX).unwrap()));
+    let mut waiting = tenant("marina", &portal, "unused", "chat-widget", "marina-sender");
+    waiting.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: None };
+    waiting.hub_id = Some(SandboxOptions::default().portal_id);
+    registry.add(&waiting).await.unwrap();
+    let ssm = moto::ssm(moto::shared());
+    let key_param = moto::secure_parameter(&ssm, KEY_HEX).await;
+    let secret_param = moto::secure_parameter(&ssm, "stack-app-secret").await;
+    for (k, v) in &stage.env {
+        std::env::set_var(k, v);
+    }
+    let public_url = "https://relay.example.com/prod";
+    std::env::set_var("HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER", &key_param);
+    std::env::set_var("HUBSPOT_CLIENT_ID", "stack-app");
+    std::env::set_var("HUBSPOT_CLIENT_SECRET_SSM_PARAMETER", &secret_param);
+    std::env::set_var("HUBRELAY_PUBLIC_URL", public_url);
+    std::env::set_var("HUBSPOT_OAUTH_AUTHORIZE_URL", format!("{}/oauth/authorize", portal.url()));
+    let pages = hubrelay_aws::lambda::oauth_install_app().await.expect("oauth-install init");
+    let get = |path: String| {
+        let pages = pages.clone();
+        async move {
+            let resp = pages.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+            let status = resp.status().as_u16();
+            let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            (status, location, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let key = hubrelay_core::tenant::install_signing_key(KEY_HEX);
+    let link = hubrelay_http::oauth_install::install_link(&key, public_url, &"marina".parse().unwrap(), now);
+    let path = link.strip_prefix("https://relay.example.com").unwrap().to_string();
+    // A link signed with another key opens nothing.
+    let forged = hubrelay_http::oauth_install::install_link(b"guess", public_url, &"marina".parse().unwrap(), now);
+    let (status, _, body) = get(forged.strip_prefix("https://relay.example.com").unwrap().to_string()).await;
+    assert_eq!(status, 403, "{body}");
+
+    let (status, location, _) = get(path).await;
+    assert_eq!(status, 302);
+    let authorize = location.unwrap();
+    assert!(authorize.starts_with(&format!("{}/oauth/authorize?", portal.url())), "{authorize}");
+    let mut form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(authorize.split_once('?').unwrap().1).unwrap();
+    assert_eq!(form["redirect_uri"], format!("{public_url}/oauth/callback"));
+    form.insert("decision".into(), "approve".into());
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = http
+        .post(format!("{}/oauth/authorize", portal.url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&form).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let callback = resp.headers()["location"].to_str().unwrap().to_string();
+    let callback = callback.strip_prefix("https://relay.example.com").unwrap().to_string();
+    let (status, _, page) = get(callback.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Tenant marina is connected to HubSpot portal"), "{page}");
+    let (status, _, page) = get(callback).await;
+    assert_eq!(status, 400, "a state is taken once: {page}");
+
+    let connected = registry.get(&"marina".parse().unwrap()).await.unwrap().unwrap().tenant;
+    assert!(matches!(connected.secrets.hubspot, HubSpotAuth::OAuth { refresh_token: Some(_) }));
+    assert!(!connected.needs_reauth);
+    let leads = lead_captured_app().await.expect("lead-captured init");
+    let (code, body) =
+        post(&leads, "/prod/t/marina/v1/leads", "marina-sender", &json!({"email": "boat@example.com"})).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(contact(&portal, "admin", "boat@example.com").await.is_some());
+}
