@@ -130,7 +130,7 @@ async fn seed(store: &SqliteStore, args: &Args) {
         let body = lead(i, args.emails).to_string();
         let parsed = hubrelay_core::lead::parse_json(body.as_bytes()).expect("bench lead parses");
         changes.push(QueueChange::Requeue(RetryMessage {
-            version: RetryMessage::VERSION,
+            version: RetryMessage::UNSCOPED_VERSION,
             tenant: None,
             event_id: format!("evt_bench_{i:06}"),
             function: FunctionName::LeadCaptured,

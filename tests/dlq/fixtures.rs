@@ -27,7 +27,7 @@ pub fn dead_letter(id: &str, age: Duration, attempts: u32, code: &str) -> (Retry
         })
         .collect();
     let message = RetryMessage {
-        version: RetryMessage::VERSION,
+        version: RetryMessage::UNSCOPED_VERSION,
         event_id: id.to_string(),
         function: FunctionName::LeadCaptured,
         idempotency_key: format!("idem-{id}"),

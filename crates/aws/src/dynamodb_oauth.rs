@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `id` | S | [`token_key`](hubrelay_core::shared_token::token_key) of the app and refresh token (partition key) |
 //! | `sealed` | B | the access token, sealed (ChaCha20-Poly1305) under a key derived from the refresh token and the app's client secret |
-//! | `refresh_at` | N | epoch ms: when the token should be refreshed |
+//! | `refresh_at`, `expires_at` | N, N | epoch ms: when the token should be refreshed, when it expires |
 //! | `lease_owner`, `lease_until` | S, N | who is refreshing, until when (epoch ms) |
 //! | `expiration` | N | epoch seconds, a day after the last write; the table's TTL attribute |
 //!
@@ -86,7 +86,7 @@ impl SharedTokenStore for DynamoSharedToken {
             .table_name(&self.table)
             .key("id", AttributeValue::S(self.key.clone()))
             .consistent_read(true)
-            .projection_expression("sealed, refresh_at")
+            .projection_expression("sealed, refresh_at, expires_at")
             .send()
             .await
             .map_err(|e| self.unavailable("GetItem", &e))?;
@@ -101,10 +101,20 @@ impl SharedTokenStore for DynamoSharedToken {
         else {
             return Ok(None);
         };
-        let at: i128 = at.parse().map_err(|_| StoreError::Corrupt(format!("{}: refresh_at `{at}`", self.key)))?;
-        let refresh_at = OffsetDateTime::from_unix_timestamp_nanos(at * 1_000_000)
-            .map_err(|_| StoreError::Corrupt(format!("{}: refresh_at `{at}`", self.key)))?;
-        Ok(Some(SharedToken { access_token, refresh_at }))
+        let time = |name: &str, value: &str| {
+            value
+                .parse::<i128>()
+                .ok()
+                .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("{}: {name} `{value}`", self.key)))
+        };
+        let refresh_at = time("refresh_at", at)?;
+        // Written before `expires_at` was kept: good until it is due.
+        let expires_at = match item.get("expires_at") {
+            Some(AttributeValue::N(v)) => time("expires_at", v)?,
+            _ => refresh_at,
+        };
+        Ok(Some(SharedToken { access_token, refresh_at, expires_at }))
     }
 
     async fn lease(&self, owner: &str, now: OffsetDateTime, until: OffsetDateTime) -> Result<bool, StoreError> {
@@ -139,6 +149,7 @@ impl SharedTokenStore for DynamoSharedToken {
         let values = HashMap::from([
             (":sealed".to_string(), AttributeValue::B(Blob::new(sealed))),
             (":at".to_string(), AttributeValue::N(millis(token.refresh_at))),
+            (":until".to_string(), AttributeValue::N(millis(token.expires_at))),
             (":exp".to_string(), Self::expiration(OffsetDateTime::now_utc())),
             (":owner".to_string(), AttributeValue::S(owner.to_string())),
         ]);
@@ -149,7 +160,7 @@ impl SharedTokenStore for DynamoSharedToken {
             .table_name(&self.table)
             .key("id", AttributeValue::S(self.key.clone()))
             .update_expression(
-                "SET sealed = :sealed, refresh_at = :at, expiration = :exp REMOVE lease_owner, lease_until",
+                "SET sealed = :sealed, refresh_at = :at, expires_at = :until, expiration = :exp REMOVE lease_owner, lease_until",
             )
             .condition_expression("lease_owner = :owner")
             .set_expression_attribute_values(Some(values))

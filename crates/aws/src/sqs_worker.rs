@@ -32,6 +32,9 @@ pub struct SqsWorker {
 /// How long a disabled tenant's message waits before it is looked at again (SQS's longest delay).
 const DISABLED_TENANT_DELAY: time::Duration = time::Duration::seconds(crate::sqs::MAX_DELAY_SECONDS as i64);
 
+/// The code of the dead-letter reason for a tenant's message that lost its tenant.
+pub const TENANT_MISSING: &str = "tenant_missing";
+
 /// The code of the dead-letter reason for a message of a tenant no longer in the registry.
 pub const UNKNOWN_TENANT: &str = "unknown_tenant";
 
@@ -287,6 +290,15 @@ fn read(body: &str) -> Result<RetryMessage, DeadLetterReason> {
                 message.version,
                 RetryMessage::VERSION
             ),
+        });
+    }
+    if message.version >= RetryMessage::VERSION && message.tenant.is_none() {
+        // Only a tenant's messages are written in this format: one without its tenant was rewritten by code
+        // from before tenants (a redrive with an older `hubrelay`). Delivering it would send a tenant's event to
+        // the default portal; parked, its body still names the event for an operator.
+        return Err(DeadLetterReason {
+            code: TENANT_MISSING.into(),
+            message: "a tenant's message (format version 2) lost its tenant (rewritten by an older hubrelay?)".into(),
         });
     }
     Ok(message)

@@ -328,7 +328,7 @@ fn retry_message(not_before: OffsetDateTime) -> RetryMessage {
         error: Some("HubSpot answered 503".into()),
     };
     RetryMessage {
-        version: RetryMessage::VERSION,
+        version: RetryMessage::UNSCOPED_VERSION,
         tenant: None,
         event_id: hubrelay_core::domain::new_event_id(),
         function: FunctionName::LeadCaptured,

@@ -194,12 +194,17 @@ async fn one_process_holds_the_refresh_lease_until_it_stores_releases_or_runs_ou
     assert!(!store.lease("b", now, until).await.unwrap(), "b while a holds it");
     assert!(store.lease("a", now, until).await.unwrap(), "a again (its own lease)");
     // Only the holder stores.
-    let token = SharedToken { access_token: "at-1".into(), refresh_at: now + time::Duration::seconds(30) };
+    let token = SharedToken {
+        access_token: "at-1".into(),
+        refresh_at: now + time::Duration::seconds(30),
+        expires_at: now + time::Duration::seconds(33),
+    };
     assert!(store.store(&token, "b").await.is_err());
     store.store(&token, "a").await.unwrap();
     let read = store.current().await.unwrap().unwrap();
     assert_eq!(read.access_token, "at-1");
     assert_eq!(read.refresh_at.unix_timestamp(), token.refresh_at.unix_timestamp());
+    assert_eq!(read.expires_at.unix_timestamp(), token.expires_at.unix_timestamp());
     // Storing ended the lease; a failed refresh's release does too.
     assert!(store.lease("b", now, until).await.unwrap());
     store.release("a").await.unwrap(); // not a's: nothing happens

@@ -194,6 +194,26 @@ async fn each_tenant_has_its_portal_mapping_credentials_and_events() {
     let parked = parked.messages().iter().find(|m| m.body().unwrap().contains("ghost")).expect("in the DLQ");
     assert_eq!(parked.message_attributes().unwrap()["error_code"].string_value(), Some("unknown_tenant"));
 
+    // Rewritten by code from before tenants (which drops the field it does not know): parked, never delivered
+    // to the default portal.
+    let mut stripped: Value = serde_json::from_str(message.body().unwrap()).unwrap();
+    stripped.as_object_mut().unwrap().remove("tenant");
+    stripped["event_id"] = json!("evt_00000000000000000000000000stripped");
+    let response = worker.handle(sqs_event(arn, &[("m-stripped".into(), stripped.to_string())]), due).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let parked = stage
+        .sqs
+        .receive_message()
+        .queue_url(&stage.dlq_url)
+        .message_attribute_names("All")
+        .max_number_of_messages(10)
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap();
+    let parked = parked.messages().iter().find(|m| m.body().unwrap().contains("stripped")).expect("in the DLQ");
+    assert_eq!(parked.message_attributes().unwrap()["error_code"].string_value(), Some("tenant_missing"));
+
     // Each tenant lists its own events; the default tenant lists none of theirs.
     let table = DynamoIdempotencyStore::new(stage.dynamo.clone(), &stage.table);
     let ids = |records: Vec<hubrelay_core::store::EventRecord>| -> std::collections::BTreeSet<String> {

@@ -148,6 +148,8 @@ pub const SHARED_LEASE: Duration = Duration::from_secs(12);
 /// How long a call waits for another process's refresh before it fails (retryable: its event is queued).
 pub const SHARED_WAIT: Duration = Duration::from_secs(3);
 const SHARED_POLL: Duration = Duration::from_millis(100);
+/// A token this close to its expiry is not sent (it could expire on the way).
+const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 
 /// One installed portal's access token.
 pub struct OAuthTokens {
@@ -159,6 +161,9 @@ pub struct OAuthTokens {
     rejected: std::sync::Mutex<Option<String>>,
     /// The token the stack's processes share, and this process's name as a lease owner.
     shared: Option<(Arc<dyn SharedTokenStore>, String)>,
+    /// After a failed shared refresh: no other attempt from this process before then (its lease holds the
+    /// others off meanwhile).
+    backoff_until: std::sync::Mutex<Option<Instant>>,
     needs_reauth: AtomicBool,
     refreshes: AtomicU64,
     on_revoked: Option<OnRevoked>,
@@ -173,6 +178,7 @@ impl OAuthTokens {
             cached: tokio::sync::Mutex::new(None),
             rejected: std::sync::Mutex::new(None),
             shared: None,
+            backoff_until: std::sync::Mutex::new(None),
             needs_reauth: AtomicBool::new(false),
             refreshes: AtomicU64::new(0),
             on_revoked: None,
@@ -223,35 +229,25 @@ impl OAuthTokens {
             return Err(needs_reauth_error());
         }
         let Some((store, owner)) = &self.shared else {
-            let (token, _) = self.refresh(&mut cached).await?;
+            let (token, _, _) = self.refresh(&mut cached).await?;
             return Ok(token);
         };
         let deadline = Instant::now() + SHARED_WAIT;
         loop {
-            if let Some(token) = self.fresh_shared(store.as_ref(), &mut cached).await? {
-                return Ok(token);
-            }
             let now = OffsetDateTime::now_utc();
-            if store.lease(owner, now, now + SHARED_LEASE).await.map_err(store_error)? {
-                // Another process may have stored a token between the read and the lease.
-                if let Some(token) = self.fresh_shared(store.as_ref(), &mut cached).await? {
-                    let _ = store.release(owner).await;
-                    return Ok(token);
-                }
-                return match self.refresh(&mut cached).await {
-                    Ok((access_token, refresh_at)) => {
-                        let token = SharedToken { access_token, refresh_at };
-                        if let Err(e) = store.store(&token, owner).await {
-                            // This process still has the token; the others refresh once the lease runs out.
-                            tracing::warn!(error = %e, "could not share the refreshed access token");
-                        }
-                        Ok(token.access_token)
-                    }
-                    Err(e) => {
-                        let _ = store.release(owner).await;
-                        Err(e)
-                    }
-                };
+            let current = self.usable(store.current().await.map_err(store_error)?);
+            if let Some(token) = current.as_ref().filter(|t| t.refresh_at > now) {
+                return Ok(self.keep(&mut cached, token, token.refresh_at, now));
+            }
+            let backing_off =
+                self.backoff_until.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|t| Instant::now() < t);
+            if !backing_off && store.lease(owner, now, now + SHARED_LEASE).await.map_err(store_error)? {
+                return self.refresh_under_lease(store.as_ref(), owner, &mut cached).await;
+            }
+            // Another process is refreshing: the token it replaces still serves until it expires.
+            if let Some(token) = current.as_ref().filter(|t| t.expires_at > now + EXPIRY_MARGIN) {
+                let recheck = (now + SHARED_POLL * 10).min(token.expires_at - EXPIRY_MARGIN);
+                return Ok(self.keep(&mut cached, token, recheck, now));
             }
             if Instant::now() >= deadline {
                 return Err(HubSpotError::new(
@@ -264,25 +260,68 @@ impl OAuthTokens {
         }
     }
 
-    /// The shared token when it is fresh and HubSpot has not refused it, cached in this process.
-    async fn fresh_shared(
+    /// Holding the lease: the token another process stored meanwhile, or a refresh, stored for the others. A
+    /// failed refresh keeps the lease until it runs out, so the stack asks the token endpoint at most once per
+    /// lease while it fails (its rate limit is the app's, for every portal).
+    async fn refresh_under_lease(
         &self,
         store: &dyn SharedTokenStore,
+        owner: &str,
         cached: &mut Option<Cached>,
-    ) -> Result<Option<String>, HubSpotError> {
+    ) -> Result<String, HubSpotError> {
         let now = OffsetDateTime::now_utc();
-        let current = store.current().await.map_err(store_error)?;
-        let rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(token) = current.filter(|t| t.refresh_at > now && Some(&t.access_token) != rejected.as_ref()) else {
-            return Ok(None);
+        match store.current().await {
+            Ok(current) => {
+                if let Some(token) = self.usable(current).filter(|t| t.refresh_at > now) {
+                    let _ = store.release(owner).await;
+                    return Ok(self.keep(cached, &token, token.refresh_at, now));
+                }
+            }
+            Err(e) => {
+                let _ = store.release(owner).await;
+                return Err(store_error(e));
+            }
+        }
+        let (access_token, refresh_at, expires_at) = match self.refresh(cached).await {
+            Ok(granted) => granted,
+            Err(e) => {
+                *self.backoff_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + SHARED_LEASE);
+                return Err(e);
+            }
         };
-        let left = (token.refresh_at - now).unsigned_abs();
+        let token = SharedToken { access_token, refresh_at, expires_at };
+        if let Err(e) = store.store(&token, owner).await {
+            // This process still has the token; the others refresh once the lease is gone.
+            tracing::warn!(error = %e, "could not share the refreshed access token");
+            let _ = store.release(owner).await;
+        }
+        Ok(token.access_token)
+    }
+
+    /// `token` unless HubSpot refused it.
+    fn usable(&self, token: Option<SharedToken>) -> Option<SharedToken> {
+        let rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        token.filter(|t| Some(&t.access_token) != rejected.as_ref())
+    }
+
+    /// Caches `token` in this process until `until`.
+    fn keep(
+        &self,
+        cached: &mut Option<Cached>,
+        token: &SharedToken,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> String {
+        let left = (until - now).max(time::Duration::ZERO).unsigned_abs();
         *cached = Some(Cached { token: token.access_token.clone(), refresh_at: Instant::now() + left });
-        Ok(Some(token.access_token))
+        token.access_token.clone()
     }
 
     /// One `grant_type=refresh_token` request: the new token and when to refresh it, cached.
-    async fn refresh(&self, cached: &mut Option<Cached>) -> Result<(String, OffsetDateTime), HubSpotError> {
+    async fn refresh(
+        &self,
+        cached: &mut Option<Cached>,
+    ) -> Result<(String, OffsetDateTime, OffsetDateTime), HubSpotError> {
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", self.refresh_token.as_str()),
@@ -294,7 +333,8 @@ impl OAuthTokens {
             Ok(grant) => {
                 let after = refresh_after(grant.expires_in);
                 *cached = Some(Cached { token: grant.access_token.clone(), refresh_at: Instant::now() + after });
-                Ok((grant.access_token, OffsetDateTime::now_utc() + after))
+                let now = OffsetDateTime::now_utc();
+                Ok((grant.access_token, now + after, now + Duration::from_secs(grant.expires_in)))
             }
             Err(e @ OAuthError::Refused { .. }) => {
                 *cached = None;

@@ -130,3 +130,109 @@ async fn a_revoked_refresh_token_makes_every_call_needs_reauth_and_tells_once() 
     let stats = handle.sandbox.oauth_stats();
     assert_eq!((stats.refresh_token_grants, stats.refused), (0, 1));
 }
+
+/// A [`SharedTokenStore`] in memory, as the table is for the Lambdas.
+#[derive(Default)]
+struct MemoryStore {
+    token: std::sync::Mutex<Option<hubrelay_core::shared_token::SharedToken>>,
+    lease: std::sync::Mutex<Option<(String, time::OffsetDateTime)>>,
+}
+
+#[async_trait::async_trait]
+impl hubrelay_core::shared_token::SharedTokenStore for MemoryStore {
+    async fn current(
+        &self,
+    ) -> Result<Option<hubrelay_core::shared_token::SharedToken>, hubrelay_core::store::StoreError> {
+        Ok(self.token.lock().unwrap().clone())
+    }
+    async fn lease(
+        &self,
+        owner: &str,
+        now: time::OffsetDateTime,
+        until: time::OffsetDateTime,
+    ) -> Result<bool, hubrelay_core::store::StoreError> {
+        let mut lease = self.lease.lock().unwrap();
+        match lease.as_ref() {
+            Some((holder, end)) if holder != owner && *end >= now => Ok(false),
+            _ => {
+                *lease = Some((owner.to_string(), until));
+                Ok(true)
+            }
+        }
+    }
+    async fn store(
+        &self,
+        token: &hubrelay_core::shared_token::SharedToken,
+        owner: &str,
+    ) -> Result<(), hubrelay_core::store::StoreError> {
+        let mut lease = self.lease.lock().unwrap();
+        assert_eq!(lease.as_ref().map(|l| l.0.as_str()), Some(owner), "stored without the lease");
+        *lease = None;
+        *self.token.lock().unwrap() = Some(token.clone());
+        Ok(())
+    }
+    async fn release(&self, owner: &str) -> Result<(), hubrelay_core::store::StoreError> {
+        let mut lease = self.lease.lock().unwrap();
+        if lease.as_ref().is_some_and(|l| l.0 == owner) {
+            *lease = None;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn processes_sharing_a_store_refresh_once_and_serve_the_old_token_while_another_refreshes() {
+    let handle = oauth_sandbox(Duration::from_secs(30)).await;
+    let refresh_token = install(&handle).await;
+    let store = Arc::new(MemoryStore::default());
+    let processes: Vec<Arc<HubSpotClient>> = (0..3)
+        .map(|_| {
+            let tokens = OAuthTokens::new(app(&handle), refresh_token.clone()).shared_through(store.clone());
+            client(&handle, Arc::new(tokens))
+        })
+        .collect();
+    for p in &processes {
+        calls_at_once(p, 5).await;
+    }
+    assert_eq!(handle.sandbox.oauth_stats().refresh_token_grants, 1, "one refresh for three processes");
+
+    // The token is due (not expired) and another process holds the lease: a fresh process uses the stored token
+    // rather than waiting.
+    let now = time::OffsetDateTime::now_utc();
+    {
+        let mut token = store.token.lock().unwrap();
+        token.as_mut().unwrap().refresh_at = now - time::Duration::seconds(1);
+    }
+    *store.lease.lock().unwrap() = Some(("someone-else".into(), now + time::Duration::seconds(12)));
+    let fresh =
+        client(&handle, Arc::new(OAuthTokens::new(app(&handle), refresh_token.clone()).shared_through(store.clone())));
+    let started = std::time::Instant::now();
+    calls_at_once(&fresh, 3).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "waited for the other process: {:?}", started.elapsed());
+    assert_eq!(handle.sandbox.oauth_stats().refresh_token_grants, 1);
+
+    // The holder is gone (its lease ran out): the next process refreshes, once.
+    *store.lease.lock().unwrap() = None;
+    let next =
+        client(&handle, Arc::new(OAuthTokens::new(app(&handle), refresh_token.clone()).shared_through(store.clone())));
+    calls_at_once(&next, 3).await;
+    assert_eq!(handle.sandbox.oauth_stats().refresh_token_grants, 2);
+    assert!(store.lease.lock().unwrap().is_none(), "the lease ends with the store");
+}
+
+#[tokio::test]
+async fn a_failing_token_endpoint_is_asked_once_per_lease_not_once_per_call() {
+    let handle = oauth_sandbox(Duration::from_secs(30)).await;
+    let refresh_token = install(&handle).await;
+    let store = Arc::new(MemoryStore::default());
+    // The app's secret is wrong: every token request fails (400, the app's own credentials).
+    let wrong = OAuthApp { client_secret: "wrong".into(), ..app(&handle) };
+    let tokens = Arc::new(OAuthTokens::new(wrong, refresh_token).shared_through(store.clone()));
+    let refused_before = handle.sandbox.oauth_stats().refused;
+    for _ in 0..2 {
+        let e = tokens.access_token().await.unwrap_err();
+        assert!(["oauth_app_refused", "oauth_refresh_pending"].contains(&e.code.as_str()), "{e:?}");
+    }
+    assert_eq!(handle.sandbox.oauth_stats().refused - refused_before, 1, "one token request while it fails");
+    assert!(store.lease.lock().unwrap().is_some(), "the failed refresh keeps the others off until its lease ends");
+}

@@ -8,16 +8,20 @@ use time::OffsetDateTime;
 
 use crate::store::StoreError;
 
-/// An access token and when to refresh it (ahead of its expiry).
+/// An access token, when to refresh it, and when it expires (it still serves while another process refreshes).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SharedToken {
     pub access_token: String,
     pub refresh_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
 }
 
 impl std::fmt::Debug for SharedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedToken").field("refresh_at", &self.refresh_at).finish_non_exhaustive()
+        f.debug_struct("SharedToken")
+            .field("refresh_at", &self.refresh_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
     }
 }
 

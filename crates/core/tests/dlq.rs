@@ -28,7 +28,7 @@ fn attempt(n: u32, at: OffsetDateTime, code: &str) -> DeliveryAttempt {
 
 fn message(id: &str, received: OffsetDateTime, code: &str) -> RetryMessage {
     RetryMessage {
-        version: RetryMessage::VERSION,
+        version: RetryMessage::UNSCOPED_VERSION,
         tenant: None,
         event_id: id.into(),
         function: FunctionName::LeadCaptured,

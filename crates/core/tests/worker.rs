@@ -86,7 +86,7 @@ fn lead(email: &str, vehicle: &str) -> Value {
 fn queued(lead: Value, received_at: OffsetDateTime) -> RetryMessage {
     let parsed = hubrelay_core::lead::parse_json(lead.to_string().as_bytes()).unwrap();
     RetryMessage {
-        version: RetryMessage::VERSION,
+        version: RetryMessage::UNSCOPED_VERSION,
         tenant: None,
         event_id: hubrelay_core::domain::new_event_id(),
         function: FunctionName::LeadCaptured,

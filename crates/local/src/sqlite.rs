@@ -654,7 +654,7 @@ mod tests {
 
     fn message(event_id: &str, not_before: OffsetDateTime) -> RetryMessage {
         RetryMessage {
-            version: RetryMessage::VERSION,
+            version: RetryMessage::UNSCOPED_VERSION,
             tenant: None,
             event_id: event_id.into(),
             function: FunctionName::LeadCaptured,

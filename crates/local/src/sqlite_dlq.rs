@@ -103,7 +103,7 @@ mod tests {
 
     fn message(id: &str) -> RetryMessage {
         RetryMessage {
-            version: RetryMessage::VERSION,
+            version: RetryMessage::UNSCOPED_VERSION,
             tenant: None,
             event_id: id.into(),
             function: FunctionName::LeadCaptured,

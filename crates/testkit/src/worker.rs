@@ -89,7 +89,7 @@ pub fn retry_message(
 ) -> RetryMessage {
     let parsed = hubrelay_core::lead::parse_json(lead.to_string().as_bytes()).expect("a valid lead");
     RetryMessage {
-        version: RetryMessage::VERSION,
+        version: RetryMessage::UNSCOPED_VERSION,
         tenant: None,
         event_id: hubrelay_core::domain::new_event_id(),
         function: FunctionName::LeadCaptured,

@@ -27,7 +27,7 @@ fn message(email: &str, failed_attempts: u32) -> RetryMessage {
         })
         .collect();
     RetryMessage {
-        version: RetryMessage::VERSION,
+        version: RetryMessage::UNSCOPED_VERSION,
         event_id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
         function: FunctionName::LeadCaptured,
         idempotency_key: format!("lead-captured:body:{email}"),
