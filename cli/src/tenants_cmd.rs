@@ -110,17 +110,24 @@ impl Registry {
         }
     }
 
-    async fn list(&self) -> Result<Vec<StoredTenant>, String> {
-        match self {
-            Registry::Local { registry, .. } => registry.list().map_err(|e| e.to_string()),
+    /// Every tenant by id, each readable or with why not (one bad row hides no other).
+    async fn list(&self) -> Result<Vec<(String, Result<StoredTenant, String>)>, String> {
+        let rows = match self {
+            Registry::Local { registry, .. } => registry
+                .list_rows()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(id, row)| (id, row.map_err(|e| e.to_string())))
+                .collect(),
             Registry::Aws { registry, .. } => registry
                 .list()
                 .await
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .map(|(_, row)| row.map_err(|e| e.to_string()))
+                .map(|(id, row)| (id, row.map_err(|e| e.to_string())))
                 .collect(),
-        }
+        };
+        Ok(rows)
     }
 
     async fn remove(&self, id: &TenantId) -> Result<(), String> {
@@ -326,14 +333,24 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
         Action::List { json } => {
             let tenants = registry.list().await?;
             if json {
-                let list: Vec<_> = tenants.iter().map(|t| describe(t, false)).collect();
+                let list: Vec<_> = tenants
+                    .iter()
+                    .map(|(id, row)| match row {
+                        Ok(t) => describe(t, false),
+                        Err(e) => json!({"id": id, "state": "unreadable", "error": e}),
+                    })
+                    .collect();
                 println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
             } else if tenants.is_empty() {
                 println!("no tenants in {} (add one with `hubrelay tenants add ID`)", registry.place());
             } else {
                 let rows: Vec<Vec<String>> = tenants
                     .iter()
-                    .map(|s| {
+                    .map(|(id, row)| {
+                        let s = match row {
+                            Ok(s) => s,
+                            Err(e) => return vec![id.clone(), format!("UNREADABLE: {e}"), "-".into()],
+                        };
                         let t = &s.tenant;
                         vec![
                             t.id.to_string(),

@@ -1,5 +1,5 @@
 //! The tenant registry on AWS: one item per tenant in the idempotency table, its secrets sealed
-//! (ChaCha20-Poly1305, the tenant id as associated data) under the stack's tenant-secrets key — 32 random bytes
+//! (ChaCha20-Poly1305, bound to the tenant id, `enabled` and the settings) under the stack's tenant-secrets key — 32 random bytes
 //! kept in an SSM SecureString encrypted with the stack's KMS key (`TenantSecretsKeyParameter`), read once per
 //! cold start. The table alone gives no tenant's credentials away.
 //!
@@ -237,7 +237,7 @@ impl DynamoTenants {
         let settings = item.get("settings").and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("settings"))?;
         let secrets = item.get("secrets").and_then(|v| v.as_b().ok()).ok_or_else(|| corrupt("secrets"))?;
         let sealed = SealedTenant { settings: settings.clone(), secrets: secrets.as_ref().to_vec() };
-        let tenant = Tenant::unseal(id.clone(), enabled, &sealed, &self.key).map_err(|e| match e {
+        let tenant = Tenant::unseal(id.clone(), enabled, &sealed, &self.key, false).map_err(|e| match e {
             UnsealError::Sealed => TenantStoreError::Sealed(id.to_string()),
             UnsealError::Corrupt(message) => TenantStoreError::Corrupt { id: id.to_string(), message },
         })?;

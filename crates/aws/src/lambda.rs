@@ -195,7 +195,14 @@ impl Init {
     }
 
     fn hubspot_client(&self, lane: Lane) -> Result<Arc<dyn HubSpot>, InitError> {
-        self.wiring(lane).client(&self.settings.hubspot, self.settings.hubspot_rate_limit_per_10s, |t| t)
+        // The default portal's refresh token refused: the same alarm as a tenant's (TenantNeedsReauthAlarm).
+        let alarm = |tokens: OAuthTokens| {
+            tokens.on_revoked(Arc::new(|e| {
+                tracing::error!(tenant = "default", error = %e, alarm = "TenantNeedsReauth",
+                    "HubSpot refused the stack's refresh token (HubSpotRefreshTokenParameter): put a new one in the parameter and cold-start the functions; events stay queued");
+            }))
+        };
+        self.wiring(lane).client(&self.settings.hubspot, self.settings.hubspot_rate_limit_per_10s, alarm)
     }
 
     /// The registry's tenants, each built by `build` (`None` without a tenant-secrets key).

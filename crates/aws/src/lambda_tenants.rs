@@ -18,7 +18,7 @@ use hubrelay_http::tenant_routes::{TenantRoute, TenantRouter};
 use hubrelay_http::{Relay, Stores};
 
 use crate::dynamodb::DynamoIdempotencyStore;
-use crate::dynamodb_tenants::DynamoTenants;
+use crate::dynamodb_tenants::{DynamoTenants, TenantStoreError};
 use crate::lambda::HubSpotWiring;
 use crate::sqs::SqsRetryQueue;
 
@@ -125,8 +125,16 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
                     "tenant needs a new OAuth install; its events stay queued");
                 let (registry, id, refused) = (registry.clone(), tenant_id.clone(), refused.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = registry.mark_needs_reauth(&id, &refused).await {
-                        tracing::error!(tenant = %id, error = %e, "could not mark the tenant needs_reauth");
+                    // Read again and retry when an operator's change raced it (the mark is conditional on it).
+                    for attempt in 1..=3 {
+                        match registry.mark_needs_reauth(&id, &refused).await {
+                            Ok(_) => return,
+                            Err(TenantStoreError::Changed(_)) if attempt < 3 => continue,
+                            Err(e) => {
+                                tracing::error!(tenant = %id, error = %e, "could not mark the tenant needs_reauth");
+                                return;
+                            }
+                        }
                     }
                 });
             }));

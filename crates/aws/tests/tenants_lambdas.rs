@@ -277,6 +277,24 @@ async fn each_tenant_has_its_portal_mapping_credentials_and_events() {
     }
     let listed = registry.list().await.unwrap();
     assert_eq!(listed.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["dealer", "oem"]);
+    // Settings changed by someone who can write the table but has no key (a base URL of their own, to collect
+    // the credential) make the tenant unreadable, not obeyed.
+    let oem_item = AttributeValue::S("tenant:oem".into());
+    let item = stage.dynamo.get_item().table_name(&stage.table).key("id", oem_item.clone()).send().await.unwrap();
+    let settings = item.item().unwrap()["settings"].as_s().unwrap().clone();
+    let tampered = settings.replace(&oem.url(), "https://collector.example.com");
+    assert_ne!(tampered, settings);
+    stage
+        .dynamo
+        .update_item()
+        .table_name(&stage.table)
+        .key("id", oem_item)
+        .update_expression("SET settings = :s")
+        .expression_attribute_values(":s", AttributeValue::S(tampered))
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(registry.get(&"oem".parse().unwrap()).await, Err(TenantStoreError::Sealed(_))));
     // Another key opens nothing.
     let wrong = DynamoTenants::new(stage.dynamo.clone(), &stage.table, Arc::new(SealingKey::from_bytes(&[1; 32])));
     assert!(matches!(wrong.get(&"oem".parse().unwrap()).await, Err(TenantStoreError::Sealed(_))));

@@ -163,8 +163,10 @@ pub struct StoredTenant {
     pub updated_at: i64,
 }
 
-/// A tenant as a registry stores it: its settings as JSON in the clear, its secrets sealed (with the tenant id
-/// as associated data, so sealed secrets copied onto another tenant do not open).
+/// A tenant as a registry stores it: its settings as JSON in the clear, its secrets sealed with the tenant id,
+/// `enabled` and the settings as associated data — sealed secrets copied onto another tenant do not open, and
+/// settings changed by someone without the key (a base URL pointing elsewhere, to collect the credential) make
+/// the tenant unreadable rather than obeyed.
 #[derive(Debug, Clone)]
 pub struct SealedTenant {
     pub settings: String,
@@ -193,6 +195,11 @@ pub enum UnsealError {
     Corrupt(String),
 }
 
+/// What a tenant's sealed secrets are bound to.
+fn sealed_record(id: &TenantId, enabled: bool, settings: &str) -> String {
+    format!("tenant {id}\nenabled {enabled}\n{settings}")
+}
+
 impl Tenant {
     pub fn seal(&self, key: &crate::sealed::SealingKey) -> Result<SealedTenant, String> {
         let settings = StoredSettings {
@@ -205,19 +212,26 @@ impl Tenant {
         };
         let settings = serde_json::to_string(&settings).map_err(|e| e.to_string())?;
         let secrets = serde_json::to_vec(&self.secrets).map_err(|e| e.to_string())?;
-        let secrets = key.seal(self.id.as_str(), &secrets).ok_or("no system randomness")?;
+        let record = sealed_record(&self.id, self.enabled, &settings);
+        let secrets = key.seal(&record, &secrets).ok_or("no system randomness")?;
         Ok(SealedTenant { settings, secrets })
     }
 
+    /// `legacy`: also open secrets sealed with the tenant id alone (a local registry's rows from before the
+    /// settings were bound; each is bound on its next write).
     pub fn unseal(
         id: TenantId,
         enabled: bool,
         sealed: &SealedTenant,
         key: &crate::sealed::SealingKey,
+        legacy: bool,
     ) -> Result<Tenant, UnsealError> {
         let settings: StoredSettings =
             serde_json::from_str(&sealed.settings).map_err(|e| UnsealError::Corrupt(e.to_string()))?;
-        let plain = key.open(id.as_str(), &sealed.secrets).ok_or(UnsealError::Sealed)?;
+        let plain = key
+            .open(&sealed_record(&id, enabled, &sealed.settings), &sealed.secrets)
+            .or_else(|| legacy.then(|| key.open(id.as_str(), &sealed.secrets)).flatten())
+            .ok_or(UnsealError::Sealed)?;
         let secrets: TenantSecrets = serde_json::from_slice(&plain).map_err(|e| UnsealError::Corrupt(e.to_string()))?;
         Ok(Tenant {
             id,
@@ -311,6 +325,26 @@ impl Tenant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_secrets_are_bound_to_the_id_the_state_and_the_settings() {
+        let key = crate::sealed::SealingKey::from_bytes(&[3; 32]);
+        let t = tenant("acme");
+        let sealed = t.seal(&key).unwrap();
+        let open = |id: &str, enabled: bool, sealed: &SealedTenant, legacy: bool| {
+            Tenant::unseal(id.parse().unwrap(), enabled, sealed, &key, legacy)
+        };
+        assert_eq!(open("acme", t.enabled, &sealed, false).unwrap(), t);
+        assert_eq!(open("other", t.enabled, &sealed, true), Err(UnsealError::Sealed));
+        assert_eq!(open("acme", !t.enabled, &sealed, true), Err(UnsealError::Sealed));
+        let moved = SealedTenant { settings: sealed.settings.replace("aimbase", "chat-widget"), ..sealed.clone() };
+        assert_eq!(open("acme", t.enabled, &moved, true), Err(UnsealError::Sealed));
+        // Rows sealed before the binding (the id alone) open where legacy rows are allowed.
+        let secrets = serde_json::to_vec(&t.secrets).unwrap();
+        let legacy = SealedTenant { settings: sealed.settings.clone(), secrets: key.seal("acme", &secrets).unwrap() };
+        assert_eq!(open("acme", t.enabled, &legacy, true).unwrap(), t);
+        assert_eq!(open("acme", t.enabled, &legacy, false), Err(UnsealError::Sealed));
+    }
 
     fn tenant(id: &str) -> Tenant {
         Tenant {

@@ -185,7 +185,7 @@ impl TenantRegistry {
         let corrupt = |message: String| RegistryError::Corrupt { id: row.id.clone(), message };
         let id: TenantId = row.id.parse().map_err(corrupt)?;
         let sealed = SealedTenant { settings: row.settings.clone(), secrets: row.secrets.clone() };
-        let tenant = Tenant::unseal(id, row.enabled, &sealed, &self.key).map_err(|e| match e {
+        let tenant = Tenant::unseal(id, row.enabled, &sealed, &self.key, true).map_err(|e| match e {
             UnsealError::Sealed => {
                 RegistryError::Sealed { id: row.id.clone(), key: self.key_file.display().to_string() }
             }
