@@ -178,7 +178,19 @@ impl TenantHost {
                 continue;
             }
             let previous = self.running.remove(&id);
-            let was_waiting = previous.as_ref().is_some_and(|r| r.waiting_for_install);
+            // Waiting for an install before, or installed again since (a revoke this poll had not seen yet):
+            // what waited on the queue goes now.
+            let refresh_token = |s: &StoredTenant| match &s.tenant.secrets.hubspot {
+                HubSpotAuth::OAuth { refresh_token } => refresh_token.clone(),
+                _ => None,
+            };
+            let reinstalled = match (previous.as_ref().and_then(|r| r.seen.as_ref()), stored.as_ref()) {
+                (Some(before), Some(now)) => {
+                    refresh_token(now).is_some() && refresh_token(before) != refresh_token(now)
+                }
+                _ => false,
+            };
+            let was_waiting = previous.as_ref().is_some_and(|r| r.waiting_for_install) || reinstalled;
             if let Some(previous) = previous {
                 self.retire(&id, previous);
             }
