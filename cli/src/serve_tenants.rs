@@ -13,6 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use hubrelay_clients::oauth::{OAuthApp, OAuthError, OAuthTokens, OnRevoked};
 use hubrelay_clients::{HubSpotClient, RateLimiter};
+use hubrelay_core::budget::MemoryDailyCalls;
 use hubrelay_core::config::{HubSpotTarget, Layer};
 use hubrelay_core::pii::mask_token;
 use hubrelay_core::tenant::{HubSpotAuth, OAuthAppSettings, TenantId};
@@ -97,6 +98,8 @@ struct Kept {
     locks: Arc<ContactLocks>,
     sandbox: Option<(SandboxHandle, String)>,
     limiter: Option<Arc<RateLimiter>>,
+    /// The portal's daily budget, counted across the tenant's rebuilds.
+    daily: Option<Arc<MemoryDailyCalls>>,
     /// Workers of earlier builds still finishing their tick.
     draining: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -253,6 +256,7 @@ impl TenantHost {
                 locks: ContactLocks::new(),
                 sandbox: None,
                 limiter: None,
+                daily: None,
                 draining: Vec::new(),
             };
             self.kept.insert(id.clone(), kept);
@@ -338,6 +342,15 @@ impl TenantHost {
                 let portal = tenant.hub_id.unwrap_or(SandboxOptions::default().portal_id);
                 (client, format!("HubSpot sandbox {} portal {portal}", handle.url()))
             }
+        };
+        // The operator's cap on the portal's calls per day, on top of HubSpot's own daily limit.
+        let client = match tenant.daily_budget {
+            Some(limit) => {
+                let daily = kept.daily.get_or_insert_with(|| Arc::new(MemoryDailyCalls::new(limit))).clone();
+                daily.set_limit(limit);
+                client.with_daily_budget(daily)
+            }
+            None => client,
         };
         let LocalRelay { app, worker: local } = local_relay(
             &settings,

@@ -210,3 +210,57 @@ async fn tenants_added_rotated_disabled_and_removed_while_serve_runs() {
     // Its events stay readable after it is removed.
     assert!(!event_ids(dir, Some("oem")).is_empty());
 }
+
+/// A tenant's daily budget (`--daily-budget`): calls past it are not sent; its leads wait queued for the
+/// portal's midnight, with the reason on the event.
+#[tokio::test]
+async fn a_tenants_daily_budget_queues_its_leads_past_the_cap() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_path_buf();
+    let secrets = tempfile::tempdir().unwrap();
+    let token = "capped-sender-token-0001";
+    let file = write(secrets.path(), "capped", token);
+    // The sandbox portal's properties take a few calls at start; each lead one more.
+    ok(&dir, &["tenants", "add", "capped", "--mapping", "chat-widget", "--api-token-file", &file]);
+    let serve = Serve::start_in(data, &[]);
+    serve.wait_for_line("tenant capped: POST");
+    let (status, _, body) = serve
+        .post_to("/t/capped/v1/leads", "application/json", r#"{"email":"first@example.com"}"#.into(), bearer(token))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    ok(&dir, &["tenants", "update", "capped", "--daily-budget", "1"]);
+    // Rebuilt with its budget within a second or two; the next lead's call would be the day's second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let queued = loop {
+        let (status, _, body) = serve
+            .post_to(
+                "/t/capped/v1/leads",
+                "application/json",
+                format!(r#"{{"email":"n{}@example.com"}}"#, rand_suffix()).into(),
+                bearer(token),
+            )
+            .await;
+        if status == 202 {
+            break body;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(std::time::Instant::now() < deadline, "the daily budget never took effect");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(queued["status"], "queued", "{queued}");
+    let event_id = queued["event_id"].as_str().unwrap();
+    let shown = ok(&dir, &["events", "show", event_id, "--tenant", "capped", "--json"]);
+    let event: Value = serde_json::from_str(&shown).unwrap();
+    let attempt = &event["attempts"][0];
+    assert_eq!(attempt["error_code"], "daily_budget_spent", "{event}");
+    assert!(attempt["status"].is_null(), "not sent: {event}");
+    // Waits for the portal's midnight (UTC for a sandbox portal), not the schedule's 5 s.
+    let next: time::OffsetDateTime = time::OffsetDateTime::parse(
+        event["next_attempt_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let midnight = (now.date() + time::Duration::days(1)).midnight().assume_utc();
+    assert!(next >= midnight - time::Duration::seconds(5), "next attempt {next}, midnight {midnight}");
+}

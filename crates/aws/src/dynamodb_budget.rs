@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use hubrelay_core::budget::{BudgetRefused, CallBudget, Lane, SlotPlan};
+use hubrelay_core::budget::{BudgetRefused, CallBudget, DailyCalls, Lane, SlotPlan};
 
 /// How long a slot's item outlives the slot (TTL deletes it lazily).
 const KEEP: Duration = Duration::from_secs(3600);
@@ -188,5 +188,52 @@ impl CallBudget for DynamoCallBudget {
                 return;
             }
         }
+    }
+}
+
+/// [`DailyCalls`] on DynamoDB: a tenant's daily budget shared by every function of the stack. One item per day,
+/// `daily:<credential hash>:<day>` (`n`: calls taken), one conditional `UpdateItem` per call, deleted by TTL two
+/// days on.
+#[derive(Debug, Clone)]
+pub struct DynamoDailyCalls {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    key: String,
+    limit: u32,
+}
+
+impl DynamoDailyCalls {
+    /// `key`: `hubrelay_core::budget::budget_key` of the credential (the portal's), `limit` calls per day.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, key: &str, limit: u32) -> Self {
+        let key = format!("daily:{}", key.trim_start_matches("budget:"));
+        DynamoDailyCalls { client, table: table.into(), key, limit }
+    }
+}
+
+#[async_trait]
+impl DailyCalls for DynamoDailyCalls {
+    async fn take(&self, day: i64) -> Result<bool, String> {
+        let expiration = (day + 3) * 86_400;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(format!("{}:{day}", self.key)))
+            .update_expression("ADD n :one SET expiration = :exp")
+            .condition_expression("attribute_not_exists(n) OR n < :limit")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":limit", AttributeValue::N(self.limit.to_string()))
+            .expression_attribute_values(":exp", AttributeValue::N(expiration.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(format!("DynamoDB UpdateItem on table {}: {}", self.table, DisplayErrorContext(&e))),
+        }
+    }
+
+    fn limit(&self) -> u32 {
+        self.limit
     }
 }

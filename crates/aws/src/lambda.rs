@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use hubrelay_clients::oauth::{OAuthApp, OAuthTokens};
 use hubrelay_clients::HubSpotClient;
-use hubrelay_core::budget::{budget_key, CallBudget, Lane};
+use hubrelay_core::budget::{budget_key, CallBudget, DailyCalls, Lane};
 use hubrelay_core::config::{AwsResources, ConfigError, HubSpotTarget, Layer, RelaySettings};
 use hubrelay_core::domain::FunctionName;
 use hubrelay_core::hubspot::version::ApiVersion;
@@ -21,7 +21,7 @@ use hubrelay_http::tenant_routes::tenant_routes;
 use hubrelay_http::{common_routes, lead_routes, update_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 
 use crate::dynamodb::DynamoIdempotencyStore;
-use crate::dynamodb_budget::DynamoCallBudget;
+use crate::dynamodb_budget::{DynamoCallBudget, DynamoDailyCalls};
 use crate::dynamodb_oauth::DynamoSharedToken;
 use crate::dynamodb_tenants::DynamoTenants;
 use crate::lambda_tenants::{AwsInstallRegistry, Build, TenantApps, TenantCache, TenantParts};
@@ -143,6 +143,7 @@ impl HubSpotWiring {
         &self,
         target: &HubSpotTarget,
         rate_limit_per_10s: u32,
+        daily_budget: Option<u32>,
         oauth: impl FnOnce(OAuthTokens) -> OAuthTokens,
     ) -> Result<Arc<dyn HubSpot>, InitError> {
         let budget = |secret: &str| -> Arc<dyn CallBudget> {
@@ -157,10 +158,17 @@ impl HubSpotWiring {
             Lane::Inline => std::time::Duration::ZERO,
             Lane::Worker => WORKER_BUDGET_WAIT,
         };
-        let client = match target {
-            HubSpotTarget::Api { base_url, token } => HubSpotClient::new(base_url, token, self.timeout)
-                .map_err(|e| InitError::Aws(e.to_string()))?
-                .with_shared_budget(budget(token), self.lane, max_wait),
+        let daily = |secret: &str| -> Option<Arc<dyn DailyCalls>> {
+            let limit = daily_budget?;
+            Some(Arc::new(DynamoDailyCalls::new(self.dynamodb.clone(), &self.table, &budget_key(secret), limit)))
+        };
+        let (client, secret) = match target {
+            HubSpotTarget::Api { base_url, token } => (
+                HubSpotClient::new(base_url, token, self.timeout)
+                    .map_err(|e| InitError::Aws(e.to_string()))?
+                    .with_shared_budget(budget(token), self.lane, max_wait),
+                token,
+            ),
             HubSpotTarget::OAuth { base_url, client_id, client_secret, refresh_token } => {
                 let shared =
                     DynamoSharedToken::new(self.dynamodb.clone(), &self.table, client_id, client_secret, refresh_token);
@@ -170,14 +178,19 @@ impl HubSpotWiring {
                     base_url: base_url.clone(),
                 };
                 let tokens = oauth(OAuthTokens::new(app, refresh_token.clone()).shared_through(Arc::new(shared)));
-                HubSpotClient::new(base_url, "", self.timeout)
+                let client = HubSpotClient::new(base_url, "", self.timeout)
                     .map_err(|e| InitError::Aws(e.to_string()))?
                     .with_oauth(Arc::new(tokens))
-                    .with_shared_budget(budget(refresh_token), self.lane, max_wait)
+                    .with_shared_budget(budget(refresh_token), self.lane, max_wait);
+                (client, refresh_token)
             }
             HubSpotTarget::Sandbox => {
                 return Err(InitError::Missing("HUBSPOT_TOKEN or HUBSPOT_REFRESH_TOKEN (or their _SSM_PARAMETER)"))
             }
+        };
+        let client = match daily(secret) {
+            Some(calls) => client.with_daily_budget(calls),
+            None => client,
         };
         Ok(Arc::new(client.with_api_version(self.api_version.clone())))
     }
@@ -202,7 +215,7 @@ impl Init {
                     "HubSpot refused the stack's refresh token (HubSpotRefreshTokenParameter): put a new one in the parameter and cold-start the functions; events stay queued");
             }))
         };
-        self.wiring(lane).client(&self.settings.hubspot, self.settings.hubspot_rate_limit_per_10s, alarm)
+        self.wiring(lane).client(&self.settings.hubspot, self.settings.hubspot_rate_limit_per_10s, None, alarm)
     }
 
     /// The registry's tenants, each built by `build` (`None` without a tenant-secrets key).

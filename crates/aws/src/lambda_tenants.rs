@@ -144,8 +144,10 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
                 tokens
             }
         };
-        let hubspot =
-            self.wiring.client(&target, settings.hubspot_rate_limit_per_10s, oauth).map_err(|e| e.to_string())?;
+        let hubspot = self
+            .wiring
+            .client(&target, settings.hubspot_rate_limit_per_10s, tenant.daily_budget, oauth)
+            .map_err(|e| e.to_string())?;
         let stores = Stores::new(Arc::new(self.table.for_tenant(id)), Arc::new(self.queue.for_tenant(id)));
         Ok(TenantParts { relay: Relay::new(&settings, stores), hubspot, settings })
     }

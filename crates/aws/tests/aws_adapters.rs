@@ -654,3 +654,27 @@ mod shared_budget {
         assert!(b.take(Lane::Worker).await.is_ok());
     }
 }
+
+/// A tenant's daily budget on DynamoDB: every function takes from one count per portal day.
+#[tokio::test]
+async fn a_daily_budget_admits_its_limit_per_day_across_instances() {
+    let server = moto::shared();
+    let client = moto::dynamodb(server);
+    let table = moto::idempotency_table(&client).await;
+    use hubrelay_core::budget::DailyCalls;
+    let key = hubrelay_core::budget::budget_key("pat-daily");
+    let one = hubrelay_aws::dynamodb_budget::DynamoDailyCalls::new(client.clone(), &table, &key, 3);
+    let other = hubrelay_aws::dynamodb_budget::DynamoDailyCalls::new(client.clone(), &table, &key, 3);
+    let day = 20_428;
+    let taken = [
+        one.take(day).await.unwrap(),
+        other.take(day).await.unwrap(),
+        one.take(day).await.unwrap(),
+        other.take(day).await.unwrap(),
+    ];
+    assert_eq!(taken, [true, true, true, false]);
+    assert!(one.take(day + 1).await.unwrap(), "a new day");
+    let another_portal = hubrelay_core::budget::budget_key("pat-other");
+    let apart = hubrelay_aws::dynamodb_budget::DynamoDailyCalls::new(client.clone(), &table, &another_portal, 3);
+    assert!(apart.take(day).await.unwrap(), "each portal its own count");
+}

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::oauth::OAuthTokens;
 use crate::ratelimit::{quota_from_headers, RateLimiter};
-use hubrelay_core::budget::{CallBudget, Lane, WINDOW};
+use hubrelay_core::budget::{CallBudget, DailyCalls, Lane, WINDOW};
 use hubrelay_core::domain::{ContactUpsert, UpsertedContact};
 use hubrelay_core::hubspot::{
     ApiVersion, AssociationRead, CrmObject, Engagement, EngagementKind, HubSpot, HubSpotError, PropertyDefinition,
@@ -34,6 +34,8 @@ pub struct HubSpotClient {
     max_slot_wait: Option<Duration>,
     /// A budget shared with other processes (the stack's other Lambdas), taken before every call.
     shared: Option<SharedBudget>,
+    /// The portal's own cap on calls per day (a tenant's daily budget), taken before every call.
+    daily: Option<Arc<dyn DailyCalls>>,
     /// The portal's UTC offset (ms) from `account-info` and when it was read (its daily budget resets at its
     /// midnight); read again after [`OFFSET_FRESH`], so a daylight-saving change is followed.
     portal_offset: Arc<std::sync::Mutex<Option<(i64, std::time::Instant)>>>,
@@ -63,8 +65,16 @@ impl HubSpotClient {
             limiter: None,
             max_slot_wait: None,
             shared: None,
+            daily: None,
             portal_offset: Arc::new(std::sync::Mutex::new(None)),
         })
+    }
+
+    /// At most `calls.limit()` calls per day of the portal (its midnight, as HubSpot's daily limit): past it a
+    /// call is not sent and fails as `daily_budget_spent` (policy `DAILY`, retryable after the reset).
+    pub fn with_daily_budget(mut self, calls: Arc<dyn DailyCalls>) -> Self {
+        self.daily = Some(calls);
+        self
     }
 
     /// A portal installed with OAuth: every call carries `tokens`' current access token; a 401 drops it and the
@@ -128,7 +138,8 @@ impl HubSpotClient {
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value, Option<String>), HubSpotError> {
         match self.send(method, path, body).await {
-            Err(mut e) if e.policy.as_deref() == Some("DAILY") => {
+            // HubSpot's own (a 429); the portal's own budget (not sent) knows its reset already.
+            Err(mut e) if e.status == Some(429) && e.policy.as_deref() == Some("DAILY") => {
                 e.resets_in_secs = self.daily_reset_in().await;
                 Err(e)
             }
@@ -167,6 +178,7 @@ impl HubSpotClient {
         body: Option<&Value>,
         token: &str,
     ) -> Result<(StatusCode, Value, Option<String>), HubSpotError> {
+        self.take_daily().await?;
         let url = format!("{}{path}", self.base_url);
         let mut permit = match &self.limiter {
             None => None,
@@ -330,6 +342,36 @@ fn secs_to_local_midnight(now_ms: i64, offset_ms: i64) -> u64 {
 }
 
 impl HubSpotClient {
+    /// One call of the portal's day from its daily budget, if it has one.
+    async fn take_daily(&self) -> Result<(), HubSpotError> {
+        let Some(daily) = &self.daily else { return Ok(()) };
+        // The offset last read (UTC until the portal was asked): asking now would be a call of its own.
+        let offset = self.portal_offset.lock().unwrap_or_else(|e| e.into_inner()).map_or(0, |(o, _)| o);
+        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let day = (now_ms + offset).div_euclid(86_400_000);
+        match daily.take(day).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let mut e = HubSpotError::new(
+                    None,
+                    "daily_budget_spent",
+                    format!(
+                        "not sent: the portal's daily budget of {} calls is spent until its midnight",
+                        daily.limit()
+                    ),
+                );
+                e.policy = Some("DAILY".into());
+                e.resets_in_secs = Some(secs_to_local_midnight(now_ms, offset));
+                Err(e)
+            }
+            Err(message) => Err(HubSpotError::new(
+                None,
+                "daily_budget_unavailable",
+                format!("not sent: the daily budget could not be read: {message}"),
+            )),
+        }
+    }
+
     /// Seconds until the portal's daily budget resets (its midnight), from the offset kept (read again when
     /// stale). `None` when the portal could not be asked (the worker then assumes UTC midnight).
     async fn daily_reset_in(&self) -> Option<u64> {

@@ -123,3 +123,25 @@ async fn a_rolling_429_or_an_empty_window_tells_the_shared_budget() {
     assert_eq!(budget.spent.lock().unwrap().len(), 2, "and the 429 says so again");
     handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_portals_own_daily_budget_sends_no_call_past_it_until_its_midnight() {
+    let options = SandboxOptions { token: Some("capped".into()), ..SandboxOptions::default() };
+    let handle = spawn(options, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let daily = Arc::new(hubrelay_core::budget::MemoryDailyCalls::new(2));
+    let client = HubSpotClient::new(&handle.url(), "capped", Duration::from_secs(5)).unwrap().with_daily_budget(daily);
+    client.list_properties().await.unwrap();
+    client.list_properties().await.unwrap();
+    let sent = handle.sandbox.stats().requests;
+    let e = client.list_properties().await.unwrap_err();
+    assert_eq!((e.status, e.code.as_str(), e.policy.as_deref()), (None, "daily_budget_spent", Some("DAILY")));
+    assert!(e.message.starts_with("not sent") && e.message.contains("2 calls"), "{}", e.message);
+    assert!(e.resets_in_secs.is_some_and(|s| s <= 86_400));
+    assert_eq!(handle.sandbox.stats().requests, sent, "nothing sent past the budget");
+    // The worker waits for the reset, as for HubSpot's own daily limit.
+    let failure = hubrelay_core::delivery::Failure::from(e.clone());
+    let schedule = hubrelay_core::domain::RetrySchedule::default();
+    let wait = hubrelay_core::worker::delay::retry_delay(&schedule, 1, &failure, time::OffsetDateTime::now_utc());
+    assert!(wait.as_secs() >= e.resets_in_secs.unwrap(), "waits {wait:?}, the reset is {:?} s away", e.resets_in_secs);
+    handle.shutdown().await;
+}

@@ -107,9 +107,68 @@ pub fn budget_key(token: &str) -> String {
     format!("budget:{}", hex::encode(&digest[..8]))
 }
 
+/// A portal's own cap on HubSpot calls per day (a tenant's `daily_budget`), below HubSpot's daily limit: the day
+/// is the portal's (days since the epoch at its UTC offset), as HubSpot's own daily limit resets at its midnight.
+#[async_trait]
+pub trait DailyCalls: Send + Sync + std::fmt::Debug {
+    /// One call of `day`, or `false` when that day's are spent. `Err`: the count could not be kept.
+    async fn take(&self, day: i64) -> Result<bool, String>;
+    fn limit(&self) -> u32;
+}
+
+/// [`DailyCalls`] of one process (`hubrelay serve`: a tenant's inline path and worker share it; kept across the
+/// tenant's rebuilds, forgotten on restart).
+#[derive(Debug)]
+pub struct MemoryDailyCalls {
+    limit: std::sync::atomic::AtomicU32,
+    /// (day, calls taken that day)
+    taken: std::sync::Mutex<(i64, u32)>,
+}
+
+impl MemoryDailyCalls {
+    pub fn new(limit: u32) -> Self {
+        MemoryDailyCalls { limit: std::sync::atomic::AtomicU32::new(limit), taken: std::sync::Mutex::new((0, 0)) }
+    }
+
+    /// A new limit (the tenant was updated); what the day used counts against it.
+    pub fn set_limit(&self, limit: u32) {
+        self.limit.store(limit, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl DailyCalls for MemoryDailyCalls {
+    async fn take(&self, day: i64) -> Result<bool, String> {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        if taken.0 != day {
+            *taken = (day, 0);
+        }
+        if taken.1 >= self.limit() {
+            return Ok(false);
+        }
+        taken.1 += 1;
+        Ok(true)
+    }
+
+    fn limit(&self) -> u32 {
+        self.limit.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_day_admits_its_limit_and_the_next_day_starts_again() {
+        let daily = MemoryDailyCalls::new(2);
+        assert!(daily.take(20_000).await.unwrap());
+        assert!(daily.take(20_000).await.unwrap());
+        assert!(!daily.take(20_000).await.unwrap());
+        assert!(daily.take(20_001).await.unwrap());
+        daily.set_limit(1);
+        assert!(!daily.take(20_001).await.unwrap(), "the day's calls count against a lowered limit");
+    }
 
     #[test]
     fn no_window_sees_more_than_the_limit_and_most_of_it_is_used() {

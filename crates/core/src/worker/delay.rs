@@ -18,8 +18,8 @@ pub const NOT_SENT: [&str; 2] = ["client_rate_limited", "contact_busy"];
 /// The wait after failed attempt `attempt` (1-based, counted in the current run of the schedule).
 /// - not sent at all ([`NOT_SENT`]): no wait;
 /// - `TEN_SECONDLY_ROLLING` / `SECONDLY` 429: at least 10 s, so the rolling window has moved on;
-/// - `DAILY` 429: until the budget resets at the portal's midnight (in its time zone, as the client reports;
-///   UTC midnight when it could not tell);
+/// - `DAILY` 429, or the portal's own daily budget spent (`DAILY`, not sent): until the budget resets at the
+///   portal's midnight (in its time zone, as the client reports; UTC midnight when it could not tell);
 /// - `Retry-After`: honoured but clamped to [scheduled, 2 × scheduled].
 pub fn retry_delay(schedule: &RetrySchedule, attempt: u32, e: &Failure, now: OffsetDateTime) -> Duration {
     if e.status.is_none() && NOT_SENT.contains(&e.code.as_str()) {
@@ -27,7 +27,8 @@ pub fn retry_delay(schedule: &RetrySchedule, attempt: u32, e: &Failure, now: Off
     }
     let scheduled = schedule.delay_after(attempt).unwrap_or(Duration::ZERO);
     let mut delay = scheduled;
-    if e.status == Some(429) {
+    // A `DAILY` policy without a status is the portal's own daily budget (not sent): the same wait.
+    if e.status == Some(429) || e.policy.as_deref() == Some("DAILY") {
         match e.policy.as_deref() {
             Some("DAILY") => {
                 let reset = match e.resets_in_secs {
@@ -62,7 +63,7 @@ impl Jitter {
     /// The spread for a failure's delay: a `DAILY` 429's wait for the budget reset only ever grows (by up to
     /// 5 minutes, so queued events do not all return at the reset), every other delay spreads both ways.
     pub fn apply_for(&self, d: Duration, e: &Failure) -> Duration {
-        if e.status == Some(429) && e.policy.as_deref() == Some("DAILY") {
+        if e.policy.as_deref() == Some("DAILY") {
             if self.fraction <= 0.0 || d.is_zero() {
                 return d;
             }
