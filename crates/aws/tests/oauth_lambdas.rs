@@ -4,14 +4,12 @@
 //! the HubSpot sandbox's OAuth app; the sandbox's token endpoint counts the refreshes.
 //! Its own test binary: it sets process environment variables.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
 use hubrelay_aws::dynamodb_oauth::DynamoSharedToken;
 use hubrelay_aws::lambda::{lead_captured_app, retry_worker_app};
-use hubrelay_clients::oauth::{exchange_code, OAuthApp};
 use hubrelay_core::shared_token::{SharedToken, SharedTokenStore};
 use hubrelay_sandbox::hubspot::{OAuthApp as SandboxApp, SandboxOptions};
 use hubrelay_testkit::moto;
@@ -30,28 +28,7 @@ const INSTANCES: usize = 4;
 
 /// The portal's refresh token, as an install gets it: approve on the sandbox's authorize page, exchange the code.
 async fn install(sandbox: &str) -> String {
-    let redirect = "https://relay.example.com/oauth/callback";
-    let form = serde_urlencoded::to_string([
-        ("client_id", CLIENT_ID),
-        ("scope", "oauth crm.objects.contacts.write crm.objects.contacts.read"),
-        ("redirect_uri", redirect),
-        ("state", "s1"),
-        ("decision", "approve"),
-    ])
-    .unwrap();
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let resp = http
-        .post(format!("{sandbox}/oauth/authorize"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 302);
-    let location = resp.headers()["location"].to_str().unwrap().to_string();
-    let query: HashMap<String, String> = serde_urlencoded::from_str(location.split_once('?').unwrap().1).unwrap();
-    let app = OAuthApp { client_id: CLIENT_ID.into(), client_secret: CLIENT_SECRET.into(), base_url: sandbox.into() };
-    exchange_code(&app, &query["code"], redirect).await.unwrap().refresh_token
+    hubrelay_testkit::oauth::refresh_token(sandbox, CLIENT_ID, CLIENT_SECRET).await
 }
 
 async fn post_lead(app: &axum::Router, email: &str) -> u16 {

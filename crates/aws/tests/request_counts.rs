@@ -5,29 +5,18 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Body;
-use axum::http::Request;
 use hubrelay_aws::lambda::{activity_app, lead_captured_app, referral_event_app, retry_worker_app, status_update_app};
 use hubrelay_testkit::recording_proxy::RecordingProxy;
 use hubrelay_testkit::runtime::{self, API_TOKEN};
 use hubrelay_testkit::worker::sqs_event;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
-use tower::ServiceExt;
 
 /// One row of the table: the event type and its AWS requests by operation.
 type Counts = BTreeMap<String, usize>;
 
 async fn post(app: &axum::Router, path: &str, body: &Value) -> (u16, Value) {
-    let req = Request::post(path)
-        .header("authorization", format!("Bearer {API_TOKEN}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    runtime::post_json(app, path, API_TOKEN, body).await
 }
 
 /// The requests seen since the last call, by operation (`PutItem`, `SendMessage`, ...), then forgotten. A write

@@ -57,15 +57,22 @@ fn tenant(id: &str, portal: &SandboxHandle, token: &str, mapping: &str, sender: 
 }
 
 async fn post(app: &axum::Router, path: &str, token: &str, body: &Value) -> (u16, Value) {
-    let req = Request::post(path)
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
+    runtime::post_json(app, path, token, body).await
+}
+
+/// The message on the dead-letter queue whose body contains `needle`.
+async fn dead_lettered(stage: &runtime::AwsStage, needle: &str) -> aws_sdk_sqs::types::Message {
+    let received = stage
+        .sqs
+        .receive_message()
+        .queue_url(&stage.dlq_url)
+        .message_attribute_names("All")
+        .max_number_of_messages(10)
+        .wait_time_seconds(5)
+        .send()
+        .await
         .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    received.messages().iter().find(|m| m.body().unwrap().contains(needle)).expect("in the DLQ").clone()
 }
 
 /// A lead as Aimbase sends it (the fields its profile requires).
@@ -182,16 +189,7 @@ async fn each_tenant_has_its_portal_mapping_credentials_and_events() {
     ghost["event_id"] = json!("evt_0000000000000000000000000000ghost");
     let response = worker.handle(sqs_event(arn, &[("m-ghost".into(), ghost.to_string())]), due).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    let parked = stage
-        .sqs
-        .receive_message()
-        .queue_url(&stage.dlq_url)
-        .message_attribute_names("All")
-        .wait_time_seconds(5)
-        .send()
-        .await
-        .unwrap();
-    let parked = parked.messages().iter().find(|m| m.body().unwrap().contains("ghost")).expect("in the DLQ");
+    let parked = dead_lettered(&stage, "ghost").await;
     assert_eq!(parked.message_attributes().unwrap()["error_code"].string_value(), Some("unknown_tenant"));
 
     // Rewritten by code from before tenants (which drops the field it does not know): parked, never delivered
@@ -201,17 +199,7 @@ async fn each_tenant_has_its_portal_mapping_credentials_and_events() {
     stripped["event_id"] = json!("evt_00000000000000000000000000stripped");
     let response = worker.handle(sqs_event(arn, &[("m-stripped".into(), stripped.to_string())]), due).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    let parked = stage
-        .sqs
-        .receive_message()
-        .queue_url(&stage.dlq_url)
-        .message_attribute_names("All")
-        .max_number_of_messages(10)
-        .wait_time_seconds(5)
-        .send()
-        .await
-        .unwrap();
-    let parked = parked.messages().iter().find(|m| m.body().unwrap().contains("stripped")).expect("in the DLQ");
+    let parked = dead_lettered(&stage, "stripped").await;
     assert_eq!(parked.message_attributes().unwrap()["error_code"].string_value(), Some("tenant_missing"));
 
     // Each tenant lists its own events; the default tenant lists none of theirs.
@@ -318,37 +306,12 @@ async fn an_oauth_tenant_refreshes_through_the_table_and_is_marked_when_revoked(
     let mapping = hubrelay_core::mapping::Mapping::builtin("chat-widget").unwrap();
     hubrelay_core::properties::sync(&admin, &mapping.all_property_definitions()).await.unwrap();
     // The install, as `hubrelay serve` would make it: approve, exchange the code.
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let redirect = "https://relay.example.com/oauth/callback";
-    let form = [
-        ("client_id", "tenant-app"),
-        ("scope", "oauth"),
-        ("redirect_uri", redirect),
-        ("state", "s"),
-        ("decision", "approve"),
-    ];
-    let resp = http
-        .post(format!("{}/oauth/authorize", portal.url()))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(form).unwrap())
-        .send()
-        .await
-        .unwrap();
-    let location = resp.headers()["location"].to_str().unwrap().to_string();
-    let query: std::collections::HashMap<String, String> =
-        serde_urlencoded::from_str(location.split_once('?').unwrap().1).unwrap();
-    let oauth_app = hubrelay_clients::oauth::OAuthApp {
-        client_id: "tenant-app".into(),
-        client_secret: "tenant-app-secret".into(),
-        base_url: portal.url(),
-    };
-    let grant = hubrelay_clients::oauth::exchange_code(&oauth_app, &query["code"], redirect).await.unwrap();
-
+    let refresh_token = hubrelay_testkit::oauth::refresh_token(&portal.url(), "tenant-app", "tenant-app-secret").await;
     let stage = runtime::aws_stage().await;
     let registry =
         DynamoTenants::new(stage.dynamo.clone(), &stage.table, Arc::new(SealingKey::from_hex(KEY_HEX).unwrap()));
     let mut connected = tenant("chain", &portal, "unused", "chat-widget", "chain-sender");
-    connected.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: Some(grant.refresh_token.clone()) };
+    connected.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: Some(refresh_token.clone()) };
     registry.add(&connected).await.unwrap();
     let ssm = moto::ssm(moto::shared());
     let key_param = moto::secure_parameter(&ssm, KEY_HEX).await;
@@ -376,7 +339,7 @@ async fn an_oauth_tenant_refreshes_through_the_table_and_is_marked_when_revoked(
         &stage.table,
         "tenant-app",
         "tenant-app-secret",
-        &grant.refresh_token,
+        &refresh_token,
     );
     let item = AttributeValue::S(shared.key().to_string());
     stage.dynamo.delete_item().table_name(&stage.table).key("id", item).send().await.unwrap();
@@ -451,19 +414,9 @@ async fn a_portal_admin_connects_a_tenant_through_the_stacks_install_pages() {
     assert_eq!(status, 302);
     let authorize = location.unwrap();
     assert!(authorize.starts_with(&format!("{}/oauth/authorize?", portal.url())), "{authorize}");
-    let mut form: std::collections::HashMap<String, String> =
-        serde_urlencoded::from_str(authorize.split_once('?').unwrap().1).unwrap();
+    let form = hubrelay_testkit::oauth::query(&authorize);
     assert_eq!(form["redirect_uri"], format!("{public_url}/oauth/callback"));
-    form.insert("decision".into(), "approve".into());
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let resp = http
-        .post(format!("{}/oauth/authorize", portal.url()))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(&form).unwrap())
-        .send()
-        .await
-        .unwrap();
-    let callback = resp.headers()["location"].to_str().unwrap().to_string();
+    let callback = hubrelay_testkit::oauth::approve(&portal.url(), &form).await;
     let callback = callback.strip_prefix("https://relay.example.com").unwrap().to_string();
     let (status, _, page) = get(callback.clone()).await;
     assert_eq!(status, 200, "{page}");

@@ -282,3 +282,18 @@ impl AwsStage {
         self.sandbox.sandbox.set_faults(faults);
     }
 }
+
+/// `POST {path}` with `body` as JSON and `token` as the bearer to an in-process function router: the status and
+/// the JSON answer (`null` when there is none).
+pub async fn post_json(app: &axum::Router, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    use tower::ServiceExt;
+    let req = axum::http::Request::post(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
