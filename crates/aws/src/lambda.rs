@@ -182,6 +182,11 @@ impl HubSpotWiring {
                     .map_err(|e| InitError::Aws(e.to_string()))?
                     .with_oauth(Arc::new(tokens))
                     .with_shared_budget(budget(refresh_token), self.lane, max_wait);
+                // A request function answers within its timeout: the token's time counts against the call's.
+                let client = match self.lane {
+                    Lane::Inline => client.with_oauth_deadline(self.timeout),
+                    Lane::Worker => client,
+                };
                 (client, refresh_token)
             }
             HubSpotTarget::Sandbox => {

@@ -36,6 +36,9 @@ pub struct HubSpotClient {
     shared: Option<SharedBudget>,
     /// The portal's own cap on calls per day (a tenant's daily budget), taken before every call.
     daily: Option<Arc<dyn DailyCalls>>,
+    /// With OAuth: the longest one request may take, its token (a wait for another process's refresh, or a
+    /// refresh) and a resend after a 401 included — a request function must keep time to queue the event.
+    oauth_deadline: Option<Duration>,
     /// The portal's UTC offset (ms) from `account-info` and when it was read (its daily budget resets at its
     /// midnight); read again after [`OFFSET_FRESH`], so a daylight-saving change is followed.
     portal_offset: Arc<std::sync::Mutex<Option<(i64, std::time::Instant)>>>,
@@ -66,6 +69,7 @@ impl HubSpotClient {
             max_slot_wait: None,
             shared: None,
             daily: None,
+            oauth_deadline: None,
             portal_offset: Arc::new(std::sync::Mutex::new(None)),
         })
     }
@@ -74,6 +78,12 @@ impl HubSpotClient {
     /// call is not sent and fails as `daily_budget_spent` (policy `DAILY`, retryable after the reset).
     pub fn with_daily_budget(mut self, calls: Arc<dyn DailyCalls>) -> Self {
         self.daily = Some(calls);
+        self
+    }
+
+    /// With OAuth, bound each request, token included, by `deadline` (past it: `hubspot_timeout`, retryable).
+    pub fn with_oauth_deadline(mut self, deadline: Duration) -> Self {
+        self.oauth_deadline = Some(deadline);
         self
     }
 
@@ -159,6 +169,26 @@ impl HubSpotClient {
             Bearer::Static(token) => return self.send_with(method, path, body, token).await,
             Bearer::OAuth(tokens) => tokens,
         };
+        let Some(deadline) = self.oauth_deadline else {
+            return self.send_oauth(tokens, method, path, body).await;
+        };
+        match tokio::time::timeout(deadline, self.send_oauth(tokens, method, path, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(HubSpotError::new(
+                None,
+                "hubspot_timeout",
+                format!("no answer within {} s (the access token included)", deadline.as_secs_f64()),
+            )),
+        }
+    }
+
+    async fn send_oauth(
+        &self,
+        tokens: &OAuthTokens,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value, Option<String>), HubSpotError> {
         let token = tokens.access_token().await?;
         match self.send_with(method.clone(), path, body, &token).await {
             Err(e) if e.status == Some(401) => {

@@ -236,3 +236,28 @@ async fn a_failing_token_endpoint_is_asked_once_per_lease_not_once_per_call() {
     assert_eq!(handle.sandbox.oauth_stats().refused - refused_before, 1, "one token request while it fails");
     assert!(store.lease.lock().unwrap().is_some(), "the failed refresh keeps the others off until its lease ends");
 }
+
+/// A request function keeps time to queue its event: with a deadline, a request whose token hangs (the token
+/// endpoint answers nothing) gives up in time, retryable.
+#[tokio::test]
+async fn with_a_deadline_a_request_whose_token_hangs_gives_up_in_time() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream); // accepted, never answered
+        }
+    });
+    let app = OAuthApp { client_id: "cid".into(), client_secret: "secret".into(), base_url: url.clone() };
+    let tokens = Arc::new(OAuthTokens::new(app, "refresh".into()));
+    let client = HubSpotClient::new(&url, "", Duration::from_secs(10))
+        .unwrap()
+        .with_oauth(tokens)
+        .with_oauth_deadline(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let e = client.list_properties().await.unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (None, "hubspot_timeout"), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert_eq!(e.outcome(), hubrelay_core::domain::AttemptOutcome::Retryable);
+}
