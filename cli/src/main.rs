@@ -20,6 +20,7 @@ mod serve_oauth;
 mod serve_referrals;
 mod serve_tenants;
 mod tenants_cmd;
+mod tenants_partners;
 
 #[derive(Parser)]
 #[command(name = "hubrelay", version, about = "Relay leads and referral events to HubSpot, exactly once")]
@@ -43,8 +44,8 @@ enum Command {
     Events(events_cmd::EventsArgs),
     /// On-call: list, inspect, redrive or purge dead-lettered events (local store or the stack's SQS DLQ).
     Dlq(dlq_cmd::DlqArgs),
-    /// The portals one serve relays to, each under /t/{tenant}/: add, list, show, update, remove.
-    Tenants(tenants_cmd::TenantsArgs),
+    /// The portals one deployment relays to, each under /t/{tenant}/: add, list, show, update, remove, connect.
+    Tenants(Box<tenants_cmd::TenantsArgs>),
 }
 
 /// Settings file shared by the commands that read configuration.
@@ -72,7 +73,7 @@ fn main() -> ExitCode {
             Command::Properties(args) => return properties_cmd::run(args).await,
             Command::Events(args) => events_cmd::run(args).await,
             Command::Dlq(args) => dlq_cmd::run(args).await,
-            Command::Tenants(args) => tenants_cmd::run(args).await,
+            Command::Tenants(args) => tenants_cmd::run(*args).await,
         };
         result.map_err(CommandError::from)
     });

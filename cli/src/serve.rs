@@ -11,6 +11,7 @@ use hubrelay_core::config::{format_schedule, Layer, RelaySettings, ServeSettings
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::pii::mask_token;
 use hubrelay_core::worker::ContactLocks;
+use hubrelay_http::app_webhooks::AppWebhooks;
 use hubrelay_http::transport::{self, Limits};
 use hubrelay_http::{lead_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 use hubrelay_local::sqlite::SqliteStore;
@@ -19,8 +20,8 @@ use hubrelay_local::LocalWorker;
 use hubrelay_local::WakingQueue;
 use hubrelay_sandbox::hubspot::{self as sandbox, SandboxOptions};
 
-use crate::serve_referrals::Partners;
 use crate::ConfigArg;
+use hubrelay_clients::PartnerClients;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -189,7 +190,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         hubspot,
         limiter,
         ContactLocks::new(),
-        &partners,
+        (Some(partners.extole.clone()), Some(partners.impact.clone())),
         worker_lane.clone(),
     )?;
 
@@ -199,7 +200,6 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let shared = crate::serve_tenants::Shared {
         base: layer.clone(),
         data_dir: settings.data_dir.clone(),
-        partners: partners.clone(),
         oauth: oauth_app.clone(),
         worker_lane,
     };
@@ -209,10 +209,21 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let public_url = settings.relay.auth.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let app = match oauth_app {
         Some(oauth) => {
+            // HubSpot's app webhooks for every connected portal, signed with the app's secret(s).
+            let secrets = layer.hubspot_client_secrets.clone().unwrap_or_else(|| vec![oauth.client_secret.clone()]);
+            let routes = tenants.routes();
+            let hooks = AppWebhooks::new(
+                secrets,
+                &public_url,
+                Arc::new(routes.clone()),
+                Arc::new(routes),
+                settings.relay.max_body_bytes,
+            )
+            .map_err(|e| format!("configuration error: {e}"))?;
             let install = crate::serve_oauth::install(oauth, &public_url, settings.data_dir.clone(), layer.clone())?;
-            app.merge(Arc::new(install).routes())
+            app.merge(Arc::new(install).routes()).merge(Arc::new(hooks).routes())
         }
-        None => app.merge(crate::serve_oauth::not_configured()),
+        None => app.merge(crate::serve_oauth::not_configured()).merge(hubrelay_http::app_webhooks::not_configured()),
     };
     let tenants_stop = Arc::new(tokio::sync::Notify::new());
     let tenants_task = tokio::spawn(tenants.run(tenants_stop.clone()));
@@ -277,7 +288,7 @@ pub(crate) fn local_relay(
     hubspot: HubSpotClient,
     limiter: Arc<RateLimiter>,
     locks: Arc<ContactLocks>,
-    partners: &Partners,
+    partners: PartnerClients,
     lane: Arc<tokio::sync::Semaphore>,
 ) -> Result<LocalRelay, String> {
     let inline: Arc<dyn HubSpot> = Arc::new(hubspot.clone().with_rate_limiter(limiter.clone(), Some(INLINE_SLOT_WAIT)));
@@ -285,7 +296,7 @@ pub(crate) fn local_relay(
     let relay = Relay::new(settings, Stores::new(store.clone(), store.clone()))
         .with_contact_locks(locks)
         .with_inline_batching(inline_call_interval(settings.hubspot_rate_limit_per_10s));
-    let worker = relay.retry_worker(worker_client, Some(partners.extole.clone()), Some(partners.impact.clone()));
+    let worker = relay.retry_worker(worker_client, partners.0, partners.1);
     let worker = LocalWorker::new((*store).clone(), worker).with_lane(lane);
     let relay = relay.with_queue(Arc::new(WakingQueue::new(store, worker.waker())));
     let config_error = |e| format!("configuration error: {e}");

@@ -18,6 +18,7 @@ use hubrelay_core::config::{HubSpotTarget, Layer};
 use hubrelay_core::pii::mask_token;
 use hubrelay_core::tenant::{HubSpotAuth, OAuthAppSettings, TenantId};
 use hubrelay_core::worker::ContactLocks;
+use hubrelay_http::app_webhooks::PortalDirectory;
 use hubrelay_http::tenant_routes::{tenant_routes, TenantRoute as Route, TenantRouter};
 use hubrelay_local::sqlite::SqliteStore;
 use hubrelay_local::tenants::{tenant_dir, StoredTenant, TenantRegistry};
@@ -27,26 +28,26 @@ use tracing::Instrument;
 
 use crate::output;
 use crate::serve::{local_relay, LocalRelay};
-use crate::serve_referrals::Partners;
 
 /// How often serve looks at the registry for changes.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What every tenant shares with the default tenant: the deployment's settings and referral partners.
+/// What every tenant shares with the default tenant: the deployment's settings (its referral partner
+/// accounts excepted: a tenant's are its own).
 pub struct Shared {
     pub base: Layer,
     pub data_dir: PathBuf,
-    pub partners: Arc<Partners>,
     /// The deployment's OAuth app, for tenants connected by install.
     pub oauth: Option<OAuthAppSettings>,
     /// Every retry worker's turn (one tick at a time across the tenants and the default one).
     pub worker_lane: Arc<tokio::sync::Semaphore>,
 }
 
-/// The tenants' routes, looked up per request.
+/// The tenants' routes, looked up per request, and which tenant has which portal (for HubSpot's app webhooks).
 #[derive(Clone, Default)]
 pub struct TenantRoutes {
     routes: Arc<RwLock<HashMap<TenantId, Route>>>,
+    portals: Arc<RwLock<HashMap<u64, Vec<TenantId>>>>,
 }
 
 impl TenantRoutes {
@@ -61,6 +62,22 @@ impl TenantRoutes {
             Some(r) => routes.insert(id, r),
             None => routes.remove(&id),
         };
+    }
+}
+
+#[async_trait::async_trait]
+impl PortalDirectory for TenantRoutes {
+    async fn tenant_of(&self, portal: u64) -> Result<Option<TenantId>, String> {
+        let portals = self.portals.read().unwrap_or_else(|e| e.into_inner());
+        match portals.get(&portal).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([one]) => Ok(Some(one.clone())),
+            // The registry keeps a portal to one tenant; rows from before that rule may not.
+            Some(many) => Err(format!(
+                "portal {portal} is the hub id of tenants {}: give it to one (hubrelay tenants update ID --hub-id)",
+                many.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        }
     }
 }
 
@@ -154,6 +171,13 @@ impl TenantHost {
             }
         };
         self.seen_version = Some(version);
+        let mut portals: HashMap<u64, Vec<TenantId>> = HashMap::new();
+        for stored in rows.iter().filter_map(|(_, row)| row.as_ref().ok()) {
+            if let Some(hub_id) = stored.tenant.hub_id {
+                portals.entry(hub_id).or_default().push(stored.tenant.id.clone());
+            }
+        }
+        *self.routes.portals.write().unwrap_or_else(|e| e.into_inner()) = portals;
         let mut lines = Vec::new();
         let listed: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
         let gone: Vec<TenantId> =
@@ -352,13 +376,15 @@ impl TenantHost {
             }
             None => client,
         };
+        let partners = hubrelay_clients::partner_clients(&settings.referral, settings.hubspot_timeout)
+            .map_err(|e| format!("referral partners: {e}"))?;
         let LocalRelay { app, worker: local } = local_relay(
             &settings,
             kept.store.clone(),
             client,
             limiter,
             kept.locks.clone(),
-            &self.shared.partners,
+            partners,
             self.shared.worker_lane.clone(),
         )?;
         let stop = Arc::new(Notify::new());

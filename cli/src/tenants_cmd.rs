@@ -19,6 +19,7 @@ use hubrelay_local::tenants::{tenant_dir, StoredTenant, TenantRegistry};
 use serde_json::json;
 
 use crate::output;
+use crate::tenants_partners::PartnerArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct TenantsArgs {
@@ -186,6 +187,8 @@ enum Action {
         settings: SettingsArgs,
         #[command(flatten)]
         credentials: CredentialArgs,
+        #[command(flatten)]
+        partners: PartnerArgs,
         /// Add it disabled (its routes answer 403 until `update --enable`)
         #[arg(long)]
         disabled: bool,
@@ -211,6 +214,8 @@ enum Action {
         settings: SettingsArgs,
         #[command(flatten)]
         credentials: CredentialArgs,
+        #[command(flatten)]
+        partners: PartnerArgs,
         /// Keep only the newest API token (after a rotation); runs before any token is added
         #[arg(long)]
         retire_old_api_token: bool,
@@ -303,7 +308,7 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
     }
     let registry = Registry::open(&args).await?;
     match args.action {
-        Action::Add { id, settings, credentials, disabled } => {
+        Action::Add { id, settings, credentials, partners, disabled } => {
             let mut tenant = Tenant {
                 id,
                 hub_id: None,
@@ -313,9 +318,16 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
                 daily_budget: None,
                 enabled: !disabled,
                 needs_reauth: false,
-                secrets: TenantSecrets { hubspot: HubSpotAuth::Sandbox, api_tokens: vec![], webhook_secrets: vec![] },
+                partners: Default::default(),
+                secrets: TenantSecrets {
+                    hubspot: HubSpotAuth::Sandbox,
+                    api_tokens: vec![],
+                    webhook_secrets: vec![],
+                    partners: Default::default(),
+                },
             };
             settings.apply(&mut tenant)?;
+            partners.apply(&mut tenant)?;
             let mut printed = credentials.apply(&mut tenant.secrets)?;
             if tenant.secrets.api_tokens.is_empty() && tenant.secrets.webhook_secrets.is_empty() {
                 let token = new_api_token();
@@ -359,11 +371,13 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
                             t.secrets.hubspot.kind().replace('_', " "),
                             t.mapping.describe(),
                             t.rate_limit_per_10s.to_string(),
+                            hubrelay_core::tenant::partners::describe(&t.partners, &t.secrets.partners),
                             credentials_line(&t.secrets),
                         ]
                     })
                     .collect();
-                let header = ["TENANT", "STATE", "HUB ID", "HUBSPOT", "MAPPING", "CALLS/10S", "SENDER CREDENTIALS"];
+                let header =
+                    ["TENANT", "STATE", "HUB ID", "HUBSPOT", "MAPPING", "CALLS/10S", "PARTNERS", "SENDER CREDENTIALS"];
                 print!("{}", output::table(&header, &rows));
             }
         }
@@ -398,6 +412,7 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
                 for secret in described["webhook_secrets"].as_array().into_iter().flatten() {
                     println!("  webhook secret: {}", secret.as_str().unwrap_or_default());
                 }
+                crate::tenants_partners::print(&described["partners"]);
                 match &registry {
                     Registry::Local { dir, .. } => println!("  data:         {}", tenant_dir(dir, &t.id).display()),
                     Registry::Aws { table, .. } => println!("  data:         table {table}, items t:{}:…", t.id),
@@ -409,6 +424,7 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
             id,
             settings,
             credentials,
+            partners,
             retire_old_api_token,
             retire_old_webhook_secret,
             sandbox,
@@ -422,6 +438,7 @@ pub async fn run(args: TenantsArgs) -> Result<(), String> {
                 tenant.hubspot_base_url = None;
             }
             settings.apply(&mut tenant)?;
+            partners.apply(&mut tenant)?;
             if retire_old_api_token {
                 keep_newest(&mut tenant.secrets.api_tokens);
             }
@@ -542,7 +559,12 @@ impl CredentialArgs {
     }
 }
 
-fn push_credential(list: &mut Vec<String>, value: String, what: &str, retire_flag: &str) -> Result<(), String> {
+pub(crate) fn push_credential(
+    list: &mut Vec<String>,
+    value: String,
+    what: &str,
+    retire_flag: &str,
+) -> Result<(), String> {
     if list.contains(&value) {
         return Err(format!("that {what} is already valid for this tenant"));
     }
@@ -555,13 +577,13 @@ fn push_credential(list: &mut Vec<String>, value: String, what: &str, retire_fla
     Ok(())
 }
 
-fn keep_newest(list: &mut Vec<String>) {
+pub(crate) fn keep_newest(list: &mut Vec<String>) {
     if list.len() > 1 {
         list.drain(..list.len() - 1);
     }
 }
 
-fn read_secret(file: &PathBuf) -> Result<String, String> {
+pub(crate) fn read_secret(file: &PathBuf) -> Result<String, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let secret = text.trim().to_string();
     if secret.is_empty() || secret.contains(char::is_whitespace) {
@@ -637,6 +659,7 @@ fn describe(stored: &StoredTenant, reveal: bool) -> serde_json::Value {
         "daily_budget": t.daily_budget,
         "api_tokens": t.secrets.api_tokens.iter().map(shown).collect::<Vec<_>>(),
         "webhook_secrets": t.secrets.webhook_secrets.iter().map(shown).collect::<Vec<_>>(),
+        "partners": crate::tenants_partners::describe(t, reveal),
         "created_at": stored.created_at,
         "updated_at": stored.updated_at,
     })

@@ -2,6 +2,7 @@
 //! to it; the AWS path runs against moto server started by the harness.
 
 mod activities;
+mod app_webhooks;
 mod auth;
 mod cli;
 mod conformance;

@@ -10,19 +10,25 @@
 //! | `settings` | S | hub id, base URL, mapping, budgets, `needs_reauth` (JSON, no secrets) |
 //! | `secrets` | B | the HubSpot credential, sender tokens and webhook secrets, sealed |
 //! | `created_at`, `updated_at` | N | epoch ms; every write is conditional on the `updated_at` it read |
+//!
+//! Beside it, `portal:<hub id>` names the tenant of that portal (`tenant`, S), written in the same transaction.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 
 use hubrelay_core::sealed::SealingKey;
 use hubrelay_core::tenant::{HubSpotAuth, SealedTenant, StoredTenant, Tenant, TenantId, UnsealError};
 
 /// What every tenant item's id starts with.
 pub const TENANT_ITEM_PREFIX: &str = "tenant:";
+
+/// A portal's index item (`portal:<hub id>` → its tenant): HubSpot's app webhooks are routed by hub id, and
+/// the conditional write of this item keeps a portal to one tenant.
+pub const PORTAL_ITEM_PREFIX: &str = "portal:";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenantStoreError {
@@ -38,6 +44,8 @@ pub enum TenantStoreError {
     Corrupt { id: String, message: String },
     #[error("the tenant registry (DynamoDB table {table}): {message}")]
     Unavailable { table: String, message: String },
+    #[error("portal {portal} is tenant `{tenant}`'s already: a portal is one tenant's (HubSpot's app webhooks are routed by hub id)")]
+    PortalTaken { portal: u64, tenant: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -127,13 +135,12 @@ impl DynamoTenants {
     pub async fn add(&self, tenant: &Tenant) -> Result<StoredTenant, TenantStoreError> {
         tenant.check().map_err(TenantStoreError::Invalid)?;
         let now = now_ms();
-        let result = self.put(tenant, now, now)?.condition_expression("attribute_not_exists(id)").send().await;
-        match result {
-            Ok(_) => Ok(StoredTenant { tenant: tenant.clone(), created_at: now, updated_at: now }),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                Err(TenantStoreError::Exists(tenant.id.to_string()))
-            }
-            Err(e) => Err(self.unavailable("PutItem", e)),
+        let put = self.put(tenant, now, now, "attribute_not_exists(id)", None)?;
+        let mut writes = vec![put];
+        writes.extend(tenant.hub_id.map(|portal| self.portal_put(portal, &tenant.id)));
+        match self.transact(writes, tenant, tenant.hub_id).await? {
+            None => Ok(StoredTenant { tenant: tenant.clone(), created_at: now, updated_at: now }),
+            Some(()) => Err(TenantStoreError::Exists(tenant.id.to_string())),
         }
     }
 
@@ -142,37 +149,130 @@ impl DynamoTenants {
         tenant.check().map_err(TenantStoreError::Invalid)?;
         // Strictly later than what was read, so a reader sees the change even within one millisecond.
         let now = now_ms().max(read.updated_at + 1);
-        let result = self
-            .put(tenant, read.created_at, now)?
-            .condition_expression("updated_at = :read")
-            .expression_attribute_values(":read", AttributeValue::N(read.updated_at.to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(StoredTenant { tenant: tenant.clone(), created_at: read.created_at, updated_at: now }),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                Err(TenantStoreError::Changed(tenant.id.to_string()))
-            }
-            Err(e) => Err(self.unavailable("PutItem", e)),
+        let put = self.put(tenant, read.created_at, now, "updated_at = :read", Some(read.updated_at))?;
+        let mut writes = vec![put];
+        // The portal's item is written on every update, so a tenant from before the index gets it too.
+        writes.extend(tenant.hub_id.map(|portal| self.portal_put(portal, &tenant.id)));
+        if let Some(old) = read.tenant.hub_id.filter(|old| Some(*old) != tenant.hub_id) {
+            writes.push(self.portal_delete(old, &tenant.id));
+        }
+        match self.transact(writes, tenant, tenant.hub_id).await? {
+            None => Ok(StoredTenant { tenant: tenant.clone(), created_at: read.created_at, updated_at: now }),
+            Some(()) => Err(TenantStoreError::Changed(tenant.id.to_string())),
         }
     }
 
     pub async fn remove(&self, id: &TenantId) -> Result<(), TenantStoreError> {
-        let result = self
+        let out = self
             .client
-            .delete_item()
+            .get_item()
+            .table_name(&self.table)
+            .key("id", Self::item_id(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.unavailable("GetItem", e))?;
+        let Some(item) = out.item else { return Err(TenantStoreError::NotFound(id.to_string())) };
+        // The portal from the settings in the clear: a tenant whose secrets no longer open is removed too.
+        let portal = item
+            .get("settings")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+            .and_then(|v| v["hub_id"].as_u64());
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .key("id", Self::item_id(id))
             .condition_expression("attribute_exists(id)")
-            .send()
-            .await;
+            .build()
+            .map_err(|e| TenantStoreError::Invalid(e.to_string()))?;
+        let mut writes = vec![TransactWriteItem::builder().delete(delete).build()];
+        writes.extend(portal.map(|portal| self.portal_delete(portal, id)));
+        let result = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_transaction_canceled_exception()) => {
                 Err(TenantStoreError::NotFound(id.to_string()))
             }
-            Err(e) => Err(self.unavailable("DeleteItem", e)),
+            Err(e) => Err(self.unavailable("TransactWriteItems", e)),
         }
+    }
+
+    /// The tenant whose portal is `portal` (HubSpot's hub id), from the portal's index item
+    /// (`portal:<hub id>`, written with the tenant).
+    pub async fn tenant_of_portal(&self, portal: u64) -> Result<Option<TenantId>, TenantStoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(format!("{PORTAL_ITEM_PREFIX}{portal}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.unavailable("GetItem", e))?;
+        Ok(out.item.and_then(|item| item.get("tenant")?.as_s().ok()?.parse().ok()))
+    }
+
+    /// Runs a tenant's writes: `Ok(None)` done; `Ok(Some(()))` the tenant item's condition failed; the
+    /// portal's, [`TenantStoreError::PortalTaken`].
+    async fn transact(
+        &self,
+        writes: Vec<TransactWriteItem>,
+        tenant: &Tenant,
+        portal: Option<u64>,
+    ) -> Result<Option<()>, TenantStoreError> {
+        let result = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
+        let e = match result {
+            Ok(_) => return Ok(None),
+            Err(e) => e,
+        };
+        let Some(canceled) = e.as_service_error().and_then(|s| {
+            match s {
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
+                c,
+            ) => Some(c),
+            _ => None,
+        }
+        }) else {
+            return Err(self.unavailable("TransactWriteItems", e));
+        };
+        let failed =
+            |i: usize| canceled.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+        if failed(0) {
+            return Ok(Some(()));
+        }
+        // The portal is another tenant's (or, without reasons, found so by reading).
+        if let Some(portal) = portal {
+            if let Some(other) = self.tenant_of_portal(portal).await?.filter(|other| *other != tenant.id) {
+                return Err(TenantStoreError::PortalTaken { portal, tenant: other.to_string() });
+            }
+        }
+        if canceled.cancellation_reasons().is_empty() {
+            return Ok(Some(()));
+        }
+        Err(self.unavailable("TransactWriteItems", e))
+    }
+
+    fn portal_put(&self, portal: u64, id: &TenantId) -> TransactWriteItem {
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .item("id", AttributeValue::S(format!("{PORTAL_ITEM_PREFIX}{portal}")))
+            .item("tenant", AttributeValue::S(id.to_string()))
+            .condition_expression("attribute_not_exists(id) OR tenant = :tenant")
+            .expression_attribute_values(":tenant", AttributeValue::S(id.to_string()))
+            .build()
+            .expect("table, item and key are set");
+        TransactWriteItem::builder().put(put).build()
+    }
+
+    fn portal_delete(&self, portal: u64, id: &TenantId) -> TransactWriteItem {
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(format!("{PORTAL_ITEM_PREFIX}{portal}")))
+            .condition_expression("attribute_not_exists(id) OR tenant = :tenant")
+            .expression_attribute_values(":tenant", AttributeValue::S(id.to_string()))
+            .build()
+            .expect("table and key are set");
+        TransactWriteItem::builder().delete(delete).build()
     }
 
     /// HubSpot refused `refused_token`, the tenant's OAuth refresh token: mark it `needs_reauth` — unless its
@@ -214,18 +314,25 @@ impl DynamoTenants {
         tenant: &Tenant,
         created_at: i64,
         updated_at: i64,
-    ) -> Result<aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder, TenantStoreError> {
+        condition: &str,
+        read: Option<i64>,
+    ) -> Result<TransactWriteItem, TenantStoreError> {
         let sealed = tenant.seal(&self.key).map_err(TenantStoreError::Invalid)?;
-        Ok(self
-            .client
-            .put_item()
+        let put = aws_sdk_dynamodb::types::Put::builder()
             .table_name(&self.table)
             .item("id", Self::item_id(&tenant.id))
             .item("enabled", AttributeValue::Bool(tenant.enabled))
             .item("settings", AttributeValue::S(sealed.settings))
             .item("secrets", AttributeValue::B(Blob::new(sealed.secrets)))
             .item("created_at", AttributeValue::N(created_at.to_string()))
-            .item("updated_at", AttributeValue::N(updated_at.to_string())))
+            .item("updated_at", AttributeValue::N(updated_at.to_string()))
+            .condition_expression(condition)
+            .set_expression_attribute_values(
+                read.map(|r| HashMap::from([(":read".to_string(), AttributeValue::N(r.to_string()))])),
+            )
+            .build()
+            .map_err(|e| TenantStoreError::Invalid(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     fn decode(&self, id: TenantId, item: &Item) -> Result<StoredTenant, TenantStoreError> {

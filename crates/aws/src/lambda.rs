@@ -24,10 +24,11 @@ use crate::dynamodb::DynamoIdempotencyStore;
 use crate::dynamodb_budget::{DynamoCallBudget, DynamoDailyCalls};
 use crate::dynamodb_oauth::DynamoSharedToken;
 use crate::dynamodb_tenants::DynamoTenants;
-use crate::lambda_tenants::{AwsInstallRegistry, Build, TenantApps, TenantCache, TenantParts};
+use crate::lambda_tenants::{AwsInstallRegistry, AwsPortals, Build, TenantApps, TenantCache, TenantParts};
 use crate::sdk::{sdk_config, secrets_from_lookup};
 use crate::sqs::SqsRetryQueue;
 use crate::sqs_worker::SqsWorker;
+use hubrelay_http::app_webhooks::AppWebhooks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -288,9 +289,11 @@ async fn update_app(function: FunctionName, path: &'static str) -> Result<Router
 pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
     let init = init().await?;
     let (extole, impact) = crate::lambda_referrals::partners(&init.settings)?;
-    let worker = init.relay.retry_worker(init.hubspot_client(Lane::Worker)?, extole.clone(), impact.clone());
+    let worker = init.relay.retry_worker(init.hubspot_client(Lane::Worker)?, extole, impact);
+    // A tenant's referral actions go to its own partner accounts, never the deployment's.
     let build: Build<Arc<RetryWorker>> = Arc::new(move |parts: TenantParts| {
-        Ok(Arc::new(parts.relay.retry_worker(parts.hubspot, extole.clone(), impact.clone())))
+        let (extole, impact) = crate::lambda_referrals::partners(&parts.settings).map_err(|e| e.to_string())?;
+        Ok(Arc::new(parts.relay.retry_worker(parts.hubspot, extole, impact)))
     });
     let sqs_worker = SqsWorker::new(worker, init.queue.clone());
     Ok(match init.tenants(Lane::Worker, build)? {
@@ -314,12 +317,31 @@ pub async fn oauth_install_app() -> Result<Router, InitError> {
     Ok(without_stage(Arc::new(install).routes().merge(common_routes()), init.resources.stage.as_deref()))
 }
 
-/// The `referral-event` function's router (`POST /v1/referrals/{hubspot,extole,impact}`): it only verifies,
-/// splits and queues, so it needs no partner credentials (the retry-worker sends), only the webhook secrets.
-/// Partner settings are the deployment's, so tenants have no referral routes yet.
+/// The `referral-event` function's router (`POST /v1/referrals/{hubspot,extole,impact}`, the same under
+/// `/t/{tenant}/` with the tenant's program and partner webhook secrets, and `POST /v1/hubspot/app-webhooks`,
+/// the HubSpot app's webhooks for every tenant's portal): it only verifies, splits and queues, so it needs no
+/// partner credentials (the retry-worker sends), only the webhook secrets.
 pub async fn referral_event_app() -> Result<Router, InitError> {
     let init = init().await?;
-    Ok(without_stage(init.relay.referral_routes()?.merge(common_routes()), init.resources.stage.as_deref()))
+    let app = init.relay.referral_routes()?.merge(common_routes());
+    let build: Build<Router> = Arc::new(|parts: TenantParts| parts.relay.referral_routes().map_err(|e| e.to_string()));
+    let Some(tenants) = init.tenants(Lane::Inline, build)? else {
+        let app = app.merge(hubrelay_http::app_webhooks::not_configured());
+        return Ok(without_stage(app, init.resources.stage.as_deref()));
+    };
+    let tenants: Arc<TenantApps> = Arc::new(TenantApps(tenants));
+    let app = app.merge(tenant_routes(tenants.clone()));
+    let app = match (OAuthAppSettings::from_layer(&init.layer)?, &init.layer.public_url, &init.tenants) {
+        (Some(oauth), Some(public_url), Some(registry)) => {
+            let secrets = init.layer.hubspot_client_secrets.clone().unwrap_or_else(|| vec![oauth.client_secret]);
+            let portals = Arc::new(AwsPortals::new(registry.clone()));
+            let hooks = AppWebhooks::new(secrets, public_url, portals, tenants, init.settings.max_body_bytes)
+                .map_err(|e| InitError::Aws(format!("app webhooks: {e}")))?;
+            app.merge(Arc::new(hooks).routes())
+        }
+        _ => app.merge(hubrelay_http::app_webhooks::not_configured()),
+    };
+    Ok(without_stage(app, init.resources.stage.as_deref()))
 }
 
 /// An HTTP API with a named stage sends `rawPath` with the stage in front (`/prod/v1/leads`), which

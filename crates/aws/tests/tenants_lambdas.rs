@@ -48,10 +48,12 @@ fn tenant(id: &str, portal: &SandboxHandle, token: &str, mapping: &str, sender: 
         daily_budget: None,
         enabled: true,
         needs_reauth: false,
+        partners: Default::default(),
         secrets: TenantSecrets {
             hubspot: HubSpotAuth::ServiceKey { token: token.into() },
             api_tokens: vec![sender.into()],
             webhook_secrets: Vec::new(),
+            partners: Default::default(),
         },
     }
 }

@@ -11,6 +11,9 @@ use crate::config::{ConfigError, Layer, RelaySettings};
 pub use crate::domain::{TenantId, DEFAULT_TENANT};
 use crate::mapping::Mapping;
 
+pub mod partners;
+pub use partners::{PartnerSecrets, PartnerSettings};
+
 /// At most this many credentials of one kind are valid at once: the current one and, during a rotation, the
 /// one it replaces.
 pub const MAX_VALID_SECRETS: usize = 2;
@@ -115,6 +118,9 @@ pub struct TenantSecrets {
     /// Standard Webhooks secrets (`whsec_…`) of the tenant's senders, newest last.
     #[serde(default)]
     pub webhook_secrets: Vec<String>,
+    /// Its referral partners' credentials and webhook secrets.
+    #[serde(default)]
+    pub partners: PartnerSecrets,
 }
 
 impl fmt::Debug for HubSpotAuth {
@@ -130,6 +136,7 @@ impl fmt::Debug for TenantSecrets {
             .field("hubspot", &self.hubspot)
             .field("api_tokens", &self.api_tokens.len())
             .field("webhook_secrets", &self.webhook_secrets.len())
+            .field("partners", &self.partners)
             .finish()
     }
 }
@@ -151,6 +158,8 @@ pub struct Tenant {
     /// HubSpot refused the tenant's OAuth refresh token (the app was uninstalled or the token revoked): its
     /// events stay queued until the portal is connected again.
     pub needs_reauth: bool,
+    /// Where its referral partner accounts are (their credentials are in `secrets`).
+    pub partners: PartnerSettings,
     pub secrets: TenantSecrets,
 }
 
@@ -183,6 +192,8 @@ struct StoredSettings {
     daily_budget: Option<u32>,
     #[serde(default)]
     needs_reauth: bool,
+    #[serde(default)]
+    partners: PartnerSettings,
 }
 
 /// Why a stored tenant cannot be read.
@@ -209,6 +220,7 @@ impl Tenant {
             rate_limit_per_10s: self.rate_limit_per_10s,
             daily_budget: self.daily_budget,
             needs_reauth: self.needs_reauth,
+            partners: self.partners.clone(),
         };
         let settings = serde_json::to_string(&settings).map_err(|e| e.to_string())?;
         let secrets = serde_json::to_vec(&self.secrets).map_err(|e| e.to_string())?;
@@ -242,6 +254,7 @@ impl Tenant {
             daily_budget: settings.daily_budget,
             enabled,
             needs_reauth: settings.needs_reauth,
+            partners: settings.partners,
             secrets,
         })
     }
@@ -270,9 +283,15 @@ impl Tenant {
         if s.api_tokens.is_empty() && s.webhook_secrets.is_empty() {
             return Err("a tenant needs a sender credential: an API token or a webhook secret".into());
         }
-        if s.api_tokens.len() > MAX_VALID_SECRETS || s.webhook_secrets.len() > MAX_VALID_SECRETS {
+        let p = &s.partners;
+        let most = [&s.api_tokens, &s.webhook_secrets, &p.extole_webhook_secrets, &p.impact_webhook_secrets]
+            .iter()
+            .map(|v| v.len())
+            .max()
+            .unwrap_or(0);
+        if most > MAX_VALID_SECRETS {
             return Err(format!(
-                "at most {MAX_VALID_SECRETS} API tokens and {MAX_VALID_SECRETS} webhook secrets are valid at once (the new one and, during a rotation, the old)"
+                "at most {MAX_VALID_SECRETS} API tokens, and {MAX_VALID_SECRETS} webhook secrets of each sender, are valid at once (the new one and, during a rotation, the old)"
             ));
         }
         if !(1..=10_000).contains(&self.rate_limit_per_10s) {
@@ -294,11 +313,15 @@ impl Tenant {
                 );
             }
         }
+        let referral = partners::referral_layer(&self.partners, &s.partners, None);
+        crate::config::referral::ReferralSettings::from_layer(Some(&referral))
+            .map_err(|e| format!("referral partners: {e}"))?;
         self.mapping.load().map(|_| ())
     }
 
-    /// The tenant's settings: the deployment's (`base`: retries, body limit, timeouts, referral programs) with
-    /// the tenant's portal, credentials, mapping and budget in place of the default tenant's.
+    /// The tenant's settings: the deployment's (`base`: retries, body limit, timeouts, the referral program's
+    /// event names and stages) with the tenant's portal, credentials, mapping, budget and referral partner
+    /// accounts in place of the default tenant's.
     pub fn relay_settings(&self, base: &Layer) -> Result<RelaySettings, ConfigError> {
         let layer = Layer {
             hubspot_token: self.secrets.hubspot.token().map(str::to_string),
@@ -311,6 +334,7 @@ impl Tenant {
             // The mapping is set below from the stored profile, not from a path.
             mapping: None,
             hubspot_rate_limit_per_10s: Some(u64::from(self.rate_limit_per_10s)),
+            referral: Some(partners::referral_layer(&self.partners, &self.secrets.partners, base.referral.as_ref())),
             ..base.clone()
         };
         let mut settings = RelaySettings::from_layer(&layer)?;
@@ -356,10 +380,12 @@ mod tests {
             daily_budget: None,
             enabled: true,
             needs_reauth: false,
+            partners: PartnerSettings::default(),
             secrets: TenantSecrets {
                 hubspot: HubSpotAuth::Sandbox,
                 api_tokens: vec!["t-1".into()],
                 webhook_secrets: vec![],
+                partners: PartnerSecrets::default(),
             },
         }
     }

@@ -261,6 +261,12 @@ pub trait EventKind: Send + Sync + 'static {
     }
 
     /// The media types it reads: JSON by default.
+    /// Whether this route takes a portal's share of a HubSpot app webhook batch, verified by
+    /// [`crate::app_webhooks`] (the HubSpot referral route only).
+    fn takes_app_webhooks(&self) -> bool {
+        false
+    }
+
     fn accepts(&self, media_type: &str) -> bool {
         media_type == "application/json" || media_type.ends_with("+json")
     }
@@ -281,19 +287,28 @@ pub enum Parsed<E> {
     Answer(Reply),
 }
 
+/// A request as the pipeline takes it.
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// Raw, as the sender signed it (a tenant's `/t/{tenant}` prefix included).
+    pub path_and_query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// Verified already by the app-webhook route (a request extension only this process sets).
+    pub verified: bool,
+}
+
 impl Intake {
     /// The request pipeline of every function: verify → media type → parse → idempotency key → claim →
     /// deliver (or replay) → record the answer.
-    pub async fn run<K: EventKind>(
-        kind: &K,
-        method: &str,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<Reply, ApiError> {
+    pub async fn run<K: EventKind>(kind: &K, request: Request<'_>, now: OffsetDateTime) -> Result<Reply, ApiError> {
         let intake = kind.intake();
-        let auth = kind.verify(&RequestParts { method, path_and_query, headers, body }, now)?;
+        let Request { method, path_and_query, headers, body, verified } = request;
+        let auth = match verified {
+            // HubSpot's signature over the whole batch was checked by the app-webhook route.
+            true if kind.takes_app_webhooks() => AuthMethod::HubSpotV3,
+            _ => kind.verify(&RequestParts { method, path_and_query, headers, body }, now)?,
+        };
         let media_type = content_type(headers);
         if !kind.accepts(&media_type) {
             return Err(ApiError::unsupported_media_type(&media_type));

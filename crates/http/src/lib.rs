@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use crate::error::ApiError;
 
 pub mod app;
+pub mod app_webhooks;
 pub mod error;
 pub mod intake;
 pub mod leads;
@@ -97,7 +98,10 @@ async fn post_event<K: EventKind>(State(kind): State<Arc<K>>, req: Request) -> R
                 };
                 let now = OffsetDateTime::now_utc();
                 let method = parts.method.as_str();
-                (Intake::run(kind.as_ref(), method, path_and_query, &parts.headers, &body, now).await, false)
+                let verified = parts.extensions.get::<app_webhooks::VerifiedAppWebhook>().is_some();
+                let request =
+                    intake::Request { method, path_and_query, headers: &parts.headers, body: &body, verified };
+                (Intake::run(kind.as_ref(), request, now).await, false)
             }
         },
     };

@@ -102,6 +102,10 @@ impl EventKind for ReferralService {
         FUNCTION
     }
 
+    fn takes_app_webhooks(&self) -> bool {
+        self.source == ReferralSource::HubSpot
+    }
+
     /// The partner's signature when its header is present (and a secret configured), else the relay's own auth.
     fn verify(&self, request: &RequestParts<'_>, now: OffsetDateTime) -> Result<AuthMethod, ApiError> {
         let (headers, body) = (request.headers, request.body);

@@ -40,6 +40,8 @@ pub enum RegistryError {
     Corrupt { id: String, message: String },
     #[error("tenant `{0}` was changed meanwhile (by another command or serve): read it again and retry")]
     Changed(String),
+    #[error("portal {portal} is tenant `{tenant}`'s already: a portal is one tenant's (HubSpot's app webhooks are routed by hub id)")]
+    PortalTaken { portal: u64, tenant: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -55,6 +57,10 @@ pub struct TenantRegistry {
     path: PathBuf,
     key_file: PathBuf,
 }
+
+/// No other tenant has the portal `?6` (NULL: no portal), for the statement that writes tenant `?1`.
+const PORTAL_FREE: &str =
+    "(?6 IS NULL OR NOT EXISTS (SELECT 1 FROM tenants WHERE id <> ?1 AND json_extract(settings, '$.hub_id') = ?6))";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
@@ -94,18 +100,40 @@ impl TenantRegistry {
     pub fn add(&self, tenant: &Tenant, now: i64) -> Result<(), RegistryError> {
         tenant.check().map_err(RegistryError::Invalid)?;
         let (settings, sealed) = self.encode(tenant)?;
+        let hub_id = tenant.hub_id.map(|h| h as i64);
         let inserted = self
             .conn
             .execute(
-                "INSERT INTO tenants (id, enabled, settings, secrets, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-                 ON CONFLICT (id) DO NOTHING",
-                params![tenant.id.as_str(), tenant.enabled, settings, sealed, now],
+                &format!(
+                    "INSERT INTO tenants (id, enabled, settings, secrets, created_at, updated_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?5 WHERE {PORTAL_FREE} ON CONFLICT (id) DO NOTHING"
+                ),
+                params![tenant.id.as_str(), tenant.enabled, settings, sealed, now, hub_id],
             )
             .map_err(|e| self.sql(e))?;
         if inserted == 0 {
+            self.check_portal(tenant)?;
             return Err(RegistryError::Exists(tenant.id.to_string()));
         }
         Ok(())
+    }
+
+    /// Another tenant with the portal of `tenant`, as an error.
+    fn check_portal(&self, tenant: &Tenant) -> Result<(), RegistryError> {
+        let Some(portal) = tenant.hub_id else { return Ok(()) };
+        let other: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT id FROM tenants WHERE id <> ?1 AND json_extract(settings, '$.hub_id') = ?2 LIMIT 1",
+                params![tenant.id.as_str(), portal as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        match other {
+            Some(tenant) => Err(RegistryError::PortalTaken { portal, tenant }),
+            None => Ok(()),
+        }
     }
 
     /// Replaces a tenant's settings and secrets, if the stored row is still the one `read` (its `updated_at`):
@@ -114,15 +142,19 @@ impl TenantRegistry {
     pub fn update(&self, read: &StoredTenant, tenant: &Tenant, now: i64) -> Result<(), RegistryError> {
         tenant.check().map_err(RegistryError::Invalid)?;
         let (settings, sealed) = self.encode(tenant)?;
+        let hub_id = tenant.hub_id.map(|h| h as i64);
         let changed = self
             .conn
             .execute(
-                "UPDATE tenants SET enabled = ?2, settings = ?3, secrets = ?4, updated_at = max(?5, updated_at + 1)
-                 WHERE id = ?1 AND updated_at = ?6",
-                params![tenant.id.as_str(), tenant.enabled, settings, sealed, now, read.updated_at],
+                &format!(
+                    "UPDATE tenants SET enabled = ?2, settings = ?3, secrets = ?4, updated_at = max(?5, updated_at + 1)
+                     WHERE id = ?1 AND updated_at = ?7 AND {PORTAL_FREE}"
+                ),
+                params![tenant.id.as_str(), tenant.enabled, settings, sealed, now, hub_id, read.updated_at],
             )
             .map_err(|e| self.sql(e))?;
         if changed == 0 {
+            self.check_portal(tenant)?;
             return Err(match self.get(&tenant.id) {
                 Ok(_) => RegistryError::Changed(tenant.id.to_string()),
                 Err(e) => e,
@@ -265,10 +297,12 @@ mod tests {
             daily_budget: Some(250_000),
             enabled: true,
             needs_reauth: false,
+            partners: Default::default(),
             secrets: TenantSecrets {
                 hubspot: HubSpotAuth::ServiceKey { token: "pat-na1-very-secret-service-key".into() },
                 api_tokens: vec![token.into()],
                 webhook_secrets: vec![],
+                partners: Default::default(),
             },
         }
     }
@@ -278,7 +312,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = TenantRegistry::open(dir.path()).unwrap();
         registry.add(&tenant("acme", "acme-sender-token-123"), 100).unwrap();
-        registry.add(&tenant("lakeside", "lakeside-sender-token-456"), 100).unwrap();
+        registry.add(&Tenant { hub_id: Some(4343), ..tenant("lakeside", "lakeside-sender-token-456") }, 100).unwrap();
         assert!(matches!(registry.add(&tenant("acme", "x"), 101), Err(RegistryError::Exists(_))));
         let got = registry.get(&"acme".parse().unwrap()).unwrap();
         assert_eq!(got.tenant, tenant("acme", "acme-sender-token-123"));
@@ -307,7 +341,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = TenantRegistry::open(dir.path()).unwrap();
         registry.add(&tenant("acme", "acme-token"), 1).unwrap();
-        registry.add(&tenant("other", "other-token"), 1).unwrap();
+        registry.add(&Tenant { hub_id: Some(4343), ..tenant("other", "other-token") }, 1).unwrap();
         // Copy acme's sealed secrets onto the other tenant: they must not open there.
         registry
             .conn
@@ -354,5 +388,22 @@ mod tests {
         let mut bad = tenant("bad", "x");
         bad.secrets.api_tokens.clear();
         assert!(matches!(registry.add(&bad, 1), Err(RegistryError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_portal_is_one_tenants() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = TenantRegistry::open(dir.path()).unwrap();
+        registry.add(&tenant("acme", "a"), 1).unwrap();
+        let taken = registry.add(&tenant("other", "b"), 1).unwrap_err();
+        assert!(matches!(&taken, RegistryError::PortalTaken { portal: 4242, tenant } if tenant == "acme"), "{taken}");
+        registry.add(&Tenant { hub_id: None, ..tenant("other", "b") }, 1).unwrap();
+        let read = registry.get(&"other".parse().unwrap()).unwrap();
+        let moved = Tenant { hub_id: Some(4242), ..read.tenant.clone() };
+        assert!(matches!(registry.update(&read, &moved, 2), Err(RegistryError::PortalTaken { .. })));
+        // Its own portal again is no conflict; a free one is taken.
+        let acme = registry.get(&"acme".parse().unwrap()).unwrap();
+        registry.update(&acme, &acme.tenant, 2).unwrap();
+        registry.update(&read, &Tenant { hub_id: Some(4343), ..read.tenant.clone() }, 2).unwrap();
     }
 }
