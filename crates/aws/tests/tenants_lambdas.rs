@@ -435,3 +435,170 @@ async fn a_portal_admin_connects_a_tenant_through_the_stacks_install_pages() {
     assert_eq!(code, 200, "{body}");
     assert!(contact(&portal, "admin", "boat@example.com").await.is_some());
 }
+
+/// A portal whose contacts can carry an advocate code (the referral program's property).
+async fn referral_portal(token: &str, portal_id: u64) -> SandboxHandle {
+    let sandbox = portal(token, portal_id, "chat-widget").await;
+    let client = hubrelay_clients::HubSpotClient::new(&sandbox.url(), token, Duration::from_secs(5)).unwrap();
+    let mapping = hubrelay_core::mapping::Mapping::builtin("chat-widget").unwrap();
+    let wanted = hubrelay_core::properties::required(&mapping, &hubrelay_core::referral::ReferralConfig::default());
+    hubrelay_core::properties::sync(&client, &wanted).await.unwrap();
+    sandbox
+}
+
+/// A contact with an advocate code made in `portal` by its user, and HubSpot's app webhook event for it.
+async fn coded_contact(portal: &SandboxHandle, portal_id: u64, token: &str, email: &str, code: &str) -> Value {
+    let http = reqwest::Client::new();
+    let body = json!({"properties": {"email": email, "firstname": "Ada", "advocate_code": code}});
+    let url = format!("{}/crm/v3/objects/contacts", portal.url());
+    let made: Value = http.post(url).bearer_auth(token).json(&body).send().await.unwrap().json().await.unwrap();
+    let id: u64 = made["id"].as_str().unwrap().parse().unwrap();
+    json!({"eventId": id, "subscriptionId": 9, "portalId": portal_id, "occurredAt": 1_764_000_000_000_i64,
+        "subscriptionType": "contact.propertyChange", "objectId": id, "propertyName": "advocate_code",
+        "propertyValue": code, "attemptNumber": 0})
+}
+
+async fn post_signed(app: &axum::Router, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = Request::post(path).header("content-type", "application/json");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = app.clone().oneshot(request.body(Body::from(body.to_vec())).unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// Sign-ups an Extole account received, by email.
+async fn extole_signups(extole: &str) -> Vec<String> {
+    let got: Value =
+        reqwest::Client::new().get(format!("{extole}/__sandbox/received")).send().await.unwrap().json().await.unwrap();
+    let signups =
+        got.as_array().unwrap().iter().filter(|r| r["body"]["event_name"] == "signed_up" && r["status"] == 200);
+    signups.map(|r| r["body"]["data"]["email"].as_str().unwrap().to_string()).collect()
+}
+
+/// The referral function with tenants: each tenant's partner webhooks are verified with its own secrets; the
+/// HubSpot app's webhooks for many portals arrive at one URL and are split by `portalId`; the retry worker sends
+/// each tenant's referral actions to its own Extole account. A portal is one tenant's (the registry refuses a
+/// second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_webhooks_are_routed_by_portal_and_each_tenant_has_its_own_partners() {
+    let _env = ENV.lock().await;
+    use hubrelay_sandbox::partners::{ExtoleSandbox, ExtoleSandboxOptions};
+    let stage = runtime::aws_stage().await;
+    let (oem, dealer) = (referral_portal("oem-token", 4301).await, referral_portal("dealer-token", 4302).await);
+    let extole = |token: &str| ExtoleSandbox::new(ExtoleSandboxOptions { token: Some(token.into()) });
+    let oem_extole = extole("oem-extole").serve_local().await.unwrap();
+    let dealer_extole = extole("dealer-extole").serve_local().await.unwrap();
+    let registry =
+        DynamoTenants::new(stage.dynamo.clone(), &stage.table, Arc::new(SealingKey::from_hex(KEY_HEX).unwrap()));
+    let with_extole = |mut t: Tenant, portal: u64, url: String, token: &str, hook: &str| {
+        t.hub_id = Some(portal);
+        t.partners.extole_base_url = Some(url);
+        t.secrets.partners.extole_token = Some(token.into());
+        t.secrets.partners.extole_webhook_secrets = vec![hook.into()];
+        t
+    };
+    let oem_tenant = tenant("oem", &oem, "oem-token", "chat-widget", "oem-sender");
+    registry.add(&with_extole(oem_tenant, 4301, oem_extole.url(), "oem-extole", "oem-hook")).await.unwrap();
+    let dealer_tenant = tenant("dealer", &dealer, "dealer-token", "chat-widget", "dealer-sender");
+    let dealer_row = registry
+        .add(&with_extole(dealer_tenant, 4302, dealer_extole.url(), "dealer-extole", "dealer-hook"))
+        .await
+        .unwrap();
+    // A portal is one tenant's; moving a tenant to another portal frees its old one.
+    let copy = Tenant { hub_id: Some(4301), ..tenant("copy", &oem, "x", "chat-widget", "copy-sender") };
+    let taken = registry.add(&copy).await.unwrap_err();
+    assert!(matches!(&taken, TenantStoreError::PortalTaken { portal: 4301, tenant } if tenant == "oem"), "{taken}");
+    assert!(registry.get(&"copy".parse().unwrap()).await.unwrap().is_none(), "nothing of it was written");
+    let moved =
+        registry.update(&dealer_row, &Tenant { hub_id: Some(4399), ..dealer_row.tenant.clone() }).await.unwrap();
+    assert_eq!(registry.tenant_of_portal(4302).await.unwrap(), None);
+    registry.update(&moved, &dealer_row.tenant).await.unwrap();
+    assert_eq!(registry.tenant_of_portal(4302).await.unwrap(), Some("dealer".parse().unwrap()));
+    assert_eq!(registry.tenant_of_portal(4399).await.unwrap(), None);
+
+    let ssm = moto::ssm(moto::shared());
+    let key_param = moto::secure_parameter(&ssm, KEY_HEX).await;
+    let secret_param = moto::secure_parameter(&ssm, "stack-app-secret").await;
+    for (k, v) in &stage.env {
+        std::env::set_var(k, v);
+    }
+    std::env::set_var("HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER", &key_param);
+    std::env::set_var("HUBSPOT_CLIENT_ID", "stack-app");
+    std::env::set_var("HUBSPOT_CLIENT_SECRET_SSM_PARAMETER", &secret_param);
+    std::env::set_var("HUBRELAY_PUBLIC_URL", "https://relay.example.com");
+    let referrals = hubrelay_aws::lambda::referral_event_app().await.expect("referral-event init");
+    let worker = retry_worker_app().await.expect("retry-worker init");
+
+    // A tenant's Extole webhooks are verified with its own secret, not another tenant's.
+    let link = json!({"properties": {"email": "sharer@example.com", "share_code": "s1",
+        "share_link": "https://refer.example.com/s1"}})
+    .to_string();
+    let signed = |key: &str| hubrelay_core::auth::extole_signature(key, link.as_bytes());
+    let (code, body) = post_signed(
+        &referrals,
+        "/prod/t/oem/v1/referrals/extole",
+        link.as_bytes(),
+        &[("x-extole-signature", &signed("oem-hook"))],
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    let (code, body) = post_signed(
+        &referrals,
+        "/prod/t/oem/v1/referrals/extole",
+        link.as_bytes(),
+        &[("x-extole-signature", &signed("dealer-hook"))],
+    )
+    .await;
+    assert_eq!((code, body["error"]["code"].as_str()), (401, Some("invalid_signature")), "{body}");
+
+    // One app webhook batch for both portals, signed with the app's secret at the one URL.
+    let batch = json!([
+        coded_contact(&oem, 4301, "oem-token", "oem-advocate@example.com", "ADV-O").await,
+        coded_contact(&dealer, 4302, "dealer-token", "dealer-advocate@example.com", "ADV-D").await,
+    ])
+    .to_string();
+    let now_ms = OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let uri = "https://relay.example.com/v1/hubspot/app-webhooks";
+    let sig = hubrelay_core::auth::hubspot_v3_signature("stack-app-secret", "POST", uri, batch.as_bytes(), now_ms);
+    let ts = now_ms.to_string();
+    let signed_headers = [("x-hubspot-signature-v3", sig.as_str()), ("x-hubspot-request-timestamp", ts.as_str())];
+    let (code, body) =
+        post_signed(&referrals, "/prod/v1/hubspot/app-webhooks", batch.as_bytes(), &signed_headers).await;
+    assert_eq!(code, 202, "{body}");
+    let tenants: Vec<&str> =
+        body["portals"].as_array().unwrap().iter().map(|p| p["tenant"].as_str().unwrap()).collect();
+    assert_eq!(tenants, ["oem", "dealer"], "{body}");
+    let (code, body) = post_signed(&referrals, "/prod/v1/hubspot/app-webhooks", batch.as_bytes(), &[]).await;
+    assert_eq!(code, 401, "{body}");
+
+    // The worker sends each tenant's actions with that tenant's partner account.
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while records.len() < 3 && std::time::Instant::now() < deadline {
+        let got = stage
+            .sqs
+            .receive_message()
+            .queue_url(&stage.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in got.messages() {
+            records.push((m.message_id().unwrap().to_string(), m.body().unwrap().to_string()));
+        }
+    }
+    assert_eq!(records.len(), 3, "a share link and two sign-ups: {records:?}");
+    let arn = "arn:aws:sqs:us-east-1:123456789012:hubrelay-test-RetryQueue";
+    let due = OffsetDateTime::now_utc() + time::Duration::seconds(10);
+    let response = worker.handle(sqs_event(arn, &records), due).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(extole_signups(&oem_extole.url()).await, ["oem-advocate@example.com"]);
+    assert_eq!(extole_signups(&dealer_extole.url()).await, ["dealer-advocate@example.com"]);
+    let shared = contact(&oem, "oem-token", "sharer@example.com").await;
+    assert!(shared.is_some(), "the share link landed in the OEM's portal");
+    assert!(contact(&stage.sandbox, runtime::SANDBOX_TOKEN, "sharer@example.com").await.is_none());
+}
