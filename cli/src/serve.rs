@@ -16,6 +16,7 @@ use hubrelay_http::transport::{self, Limits};
 use hubrelay_http::{lead_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 use hubrelay_local::sqlite::SqliteStore;
 use hubrelay_local::tenants::create_owner_only;
+use hubrelay_local::turn::{OutsideTurn, Turn};
 use hubrelay_local::LocalWorker;
 use hubrelay_local::WakingQueue;
 use hubrelay_sandbox::hubspot::{self as sandbox, SandboxOptions};
@@ -292,12 +293,15 @@ pub(crate) fn local_relay(
     lane: Arc<tokio::sync::Semaphore>,
 ) -> Result<LocalRelay, String> {
     let inline: Arc<dyn HubSpot> = Arc::new(hubspot.clone().with_rate_limiter(limiter.clone(), Some(INLINE_SLOT_WAIT)));
+    // The worker's store work takes turns with the process's other workers; its HubSpot calls do not.
+    let turn = Turn::new(lane);
     let worker_client: Arc<dyn HubSpot> = Arc::new(hubspot.with_rate_limiter(limiter, None));
+    let worker_client: Arc<dyn HubSpot> = Arc::new(OutsideTurn::new(worker_client, turn.clone()));
     let relay = Relay::new(settings, Stores::new(store.clone(), store.clone()))
         .with_contact_locks(locks)
         .with_inline_batching(inline_call_interval(settings.hubspot_rate_limit_per_10s));
     let worker = relay.retry_worker(worker_client, partners.0, partners.1);
-    let worker = LocalWorker::new((*store).clone(), worker).with_lane(lane);
+    let worker = LocalWorker::new((*store).clone(), worker).with_turn(turn);
     let relay = relay.with_queue(Arc::new(WakingQueue::new(store, worker.waker())));
     let config_error = |e| format!("configuration error: {e}");
     let app = lead_routes(Arc::new(relay.lead_service(inline.clone()).map_err(config_error)?))

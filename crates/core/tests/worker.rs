@@ -449,8 +449,9 @@ async fn a_worker_on_a_shared_lane_ticks_only_with_its_turn_and_stops_while_wait
     // Another worker holds the lane's one permit: this one waits, its due message untouched.
     let lane = Arc::new(tokio::sync::Semaphore::new(1));
     let held = lane.clone().acquire_owned().await.unwrap();
-    let local =
-        LocalWorker::new(store.clone(), worker).with_idle_interval(Duration::from_millis(10)).with_lane(lane.clone());
+    let local = LocalWorker::new(store.clone(), worker)
+        .with_idle_interval(Duration::from_millis(10))
+        .with_turn(hubrelay_local::turn::Turn::new(lane.clone()));
     let stop = Arc::new(tokio::sync::Notify::new());
     let stop2 = stop.clone();
     let task = tokio::spawn(local.run(async move { stop2.notified().await }));

@@ -12,6 +12,7 @@ mod sqlite_dlq;
 mod sqlite_events;
 mod sqlite_updates;
 pub mod tenants;
+pub mod turn;
 pub mod worker;
 
 pub use dead_letters::LocalDeadLetters;

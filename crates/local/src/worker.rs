@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use crate::sqlite::{QueueChange, SqliteStore};
+use crate::turn::Turn;
 use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
 use hubrelay_core::store::{RetryQueue, StoreError};
 use hubrelay_core::worker::{Disposition, RetryWorker};
@@ -35,8 +36,8 @@ pub struct LocalWorker {
     wake: Arc<Notify>,
     batch_limit: usize,
     idle_interval: Duration,
-    /// Shared with the process's other workers: one tick at a time across them ([`LocalWorker::with_lane`]).
-    lane: Option<Arc<tokio::sync::Semaphore>>,
+    /// Its place among the process's other workers: one tick's store work at a time ([`LocalWorker::with_turn`]).
+    turn: Option<Arc<Turn>>,
 }
 
 /// What one tick did.
@@ -66,7 +67,7 @@ impl LocalWorker {
             wake: Arc::new(Notify::new()),
             batch_limit: DEFAULT_BATCH_LIMIT,
             idle_interval: DEFAULT_IDLE_INTERVAL,
-            lane: None,
+            turn: None,
         }
     }
 
@@ -75,11 +76,13 @@ impl LocalWorker {
         self
     }
 
-    /// Share `lane` with the other workers of the process (one per tenant): a tick runs only while it holds a
-    /// permit, handed round in turn, so backlogs drain one tick at a time and in turn, and the rest of the
-    /// machine stays with the request path (a tenant's 100,000-lead backlog does not slow another's fresh leads).
-    pub fn with_lane(mut self, lane: Arc<tokio::sync::Semaphore>) -> Self {
-        self.lane = Some(lane);
+    /// Take turns with the other workers of the process (one per tenant, each with its [`Turn`] of one lane): a
+    /// tick's store work runs only in the worker's turn, handed round in order, so backlogs drain one tick at a
+    /// time and the rest of the machine stays with the request path (a tenant's 100,000-lead backlog does not slow
+    /// another's fresh leads). Give the worker's HubSpot client the same turn ([`crate::turn::OutsideTurn`]): its
+    /// calls then run outside the turn, and the workers wait on their portals at once.
+    pub fn with_turn(mut self, turn: Arc<Turn>) -> Self {
+        self.turn = Some(turn);
         self
     }
 
@@ -139,16 +142,17 @@ impl LocalWorker {
     {
         tokio::pin!(shutdown);
         loop {
-            let permit = match &self.lane {
-                Some(lane) => tokio::select! {
+            if let Some(turn) = &self.turn {
+                tokio::select! {
                     biased;
                     _ = &mut shutdown => return,
-                    permit = lane.acquire() => permit.ok(),
-                },
-                None => None,
-            };
+                    _ = turn.take() => {}
+                }
+            }
             let ticked = self.tick(OffsetDateTime::now_utc()).await;
-            drop(permit);
+            if let Some(turn) = &self.turn {
+                turn.give_back();
+            }
             let pause = match ticked {
                 Ok(report) if report.progressed() => Duration::ZERO,
                 Ok(_) => self.until_next_due().await,

@@ -1,0 +1,192 @@
+//! The turn of a `serve`'s retry workers: one tick's store work at a time across every worker of the process
+//! (the default tenant's and each tenant's), handed round in order, so twenty backlogs' SQLite writes take one
+//! core and leave the other to the request path. A worker steps out of its turn while it waits on HubSpot (its
+//! rate limit, the call itself): a tenant whose portal is slow or at its limit then holds nobody up, and every
+//! tenant can drain at its own portal's pace at once.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use hubrelay_core::domain::ContactUpsert;
+use hubrelay_core::hubspot::{
+    CrmObject, Engagement, EngagementKind, HubSpot, HubSpotError, PropertyDefinition, UpsertResults,
+};
+
+/// One worker's place in the process's lane.
+pub struct Turn {
+    lane: Arc<Semaphore>,
+    state: Mutex<TurnState>,
+}
+
+#[derive(Default)]
+struct TurnState {
+    /// Held while the worker does store work within a tick.
+    permit: Option<OwnedSemaphorePermit>,
+    /// In a tick (between [`Turn::take`] and [`Turn::give_back`]).
+    ticking: bool,
+    /// HubSpot calls in flight, the turn given up for them.
+    out: usize,
+}
+
+impl Turn {
+    pub fn new(lane: Arc<Semaphore>) -> Arc<Turn> {
+        Arc::new(Turn { lane, state: Mutex::new(TurnState::default()) })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, TurnState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the worker's turn (in order with the others); `false` when the lane is gone.
+    pub async fn take(&self) -> bool {
+        let Ok(permit) = self.lane.clone().acquire_owned().await else { return false };
+        let mut state = self.state();
+        state.permit = Some(permit);
+        state.ticking = true;
+        true
+    }
+
+    /// The tick is over: the next worker's turn.
+    pub fn give_back(&self) {
+        let mut state = self.state();
+        state.permit = None;
+        state.ticking = false;
+    }
+
+    /// Runs `call` (a HubSpot request, with its rate-limit wait) out of the turn; the turn is taken again, in
+    /// order, when the tick's last call in flight has answered.
+    pub async fn outside<T>(&self, call: impl Future<Output = T>) -> T {
+        {
+            let mut state = self.state();
+            state.out += 1;
+            state.permit = None;
+        }
+        let result = call.await;
+        let back = {
+            let mut state = self.state();
+            state.out -= 1;
+            state.ticking && state.out == 0 && state.permit.is_none()
+        };
+        if back {
+            if let Ok(permit) = self.lane.clone().acquire_owned().await {
+                let mut state = self.state();
+                if state.ticking && state.out == 0 && state.permit.is_none() {
+                    state.permit = Some(permit);
+                }
+            }
+        }
+        result
+    }
+}
+
+/// A worker's HubSpot client whose every call runs outside the worker's turn.
+pub struct OutsideTurn {
+    inner: Arc<dyn HubSpot>,
+    turn: Arc<Turn>,
+}
+
+impl OutsideTurn {
+    pub fn new(inner: Arc<dyn HubSpot>, turn: Arc<Turn>) -> Self {
+        OutsideTurn { inner, turn }
+    }
+}
+
+#[async_trait]
+impl HubSpot for OutsideTurn {
+    async fn upsert_contacts(&self, inputs: &[ContactUpsert]) -> Result<UpsertResults, HubSpotError> {
+        self.turn.outside(self.inner.upsert_contacts(inputs)).await
+    }
+
+    async fn list_properties(&self) -> Result<Vec<PropertyDefinition>, HubSpotError> {
+        self.turn.outside(self.inner.list_properties()).await
+    }
+
+    async fn create_property(&self, property: &PropertyDefinition) -> Result<(), HubSpotError> {
+        self.turn.outside(self.inner.create_property(property)).await
+    }
+
+    async fn update_contact(&self, id: &str, properties: &BTreeMap<String, String>) -> Result<(), HubSpotError> {
+        self.turn.outside(self.inner.update_contact(id, properties)).await
+    }
+
+    async fn create_engagement(&self, engagement: &Engagement) -> Result<String, HubSpotError> {
+        self.turn.outside(self.inner.create_engagement(engagement)).await
+    }
+
+    async fn contact_id_by_email(&self, email: &str) -> Result<Option<String>, HubSpotError> {
+        self.turn.outside(self.inner.contact_id_by_email(email)).await
+    }
+
+    async fn associated_ids(&self, from: &str, id: &str, to: &str) -> Result<Vec<String>, HubSpotError> {
+        self.turn.outside(self.inner.associated_ids(from, id, to)).await
+    }
+
+    async fn contact_engagements(&self, contact_id: &str, kind: EngagementKind) -> Result<Vec<String>, HubSpotError> {
+        self.turn.outside(self.inner.contact_engagements(contact_id, kind)).await
+    }
+
+    async fn engagement_properties(
+        &self,
+        kind: EngagementKind,
+        id: &str,
+        properties: &[&str],
+    ) -> Result<BTreeMap<String, String>, HubSpotError> {
+        self.turn.outside(self.inner.engagement_properties(kind, id, properties)).await
+    }
+
+    async fn read_object(
+        &self,
+        object: &str,
+        id: &str,
+        properties: &[&str],
+        associations: &[&str],
+    ) -> Result<Option<CrmObject>, HubSpotError> {
+        self.turn.outside(self.inner.read_object(object, id, properties, associations)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_worker_waiting_on_hubspot_leaves_its_turn_to_the_others() {
+        let lane = Arc::new(Semaphore::new(1));
+        let (slow, other) = (Turn::new(lane.clone()), Turn::new(lane.clone()));
+        assert!(slow.take().await);
+        // While the slow worker's call waits, the other worker gets its turn.
+        let call = slow.outside(async {
+            assert!(tokio::time::timeout(Duration::from_secs(1), other.take()).await.unwrap());
+            other.give_back();
+            "answered"
+        });
+        assert_eq!(call.await, "answered");
+        // Back in its turn after the call: the other waits until the tick is over.
+        assert_eq!(lane.available_permits(), 0);
+        assert!(tokio::time::timeout(Duration::from_millis(50), other.take()).await.is_err());
+        slow.give_back();
+        assert!(tokio::time::timeout(Duration::from_secs(1), other.take()).await.unwrap());
+        other.give_back();
+        assert_eq!(lane.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_take_the_turn_back_once() {
+        let lane = Arc::new(Semaphore::new(1));
+        let turn = Turn::new(lane.clone());
+        assert!(turn.take().await);
+        let pause = || tokio::time::sleep(Duration::from_millis(20));
+        tokio::join!(turn.outside(pause()), turn.outside(pause()), turn.outside(pause()));
+        assert_eq!(lane.available_permits(), 0, "one permit, held again");
+        turn.give_back();
+        assert_eq!(lane.available_permits(), 1);
+        // Outside a tick (the inline path's calls, say) nothing is taken.
+        turn.outside(pause()).await;
+        assert_eq!(lane.available_permits(), 1);
+    }
+}
