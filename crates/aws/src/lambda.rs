@@ -217,8 +217,11 @@ impl Init {
         // The default portal's refresh token refused: the same alarm as a tenant's (TenantNeedsReauthAlarm).
         let alarm = |tokens: OAuthTokens| {
             tokens.on_revoked(Arc::new(|e| {
-                tracing::error!(tenant = "default", error = %e, alarm = "TenantNeedsReauth",
-                    "HubSpot refused the stack's refresh token (HubSpotRefreshTokenParameter): put a new one in the parameter and cold-start the functions; events stay queued");
+                log_needs_reauth(
+                    "default",
+                    e,
+                    "HubSpot refused the stack's refresh token (HubSpotRefreshTokenParameter): put a new one in the parameter and cold-start the functions; events stay queued",
+                );
             }))
         };
         self.wiring(lane).client(&self.settings.hubspot, self.settings.hubspot_rate_limit_per_10s, None, alarm)
@@ -378,6 +381,12 @@ fn strip_prefix(mut req: axum::extract::Request, prefix: &str) -> axum::extract:
 
 /// JSON logs for CloudWatch; levels from `RUST_LOG` (default info), as `level` or `target=level,...`
 /// directives: `Targets` takes those without EnvFilter's regex engine, which would add to every bootstrap.
+/// The log line `TenantNeedsReauthAlarm` counts: its metric filters match `$.fields.alarm` and take the
+/// `Tenant` dimension from `$.fields.tenant` (the JSON logs of [`init_json_logs`]).
+pub(crate) fn log_needs_reauth(tenant: &str, error: &dyn std::fmt::Display, message: &str) {
+    tracing::error!(tenant, error = %error, alarm = "TenantNeedsReauth", "{message}");
+}
+
 pub fn init_json_logs() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -407,6 +416,35 @@ mod tests {
         assert!(check_inline_timeout(std::time::Duration::from_secs(15)).is_ok());
         let e = check_inline_timeout(std::time::Duration::from_secs(16)).unwrap_err().to_string();
         assert!(e.starts_with("HUBSPOT_TIMEOUT_SECS: 16 s leaves") && e.contains("at most 15 s"), "{e}");
+    }
+
+    #[test]
+    fn the_needs_reauth_line_has_the_fields_the_alarms_metric_filters_read() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        // The layer init_json_logs installs, writing here.
+        let subscriber = tracing_subscriber::fmt().json().without_time().with_writer(move || writer.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            super::log_needs_reauth("acme", &"invalid_grant", "reconnect it")
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        // template.yaml: FilterPattern `{ $.fields.alarm = "TenantNeedsReauth" }`, dimension `$.fields.tenant`.
+        assert_eq!(line["fields"]["alarm"], "TenantNeedsReauth", "{text}");
+        assert_eq!(line["fields"]["tenant"], "acme", "{text}");
+        assert_eq!(line["level"], "ERROR");
     }
 
     #[test]

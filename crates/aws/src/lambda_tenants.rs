@@ -121,8 +121,11 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
         let tenant_id = id.clone();
         let oauth = move |tokens: OAuthTokens| {
             let tokens = tokens.on_revoked(Arc::new(move |e| {
-                tracing::error!(tenant = %tenant_id, error = %e, alarm = "TenantNeedsReauth",
-                    "tenant needs a new OAuth install; its events stay queued");
+                crate::lambda::log_needs_reauth(
+                    tenant_id.as_str(),
+                    e,
+                    "tenant needs a new OAuth install; its events stay queued",
+                );
                 let (registry, id, refused) = (registry.clone(), tenant_id.clone(), refused.clone());
                 tokio::spawn(async move {
                     // Read again and retry when an operator's change raced it (the mark is conditional on it).
