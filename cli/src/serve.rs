@@ -9,6 +9,7 @@ use hubrelay_clients::HubSpotClient;
 use hubrelay_clients::RateLimiter;
 use hubrelay_core::config::{format_schedule, Layer, RelaySettings, ServeSettings};
 use hubrelay_core::hubspot::HubSpot;
+use hubrelay_core::partners::{Extole, Impact};
 use hubrelay_core::pii::mask_token;
 use hubrelay_core::worker::ContactLocks;
 use hubrelay_http::app_webhooks::AppWebhooks;
@@ -16,7 +17,7 @@ use hubrelay_http::transport::{self, Limits};
 use hubrelay_http::{lead_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 use hubrelay_local::sqlite::SqliteStore;
 use hubrelay_local::tenants::create_owner_only;
-use hubrelay_local::turn::{OutsideTurn, Turn};
+use hubrelay_local::turn::{ExtoleOutsideTurn, ImpactOutsideTurn, OutsideTurn, Turn};
 use hubrelay_local::LocalWorker;
 use hubrelay_local::WakingQueue;
 use hubrelay_sandbox::hubspot::{self as sandbox, SandboxOptions};
@@ -293,14 +294,16 @@ pub(crate) fn local_relay(
     lane: Arc<tokio::sync::Semaphore>,
 ) -> Result<LocalRelay, String> {
     let inline: Arc<dyn HubSpot> = Arc::new(hubspot.clone().with_rate_limiter(limiter.clone(), Some(INLINE_SLOT_WAIT)));
-    // The worker's store work takes turns with the process's other workers; its HubSpot calls do not.
+    // The worker's store work takes turns with the process's other workers; its HubSpot and partner calls do not.
     let turn = Turn::new(lane);
     let worker_client: Arc<dyn HubSpot> = Arc::new(hubspot.with_rate_limiter(limiter, None));
     let worker_client: Arc<dyn HubSpot> = Arc::new(OutsideTurn::new(worker_client, turn.clone()));
     let relay = Relay::new(settings, Stores::new(store.clone(), store.clone()))
         .with_contact_locks(locks)
         .with_inline_batching(inline_call_interval(settings.hubspot_rate_limit_per_10s));
-    let worker = relay.retry_worker(worker_client, partners.0, partners.1);
+    let extole = partners.0.map(|e| Arc::new(ExtoleOutsideTurn(e, turn.clone())) as Arc<dyn Extole>);
+    let impact = partners.1.map(|i| Arc::new(ImpactOutsideTurn(i, turn.clone())) as Arc<dyn Impact>);
+    let worker = relay.retry_worker(worker_client, extole, impact);
     let worker = LocalWorker::new((*store).clone(), worker).with_turn(turn);
     let relay = relay.with_queue(Arc::new(WakingQueue::new(store, worker.waker())));
     let config_error = |e| format!("configuration error: {e}");

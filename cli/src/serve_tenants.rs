@@ -114,6 +114,8 @@ struct Kept {
     store: Arc<SqliteStore>,
     locks: Arc<ContactLocks>,
     sandbox: Option<(SandboxHandle, String)>,
+    /// The mapping whose custom properties its sandbox portal has (made once, and again when it changes).
+    sandbox_mapping: Option<hubrelay_core::tenant::MappingProfile>,
     limiter: Option<Arc<RateLimiter>>,
     /// The portal's daily budget, counted across the tenant's rebuilds.
     daily: Option<Arc<MemoryDailyCalls>>,
@@ -171,13 +173,11 @@ impl TenantHost {
             }
         };
         self.seen_version = Some(version);
-        let mut portals: HashMap<u64, Vec<TenantId>> = HashMap::new();
-        for stored in rows.iter().filter_map(|(_, row)| row.as_ref().ok()) {
-            if let Some(hub_id) = stored.tenant.hub_id {
-                portals.entry(hub_id).or_default().push(stored.tenant.id.clone());
-            }
-        }
-        *self.routes.portals.write().unwrap_or_else(|e| e.into_inner()) = portals;
+        // Every row's portal, unreadable ones too (their webhooks then meet their 503, not "no tenant").
+        let portals = self.registry.portals().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "tenant registry: portals unreadable; app webhooks find no tenant");
+            Vec::new()
+        });
         let mut lines = Vec::new();
         let listed: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
         let gone: Vec<TenantId> =
@@ -247,6 +247,14 @@ impl TenantHost {
             self.running.insert(id, running);
             lines.push(line);
         }
+        // After the routes: a portal is routed only once its tenant's routes are in place.
+        let mut by_portal: HashMap<u64, Vec<TenantId>> = HashMap::new();
+        for (portal, id) in portals {
+            if let Ok(id) = id.parse::<TenantId>() {
+                by_portal.entry(portal).or_default().push(id);
+            }
+        }
+        *self.routes.portals.write().unwrap_or_else(|e| e.into_inner()) = by_portal;
         lines
     }
 
@@ -279,6 +287,7 @@ impl TenantHost {
                 store: Arc::new(store),
                 locks: ContactLocks::new(),
                 sandbox: None,
+                sandbox_mapping: None,
                 limiter: None,
                 daily: None,
                 draining: Vec::new(),
@@ -360,9 +369,13 @@ impl TenantHost {
                 let client = HubSpotClient::new(&handle.url(), token, timeout)
                     .map_err(|e| e.to_string())?
                     .with_api_version(settings.hubspot_api_version.clone());
-                // A sandbox portal starts empty: create the mapping's custom properties, as for the default tenant.
-                let wanted = hubrelay_core::properties::required(&settings.mapping, &settings.referral.config);
-                hubrelay_core::properties::sync(&client, &wanted).await.map_err(|e| e.to_string())?;
+                // A sandbox portal starts empty: create the mapping's custom properties, as for the default tenant
+                // (once, and again for another mapping: not on every rebuild, which may find the portal at its limit).
+                if kept.sandbox_mapping.as_ref() != Some(&tenant.mapping) {
+                    let wanted = hubrelay_core::properties::required(&settings.mapping, &settings.referral.config);
+                    hubrelay_core::properties::sync(&client, &wanted).await.map_err(|e| e.to_string())?;
+                    kept.sandbox_mapping = Some(tenant.mapping.clone());
+                }
                 let portal = tenant.hub_id.unwrap_or(SandboxOptions::default().portal_id);
                 (client, format!("HubSpot sandbox {} portal {portal}", handle.url()))
             }

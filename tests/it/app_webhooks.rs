@@ -110,21 +110,10 @@ async fn app_webhooks_reach_each_portals_tenant_and_its_own_referral_partner() {
     let (ea, eb) =
         (write(secrets.path(), "ea", "extole-acme-token"), write(secrets.path(), "eb", "extole-lakeside-token"));
     let (a_url, b_url) = (extole_a.url(), extole_b.url());
-    ok(
-        &dir,
-        &[
-            "tenants",
-            "add",
-            "acme",
-            "--hub-id",
-            "1001",
-            "--new-api-token",
-            "--extole-token-file",
-            &ea,
-            "--extole-base-url",
-            &a_url,
-        ],
-    );
+    let hook = write(secrets.path(), "hook", "acme-extole-hook");
+    let acme = ["tenants", "add", "acme", "--hub-id", "1001", "--new-api-token", "--extole-token-file", &ea];
+    let acme_extole = ["--extole-base-url", &a_url, "--extole-webhook-secret-file", &hook];
+    ok(&dir, &[&acme[..], &acme_extole[..]].concat());
     ok(
         &dir,
         &[
@@ -198,6 +187,25 @@ async fn app_webhooks_reach_each_portals_tenant_and_its_own_referral_partner() {
     assert_eq!(status, 401, "{body}");
     let (status, body) = send(&serve, &json!([{"eventId": 1}]), CLIENT_SECRET).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_payload")), "{body}");
+
+    // A tenant's Extole webhooks are checked with its own secret: another one opens nothing.
+    let link = json!({"properties": {"email": "sharer@acme.example", "share_code": "s1",
+        "share_link": "https://refer.example.com/s1"}})
+    .to_string();
+    let relay = &serve;
+    let extole_post = |tenant: &str, key: &str| {
+        let sig = hubrelay_core::auth::extole_signature(key, link.as_bytes());
+        let path = format!("/t/{tenant}/v1/referrals/extole");
+        let h = headers(&[("x-extole-signature", &sig)]);
+        let body = link.clone().into_bytes();
+        async move { relay.post_to(&path, "application/json", body, h).await }
+    };
+    let (status, _, body) = extole_post("acme", "acme-extole-hook").await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _, body) = extole_post("acme", "another-brands-hook").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_signature")), "{body}");
+    let (status, _, body) = extole_post("lakeside", "acme-extole-hook").await;
+    assert_eq!(status, 401, "acme's secret opens no other tenant's route: {body}");
 
     // Each brand's sign-up went to its own Extole account, once; the deployment's got none.
     let got_a = wait_for_signups(&serve, &a_url, 1).await;

@@ -153,8 +153,11 @@ impl DynamoTenants {
         let mut writes = vec![put];
         // The portal's item is written on every update, so a tenant from before the index gets it too.
         writes.extend(tenant.hub_id.map(|portal| self.portal_put(portal, &tenant.id)));
+        // Its old portal's item goes, when it is this tenant's (a tenant from before the index may share it).
         if let Some(old) = read.tenant.hub_id.filter(|old| Some(*old) != tenant.hub_id) {
-            writes.push(self.portal_delete(old, &tenant.id));
+            if self.tenant_of_portal(old).await?.as_ref() == Some(&tenant.id) {
+                writes.push(self.portal_delete(old, &tenant.id));
+            }
         }
         match self.transact(writes, tenant, tenant.hub_id).await? {
             None => Ok(StoredTenant { tenant: tenant.clone(), created_at: read.created_at, updated_at: now }),
@@ -173,6 +176,7 @@ impl DynamoTenants {
             .await
             .map_err(|e| self.unavailable("GetItem", e))?;
         let Some(item) = out.item else { return Err(TenantStoreError::NotFound(id.to_string())) };
+        let read_at = item.get("updated_at").and_then(|v| v.as_n().ok()).cloned().unwrap_or_default();
         // The portal from the settings in the clear: a tenant whose secrets no longer open is removed too.
         let portal = item
             .get("settings")
@@ -182,18 +186,23 @@ impl DynamoTenants {
         let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .key("id", Self::item_id(id))
-            .condition_expression("attribute_exists(id)")
+            .condition_expression("updated_at = :read")
+            .expression_attribute_values(":read", AttributeValue::N(read_at))
             .build()
             .map_err(|e| TenantStoreError::Invalid(e.to_string()))?;
         let mut writes = vec![TransactWriteItem::builder().delete(delete).build()];
-        writes.extend(portal.map(|portal| self.portal_delete(portal, id)));
+        if let Some(portal) = portal {
+            if self.tenant_of_portal(portal).await?.as_ref() == Some(id) {
+                writes.push(self.portal_delete(portal, id));
+            }
+        }
         let result = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_transaction_canceled_exception()) => {
-                Err(TenantStoreError::NotFound(id.to_string()))
-            }
-            Err(e) => Err(self.unavailable("TransactWriteItems", e)),
+            Err(e) => match cancelled_at(&e) {
+                Some(Some(0)) => Err(TenantStoreError::Changed(id.to_string())),
+                _ => Err(self.unavailable("TransactWriteItems", e)),
+            },
         }
     }
 
@@ -213,7 +222,7 @@ impl DynamoTenants {
     }
 
     /// Runs a tenant's writes: `Ok(None)` done; `Ok(Some(()))` the tenant item's condition failed; the
-    /// portal's, [`TenantStoreError::PortalTaken`].
+    /// portal's, [`TenantStoreError::PortalTaken`]; anything else (a conflicting transaction), unavailable.
     async fn transact(
         &self,
         writes: Vec<TransactWriteItem>,
@@ -225,31 +234,22 @@ impl DynamoTenants {
             Ok(_) => return Ok(None),
             Err(e) => e,
         };
-        let Some(canceled) = e.as_service_error().and_then(|s| {
-            match s {
-            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
-                c,
-            ) => Some(c),
-            _ => None,
-        }
-        }) else {
-            return Err(self.unavailable("TransactWriteItems", e));
-        };
-        let failed =
-            |i: usize| canceled.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-        if failed(0) {
-            return Ok(Some(()));
-        }
-        // The portal is another tenant's (or, without reasons, found so by reading).
-        if let Some(portal) = portal {
-            if let Some(other) = self.tenant_of_portal(portal).await?.filter(|other| *other != tenant.id) {
-                return Err(TenantStoreError::PortalTaken { portal, tenant: other.to_string() });
+        match cancelled_at(&e) {
+            Some(Some(0)) => Ok(Some(())),
+            // The portal's condition (or, without reasons, find out by reading).
+            Some(Some(_)) | Some(None) => {
+                if let Some(portal) = portal {
+                    if let Some(other) = self.tenant_of_portal(portal).await?.filter(|other| *other != tenant.id) {
+                        return Err(TenantStoreError::PortalTaken { portal, tenant: other.to_string() });
+                    }
+                }
+                match cancelled_at(&e) {
+                    Some(None) => Ok(Some(())),
+                    _ => Err(self.unavailable("TransactWriteItems", e)),
+                }
             }
+            None => Err(self.unavailable("TransactWriteItems", e)),
         }
-        if canceled.cancellation_reasons().is_empty() {
-            return Ok(Some(()));
-        }
-        Err(self.unavailable("TransactWriteItems", e))
     }
 
     fn portal_put(&self, portal: u64, id: &TenantId) -> TransactWriteItem {
@@ -350,4 +350,19 @@ impl DynamoTenants {
         })?;
         Ok(StoredTenant { tenant, created_at: number("created_at")?, updated_at: number("updated_at")? })
     }
+}
+
+type TransactError =
+    aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError>;
+
+/// A cancelled transaction: `Some(Some(i))` when item `i`'s condition failed, `Some(None)` when the reasons
+/// were not given; `None` when it was not cancelled, or cancelled for another reason (a conflict: retry).
+fn cancelled_at(e: &TransactError) -> Option<Option<usize>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    let Some(TransactWriteItemsError::TransactionCanceledException(c)) = e.as_service_error() else { return None };
+    let reasons = c.cancellation_reasons();
+    if reasons.is_empty() {
+        return Some(None);
+    }
+    reasons.iter().position(|r| r.code() == Some("ConditionalCheckFailed")).map(Some)
 }

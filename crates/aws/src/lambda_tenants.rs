@@ -223,34 +223,22 @@ impl hubrelay_http::oauth_install::InstallRegistry for AwsInstallRegistry {
     }
 }
 
-/// Which tenant has a portal (HubSpot's app webhooks), from the registry's `portal:<hub id>` items. A warm
-/// function trusts an answer for [`RECHECK`], and a portal it found no tenant for for one second (a portal just
-/// connected is routed at once).
+/// Which tenant has a portal (HubSpot's app webhooks), from the registry's `portal:<hub id>` items: one
+/// consistent `GetItem` per portal of a batch, never cached, so a portal just connected, or moved to another
+/// tenant, is routed by what the registry says now.
 pub(crate) struct AwsPortals {
     registry: DynamoTenants,
-    seen: Mutex<HashMap<u64, (Instant, Option<TenantId>)>>,
 }
-
-const MISS_RECHECK: Duration = Duration::from_secs(1);
 
 impl AwsPortals {
     pub(crate) fn new(registry: DynamoTenants) -> Self {
-        AwsPortals { registry, seen: Mutex::new(HashMap::new()) }
+        AwsPortals { registry }
     }
 }
 
 #[async_trait]
 impl hubrelay_http::app_webhooks::PortalDirectory for AwsPortals {
     async fn tenant_of(&self, portal: u64) -> Result<Option<TenantId>, String> {
-        let cached = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&portal).cloned();
-        if let Some((at, tenant)) = cached {
-            let trust = if tenant.is_some() { RECHECK } else { MISS_RECHECK };
-            if at.elapsed() < trust {
-                return Ok(tenant);
-            }
-        }
-        let tenant = self.registry.tenant_of_portal(portal).await.map_err(|e| e.to_string())?;
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(portal, (Instant::now(), tenant.clone()));
-        Ok(tenant)
+        self.registry.tenant_of_portal(portal).await.map_err(|e| e.to_string())
     }
 }

@@ -98,20 +98,7 @@ async fn lambdas_share_one_access_token_and_refresh_it_once_per_expiry() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while stage.sandbox.sandbox.contact_count().unwrap() < contacts_before + 200 {
         assert!(Instant::now() < deadline, "leads lost: {queued} were queued");
-        let received = stage
-            .sqs
-            .receive_message()
-            .queue_url(&stage.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let messages: Vec<(String, String)> = received
-            .messages()
-            .iter()
-            .map(|m| (m.message_id().unwrap().to_string(), m.body().unwrap().to_string()))
-            .collect();
+        let messages = stage.receive_queued().await;
         if !messages.is_empty() {
             let due = OffsetDateTime::now_utc() + time::Duration::seconds(10);
             let arn = "arn:aws:sqs:us-east-1:123456789012:hubrelay-test-RetryQueue";

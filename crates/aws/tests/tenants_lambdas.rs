@@ -58,6 +58,20 @@ fn tenant(id: &str, portal: &SandboxHandle, token: &str, mapping: &str, sender: 
     }
 }
 
+/// The functions' environment for a stack with tenants and an OAuth app (`client_id`, its secret in SSM).
+async fn stack_with_app_env(stage: &runtime::AwsStage, client_id: &str, client_secret: &str, public_url: &str) {
+    let ssm = moto::ssm(moto::shared());
+    let key_param = moto::secure_parameter(&ssm, KEY_HEX).await;
+    let secret_param = moto::secure_parameter(&ssm, client_secret).await;
+    for (k, v) in &stage.env {
+        std::env::set_var(k, v);
+    }
+    std::env::set_var("HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER", &key_param);
+    std::env::set_var("HUBSPOT_CLIENT_ID", client_id);
+    std::env::set_var("HUBSPOT_CLIENT_SECRET_SSM_PARAMETER", &secret_param);
+    std::env::set_var("HUBRELAY_PUBLIC_URL", public_url);
+}
+
 async fn post(app: &axum::Router, path: &str, token: &str, body: &Value) -> (u16, Value) {
     runtime::post_json(app, path, token, body).await
 }
@@ -315,16 +329,7 @@ async fn an_oauth_tenant_refreshes_through_the_table_and_is_marked_when_revoked(
     let mut connected = tenant("chain", &portal, "unused", "chat-widget", "chain-sender");
     connected.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: Some(refresh_token.clone()) };
     registry.add(&connected).await.unwrap();
-    let ssm = moto::ssm(moto::shared());
-    let key_param = moto::secure_parameter(&ssm, KEY_HEX).await;
-    let secret_param = moto::secure_parameter(&ssm, "tenant-app-secret").await;
-    for (k, v) in &stage.env {
-        std::env::set_var(k, v);
-    }
-    std::env::set_var("HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER", &key_param);
-    std::env::set_var("HUBSPOT_CLIENT_ID", "tenant-app");
-    std::env::set_var("HUBSPOT_CLIENT_SECRET_SSM_PARAMETER", &secret_param);
-    std::env::set_var("HUBRELAY_PUBLIC_URL", "https://relay.example.com");
+    stack_with_app_env(&stage, "tenant-app", "tenant-app-secret", "https://relay.example.com").await;
     let leads = lead_captured_app().await.expect("lead-captured init");
 
     let (code, body) =
@@ -380,17 +385,8 @@ async fn a_portal_admin_connects_a_tenant_through_the_stacks_install_pages() {
     waiting.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: None };
     waiting.hub_id = Some(SandboxOptions::default().portal_id);
     registry.add(&waiting).await.unwrap();
-    let ssm = moto::ssm(moto::shared());
-    let key_param = moto::secure_parameter(&ssm, KEY_HEX).await;
-    let secret_param = moto::secure_parameter(&ssm, "stack-app-secret").await;
-    for (k, v) in &stage.env {
-        std::env::set_var(k, v);
-    }
     let public_url = "https://relay.example.com/prod";
-    std::env::set_var("HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER", &key_param);
-    std::env::set_var("HUBSPOT_CLIENT_ID", "stack-app");
-    std::env::set_var("HUBSPOT_CLIENT_SECRET_SSM_PARAMETER", &secret_param);
-    std::env::set_var("HUBRELAY_PUBLIC_URL", public_url);
+    stack_with_app_env(&stage, "stack-app", "stack-app-secret", public_url).await;
     std::env::set_var("HUBSPOT_OAUTH_AUTHORIZE_URL", format!("{}/oauth/authorize", portal.url()));
     let pages = hubrelay_aws::lambda::oauth_install_app().await.expect("oauth-install init");
     let get = |path: String| {
@@ -519,16 +515,7 @@ async fn app_webhooks_are_routed_by_portal_and_each_tenant_has_its_own_partners(
     assert_eq!(registry.tenant_of_portal(4302).await.unwrap(), Some("dealer".parse().unwrap()));
     assert_eq!(registry.tenant_of_portal(4399).await.unwrap(), None);
 
-    let ssm = moto::ssm(moto::shared());
-    let key_param = moto::secure_parameter(&ssm, KEY_HEX).await;
-    let secret_param = moto::secure_parameter(&ssm, "stack-app-secret").await;
-    for (k, v) in &stage.env {
-        std::env::set_var(k, v);
-    }
-    std::env::set_var("HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER", &key_param);
-    std::env::set_var("HUBSPOT_CLIENT_ID", "stack-app");
-    std::env::set_var("HUBSPOT_CLIENT_SECRET_SSM_PARAMETER", &secret_param);
-    std::env::set_var("HUBRELAY_PUBLIC_URL", "https://relay.example.com");
+    stack_with_app_env(&stage, "stack-app", "stack-app-secret", "https://relay.example.com").await;
     let referrals = hubrelay_aws::lambda::referral_event_app().await.expect("referral-event init");
     let worker = retry_worker_app().await.expect("retry-worker init");
 
@@ -578,18 +565,7 @@ async fn app_webhooks_are_routed_by_portal_and_each_tenant_has_its_own_partners(
     let mut records = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while records.len() < 3 && std::time::Instant::now() < deadline {
-        let got = stage
-            .sqs
-            .receive_message()
-            .queue_url(&stage.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in got.messages() {
-            records.push((m.message_id().unwrap().to_string(), m.body().unwrap().to_string()));
-        }
+        records.extend(stage.receive_queued().await);
     }
     assert_eq!(records.len(), 3, "a share link and two sign-ups: {records:?}");
     let arn = "arn:aws:sqs:us-east-1:123456789012:hubrelay-test-RetryQueue";

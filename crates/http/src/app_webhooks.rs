@@ -190,9 +190,14 @@ async fn deliver(hooks: &AppWebhooks, portal: u64, events: Vec<Value>) -> Portal
     };
     let router = match hooks.tenants.route(&tenant).await {
         TenantRoute::Ready(router) => router,
+        // The registry names the tenant but its routes are not there yet (just added, not built or seen by
+        // this process): HubSpot sends the batch again.
         TenantRoute::Unknown => {
-            let reason = format!("tenant {tenant} of portal {portal} no longer exists");
-            return result(Some(tenant), StatusCode::OK, json!({"status": "ignored", "reasons": [reason]}));
+            let e = ApiError::unavailable(
+                "tenant_unavailable",
+                format!("tenant {tenant} of portal {portal} is not ready yet"),
+            );
+            return result(Some(tenant), e.status, error(e));
         }
         TenantRoute::Disabled => {
             let e = ApiError::new(StatusCode::FORBIDDEN, "tenant_disabled", format!("tenant {tenant} is disabled"));

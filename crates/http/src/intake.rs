@@ -260,13 +260,13 @@ pub trait EventKind: Send + Sync + 'static {
         self.intake().verify(request, now)
     }
 
-    /// The media types it reads: JSON by default.
     /// Whether this route takes a portal's share of a HubSpot app webhook batch, verified by
     /// [`crate::app_webhooks`] (the HubSpot referral route only).
     fn takes_app_webhooks(&self) -> bool {
         false
     }
 
+    /// The media types it reads: JSON by default.
     fn accepts(&self, media_type: &str) -> bool {
         media_type == "application/json" || media_type.ends_with("+json")
     }

@@ -202,6 +202,20 @@ impl TenantRegistry {
         Ok(rows.into_iter().map(|row| (row.id.clone(), self.decode(row))).collect())
     }
 
+    /// Every tenant's portal (hub id) from the settings in the clear, readable rows or not: where HubSpot's app
+    /// webhooks for a portal go.
+    pub fn portals(&self) -> Result<Vec<(u64, String)>, RegistryError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT json_extract(settings, '$.hub_id'), id FROM tenants
+                 WHERE json_valid(settings) AND json_extract(settings, '$.hub_id') IS NOT NULL ORDER BY id",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))).map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
     /// Changes when another connection commits to the registry (`PRAGMA data_version`): what serve polls
     /// before reading the tenants again.
     pub fn data_version(&self) -> Result<i64, RegistryError> {

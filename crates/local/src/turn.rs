@@ -1,8 +1,8 @@
 //! The turn of a `serve`'s retry workers: one tick's store work at a time across every worker of the process
 //! (the default tenant's and each tenant's), handed round in order, so twenty backlogs' SQLite writes take one
 //! core and leave the other to the request path. A worker steps out of its turn while it waits on HubSpot (its
-//! rate limit, the call itself): a tenant whose portal is slow or at its limit then holds nobody up, and every
-//! tenant can drain at its own portal's pace at once.
+//! rate limit, the call itself) or on a referral partner: a tenant whose portal or partner is slow or at its limit
+//! then holds nobody up, and every tenant can drain at its own portal's pace at once.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,6 +15,9 @@ use hubrelay_core::domain::ContactUpsert;
 use hubrelay_core::hubspot::{
     CrmObject, Engagement, EngagementKind, HubSpot, HubSpotError, PropertyDefinition, UpsertResults,
 };
+use hubrelay_core::partners::extole::{ExtoleAccepted, ExtoleEvent};
+use hubrelay_core::partners::impact::{ImpactAccepted, ImpactConversion};
+use hubrelay_core::partners::{Extole, Impact, PartnerError};
 
 /// One worker's place in the process's lane.
 pub struct Turn {
@@ -60,15 +63,23 @@ impl Turn {
     /// Runs `call` (a HubSpot request, with its rate-limit wait) out of the turn; the turn is taken again, in
     /// order, when the tick's last call in flight has answered.
     pub async fn outside<T>(&self, call: impl Future<Output = T>) -> T {
+        /// Counts the call as answered however it ends (a dropped future included).
+        struct Out<'a>(&'a Turn);
+        impl Drop for Out<'_> {
+            fn drop(&mut self) {
+                self.0.state().out -= 1;
+            }
+        }
         {
             let mut state = self.state();
             state.out += 1;
             state.permit = None;
         }
+        let out = Out(self);
         let result = call.await;
+        drop(out);
         let back = {
-            let mut state = self.state();
-            state.out -= 1;
+            let state = self.state();
             state.ticking && state.out == 0 && state.permit.is_none()
         };
         if back {
@@ -149,6 +160,26 @@ impl HubSpot for OutsideTurn {
     }
 }
 
+/// A worker's Extole client whose calls run outside the worker's turn.
+pub struct ExtoleOutsideTurn(pub Arc<dyn Extole>, pub Arc<Turn>);
+
+#[async_trait]
+impl Extole for ExtoleOutsideTurn {
+    async fn send_event(&self, event: &ExtoleEvent) -> Result<ExtoleAccepted, PartnerError> {
+        self.1.outside(self.0.send_event(event)).await
+    }
+}
+
+/// A worker's impact.com client whose calls run outside the worker's turn.
+pub struct ImpactOutsideTurn(pub Arc<dyn Impact>, pub Arc<Turn>);
+
+#[async_trait]
+impl Impact for ImpactOutsideTurn {
+    async fn send_conversion(&self, conversion: &ImpactConversion) -> Result<ImpactAccepted, PartnerError> {
+        self.1.outside(self.0.send_conversion(conversion)).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +203,20 @@ mod tests {
         slow.give_back();
         assert!(tokio::time::timeout(Duration::from_secs(1), other.take()).await.unwrap());
         other.give_back();
+        assert_eq!(lane.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_given_up_still_counts_as_answered() {
+        let lane = Arc::new(Semaphore::new(1));
+        let turn = Turn::new(lane.clone());
+        assert!(turn.take().await);
+        let never = turn.outside(std::future::pending::<()>());
+        assert!(tokio::time::timeout(Duration::from_millis(20), never).await.is_err());
+        // The next call takes the turn back when it answers, as if the first had.
+        turn.outside(async {}).await;
+        assert_eq!(lane.available_permits(), 0, "in its turn again");
+        turn.give_back();
         assert_eq!(lane.available_permits(), 1);
     }
 

@@ -272,6 +272,24 @@ impl AwsStage {
         item.get("status").and_then(|s| s.as_s().ok()).cloned()
     }
 
+    /// Up to 10 messages from the retry queue (waiting up to 1 s), as `(message id, body)` records for the
+    /// worker — what the event source mapping would hand it.
+    pub async fn receive_queued(&self) -> Vec<(String, String)> {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        let messages = received.messages().iter();
+        messages
+            .map(|m| (m.message_id().unwrap_or_default().to_string(), m.body().unwrap_or_default().to_string()))
+            .collect()
+    }
+
     /// HubSpot answers every call with 503 (`true`), or behaves again (`false`).
     pub fn hubspot_down(&self, down: bool) {
         let faults = if down {
