@@ -17,7 +17,7 @@ pub struct DoctorArgs {
 }
 
 pub async fn run(args: DoctorArgs) -> Result<(), CommandError> {
-    let (settings, client) = connect(&args.portal)?;
+    let (settings, client) = connect(&args.portal).await?;
     println!("HubSpot {} (API version {})", client.base_url(), settings.hubspot_api_version);
     let mut fixes: Vec<String> = Vec::new();
 

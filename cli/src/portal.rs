@@ -9,7 +9,6 @@ use hubrelay_clients::HubSpotClient;
 use hubrelay_core::config::{HubSpotTarget, Layer, RelaySettings};
 use hubrelay_core::pii::mask_token;
 use hubrelay_core::tenant::HubSpotAuth;
-use hubrelay_local::tenants::TenantRegistry;
 
 use crate::{CommandError, ConfigArg};
 
@@ -30,16 +29,16 @@ pub struct PortalArgs {
     /// Service Key, project-app access token or legacy private-app token
     #[arg(long, env = "HUBSPOT_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// A tenant's portal, mapping and credential from the tenant registry instead (`hubrelay tenants`)
+    /// A tenant's portal, mapping and credential from the tenant registry instead (`hubrelay tenants`; with
+    /// --stack or --table, an AWS stack's)
     #[arg(long, global = true, value_name = "ID", conflicts_with_all = ["mapping", "hubspot_url", "token"])]
     pub tenant: Option<hubrelay_core::tenant::TenantId>,
-    /// Data dir holding the tenant registry [env: HUBRELAY_DATA_DIR] [default: .hubrelay]
-    #[arg(long, global = true, value_name = "DIR", requires = "tenant")]
-    pub data_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub registry: crate::tenants_cmd::RegistryArgs,
 }
 
 /// The validated settings and a client for their portal (no rate limiter: these commands make few calls).
-pub fn connect(args: &PortalArgs) -> Result<(RelaySettings, HubSpotClient), CommandError> {
+pub async fn connect(args: &PortalArgs) -> Result<(RelaySettings, HubSpotClient), CommandError> {
     let mut layer = Layer::default();
     if let Some(path) = &args.config.config {
         layer = layer.merge(Layer::from_file(path).map_err(|e| e.to_string())?);
@@ -53,37 +52,54 @@ pub fn connect(args: &PortalArgs) -> Result<(RelaySettings, HubSpotClient), Comm
         ..Layer::default()
     });
     let settings = match args.tenant.as_ref().filter(|t| !t.is_default()) {
-        Some(id) => {
-            let data_dir = args
-                .data_dir
-                .clone()
-                .or_else(|| std::env::var_os("HUBRELAY_DATA_DIR").filter(|v| !v.is_empty()).map(Into::into))
-                .unwrap_or_else(|| ".hubrelay".into());
-            let registry = TenantRegistry::open(&data_dir).map_err(|e| e.to_string())?;
-            let tenant = registry.get(id).map_err(|e| e.to_string())?.tenant;
-            match &tenant.secrets.hubspot {
-                HubSpotAuth::Sandbox => {
-                    return Err(format!(
-                        "tenant {id} uses a sandbox portal of its own: `hubrelay serve` creates its properties when it starts it"
-                    )
-                    .into())
-                }
-                HubSpotAuth::OAuth { .. } => {
-                    return Err(format!(
-                        "tenant {id} connects by OAuth: its install creates the properties; to check its portal, run this without --tenant, with --token and a Service Key of that portal"
-                    )
-                    .into())
-                }
-                HubSpotAuth::ServiceKey { .. } | HubSpotAuth::AppToken { .. } => {}
-            }
-            tenant.relay_settings(&layer).map_err(|e| format!("configuration error: {e}"))?
-        }
+        Some(id) => tenant_settings(args, id, &layer).await?,
         None => RelaySettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?,
     };
     let Some((client, _)) = api_client(&settings, std::time::Duration::from_secs(20))? else {
         return Err("HUBSPOT_TOKEN (or --token) is required: a Service Key or a project app's access token".into());
     };
     Ok((settings, client))
+}
+
+/// A tenant's settings from its registry, with its portal's credential: its Service Key or app token, or for
+/// an OAuth tenant its refresh token with the deployment's app (`HUBSPOT_CLIENT_ID`, `HUBSPOT_CLIENT_SECRET`).
+async fn tenant_settings(
+    args: &PortalArgs,
+    id: &hubrelay_core::tenant::TenantId,
+    layer: &Layer,
+) -> Result<RelaySettings, CommandError> {
+    let registry = crate::tenants_cmd::Registry::open(&args.registry).await?;
+    let tenant = registry.get(id).await?.tenant;
+    let mut settings = tenant.relay_settings(layer).map_err(|e| format!("configuration error: {e}"))?;
+    match &tenant.secrets.hubspot {
+        HubSpotAuth::Sandbox => {
+            let why = "uses a sandbox portal of its own: `hubrelay serve` creates its properties when it starts it";
+            return Err(format!("tenant {id} {why}").into());
+        }
+        HubSpotAuth::OAuth { refresh_token: None } => {
+            return Err(format!("tenant {id} is not connected yet: `hubrelay tenants connect {id}`").into())
+        }
+        HubSpotAuth::OAuth { refresh_token: Some(refresh_token) } => {
+            let app = hubrelay_core::tenant::OAuthAppSettings::from_layer(layer)
+                .map_err(|e| format!("configuration error: {e}"))?
+                .ok_or(format!(
+                    "tenant {id} connects by OAuth: set the app's HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET to reach its portal"
+                ))?;
+            let base_url = tenant
+                .hubspot_base_url
+                .clone()
+                .or_else(|| layer.hubspot_base_url.clone())
+                .unwrap_or_else(|| hubrelay_core::hubspot::DEFAULT_BASE_URL.into());
+            settings.hubspot = HubSpotTarget::OAuth {
+                base_url,
+                client_id: app.client_id,
+                client_secret: app.client_secret,
+                refresh_token: refresh_token.clone(),
+            };
+        }
+        HubSpotAuth::ServiceKey { .. } | HubSpotAuth::AppToken { .. } => {}
+    }
+    Ok(settings)
 }
 
 /// The client of a real portal (`None` for the sandbox) and how it authenticates, masked, for banners.

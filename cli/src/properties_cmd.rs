@@ -23,7 +23,7 @@ enum Action {
 }
 
 pub async fn run(args: PropertiesArgs) -> Result<(), CommandError> {
-    let (settings, client) = connect(&args.portal)?;
+    let (settings, client) = connect(&args.portal).await?;
     let wanted = properties::required(&settings.mapping, &settings.referral.config);
     match args.action {
         Action::Check => {

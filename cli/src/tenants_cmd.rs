@@ -25,29 +25,36 @@ use crate::tenants_partners::PartnerArgs;
 pub struct TenantsArgs {
     #[command(subcommand)]
     action: Action,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Where the tenant registry is: `serve`'s data dir, or an AWS stack's table.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RegistryArgs {
     /// Data dir of `hubrelay serve` [env: HUBRELAY_DATA_DIR] [default: .hubrelay]
     #[arg(long, global = true, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
     /// AWS: a CloudFormation stack whose outputs name the table and the tenant-secrets key's parameter
     #[arg(long, global = true, value_name = "NAME", conflicts_with = "data_dir")]
-    stack: Option<String>,
+    pub stack: Option<String>,
     /// AWS: the stack's DynamoDB idempotency table (the registry's home) [env: HUBRELAY_IDEMPOTENCY_TABLE]
     #[arg(long, global = true, value_name = "NAME", conflicts_with = "data_dir")]
-    table: Option<String>,
+    pub table: Option<String>,
     /// AWS: the SSM SecureString parameter holding the stack's tenant-secrets key
     /// [env: HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER]
     #[arg(long, global = true, value_name = "NAME", conflicts_with = "data_dir")]
-    key_parameter: Option<String>,
+    pub key_parameter: Option<String>,
 }
 
 /// Where the tenants are kept.
-enum Registry {
+pub(crate) enum Registry {
     Local { registry: Box<TenantRegistry>, dir: PathBuf },
     Aws { registry: DynamoTenants, table: String, install_key: Vec<u8>, public_url: Option<String> },
 }
 
 impl Registry {
-    async fn open(args: &TenantsArgs) -> Result<Registry, String> {
+    pub(crate) async fn open(args: &RegistryArgs) -> Result<Registry, String> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let aws = args.stack.is_some() || args.table.is_some() || args.key_parameter.is_some();
         if !aws {
@@ -102,7 +109,7 @@ impl Registry {
         }
     }
 
-    async fn get(&self, id: &TenantId) -> Result<StoredTenant, String> {
+    pub(crate) async fn get(&self, id: &TenantId) -> Result<StoredTenant, String> {
         match self {
             Registry::Local { registry, .. } => registry.get(id).map_err(|e| e.to_string()),
             Registry::Aws { registry, .. } => {
@@ -140,7 +147,7 @@ impl Registry {
 }
 
 /// `tenants init-key`: never overwrites (the tenants' secrets are sealed under the key it holds).
-async fn init_key(args: &TenantsArgs, kms_key: Option<String>) -> Result<(), String> {
+async fn init_key(args: &RegistryArgs, kms_key: Option<String>) -> Result<(), String> {
     let name = args.key_parameter.clone().ok_or("--key-parameter NAME: the SSM parameter to create")?;
     let sdk = crate::backend::operator_sdk_config().await?;
     let outputs = match &args.stack {
@@ -304,9 +311,9 @@ struct CredentialArgs {
 
 pub async fn run(args: TenantsArgs) -> Result<(), String> {
     if let Action::InitKey { kms_key } = &args.action {
-        return init_key(&args, kms_key.clone()).await;
+        return init_key(&args.registry, kms_key.clone()).await;
     }
-    let registry = Registry::open(&args).await?;
+    let registry = Registry::open(&args.registry).await?;
     match args.action {
         Action::Add { id, settings, credentials, partners, disabled } => {
             let mut tenant = Tenant {

@@ -348,6 +348,19 @@ async fn tenants_on_a_stack_and_their_own_dead_letters_and_events() {
     // The install link for the stack's oauth-install function, signed with a key derived from the tenant key.
     let connect = run(with(&["tenants", "connect", "oem", "--public-url", "https://relay.example.com/prod"]));
     assert!(connect.starts_with("https://relay.example.com/prod/oauth/install?tenant=oem&expires="), "{connect}");
+    // `properties` and `doctor --tenant` reach a tenant's portal with its credential from the stack's registry.
+    let options = hubrelay_sandbox::hubspot::SandboxOptions { token: Some("probe-key".into()), ..Default::default() };
+    let portal = hubrelay_sandbox::hubspot::spawn(options, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let probe_key = dir.path().join("probe-key");
+    std::fs::write(&probe_key, "probe-key\n").unwrap();
+    let (probe_key, portal_url) = (probe_key.display().to_string(), portal.url());
+    let probe = ["--mapping", "chat-widget", "--hubspot-token-file", &probe_key, "--hubspot-base-url", &portal_url];
+    run(with(&[&["tenants", "add", "probe"][..], &probe[..]].concat()));
+    let synced = tokio::task::block_in_place(|| run(with(&["properties", "sync", "--tenant", "probe"])));
+    assert!(synced.contains("vehicle_of_interest"), "{synced}");
+    let doctor = tokio::task::block_in_place(|| run(with(&["doctor", "--tenant", "probe"])));
+    assert!(doctor.contains("token accepted: portal"), "{doctor}");
+
     // Without the key, nothing opens: the registry holds no credential in the clear.
     let items = dynamo.scan().table_name(&table).send().await.unwrap();
     assert!(!format!("{:?}", items.items()).contains("oem-refresh-token"));

@@ -207,6 +207,16 @@ async fn an_oauth_tenant_installs_refreshes_once_per_expiry_and_reconnects_after
     assert_eq!(tenant_state(&dir, "dealer"), "enabled");
     // The queued lead goes out once serve picked the install up, well before its retry 60 s on.
     until_delivered(&serve, &sb, &["early@example.com".to_string()], Duration::from_secs(20)).await;
+    // `doctor --tenant` reaches the connected portal with its refresh token and the deployment's app.
+    let mut doctor = std::process::Command::new(env!("CARGO_BIN_EXE_hubrelay"));
+    doctor.args(["doctor", "--tenant", "dealer", "--data-dir"]).arg(&dir);
+    doctor.env("HUBSPOT_CLIENT_ID", CLIENT_ID).env("HUBSPOT_CLIENT_SECRET", CLIENT_SECRET).env_remove("HUBSPOT_TOKEN");
+    // Off the runtime: the recording proxy in front of the portal runs on it.
+    let doctor = tokio::task::spawn_blocking(move || doctor.output().unwrap()).await.unwrap();
+    let said = String::from_utf8_lossy(&doctor.stdout).to_string() + &String::from_utf8_lossy(&doctor.stderr);
+    assert!(said.contains("token accepted: portal"), "{said}");
+    let (ran, said) = hubrelay_in(&dir, &["doctor", "--tenant", "dealer"]);
+    assert!(!ran && said.contains("HUBSPOT_CLIENT_ID"), "without the app: {said}");
 
     // 200 leads in flight across several expiries of 3 s tokens: one refresh per expiry, none lost or failed.
     let before = oauth_stats(&http, &sb).await["refresh_token_grants"].as_u64().unwrap();
