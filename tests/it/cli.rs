@@ -155,3 +155,48 @@ fn serve_without_auth_generates_and_keeps_a_local_token() {
     let _ = second.kill();
     let _ = second.wait();
 }
+
+#[tokio::test]
+async fn one_sandbox_serves_many_portals_each_with_its_hub_id_and_time_zone() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--token", "many", "--portal", "1001"])
+        .args(["--portal", "1002:America/Chicago:-360"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read every line (the sandbox keeps printing), the URLs through a channel.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let url = line.strip_prefix("HubSpot sandbox listening on ").or_else(|| line.split(" on ").nth(1));
+            if let Some(url) = url.filter(|u| u.starts_with("http://")) {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let urls: Vec<String> = (0..2).map(|_| rx.recv_timeout(Duration::from_secs(30)).expect("sandbox up")).collect();
+    let details = |url: String| async move {
+        let resp = reqwest::Client::new()
+            .get(format!("{url}/account-info/v3/details"))
+            .bearer_auth("many")
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap();
+        resp.json::<serde_json::Value>().await.unwrap()
+    };
+    let (first, second) = (details(urls[0].clone()).await, details(urls[1].clone()).await);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((first["portalId"].as_u64(), first["timeZone"].as_str()), (Some(1001), Some("UTC")), "{first}");
+    assert_eq!((second["portalId"].as_u64(), second["timeZone"].as_str()), (Some(1002), Some("America/Chicago")));
+    assert_eq!(second["utcOffsetMilliseconds"].as_i64(), Some(-360 * 60_000), "{second}");
+    // Bad specs are refused with the reason.
+    let out = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
+        .args(["sandbox", "--portal", "1002:America/Chicago"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ID:TIME_ZONE:OFFSET_MINUTES"));
+}
