@@ -84,13 +84,11 @@ pub async fn event_log(store: &StoreArgs) -> Result<(Arc<dyn EventLog>, String),
 
 pub async fn run(args: EventsArgs) -> Result<(), String> {
     crate::backend::init_warn_logs();
-    if let Action::RetryNow = args.action {
-        return retry_now(&args.store).await;
-    }
-    let (log, source) = event_log(&args.store).await?;
     let now = OffsetDateTime::now_utc();
     match args.action {
+        Action::RetryNow => retry_now(&args.store).await,
         Action::Show { event_id, json } => {
+            let (log, source) = event_log(&args.store).await?;
             let record = log
                 .get_event(&event_id)
                 .await
@@ -104,6 +102,7 @@ pub async fn run(args: EventsArgs) -> Result<(), String> {
             Ok(())
         }
         Action::List { status, function, since, limit, json } => {
+            let (log, source) = event_log(&args.store).await?;
             let filter = EventFilter { status, function, received_after: since.map(|d| now - d), limit };
             let records = log.list_events(&filter).await.map_err(|e| e.to_string())?;
             if json {
@@ -121,7 +120,6 @@ pub async fn run(args: EventsArgs) -> Result<(), String> {
             }
             Ok(())
         }
-        Action::RetryNow => unreachable!("handled above"),
     }
 }
 
