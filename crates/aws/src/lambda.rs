@@ -15,7 +15,6 @@ use hubrelay_core::hubspot::version::ApiVersion;
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::sealed::SealingKey;
 use hubrelay_core::tenant::{install_signing_key, OAuthAppSettings};
-use hubrelay_core::worker::RetryWorker;
 use hubrelay_http::oauth_install::OAuthInstall;
 use hubrelay_http::tenant_routes::tenant_routes;
 use hubrelay_http::{common_routes, lead_routes, update_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
@@ -24,7 +23,9 @@ use crate::dynamodb::DynamoIdempotencyStore;
 use crate::dynamodb_budget::{DynamoCallBudget, DynamoDailyCalls};
 use crate::dynamodb_oauth::DynamoSharedToken;
 use crate::dynamodb_tenants::DynamoTenants;
-use crate::lambda_tenants::{AwsInstallRegistry, AwsPortals, Build, TenantApps, TenantCache, TenantParts};
+use crate::lambda_tenants::{
+    AwsInstallRegistry, AwsPortals, Build, TenantApps, TenantCache, TenantParts, TenantWorker,
+};
 use crate::sdk::{sdk_config, secrets_from_lookup};
 use crate::sqs::SqsRetryQueue;
 use crate::sqs_worker::SqsWorker;
@@ -294,9 +295,10 @@ pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
     let (extole, impact) = crate::lambda_referrals::partners(&init.settings)?;
     let worker = init.relay.retry_worker(init.hubspot_client(Lane::Worker)?, extole, impact);
     // A tenant's referral actions go to its own partner accounts, never the deployment's.
-    let build: Build<Arc<RetryWorker>> = Arc::new(move |parts: TenantParts| {
+    let build: Build<TenantWorker> = Arc::new(move |parts: TenantParts| {
         let (extole, impact) = crate::lambda_referrals::partners(&parts.settings).map_err(|e| e.to_string())?;
-        Ok(Arc::new(parts.relay.retry_worker(parts.hubspot, extole, impact)))
+        let worker = Arc::new(parts.relay.retry_worker(parts.hubspot, extole, impact));
+        Ok(TenantWorker { worker, connected: !parts.waiting_for_install, updated_at: parts.updated_at })
     });
     let sqs_worker = SqsWorker::new(worker, init.queue.clone());
     Ok(match init.tenants(Lane::Worker, build)? {

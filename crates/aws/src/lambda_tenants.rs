@@ -45,6 +45,19 @@ pub struct TenantParts {
     pub relay: Relay,
     pub hubspot: Arc<dyn HubSpot>,
     pub settings: RelaySettings,
+    /// An OAuth tenant not connected (or needing reauth): its events wait for an install.
+    pub waiting_for_install: bool,
+    /// When the tenant's registry item last changed (epoch ms; a reconnect is a change).
+    pub updated_at: i64,
+}
+
+/// A tenant's retry worker, whether its portal is connected (see [`TenantParts::waiting_for_install`]) and when
+/// the tenant last changed.
+#[derive(Clone)]
+pub struct TenantWorker {
+    pub worker: Arc<hubrelay_core::worker::RetryWorker>,
+    pub connected: bool,
+    pub updated_at: i64,
 }
 
 pub type Build<T> = Arc<dyn Fn(TenantParts) -> Result<T, String> + Send + Sync>;
@@ -152,7 +165,13 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
             .client(&target, settings.hubspot_rate_limit_per_10s, tenant.daily_budget, oauth)
             .map_err(|e| e.to_string())?;
         let stores = Stores::new(Arc::new(self.table.for_tenant(id)), Arc::new(self.queue.for_tenant(id)));
-        Ok(TenantParts { relay: Relay::new(&settings, stores), hubspot, settings })
+        Ok(TenantParts {
+            relay: Relay::new(&settings, stores),
+            hubspot,
+            settings,
+            waiting_for_install: waiting,
+            updated_at: 0,
+        })
     }
 }
 
@@ -176,7 +195,10 @@ impl<T: Clone + Send + Sync + 'static> Tenants<T> for TenantCache<T> {
         let resolved = match stored {
             None => Resolved::Unknown,
             Some(s) if !s.tenant.enabled => Resolved::Disabled,
-            Some(s) => match self.parts(&s.tenant).and_then(|parts| (self.build)(parts)) {
+            Some(s) => match self
+                .parts(&s.tenant)
+                .and_then(|parts| (self.build)(TenantParts { updated_at: s.updated_at, ..parts }))
+            {
                 Ok(built) => Resolved::Ready(built),
                 Err(e) => {
                     tracing::error!(tenant = %id, error = %e, "cannot build the tenant's relay");

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use time::OffsetDateTime;
 
-use crate::lambda_tenants::{Resolved, Tenants};
+use crate::lambda_tenants::{Resolved, TenantWorker, Tenants};
 use crate::sqs::{PreparedMessage, SqsRetryQueue};
 use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
 use hubrelay_core::tenant::TenantId;
@@ -26,7 +26,7 @@ pub struct SqsWorker {
     worker: RetryWorker,
     queue: SqsRetryQueue,
     /// The workers of the tenants whose messages share the queue.
-    tenants: Option<Arc<dyn Tenants<Arc<RetryWorker>>>>,
+    tenants: Option<Arc<dyn Tenants<TenantWorker>>>,
 }
 
 /// How long a disabled tenant's message waits before it is looked at again (SQS's longest delay).
@@ -51,7 +51,7 @@ impl SqsWorker {
     }
 
     /// Deliver each tenant's messages with that tenant's worker.
-    pub fn with_tenants(mut self, tenants: Arc<dyn Tenants<Arc<RetryWorker>>>) -> Self {
+    pub fn with_tenants(mut self, tenants: Arc<dyn Tenants<TenantWorker>>) -> Self {
         self.tenants = Some(tenants);
         self
     }
@@ -111,7 +111,11 @@ impl SqsWorker {
                 None => Resolved::Unknown,
             };
             match resolved {
-                Resolved::Ready(worker) => {
+                Resolved::Ready(TenantWorker { worker, connected, updated_at }) => {
+                    let mut group = group;
+                    if connected {
+                        hasten_reconnected(&mut group, updated_at, now);
+                    }
                     self.process(&worker, group, now, &mut pending, &mut response, &mut counts).await
                 }
                 // Waits, unchanged (no attempt counted), until the tenant is enabled or removed.
@@ -250,6 +254,24 @@ impl SqsWorker {
 }
 
 /// `send` for the record `message_id`, or, when it could not be built, the record back to SQS.
+/// A connected tenant's messages that waited only for its portal to be connected again (their last attempt
+/// failed `needs_reauth`, before the tenant's last change — the reconnect) are due now, not at their next
+/// scheduled attempt: each passes the worker at least every 15 minutes (SQS's longest delay), so a reconnect
+/// delivers them within that, whatever the schedule's gap. A failure after the tenant's last change waits its turn.
+fn hasten_reconnected(group: &mut [(String, RetryMessage)], tenant_changed_ms: i64, now: OffsetDateTime) {
+    for (_, message) in group.iter_mut() {
+        let Some(last) = message.attempts.last() else { continue };
+        let failed_ms = i64::try_from(last.at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let waited = last.error_code.as_deref() == Some(NEEDS_REAUTH) && failed_ms < tenant_changed_ms;
+        if waited && message.not_before > now {
+            message.not_before = now;
+        }
+    }
+}
+
+/// The failure of a call held back because the portal's refresh token was refused.
+const NEEDS_REAUTH: &str = "needs_reauth";
+
 fn push(
     pending: &mut Vec<Pending>,
     response: &mut SqsBatchResponse,

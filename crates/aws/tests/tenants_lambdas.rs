@@ -365,6 +365,36 @@ async fn an_oauth_tenant_refreshes_through_the_table_and_is_marked_when_revoked(
     // The default tenant goes on.
     let (code, body) = post(&cold, "/prod/v1/leads", API_TOKEN, &json!({"email": "default-after@example.com"})).await;
     assert_eq!(code, 200, "{body}");
+
+    // The queued lead, its next attempt an hour away (as late in the schedule), passes the worker: it waits.
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while records.is_empty() && std::time::Instant::now() < deadline {
+        records.extend(stage.receive_queued().await.into_iter().filter(|(_, b)| b.contains("\"tenant\":\"chain\"")));
+    }
+    assert_eq!(records.len(), 1, "the tenant's queued lead");
+    let mut message: Value = serde_json::from_str(&records[0].1).unwrap();
+    let attempts = message["attempts"].as_array().unwrap();
+    assert_eq!(attempts.last().unwrap()["error_code"], "needs_reauth", "{message}");
+    let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    message["not_before"] = json!(later.format(&time::format_description::well_known::Rfc3339).unwrap());
+    let waiting = vec![(records[0].0.clone(), message.to_string())];
+    let arn = "arn:aws:sqs:us-east-1:123456789012:hubrelay-test-RetryQueue";
+    let worker = retry_worker_app().await.expect("retry-worker init");
+    let response = worker.handle(sqs_event(arn, &waiting), OffsetDateTime::now_utc()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert!(contact(&portal, "admin", "chain-2@example.com").await.is_none(), "not connected: it waits");
+    // The portal is connected again: the same message goes now, not an hour on.
+    let reinstalled = hubrelay_testkit::oauth::refresh_token(&portal.url(), "tenant-app", "tenant-app-secret").await;
+    let stored = registry.get(&"chain".parse().unwrap()).await.unwrap().unwrap();
+    let mut again = stored.tenant.clone();
+    again.secrets.hubspot = HubSpotAuth::OAuth { refresh_token: Some(reinstalled) };
+    again.needs_reauth = false;
+    registry.update(&stored, &again).await.unwrap();
+    let worker = retry_worker_app().await.expect("retry-worker init");
+    let response = worker.handle(sqs_event(arn, &waiting), OffsetDateTime::now_utc()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert!(contact(&portal, "admin", "chain-2@example.com").await.is_some(), "delivered once reconnected");
 }
 
 /// The stack's own install pages (`oauth-install`): a signed link → HubSpot's approve page → the callback stores
