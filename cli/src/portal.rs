@@ -51,6 +51,10 @@ pub async fn connect(args: &PortalArgs) -> Result<(RelaySettings, HubSpotClient)
         hubspot_token: args.token.clone().filter(|t| !t.trim().is_empty()),
         ..Layer::default()
     });
+    let r = &args.registry;
+    if args.tenant.is_none() && (r.data_dir.is_some() || r.stack.is_some() || r.table.is_some()) {
+        return Err("--data-dir, --stack and --table name a tenant registry: give --tenant ID too".into());
+    }
     let settings = match args.tenant.as_ref().filter(|t| !t.is_default()) {
         Some(id) => tenant_settings(args, id, &layer).await?,
         None => RelaySettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?,
@@ -63,6 +67,8 @@ pub async fn connect(args: &PortalArgs) -> Result<(RelaySettings, HubSpotClient)
 
 /// A tenant's settings from its registry, with its portal's credential: its Service Key or app token, or for
 /// an OAuth tenant its refresh token with the deployment's app (`HUBSPOT_CLIENT_ID`, `HUBSPOT_CLIENT_SECRET`).
+/// The deployment's other settings (API version, referral program) are this command's own layers, not a
+/// stack's: set them as the stack does.
 async fn tenant_settings(
     args: &PortalArgs,
     id: &hubrelay_core::tenant::TenantId,

@@ -114,8 +114,9 @@ struct Kept {
     store: Arc<SqliteStore>,
     locks: Arc<ContactLocks>,
     sandbox: Option<(SandboxHandle, String)>,
-    /// The mapping whose custom properties its sandbox portal has (made once, and again when it changes).
-    sandbox_mapping: Option<hubrelay_core::tenant::MappingProfile>,
+    /// The custom properties its sandbox portal was given (made once, and again when the mapping or the referral
+    /// partners ask for others).
+    sandbox_properties: Option<Vec<String>>,
     limiter: Option<Arc<RateLimiter>>,
     /// The portal's daily budget, counted across the tenant's rebuilds.
     daily: Option<Arc<MemoryDailyCalls>>,
@@ -173,10 +174,10 @@ impl TenantHost {
             }
         };
         self.seen_version = Some(version);
-        // Every row's portal, unreadable ones too (their webhooks then meet their 503, not "no tenant").
-        let portals = self.registry.portals().unwrap_or_else(|e| {
-            tracing::error!(error = %e, "tenant registry: portals unreadable; app webhooks find no tenant");
-            Vec::new()
+        // Every row's portal, unreadable ones too (their webhooks then meet their 503, not "no tenant"); when
+        // the portals cannot be read, the last map stays.
+        let portals = self.registry.portals().map_err(|e| {
+            tracing::error!(error = %e, "tenant registry: portals unreadable; app webhooks keep the last map");
         });
         let mut lines = Vec::new();
         let listed: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
@@ -248,13 +249,15 @@ impl TenantHost {
             lines.push(line);
         }
         // After the routes: a portal is routed only once its tenant's routes are in place.
-        let mut by_portal: HashMap<u64, Vec<TenantId>> = HashMap::new();
-        for (portal, id) in portals {
-            if let Ok(id) = id.parse::<TenantId>() {
-                by_portal.entry(portal).or_default().push(id);
+        if let Ok(portals) = portals {
+            let mut by_portal: HashMap<u64, Vec<TenantId>> = HashMap::new();
+            for (portal, id) in portals {
+                if let Ok(id) = id.parse::<TenantId>() {
+                    by_portal.entry(portal).or_default().push(id);
+                }
             }
+            *self.routes.portals.write().unwrap_or_else(|e| e.into_inner()) = by_portal;
         }
-        *self.routes.portals.write().unwrap_or_else(|e| e.into_inner()) = by_portal;
         lines
     }
 
@@ -287,7 +290,7 @@ impl TenantHost {
                 store: Arc::new(store),
                 locks: ContactLocks::new(),
                 sandbox: None,
-                sandbox_mapping: None,
+                sandbox_properties: None,
                 limiter: None,
                 daily: None,
                 draining: Vec::new(),
@@ -371,10 +374,11 @@ impl TenantHost {
                     .with_api_version(settings.hubspot_api_version.clone());
                 // A sandbox portal starts empty: create the mapping's custom properties, as for the default tenant
                 // (once, and again for another mapping: not on every rebuild, which may find the portal at its limit).
-                if kept.sandbox_mapping.as_ref() != Some(&tenant.mapping) {
-                    let wanted = hubrelay_core::properties::required(&settings.mapping, &settings.referral.config);
+                let wanted = hubrelay_core::properties::required(&settings.mapping, &settings.referral.config);
+                let names: Vec<String> = wanted.iter().map(|p| p.name.clone()).collect();
+                if kept.sandbox_properties.as_ref() != Some(&names) {
                     hubrelay_core::properties::sync(&client, &wanted).await.map_err(|e| e.to_string())?;
-                    kept.sandbox_mapping = Some(tenant.mapping.clone());
+                    kept.sandbox_properties = Some(names);
                 }
                 let portal = tenant.hub_id.unwrap_or(SandboxOptions::default().portal_id);
                 (client, format!("HubSpot sandbox {} portal {portal}", handle.url()))

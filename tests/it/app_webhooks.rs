@@ -111,6 +111,7 @@ async fn app_webhooks_reach_each_portals_tenant_and_its_own_referral_partner() {
         (write(secrets.path(), "ea", "extole-acme-token"), write(secrets.path(), "eb", "extole-lakeside-token"));
     let (a_url, b_url) = (extole_a.url(), extole_b.url());
     let hook = write(secrets.path(), "hook", "acme-extole-hook");
+    let lakeside_hook = write(secrets.path(), "lakeside-hook", "lakeside-extole-hook");
     let acme = ["tenants", "add", "acme", "--hub-id", "1001", "--new-api-token", "--extole-token-file", &ea];
     let acme_extole = ["--extole-base-url", &a_url, "--extole-webhook-secret-file", &hook];
     ok(&dir, &[&acme[..], &acme_extole[..]].concat());
@@ -127,6 +128,8 @@ async fn app_webhooks_reach_each_portals_tenant_and_its_own_referral_partner() {
             &eb,
             "--extole-base-url",
             &b_url,
+            "--extole-webhook-secret-file",
+            &lakeside_hook,
         ],
     );
 
@@ -206,6 +209,8 @@ async fn app_webhooks_reach_each_portals_tenant_and_its_own_referral_partner() {
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_signature")), "{body}");
     let (status, _, body) = extole_post("lakeside", "acme-extole-hook").await;
     assert_eq!(status, 401, "acme's secret opens no other tenant's route: {body}");
+    let (status, _, body) = extole_post("lakeside", "lakeside-extole-hook").await;
+    assert_eq!(status, 202, "lakeside's own does: {body}");
 
     // Each brand's sign-up went to its own Extole account, once; the deployment's got none.
     let got_a = wait_for_signups(&serve, &a_url, 1).await;

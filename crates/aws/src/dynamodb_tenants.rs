@@ -176,7 +176,7 @@ impl DynamoTenants {
             .await
             .map_err(|e| self.unavailable("GetItem", e))?;
         let Some(item) = out.item else { return Err(TenantStoreError::NotFound(id.to_string())) };
-        let read_at = item.get("updated_at").and_then(|v| v.as_n().ok()).cloned().unwrap_or_default();
+        let read_at = item.get("updated_at").and_then(|v| v.as_n().ok()).cloned();
         // The portal from the settings in the clear: a tenant whose secrets no longer open is removed too.
         let portal = item
             .get("settings")
@@ -186,8 +186,14 @@ impl DynamoTenants {
         let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .key("id", Self::item_id(id))
-            .condition_expression("updated_at = :read")
-            .expression_attribute_values(":read", AttributeValue::N(read_at))
+            // Unless it changed since it was read (a row without `updated_at` is corrupt, and removable).
+            .condition_expression(match read_at {
+                Some(_) => "updated_at = :read",
+                None => "attribute_not_exists(updated_at)",
+            })
+            .set_expression_attribute_values(
+                read_at.map(|at| HashMap::from([(":read".to_string(), AttributeValue::N(at))])),
+            )
             .build()
             .map_err(|e| TenantStoreError::Invalid(e.to_string()))?;
         let mut writes = vec![TransactWriteItem::builder().delete(delete).build()];
@@ -200,7 +206,7 @@ impl DynamoTenants {
         match result {
             Ok(_) => Ok(()),
             Err(e) => match cancelled_at(&e) {
-                Some(Some(0)) => Err(TenantStoreError::Changed(id.to_string())),
+                Some(Some(0)) | Some(None) => Err(TenantStoreError::Changed(id.to_string())),
                 _ => Err(self.unavailable("TransactWriteItems", e)),
             },
         }

@@ -260,6 +260,62 @@ fn answer(results: Vec<PortalResult>) -> Response {
 mod tests {
     use super::*;
 
+    /// Portal 1 is tenant `acme`'s, whose routes are `route`; no other portal has a tenant.
+    struct One(TenantRoute);
+
+    #[async_trait]
+    impl PortalDirectory for One {
+        async fn tenant_of(&self, portal: u64) -> Result<Option<TenantId>, String> {
+            Ok((portal == 1).then(|| "acme".parse().unwrap()))
+        }
+    }
+
+    #[async_trait]
+    impl TenantRouter for One {
+        async fn route(&self, _: &TenantId) -> TenantRoute {
+            self.0.clone()
+        }
+    }
+
+    async fn send(route: TenantRoute, portals: &[u64]) -> (StatusCode, Value) {
+        let one = Arc::new(One(route));
+        let hooks = AppWebhooks::new(vec!["app-secret".into()], "https://relay.example.com", one.clone(), one, 1 << 20);
+        let body: Vec<Value> = portals.iter().map(|p| json!({"portalId": p, "eventId": 1})).collect();
+        let body = serde_json::to_vec(&body).unwrap();
+        let now_ms = OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        let uri = format!("https://relay.example.com{APP_WEBHOOKS_PATH}");
+        let sig = hubrelay_core::auth::hubspot_v3_signature("app-secret", "POST", &uri, &body, now_ms);
+        let request = Request::post(APP_WEBHOOKS_PATH)
+            .header("content-type", "application/json")
+            .header("x-hubspot-signature-v3", sig)
+            .header("x-hubspot-request-timestamp", now_ms.to_string())
+            .body(Body::from(body))
+            .unwrap();
+        let response = Arc::new(hooks.unwrap()).routes().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_tenant_not_ready_has_the_batch_sent_again_and_a_portal_without_one_is_reported() {
+        // Named by the registry but not built here yet: 503, so HubSpot sends the batch again.
+        let (status, body) = send(TenantRoute::Unknown, &[1, 7]).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("tenant_unavailable"))
+        );
+        let portals = body["error"]["details"]["portals"].as_array().unwrap();
+        assert_eq!((portals[0]["portal_id"].as_u64(), portals[0]["status"].as_u64()), (Some(1), Some(503)));
+        assert_eq!(portals[1]["answer"]["status"], "ignored", "portal 7 has no tenant: {body}");
+        // Disabled: the tenant's refusal, with every portal's answer.
+        let (status, body) = send(TenantRoute::Disabled, &[1]).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("tenant_disabled")));
+        // Only portals without a tenant: nothing to do.
+        let (status, body) = send(TenantRoute::Unknown, &[7]).await;
+        assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ignored")), "{body}");
+    }
+
     #[test]
     fn a_batch_splits_by_portal_in_order_and_needs_each_portal() {
         let body = json!([{"portalId": 2, "eventId": 1}, {"portalId": 1, "eventId": 2}, {"portalId": 2, "eventId": 3}]);

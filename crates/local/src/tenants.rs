@@ -209,7 +209,7 @@ impl TenantRegistry {
             .conn
             .prepare(
                 "SELECT json_extract(settings, '$.hub_id'), id FROM tenants
-                 WHERE json_valid(settings) AND json_extract(settings, '$.hub_id') IS NOT NULL ORDER BY id",
+                 WHERE json_valid(settings) AND json_type(settings, '$.hub_id') = 'integer' ORDER BY id",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))).map_err(|e| self.sql(e))?;

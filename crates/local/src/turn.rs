@@ -33,6 +33,9 @@ struct TurnState {
     ticking: bool,
     /// HubSpot calls in flight, the turn given up for them.
     out: usize,
+    /// A call that answered is taking the turn back (one at a time: two waiting for the lane's one permit, the
+    /// second would wait on the first, which keeps it until the tick ends).
+    returning: bool,
 }
 
 impl Turn {
@@ -79,12 +82,16 @@ impl Turn {
         let result = call.await;
         drop(out);
         let back = {
-            let state = self.state();
-            state.ticking && state.out == 0 && state.permit.is_none()
+            let mut state = self.state();
+            let back = state.ticking && state.out == 0 && state.permit.is_none() && !state.returning;
+            state.returning |= back;
+            back
         };
         if back {
-            if let Ok(permit) = self.lane.clone().acquire_owned().await {
-                let mut state = self.state();
+            let permit = self.lane.clone().acquire_owned().await;
+            let mut state = self.state();
+            state.returning = false;
+            if let Ok(permit) = permit {
                 if state.ticking && state.out == 0 && state.permit.is_none() {
                     state.permit = Some(permit);
                 }
@@ -216,6 +223,25 @@ mod tests {
         // The next call takes the turn back when it answers, as if the first had.
         turn.outside(async {}).await;
         assert_eq!(lane.available_permits(), 0, "in its turn again");
+        turn.give_back();
+        assert_eq!(lane.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_answering_while_another_takes_the_turn_back_does_not_wait_for_it() {
+        let lane = Arc::new(Semaphore::new(1));
+        let (turn, other) = (Turn::new(lane.clone()), Turn::new(lane.clone()));
+        assert!(turn.take().await);
+        // The other worker holds the lane while this one's first call answers and waits to come back.
+        let first = turn.outside(async {
+            assert!(other.take().await);
+        });
+        let mut first = Box::pin(first);
+        assert!(tokio::time::timeout(Duration::from_millis(20), &mut first).await.is_err(), "waiting for the lane");
+        // A second call answers meanwhile: it must not queue behind the first for the one permit.
+        tokio::time::timeout(Duration::from_secs(1), turn.outside(async {})).await.expect("not stuck");
+        other.give_back();
+        tokio::time::timeout(Duration::from_secs(1), first).await.expect("back in turn");
         turn.give_back();
         assert_eq!(lane.available_permits(), 1);
     }
