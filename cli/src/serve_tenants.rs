@@ -372,8 +372,9 @@ impl TenantHost {
                 let client = HubSpotClient::new(&handle.url(), token, timeout)
                     .map_err(|e| e.to_string())?
                     .with_api_version(settings.hubspot_api_version.clone());
-                // A sandbox portal starts empty: create the mapping's custom properties, as for the default tenant
-                // (once, and again for another mapping: not on every rebuild, which may find the portal at its limit).
+                // A sandbox portal starts empty: create the custom properties its mapping and partners need, as for
+                // the default tenant (again only when those change: not on every rebuild, which may find the portal
+                // at its limit).
                 let wanted = hubrelay_core::properties::required(&settings.mapping, &settings.referral.config);
                 let names: Vec<String> = wanted.iter().map(|p| p.name.clone()).collect();
                 if kept.sandbox_properties.as_ref() != Some(&names) {

@@ -219,7 +219,7 @@ impl DynamoTenants {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("id", AttributeValue::S(format!("{PORTAL_ITEM_PREFIX}{portal}")))
+            .key("id", portal_item_id(portal))
             .consistent_read(true)
             .send()
             .await
@@ -240,41 +240,42 @@ impl DynamoTenants {
             Ok(_) => return Ok(None),
             Err(e) => e,
         };
-        match cancelled_at(&e) {
-            Some(Some(0)) => Ok(Some(())),
-            // The portal's condition (or, without reasons, find out by reading).
-            Some(Some(_)) | Some(None) => {
-                if let Some(portal) = portal {
-                    if let Some(other) = self.tenant_of_portal(portal).await?.filter(|other| *other != tenant.id) {
-                        return Err(TenantStoreError::PortalTaken { portal, tenant: other.to_string() });
-                    }
-                }
-                match cancelled_at(&e) {
-                    Some(None) => Ok(Some(())),
-                    _ => Err(self.unavailable("TransactWriteItems", e)),
-                }
+        let failed = match cancelled_at(&e) {
+            Some(Some(0)) => return Ok(Some(())),
+            None => return Err(self.unavailable("TransactWriteItems", e)),
+            failed => failed,
+        };
+        // The portal's condition (or, without reasons, find out by reading).
+        if let Some(portal) = portal {
+            if let Some(other) = self.tenant_of_portal(portal).await?.filter(|other| *other != tenant.id) {
+                return Err(TenantStoreError::PortalTaken { portal, tenant: other.to_string() });
             }
-            None => Err(self.unavailable("TransactWriteItems", e)),
+        }
+        match failed {
+            Some(None) => Ok(Some(())),
+            _ => Err(self.unavailable("TransactWriteItems", e)),
         }
     }
 
+    /// `portal:<hub id>` names tenant `id` — unless it names another (both conditions below).
     fn portal_put(&self, portal: u64, id: &TenantId) -> TransactWriteItem {
         let put = aws_sdk_dynamodb::types::Put::builder()
             .table_name(&self.table)
-            .item("id", AttributeValue::S(format!("{PORTAL_ITEM_PREFIX}{portal}")))
+            .item("id", portal_item_id(portal))
             .item("tenant", AttributeValue::S(id.to_string()))
-            .condition_expression("attribute_not_exists(id) OR tenant = :tenant")
+            .condition_expression(PORTAL_FREE_FOR)
             .expression_attribute_values(":tenant", AttributeValue::S(id.to_string()))
             .build()
             .expect("table, item and key are set");
         TransactWriteItem::builder().put(put).build()
     }
 
+    /// `portal:<hub id>` goes, unless it names another tenant than `id`.
     fn portal_delete(&self, portal: u64, id: &TenantId) -> TransactWriteItem {
         let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
-            .key("id", AttributeValue::S(format!("{PORTAL_ITEM_PREFIX}{portal}")))
-            .condition_expression("attribute_not_exists(id) OR tenant = :tenant")
+            .key("id", portal_item_id(portal))
+            .condition_expression(PORTAL_FREE_FOR)
             .expression_attribute_values(":tenant", AttributeValue::S(id.to_string()))
             .build()
             .expect("table and key are set");
@@ -356,6 +357,13 @@ impl DynamoTenants {
         })?;
         Ok(StoredTenant { tenant, created_at: number("created_at")?, updated_at: number("updated_at")? })
     }
+}
+
+/// The condition on a portal's item written for tenant `:tenant`: none there, or it names that tenant.
+const PORTAL_FREE_FOR: &str = "attribute_not_exists(id) OR tenant = :tenant";
+
+fn portal_item_id(portal: u64) -> AttributeValue {
+    AttributeValue::S(format!("{PORTAL_ITEM_PREFIX}{portal}"))
 }
 
 type TransactError =

@@ -330,16 +330,16 @@ pub async fn referral_event_app() -> Result<Router, InitError> {
     let init = init().await?;
     let app = init.relay.referral_routes()?.merge(common_routes());
     let build: Build<Router> = Arc::new(|parts: TenantParts| parts.relay.referral_routes().map_err(|e| e.to_string()));
-    let Some(tenants) = init.tenants(Lane::Inline, build)? else {
+    let (Some(registry), Some(tenants)) = (init.tenants.clone(), init.tenants(Lane::Inline, build)?) else {
         let app = app.merge(hubrelay_http::app_webhooks::not_configured());
         return Ok(without_stage(app, init.resources.stage.as_deref()));
     };
     let tenants: Arc<TenantApps> = Arc::new(TenantApps(tenants));
     let app = app.merge(tenant_routes(tenants.clone()));
-    let app = match (OAuthAppSettings::from_layer(&init.layer)?, &init.layer.public_url, &init.tenants) {
-        (Some(oauth), Some(public_url), Some(registry)) => {
+    let app = match (OAuthAppSettings::from_layer(&init.layer)?, &init.layer.public_url) {
+        (Some(oauth), Some(public_url)) => {
             let secrets = init.layer.hubspot_client_secrets.clone().unwrap_or_else(|| vec![oauth.client_secret]);
-            let portals = Arc::new(AwsPortals::new(registry.clone()));
+            let portals = Arc::new(AwsPortals::new(registry));
             let hooks = AppWebhooks::new(secrets, public_url, portals, tenants, init.settings.max_body_bytes)
                 .map_err(|e| InitError::Aws(format!("app webhooks: {e}")))?;
             app.merge(Arc::new(hooks).routes())
@@ -381,14 +381,14 @@ fn strip_prefix(mut req: axum::extract::Request, prefix: &str) -> axum::extract:
     req
 }
 
-/// JSON logs for CloudWatch; levels from `RUST_LOG` (default info), as `level` or `target=level,...`
-/// directives: `Targets` takes those without EnvFilter's regex engine, which would add to every bootstrap.
 /// The log line `TenantNeedsReauthAlarm` counts: its metric filters match `$.fields.alarm` and take the
 /// `Tenant` dimension from `$.fields.tenant` (the JSON logs of [`init_json_logs`]).
 pub(crate) fn log_needs_reauth(tenant: &str, error: &dyn std::fmt::Display, message: &str) {
     tracing::error!(tenant, error = %error, alarm = "TenantNeedsReauth", "{message}");
 }
 
+/// JSON logs for CloudWatch; levels from `RUST_LOG` (default info), as `level` or `target=level,...`
+/// directives: `Targets` takes those without EnvFilter's regex engine, which would add to every bootstrap.
 pub fn init_json_logs() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;

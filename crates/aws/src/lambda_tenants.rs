@@ -13,7 +13,7 @@ use axum::Router;
 use hubrelay_clients::oauth::OAuthTokens;
 use hubrelay_core::config::{HubSpotTarget, Layer, RelaySettings};
 use hubrelay_core::hubspot::HubSpot;
-use hubrelay_core::tenant::{HubSpotAuth, OAuthAppSettings, Tenant, TenantId};
+use hubrelay_core::tenant::{HubSpotAuth, OAuthAppSettings, StoredTenant, Tenant, TenantId};
 use hubrelay_http::tenant_routes::{TenantRoute, TenantRouter};
 use hubrelay_http::{Relay, Stores};
 
@@ -107,7 +107,8 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
         None
     }
 
-    fn parts(&self, tenant: &Tenant) -> Result<TenantParts, String> {
+    fn parts(&self, stored: &StoredTenant) -> Result<TenantParts, String> {
+        let tenant = &stored.tenant;
         let id = &tenant.id;
         let settings = tenant.relay_settings(&self.base).map_err(|e| e.to_string())?;
         let (target, waiting, refused) = match &tenant.secrets.hubspot {
@@ -170,7 +171,7 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
             hubspot,
             settings,
             waiting_for_install: waiting,
-            updated_at: 0,
+            updated_at: stored.updated_at,
         })
     }
 }
@@ -195,10 +196,7 @@ impl<T: Clone + Send + Sync + 'static> Tenants<T> for TenantCache<T> {
         let resolved = match stored {
             None => Resolved::Unknown,
             Some(s) if !s.tenant.enabled => Resolved::Disabled,
-            Some(s) => match self
-                .parts(&s.tenant)
-                .and_then(|parts| (self.build)(TenantParts { updated_at: s.updated_at, ..parts }))
-            {
+            Some(s) => match self.parts(&s).and_then(|parts| (self.build)(parts)) {
                 Ok(built) => Resolved::Ready(built),
                 Err(e) => {
                     tracing::error!(tenant = %id, error = %e, "cannot build the tenant's relay");

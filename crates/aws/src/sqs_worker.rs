@@ -253,7 +253,6 @@ impl SqsWorker {
     }
 }
 
-/// `send` for the record `message_id`, or, when it could not be built, the record back to SQS.
 /// A connected tenant's messages that waited only for its portal to be connected again (their last attempt
 /// failed `needs_reauth`, before the tenant's last change — the reconnect) are due now, not at their next
 /// scheduled attempt: each passes the worker at least every 15 minutes (SQS's longest delay), so a reconnect
@@ -272,6 +271,7 @@ fn hasten_reconnected(group: &mut [(String, RetryMessage)], tenant_changed_ms: i
 /// The failure of a call held back because the portal's refresh token was refused.
 const NEEDS_REAUTH: &str = "needs_reauth";
 
+/// `send` for the record `message_id`, or, when it could not be built, the record back to SQS.
 fn push(
     pending: &mut Vec<Pending>,
     response: &mut SqsBatchResponse,

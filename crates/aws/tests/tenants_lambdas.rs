@@ -374,7 +374,7 @@ async fn an_oauth_tenant_refreshes_through_the_table_and_is_marked_when_revoked(
     }
     assert_eq!(records.len(), 1, "the tenant's queued lead");
     let mut message: Value = serde_json::from_str(&records[0].1).unwrap();
-    let attempts = message["attempts"].as_array().unwrap();
+    let attempts = message["attempts"].as_array().unwrap().clone();
     assert_eq!(attempts.last().unwrap()["error_code"], "needs_reauth", "{message}");
     let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
     message["not_before"] = json!(later.format(&time::format_description::well_known::Rfc3339).unwrap());
@@ -384,6 +384,11 @@ async fn an_oauth_tenant_refreshes_through_the_table_and_is_marked_when_revoked(
     let response = worker.handle(sqs_event(arn, &waiting), OffsetDateTime::now_utc()).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert!(contact(&portal, "admin", "chain-2@example.com").await.is_none(), "not connected: it waits");
+    // It waited: still retrying, no attempt added (not sent again, not parked).
+    let event_id = message["event_id"].as_str().unwrap();
+    let log = DynamoIdempotencyStore::new(stage.dynamo.clone(), &stage.table).for_tenant(&"chain".parse().unwrap());
+    let record = log.get_event(event_id).await.unwrap().expect("its event record");
+    assert_eq!((record.status, record.attempts.len()), (hubrelay_core::store::EventStatus::Retrying, attempts.len()));
     // The portal is connected again: the same message goes now, not an hour on.
     let reinstalled = hubrelay_testkit::oauth::refresh_token(&portal.url(), "tenant-app", "tenant-app-secret").await;
     let stored = registry.get(&"chain".parse().unwrap()).await.unwrap().unwrap();

@@ -45,12 +45,6 @@ impl fmt::Debug for PartnerSecrets {
     }
 }
 
-impl PartnerSecrets {
-    pub fn is_empty(&self) -> bool {
-        *self == PartnerSecrets::default()
-    }
-}
-
 /// The tenant's referral layer: its accounts and secrets over the deployment's program settings (`base`).
 pub fn referral_layer(
     settings: &PartnerSettings,
