@@ -24,6 +24,8 @@ use hubrelay_sandbox::hubspot::{self as sandbox, SandboxOptions};
 
 use crate::ConfigArg;
 use hubrelay_clients::PartnerClients;
+use hubrelay_core::metrics::Metrics;
+use hubrelay_http::metrics::metrics_routes;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -186,11 +188,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     // drain in turn and leave the rest of the machine to the request path.
     let worker_lane = Arc::new(tokio::sync::Semaphore::new(1));
     let modes = service_modes(&settings);
+    // The process's counters (`GET /metrics`), each tenant's scoped to it.
+    let metrics = Metrics::new();
     let LocalRelay { app, worker: local } = local_relay(
         &settings.relay,
         store.clone(),
-        hubspot,
-        limiter,
+        Portal { client: hubspot, limiter, metrics: metrics.clone() },
         ContactLocks::new(),
         (Some(partners.extole.clone()), Some(partners.impact.clone())),
         worker_lane.clone(),
@@ -204,10 +207,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         data_dir: settings.data_dir.clone(),
         oauth: oauth_app.clone(),
         worker_lane,
+        metrics: metrics.clone(),
     };
     let mut tenants = crate::serve_tenants::TenantHost::open(shared, format!("http://{addr}"))?;
     let tenant_lines = tenants.sync().await;
-    let app = app.merge(tenants.routes().router());
+    let app = app.merge(tenants.routes().router()).merge(metrics_routes(metrics));
     let public_url = settings.relay.auth.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let app = match oauth_app {
         Some(oauth) => {
@@ -272,6 +276,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     served
 }
 
+/// A relay's portal: its HubSpot client, the budget its inline path and worker share, and its tenant's counters.
+pub(crate) struct Portal {
+    pub client: HubSpotClient,
+    pub limiter: Arc<RateLimiter>,
+    pub metrics: Metrics,
+}
+
 /// One relay of this process — the default tenant's or a tenant's — over its own store: its routes, and its
 /// retry worker, not started yet.
 pub(crate) struct LocalRelay {
@@ -287,18 +298,20 @@ pub(crate) struct LocalRelay {
 pub(crate) fn local_relay(
     settings: &RelaySettings,
     store: Arc<SqliteStore>,
-    hubspot: HubSpotClient,
-    limiter: Arc<RateLimiter>,
+    portal: Portal,
     locks: Arc<ContactLocks>,
     partners: PartnerClients,
     lane: Arc<tokio::sync::Semaphore>,
 ) -> Result<LocalRelay, String> {
+    let Portal { client: hubspot, limiter, metrics } = portal;
+    let hubspot = hubspot.with_metrics(metrics.clone());
     let inline: Arc<dyn HubSpot> = Arc::new(hubspot.clone().with_rate_limiter(limiter.clone(), Some(INLINE_SLOT_WAIT)));
     // The worker's store work takes turns with the process's other workers; its HubSpot and partner calls do not.
     let turn = Turn::new(lane);
     let worker_client: Arc<dyn HubSpot> = Arc::new(hubspot.with_rate_limiter(limiter, None));
     let worker_client: Arc<dyn HubSpot> = Arc::new(OutsideTurn::new(worker_client, turn.clone()));
     let relay = Relay::new(settings, Stores::new(store.clone(), store.clone()))
+        .with_metrics(metrics)
         .with_contact_locks(locks)
         .with_inline_batching(inline_call_interval(settings.hubspot_rate_limit_per_10s));
     let extole = partners.0.map(|e| Arc::new(ExtoleOutsideTurn(e, turn.clone())) as Arc<dyn Extole>);

@@ -27,7 +27,8 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::output;
-use crate::serve::{local_relay, LocalRelay};
+use crate::serve::{local_relay, LocalRelay, Portal};
+use hubrelay_core::metrics::Metrics;
 
 /// How often serve looks at the registry for changes.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -41,6 +42,8 @@ pub struct Shared {
     pub oauth: Option<OAuthAppSettings>,
     /// Every retry worker's turn (one tick at a time across the tenants and the default one).
     pub worker_lane: Arc<tokio::sync::Semaphore>,
+    /// The process's counters (each tenant counts under its id).
+    pub metrics: Metrics,
 }
 
 /// The tenants' routes, looked up per request, and which tenant has which portal (for HubSpot's app webhooks).
@@ -399,8 +402,7 @@ impl TenantHost {
         let LocalRelay { app, worker: local } = local_relay(
             &settings,
             kept.store.clone(),
-            client,
-            limiter,
+            Portal { client, limiter, metrics: self.shared.metrics.for_tenant(id.as_str()) },
             kept.locks.clone(),
             partners,
             self.shared.worker_lane.clone(),

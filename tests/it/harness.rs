@@ -1,6 +1,7 @@
 //! Start `hubrelay serve` on a free port with a fresh data dir; kill it on drop (or `kill` it, keeping the
 //! data dir, and `restart` it on the same data and the same address).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -263,6 +264,34 @@ impl Serve {
     /// The sandbox's counters (`requests`, `rate_limited`, `faults_injected`, `by_endpoint`).
     pub async fn sandbox_stats(&self) -> Value {
         self.http.get(format!("{}/__sandbox/stats", self.sandbox_url)).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// `GET /metrics`: each sample's value by its series (`name{labels}`), after checking the answer is the
+    /// Prometheus text format (its content type, `# HELP`/`# TYPE` before each family, one sample per line).
+    pub async fn metrics(&self) -> HashMap<String, f64> {
+        let resp = self.http.get(format!("{}/metrics", self.url)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+        let text = resp.text().await.unwrap();
+        let mut typed = std::collections::HashSet::new();
+        let mut samples = HashMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap().to_string());
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line}"));
+            let name = series.split('{').next().unwrap();
+            let family = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(typed.contains(name) || typed.contains(family), "{name} has no # TYPE before it");
+            let value = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
+            assert!(samples.insert(series.to_string(), value).is_none(), "{series} twice");
+        }
+        samples
     }
 
     /// Requests the sandbox received for one endpoint, e.g. "POST /crm/objects/{version}/contacts/batch/upsert".

@@ -258,6 +258,8 @@ async fn with_hubspot_down_every_event_is_dead_lettered_and_a_redrive_delivers_e
         let record = store.get_event(&m.event_id).await.unwrap().unwrap();
         assert_eq!(record.attempts, m.attempts);
     }
+    // Every 503 went to hubrelay so far (the check below is the test's own call, refused too).
+    let injected = serve.sandbox_stats().await["faults_injected"].as_f64().unwrap();
     assert!(serve.all_contacts().await.is_empty(), "nothing was written");
 
     // HubSpot is back; the on-call engineer redrives everything with `hubrelay dlq redrive --all` (a fresh
@@ -291,6 +293,25 @@ async fn with_hubspot_down_every_event_is_dead_lettered_and_a_redrive_delivers_e
     for (email, seq) in &contacts {
         assert_eq!(ledger.allowed(email), [*seq], "{email}");
     }
+
+    // `GET /metrics` tells the same story: every lead queued, dead-lettered, redriven and delivered once, none
+    // parked; HubSpot's 503s and its successes counted with their latencies.
+    let metrics = serve.metrics().await;
+    let events = |outcome: &str| {
+        metrics[&format!(r#"hubrelay_events_total{{tenant="default",function="lead-captured",outcome="{outcome}"}}"#)]
+    };
+    assert!(events("queued") >= 60.0, "{metrics:?}");
+    for (outcome, n) in [("dead_lettered", 60.0), ("redriven", 60.0), ("delivered", 60.0), ("parked", 0.0)] {
+        assert_eq!(events(outcome), n, "{outcome}");
+    }
+    let calls =
+        |answer: &str| metrics[&format!(r#"hubrelay_hubspot_requests_total{{tenant="default",answer="{answer}"}}"#)];
+    assert_eq!(calls("server_error"), injected, "each 503 the sandbox sent was counted: {metrics:?}");
+    assert!(injected >= 1.0 && calls("success") >= 1.0, "{metrics:?}");
+    let all_calls: f64 =
+        ["success", "rate_limited", "client_error", "server_error", "no_answer"].map(calls).iter().sum();
+    let timed = metrics[r#"hubrelay_hubspot_request_duration_seconds_count{tenant="default"}"#];
+    assert_eq!(timed, all_calls, "one latency per call");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::emf::Emf;
 use axum::Router;
 use hubrelay_clients::oauth::{OAuthApp, OAuthTokens};
 use hubrelay_clients::HubSpotClient;
@@ -13,6 +14,7 @@ use hubrelay_core::config::{AwsResources, ConfigError, HubSpotTarget, Layer, Rel
 use hubrelay_core::domain::FunctionName;
 use hubrelay_core::hubspot::version::ApiVersion;
 use hubrelay_core::hubspot::HubSpot;
+use hubrelay_core::metrics::Metrics;
 use hubrelay_core::sealed::SealingKey;
 use hubrelay_core::tenant::{install_signing_key, OAuthAppSettings};
 use hubrelay_http::oauth_install::OAuthInstall;
@@ -91,9 +93,12 @@ struct Init {
     tenants: Option<DynamoTenants>,
     /// Signs OAuth install links and states (derived from the tenant-secrets key).
     install_key: Option<Vec<u8>>,
+    /// The function's counters (each tenant's scoped to it), written as EMF after each invocation.
+    emf: Arc<Emf>,
 }
 
-async fn init() -> Result<Init, InitError> {
+/// `lambda`: the function's name, the `Function` dimension of its HubSpot calls' metrics.
+async fn init(lambda: &'static str) -> Result<Init, InitError> {
     let sdk = sdk_config().await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let secrets = secrets_from_lookup(&ssm, &SECRETS, |var| std::env::var(var).ok())
@@ -119,8 +124,11 @@ async fn init() -> Result<Init, InitError> {
         }
         None => (None, None),
     };
-    let relay = Relay::new(&settings, Stores::new(Arc::new(table.clone()), Arc::new(queue.clone())));
-    Ok(Init { layer, settings, resources, table, queue, relay, tenants, install_key })
+    let metrics = Metrics::with_samples();
+    let emf = Arc::new(Emf::from_env(metrics.clone(), lambda));
+    let relay =
+        Relay::new(&settings, Stores::new(Arc::new(table.clone()), Arc::new(queue.clone()))).with_metrics(metrics);
+    Ok(Init { layer, settings, resources, table, queue, relay, tenants, install_key, emf })
 }
 
 /// How long the worker waits for a call from the shared budget before it reschedules the message (not counted
@@ -137,6 +145,8 @@ pub struct HubSpotWiring {
     lane: Lane,
     timeout: std::time::Duration,
     api_version: ApiVersion,
+    /// Where its clients count their calls.
+    metrics: Metrics,
 }
 
 impl HubSpotWiring {
@@ -199,7 +209,17 @@ impl HubSpotWiring {
             Some(calls) => client.with_daily_budget(calls),
             None => client,
         };
-        Ok(Arc::new(client.with_api_version(self.api_version.clone())))
+        Ok(Arc::new(client.with_api_version(self.api_version.clone()).with_metrics(self.metrics.clone())))
+    }
+
+    /// The same wiring, its clients counting for `tenant`.
+    pub fn for_tenant(&self, tenant: &str) -> HubSpotWiring {
+        HubSpotWiring { metrics: self.metrics.for_tenant(tenant), ..self.clone() }
+    }
+
+    /// The counters its clients count in (a relay of the same tenant counts there too).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 
@@ -211,6 +231,7 @@ impl Init {
             lane,
             timeout: self.settings.hubspot_timeout,
             api_version: self.settings.hubspot_api_version.clone(),
+            metrics: self.relay.metrics().clone(),
         }
     }
 
@@ -252,13 +273,26 @@ impl Init {
             Some(tenants) => app.merge(tenant_routes(Arc::new(TenantApps(tenants)))),
             None => app,
         };
-        Ok(without_stage(app, self.resources.stage.as_deref()))
+        Ok(self.emf_after_each(without_stage(app, self.resources.stage.as_deref())))
+    }
+
+    /// `app`, writing the function's EMF lines after each request.
+    fn emf_after_each(&self, app: Router) -> Router {
+        let emf = self.emf.clone();
+        app.layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let emf = emf.clone();
+            async move {
+                let response = next.run(req).await;
+                emf.flush();
+                response
+            }
+        }))
     }
 }
 
 /// The `lead-captured` function's router.
 pub async fn lead_captured_app() -> Result<Router, InitError> {
-    let init = init().await?;
+    let init = init("lead-captured").await?;
     let service = init.relay.lead_service(init.hubspot_client(Lane::Inline)?)?;
     let build: Build<Router> = Arc::new(|parts: TenantParts| {
         let service = parts.relay.lead_service(parts.hubspot).map_err(|e| e.to_string())?;
@@ -278,7 +312,7 @@ pub async fn activity_app() -> Result<Router, InitError> {
 }
 
 async fn update_app(function: FunctionName, path: &'static str) -> Result<Router, InitError> {
-    let init = init().await?;
+    let init = init(function.as_str()).await?;
     let service = init.relay.update_service(function, init.hubspot_client(Lane::Inline)?)?;
     let build: Build<Router> = Arc::new(move |parts: TenantParts| {
         let service = parts.relay.update_service(function, parts.hubspot).map_err(|e| e.to_string())?;
@@ -291,7 +325,7 @@ async fn update_app(function: FunctionName, path: &'static str) -> Result<Router
 /// token, the mapping profile, the timeout and the retry schedule; no sender auth), the same table and
 /// queues, and the partner clients of the partners configured. A tenant's messages go to that tenant's worker.
 pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
-    let init = init().await?;
+    let init = init("retry-worker").await?;
     let (extole, impact) = crate::lambda_referrals::partners(&init.settings)?;
     let worker = init.relay.retry_worker(init.hubspot_client(Lane::Worker)?, extole, impact);
     // A tenant's referral actions go to its own partner accounts, never the deployment's.
@@ -300,7 +334,7 @@ pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
         let worker = Arc::new(parts.relay.retry_worker(parts.hubspot, extole, impact));
         Ok(TenantWorker { worker, connected: !parts.waiting_for_install, updated_at: parts.updated_at })
     });
-    let sqs_worker = SqsWorker::new(worker, init.queue.clone());
+    let sqs_worker = SqsWorker::new(worker, init.queue.clone()).with_emf(init.emf.clone());
     Ok(match init.tenants(Lane::Worker, build)? {
         Some(tenants) => sqs_worker.with_tenants(Arc::new(tenants)),
         None => sqs_worker,
@@ -312,7 +346,7 @@ pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
 /// tenants (`HUBRELAY_TENANT_SECRETS_KEY`), the app (`HUBSPOT_CLIENT_ID`, `HUBSPOT_CLIENT_SECRET`) and the
 /// stack's public URL (the redirect URL registered with the app).
 pub async fn oauth_install_app() -> Result<Router, InitError> {
-    let init = init().await?;
+    let init = init("oauth-install").await?;
     let (Some(registry), Some(key)) = (init.tenants.clone(), init.install_key.clone()) else {
         return Err(InitError::Missing(TENANT_SECRETS_KEY));
     };
@@ -327,12 +361,12 @@ pub async fn oauth_install_app() -> Result<Router, InitError> {
 /// the HubSpot app's webhooks for every tenant's portal): it only verifies, splits and queues, so it needs no
 /// partner credentials (the retry-worker sends), only the webhook secrets.
 pub async fn referral_event_app() -> Result<Router, InitError> {
-    let init = init().await?;
+    let init = init("referral-event").await?;
     let app = init.relay.referral_routes()?.merge(common_routes());
     let build: Build<Router> = Arc::new(|parts: TenantParts| parts.relay.referral_routes().map_err(|e| e.to_string()));
     let (Some(registry), Some(tenants)) = (init.tenants.clone(), init.tenants(Lane::Inline, build)?) else {
         let app = app.merge(hubrelay_http::app_webhooks::not_configured());
-        return Ok(without_stage(app, init.resources.stage.as_deref()));
+        return Ok(init.emf_after_each(without_stage(app, init.resources.stage.as_deref())));
     };
     let tenants: Arc<TenantApps> = Arc::new(TenantApps(tenants));
     let app = app.merge(tenant_routes(tenants.clone()));
@@ -346,7 +380,7 @@ pub async fn referral_event_app() -> Result<Router, InitError> {
         }
         _ => app.merge(hubrelay_http::app_webhooks::not_configured()),
     };
-    Ok(without_stage(app, init.resources.stage.as_deref()))
+    Ok(init.emf_after_each(without_stage(app, init.resources.stage.as_deref())))
 }
 
 /// An HTTP API with a named stage sends `rawPath` with the stage in front (`/prod/v1/leads`), which

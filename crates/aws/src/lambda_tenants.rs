@@ -161,13 +161,13 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
                 tokens
             }
         };
-        let hubspot = self
-            .wiring
+        let wiring = self.wiring.for_tenant(id.as_str());
+        let hubspot = wiring
             .client(&target, settings.hubspot_rate_limit_per_10s, tenant.daily_budget, oauth)
             .map_err(|e| e.to_string())?;
         let stores = Stores::new(Arc::new(self.table.for_tenant(id)), Arc::new(self.queue.for_tenant(id)));
         Ok(TenantParts {
-            relay: Relay::new(&settings, stores),
+            relay: Relay::new(&settings, stores).with_metrics(wiring.metrics().clone()),
             hubspot,
             settings,
             waiting_for_install: waiting,

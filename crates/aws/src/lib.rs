@@ -7,6 +7,7 @@ mod dynamodb_events;
 pub mod dynamodb_oauth;
 pub mod dynamodb_tenants;
 mod dynamodb_updates;
+pub mod emf;
 pub mod lambda;
 mod lambda_referrals;
 pub mod lambda_tenants;

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use crate::lambda_tenants::{Resolved, TenantWorker, Tenants};
 use crate::sqs::{PreparedMessage, SqsRetryQueue};
 use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
+use hubrelay_core::metrics::EventOutcome;
 use hubrelay_core::tenant::TenantId;
 use hubrelay_core::worker::{Disposition, RetryWorker};
 
@@ -27,6 +28,8 @@ pub struct SqsWorker {
     queue: SqsRetryQueue,
     /// The workers of the tenants whose messages share the queue.
     tenants: Option<Arc<dyn Tenants<TenantWorker>>>,
+    /// Writes the batch's metrics when it is handled.
+    emf: Option<Arc<crate::emf::Emf>>,
 }
 
 /// How long a disabled tenant's message waits before it is looked at again (SQS's longest delay).
@@ -47,7 +50,13 @@ struct Pending {
 
 impl SqsWorker {
     pub fn new(worker: RetryWorker, queue: SqsRetryQueue) -> Self {
-        SqsWorker { worker, queue, tenants: None }
+        SqsWorker { worker, queue, tenants: None, emf: None }
+    }
+
+    /// Write the metrics counted while handling a batch (the workers', and parks of unknown tenants) after it.
+    pub fn with_emf(mut self, emf: Arc<crate::emf::Emf>) -> Self {
+        self.emf = Some(emf);
+        self
     }
 
     /// Deliver each tenant's messages with that tenant's worker.
@@ -135,6 +144,9 @@ impl SqsWorker {
                             message: format!("tenant {tenant} is not in the registry (removed, or not added here)"),
                         };
                         tracing::error!(event_id = %message.event_id, tenant = %tenant, "message of an unknown tenant dead-lettered");
+                        if let Some(emf) = &self.emf {
+                            emf.metrics().for_tenant(tenant.as_str()).event(message.function, EventOutcome::Parked);
+                        }
                         push(
                             &mut pending,
                             &mut response,
@@ -176,6 +188,9 @@ impl SqsWorker {
             failures = response.batch_item_failures.len(),
             "retry batch handled"
         );
+        if let Some(emf) = &self.emf {
+            emf.flush();
+        }
         response
     }
 

@@ -19,6 +19,7 @@ use hubrelay_core::hubspot::{
     ApiVersion, AssociationRead, CrmObject, Engagement, EngagementKind, HubSpot, HubSpotError, PropertyDefinition,
     UpsertResults,
 };
+use hubrelay_core::metrics::Metrics;
 
 /// Default HubSpot API base URL.
 pub use hubrelay_core::hubspot::DEFAULT_BASE_URL;
@@ -42,6 +43,8 @@ pub struct HubSpotClient {
     /// The portal's UTC offset (ms) from `account-info` and when it was read (its daily budget resets at its
     /// midnight); read again after [`OFFSET_FRESH`], so a daylight-saving change is followed.
     portal_offset: Arc<std::sync::Mutex<Option<(i64, std::time::Instant)>>>,
+    /// Counts every call sent, by answer, with its latency.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for HubSpotClient {
@@ -71,7 +74,14 @@ impl HubSpotClient {
             daily: None,
             oauth_deadline: None,
             portal_offset: Arc::new(std::sync::Mutex::new(None)),
+            metrics: Metrics::default(),
         })
+    }
+
+    /// Count every call sent (by answer, with its latency) in `metrics`, scoped to the portal's tenant.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// At most `calls.limit()` calls per day of the portal (its midnight, as HubSpot's daily limit): past it a
@@ -237,7 +247,14 @@ impl HubSpotClient {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|e| transport_error(&e))?;
+        let started = std::time::Instant::now();
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.metrics.hubspot_call(None, started.elapsed());
+                return Err(transport_error(&e));
+            }
+        };
         let status = resp.status();
         let quota = quota_from_headers(resp.headers());
         if let Some(p) = permit.as_mut() {
@@ -248,7 +265,10 @@ impl HubSpotClient {
 
         let correlation =
             resp.headers().get("x-hubspot-correlation-id").and_then(|v| v.to_str().ok()).map(String::from);
-        let bytes = resp.bytes().await.map_err(|e| transport_error(&e))?;
+        let bytes = resp.bytes().await;
+        // An answer cut off mid-body is no answer.
+        self.metrics.hubspot_call(bytes.is_ok().then_some(status.as_u16()), started.elapsed());
+        let bytes = bytes.map_err(|e| transport_error(&e))?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let result = if status.is_success() {
             Ok((status, value, correlation))

@@ -25,7 +25,7 @@ pub struct UpsertedContact {
 }
 
 /// Which function accepted an event; the retry worker dispatches on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FunctionName {
     LeadCaptured,

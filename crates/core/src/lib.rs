@@ -16,6 +16,7 @@ pub mod json;
 pub mod lead;
 pub mod lifecycle;
 pub mod mapping;
+pub mod metrics;
 pub mod missing_properties;
 pub mod partners;
 pub mod pii;

@@ -9,6 +9,7 @@ use hubrelay_core::batching::UpsertBatcher;
 use hubrelay_core::config::{ConfigError, RelaySettings};
 use hubrelay_core::domain::FunctionName;
 use hubrelay_core::hubspot::HubSpot;
+use hubrelay_core::metrics::Metrics;
 use hubrelay_core::missing_properties::MissingProperties;
 use hubrelay_core::partners::{Extole, Impact};
 use hubrelay_core::referral::deliver::ReferralDelivery;
@@ -59,6 +60,8 @@ pub struct Relay {
     missing: Arc<MissingProperties>,
     /// The least time between two inline `batch/upsert` calls, when leads are micro-batched.
     inline_batching: Option<std::time::Duration>,
+    /// Where its services and worker count outcomes (scoped to the relay's tenant).
+    metrics: Metrics,
 }
 
 impl Relay {
@@ -69,7 +72,18 @@ impl Relay {
             locks: None,
             missing: MissingProperties::new(),
             inline_batching: None,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Count every outcome of this relay's services and worker in `metrics` (scoped to its tenant).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Per-contact locks shared by the inline path and the worker of the same process, so an inline
@@ -105,6 +119,7 @@ impl Relay {
             max_body_bytes: s.max_body_bytes,
             in_progress_wait: IN_PROGRESS_WAIT,
             jitter: s.retry_jitter,
+            metrics: self.metrics.clone(),
         })
     }
 
@@ -185,7 +200,8 @@ impl Relay {
         .with_lead_links(self.stores.links.clone())
         .with_missing_properties(self.missing.clone())
         .with_updates(Arc::new(self.update_delivery(hubspot)))
-        .with_referrals(Arc::new(referrals));
+        .with_referrals(Arc::new(referrals))
+        .with_metrics(self.metrics.clone());
         match &self.locks {
             Some(locks) => worker.with_contact_locks(locks.clone()),
             None => worker,

@@ -16,6 +16,7 @@ use hubrelay_core::delivery::Failure;
 use hubrelay_core::domain::{
     AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, RetrySchedule,
 };
+use hubrelay_core::metrics::{EventOutcome, Metrics};
 use hubrelay_core::store::{
     Begin, Delivered, EventLog, EventRecord, EventStatus, IdempotencyStore, RetryQueue, StoredResponse,
 };
@@ -57,6 +58,8 @@ pub struct Intake {
     /// How long a duplicate waits for the first copy to finish before hearing 503 `request_in_progress`.
     pub in_progress_wait: Duration,
     pub jitter: Jitter,
+    /// Counts each event where its first attempt settles it (delivered, superseded, queued or parked).
+    pub metrics: Metrics,
 }
 
 /// What the idempotency claim found.
@@ -171,6 +174,7 @@ impl Intake {
                 )
             })?;
             self.log(&message, EventStatus::Retrying, Some(message.not_before), None, None, now).await?;
+            self.metrics.event(message.function, EventOutcome::Queued);
             tracing::warn!(event_id, function, code = %error.code, "event queued for retry");
             let next = message.not_before.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
             body.insert("status".into(), "queued".into());
@@ -184,6 +188,7 @@ impl Intake {
             })?;
             message.dead_letter_reason = Some(dl.clone());
             self.log(&message, EventStatus::DeadLettered, None, None, Some(dl), now).await?;
+            self.metrics.event(message.function, EventOutcome::Parked);
             tracing::warn!(event_id, function, code = %error.code, "event parked in the dead-letter queue");
             body.insert("status".into(), "parked".into());
             body.insert("event_id".into(), event_id.into());
@@ -213,7 +218,14 @@ impl Intake {
     pub async fn complete_delivered(&self, key: &str, reply: Reply, delivered: Delivered) -> Result<Reply, ApiError> {
         let stored = StoredResponse { status: reply.status, body: reply.body.clone() };
         match self.idempotency.complete_delivered(key, &stored, &delivered, OffsetDateTime::now_utc()).await {
-            Ok(()) => Ok(Reply { completed: true, ..reply }),
+            Ok(()) => {
+                let outcome = match delivered.event.status {
+                    EventStatus::Superseded => EventOutcome::Superseded,
+                    _ => EventOutcome::Delivered,
+                };
+                self.metrics.event(delivered.event.function, outcome);
+                Ok(Reply { completed: true, ..reply })
+            }
             Err(e) => {
                 tracing::error!(event_id = %delivered.event.event_id, error = %e, "could not record the event");
                 if let Err(re) = self.idempotency.release(key).await {

@@ -17,6 +17,7 @@ pub mod app_webhooks;
 pub mod error;
 pub mod intake;
 pub mod leads;
+pub mod metrics;
 pub mod oauth_install;
 pub mod referrals;
 pub mod tenant_routes;

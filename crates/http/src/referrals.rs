@@ -13,6 +13,7 @@ use crate::intake::{sha256_hex, Claim, EventKind, Intake, Parsed, Reply};
 use hubrelay_core::auth::partners::PartnerVerifier;
 use hubrelay_core::auth::{AuthMethod, RequestParts};
 use hubrelay_core::domain::{new_event_id, FunctionName, RetryMessage};
+use hubrelay_core::metrics::EventOutcome;
 use hubrelay_core::referral::actions::{plan, ReferralAction};
 use hubrelay_core::referral::{
     parse_advocate, parse_extole, parse_hubspot, AdvocateEvent, ExtoleInbound, ReferralConfig,
@@ -223,6 +224,7 @@ impl ReferralService {
             // No 2xx without the event record: 503, and the sender's retry finds this action a duplicate (its
             // key is completed above) while the queued message is delivered and recorded by the worker.
             self.intake.log(&message, EventStatus::Retrying, Some(now), None, None, now).await?;
+            self.intake.metrics.event(FUNCTION, EventOutcome::Queued);
             tracing::info!(event_id, source = self.source.as_str(), action = action.kind(), "referral action queued");
             queued.push(json!({"action": action.kind(), "event_id": event_id}));
             event_ids.push(json!(event_id));

@@ -3,6 +3,7 @@
 //! recording proxy that shows what hubrelay sent HubSpot ([`recording_proxy`]), and a portal admin's part of an
 //! OAuth install ([`oauth`]).
 
+pub mod emf;
 pub mod moto;
 pub mod oauth;
 pub mod recording_proxy;

@@ -43,6 +43,8 @@ pub struct Function {
     pub child: Child,
     pub started: Instant,
     pub addr: std::net::SocketAddr,
+    /// What the bootstrap wrote to stdout (its JSON logs and EMF lines), as CloudWatch Logs would get it.
+    stdout: tempfile::NamedTempFile,
 }
 
 impl Emulator {
@@ -143,6 +145,7 @@ pub async fn start(binary: &Path, name: &str, env: &[(&str, String)]) -> Functio
     let addr = listener.local_addr().unwrap();
     let app = emulator.router();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let stdout = tempfile::NamedTempFile::new().expect("a file for the bootstrap's stdout");
     let mut cmd = Command::new(binary);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -153,17 +156,26 @@ pub async fn start(binary: &Path, name: &str, env: &[(&str, String)]) -> Functio
         .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(stdout.reopen().expect("reopen the stdout file"))
         .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let started = Instant::now();
     let child = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-    Function { emulator, child, started, addr }
+    Function { emulator, child, started, addr, stdout }
 }
 
 impl Function {
+    /// The CloudWatch Embedded Metric Format documents the bootstrap wrote so far (stdout lines with `_aws`).
+    pub fn emf_documents(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.stdout.path()).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|doc| doc.get("_aws").is_some())
+            .collect()
+    }
+
     /// Peak resident memory of the bootstrap so far (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -253,6 +265,7 @@ pub async fn aws_stage_with(options: hubrelay_sandbox::hubspot::SandboxOptions) 
         // As template.yaml sets them (Globals): the fixture's stage is `prod`.
         ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true".into()),
         ("HUBRELAY_STAGE", "prod".into()),
+        ("HUBRELAY_METRICS_NAMESPACE", "hubrelay/bootstrap-test".into()),
         ("HUBSPOT_TOKEN_SSM_PARAMETER", param),
         ("HUBSPOT_BASE_URL", sandbox.url()),
         ("HUBRELAY_API_TOKENS", API_TOKEN.into()),

@@ -46,4 +46,19 @@ async fn the_bootstrap_serves_api_gateway_events_against_dynamodb_sqs_and_hubspo
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("malformed_json")));
     let (status, body) = invoke(&f, &[("authorization", "Bearer wrong")], &lead).await;
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_token")));
+
+    // Its metrics, as EMF lines on stdout after each invocation, valid by AWS's specification: one lead
+    // delivered, one queued, and the HubSpot calls of the function (a 503 among them) with their latencies.
+    let documents = f.emf_documents();
+    hubrelay_testkit::emf::assert_valid(&documents);
+    let total = |function, metric| hubrelay_testkit::emf::total(&documents, function, metric);
+    assert_eq!(total("lead-captured", "Delivered"), 1.0, "{documents:?}");
+    assert_eq!(total("lead-captured", "Queued"), 1.0, "{documents:?}");
+    assert_eq!(total("lead-captured", "Parked"), 0.0, "{documents:?}");
+    let calls = total("lead-captured", "HubSpotRequests");
+    assert!(calls >= 2.0, "{documents:?}");
+    assert_eq!(total("lead-captured", "HubSpotLatency"), calls, "one latency value per call");
+    assert!(documents.iter().all(
+        |d| d["Tenant"] == "default" && d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "hubrelay/bootstrap-test"
+    ));
 }

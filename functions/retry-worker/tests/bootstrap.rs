@@ -65,11 +65,14 @@ async fn the_bootstrap_delivers_queued_leads_and_dead_letters_spent_ones() {
 
     let queued = message("queued@example.com", 1);
     let spent = message("spent@example.com", 10);
+    // Dead-lettered after two failures, then redriven by an operator: its first attempt since.
+    let mut redriven = message("redriven@example.com", 2);
+    redriven.redrive(time::OffsetDateTime::now_utc());
     stage.hubspot_down(false);
-    let id = f.emulator.push(sqs_event(&[&queued]));
+    let id = f.emulator.push(sqs_event(&[&queued, &redriven]));
     let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response");
     assert_eq!(answer, json!({"batchItemFailures": []}));
-    assert_eq!(stage.sandbox.sandbox.contact_count().unwrap(), 1);
+    assert_eq!(stage.sandbox.sandbox.contact_count().unwrap(), 2);
 
     // HubSpot still down for the last step of the schedule: the message goes to the DLQ with its history.
     stage.hubspot_down(true);
@@ -81,4 +84,16 @@ async fn the_bootstrap_delivers_queued_leads_and_dead_letters_spent_ones() {
     assert_eq!(parked.event_id, spent.event_id);
     assert_eq!(parked.attempts.len(), 11);
     assert_eq!(parked.dead_letter_reason.unwrap().code, "retries_exhausted");
+
+    // Its metrics, as EMF lines on stdout after each batch, valid by AWS's specification: by the events'
+    // function (two leads delivered, one of them redriven, one dead-lettered), and its own HubSpot calls.
+    let documents = f.emf_documents();
+    hubrelay_testkit::emf::assert_valid(&documents);
+    let total = |function, metric| hubrelay_testkit::emf::total(&documents, function, metric);
+    assert_eq!(total("lead-captured", "Delivered"), 2.0, "{documents:?}");
+    assert_eq!(total("lead-captured", "Redriven"), 1.0, "{documents:?}");
+    assert_eq!(total("lead-captured", "DeadLettered"), 1.0, "{documents:?}");
+    assert_eq!(total("lead-captured", "Parked"), 0.0, "{documents:?}");
+    assert!(total("retry-worker", "HubSpotRequests") >= 2.0, "{documents:?}");
+    assert_eq!(total("retry-worker", "HubSpotLatency"), total("retry-worker", "HubSpotRequests"));
 }

@@ -2,7 +2,7 @@
 //! take due messages, merge the contact upserts of one batch into HubSpot batch calls (≤ 100 inputs, one
 //! input per email, the newest lead's values winning), and decide each message's fate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use crate::domain::{
 use crate::hubspot::HubSpot;
 use crate::lead::Lead;
 use crate::mapping::Mapping;
+use crate::metrics::{EventOutcome, Metrics};
 use crate::missing_properties::MissingProperties;
 use crate::pii::{mask_email, mask_message};
 use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, LeadLinks, StoreError};
@@ -30,6 +31,9 @@ pub use locks::{ContactGuard, ContactLocks};
 
 /// HubSpot's batch limit.
 pub const MAX_BATCH_INPUTS: usize = 100;
+
+/// The dead-letter reason of an event whose retry schedule ran out (every other reason is a park).
+pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 
 /// What to do with one message after a worker pass.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +69,7 @@ pub struct RetryWorker {
     updates: Option<Arc<UpdateDelivery>>,
     referrals: Option<Arc<crate::referral::deliver::ReferralDelivery>>,
     missing: Arc<MissingProperties>,
+    metrics: Metrics,
 }
 
 /// One contact's share of a batch: the merged upsert and the messages behind it.
@@ -95,7 +100,14 @@ impl RetryWorker {
             updates: None,
             referrals: None,
             missing: MissingProperties::new(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Count each pass's outcomes (by the messages' functions) once its records are written.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Share what HubSpot said the portal lacks with the inline path (so neither spends a call on it).
@@ -139,10 +151,15 @@ impl RetryWorker {
         let mut pass = Pass { now, outcomes: Vec::with_capacity(messages.len()), log: Vec::new() };
         let mut by_email: BTreeMap<String, Vec<(RetryMessage, ContactUpsert)>> = BTreeMap::new();
         let mut updates = Vec::new();
+        // First attempts after a redrive: event id → attempts before this pass.
+        let mut redriven = HashMap::new();
         for message in messages {
             if message.not_before > now {
                 pass.outcomes.push(Outcome { event_id: message.event_id.clone(), disposition: Disposition::NotYetDue });
                 continue;
+            }
+            if message.schedule_offset > 0 && message.attempts_in_schedule() == 0 {
+                redriven.insert(message.event_id.clone(), message.attempts.len());
             }
             if message.function != FunctionName::LeadCaptured {
                 updates.push(message);
@@ -188,7 +205,29 @@ impl RetryWorker {
             }
         }
         self.events.put_events(&pass.log).await?;
+        self.count(&pass.log, &redriven);
         Ok(pass.outcomes)
+    }
+
+    /// Count what a pass recorded. A redriven event counts as redriven at its first attempt (a reschedule that
+    /// sent nothing, say for want of a rate-limit slot, is no attempt).
+    fn count(&self, log: &[EventRecord], redriven: &HashMap<String, usize>) {
+        for record in log {
+            let outcome = match record.status {
+                EventStatus::Delivered => EventOutcome::Delivered,
+                EventStatus::Superseded => EventOutcome::Superseded,
+                EventStatus::Retrying => EventOutcome::Queued,
+                EventStatus::DeadLettered if record.reason.as_ref().is_some_and(|r| r.code == RETRIES_EXHAUSTED) => {
+                    EventOutcome::DeadLettered
+                }
+                EventStatus::DeadLettered => EventOutcome::Parked,
+            };
+            self.metrics.event(record.function, outcome);
+            let attempted = |before: &usize| record.status != EventStatus::Retrying || record.attempts.len() > *before;
+            if redriven.get(&record.event_id).is_some_and(attempted) {
+                self.metrics.event(record.function, EventOutcome::Redriven);
+            }
+        }
     }
 
     /// A status update or activity, one at a time (each takes its contact's lease).
@@ -325,7 +364,7 @@ impl RetryWorker {
         match self.schedule.delay_after(in_schedule) {
             None => {
                 let reason = DeadLetterReason {
-                    code: "retries_exhausted".into(),
+                    code: RETRIES_EXHAUSTED.into(),
                     message: format!("{} attempts failed; last: {} ({})", in_schedule, e.code, e.message),
                 };
                 pass.dead_letter(m, reason)
