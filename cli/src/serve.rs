@@ -26,6 +26,7 @@ use crate::ConfigArg;
 use hubrelay_clients::PartnerClients;
 use hubrelay_core::metrics::Metrics;
 use hubrelay_http::metrics::metrics_routes;
+use hubrelay_http::openapi::openapi_routes;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -211,8 +212,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     };
     let mut tenants = crate::serve_tenants::TenantHost::open(shared, format!("http://{addr}"))?;
     let tenant_lines = tenants.sync().await;
-    let app = app.merge(tenants.routes().router()).merge(metrics_routes(metrics));
     let public_url = settings.relay.auth.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let app =
+        app.merge(tenants.routes().router()).merge(metrics_routes(metrics)).merge(openapi_routes(Some(&public_url)));
     let app = match oauth_app {
         Some(oauth) => {
             // HubSpot's app webhooks for every connected portal, signed with the app's secret(s).

@@ -10,6 +10,7 @@ mod hardening;
 mod harness;
 mod leads;
 mod malformed;
+mod openapi;
 mod platform;
 mod referrals;
 mod retries;

@@ -118,4 +118,14 @@ async fn lead_captured_on_aws_adapters() {
     let notes =
         hubrelay_core::hubspot::HubSpot::contact_engagements(&hs, &contact_id, EngagementKind::Note).await.unwrap();
     assert_eq!(notes.len(), 1);
+
+    // lead-captured also serves the OpenAPI description (template.yaml routes GET /openapi.json to it); a wrong
+    // method is a JSON 405.
+    let get = http::Request::get("/openapi.json").body(Body::empty()).unwrap();
+    let resp = app.clone().oneshot(get).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let doc: Value = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let (status, _, body) = post_to(&app, "/openapi.json", &json!({}), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (405, Some("method_not_allowed")), "{body}");
 }

@@ -18,6 +18,7 @@ use hubrelay_core::metrics::Metrics;
 use hubrelay_core::sealed::SealingKey;
 use hubrelay_core::tenant::{install_signing_key, OAuthAppSettings};
 use hubrelay_http::oauth_install::OAuthInstall;
+use hubrelay_http::openapi::openapi_routes;
 use hubrelay_http::tenant_routes::tenant_routes;
 use hubrelay_http::{common_routes, lead_routes, update_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 
@@ -298,7 +299,9 @@ pub async fn lead_captured_app() -> Result<Router, InitError> {
         let service = parts.relay.lead_service(parts.hubspot).map_err(|e| e.to_string())?;
         Ok(lead_routes(Arc::new(service)))
     });
-    init.with_tenants(lead_routes(Arc::new(service)), build)
+    // The stack's OpenAPI description is served here (one small route; any function would do).
+    let openapi = openapi_routes(init.layer.public_url.as_deref());
+    init.with_tenants(lead_routes(Arc::new(service)).merge(openapi), build)
 }
 
 /// The `status-update` function's router (`POST /v1/leads/status`).

@@ -73,7 +73,7 @@ impl AppWebhooks {
     }
 
     pub fn routes(self: Arc<Self>) -> Router {
-        Router::new().route(APP_WEBHOOKS_PATH, post(receive)).with_state(self)
+        Router::new().route(APP_WEBHOOKS_PATH, post(receive).fallback(crate::method_not_allowed)).with_state(self)
     }
 }
 
@@ -87,7 +87,8 @@ pub fn not_configured() -> Router {
                 "oauth_not_configured",
                 "no HubSpot app is configured here (HUBSPOT_CLIENT_ID, HUBSPOT_CLIENT_SECRET)",
             )
-        }),
+        })
+        .fallback(crate::method_not_allowed),
     )
 }
 

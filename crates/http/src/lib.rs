@@ -19,6 +19,7 @@ pub mod intake;
 pub mod leads;
 pub mod metrics;
 pub mod oauth_install;
+pub mod openapi;
 pub mod referrals;
 pub mod tenant_routes;
 pub mod transport;
@@ -62,14 +63,16 @@ pub fn referral_routes(service: Arc<ReferralService>) -> Router {
 
 /// Health check and JSON 404 / 405 for everything else.
 pub fn common_routes() -> Router {
-    Router::new().route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) })).fallback(not_found)
+    let health = get(|| async { Json(serde_json::json!({"status": "ok"})) }).fallback(method_not_allowed);
+    Router::new().route("/health", health).fallback(not_found)
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found()
 }
 
-async fn method_not_allowed() -> ApiError {
+/// The JSON 405 of every route (a method router's fallback).
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 

@@ -21,7 +21,8 @@ pub fn metrics_routes(metrics: Metrics) -> Router {
         get(move || {
             let text = render(&metrics.snapshot());
             async move { ([(CONTENT_TYPE, CONTENT_TYPE_PROMETHEUS)], text).into_response() }
-        }),
+        })
+        .fallback(crate::method_not_allowed),
     )
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -65,7 +66,8 @@ pub fn not_configured() -> Router {
             "no OAuth app is configured: set HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET (docs/tenants.md)",
         )
     };
-    Router::new().route("/oauth/install", get(answer)).route("/oauth/callback", get(answer))
+    let route = || get(answer).fallback(crate::method_not_allowed);
+    Router::new().route("/oauth/install", route()).route("/oauth/callback", route())
 }
 
 impl OAuthInstall {
@@ -87,7 +89,10 @@ impl OAuthInstall {
     }
 
     pub fn routes(self: Arc<Self>) -> Router {
-        Router::new().route("/oauth/install", get(install)).route("/oauth/callback", get(callback)).with_state(self)
+        Router::new()
+            .route("/oauth/install", get(install).fallback(crate::method_not_allowed))
+            .route("/oauth/callback", get(callback).fallback(crate::method_not_allowed))
+            .with_state(self)
     }
 
     fn sign(&self, payload: &str) -> String {
@@ -147,7 +152,11 @@ struct InstallQuery {
     sig: Option<String>,
 }
 
-async fn install(State(oauth): State<Arc<OAuthInstall>>, Query(q): Query<InstallQuery>) -> Response {
+async fn install(State(oauth): State<Arc<OAuthInstall>>, q: Result<Query<InstallQuery>, QueryRejection>) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return query_refused(e),
+    };
     let Some(id) = q.tenant.as_deref().and_then(|t| t.parse::<TenantId>().ok()) else {
         return ApiError::new(StatusCode::BAD_REQUEST, "invalid_tenant", "?tenant= must name a tenant").into_response();
     };
@@ -206,6 +215,16 @@ async fn install(State(oauth): State<Arc<OAuthInstall>>, Query(q): Query<Install
     (StatusCode::FOUND, [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".into())]).into_response()
 }
 
+/// A query string that cannot be read (a value of the wrong type, a key twice): JSON 400, as every refusal.
+fn query_refused(e: QueryRejection) -> Response {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        format!("the query string cannot be read: {}", e.body_text()),
+    )
+    .into_response()
+}
+
 #[derive(Deserialize)]
 struct CallbackQuery {
     code: Option<String>,
@@ -213,7 +232,11 @@ struct CallbackQuery {
     error: Option<String>,
 }
 
-async fn callback(State(oauth): State<Arc<OAuthInstall>>, Query(q): Query<CallbackQuery>) -> Response {
+async fn callback(State(oauth): State<Arc<OAuthInstall>>, q: Result<Query<CallbackQuery>, QueryRejection>) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return query_refused(e),
+    };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let not_connected = |status, text: &str| page(status, "Not connected", text);
     let taken = match q.state.as_deref() {
@@ -397,6 +420,25 @@ mod tests {
         assert_eq!(oauth.sign("install.oem42.605800"), sig);
         assert_ne!(oauth.sign("install.oem43.605800"), sig);
         assert_ne!(sign(b"another key", "install.oem42.605800"), sig);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_query_and_a_wrong_method_are_json_errors() {
+        use tower::ServiceExt;
+        let routes = Arc::new(install()).routes();
+        for (method, uri, status, code) in [
+            ("GET", "/oauth/install?tenant=oem42&expires=soon&sig=x", 400, "invalid_query"),
+            ("GET", "/oauth/callback?state=a&state=b", 400, "invalid_query"),
+            ("POST", "/oauth/install", 405, "method_not_allowed"),
+        ] {
+            let request =
+                axum::http::Request::builder().method(method).uri(uri).body(axum::body::Body::empty()).unwrap();
+            let response = routes.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status().as_u16(), status, "{method} {uri}");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["code"], code, "{method} {uri}: {body}");
+        }
     }
 
     #[tokio::test]
