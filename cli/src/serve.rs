@@ -23,10 +23,13 @@ use hubrelay_local::WakingQueue;
 use hubrelay_sandbox::hubspot::{self as sandbox, SandboxOptions};
 
 use crate::ConfigArg;
+use hubrelay_clients::notify::notifications;
 use hubrelay_clients::PartnerClients;
+use hubrelay_core::domain::DEFAULT_TENANT;
 use hubrelay_core::metrics::Metrics;
+use hubrelay_core::notify::Notifications;
 use hubrelay_http::metrics::metrics_routes;
-use hubrelay_http::openapi::openapi_routes;
+use hubrelay_http::openapi::{openapi_routes, Deployment};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -195,6 +198,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         &settings.relay,
         store.clone(),
         Portal { client: hubspot, limiter, metrics: metrics.clone() },
+        notifications(settings.relay.notify.as_ref(), DEFAULT_TENANT, true)?,
         ContactLocks::new(),
         (Some(partners.extole.clone()), Some(partners.impact.clone())),
         worker_lane.clone(),
@@ -213,8 +217,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut tenants = crate::serve_tenants::TenantHost::open(shared, format!("http://{addr}"))?;
     let tenant_lines = tenants.sync().await;
     let public_url = settings.relay.auth.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-    let app =
-        app.merge(tenants.routes().router()).merge(metrics_routes(metrics)).merge(openapi_routes(Some(&public_url)));
+    let app = app
+        .merge(tenants.routes().router())
+        .merge(metrics_routes(metrics))
+        .merge(openapi_routes(Deployment::Serve, Some(&public_url)));
     let app = match oauth_app {
         Some(oauth) => {
             // HubSpot's app webhooks for every connected portal, signed with the app's secret(s).
@@ -301,6 +307,7 @@ pub(crate) fn local_relay(
     settings: &RelaySettings,
     store: Arc<SqliteStore>,
     portal: Portal,
+    notifications: Notifications,
     locks: Arc<ContactLocks>,
     partners: PartnerClients,
     lane: Arc<tokio::sync::Semaphore>,
@@ -314,6 +321,7 @@ pub(crate) fn local_relay(
     let worker_client: Arc<dyn HubSpot> = Arc::new(OutsideTurn::new(worker_client, turn.clone()));
     let relay = Relay::new(settings, Stores::new(store.clone(), store.clone()))
         .with_metrics(metrics)
+        .with_notifications(notifications)
         .with_contact_locks(locks)
         .with_inline_batching(inline_call_interval(settings.hubspot_rate_limit_per_10s));
     let extole = partners.0.map(|e| Arc::new(ExtoleOutsideTurn(e, turn.clone())) as Arc<dyn Extole>);

@@ -403,6 +403,7 @@ impl TenantHost {
             &settings,
             kept.store.clone(),
             Portal { client, limiter, metrics: self.shared.metrics.for_tenant(id.as_str()) },
+            hubrelay_clients::notify::notifications(settings.notify.as_ref(), id.as_str(), true)?,
             kept.locks.clone(),
             partners,
             self.shared.worker_lane.clone(),

@@ -10,6 +10,7 @@ mod hardening;
 mod harness;
 mod leads;
 mod malformed;
+mod notifications;
 mod openapi;
 mod platform;
 mod referrals;

@@ -153,6 +153,17 @@ async fn two_tenants_each_get_their_own_portal_mapping_credentials_and_listings(
     let (status, _, body) =
         serve.post_to("/t/nobody/v1/leads", "application/json", CHAT_LEAD.into(), bearer(a_token)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_tenant")));
+
+    // `GET /metrics` counts each tenant under its own id: two leads delivered each, none for the default tenant,
+    // and each tenant's HubSpot calls in its own series.
+    let metrics = serve.metrics().await;
+    let delivered = |tenant: &str| {
+        metrics[&format!(r#"hubrelay_events_total{{tenant="{tenant}",function="lead-captured",outcome="delivered"}}"#)]
+    };
+    assert_eq!((delivered("acme"), delivered("lakeside"), delivered("default")), (2.0, 2.0, 0.0));
+    let calls =
+        |tenant: &str| metrics[&format!(r#"hubrelay_hubspot_requests_total{{tenant="{tenant}",answer="success"}}"#)];
+    assert!(calls("acme") >= 2.0 && calls("lakeside") >= 2.0 && calls("default") == 0.0, "{metrics:?}");
 }
 
 /// Polls until a POST answers `want`, for at most 20 s (serve reads the registry once a second).

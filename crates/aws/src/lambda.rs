@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::emf::Emf;
 use axum::Router;
+use hubrelay_clients::notify::notifications;
 use hubrelay_clients::oauth::{OAuthApp, OAuthTokens};
 use hubrelay_clients::HubSpotClient;
 use hubrelay_core::budget::{budget_key, CallBudget, DailyCalls, Lane};
@@ -18,7 +19,7 @@ use hubrelay_core::metrics::Metrics;
 use hubrelay_core::sealed::SealingKey;
 use hubrelay_core::tenant::{install_signing_key, OAuthAppSettings};
 use hubrelay_http::oauth_install::OAuthInstall;
-use hubrelay_http::openapi::openapi_routes;
+use hubrelay_http::openapi::{openapi_routes, Deployment};
 use hubrelay_http::tenant_routes::tenant_routes;
 use hubrelay_http::{common_routes, lead_routes, update_routes, Relay, Stores, ACTIVITIES_PATH, STATUS_PATH};
 
@@ -64,7 +65,7 @@ pub fn check_inline_timeout(timeout: std::time::Duration) -> Result<(), InitErro
 
 /// Settings that may live in SSM (secrets, and the public URL the stack writes there); each may name an SSM parameter through
 /// `<NAME>_SSM_PARAMETER`.
-const SECRETS: [&str; 11] = [
+const SECRETS: [&str; 12] = [
     "HUBSPOT_TOKEN",
     "HUBSPOT_REFRESH_TOKEN",
     "HUBRELAY_API_TOKENS",
@@ -75,6 +76,7 @@ const SECRETS: [&str; 11] = [
     "EXTOLE_WEBHOOK_SECRETS",
     "IMPACT_AUTH_TOKEN",
     "IMPACT_WEBHOOK_SECRETS",
+    "HUBRELAY_NOTIFY_SECRET",
     TENANT_SECRETS_KEY,
 ];
 
@@ -127,8 +129,11 @@ async fn init(lambda: &'static str) -> Result<Init, InitError> {
     };
     let metrics = Metrics::with_samples();
     let emf = Arc::new(Emf::from_env(metrics.clone(), lambda));
-    let relay =
-        Relay::new(&settings, Stores::new(Arc::new(table.clone()), Arc::new(queue.clone()))).with_metrics(metrics);
+    let notifications = notifications(settings.notify.as_ref(), hubrelay_core::domain::DEFAULT_TENANT, false)
+        .map_err(InitError::Aws)?;
+    let relay = Relay::new(&settings, Stores::new(Arc::new(table.clone()), Arc::new(queue.clone())))
+        .with_metrics(metrics)
+        .with_notifications(notifications);
     Ok(Init { layer, settings, resources, table, queue, relay, tenants, install_key, emf })
 }
 
@@ -300,7 +305,7 @@ pub async fn lead_captured_app() -> Result<Router, InitError> {
         Ok(lead_routes(Arc::new(service)))
     });
     // The stack's OpenAPI description is served here (one small route; any function would do).
-    let openapi = openapi_routes(init.layer.public_url.as_deref());
+    let openapi = openapi_routes(Deployment::Aws, init.layer.public_url.as_deref());
     init.with_tenants(lead_routes(Arc::new(service)).merge(openapi), build)
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::Router;
+use hubrelay_clients::notify::notifications;
 use hubrelay_clients::oauth::OAuthTokens;
 use hubrelay_core::config::{HubSpotTarget, Layer, RelaySettings};
 use hubrelay_core::hubspot::HubSpot;
@@ -167,7 +168,9 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
             .map_err(|e| e.to_string())?;
         let stores = Stores::new(Arc::new(self.table.for_tenant(id)), Arc::new(self.queue.for_tenant(id)));
         Ok(TenantParts {
-            relay: Relay::new(&settings, stores).with_metrics(wiring.metrics().clone()),
+            relay: Relay::new(&settings, stores)
+                .with_metrics(wiring.metrics().clone())
+                .with_notifications(notifications(settings.notify.as_ref(), id.as_str(), false)?),
             hubspot,
             settings,
             waiting_for_install: waiting,

@@ -247,14 +247,9 @@ impl HubSpotClient {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let started = std::time::Instant::now();
-        let resp = match req.send().await {
-            Ok(resp) => resp,
-            Err(e) => {
-                self.metrics.hubspot_call(None, started.elapsed());
-                return Err(transport_error(&e));
-            }
-        };
+        // Counted however the call ends: answered, failed, or dropped by a caller's deadline (OAuth's).
+        let mut timer = CallTimer { metrics: &self.metrics, started: std::time::Instant::now(), status: None };
+        let resp = req.send().await.map_err(|e| transport_error(&e))?;
         let status = resp.status();
         let quota = quota_from_headers(resp.headers());
         if let Some(p) = permit.as_mut() {
@@ -265,10 +260,10 @@ impl HubSpotClient {
 
         let correlation =
             resp.headers().get("x-hubspot-correlation-id").and_then(|v| v.to_str().ok()).map(String::from);
-        let bytes = resp.bytes().await;
         // An answer cut off mid-body is no answer.
-        self.metrics.hubspot_call(bytes.is_ok().then_some(status.as_u16()), started.elapsed());
-        let bytes = bytes.map_err(|e| transport_error(&e))?;
+        let bytes = resp.bytes().await.map_err(|e| transport_error(&e))?;
+        timer.status = Some(status.as_u16());
+        drop(timer);
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let result = if status.is_success() {
             Ok((status, value, correlation))
@@ -280,6 +275,19 @@ impl HubSpotClient {
             shared.observe(status, quota, policy).await;
         }
         result
+    }
+}
+
+/// Counts one call sent when dropped: with its status once the whole answer is read, else as no answer.
+struct CallTimer<'a> {
+    metrics: &'a Metrics,
+    started: std::time::Instant,
+    status: Option<u16>,
+}
+
+impl Drop for CallTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics.hubspot_call(self.status, self.started.elapsed());
     }
 }
 

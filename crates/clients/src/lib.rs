@@ -1,9 +1,11 @@
 //! The HTTP clients behind hubrelay-core's traits: HubSpot ([`HubSpotClient`], with its [`RateLimiter`]),
-//! Extole ([`ExtoleClient`]) and impact.com ([`ImpactClient`]). All on reqwest with rustls.
+//! Extole ([`ExtoleClient`]) and impact.com ([`ImpactClient`]), and the notices' webhook ([`notify::WebhookNotices`]).
+//! All on reqwest with rustls.
 
 pub mod extole;
 pub mod hubspot;
 pub mod impact;
+pub mod notify;
 pub mod oauth;
 mod partner_http;
 pub mod ratelimit;

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod mapping;
 pub mod metrics;
 pub mod missing_properties;
+pub mod notify;
 pub mod partners;
 pub mod pii;
 pub mod properties;

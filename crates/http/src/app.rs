@@ -11,6 +11,7 @@ use hubrelay_core::domain::FunctionName;
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::metrics::Metrics;
 use hubrelay_core::missing_properties::MissingProperties;
+use hubrelay_core::notify::Notifications;
 use hubrelay_core::partners::{Extole, Impact};
 use hubrelay_core::referral::deliver::ReferralDelivery;
 use hubrelay_core::store::{ContactVersions, EventLog, IdempotencyStore, LeadLinks, RetryQueue, UpdateLedger};
@@ -62,6 +63,8 @@ pub struct Relay {
     inline_batching: Option<std::time::Duration>,
     /// Where its services and worker count outcomes (scoped to the relay's tenant).
     metrics: Metrics,
+    /// Told of events dead-lettered and of dead-lettered events delivered (scoped to the relay's tenant).
+    notifications: Notifications,
 }
 
 impl Relay {
@@ -73,7 +76,14 @@ impl Relay {
             missing: MissingProperties::new(),
             inline_batching: None,
             metrics: Metrics::default(),
+            notifications: Notifications::default(),
         }
+    }
+
+    /// Send notices of events dead-lettered, and of dead-lettered events delivered, through `notifications`.
+    pub fn with_notifications(mut self, notifications: Notifications) -> Self {
+        self.notifications = notifications;
+        self
     }
 
     /// Count every outcome of this relay's services and worker in `metrics` (scoped to its tenant).
@@ -120,6 +130,7 @@ impl Relay {
             in_progress_wait: IN_PROGRESS_WAIT,
             jitter: s.retry_jitter,
             metrics: self.metrics.clone(),
+            notifications: self.notifications.clone(),
         })
     }
 
@@ -201,7 +212,8 @@ impl Relay {
         .with_missing_properties(self.missing.clone())
         .with_updates(Arc::new(self.update_delivery(hubspot)))
         .with_referrals(Arc::new(referrals))
-        .with_metrics(self.metrics.clone());
+        .with_metrics(self.metrics.clone())
+        .with_notifications(self.notifications.clone());
         match &self.locks {
             Some(locks) => worker.with_contact_locks(locks.clone()),
             None => worker,

@@ -17,6 +17,7 @@ use hubrelay_core::domain::{
     AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, RetrySchedule,
 };
 use hubrelay_core::metrics::{EventOutcome, Metrics};
+use hubrelay_core::notify::{NoticeKind, Notifications};
 use hubrelay_core::store::{
     Begin, Delivered, EventLog, EventRecord, EventStatus, IdempotencyStore, RetryQueue, StoredResponse,
 };
@@ -60,6 +61,8 @@ pub struct Intake {
     pub jitter: Jitter,
     /// Counts each event where its first attempt settles it (delivered, superseded, queued or parked).
     pub metrics: Metrics,
+    /// Told of each event parked on its first attempt.
+    pub notifications: Notifications,
 }
 
 /// What the idempotency claim found.
@@ -187,8 +190,10 @@ impl Intake {
                 ApiError::unavailable("queue_unavailable", "the event could not be parked; retry later")
             })?;
             message.dead_letter_reason = Some(dl.clone());
-            self.log(&message, EventStatus::DeadLettered, None, None, Some(dl), now).await?;
+            self.log(&message, EventStatus::DeadLettered, None, None, Some(dl.clone()), now).await?;
             self.metrics.event(message.function, EventOutcome::Parked);
+            let record = event_record(&message, EventStatus::DeadLettered, None, None, Some(dl), now);
+            self.notifications.send([(NoticeKind::Parked, record)]).await;
             tracing::warn!(event_id, function, code = %error.code, "event parked in the dead-letter queue");
             body.insert("status".into(), "parked".into());
             body.insert("event_id".into(), event_id.into());

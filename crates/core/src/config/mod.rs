@@ -81,6 +81,10 @@ pub struct Layer {
     pub retry_queue_url: Option<String>,
     pub dlq_url: Option<String>,
     pub stage: Option<String>,
+    /// Where notices of dead-lettered and recovered events go (`HUBRELAY_NOTIFY_URL`), signed with
+    /// `HUBRELAY_NOTIFY_SECRET` (a Standard Webhooks `whsec_…` secret).
+    pub notify_url: Option<String>,
+    pub notify_secret: Option<String>,
 }
 
 impl Layer {
@@ -114,7 +118,9 @@ impl Layer {
             idempotency_table,
             retry_queue_url,
             dlq_url,
-            stage
+            stage,
+            notify_url,
+            notify_secret
         );
         if let Some(r) = other.referral {
             self.referral = Some(self.referral.take().unwrap_or_default().merge(r));
@@ -154,6 +160,8 @@ impl Layer {
             api_tokens: list("HUBRELAY_API_TOKENS"),
             webhook_secrets: list("HUBRELAY_WEBHOOK_SECRETS"),
             public_url: get("HUBRELAY_PUBLIC_URL"),
+            notify_url: get("HUBRELAY_NOTIFY_URL").filter(|v| !v.trim().is_empty()),
+            notify_secret: get("HUBRELAY_NOTIFY_SECRET").filter(|v| !v.trim().is_empty()),
             mapping: get("HUBRELAY_MAPPING"),
             max_body_bytes: number("HUBRELAY_MAX_BODY_BYTES")?.map(|n| n as usize),
             hubspot_timeout_secs: number("HUBSPOT_TIMEOUT_SECS")?,
@@ -230,6 +238,45 @@ pub struct RelaySettings {
     /// Client-side cap on HubSpot calls per rolling 10 s (`HUBSPOT_RATE_LIMIT_PER_10S`).
     pub hubspot_rate_limit_per_10s: u32,
     pub referral: ReferralSettings,
+    /// Notices of dead-lettered and recovered events (`HUBRELAY_NOTIFY_URL`), or none.
+    pub notify: Option<NotifyTarget>,
+}
+
+/// Where notices go and the secret that signs them.
+#[derive(Clone, PartialEq)]
+pub struct NotifyTarget {
+    pub url: String,
+    /// A Standard Webhooks secret (`whsec_` and base64).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for NotifyTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyTarget").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl NotifyTarget {
+    fn from_layer(layer: &Layer) -> Result<Option<NotifyTarget>, ConfigError> {
+        let (url, secret) = match (&layer.notify_url, &layer.notify_secret) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "HUBRELAY_NOTIFY_SECRET",
+                    "HUBRELAY_NOTIFY_URL needs a secret to sign notices with",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid("HUBRELAY_NOTIFY_URL", "HUBRELAY_NOTIFY_SECRET is set without a URL"))
+            }
+            (Some(url), Some(secret)) => (url.trim(), secret.trim()),
+        };
+        check_url("HUBRELAY_NOTIFY_URL", url)?;
+        crate::auth::sign_standard_webhook(secret, "check", 0, b"").map_err(|_| {
+            invalid("HUBRELAY_NOTIFY_SECRET", "not a Standard Webhooks secret (`whsec_` followed by base64)")
+        })?;
+        Ok(Some(NotifyTarget { url: url.to_string(), secret: secret.to_string() }))
+    }
 }
 
 /// The AWS resources a Lambda works with (names only: the AWS crate makes the clients).
@@ -350,6 +397,7 @@ impl RelaySettings {
             retry_jitter: Jitter { fraction },
             hubspot_rate_limit_per_10s: rate as u32,
             referral: ReferralSettings::from_layer(layer.referral.as_ref())?,
+            notify: NotifyTarget::from_layer(layer)?,
         })
     }
 
@@ -494,6 +542,29 @@ mod tests {
         assert_eq!(s.relay.auth.api_tokens, vec!["x".to_string(), "y".to_string()]);
         assert_eq!(s.relay.mapping.name, "aimbase");
         assert_eq!(s.relay.hubspot, HubSpotTarget::Sandbox);
+    }
+
+    #[test]
+    fn notices_need_an_http_url_and_a_whsec_secret_together() {
+        let relay = |pairs: &[(&str, &str)]| RelaySettings::from_layer(&Layer::from_env(&env(pairs)).unwrap());
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let on = relay(&[("HUBRELAY_NOTIFY_URL", "https://ops.example.com/h"), ("HUBRELAY_NOTIFY_SECRET", secret)]);
+        assert_eq!(on.unwrap().notify.unwrap().url, "https://ops.example.com/h");
+        assert_eq!(relay(&[]).unwrap().notify, None);
+        let refused = |pairs: &[(&str, &str)], setting: &str| {
+            let e = relay(pairs).unwrap_err().to_string();
+            assert!(e.starts_with(setting), "{e}");
+        };
+        refused(&[("HUBRELAY_NOTIFY_URL", "https://ops.example.com/h")], "HUBRELAY_NOTIFY_SECRET");
+        refused(&[("HUBRELAY_NOTIFY_SECRET", secret)], "HUBRELAY_NOTIFY_URL");
+        refused(
+            &[("HUBRELAY_NOTIFY_URL", "https://x"), ("HUBRELAY_NOTIFY_SECRET", "hunter2")],
+            "HUBRELAY_NOTIFY_SECRET",
+        );
+        refused(
+            &[("HUBRELAY_NOTIFY_URL", "ops.example.com"), ("HUBRELAY_NOTIFY_SECRET", secret)],
+            "HUBRELAY_NOTIFY_URL",
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::lead::Lead;
 use crate::mapping::Mapping;
 use crate::metrics::{EventOutcome, Metrics};
 use crate::missing_properties::MissingProperties;
+use crate::notify::{NoticeKind, Notifications};
 use crate::pii::{mask_email, mask_message};
 use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, LeadLinks, StoreError};
 use crate::updates::{UpdateDelivery, UpdateOutcome};
@@ -70,6 +71,7 @@ pub struct RetryWorker {
     referrals: Option<Arc<crate::referral::deliver::ReferralDelivery>>,
     missing: Arc<MissingProperties>,
     metrics: Metrics,
+    notifications: Notifications,
 }
 
 /// One contact's share of a batch: the merged upsert and the messages behind it.
@@ -101,7 +103,14 @@ impl RetryWorker {
             referrals: None,
             missing: MissingProperties::new(),
             metrics: Metrics::default(),
+            notifications: Notifications::default(),
         }
+    }
+
+    /// Send a notice for each event a pass dead-letters, and each redriven one it delivers.
+    pub fn with_notifications(mut self, notifications: Notifications) -> Self {
+        self.notifications = notifications;
+        self
     }
 
     /// Count each pass's outcomes (by the messages' functions) once its records are written.
@@ -151,15 +160,15 @@ impl RetryWorker {
         let mut pass = Pass { now, outcomes: Vec::with_capacity(messages.len()), log: Vec::new() };
         let mut by_email: BTreeMap<String, Vec<(RetryMessage, ContactUpsert)>> = BTreeMap::new();
         let mut updates = Vec::new();
-        // First attempts after a redrive: event id → attempts before this pass.
+        // Events dead-lettered once and redriven: event id → whether this pass makes their first attempt since.
         let mut redriven = HashMap::new();
         for message in messages {
             if message.not_before > now {
                 pass.outcomes.push(Outcome { event_id: message.event_id.clone(), disposition: Disposition::NotYetDue });
                 continue;
             }
-            if message.schedule_offset > 0 && message.attempts_in_schedule() == 0 {
-                redriven.insert(message.event_id.clone(), message.attempts.len());
+            if message.schedule_offset > 0 {
+                redriven.insert(message.event_id.clone(), message.attempts_in_schedule() == 0);
             }
             if message.function != FunctionName::LeadCaptured {
                 updates.push(message);
@@ -205,13 +214,16 @@ impl RetryWorker {
             }
         }
         self.events.put_events(&pass.log).await?;
-        self.count(&pass.log, &redriven);
+        let notices = self.count(&pass.log, &redriven);
+        self.notifications.send(notices).await;
         Ok(pass.outcomes)
     }
 
-    /// Count what a pass recorded. A redriven event counts as redriven at its first attempt (a reschedule that
-    /// sent nothing, say for want of a rate-limit slot, is no attempt).
-    fn count(&self, log: &[EventRecord], redriven: &HashMap<String, usize>) {
+    /// Count what a pass recorded, and return the notices it calls for. A redriven event counts as redriven at
+    /// the first pass that records it after the redrive (every outcome of a due message appends an attempt, so
+    /// the next pass no longer sees it as fresh).
+    fn count(&self, log: &[EventRecord], redriven: &HashMap<String, bool>) -> Vec<(NoticeKind, EventRecord)> {
+        let mut notices = Vec::new();
         for record in log {
             let outcome = match record.status {
                 EventStatus::Delivered => EventOutcome::Delivered,
@@ -223,11 +235,21 @@ impl RetryWorker {
                 EventStatus::DeadLettered => EventOutcome::Parked,
             };
             self.metrics.event(record.function, outcome);
-            let attempted = |before: &usize| record.status != EventStatus::Retrying || record.attempts.len() > *before;
-            if redriven.get(&record.event_id).is_some_and(attempted) {
+            let redrive = redriven.get(&record.event_id);
+            if redrive.is_some_and(|&first| first) {
                 self.metrics.event(record.function, EventOutcome::Redriven);
             }
+            let notice = match outcome {
+                EventOutcome::Parked => Some(NoticeKind::Parked),
+                EventOutcome::DeadLettered => Some(NoticeKind::DeadLettered),
+                EventOutcome::Delivered if redrive.is_some() => Some(NoticeKind::Recovered),
+                _ => None,
+            };
+            if let Some(kind) = notice {
+                notices.push((kind, record.clone()));
+            }
         }
+        notices
     }
 
     /// A status update or activity, one at a time (each takes its contact's lease).
