@@ -16,6 +16,7 @@ mod portal;
 mod properties_cmd;
 mod sandbox_cmd;
 mod serve;
+mod serve_console;
 mod serve_oauth;
 mod serve_referrals;
 mod serve_tenants;

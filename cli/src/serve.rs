@@ -217,10 +217,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut tenants = crate::serve_tenants::TenantHost::open(shared, format!("http://{addr}"))?;
     let tenant_lines = tenants.sync().await;
     let public_url = settings.relay.auth.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let (console, console_line) =
+        crate::serve_console::console(&settings.data_dir, &public_url, public_url.starts_with("https://"))?;
     let app = app
         .merge(tenants.routes().router())
         .merge(metrics_routes(metrics))
-        .merge(openapi_routes(Deployment::Serve, Some(&public_url)));
+        .merge(openapi_routes(Deployment::Serve, Some(&public_url)))
+        .merge(Arc::new(console).routes());
     let app = match oauth_app {
         Some(oauth) => {
             // HubSpot's app webhooks for every connected portal, signed with the app's secret(s).
@@ -246,7 +249,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let worker_stop = stop.clone();
     let worker_task = tokio::spawn(local.run(async move { worker_stop.notified().await }));
 
-    let referral_lines = crate::serve_referrals::banner_lines(addr, &partners.lines);
+    let mut referral_lines = crate::serve_referrals::banner_lines(addr, &partners.lines);
+    referral_lines.push(console_line);
     print_banner(&settings, addr, &referral_lines, &tenant_lines, &hubspot_line, &modes, own_token.as_ref());
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signalled = stopping.clone();

@@ -6,6 +6,7 @@ mod app_webhooks;
 mod auth;
 mod cli;
 mod conformance;
+mod console;
 mod hardening;
 mod harness;
 mod leads;

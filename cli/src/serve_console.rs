@@ -1,0 +1,128 @@
+//! `serve`'s console (`hubrelay_console`) over the data dir: the default tenant's store and each registry
+//! tenant's, opened per request (SQLite, beside the relays' own connections), and the audit trail in
+//! `<data dir>/console-audit.jsonl`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hubrelay_console::audit::FileAudit;
+use hubrelay_console::auth::{parse_operators, Gate};
+use hubrelay_console::backend::{ConsoleBackend, TenantHealth};
+use hubrelay_console::Console;
+use hubrelay_core::dlq::DeadLetters;
+use hubrelay_core::domain::{TenantId, DEFAULT_TENANT};
+use hubrelay_core::store::EventLog;
+use hubrelay_core::tenant::HubSpotAuth;
+use hubrelay_local::sqlite::SqliteStore;
+use hubrelay_local::tenants::{tenant_dir, TenantRegistry};
+use hubrelay_local::LocalDeadLetters;
+
+/// The operators' tokens: `name:token,…`. Unset, `serve` makes one for the operator `local`, kept in the data dir.
+pub const OPERATORS_ENV: &str = "HUBRELAY_CONSOLE_OPERATORS";
+
+/// The console, and the banner line saying where it is and how to sign in.
+pub fn console(data_dir: &Path, url: &str, secure: bool) -> Result<(Console, String), String> {
+    let (operators, line) = match std::env::var(OPERATORS_ENV).ok().filter(|v| !v.trim().is_empty()) {
+        Some(spec) => {
+            let operators = parse_operators(&spec).map_err(|e| format!("configuration error: {OPERATORS_ENV}: {e}"))?;
+            let line = format!("console {url}/console ({} operators from {OPERATORS_ENV})", operators.len());
+            (operators, line)
+        }
+        None => {
+            let path = data_dir.join("console-token");
+            let token = crate::serve::kept_secret(&path, "console")?;
+            let operators = parse_operators(&format!("local:{token}")).map_err(|e| e.to_string())?;
+            (operators, format!("console {url}/console (operator `local`, token in {})", path.display()))
+        }
+    };
+    let key = crate::serve::kept_secret(&data_dir.join("console-key"), "console-key")?;
+    let gate = Gate::new(operators, key.into_bytes());
+    let audit = Arc::new(FileAudit::new(data_dir.join("console-audit.jsonl")));
+    let backend = Arc::new(LocalConsole { data_dir: data_dir.to_path_buf() });
+    Ok((Console::new(backend, gate, audit, secure), line))
+}
+
+struct LocalConsole {
+    data_dir: PathBuf,
+}
+
+impl LocalConsole {
+    /// The directory of `tenant`'s store (the data dir itself for the default tenant).
+    fn dir(&self, tenant: &str) -> Result<PathBuf, String> {
+        if tenant == DEFAULT_TENANT {
+            return Ok(self.data_dir.clone());
+        }
+        let id: TenantId = tenant.parse()?;
+        let dir = tenant_dir(&self.data_dir, &id);
+        if dir.join("hubrelay.db").exists() {
+            Ok(dir)
+        } else {
+            Err(format!("no tenant {tenant} here (hubrelay tenants list)"))
+        }
+    }
+
+    fn store(&self, tenant: &str) -> Result<SqliteStore, String> {
+        SqliteStore::open(&self.dir(tenant)?.join("hubrelay.db")).map_err(|e| e.to_string())
+    }
+
+    fn counts(&self, tenant: &str) -> (Option<usize>, Option<usize>) {
+        match self.store(tenant) {
+            Ok(store) => {
+                (store.queued_count().ok().map(|n| n as usize), store.dead_letters().ok().map(|letters| letters.len()))
+            }
+            Err(_) => (None, None),
+        }
+    }
+}
+
+#[async_trait]
+impl ConsoleBackend for LocalConsole {
+    async fn tenants(&self) -> Result<Vec<TenantHealth>, String> {
+        let (queued, dead_letters) = self.counts(DEFAULT_TENANT);
+        let mut tenants = vec![TenantHealth {
+            id: DEFAULT_TENANT.into(),
+            enabled: true,
+            connection: "the deployment's".into(),
+            queued,
+            dead_letters,
+            ..TenantHealth::default()
+        }];
+        if !TenantRegistry::exists(&self.data_dir) {
+            return Ok(tenants);
+        }
+        let registry = TenantRegistry::open(&self.data_dir).map_err(|e| e.to_string())?;
+        for stored in registry.list().map_err(|e| e.to_string())? {
+            let t = stored.tenant;
+            let connection = match &t.secrets.hubspot {
+                HubSpotAuth::Sandbox => "sandbox",
+                HubSpotAuth::ServiceKey { .. } => "Service Key",
+                HubSpotAuth::AppToken { .. } => "app token",
+                HubSpotAuth::OAuth { refresh_token: None } => "OAuth (install pending)",
+                HubSpotAuth::OAuth { .. } => "OAuth",
+            };
+            let (queued, dead_letters) = self.counts(t.id.as_str());
+            tenants.push(TenantHealth {
+                id: t.id.to_string(),
+                enabled: t.enabled,
+                hub_id: t.hub_id,
+                connection: connection.into(),
+                needs_reauth: t.needs_reauth,
+                daily_budget: t.daily_budget,
+                calls_today: None,
+                queued,
+                dead_letters,
+                missing_properties: None,
+            });
+        }
+        Ok(tenants)
+    }
+
+    fn event_log(&self, tenant: &str) -> Result<Arc<dyn EventLog>, String> {
+        Ok(Arc::new(self.store(tenant)?))
+    }
+
+    fn dead_letters(&self, tenant: &str) -> Result<Arc<dyn DeadLetters>, String> {
+        Ok(Arc::new(LocalDeadLetters::new(self.store(tenant)?)))
+    }
+}

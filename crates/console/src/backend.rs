@@ -1,0 +1,37 @@
+//! What the console reads and acts on, per tenant: the event log and the dead-letter queue (core's traits, so the
+//! same pages serve SQLite locally and DynamoDB/SQS on AWS), and each tenant's health.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hubrelay_core::dlq::DeadLetters;
+use hubrelay_core::store::EventLog;
+
+/// One tenant's health, as the portals page shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantHealth {
+    pub id: String,
+    pub enabled: bool,
+    pub hub_id: Option<u64>,
+    /// How it reaches HubSpot: `token`, `OAuth`, `sandbox`.
+    pub connection: String,
+    pub needs_reauth: bool,
+    /// The operator's cap on calls per day, and the calls counted today, when there is a cap.
+    pub daily_budget: Option<u32>,
+    pub calls_today: Option<u64>,
+    /// Events waiting on the retry queue, and in the dead-letter queue.
+    pub queued: Option<usize>,
+    pub dead_letters: Option<usize>,
+    /// Properties HubSpot said the portal lacks (events carrying them are parked); `None` where not tracked.
+    pub missing_properties: Option<Vec<String>>,
+}
+
+#[async_trait]
+pub trait ConsoleBackend: Send + Sync {
+    /// Every tenant (the deployment's own portal first, as `default`).
+    async fn tenants(&self) -> Result<Vec<TenantHealth>, String>;
+    /// The tenant's event log.
+    fn event_log(&self, tenant: &str) -> Result<Arc<dyn EventLog>, String>;
+    /// The tenant's dead-letter queue.
+    fn dead_letters(&self, tenant: &str) -> Result<Arc<dyn DeadLetters>, String>;
+}

@@ -1,0 +1,386 @@
+//! The console's pages, rendered on the server (maud): plain HTML forms and links, styles inline, no script and
+//! nothing fetched from elsewhere. Personal data arrives masked; only the reveal page shows it, and that is audited.
+
+use hubrelay_core::dlq::{DeadLetter, RedriveReport};
+use hubrelay_core::domain::DeliveryAttempt;
+use hubrelay_core::store::EventRecord;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use time::OffsetDateTime;
+
+use crate::audit::AuditEntry;
+use crate::backend::TenantHealth;
+
+const STYLE: &str = r#"
+body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d2330;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center}
+header a{color:#cfd6e6;text-decoration:none}header a.on{color:#fff;font-weight:600}
+header form{margin-left:auto}main{padding:1rem 1.2rem}
+table{border-collapse:collapse;width:100%;background:#fff}th,td{padding:.35rem .5rem;border-bottom:1px solid #e3e6ec;text-align:left;vertical-align:top}
+th{background:#eef0f4;font-weight:600}code{font-size:12px}
+.status{padding:.1rem .45rem;border-radius:.6rem;font-size:12px;font-weight:600}
+.delivered{background:#d9f2e3;color:#14663a}.retrying{background:#fff1cc;color:#7a5600}
+.dead_lettered{background:#fde0e0;color:#8a1c1c}.superseded{background:#e6e9f0;color:#475066}
+form.filters{display:flex;gap:.6rem;flex-wrap:wrap;align-items:end;margin-bottom:.8rem}
+label{display:flex;flex-direction:column;font-size:12px;color:#475066}
+input,select,button{font:inherit;padding:.25rem .4rem}button{cursor:pointer}
+button.danger{background:#8a1c1c;color:#fff;border:0;border-radius:3px;padding:.35rem .8rem}
+button.primary{background:#1f5fbf;color:#fff;border:0;border-radius:3px;padding:.35rem .8rem}
+.note{color:#475066}.error{color:#8a1c1c;font-weight:600}pre{background:#fff;padding:.6rem;overflow:auto}
+"#;
+
+/// Where a page sits in the menu.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Events,
+    DeadLetters,
+    Portals,
+    Audit,
+}
+
+pub fn time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+pub fn layout(title: &str, section: Option<Section>, operator: Option<&str>, csrf: &str, body: Markup) -> Markup {
+    let link = |s: Section, href: &str, text: &str| {
+        html! { a href=(href) class=[(section == Some(s)).then_some("on")] { (text) } }
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · hubrelay console" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    strong { "hubrelay" }
+                    @if let Some(name) = operator {
+                        (link(Section::Events, "/console/events", "Events"))
+                        (link(Section::DeadLetters, "/console/dead-letters", "Dead letters"))
+                        (link(Section::Portals, "/console/portals", "Portals"))
+                        (link(Section::Audit, "/console/audit", "Audit"))
+                        form method="post" action="/console/logout" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            span { (name) " " }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+pub fn login(error: Option<&str>) -> Markup {
+    let body = html! {
+        @if let Some(e) = error { p.error { (e) } }
+        form method="post" action="/console/login" {
+            label { "Operator token" input type="password" name="token" autocomplete="current-password" autofocus; }
+            p { button.primary type="submit" { "Sign in" } }
+        }
+        p.note { "Operator tokens are the console's own (HUBRELAY_CONSOLE_OPERATORS), never a sender's token." }
+    };
+    layout("Sign in", None, None, "", body)
+}
+
+fn tenant_select(tenants: &[String], current: &str) -> Markup {
+    html! {
+        label { "Tenant" select name="tenant" {
+            @for t in tenants { option value=(t) selected[t == current] { (t) } }
+        } }
+    }
+}
+
+fn status_badge(status: &str) -> Markup {
+    html! { span class={"status " (status)} { (status.replace('_', " ")) } }
+}
+
+/// The events page's filters, as given.
+#[derive(Default)]
+pub struct EventQuery {
+    pub tenant: String,
+    pub event_id: String,
+    pub status: String,
+    pub function: String,
+    pub since: String,
+    pub limit: usize,
+}
+
+pub fn events(q: &EventQuery, tenants: &[String], records: &[EventRecord], more: bool, error: Option<&str>) -> Markup {
+    let options = |current: &str, values: &[&str]| {
+        html! { option value="" { "any" } @for v in values { option value=(v) selected[*v == current] { (v) } } }
+    };
+    html! {
+        form.filters method="get" action="/console/events" {
+            (tenant_select(tenants, &q.tenant))
+            label { "Event id" input name="event_id" value=(q.event_id) size="30"; }
+            label { "Status" select name="status" { (options(&q.status, &["delivered", "retrying", "dead_lettered", "superseded"])) } }
+            label { "Function" select name="function" { (options(&q.function, &["lead-captured", "status-update", "activity", "referral-event"])) } }
+            label { "Received within" input name="since" value=(q.since) placeholder="e.g. 2h, 3d" size="8"; }
+            button type="submit" { "Search" }
+        }
+        @if let Some(e) = error { p.error { (e) } }
+        table id="events" {
+            thead { tr { th { "Event" } th { "Status" } th { "Function" } th { "Received" } th { "Attempts" } th { "Next attempt" } th { "Email" } th { "Reason" } } }
+            tbody {
+                @for r in records {
+                    tr {
+                        td { a href={"/console/events/" (r.event_id) "?tenant=" (q.tenant)} { code { (r.event_id) } } }
+                        td { (status_badge(r.status.as_str())) }
+                        td { (r.function.as_str()) }
+                        td { (time(r.received_at)) }
+                        td { (r.attempts.len()) }
+                        td { @if let Some(n) = r.next_attempt_at { (time(n)) } @else { "–" } }
+                        td { (r.email_masked.as_deref().unwrap_or("–")) }
+                        td { @if let Some(reason) = &r.reason { code { (reason.code) } } @else { "–" } }
+                    }
+                }
+            }
+        }
+        @if records.is_empty() { p.note { "No event matches." } }
+        @if more {
+            p { a href={"/console/events?tenant=" (q.tenant) "&event_id=" (q.event_id) "&status=" (q.status) "&function=" (q.function) "&since=" (q.since) "&limit=" (q.limit * 2)} { "Show more" } }
+        }
+    }
+}
+
+pub fn attempts(attempts: &[DeliveryAttempt]) -> Markup {
+    html! {
+        table id="attempts" {
+            thead { tr { th { "#" } th { "Time" } th { "Outcome" } th { "Upstream" } th { "Status" } th { "Code" } th { "Correlation id" } th { "Error (masked)" } } }
+            tbody {
+                @for a in attempts {
+                    tr {
+                        td { (a.attempt) }
+                        td { (time(a.at)) }
+                        td { (serde_json::to_value(a.outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()) }
+                        td { (a.system.as_deref().unwrap_or("–")) }
+                        td { @if let Some(s) = a.status { (s) } @else { "–" } }
+                        td { code { (a.error_code.as_deref().unwrap_or("–")) } }
+                        td { code { (a.correlation_id.as_deref().unwrap_or("–")) } }
+                        td { (a.error.as_deref().map(hubrelay_core::pii::mask_message).unwrap_or_else(|| "–".into())) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn event(tenant: &str, r: &EventRecord, dead_letter: bool) -> Markup {
+    html! {
+        table id="summary" {
+            tr { th { "Event" } td { code { (r.event_id) } } }
+            tr { th { "Tenant" } td { (tenant) } }
+            tr { th { "Status" } td { (status_badge(r.status.as_str())) } }
+            tr { th { "Function" } td { (r.function.as_str()) } }
+            tr { th { "Received" } td { (time(r.received_at)) } }
+            tr { th { "Updated" } td { (time(r.updated_at)) } }
+            tr { th { "Next attempt" } td { @if let Some(n) = r.next_attempt_at { (time(n)) } @else { "–" } } }
+            tr { th { "Contact" } td { (r.contact_id.as_deref().unwrap_or("–")) } }
+            tr { th { "Email" } td { (r.email_masked.as_deref().unwrap_or("–")) } }
+            tr { th { "Reason" } td { @if let Some(reason) = &r.reason { code { (reason.code) } " " (reason.message) } @else { "–" } } }
+        }
+        h2 { "Timeline" }
+        (attempts(&r.attempts))
+        @if dead_letter {
+            p { a href={"/console/dead-letters?tenant=" (tenant) "&event_id=" (r.event_id)} { "In the dead-letter queue: redrive or purge it there" } }
+        }
+    }
+}
+
+/// The dead-letter page's filters, as given.
+#[derive(Default)]
+pub struct LetterQuery {
+    pub tenant: String,
+    pub event_id: String,
+    pub error_code: String,
+    pub function: String,
+    pub older_than: String,
+}
+
+pub fn dead_letters(
+    q: &LetterQuery,
+    tenants: &[String],
+    letters: &[DeadLetter],
+    now: OffsetDateTime,
+    csrf: &str,
+    error: Option<&str>,
+) -> Markup {
+    html! {
+        form.filters method="get" action="/console/dead-letters" {
+            (tenant_select(tenants, &q.tenant))
+            label { "Error code" input name="error_code" value=(q.error_code) size="22"; }
+            label { "Function" input name="function" value=(q.function) size="14" placeholder="lead-captured"; }
+            label { "Older than" input name="older_than" value=(q.older_than) size="8" placeholder="e.g. 1h"; }
+            button type="submit" { "Filter" }
+        }
+        @if let Some(e) = error { p.error { (e) } }
+        form method="post" action="/console/dead-letters/preview" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="tenant" value=(q.tenant);
+            table id="dead-letters" {
+                thead { tr { th { "" } th { "Event" } th { "Function" } th { "Age" } th { "Attempts" } th { "Code" } th { "Email" } } }
+                tbody {
+                    @for l in letters {
+                        tr {
+                            td { input type="checkbox" name="id" value=(l.event_id()) checked[!q.event_id.is_empty()]; }
+                            td { a href={"/console/events/" (l.event_id()) "?tenant=" (q.tenant)} { code { (l.event_id()) } } }
+                            td { (l.function().as_str()) }
+                            td { (age(l.age(now))) }
+                            td { (l.attempts()) }
+                            td { code { (l.last_error_code().unwrap_or("–")) } }
+                            td { (masked_email(l)) }
+                        }
+                    }
+                }
+            }
+            @if letters.is_empty() { p.note { "The dead-letter queue holds nothing that matches." } }
+            @else {
+                p {
+                    button.primary type="submit" name="action" value="redrive" { "Preview redrive of the selected" } " "
+                    button.danger type="submit" name="action" value="purge" { "Preview purge of the selected" }
+                }
+            }
+        }
+    }
+}
+
+fn masked_email(l: &DeadLetter) -> String {
+    l.message
+        .event
+        .get("email")
+        .and_then(|e| e.as_str())
+        .map(hubrelay_core::pii::mask_email)
+        .unwrap_or_else(|| "–".into())
+}
+
+pub fn age(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+/// The confirmation of a redrive (its dry run) or a purge.
+pub fn confirm(tenant: &str, action: &str, ids: &[String], report: Option<&RedriveReport>, csrf: &str) -> Markup {
+    let count = report.map(|r| r.moved.len() + r.already_delivered.len()).unwrap_or(ids.len());
+    html! {
+        @if let Some(r) = report {
+            p { "Dry run: nothing has changed yet." }
+            ul id="preview" {
+                li { (r.moved.len()) " back on the retry queue with a restarted schedule" }
+                li { (r.already_delivered.len()) " already delivered (only removed from the dead-letter queue)" }
+                @if !r.not_found.is_empty() { li { (r.not_found.len()) " no longer in the dead-letter queue" } }
+                @if !r.failed.is_empty() { li.error { (r.failed.len()) " cannot be redriven" } }
+            }
+        } @else {
+            p.error { "Purging deletes these dead letters for good: they will never be delivered." }
+        }
+        p { "Events: " @for id in ids { code { (id) } " " } }
+        form method="post" action={"/console/dead-letters/" (action)} {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="tenant" value=(tenant);
+            @for id in ids { input type="hidden" name="id" value=(id); }
+            @if action == "purge" {
+                button.danger type="submit" name="confirm" value="yes" { "Purge " (count) " for good" }
+            } @else {
+                button.primary type="submit" name="confirm" value="yes" { "Redrive " (count) }
+            }
+            " " a href={"/console/dead-letters?tenant=" (tenant)} { "Cancel" }
+        }
+    }
+}
+
+pub fn redriven(tenant: &str, r: &RedriveReport) -> Markup {
+    html! {
+        ul id="result" {
+            li { (r.moved.len()) " redriven: back on the retry queue, due now" }
+            li { (r.already_delivered.len()) " were already delivered: removed from the dead-letter queue" }
+            @for f in &r.failed { li.error { code { (f.event_id) } ": " (f.error) } }
+        }
+        p { "Follow them: " @for id in &r.moved { a href={"/console/events/" (id) "?tenant=" (tenant)} { code { (id) } } " " } }
+    }
+}
+
+pub fn purged(tenant: &str, removed: &[(String, usize)]) -> Markup {
+    html! {
+        ul id="result" { @for (id, n) in removed { li { code { (id) } ": " (n) " copies removed" } } }
+        p { a href={"/console/dead-letters?tenant=" (tenant)} { "Back to the dead letters" } }
+    }
+}
+
+pub fn revealed(tenant: &str, event_id: &str, payload: &str) -> Markup {
+    html! {
+        p.error { "Unmasked, for you alone: this reveal is recorded in the audit trail." }
+        p { "Event " code { (event_id) } " of " (tenant) }
+        pre id="payload" { (payload) }
+    }
+}
+
+pub fn reveal_form(tenant: &str, event_id: &str, csrf: &str) -> Markup {
+    html! {
+        form method="post" action={"/console/dead-letters/" (event_id) "/reveal"} {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="tenant" value=(tenant);
+            button type="submit" { "Reveal the payload (recorded)" }
+        }
+    }
+}
+
+pub fn portals(tenants: &[TenantHealth]) -> Markup {
+    html! {
+        table id="portals" {
+            thead { tr { th { "Tenant" } th { "Enabled" } th { "Portal" } th { "Connection" } th { "Needs reauth" } th { "Calls today" } th { "Queued" } th { "Dead letters" } th { "Missing properties" } } }
+            tbody {
+                @for t in tenants {
+                    tr {
+                        td { (t.id) }
+                        td { (if t.enabled { "yes" } else { "no" }) }
+                        td { @if let Some(h) = t.hub_id { (h) } @else { "–" } }
+                        td { (t.connection) }
+                        td { @if t.needs_reauth { span.error { "yes: reconnect it" } } @else { "no" } }
+                        td { @match (t.calls_today, t.daily_budget) {
+                            (Some(n), Some(cap)) => { (n) " of " (cap) }
+                            (None, Some(cap)) => { "cap " (cap) }
+                            _ => { "no cap" }
+                        } }
+                        td { @if let Some(n) = t.queued { (n) } @else { "–" } }
+                        td { @if let Some(n) = t.dead_letters { (n) } @else { "–" } }
+                        td { @match &t.missing_properties {
+                            None => { "–" }
+                            Some(names) if names.is_empty() => { "none" }
+                            Some(names) => { code { (names.join(", ")) } }
+                        } }
+                    }
+                }
+            }
+        }
+        p.note { "Missing properties: `hubrelay doctor --tenant <id>` checks every property a tenant's mapping needs against its portal." }
+    }
+}
+
+pub fn audit(entries: &[AuditEntry]) -> Markup {
+    html! {
+        table id="audit" {
+            thead { tr { th { "When" } th { "Operator" } th { "Action" } th { "Tenant" } th { "Detail" } } }
+            tbody { @for e in entries { tr { td { (e.at) } td { (e.operator) } td { (e.action) } td { (e.tenant) } td { (e.detail) } } } }
+        }
+        @if entries.is_empty() { p.note { "Nothing recorded yet." } }
+    }
+}
