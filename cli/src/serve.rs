@@ -23,7 +23,7 @@ use hubrelay_local::WakingQueue;
 use hubrelay_sandbox::hubspot::{self as sandbox, SandboxOptions};
 
 use crate::ConfigArg;
-use hubrelay_clients::notify::notifications;
+use hubrelay_clients::notify::{notifications, Sending};
 use hubrelay_clients::PartnerClients;
 use hubrelay_core::domain::DEFAULT_TENANT;
 use hubrelay_core::metrics::Metrics;
@@ -198,7 +198,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         &settings.relay,
         store.clone(),
         Portal { client: hubspot, limiter, metrics: metrics.clone() },
-        notifications(settings.relay.notify.as_ref(), DEFAULT_TENANT, true)?,
+        notifications(settings.relay.notify.as_ref(), DEFAULT_TENANT, Sending::Background)?,
         ContactLocks::new(),
         (Some(partners.extole.clone()), Some(partners.impact.clone())),
         worker_lane.clone(),

@@ -118,6 +118,15 @@ impl ConsoleBackend for LocalConsole {
         Ok(tenants)
     }
 
+    async fn tenant_ids(&self) -> Result<Vec<String>, String> {
+        let mut ids = vec![DEFAULT_TENANT.to_string()];
+        if TenantRegistry::exists(&self.data_dir) {
+            let registry = TenantRegistry::open(&self.data_dir).map_err(|e| e.to_string())?;
+            ids.extend(registry.list().map_err(|e| e.to_string())?.into_iter().map(|t| t.tenant.id.to_string()));
+        }
+        Ok(ids)
+    }
+
     fn event_log(&self, tenant: &str) -> Result<Arc<dyn EventLog>, String> {
         Ok(Arc::new(self.store(tenant)?))
     }

@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use crate::output;
 use crate::serve::{local_relay, LocalRelay, Portal};
+use hubrelay_clients::notify::Sending;
 use hubrelay_core::metrics::Metrics;
 
 /// How often serve looks at the registry for changes.
@@ -403,7 +404,7 @@ impl TenantHost {
             &settings,
             kept.store.clone(),
             Portal { client, limiter, metrics: self.shared.metrics.for_tenant(id.as_str()) },
-            hubrelay_clients::notify::notifications(settings.notify.as_ref(), id.as_str(), true)?,
+            hubrelay_clients::notify::notifications(settings.notify.as_ref(), id.as_str(), Sending::Background)?,
             kept.locks.clone(),
             partners,
             self.shared.worker_lane.clone(),

@@ -234,6 +234,38 @@ async fn without_operators_serve_makes_a_local_token_in_the_data_dir() {
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
     let refused = http.post(format!("{}/console/login", serve.url)).form(&[("token", "test-token-1")]).send().await;
     assert_eq!(refused.unwrap().status(), 401, "a sender's token is not an operator's");
-    let page = http.get(format!("{}/console/events", serve.url)).send().await.unwrap();
-    assert_eq!((page.status().as_u16(), page.headers()["location"].to_str().unwrap()), (303, "/console/login"));
+    // Signed out, every page sends to the sign-in page, and every action too.
+    for path in
+        ["/console/events", "/console/events/evt_x", "/console/dead-letters", "/console/portals", "/console/audit"]
+    {
+        let page = http.get(format!("{}{path}", serve.url)).send().await.unwrap();
+        let location = page.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+        assert_eq!((page.status().as_u16(), location.as_deref()), (303, Some("/console/login")), "{path}");
+    }
+    // Signed in, a form without the session's CSRF token does nothing (a parked lead stays parked).
+    let mut parked = json!({"email": "csrf@example.com"});
+    parked["properties"] = json!({"no_such_property": "x"});
+    let (status, _, body) = serve.post_lead(&parked, headers(&[])).await;
+    assert_eq!((status, body["status"].as_str()), (202, Some("parked")), "{body}");
+    let id = body["event_id"].as_str().unwrap();
+    let session = cookie.split(';').next().unwrap().to_string();
+    for (path, csrf) in
+        [("/console/dead-letters/purge", ""), ("/console/dead-letters/purge", "forged"), ("/console/logout", "")]
+    {
+        let form = [("tenant", "default"), ("id", id), ("confirm", "yes"), ("csrf", csrf)];
+        let refused = http.post(format!("{}{path}", serve.url)).header("cookie", &session).form(&form).send().await;
+        let refused = refused.unwrap();
+        assert_eq!(
+            (refused.status().as_u16(), refused.headers()["location"].to_str().unwrap()),
+            (303, "/console/login")
+        );
+    }
+    let page = http.get(format!("{}/console/dead-letters", serve.url)).header("cookie", &session).send().await.unwrap();
+    assert_eq!(page.status(), 200, "still signed in: the logout without the token did nothing");
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(id), "the parked lead is still there");
+    assert!(!html.contains("<script") && !html.contains("src=\"http"), "no script, nothing fetched from elsewhere");
 }

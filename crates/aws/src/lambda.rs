@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::emf::Emf;
 use axum::Router;
-use hubrelay_clients::notify::notifications;
+use hubrelay_clients::notify::{notifications, Sending, REQUEST_BUDGET, WORKER_BUDGET};
 use hubrelay_clients::oauth::{OAuthApp, OAuthTokens};
 use hubrelay_clients::HubSpotClient;
 use hubrelay_core::budget::{budget_key, CallBudget, DailyCalls, Lane};
@@ -52,7 +52,8 @@ pub enum InitError {
 /// The request functions' timeout (`template.yaml`, Globals).
 pub const FUNCTION_TIMEOUT_SECS: u64 = 20;
 /// The longest inline HubSpot call that still leaves a request function time to queue the event when HubSpot is
-/// slow (the store writes and the SQS send take well under 5 s).
+/// slow (the store writes and the SQS send take well under 5 s; a parked event's notice takes at most
+/// `hubrelay_clients::notify::REQUEST_BUDGET`, 2 s, more).
 pub const MAX_INLINE_TIMEOUT_SECS: u64 = FUNCTION_TIMEOUT_SECS - 5;
 
 /// Refuses an inline HubSpot timeout the function's own timeout would cut off before the event is queued.
@@ -129,12 +130,21 @@ async fn init(lambda: &'static str) -> Result<Init, InitError> {
     };
     let metrics = Metrics::with_samples();
     let emf = Arc::new(Emf::from_env(metrics.clone(), lambda));
-    let notifications = notifications(settings.notify.as_ref(), hubrelay_core::domain::DEFAULT_TENANT, false)
+    let lane = if lambda == "retry-worker" { Lane::Worker } else { Lane::Inline };
+    let notifications = notifications(settings.notify.as_ref(), hubrelay_core::domain::DEFAULT_TENANT, sending(lane))
         .map_err(InitError::Aws)?;
     let relay = Relay::new(&settings, Stores::new(Arc::new(table.clone()), Arc::new(queue.clone())))
         .with_metrics(metrics)
         .with_notifications(notifications);
     Ok(Init { layer, settings, resources, table, queue, relay, tenants, install_key, emf })
+}
+
+/// How a function's notices leave: awaited (a Lambda is frozen once it answers), within what its timeout leaves.
+pub(crate) fn sending(lane: Lane) -> Sending {
+    match lane {
+        Lane::Inline => Sending::Within(REQUEST_BUDGET),
+        Lane::Worker => Sending::Within(WORKER_BUDGET),
+    }
 }
 
 /// How long the worker waits for a call from the shared budget before it reschedules the message (not counted
@@ -226,6 +236,11 @@ impl HubSpotWiring {
     /// The counters its clients count in (a relay of the same tenant counts there too).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Which path its clients serve: a request function's or the worker's.
+    pub fn lane(&self) -> Lane {
+        self.lane
     }
 }
 

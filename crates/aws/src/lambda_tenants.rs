@@ -168,9 +168,9 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
             .map_err(|e| e.to_string())?;
         let stores = Stores::new(Arc::new(self.table.for_tenant(id)), Arc::new(self.queue.for_tenant(id)));
         Ok(TenantParts {
-            relay: Relay::new(&settings, stores)
-                .with_metrics(wiring.metrics().clone())
-                .with_notifications(notifications(settings.notify.as_ref(), id.as_str(), false)?),
+            relay: Relay::new(&settings, stores).with_metrics(wiring.metrics().clone()).with_notifications(
+                notifications(settings.notify.as_ref(), id.as_str(), crate::lambda::sending(wiring.lane()))?,
+            ),
             hubspot,
             settings,
             waiting_for_install: waiting,

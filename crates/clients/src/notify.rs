@@ -25,9 +25,10 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(500), Duration::from_secs(
 pub struct WebhookNotices {
     http: reqwest::Client,
     target: Arc<NotifyTarget>,
-    /// Send from a task of its own (`serve`: the worker does not wait); else the caller awaits every send (a
-    /// Lambda, which is frozen once it answers).
+    /// Send from a task of its own (`serve`: the worker does not wait); else the caller awaits the sends, for at
+    /// most `budget` in all (a Lambda, which is frozen once it answers and must answer within its timeout).
     background: bool,
+    budget: Duration,
 }
 
 impl WebhookNotices {
@@ -37,12 +38,18 @@ impl WebhookNotices {
             .user_agent(concat!("hubrelay/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(WebhookNotices { http, target: Arc::new(target), background: false })
+        Ok(WebhookNotices { http, target: Arc::new(target), background: false, budget: Duration::MAX })
     }
 
     /// Send from a spawned task: `send` returns at once.
     pub fn in_background(mut self) -> Self {
         self.background = true;
+        self
+    }
+
+    /// Awaited sends give up after `budget` in all (tries cut short are logged like failed ones).
+    pub fn within(mut self, budget: Duration) -> Self {
+        self.budget = budget;
         self
     }
 
@@ -102,17 +109,40 @@ impl NoticeSender for WebhookNotices {
     async fn send(&self, notices: Vec<Notice>) {
         if self.background {
             tokio::spawn(self.clone().deliver_all(notices));
-        } else {
-            self.clone().deliver_all(notices).await;
+            return;
+        }
+        let count = notices.len();
+        if tokio::time::timeout(self.budget, self.clone().deliver_all(notices)).await.is_err() {
+            tracing::warn!(
+                notices = count,
+                "notices cut off after {} ms (the function must answer in time; the events are unaffected)",
+                self.budget.as_millis()
+            );
         }
     }
 }
 
-/// The notices of a relay whose settings name `target` (none without one), from `tenant`. `background`: sent from
-/// a task of their own (`serve`); else awaited by the pass or request that decides them (a Lambda).
-pub fn notifications(target: Option<&NotifyTarget>, tenant: &str, background: bool) -> Result<Notifications, String> {
+/// How notices leave: from a task of their own (`serve`), or awaited by the request or pass that decides them for
+/// at most a budget (a Lambda, frozen once it answers).
+#[derive(Debug, Clone, Copy)]
+pub enum Sending {
+    Background,
+    Within(Duration),
+}
+
+/// A Lambda request function's budget: its HubSpot call (at most 15 s) and this stay within its 20 s timeout.
+pub const REQUEST_BUDGET: Duration = Duration::from_secs(2);
+
+/// The retry worker's budget per batch (its timeout is 60 s).
+pub const WORKER_BUDGET: Duration = Duration::from_secs(10);
+
+/// The notices of a relay whose settings name `target` (none without one), from `tenant`.
+pub fn notifications(target: Option<&NotifyTarget>, tenant: &str, sending: Sending) -> Result<Notifications, String> {
     let Some(target) = target else { return Ok(Notifications::default()) };
     let sender = WebhookNotices::new(target.clone())?;
-    let sender = if background { sender.in_background() } else { sender };
+    let sender = match sending {
+        Sending::Background => sender.in_background(),
+        Sending::Within(budget) => sender.within(budget),
+    };
     Ok(Notifications::new(Arc::new(sender)).for_tenant(tenant))
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::routing::post;
-use hubrelay_clients::notify::{notifications, ATTEMPTS};
+use hubrelay_clients::notify::{notifications, Sending, ATTEMPTS};
 use hubrelay_core::config::NotifyTarget;
 use hubrelay_core::domain::FunctionName;
 use hubrelay_core::notify::NoticeKind;
@@ -53,7 +53,7 @@ fn record() -> EventRecord {
 
 async fn send_to(url: String) {
     let target = NotifyTarget { url, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into() };
-    let notices = notifications(Some(&target), "acme", false).unwrap();
+    let notices = notifications(Some(&target), "acme", Sending::Within(std::time::Duration::from_secs(60))).unwrap();
     notices.send([(NoticeKind::DeadLettered, record())]).await;
 }
 
@@ -69,4 +69,22 @@ async fn a_receiver_that_keeps_failing_gets_three_tries() {
     let (url, seen) = receiver(usize::MAX).await;
     send_to(url).await;
     assert_eq!(seen.load(Ordering::SeqCst), ATTEMPTS as usize);
+}
+
+#[tokio::test]
+async fn awaited_sends_stop_at_their_budget() {
+    // A receiver that never answers: the sender gives up at the budget, not after 3 tries of 5 s.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notices", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let target = NotifyTarget { url, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into() };
+    let notices = notifications(Some(&target), "acme", Sending::Within(std::time::Duration::from_millis(500))).unwrap();
+    let started = std::time::Instant::now();
+    notices.send([(NoticeKind::Parked, record())]).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
 }

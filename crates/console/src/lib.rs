@@ -13,7 +13,9 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY_HEADER, COOKIE, LOCATION, SET_COOKIE,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -100,10 +102,7 @@ impl Console {
     }
 
     async fn tenant_ids(&self) -> Vec<String> {
-        match self.backend.tenants().await {
-            Ok(tenants) => tenants.into_iter().map(|t| t.id).collect(),
-            Err(_) => vec![DEFAULT_TENANT.to_string()],
-        }
+        self.backend.tenant_ids().await.unwrap_or_else(|_| vec![DEFAULT_TENANT.to_string()])
     }
 }
 
@@ -136,10 +135,17 @@ fn tenant_or_default(tenant: &str) -> String {
     }
 }
 
+/// What a page may load and where its forms may go: nothing but its inline styles, forms to the console itself,
+/// and never framed by another site.
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'";
+
 fn html(status: StatusCode, markup: Markup) -> Response {
     let mut response = (status, markup).into_response();
+    let headers = response.headers_mut();
     // Pages carry operational data: never cached.
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(CONTENT_SECURITY_POLICY_HEADER, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     response
 }
 
@@ -180,7 +186,11 @@ async fn login(State(console): State<Arc<Console>>, body: Bytes) -> Response {
     response
 }
 
-async fn logout() -> Response {
+async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap, body: Bytes) -> Response {
+    // Only the session's own form signs it out (another site cannot sign an operator out).
+    if console.form_session(&headers, &Form::parse(&body)).is_none() {
+        return sign_in_first();
+    }
     let mut response = redirect("/console/login");
     let cookie = format!("{SESSION_COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -206,7 +216,12 @@ async fn events(
     params: Result<Query<EventParams>, QueryRejection>,
 ) -> Response {
     let Some(session) = console.session(&headers) else { return sign_in_first() };
-    let Query(p) = params.unwrap_or_default();
+    let (p, unreadable) = match params {
+        Ok(Query(p)) => (p, None),
+        Err(e) => {
+            (EventParams::default(), Some(format!("The filters cannot be read ({}): showing all.", e.body_text())))
+        }
+    };
     let limit = p.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
     let q = EventQuery {
         tenant: tenant_or_default(&p.tenant),
@@ -219,7 +234,7 @@ async fn events(
     let tenants = console.tenant_ids().await;
     let found = find_events(&console, &q, OffsetDateTime::now_utc()).await;
     let (records, error) = match found {
-        Ok(records) => (records, None),
+        Ok(records) => (records, unreadable),
         Err(e) => (Vec::new(), Some(e)),
     };
     let more = records.len() == limit && limit < MAX_LIMIT;
@@ -371,6 +386,11 @@ async fn redrive(State(console): State<Arc<Console>>, headers: HeaderMap, body: 
     if form.one("confirm") != "yes" || ids.is_empty() {
         return redirect("/console/dead-letters");
     }
+    // Recorded before it is done: no redrive goes unrecorded.
+    if let Err(e) = console.record(&session.operator, "redrive_requested", &tenant, format!("{ids:?}")) {
+        let body = error_body(&format!("Not redriven: the audit trail cannot be written ({e})."));
+        return console.page(&session, "Redrive refused", Section::DeadLetters, body);
+    }
     let report = match run_redrive(&console, &tenant, &ids, false).await {
         Ok(report) => report,
         Err(e) => return console.page(&session, "Redrive failed", Section::DeadLetters, error_body(&e)),
@@ -398,18 +418,30 @@ async fn purge(State(console): State<Arc<Console>>, headers: HeaderMap, body: By
         Ok(letters) => letters,
         Err(e) => return console.page(&session, "Purge failed", Section::DeadLetters, error_body(&e)),
     };
+    // Recorded before it is done: no purge goes unrecorded.
+    if let Err(e) = console.record(&session.operator, "purge_requested", &tenant, format!("{ids:?}")) {
+        let body = error_body(&format!("Not purged: the audit trail cannot be written ({e})."));
+        return console.page(&session, "Purge refused", Section::DeadLetters, body);
+    }
     let mut removed = Vec::new();
+    let mut failure = None;
     for id in &ids {
         match letters.purge(id).await {
             Ok(n) => removed.push((id.clone(), n)),
             Err(e) => {
-                let body = error_body(&format!("{id}: {e} (purged before it: {removed:?})"));
-                return console.page(&session, "Purge failed", Section::DeadLetters, body);
+                failure = Some(format!("{id}: {e}"));
+                break;
             }
         }
     }
-    if let Err(e) = console.record(&session.operator, "purge", &tenant, format!("purged {removed:?}")) {
-        tracing::error!(error = %e, "console: the audit trail could not record a purge");
+    let detail =
+        format!("purged {removed:?}{}", failure.as_deref().map(|f| format!("; stopped at {f}")).unwrap_or_default());
+    if let Err(e) = console.record(&session.operator, "purge", &tenant, detail) {
+        tracing::error!(error = %e, "console: the audit trail could not record a purge's outcome");
+    }
+    if let Some(failure) = failure {
+        let body = error_body(&format!("{failure} (purged before it: {removed:?})"));
+        return console.page(&session, "Purge failed", Section::DeadLetters, body);
     }
     console.page(&session, "Purged", Section::DeadLetters, pages::purged(&tenant, &removed))
 }

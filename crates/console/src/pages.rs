@@ -152,9 +152,23 @@ pub fn events(q: &EventQuery, tenants: &[String], records: &[EventRecord], more:
         }
         @if records.is_empty() { p.note { "No event matches." } }
         @if more {
-            p { a href={"/console/events?tenant=" (q.tenant) "&event_id=" (q.event_id) "&status=" (q.status) "&function=" (q.function) "&since=" (q.since) "&limit=" (q.limit * 2)} { "Show more" } }
+            p { a href={"/console/events?" (more_query(q))} { "Show more" } }
+        } @else if records.len() >= 1000 {
+            p.note { "The first 1,000 are shown: narrow the filters to see the rest." }
         }
     }
+}
+
+/// The events page's query with twice the limit, encoded.
+fn more_query(q: &EventQuery) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("tenant", &q.tenant)
+        .append_pair("event_id", &q.event_id)
+        .append_pair("status", &q.status)
+        .append_pair("function", &q.function)
+        .append_pair("since", &q.since)
+        .append_pair("limit", &(q.limit * 2).to_string())
+        .finish()
 }
 
 pub fn attempts(attempts: &[DeliveryAttempt]) -> Markup {

@@ -45,9 +45,11 @@ pub struct Notice {
 }
 
 impl Notice {
-    /// Unique per event and kind, so a receiver can drop a notice sent twice.
+    /// Unique per event, kind and incident (every outcome adds an attempt, so an event dead-lettered again after
+    /// a redrive has a new id), so a receiver can drop a notice sent twice and keep a new incident.
     pub fn id(&self) -> String {
-        format!("ntf_{}_{}", self.record.event_id, self.kind.as_str().trim_start_matches("event."))
+        let kind = self.kind.as_str().trim_start_matches("event.");
+        format!("ntf_{}_{kind}_{}", self.record.event_id, self.record.attempts.len())
     }
 
     /// The webhook body: no personal data beyond the record's masked email.
@@ -131,6 +133,10 @@ mod tests {
         }
     }
 
+    fn hubrelay_core_attempt() -> crate::domain::DeliveryAttempt {
+        crate::domain::DeliveryAttempt::delivered(1, time::macros::datetime!(2026-12-07 11:00 UTC))
+    }
+
     fn record() -> EventRecord {
         let t = time::macros::datetime!(2026-12-07 10:00 UTC);
         EventRecord {
@@ -155,7 +161,10 @@ mod tests {
         Notifications::default().send([(NoticeKind::Parked, record())]).await;
         let sent = kept.0.lock().unwrap().clone();
         assert_eq!(sent.len(), 1, "the default handle sends nothing");
-        assert_eq!(sent[0].id(), "ntf_evt_1_dead_lettered");
+        assert_eq!(sent[0].id(), "ntf_evt_1_dead_lettered_0");
+        let mut again = sent[0].clone();
+        again.record.attempts.push(hubrelay_core_attempt());
+        assert_ne!(again.id(), sent[0].id(), "a later incident of the same event has its own id");
         let body = sent[0].body();
         assert_eq!(body["type"], "event.dead_lettered");
         assert_eq!(body["timestamp"], "2026-12-07T10:00:00Z");

@@ -190,9 +190,8 @@ impl Intake {
                 ApiError::unavailable("queue_unavailable", "the event could not be parked; retry later")
             })?;
             message.dead_letter_reason = Some(dl.clone());
-            self.log(&message, EventStatus::DeadLettered, None, None, Some(dl.clone()), now).await?;
+            let record = self.log(&message, EventStatus::DeadLettered, None, None, Some(dl), now).await?;
             self.metrics.event(message.function, EventOutcome::Parked);
-            let record = event_record(&message, EventStatus::DeadLettered, None, None, Some(dl), now);
             self.notifications.send([(NoticeKind::Parked, record)]).await;
             tracing::warn!(event_id, function, code = %error.code, "event parked in the dead-letter queue");
             body.insert("status".into(), "parked".into());
@@ -241,7 +240,7 @@ impl Intake {
         }
     }
 
-    /// Every 2xx stands on an event record: when it cannot be written the answer is 503.
+    /// Every 2xx stands on an event record: when it cannot be written the answer is 503. Returns the record.
     pub(crate) async fn log(
         &self,
         message: &RetryMessage,
@@ -250,12 +249,13 @@ impl Intake {
         contact_id: Option<String>,
         reason: Option<DeadLetterReason>,
         now: OffsetDateTime,
-    ) -> Result<(), ApiError> {
+    ) -> Result<EventRecord, ApiError> {
         let record = event_record(message, status, next, contact_id, reason, now);
         self.events.put_event(&record).await.map_err(|e| {
             tracing::error!(event_id = %message.event_id, error = %e, "could not record the event");
             ApiError::unavailable("store_unavailable", "the event could not be recorded; retry later")
-        })
+        })?;
+        Ok(record)
     }
 }
 
