@@ -1,6 +1,7 @@
 //! The console's pages, rendered on the server (maud): plain HTML forms and links, styles inline, no script and
 //! nothing fetched from elsewhere. Personal data arrives masked; only the reveal page shows it, and that is audited.
 
+use hubrelay_core::display::{age, time};
 use hubrelay_core::dlq::{DeadLetter, RedriveReport};
 use hubrelay_core::domain::DeliveryAttempt;
 use hubrelay_core::store::EventRecord;
@@ -35,19 +36,6 @@ pub enum Section {
     DeadLetters,
     Portals,
     Audit,
-}
-
-pub fn time(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 pub fn layout(title: &str, section: Option<Section>, operator: Option<&str>, csrf: &str, body: Markup) -> Markup {
@@ -279,16 +267,6 @@ fn masked_email(l: &DeadLetter) -> String {
         .and_then(|e| e.as_str())
         .map(hubrelay_core::pii::mask_email)
         .unwrap_or_else(|| "–".into())
-}
-
-pub fn age(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min", s / 60),
-        7200..=172_799 => format!("{} h", s / 3600),
-        _ => format!("{} d", s / 86_400),
-    }
 }
 
 /// The confirmation of a redrive (its dry run) or a purge.

@@ -8,6 +8,7 @@ pub mod budget;
 pub mod config;
 pub mod dates;
 pub mod delivery;
+pub mod display;
 pub mod dlq;
 pub mod domain;
 pub mod email;

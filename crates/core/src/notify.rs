@@ -133,7 +133,7 @@ mod tests {
         }
     }
 
-    fn hubrelay_core_attempt() -> crate::domain::DeliveryAttempt {
+    fn attempt() -> crate::domain::DeliveryAttempt {
         crate::domain::DeliveryAttempt::delivered(1, time::macros::datetime!(2026-12-07 11:00 UTC))
     }
 
@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(sent.len(), 1, "the default handle sends nothing");
         assert_eq!(sent[0].id(), "ntf_evt_1_dead_lettered_0");
         let mut again = sent[0].clone();
-        again.record.attempts.push(hubrelay_core_attempt());
+        again.record.attempts.push(attempt());
         assert_ne!(again.id(), sent[0].id(), "a later incident of the same event has its own id");
         let body = sent[0].body();
         assert_eq!(body["type"], "event.dead_lettered");
