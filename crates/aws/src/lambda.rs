@@ -1,7 +1,10 @@
 //! Wiring for the Lambda binaries: read settings and secrets once at init (cold start), build the AWS
-//! clients and the service, hand back a router for `lambda_http::run` (`lead-captured`, `status-update`,
-//! `activity`) or the SQS handler
-//! for `lambda_runtime::run` (`retry-worker`).
+//! clients and the service, and run it: a router behind API Gateway ([`run_http`]: `lead-captured`,
+//! `status-update`, `activity`, `referral-event`, `oauth-install`) or the SQS handler ([`run_retry_worker`]).
+//!
+//! The runtimes are linked here, not in the binaries, so that every function has the same dependency graph:
+//! `sam build` builds each function alone, and with identical graphs the shared crates compile once for all
+//! six (`scripts/check-layers` keeps it so).
 
 use std::sync::Arc;
 
@@ -309,6 +312,27 @@ impl Init {
             }
         }))
     }
+}
+
+/// What a function's `main` returns when init or the runtime fails (Lambda reports it and starts again).
+pub type Error = lambda_runtime::Error;
+
+/// Serves `app` to API Gateway (HTTP API, payload 2.0) until the runtime stops.
+pub async fn run_http(app: Router) -> Result<(), Error> {
+    lambda_http::run(app).await
+}
+
+/// Hands each batch from the retry queue to `worker` (`ReportBatchItemFailures`: the failed messages are
+/// reported, the rest deleted).
+pub async fn run_retry_worker(worker: SqsWorker) -> Result<(), Error> {
+    use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+    use lambda_runtime::{service_fn, LambdaEvent};
+    let worker = Arc::new(worker);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let worker = Arc::clone(&worker);
+        async move { Ok::<SqsBatchResponse, Error>(worker.handle(event.payload, time::OffsetDateTime::now_utc()).await) }
+    }))
+    .await
 }
 
 /// The `lead-captured` function's router.

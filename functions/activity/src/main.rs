@@ -1,8 +1,9 @@
 //! `activity`: POST /v1/leads/activities behind API Gateway. Everything is built once at init.
 
+use hubrelay_aws::lambda;
+
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    hubrelay_aws::lambda::init_json_logs();
-    let app = hubrelay_aws::lambda::activity_app().await?;
-    lambda_http::run(app).await
+async fn main() -> Result<(), lambda::Error> {
+    lambda::init_json_logs();
+    lambda::run_http(lambda::activity_app().await?).await
 }

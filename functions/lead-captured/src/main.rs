@@ -1,8 +1,9 @@
 //! `lead-captured`: POST /v1/leads behind API Gateway. Everything is built once at init.
 
+use hubrelay_aws::lambda;
+
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    hubrelay_aws::lambda::init_json_logs();
-    let app = hubrelay_aws::lambda::lead_captured_app().await?;
-    lambda_http::run(app).await
+async fn main() -> Result<(), lambda::Error> {
+    lambda::init_json_logs();
+    lambda::run_http(lambda::lead_captured_app().await?).await
 }
