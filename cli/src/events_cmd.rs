@@ -42,6 +42,9 @@ enum Action {
         /// Only events received within this long (30m, 2h, 1d, 1w)
         #[arg(long, value_parser = parse_duration, value_name = "AGE")]
         since: Option<std::time::Duration>,
+        /// Only the events of this email (matched by its hash: records keep no email, only a masked one)
+        #[arg(long)]
+        email: Option<String>,
         /// At most this many (0: no limit)
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -101,9 +104,10 @@ pub async fn run(args: EventsArgs) -> Result<(), String> {
             }
             Ok(())
         }
-        Action::List { status, function, since, limit, json } => {
+        Action::List { status, function, since, email, limit, json } => {
             let (log, source) = event_log(&args.store).await?;
-            let filter = EventFilter { status, function, received_after: since.map(|d| now - d), limit };
+            let email_hash = email.as_deref().map(hubrelay_core::store::email_hash);
+            let filter = EventFilter { status, function, received_after: since.map(|d| now - d), email_hash, limit };
             let records = log.list_events(&filter).await.map_err(|e| e.to_string())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?);

@@ -56,6 +56,7 @@ pub fn record(m: &RetryMessage, reason: &DeadLetterReason, status: EventStatus) 
         attempts: m.attempts.clone(),
         contact_id: (status == EventStatus::Delivered).then(|| "1001".to_string()),
         email_masked: Some(hubrelay_core::pii::mask_email(EMAIL)),
+        email_hash: None,
         reason: (status == EventStatus::DeadLettered).then(|| reason.clone()),
     }
 }

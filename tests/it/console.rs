@@ -187,6 +187,29 @@ async fn an_operator_finds_parked_leads_and_redrives_them_in_the_browser() {
     client.goto(&format!("{console}/events/{}", ids[0])).await.unwrap();
     assert_eq!(client.find_all(Locator::Css("#attempts tbody tr")).await.unwrap().len(), 4);
 
+    // Search by email: the address bar keeps only the email's hash; one lead matches, shown masked. The CLI finds
+    // the same one.
+    client.goto(&format!("{console}/events")).await.unwrap();
+    find(&client, "input[name=email]").await.send_keys(" Console-1@Example.com").await.unwrap();
+    find(&client, "form.filters button[type=submit]").await.click().await.unwrap();
+    find(&client, "#email-filter").await;
+    let url = client.current_url().await.unwrap().to_string();
+    assert!(url.contains("email_hash=") && !url.to_lowercase().contains("example"), "{url}");
+    let matched = client.find_all(Locator::Css("#events tbody tr")).await.unwrap();
+    assert_eq!(matched.len(), 1);
+    let row = matched[0].text().await.unwrap();
+    assert!(row.contains(&ids[1]) && row.contains("c***@e***.com"), "{row}");
+    assert!(!client.source().await.unwrap().to_lowercase().contains("console-1@example.com"));
+    shot(&client, "12-events-by-email").await;
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_hubrelay"))
+        .args(["events", "list", "--json", "--email", "console-1@example.com", "--data-dir"])
+        .arg(serve.data_dir.path())
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let listed: Vec<&str> = listed.as_array().unwrap().iter().map(|r| r["event_id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [ids[1].as_str()]);
+
     // A lead the portal cannot take (a property it lacks) is parked. Its payload is masked until the operator
     // reveals it, which the audit trail records; then it is purged, after a confirmation.
     let mut bad = json!({"email": "console-parked@example.com", "first_name": "Ada"});

@@ -144,11 +144,7 @@ impl EventLog for DynamoIdempotencyStore {
         let mut records = Vec::new();
         for item in &items {
             let record = decode(item)?;
-            let wanted = listed(item, &record, now)
-                && filter.status.is_none_or(|s| s == record.status)
-                && filter.function.is_none_or(|f| f == record.function)
-                && filter.received_after.is_none_or(|after| record.received_at >= after);
-            if wanted {
+            if listed(item, &record, now) && filter.matches(&record) {
                 records.push(record);
             }
         }

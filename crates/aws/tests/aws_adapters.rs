@@ -177,6 +177,7 @@ fn delivered_record(event_id: &str, at: OffsetDateTime) -> EventRecord {
         attempts: vec![DeliveryAttempt::delivered(1, at)],
         contact_id: Some("501".into()),
         email_masked: Some("a***@e***.com".into()),
+        email_hash: Some(hubrelay_core::store::email_hash("ann@example.com")),
         reason: None,
     }
 }
@@ -206,6 +207,14 @@ async fn dynamo_a_delivered_lead_is_one_completing_write_that_events_versions_an
     assert_eq!(listed, vec![delivered.event.clone()]);
     let retrying = EventFilter { status: Some(EventStatus::Retrying), limit: 10, ..Default::default() };
     assert!(store.list_events(&retrying).await.unwrap().is_empty());
+    // Found by its email's hash (any case), not by another's.
+    let by_email = |email: &str| EventFilter {
+        email_hash: Some(hubrelay_core::store::email_hash(email)),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.list_events(&by_email(" Ann@Example.com")).await.unwrap(), vec![delivered.event.clone()]);
+    assert!(store.list_events(&by_email("bob@example.com")).await.unwrap().is_empty());
     let ms = |t: OffsetDateTime| t.unix_timestamp_nanos() / 1_000_000;
     let applied = store.last_applied("ann@example.com").await.unwrap().unwrap();
     assert_eq!(ms(applied), ms(now));

@@ -47,6 +47,7 @@ fn record() -> EventRecord {
         attempts: Vec::new(),
         contact_id: None,
         email_masked: None,
+        email_hash: None,
         reason: None,
     }
 }

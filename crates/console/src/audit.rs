@@ -1,5 +1,6 @@
-//! The console's audit trail: who did what, when, to which events (redrive, purge, reveal, sign-in). Kept as JSON
-//! lines in a file of the data dir (append-only); shown at `/console/audit` and written to the log too.
+//! The console's audit trail: who did what, when, to which events (redrive, purge, reveal, sign-in). `serve` keeps
+//! it as JSON lines in a file of the data dir (append-only, [`FileAudit`]); on AWS it is kept in the stack's table
+//! (`hubrelay_aws::console`). Shown at `/console/audit` and written to the log too.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,10 +21,12 @@ pub struct AuditEntry {
 }
 
 /// Where entries go.
+#[async_trait::async_trait]
 pub trait AuditLog: Send + Sync {
-    fn record(&self, entry: &AuditEntry) -> Result<(), String>;
+    /// Keeps `entry` for good; `Err` when it could not (the console then refuses the action it was to record).
+    async fn record(&self, entry: &AuditEntry) -> Result<(), String>;
     /// The newest `limit` entries, newest first.
-    fn recent(&self, limit: usize) -> Result<Vec<AuditEntry>, String>;
+    async fn recent(&self, limit: usize) -> Result<Vec<AuditEntry>, String>;
 }
 
 /// Entries as JSON lines in one file.
@@ -38,8 +41,9 @@ impl FileAudit {
     }
 }
 
+#[async_trait::async_trait]
 impl AuditLog for FileAudit {
-    fn record(&self, entry: &AuditEntry) -> Result<(), String> {
+    async fn record(&self, entry: &AuditEntry) -> Result<(), String> {
         let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let line = serde_json::to_string(entry).map_err(|e| e.to_string())? + "\n";
         let mut file = std::fs::OpenOptions::new()
@@ -50,7 +54,7 @@ impl AuditLog for FileAudit {
         file.write_all(line.as_bytes()).and_then(|()| file.sync_data()).map_err(|e| e.to_string())
     }
 
-    fn recent(&self, limit: usize) -> Result<Vec<AuditEntry>, String> {
+    async fn recent(&self, limit: usize) -> Result<Vec<AuditEntry>, String> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -64,11 +68,11 @@ impl AuditLog for FileAudit {
 mod tests {
     use super::*;
 
-    #[test]
-    fn entries_are_kept_and_listed_newest_first() {
+    #[tokio::test]
+    async fn entries_are_kept_and_listed_newest_first() {
         let dir = tempfile::tempdir().unwrap();
         let audit = FileAudit::new(dir.path().join("audit.jsonl"));
-        assert!(audit.recent(10).unwrap().is_empty());
+        assert!(audit.recent(10).await.unwrap().is_empty());
         for action in ["redrive", "purge"] {
             let entry = AuditEntry {
                 at: "2026-12-07T10:00:00Z".into(),
@@ -77,10 +81,10 @@ mod tests {
                 tenant: "default".into(),
                 detail: "evt_1".into(),
             };
-            audit.record(&entry).unwrap();
+            audit.record(&entry).await.unwrap();
         }
-        let recent = audit.recent(10).unwrap();
+        let recent = audit.recent(10).await.unwrap();
         assert_eq!(recent.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["purge", "redrive"]);
-        assert_eq!(audit.recent(1).unwrap().len(), 1);
+        assert_eq!(audit.recent(1).await.unwrap().len(), 1);
     }
 }

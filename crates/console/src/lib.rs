@@ -94,11 +94,11 @@ impl Console {
         html(StatusCode::OK, pages::layout(title, Some(section), Some(&session.operator), &csrf, body))
     }
 
-    fn record(&self, operator: &str, action: &str, tenant: &str, detail: String) -> Result<(), String> {
+    async fn record(&self, operator: &str, action: &str, tenant: &str, detail: String) -> Result<(), String> {
         let at = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         tracing::info!(operator, action, tenant, detail = %detail, "console action");
         let entry = AuditEntry { at, operator: operator.into(), action: action.into(), tenant: tenant.into(), detail };
-        self.audit.record(&entry)
+        self.audit.record(&entry).await
     }
 
     async fn tenant_ids(&self) -> Vec<String> {
@@ -170,7 +170,7 @@ async fn login(State(console): State<Arc<Console>>, body: Bytes) -> Response {
     };
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let session = console.gate.session(&operator, now);
-    if let Err(e) = console.record(&operator, "sign_in", "-", String::new()) {
+    if let Err(e) = console.record(&operator, "sign_in", "-", String::new()).await {
         return html(
             StatusCode::SERVICE_UNAVAILABLE,
             pages::login(Some(&format!("The audit trail cannot be written: {e}"))),
@@ -204,6 +204,9 @@ async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap, body: B
 struct EventParams {
     tenant: String,
     event_id: String,
+    /// An email typed into the search form: never kept in a URL, the page redirects to its hash.
+    email: String,
+    email_hash: String,
     status: String,
     function: String,
     since: String,
@@ -223,14 +226,23 @@ async fn events(
         }
     };
     let limit = p.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
+    let email_hash = match p.email.trim() {
+        "" => p.email_hash.trim().to_ascii_lowercase(),
+        email => hubrelay_core::store::email_hash(email),
+    };
     let q = EventQuery {
         tenant: tenant_or_default(&p.tenant),
         event_id: p.event_id.trim().to_string(),
+        email_hash,
         status: p.status,
         function: p.function,
         since: p.since,
         limit,
     };
+    // The email searched for stays out of the address bar, the browser's history and any access log.
+    if !p.email.trim().is_empty() {
+        return redirect(&format!("/console/events?{}", pages::event_query_string(&q, q.limit)));
+    }
     let tenants = console.tenant_ids().await;
     let found = find_events(&console, &q, OffsetDateTime::now_utc()).await;
     let (records, error) = match found {
@@ -255,7 +267,11 @@ async fn find_events(
     let function = Some(q.function.as_str()).filter(|s| !s.is_empty()).map(parse_function).transpose()?;
     let since = Some(q.since.trim()).filter(|s| !s.is_empty()).map(parse_duration).transpose()?;
     let received_after = since.map(|d| now - d);
-    let filter = EventFilter { status, function, received_after, limit: q.limit };
+    let email_hash = Some(q.email_hash.as_str()).filter(|h| !h.is_empty()).map(String::from);
+    if email_hash.as_ref().is_some_and(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return Err("email_hash: 64 hex digits (search by email to make one)".into());
+    }
+    let filter = EventFilter { status, function, received_after, email_hash, limit: q.limit };
     log.list_events(&filter).await.map_err(|e| e.to_string())
 }
 
@@ -387,7 +403,7 @@ async fn redrive(State(console): State<Arc<Console>>, headers: HeaderMap, body: 
         return redirect("/console/dead-letters");
     }
     // Recorded before it is done: no redrive goes unrecorded.
-    if let Err(e) = console.record(&session.operator, "redrive_requested", &tenant, format!("{ids:?}")) {
+    if let Err(e) = console.record(&session.operator, "redrive_requested", &tenant, format!("{ids:?}")).await {
         let body = error_body(&format!("Not redriven: the audit trail cannot be written ({e})."));
         return console.page(&session, "Redrive refused", Section::DeadLetters, body);
     }
@@ -401,7 +417,7 @@ async fn redrive(State(console): State<Arc<Console>>, headers: HeaderMap, body: 
         report.already_delivered,
         report.failed.iter().map(|f| &f.event_id).collect::<Vec<_>>()
     );
-    if let Err(e) = console.record(&session.operator, "redrive", &tenant, detail) {
+    if let Err(e) = console.record(&session.operator, "redrive", &tenant, detail).await {
         tracing::error!(error = %e, "console: the audit trail could not record a redrive");
     }
     console.page(&session, "Redriven", Section::DeadLetters, pages::redriven(&tenant, &report))
@@ -419,7 +435,7 @@ async fn purge(State(console): State<Arc<Console>>, headers: HeaderMap, body: By
         Err(e) => return console.page(&session, "Purge failed", Section::DeadLetters, error_body(&e)),
     };
     // Recorded before it is done: no purge goes unrecorded.
-    if let Err(e) = console.record(&session.operator, "purge_requested", &tenant, format!("{ids:?}")) {
+    if let Err(e) = console.record(&session.operator, "purge_requested", &tenant, format!("{ids:?}")).await {
         let body = error_body(&format!("Not purged: the audit trail cannot be written ({e})."));
         return console.page(&session, "Purge refused", Section::DeadLetters, body);
     }
@@ -436,7 +452,7 @@ async fn purge(State(console): State<Arc<Console>>, headers: HeaderMap, body: By
     }
     let detail =
         format!("purged {removed:?}{}", failure.as_deref().map(|f| format!("; stopped at {f}")).unwrap_or_default());
-    if let Err(e) = console.record(&session.operator, "purge", &tenant, detail) {
+    if let Err(e) = console.record(&session.operator, "purge", &tenant, detail).await {
         tracing::error!(error = %e, "console: the audit trail could not record a purge's outcome");
     }
     if let Some(failure) = failure {
@@ -467,7 +483,7 @@ async fn reveal(
         }
         Err(e) => return console.page(&session, "Reveal failed", Section::DeadLetters, error_body(&e)),
     };
-    if let Err(e) = console.record(&session.operator, "reveal", &tenant, format!("payload of {id}")) {
+    if let Err(e) = console.record(&session.operator, "reveal", &tenant, format!("payload of {id}")).await {
         let body = error_body(&format!("Not shown: the audit trail cannot be written ({e})."));
         return console.page(&session, "Reveal refused", Section::DeadLetters, body);
     }
@@ -486,7 +502,7 @@ async fn portals(State(console): State<Arc<Console>>, headers: HeaderMap) -> Res
 
 async fn audit_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let Some(session) = console.session(&headers) else { return sign_in_first() };
-    let body = match console.audit.recent(200) {
+    let body = match console.audit.recent(200).await {
         Ok(entries) => pages::audit(&entries),
         Err(e) => error_body(&e),
     };

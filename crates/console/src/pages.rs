@@ -97,10 +97,12 @@ fn status_badge(status: &str) -> Markup {
 }
 
 /// The events page's filters, as given.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct EventQuery {
     pub tenant: String,
     pub event_id: String,
+    /// The hash of the email searched for (`hubrelay_core::store::email_hash`); empty for any.
+    pub email_hash: String,
     pub status: String,
     pub function: String,
     pub since: String,
@@ -115,12 +117,24 @@ pub fn events(q: &EventQuery, tenants: &[String], records: &[EventRecord], more:
         form.filters method="get" action="/console/events" {
             (tenant_select(tenants, &q.tenant))
             label { "Event id" input name="event_id" value=(q.event_id) size="30"; }
+            @if q.email_hash.is_empty() {
+                label { "Email" input type="email" name="email" size="24" placeholder="matched by its hash"; }
+            } @else {
+                label { "Email" input type="email" name="email" size="24" placeholder="one email (by its hash)"; }
+                input type="hidden" name="email_hash" value=(q.email_hash);
+            }
             label { "Status" select name="status" { (options(&q.status, &["delivered", "retrying", "dead_lettered", "superseded"])) } }
             label { "Function" select name="function" { (options(&q.function, &["lead-captured", "status-update", "activity", "referral-event"])) } }
             label { "Received within" input name="since" value=(q.since) placeholder="e.g. 2h, 3d" size="8"; }
             button type="submit" { "Search" }
         }
         @if let Some(e) = error { p.error { (e) } }
+        @if !q.email_hash.is_empty() {
+            p.note id="email-filter" {
+                "The events of one email (matched by its hash, shown masked). "
+                a href={"/console/events?" (event_query_string(&EventQuery { email_hash: String::new(), ..q.clone() }, q.limit))} { "Any email" }
+            }
+        }
         table id="events" {
             thead { tr { th { "Event" } th { "Status" } th { "Function" } th { "Received" } th { "Attempts" } th { "Next attempt" } th { "Email" } th { "Reason" } } }
             tbody {
@@ -149,13 +163,21 @@ pub fn events(q: &EventQuery, tenants: &[String], records: &[EventRecord], more:
 
 /// The events page's query with twice the limit, encoded.
 fn more_query(q: &EventQuery) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .append_pair("tenant", &q.tenant)
-        .append_pair("event_id", &q.event_id)
+    event_query_string(q, q.limit * 2)
+}
+
+/// The events page's query string for `q` showing `limit` events.
+pub fn event_query_string(q: &EventQuery, limit: usize) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("tenant", &q.tenant).append_pair("event_id", &q.event_id);
+    if !q.email_hash.is_empty() {
+        query.append_pair("email_hash", &q.email_hash);
+    }
+    query
         .append_pair("status", &q.status)
         .append_pair("function", &q.function)
         .append_pair("since", &q.since)
-        .append_pair("limit", &(q.limit * 2).to_string())
+        .append_pair("limit", &limit.to_string())
         .finish()
 }
 

@@ -149,6 +149,7 @@ mod tests {
             attempts: Vec::new(),
             contact_id: None,
             email_masked: Some("j***@e***.com".into()),
+            email_hash: None,
             reason: Some(DeadLetterReason { code: "retries_exhausted".into(), message: "10 attempts failed".into() }),
         }
     }

@@ -124,6 +124,9 @@ pub struct EventRecord {
     pub contact_id: Option<String>,
     /// `j***@e***.com`
     pub email_masked: Option<String>,
+    /// [`email_hash`] of the event's email: what a search by email matches, without the record holding the email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_hash: Option<String>,
     pub reason: Option<DeadLetterReason>,
 }
 
@@ -134,7 +137,19 @@ pub struct EventFilter {
     pub function: Option<crate::domain::FunctionName>,
     /// Only events received at or after this time.
     pub received_after: Option<OffsetDateTime>,
+    /// Only the events of one email, given as its [`email_hash`].
+    pub email_hash: Option<String>,
     pub limit: usize,
+}
+
+impl EventFilter {
+    /// Whether `record` passes the filter's conditions (its limit aside): for stores that filter in memory.
+    pub fn matches(&self, record: &EventRecord) -> bool {
+        self.status.is_none_or(|s| s == record.status)
+            && self.function.is_none_or(|f| f == record.function)
+            && self.received_after.is_none_or(|after| record.received_at >= after)
+            && self.email_hash.as_ref().is_none_or(|h| record.email_hash.as_ref() == Some(h))
+    }
 }
 
 #[async_trait]
@@ -178,8 +193,18 @@ pub fn sender_key(function: crate::domain::FunctionName, kind: &str, id: &str) -
 
 /// The key under which [`ContactVersions`] stores an email: `contact:` + hex SHA-256 of the lower-cased email.
 pub fn contact_key(email: &str) -> String {
+    format!("contact:{}", email_hash(email))
+}
+
+/// The hex SHA-256 of an email, trimmed and lower-cased: how records name a person's email without holding it.
+pub fn email_hash(email: &str) -> String {
     use sha2::{Digest, Sha256};
-    format!("contact:{}", hex::encode(Sha256::digest(email.trim().to_lowercase().as_bytes())))
+    hex::encode(Sha256::digest(email.trim().to_lowercase().as_bytes()))
+}
+
+/// The email an event names (its `email` field), if any.
+pub fn event_email(event: &serde_json::Value) -> Option<&str> {
+    event.get("email").and_then(|e| e.as_str()).filter(|e| !e.trim().is_empty())
 }
 
 /// The version of one applied value group (see [`UpdateLedger`]): when the change happened at the sender,

@@ -120,6 +120,7 @@ fn record(m: &RetryMessage, status: EventStatus) -> EventRecord {
         attempts: m.attempts.clone(),
         contact_id: (status == EventStatus::Delivered).then(|| "1001".to_string()),
         email_masked: Some("j***@e***.com".into()),
+        email_hash: None,
         reason: (status == EventStatus::DeadLettered).then(|| reason("x")),
     }
 }

@@ -101,15 +101,18 @@ impl EventLog for SqliteStore {
         let function = filter.function.map(|f| f.as_str().to_string());
         let after = filter.received_after.map(epoch_millis).unwrap_or(i64::MIN);
         let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
+        let email_hash = filter.email_hash.clone();
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT record FROM events WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR function = ?2) \
-                     AND received_at >= ?3 ORDER BY received_at DESC, event_id LIMIT ?4",
+                     AND received_at >= ?3 AND (?5 IS NULL OR json_extract(record, '$.email_hash') = ?5) \
+                     ORDER BY received_at DESC, event_id LIMIT ?4",
                 )
                 .map_err(sql_err)?;
-            let rows =
-                stmt.query_map(params![status, function, after, limit], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            let rows = stmt
+                .query_map(params![status, function, after, limit, email_hash], |r| r.get::<_, String>(0))
+                .map_err(sql_err)?;
             rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
         })
     }
@@ -177,6 +180,8 @@ mod tests {
             attempts: vec![],
             contact_id: None,
             email_masked: Some("j***@e***.com".into()),
+            // Each record's own person: `<id>@example.com`.
+            email_hash: Some(hubrelay_core::store::email_hash(&format!("{id}@example.com"))),
             reason: None,
         }
     }
@@ -196,6 +201,13 @@ mod tests {
         assert_eq!(store.list_events(&dead).await.unwrap().len(), 1);
         let recent = EventFilter { received_after: Some(t0 + time::Duration::minutes(30)), ..Default::default() };
         assert_eq!(store.list_events(&recent).await.unwrap()[0].event_id, "b");
+        let by_email = |email: &str| EventFilter {
+            email_hash: Some(hubrelay_core::store::email_hash(email)),
+            ..Default::default()
+        };
+        let found = store.list_events(&by_email("A@Example.com ")).await.unwrap();
+        assert_eq!(found.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert!(store.list_events(&by_email("c@example.com")).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -457,7 +457,8 @@ pub fn event_record(
             .map(|a| DeliveryAttempt { error: a.error.as_deref().map(mask_message), ..a.clone() })
             .collect(),
         contact_id,
-        email_masked: m.event.get("email").and_then(|e| e.as_str()).map(mask_email),
+        email_masked: crate::store::event_email(&m.event).map(mask_email),
+        email_hash: crate::store::event_email(&m.event).map(crate::store::email_hash),
         reason: reason.map(|r| DeadLetterReason { message: mask_message(&r.message), ..r }),
     }
 }
