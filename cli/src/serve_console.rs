@@ -13,7 +13,6 @@ use hubrelay_console::Console;
 use hubrelay_core::dlq::DeadLetters;
 use hubrelay_core::domain::{TenantId, DEFAULT_TENANT};
 use hubrelay_core::store::EventLog;
-use hubrelay_core::tenant::HubSpotAuth;
 use hubrelay_local::sqlite::SqliteStore;
 use hubrelay_local::tenants::{tenant_dir, TenantRegistry};
 use hubrelay_local::LocalDeadLetters;
@@ -93,27 +92,8 @@ impl ConsoleBackend for LocalConsole {
         }
         let registry = TenantRegistry::open(&self.data_dir).map_err(|e| e.to_string())?;
         for stored in registry.list().map_err(|e| e.to_string())? {
-            let t = stored.tenant;
-            let connection = match &t.secrets.hubspot {
-                HubSpotAuth::Sandbox => "sandbox",
-                HubSpotAuth::ServiceKey { .. } => "Service Key",
-                HubSpotAuth::AppToken { .. } => "app token",
-                HubSpotAuth::OAuth { refresh_token: None } => "OAuth (install pending)",
-                HubSpotAuth::OAuth { .. } => "OAuth",
-            };
-            let (queued, dead_letters) = self.counts(t.id.as_str());
-            tenants.push(TenantHealth {
-                id: t.id.to_string(),
-                enabled: t.enabled,
-                hub_id: t.hub_id,
-                connection: connection.into(),
-                needs_reauth: t.needs_reauth,
-                daily_budget: t.daily_budget,
-                calls_today: None,
-                queued,
-                dead_letters,
-                missing_properties: None,
-            });
+            let (queued, dead_letters) = self.counts(stored.tenant.id.as_str());
+            tenants.push(TenantHealth { queued, dead_letters, ..TenantHealth::of(&stored.tenant) });
         }
         Ok(tenants)
     }

@@ -1,10 +1,11 @@
 //! Wiring for the Lambda binaries: read settings and secrets once at init (cold start), build the AWS
 //! clients and the service, and run it: a router behind API Gateway ([`run_http`]: `lead-captured`,
-//! `status-update`, `activity`, `referral-event`, `oauth-install`) or the SQS handler ([`run_retry_worker`]).
+//! `status-update`, `activity`, `referral-event`, `oauth-install`, `operator-console`) or the SQS handler
+//! ([`run_retry_worker`]).
 //!
 //! The runtimes are linked here, not in the binaries, so that every function has the same dependency graph:
 //! `sam build` builds each function alone, and with identical graphs the shared crates compile once for all
-//! six (`scripts/check-layers` keeps it so).
+//! seven (`scripts/check-layers` keeps it so).
 
 use std::sync::Arc;
 
@@ -428,6 +429,48 @@ pub async fn referral_event_app() -> Result<Router, InitError> {
         _ => app.merge(hubrelay_http::app_webhooks::not_configured()),
     };
     Ok(init.emf_after_each(without_stage(app, init.resources.stage.as_deref())))
+}
+
+/// The operators' tokens (`name:token,…`; a name may come twice during a rotation), read from SSM at init.
+pub const CONSOLE_OPERATORS: &str = "HUBRELAY_CONSOLE_OPERATORS";
+
+/// The `console` function's router: the operators' console (`/console/…`, its own HTTP API) over the stack's
+/// table and queues. It needs no HubSpot credential and no sender's token: only the operators' tokens, the
+/// table and the queues, and the tenant-secrets key when the stack has tenants.
+pub async fn console_app() -> Result<Router, InitError> {
+    let sdk = sdk_config().await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let secrets = secrets_from_lookup(&ssm, &[CONSOLE_OPERATORS, TENANT_SECRETS_KEY], |var| std::env::var(var).ok())
+        .await
+        .map_err(|e| InitError::Aws(e.to_string()))?;
+    let env = |k: &str| secrets.get(k).cloned().or_else(|| std::env::var(k).ok());
+    let spec = env(CONSOLE_OPERATORS).filter(|v| !v.trim().is_empty()).ok_or(InitError::Missing(CONSOLE_OPERATORS))?;
+    let operators = hubrelay_console::auth::parse_operators(&spec)
+        .map_err(|e| InitError::Aws(format!("{CONSOLE_OPERATORS}: {e}")))?;
+    let layer = Layer::from_env(&env)?;
+    let resources = AwsResources::from_layer(&layer).map_err(InitError::Missing)?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = DynamoIdempotencyStore::new(dynamodb.clone(), resources.idempotency_table.clone());
+    let tenants = match env(TENANT_SECRETS_KEY).filter(|k| !k.trim().is_empty()) {
+        Some(hex) => {
+            let key = SealingKey::from_hex(&hex).ok_or(InitError::TenantKey)?;
+            Some(DynamoTenants::new(dynamodb.clone(), resources.idempotency_table.clone(), Arc::new(key)))
+        }
+        None => None,
+    };
+    let backend = crate::console::AwsConsole::new(
+        table,
+        aws_sdk_sqs::Client::new(&sdk),
+        &resources.dlq_url,
+        &resources.retry_queue_url,
+        tenants,
+    );
+    let audit = crate::console::DynamoAudit::new(dynamodb, resources.idempotency_table.clone());
+    // Sessions are signed with a key derived from the operators' tokens: every instance of the function shares
+    // it with no other secret to keep, and changing the tokens ends every session.
+    let gate = hubrelay_console::auth::Gate::new(operators, hubrelay_console::auth::derived_key(&spec));
+    let console = hubrelay_console::Console::new(Arc::new(backend), gate, Arc::new(audit), true);
+    Ok(without_stage(Arc::new(console).routes().merge(common_routes()), resources.stage.as_deref()))
 }
 
 /// An HTTP API with a named stage sends `rawPath` with the stage in front (`/prod/v1/leads`), which

@@ -1,6 +1,7 @@
 //! hubrelay on AWS: the DynamoDB and SQS adapters of hubrelay-core's ports, secrets from SSM / Secrets
 //! Manager, the SQS worker driver, and the app each Lambda runs.
 
+pub mod console;
 pub mod dynamodb;
 pub mod dynamodb_budget;
 mod dynamodb_events;

@@ -54,6 +54,14 @@ fn short(s: &str) -> String {
     s.chars().take(4).collect()
 }
 
+/// A session key derived from the operators' tokens (`name:token,…`), for a deployment with no key of its own to
+/// keep (the AWS console): as secret as the tokens, the same on every instance, and new when they change.
+pub fn derived_key(operators_spec: &str) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(b"hubrelay console session key").expect("any key length");
+    mac.update(operators_spec.trim().as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
 /// Signs and checks sessions and CSRF tokens.
 #[derive(Clone)]
 pub struct Gate {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use hubrelay_core::dlq::DeadLetters;
 use hubrelay_core::store::EventLog;
+use hubrelay_core::tenant::{HubSpotAuth, Tenant};
 
 /// One tenant's health, as the portals page shows it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -24,6 +25,28 @@ pub struct TenantHealth {
     pub dead_letters: Option<usize>,
     /// Properties HubSpot said the portal lacks (events carrying them are parked); `None` where not tracked.
     pub missing_properties: Option<Vec<String>>,
+}
+
+impl TenantHealth {
+    /// What a registry says of `tenant` (the counts are the backend's to add).
+    pub fn of(tenant: &Tenant) -> TenantHealth {
+        let connection = match &tenant.secrets.hubspot {
+            HubSpotAuth::Sandbox => "sandbox",
+            HubSpotAuth::ServiceKey { .. } => "Service Key",
+            HubSpotAuth::AppToken { .. } => "app token",
+            HubSpotAuth::OAuth { refresh_token: None } => "OAuth (install pending)",
+            HubSpotAuth::OAuth { .. } => "OAuth",
+        };
+        TenantHealth {
+            id: tenant.id.to_string(),
+            enabled: tenant.enabled,
+            hub_id: tenant.hub_id,
+            connection: connection.into(),
+            needs_reauth: tenant.needs_reauth,
+            daily_budget: tenant.daily_budget,
+            ..TenantHealth::default()
+        }
+    }
 }
 
 #[async_trait]

@@ -222,6 +222,83 @@ pub async fn invoke_http(f: &Function, path: &str, headers: &[(&str, &str)], bod
     (status, body)
 }
 
+/// One browser-like request to an HTTP function on a `$default`-stage HTTP API (the console's): method, path,
+/// query string, headers, cookies (API Gateway sends them apart, in `cookies`) and body.
+#[derive(Debug, Default, Clone)]
+pub struct HttpRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub cookies: &'a [String],
+    pub body: &'a str,
+}
+
+/// What the function answered: status, headers (lower-case names), the cookies it sets, and the body as text.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Value,
+    pub cookies: Vec<String>,
+    pub body: String,
+}
+
+/// The API Gateway HTTP API (payload 2.0) event of `req`, on the `$default` stage.
+pub fn http_request_event(req: &HttpRequest<'_>) -> Value {
+    let mut event: Value = serde_json::from_str(HTTP_API_FIXTURE).expect("fixture");
+    let route = format!("{} {}", req.method, req.path);
+    event["routeKey"] = route.clone().into();
+    event["rawPath"] = req.path.into();
+    event["rawQueryString"] = req.query.into();
+    event["requestContext"]["stage"] = "$default".into();
+    event["requestContext"]["routeKey"] = route.into();
+    event["requestContext"]["http"]["method"] = req.method.into();
+    event["requestContext"]["http"]["path"] = req.path.into();
+    event["headers"] = serde_json::json!({"host": "console.example.com", "x-forwarded-proto": "https"});
+    for (k, v) in req.headers {
+        event["headers"][k.to_ascii_lowercase()] = (*v).into();
+    }
+    if !req.query.is_empty() {
+        let pairs: serde_json::Map<String, Value> = req
+            .query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), Value::from(v)))
+            .collect();
+        event["queryStringParameters"] = Value::Object(pairs);
+    }
+    if !req.cookies.is_empty() {
+        event["cookies"] = req.cookies.iter().map(|c| Value::from(c.as_str())).collect();
+    }
+    event["body"] = req.body.into();
+    event
+}
+
+/// `req` to an HTTP function through the emulator.
+pub async fn invoke_request(f: &Function, req: &HttpRequest<'_>) -> HttpAnswer {
+    let id = f.emulator.push(http_request_event(req));
+    let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response, not an error");
+    let body = answer["body"].as_str().unwrap_or_default();
+    let body = if answer["isBase64Encoded"].as_bool() == Some(true) {
+        use base64::Engine;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(body).expect("base64 body")).expect("text")
+    } else {
+        body.to_string()
+    };
+    HttpAnswer {
+        status: answer["statusCode"].as_u64().expect("statusCode") as u16,
+        headers: answer["headers"].clone(),
+        cookies: answer["cookies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .map(String::from)
+            .collect(),
+        body,
+    }
+}
+
 /// What a bootstrap needs around it: moto (DynamoDB table, retry queue + DLQ, the HubSpot token in SSM) and
 /// the HubSpot sandbox with the mapping's properties; `env` is the function's environment as the template
 /// sets it.

@@ -1,0 +1,162 @@
+//! The console on AWS (the `console` function): `serve`'s pages (`hubrelay_console`) over the stack's table and
+//! queues. Each tenant's events are its scope of the idempotency table, its dead letters its messages in the
+//! stack's dead-letter queue (redriven onto the retry queue), the tenants those of the registry in the table;
+//! the audit trail is kept in the table too (`console-audit:` items, never expired).
+//!
+//! Like `hubrelay events` and `hubrelay dlq` against a stack, listing scans: fine for an operator's page.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+use hubrelay_console::audit::{AuditEntry, AuditLog};
+use hubrelay_console::backend::{ConsoleBackend, TenantHealth};
+use hubrelay_core::dlq::DeadLetters;
+use hubrelay_core::domain::{TenantId, DEFAULT_TENANT};
+use hubrelay_core::store::EventLog;
+
+use crate::dynamodb::DynamoIdempotencyStore;
+use crate::dynamodb_tenants::DynamoTenants;
+use crate::sqs_dlq::SqsDeadLetters;
+
+/// The audit trail's items: `console-audit:<ns since the epoch, 20 digits>:<operator>`, so the ids sort by time.
+pub const AUDIT_ITEM_PREFIX: &str = "console-audit:";
+
+/// The stack's events, dead letters and tenants, as the console reads and acts on them.
+pub struct AwsConsole {
+    table: DynamoIdempotencyStore,
+    sqs: aws_sdk_sqs::Client,
+    dlq_url: String,
+    retry_queue_url: String,
+    /// The registry, when the stack has tenants (`HUBRELAY_TENANT_SECRETS_KEY`).
+    tenants: Option<DynamoTenants>,
+}
+
+impl AwsConsole {
+    pub fn new(
+        table: DynamoIdempotencyStore,
+        sqs: aws_sdk_sqs::Client,
+        dlq_url: impl Into<String>,
+        retry_queue_url: impl Into<String>,
+        tenants: Option<DynamoTenants>,
+    ) -> Self {
+        AwsConsole { table, sqs, dlq_url: dlq_url.into(), retry_queue_url: retry_queue_url.into(), tenants }
+    }
+
+    /// The table as `tenant` sees it (the default tenant's is the unscoped table).
+    fn scoped(&self, tenant: &str) -> Result<DynamoIdempotencyStore, String> {
+        if tenant == DEFAULT_TENANT {
+            return Ok(self.table.clone());
+        }
+        let id: TenantId = tenant.parse()?;
+        Ok(self.table.for_tenant(&id))
+    }
+}
+
+#[async_trait]
+impl ConsoleBackend for AwsConsole {
+    async fn tenants(&self) -> Result<Vec<TenantHealth>, String> {
+        let mut tenants = vec![TenantHealth {
+            id: DEFAULT_TENANT.into(),
+            enabled: true,
+            connection: "the stack's".into(),
+            ..TenantHealth::default()
+        }];
+        let Some(registry) = &self.tenants else { return Ok(tenants) };
+        for (id, row) in registry.list().await.map_err(|e| e.to_string())? {
+            tenants.push(match row {
+                Ok(stored) => TenantHealth::of(&stored.tenant),
+                // One unreadable tenant must not hide the others: shown, with what is wrong with it.
+                Err(e) => TenantHealth { id, connection: format!("unreadable: {e}"), ..TenantHealth::default() },
+            });
+        }
+        Ok(tenants)
+    }
+
+    async fn tenant_ids(&self) -> Result<Vec<String>, String> {
+        let mut ids = vec![DEFAULT_TENANT.to_string()];
+        if let Some(registry) = &self.tenants {
+            ids.extend(registry.list().await.map_err(|e| e.to_string())?.into_iter().map(|(id, _)| id));
+        }
+        Ok(ids)
+    }
+
+    fn event_log(&self, tenant: &str) -> Result<Arc<dyn EventLog>, String> {
+        Ok(Arc::new(self.scoped(tenant)?))
+    }
+
+    fn dead_letters(&self, tenant: &str) -> Result<Arc<dyn DeadLetters>, String> {
+        let events = Arc::new(self.scoped(tenant)?);
+        let mut letters = SqsDeadLetters::new(self.sqs.clone(), &self.dlq_url)
+            .with_retry_queue(&self.retry_queue_url)
+            .with_event_log(events);
+        if tenant != DEFAULT_TENANT {
+            letters = letters.for_tenant(tenant.parse()?);
+        }
+        Ok(Arc::new(letters))
+    }
+}
+
+/// The audit trail in the stack's table: one item per entry, written once (never overwritten), kept until an
+/// operator deletes it (no `expiration`).
+pub struct DynamoAudit {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoAudit {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoAudit { client, table: table.into() }
+    }
+}
+
+#[async_trait]
+impl AuditLog for DynamoAudit {
+    async fn record(&self, entry: &AuditEntry) -> Result<(), String> {
+        let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let id = format!("{AUDIT_ITEM_PREFIX}{nanos:020}:{}", entry.operator);
+        let json = serde_json::to_string(entry).map_err(|e| e.to_string())?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", AttributeValue::S(id))
+            .item("entry", AttributeValue::S(json))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("DynamoDB PutItem on table {}: {}", self.table, DisplayErrorContext(&e)))
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<AuditEntry>, String> {
+        let mut items: Vec<(String, AuditEntry)> = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(id, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S(AUDIT_ITEM_PREFIX.into()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| format!("DynamoDB Scan on table {}: {}", self.table, DisplayErrorContext(&e)))?;
+            for item in out.items.unwrap_or_default() {
+                let id = item.get("id").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                let entry = item.get("entry").and_then(|v| v.as_s().ok()).and_then(|j| serde_json::from_str(j).ok());
+                if let Some(entry) = entry {
+                    items.push((id, entry));
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        items.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(items.into_iter().take(limit).map(|(_, entry)| entry).collect())
+    }
+}

@@ -1,0 +1,182 @@
+//! The real `operator-console` bootstrap under a Lambda Runtime API emulator, invoked with API Gateway HTTP API
+//! events as its own `$default`-stage API sends them (cookies apart, forms url-encoded), against moto server:
+//! the operators' tokens come from an SSM SecureString; a sender's token does not sign in; an operator finds a
+//! lead the retry-worker dead-lettered (another tenant's is not shown), redrives it after the preview, and finds
+//! it back on the retry queue; the audit trail, kept in the DynamoDB table, names the operator.
+
+use hubrelay_testkit::runtime::{self, HttpAnswer, HttpRequest};
+
+use std::path::Path;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use hubrelay_core::domain::{AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, TenantId};
+use hubrelay_core::store::RetryQueue;
+use serde_json::json;
+
+const OPERATOR_TOKEN: &str = "alice-console-token-0123456789";
+
+fn dead_lettered(email: &str, tenant: Option<TenantId>) -> RetryMessage {
+    let now = time::OffsetDateTime::now_utc();
+    let attempts = (1..=3)
+        .map(|attempt| DeliveryAttempt {
+            attempt,
+            at: now,
+            outcome: AttemptOutcome::Retryable,
+            system: None,
+            status: Some(503),
+            correlation_id: None,
+            error_code: Some("hubspot_unavailable".into()),
+            error: Some("Service Unavailable".into()),
+        })
+        .collect();
+    RetryMessage {
+        version: RetryMessage::UNSCOPED_VERSION,
+        event_id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        function: FunctionName::LeadCaptured,
+        idempotency_key: format!("lead-captured:body:{email}"),
+        received_at: now,
+        event: json!({"email": email, "first_name": "Parked"}),
+        attempts,
+        not_before: now,
+        dead_letter_reason: None,
+        schedule_offset: 0,
+        tenant,
+    }
+}
+
+/// The value of the page's first hidden `csrf` input.
+fn csrf(page: &HttpAnswer) -> String {
+    let at = page.body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    page.body[at..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_signs_in_and_redrives_a_dead_letter_on_aws() {
+    let stage = runtime::aws_stage().await;
+    let ssm = hubrelay_testkit::moto::ssm(hubrelay_testkit::moto::shared());
+    let operators = hubrelay_testkit::moto::secure_parameter(&ssm, &format!("alice:{OPERATOR_TOKEN}")).await;
+
+    // Two leads the retry-worker gave up on: the stack's, and a tenant's.
+    let queue = hubrelay_aws::sqs::SqsRetryQueue::new(stage.sqs.clone(), &stage.queue_url, &stage.dlq_url);
+    let reason = DeadLetterReason { code: "retries_exhausted".into(), message: "HubSpot kept answering 503".into() };
+    let ours = dead_lettered("parked@example.com", None);
+    queue.dead_letter(&ours, &reason).await.unwrap();
+    let dealer: TenantId = "dealer".parse().unwrap();
+    let theirs = dead_lettered("dealer-lead@example.com", Some(dealer.clone()));
+    queue.for_tenant(&dealer).dead_letter(&theirs, &reason).await.unwrap();
+
+    // As template.yaml sets it: the operators' tokens from SSM, its own API on the `$default` stage.
+    let mut env = stage.env.clone();
+    env.retain(|(k, _)| !matches!(*k, "HUBRELAY_API_TOKENS" | "HUBSPOT_TOKEN_SSM_PARAMETER" | "HUBRELAY_STAGE"));
+    env.push(("HUBRELAY_CONSOLE_OPERATORS_SSM_PARAMETER", operators));
+    env.push(("HUBRELAY_STAGE", "$default".into()));
+    let f = runtime::start(Path::new(env!("CARGO_BIN_EXE_operator-console")), "operator-console", &env).await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+
+    // Signed out: sent to the sign-in page. A sender's token is not an operator's.
+    let page =
+        runtime::invoke_request(&f, &HttpRequest { method: "GET", path: "/console/events", ..Default::default() })
+            .await;
+    assert_eq!((page.status, page.headers["location"].as_str()), (303, Some("/console/login")), "{page:?}");
+    let refused = HttpRequest {
+        method: "POST",
+        path: "/console/login",
+        headers: &form,
+        body: &format!("token={}", runtime::API_TOKEN),
+        ..Default::default()
+    };
+    assert_eq!(runtime::invoke_request(&f, &refused).await.status, 401);
+    let body = format!("token={OPERATOR_TOKEN}");
+    let signed_in =
+        HttpRequest { method: "POST", path: "/console/login", headers: &form, body: &body, ..Default::default() };
+    let signed_in = runtime::invoke_request(&f, &signed_in).await;
+    assert_eq!(signed_in.status, 303, "{signed_in:?}");
+    let cookie = signed_in.cookies.first().expect("a session cookie").clone();
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let cookies = [cookie.split(';').next().unwrap().to_string()];
+    let get = |path: &'static str, query: &'static str| HttpRequest {
+        method: "GET",
+        path,
+        query,
+        cookies: &cookies,
+        ..Default::default()
+    };
+
+    // The stack's dead letter is listed, masked; the tenant's is in the tenant's view only.
+    let page = runtime::invoke_request(&f, &get("/console/dead-letters", "")).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains(&ours.event_id) && page.body.contains("hubspot_unavailable"), "{}", page.body);
+    assert!(!page.body.contains(&theirs.event_id), "another tenant's dead letter");
+    assert!(!page.body.contains("parked@example.com"), "emails are masked");
+    let tenant_page = runtime::invoke_request(&f, &get("/console/dead-letters", "tenant=dealer")).await;
+    assert!(tenant_page.body.contains(&theirs.event_id) && !tenant_page.body.contains(&ours.event_id));
+
+    // The preview moves nothing; the confirmed redrive puts the lead back on the retry queue.
+    let token = csrf(&page);
+    let body = format!("csrf={token}&tenant=default&action=redrive&id={}", ours.event_id);
+    let preview = HttpRequest {
+        method: "POST",
+        path: "/console/dead-letters/preview",
+        headers: &form,
+        cookies: &cookies,
+        body: &body,
+        ..Default::default()
+    };
+    let preview = runtime::invoke_request(&f, &preview).await;
+    assert!(preview.body.contains("1 back on the retry queue"), "{}", preview.body);
+    assert!(stage.receive_queued().await.is_empty(), "the preview moved nothing");
+    let body = format!("csrf={token}&tenant=default&id={}&confirm=yes", ours.event_id);
+    let redrive = HttpRequest {
+        method: "POST",
+        path: "/console/dead-letters/redrive",
+        headers: &form,
+        cookies: &cookies,
+        body: &body,
+        ..Default::default()
+    };
+    let done = runtime::invoke_request(&f, &redrive).await;
+    assert!(done.body.contains("1 redriven"), "{}", done.body);
+    let queued = stage.receive_queued().await;
+    assert_eq!(queued.len(), 1);
+    let requeued: RetryMessage = serde_json::from_str(&queued[0].1).unwrap();
+    assert_eq!((requeued.event_id.as_str(), requeued.attempts.len()), (ours.event_id.as_str(), 3));
+
+    // A form without the session's CSRF token does nothing.
+    let body = format!("csrf=forged&tenant=dealer&id={}&confirm=yes", theirs.event_id);
+    let forged = HttpRequest {
+        method: "POST",
+        path: "/console/dead-letters/purge",
+        headers: &form,
+        cookies: &cookies,
+        body: &body,
+        ..Default::default()
+    };
+    assert_eq!(runtime::invoke_request(&f, &forged).await.status, 303);
+    let tenant_page = runtime::invoke_request(&f, &get("/console/dead-letters", "tenant=dealer")).await;
+    assert!(tenant_page.body.contains(&theirs.event_id), "not purged");
+
+    // The audit trail, in the table: who signed in and redrove what.
+    let audit = runtime::invoke_request(&f, &get("/console/audit", "")).await;
+    assert!(audit.body.contains("alice") && audit.body.contains("redrive") && audit.body.contains(&ours.event_id));
+    let items = stage
+        .dynamo
+        .scan()
+        .table_name(&stage.table)
+        .filter_expression("begins_with(id, :p)")
+        .expression_attribute_values(":p", AttributeValue::S("console-audit:".into()))
+        .send()
+        .await
+        .unwrap();
+    let actions: Vec<String> = items
+        .items()
+        .iter()
+        .map(|i| serde_json::from_str::<serde_json::Value>(i["entry"].as_s().unwrap()).unwrap()["action"].to_string())
+        .collect();
+    for action in ["sign_in", "redrive_requested", "redrive"] {
+        assert!(actions.contains(&format!("\"{action}\"")), "{actions:?}");
+    }
+
+    // The portals page lists the stack's own portal.
+    let portals = runtime::invoke_request(&f, &get("/console/portals", "")).await;
+    assert!(portals.status == 200 && portals.body.contains("default"), "{portals:?}");
+}
