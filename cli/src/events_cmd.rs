@@ -106,7 +106,11 @@ pub async fn run(args: EventsArgs) -> Result<(), String> {
         }
         Action::List { status, function, since, email, limit, json } => {
             let (log, source) = event_log(&args.store).await?;
-            let email_hash = email.as_deref().map(hubrelay_core::store::email_hash);
+            let email_hash = email
+                .as_deref()
+                .map(hubrelay_core::store::email_search_hash)
+                .transpose()
+                .map_err(|e| format!("--email: {e}"))?;
             let filter = EventFilter { status, function, received_after: since.map(|d| now - d), email_hash, limit };
             let records = log.list_events(&filter).await.map_err(|e| e.to_string())?;
             if json {

@@ -194,7 +194,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let modes = service_modes(&settings);
     // The process's counters (`GET /metrics`), each tenant's scoped to it.
     let metrics = Metrics::new();
-    let LocalRelay { app, worker: local } = local_relay(
+    let probes = crate::serve_console::PortalProbes::default();
+    let LocalRelay { app, worker: local, portal } = local_relay(
         &settings.relay,
         store.clone(),
         Portal { client: hubspot, limiter, metrics: metrics.clone() },
@@ -203,6 +204,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         (Some(partners.extole.clone()), Some(partners.impact.clone())),
         worker_lane.clone(),
     )?;
+
+    let wanted = hubrelay_core::properties::required(&settings.relay.mapping, &settings.relay.referral.config);
+    probes.set(DEFAULT_TENANT, Some(crate::serve_console::Probe { client: portal, wanted }));
 
     let oauth_app =
         hubrelay_core::tenant::OAuthAppSettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?;
@@ -213,12 +217,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         oauth: oauth_app.clone(),
         worker_lane,
         metrics: metrics.clone(),
+        probes: probes.clone(),
     };
     let mut tenants = crate::serve_tenants::TenantHost::open(shared, format!("http://{addr}"))?;
     let tenant_lines = tenants.sync().await;
     let public_url = settings.relay.auth.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let (console, console_line) =
-        crate::serve_console::console(&settings.data_dir, &public_url, public_url.starts_with("https://"))?;
+        crate::serve_console::console(&settings.data_dir, &public_url, public_url.starts_with("https://"), probes)?;
     let app = app
         .merge(tenants.routes().router())
         .merge(metrics_routes(metrics))
@@ -300,6 +305,8 @@ pub(crate) struct Portal {
 pub(crate) struct LocalRelay {
     pub app: axum::Router,
     pub worker: LocalWorker,
+    /// Its portal's client within the portal's budget, for the console's check of the portal.
+    pub portal: HubSpotClient,
 }
 
 /// Wires a relay: `hubspot` (its portal's client) and `limiter` (the portal's budget) for both paths — the
@@ -321,6 +328,7 @@ pub(crate) fn local_relay(
     let inline: Arc<dyn HubSpot> = Arc::new(hubspot.clone().with_rate_limiter(limiter.clone(), Some(INLINE_SLOT_WAIT)));
     // The worker's store work takes turns with the process's other workers; its HubSpot and partner calls do not.
     let turn = Turn::new(lane);
+    let portal = hubspot.clone().with_rate_limiter(limiter.clone(), None);
     let worker_client: Arc<dyn HubSpot> = Arc::new(hubspot.with_rate_limiter(limiter, None));
     let worker_client: Arc<dyn HubSpot> = Arc::new(OutsideTurn::new(worker_client, turn.clone()));
     let relay = Relay::new(settings, Stores::new(store.clone(), store.clone()))
@@ -337,7 +345,7 @@ pub(crate) fn local_relay(
     let app = lead_routes(Arc::new(relay.lead_service(inline.clone()).map_err(config_error)?))
         .merge(relay.update_routes(inline).map_err(config_error)?)
         .merge(relay.referral_routes().map_err(config_error)?);
-    Ok(LocalRelay { app, worker })
+    Ok(LocalRelay { app, worker, portal })
 }
 
 /// How long Ctrl-C waits for requests in flight (an inline HubSpot call takes at most its timeout).

@@ -45,6 +45,8 @@ pub struct Shared {
     pub worker_lane: Arc<tokio::sync::Semaphore>,
     /// The process's counters (each tenant counts under its id).
     pub metrics: Metrics,
+    /// Each running tenant's portal, for the console's check.
+    pub probes: crate::serve_console::PortalProbes,
 }
 
 /// The tenants' routes, looked up per request, and which tenant has which portal (for HubSpot's app webhooks).
@@ -189,6 +191,7 @@ impl TenantHost {
             self.running.keys().filter(|id| !listed.iter().any(|l| l == id.as_str())).cloned().collect();
         for id in gone {
             self.routes.set(id.clone(), None);
+            self.shared.probes.set(id.as_str(), None);
             if let Some(running) = self.running.remove(&id) {
                 self.retire(&id, running);
             }
@@ -400,7 +403,7 @@ impl TenantHost {
         };
         let partners = hubrelay_clients::partner_clients(&settings.referral, settings.hubspot_timeout)
             .map_err(|e| format!("referral partners: {e}"))?;
-        let LocalRelay { app, worker: local } = local_relay(
+        let LocalRelay { app, worker: local, portal: probe } = local_relay(
             &settings,
             kept.store.clone(),
             Portal { client, limiter, metrics: self.shared.metrics.for_tenant(id.as_str()) },
@@ -423,6 +426,8 @@ impl TenantHost {
             .instrument(span),
         );
         self.routes.set(id.clone(), Some(Route::Ready(app)));
+        let wanted = hubrelay_core::properties::required(&settings.mapping, &settings.referral.config);
+        self.shared.probes.set(id.as_str(), Some(crate::serve_console::Probe { client: probe, wanted }));
         let line = format!(
             "tenant {id}: POST {}/t/{id}/v1/leads (mapping {}; {portal_line}; {} calls per 10 s)",
             self.url,

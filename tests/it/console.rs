@@ -190,8 +190,11 @@ async fn an_operator_finds_parked_leads_and_redrives_them_in_the_browser() {
     // Search by email: the address bar keeps only the email's hash; one lead matches, shown masked. The CLI finds
     // the same one.
     client.goto(&format!("{console}/events")).await.unwrap();
-    find(&client, "input[name=email]").await.send_keys(" Console-1@Example.com").await.unwrap();
-    find(&client, "form.filters button[type=submit]").await.click().await.unwrap();
+    find(&client, "#email-search input[name=email]").await.send_keys("not an email").await.unwrap();
+    find(&client, "#email-search button").await.click().await.unwrap();
+    assert!(find(&client, "p.error").await.text().await.unwrap().contains("not a valid email address"));
+    find(&client, "#email-search input[name=email]").await.send_keys(" Console-1@Example.com").await.unwrap();
+    find(&client, "#email-search button").await.click().await.unwrap();
     find(&client, "#email-filter").await;
     let url = client.current_url().await.unwrap().to_string();
     assert!(url.contains("email_hash=") && !url.to_lowercase().contains("example"), "{url}");
@@ -229,10 +232,27 @@ async fn an_operator_finds_parked_leads_and_redrives_them_in_the_browser() {
     assert!(find(&client, "#result").await.text().await.unwrap().contains(&format!("{parked_id}: 1 copies removed")));
     rows(&client, &format!("{console}/dead-letters"), "dead-letters", 0).await;
 
-    // The portals page, and the audit trail naming who signed in, redrove, revealed and purged what.
+    // The portals page: checking the default portal finds every property its mapping needs. A property archived
+    // in HubSpot (the sandbox) is then named.
     client.goto(&format!("{console}/portals")).await.unwrap();
     let portals = client.find(Locator::Css("#portals")).await.unwrap().text().await.unwrap();
     assert!(portals.contains("default"), "{portals}");
+    let check_default = "#portals form.inline input[value=default] ~ button";
+    find(&client, check_default).await.click().await.unwrap();
+    let checked = find(&client, "#check").await.text().await.unwrap();
+    assert!(checked.contains("custom properties it needs exist"), "{checked}");
+    let archived = reqwest::Client::new()
+        .delete(format!("{}/crm/v3/properties/contacts/lead_priority", serve.sandbox_url))
+        .bearer_auth(crate::harness::SANDBOX_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(archived.status(), 204);
+    find(&client, check_default).await.click().await.unwrap();
+    let checked = find(&client, "#check").await.text().await.unwrap();
+    assert!(checked.contains("lacks 1 of the") && checked.contains("lead_priority"), "{checked}");
+    let row = client.find(Locator::Css("#portals tbody tr")).await.unwrap().text().await.unwrap();
+    assert!(row.contains("lead_priority"), "{row}");
     shot(&client, "10-portals").await;
     client.goto(&format!("{console}/audit")).await.unwrap();
     let audit = client.find(Locator::Css("#audit")).await.unwrap().text().await.unwrap();

@@ -303,6 +303,32 @@ impl Serve {
 }
 
 impl Serve {
+    /// Signs into the console as serve's local operator (the token in the data dir) and checks `tenant`'s
+    /// portal (`POST /console/portals/check`): the page that answers.
+    pub async fn console_check_portal(&self, tenant: &str) -> String {
+        let token = std::fs::read_to_string(self.data_dir.path().join("console-token")).unwrap();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let login = http.post(format!("{}/console/login", self.url)).form(&[("token", token.trim())]).send().await;
+        let login = login.unwrap();
+        assert_eq!(login.status(), 303);
+        let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        let page = http.get(format!("{}/console/portals", self.url)).header("cookie", &cookie).send().await;
+        let page = page.unwrap().text().await.unwrap();
+        let at = page.find("name=\"csrf\" value=\"").expect("a CSRF token") + 19;
+        let csrf = page[at..].split('"').next().unwrap().to_string();
+        let checked = http
+            .post(format!("{}/console/portals/check", self.url))
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf.as_str()), ("tenant", tenant)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(checked.status(), 200);
+        checked.text().await.unwrap()
+    }
+}
+
+impl Serve {
     /// SIGKILL the process, keeping its data dir.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -274,4 +274,8 @@ async fn a_tenants_daily_budget_queues_its_leads_past_the_cap() {
     let now = time::OffsetDateTime::now_utc();
     let midnight = (now.date() + time::Duration::days(1)).midnight().assume_utc();
     assert!(next >= midnight - time::Duration::seconds(5), "next attempt {next}, midnight {midnight}");
+    // The console's check of the portal shows the day's calls against the cap, and cannot spend another.
+    let page = serve.console_check_portal("capped").await;
+    assert!(page.contains("1 of 1"), "{page}");
+    assert!(page.contains("not checked") && page.contains("daily budget"), "{page}");
 }

@@ -12,13 +12,17 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hubrelay_console::audit::{AuditEntry, AuditLog};
-use hubrelay_console::backend::{ConsoleBackend, TenantHealth};
+use hubrelay_console::backend::{ConsoleBackend, PortalCheck, TenantHealth};
+use hubrelay_core::config::{Layer, RelaySettings};
 use hubrelay_core::dlq::DeadLetters;
 use hubrelay_core::domain::{TenantId, DEFAULT_TENANT};
 use hubrelay_core::store::EventLog;
+use hubrelay_core::tenant::OAuthAppSettings;
 
 use crate::dynamodb::DynamoIdempotencyStore;
 use crate::dynamodb_tenants::DynamoTenants;
+use crate::lambda::HubSpotWiring;
+use crate::lambda_tenants::{tenant_portal, TenantPortal};
 use crate::sqs_dlq::SqsDeadLetters;
 
 /// The audit trail's items: `console-audit:<ns since the epoch, 20 digits>:<operator>`, so the ids sort by time.
@@ -32,6 +36,19 @@ pub struct AwsConsole {
     retry_queue_url: String,
     /// The registry, when the stack has tenants (`HUBRELAY_TENANT_SECRETS_KEY`).
     tenants: Option<DynamoTenants>,
+    portals: Option<PortalAccess>,
+}
+
+/// What checking a portal takes: HubSpot clients as the functions make them (within the portal's shared
+/// budget), the stack's own portal and settings, and its OAuth app for tenants connected by install.
+pub struct PortalAccess {
+    pub wiring: HubSpotWiring,
+    /// The stack's settings layer, under each tenant's own.
+    pub base: Layer,
+    /// The stack's own portal, its mapping and partners (`None`: its HubSpot credential is not given to the
+    /// console).
+    pub stack: Option<RelaySettings>,
+    pub oauth: Option<OAuthAppSettings>,
 }
 
 impl AwsConsole {
@@ -42,7 +59,20 @@ impl AwsConsole {
         retry_queue_url: impl Into<String>,
         tenants: Option<DynamoTenants>,
     ) -> Self {
-        AwsConsole { table, sqs, dlq_url: dlq_url.into(), retry_queue_url: retry_queue_url.into(), tenants }
+        AwsConsole {
+            table,
+            sqs,
+            dlq_url: dlq_url.into(),
+            retry_queue_url: retry_queue_url.into(),
+            tenants,
+            portals: None,
+        }
+    }
+
+    /// Lets the console check portals (their properties, their calls today).
+    pub fn with_portals(mut self, portals: PortalAccess) -> Self {
+        self.portals = Some(portals);
+        self
     }
 
     /// The table as `tenant` sees it (the default tenant's is the unscoped table).
@@ -96,6 +126,35 @@ impl ConsoleBackend for AwsConsole {
             letters = letters.for_tenant(tenant.parse()?);
         }
         Ok(Arc::new(letters))
+    }
+
+    async fn check_portal(&self, tenant: &str) -> Result<PortalCheck, String> {
+        let access = self.portals.as_ref().ok_or("checking portals is not configured")?;
+        let (client, settings) = if tenant == DEFAULT_TENANT {
+            let stack = access.stack.as_ref().ok_or(
+                "the console has no HubSpot credential of the stack's own portal: run `hubrelay doctor --stack`",
+            )?;
+            let client = access.wiring.hubspot_client(&stack.hubspot, stack.hubspot_rate_limit_per_10s, None, |t| t);
+            (client.map_err(|e| e.to_string())?, stack.clone())
+        } else {
+            let registry = self.tenants.as_ref().ok_or("this stack has no tenants")?;
+            let id: TenantId = tenant.parse()?;
+            let stored = registry.get(&id).await.map_err(|e| e.to_string())?.ok_or(format!("no tenant {tenant}"))?;
+            let settings = stored.tenant.relay_settings(&access.base).map_err(|e| e.to_string())?;
+            let TenantPortal { target, waiting, .. } = tenant_portal(&stored.tenant, &settings, access.oauth.as_ref())?;
+            let rate = settings.hubspot_rate_limit_per_10s;
+            let wiring = access.wiring.for_tenant(tenant);
+            let needing_reauth =
+                move |t: hubrelay_clients::oauth::OAuthTokens| if waiting { t.needing_reauth() } else { t };
+            let client = wiring.hubspot_client(&target, rate, stored.tenant.daily_budget, needing_reauth);
+            (client.map_err(|e| e.to_string())?, settings)
+        };
+        let wanted = hubrelay_core::properties::required(&settings.mapping, &settings.referral.config);
+        // The day's count first: the check's own call counts against the cap, and may find it spent.
+        let daily = client.daily_use().await.transpose()?;
+        let missing = hubrelay_core::properties::missing(&client, &wanted).await;
+        let missing = missing.map(|m| m.into_iter().map(|p| p.name).collect()).map_err(|e| e.to_string());
+        Ok(PortalCheck { required: wanted.len(), missing_properties: missing, daily })
     }
 }
 

@@ -233,6 +233,20 @@ impl DailyCalls for DynamoDailyCalls {
         }
     }
 
+    async fn taken(&self, day: i64) -> Result<u32, String> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(format!("{}:{day}", self.key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| format!("DynamoDB GetItem on table {}: {}", self.table, DisplayErrorContext(&e)))?
+            .item;
+        Ok(item.and_then(|i| i.get("n").and_then(|n| n.as_n().ok()).and_then(|n| n.parse().ok())).unwrap_or(0))
+    }
+
     fn limit(&self) -> u32 {
         self.limit
     }

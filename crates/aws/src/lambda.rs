@@ -178,6 +178,17 @@ impl HubSpotWiring {
         daily_budget: Option<u32>,
         oauth: impl FnOnce(OAuthTokens) -> OAuthTokens,
     ) -> Result<Arc<dyn HubSpot>, InitError> {
+        Ok(Arc::new(self.hubspot_client(target, rate_limit_per_10s, daily_budget, oauth)?))
+    }
+
+    /// [`Self::client`] as the concrete client (the console reads its daily count).
+    pub fn hubspot_client(
+        &self,
+        target: &HubSpotTarget,
+        rate_limit_per_10s: u32,
+        daily_budget: Option<u32>,
+        oauth: impl FnOnce(OAuthTokens) -> OAuthTokens,
+    ) -> Result<HubSpotClient, InitError> {
         let budget = |secret: &str| -> Arc<dyn CallBudget> {
             Arc::new(DynamoCallBudget::new(
                 self.dynamodb.clone(),
@@ -229,7 +240,7 @@ impl HubSpotWiring {
             Some(calls) => client.with_daily_budget(calls),
             None => client,
         };
-        Ok(Arc::new(client.with_api_version(self.api_version.clone()).with_metrics(self.metrics.clone())))
+        Ok(client.with_api_version(self.api_version.clone()).with_metrics(self.metrics.clone()))
     }
 
     /// The same wiring, its clients counting for `tenant`.
@@ -440,7 +451,10 @@ pub const CONSOLE_OPERATORS: &str = "HUBRELAY_CONSOLE_OPERATORS";
 pub async fn console_app() -> Result<Router, InitError> {
     let sdk = sdk_config().await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
-    let secrets = secrets_from_lookup(&ssm, &[CONSOLE_OPERATORS, TENANT_SECRETS_KEY], |var| std::env::var(var).ok())
+    // The HubSpot credentials only when the template gives them (for checking the stack's own portal).
+    let names =
+        [CONSOLE_OPERATORS, TENANT_SECRETS_KEY, "HUBSPOT_TOKEN", "HUBSPOT_REFRESH_TOKEN", "HUBSPOT_CLIENT_SECRET"];
+    let secrets = secrets_from_lookup(&ssm, &names, |var| std::env::var(var).ok())
         .await
         .map_err(|e| InitError::Aws(e.to_string()))?;
     let env = |k: &str| secrets.get(k).cloned().or_else(|| std::env::var(k).ok());
@@ -458,13 +472,30 @@ pub async fn console_app() -> Result<Router, InitError> {
         }
         None => None,
     };
+    // Checking a portal: its clients as the functions make them, every call within the portal's shared budget.
+    let stack = RelaySettings::from_layer(&layer)?;
+    let wiring = HubSpotWiring {
+        dynamodb: dynamodb.clone(),
+        table: resources.idempotency_table.clone(),
+        lane: Lane::Inline,
+        timeout: stack.hubspot_timeout,
+        api_version: stack.hubspot_api_version.clone(),
+        metrics: Metrics::new(),
+    };
+    let portals = crate::console::PortalAccess {
+        wiring,
+        base: layer.clone(),
+        stack: (stack.hubspot != HubSpotTarget::Sandbox).then_some(stack),
+        oauth: OAuthAppSettings::from_layer(&layer)?,
+    };
     let backend = crate::console::AwsConsole::new(
         table,
         aws_sdk_sqs::Client::new(&sdk),
         &resources.dlq_url,
         &resources.retry_queue_url,
         tenants,
-    );
+    )
+    .with_portals(portals);
     let audit = crate::console::DynamoAudit::new(dynamodb, resources.idempotency_table.clone());
     // Sessions are signed with a key derived from the operators' tokens: every instance of the function shares
     // it with no other secret to keep, and changing the tokens ends every session.

@@ -112,26 +112,8 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
         let tenant = &stored.tenant;
         let id = &tenant.id;
         let settings = tenant.relay_settings(&self.base).map_err(|e| e.to_string())?;
-        let (target, waiting, refused) = match &tenant.secrets.hubspot {
-            HubSpotAuth::ServiceKey { .. } | HubSpotAuth::AppToken { .. } => {
-                (settings.hubspot.clone(), false, String::new())
-            }
-            HubSpotAuth::OAuth { refresh_token } => {
-                let app =
-                    self.oauth.as_ref().ok_or("connects by OAuth, but the stack has no OAuth app (HubSpotClientId)")?;
-                let base_url =
-                    tenant.hubspot_base_url.clone().unwrap_or_else(|| hubrelay_core::hubspot::DEFAULT_BASE_URL.into());
-                let target = HubSpotTarget::OAuth {
-                    base_url,
-                    client_id: app.client_id.clone(),
-                    client_secret: app.client_secret.clone(),
-                    refresh_token: refresh_token.clone().unwrap_or_default(),
-                };
-                let waiting = refresh_token.is_none() || tenant.needs_reauth;
-                (target, waiting, refresh_token.clone().unwrap_or_default())
-            }
-            HubSpotAuth::Sandbox => return Err("uses a sandbox portal, which only `hubrelay serve` runs".into()),
-        };
+        let TenantPortal { target, waiting, refresh_token: refused } =
+            tenant_portal(tenant, &settings, self.oauth.as_ref())?;
         let registry = self.registry.clone();
         let tenant_id = id.clone();
         let oauth = move |tokens: OAuthTokens| {
@@ -176,6 +158,43 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
             waiting_for_install: waiting,
             updated_at: stored.updated_at,
         })
+    }
+}
+
+/// How a tenant reaches its portal on AWS.
+pub(crate) struct TenantPortal {
+    pub target: HubSpotTarget,
+    /// An OAuth tenant not (or no longer) connected: its calls wait for the install.
+    pub waiting: bool,
+    /// Its OAuth refresh token (empty for a static token): the one a refusal marks as revoked.
+    pub refresh_token: String,
+}
+
+/// The portal of `tenant` (its settings over the stack's: `settings`), through the stack's OAuth app `oauth`
+/// when it connects by OAuth.
+pub(crate) fn tenant_portal(
+    tenant: &Tenant,
+    settings: &RelaySettings,
+    oauth: Option<&OAuthAppSettings>,
+) -> Result<TenantPortal, String> {
+    match &tenant.secrets.hubspot {
+        HubSpotAuth::ServiceKey { .. } | HubSpotAuth::AppToken { .. } => {
+            Ok(TenantPortal { target: settings.hubspot.clone(), waiting: false, refresh_token: String::new() })
+        }
+        HubSpotAuth::OAuth { refresh_token } => {
+            let app = oauth.ok_or("connects by OAuth, but the stack has no OAuth app (HubSpotClientId)")?;
+            let base_url =
+                tenant.hubspot_base_url.clone().unwrap_or_else(|| hubrelay_core::hubspot::DEFAULT_BASE_URL.into());
+            let target = HubSpotTarget::OAuth {
+                base_url,
+                client_id: app.client_id.clone(),
+                client_secret: app.client_secret.clone(),
+                refresh_token: refresh_token.clone().unwrap_or_default(),
+            };
+            let waiting = refresh_token.is_none() || tenant.needs_reauth;
+            Ok(TenantPortal { target, waiting, refresh_token: refresh_token.clone().unwrap_or_default() })
+        }
+        HubSpotAuth::Sandbox => Err("uses a sandbox portal, which only `hubrelay serve` runs".into()),
     }
 }
 

@@ -686,4 +686,8 @@ async fn a_daily_budget_admits_its_limit_per_day_across_instances() {
     let another_portal = hubrelay_core::budget::budget_key("pat-other");
     let apart = hubrelay_aws::dynamodb_budget::DynamoDailyCalls::new(client.clone(), &table, &another_portal, 3);
     assert!(apart.take(day).await.unwrap(), "each portal its own count");
+    // What the console reads: the day's count, without taking one.
+    assert_eq!((one.taken(day).await.unwrap(), other.taken(day + 1).await.unwrap()), (3, 1));
+    assert_eq!((apart.taken(day).await.unwrap(), one.taken(day + 2).await.unwrap()), (1, 0));
+    assert_eq!(one.taken(day).await.unwrap(), 3, "reading takes nothing");
 }

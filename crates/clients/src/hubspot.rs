@@ -400,13 +400,25 @@ fn secs_to_local_midnight(now_ms: i64, offset_ms: i64) -> u64 {
 }
 
 impl HubSpotClient {
+    /// The portal's day now and the time (Unix ms), at the offset last read (UTC until the portal was asked:
+    /// asking now would be a call of its own).
+    fn portal_day(&self) -> (i64, i64, i64) {
+        let offset = self.portal_offset.lock().unwrap_or_else(|e| e.into_inner()).map_or(0, |(o, _)| o);
+        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        ((now_ms + offset).div_euclid(86_400_000), now_ms, offset)
+    }
+
+    /// The calls of the portal's day so far and its daily budget, `(used, limit)`; `None` without a budget.
+    pub async fn daily_use(&self) -> Option<Result<(u32, u32), String>> {
+        let daily = self.daily.as_ref()?;
+        let (day, _, _) = self.portal_day();
+        Some(daily.taken(day).await.map(|used| (used, daily.limit())))
+    }
+
     /// One call of the portal's day from its daily budget, if it has one.
     async fn take_daily(&self) -> Result<(), HubSpotError> {
         let Some(daily) = &self.daily else { return Ok(()) };
-        // The offset last read (UTC until the portal was asked): asking now would be a call of its own.
-        let offset = self.portal_offset.lock().unwrap_or_else(|e| e.into_inner()).map_or(0, |(o, _)| o);
-        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-        let day = (now_ms + offset).div_euclid(86_400_000);
+        let (day, now_ms, offset) = self.portal_day();
         match daily.take(day).await {
             Ok(true) => Ok(()),
             Ok(false) => {

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -32,26 +32,32 @@ pub trait AuditLog: Send + Sync {
 /// Entries as JSON lines in one file.
 pub struct FileAudit {
     path: PathBuf,
-    lock: Mutex<()>,
+    lock: Arc<Mutex<()>>,
 }
 
 impl FileAudit {
     pub fn new(path: PathBuf) -> FileAudit {
-        FileAudit { path, lock: Mutex::new(()) }
+        FileAudit { path, lock: Arc::new(Mutex::new(())) }
     }
 }
 
 #[async_trait::async_trait]
 impl AuditLog for FileAudit {
     async fn record(&self, entry: &AuditEntry) -> Result<(), String> {
-        let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let line = serde_json::to_string(entry).map_err(|e| e.to_string())? + "\n";
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        file.write_all(line.as_bytes()).and_then(|()| file.sync_data()).map_err(|e| e.to_string())
+        let (path, lock) = (self.path.clone(), self.lock.clone());
+        // A synced write: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            file.write_all(line.as_bytes()).and_then(|()| file.sync_data()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("audit write: {e}"))?
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<AuditEntry>, String> {

@@ -49,6 +49,18 @@ impl TenantHealth {
     }
 }
 
+/// What checking a tenant's portal found: `hubrelay doctor`'s property check, and its calls today.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortalCheck {
+    /// How many custom properties the tenant's mapping and referral partners need.
+    pub required: usize,
+    /// Those the portal lacks: events carrying them are parked until they exist (`hubrelay properties sync`).
+    /// `Err`: the portal could not be asked (its daily budget spent, HubSpot down, a revoked token, …).
+    pub missing_properties: Result<Vec<String>, String>,
+    /// The calls of the portal's day and its daily budget, when it has one (read before the check's own call).
+    pub daily: Option<(u32, u32)>,
+}
+
 #[async_trait]
 pub trait ConsoleBackend: Send + Sync {
     /// Every tenant (the deployment's own portal first, as `default`).
@@ -61,4 +73,8 @@ pub trait ConsoleBackend: Send + Sync {
     fn event_log(&self, tenant: &str) -> Result<Arc<dyn EventLog>, String>;
     /// The tenant's dead-letter queue.
     fn dead_letters(&self, tenant: &str) -> Result<Arc<dyn DeadLetters>, String>;
+    /// Checks the tenant's portal (one HubSpot call: its properties) and reads its calls today.
+    async fn check_portal(&self, tenant: &str) -> Result<PortalCheck, String> {
+        Err(format!("checking portals is not available here: run `hubrelay doctor --tenant {tenant}`"))
+    }
 }

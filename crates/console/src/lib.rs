@@ -60,6 +60,7 @@ impl Console {
             .route("/console/login", get(login_page).post(login))
             .route("/console/logout", post(logout))
             .route("/console/events", get(events))
+            .route("/console/events/search", post(search_by_email))
             .route("/console/events/{id}", get(event))
             .route("/console/dead-letters", get(dead_letters))
             .route("/console/dead-letters/preview", post(preview))
@@ -67,6 +68,7 @@ impl Console {
             .route("/console/dead-letters/purge", post(purge))
             .route("/console/dead-letters/{id}/reveal", post(reveal))
             .route("/console/portals", get(portals))
+            .route("/console/portals/check", post(check_portal))
             .route("/console/audit", get(audit_page))
             .with_state(self)
     }
@@ -204,8 +206,7 @@ async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap, body: B
 struct EventParams {
     tenant: String,
     event_id: String,
-    /// An email typed into the search form: never kept in a URL, the page redirects to its hash.
-    email: String,
+    /// The events of one email, by its hash (`POST /console/events/search` makes it).
     email_hash: String,
     status: String,
     function: String,
@@ -226,31 +227,50 @@ async fn events(
         }
     };
     let limit = p.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
-    let email_hash = match p.email.trim() {
-        "" => p.email_hash.trim().to_ascii_lowercase(),
-        email => hubrelay_core::store::email_hash(email),
-    };
     let q = EventQuery {
         tenant: tenant_or_default(&p.tenant),
         event_id: p.event_id.trim().to_string(),
-        email_hash,
+        email_hash: p.email_hash.trim().to_ascii_lowercase(),
         status: p.status,
         function: p.function,
         since: p.since,
         limit,
     };
-    // The email searched for stays out of the address bar, the browser's history and any access log.
-    if !p.email.trim().is_empty() {
-        return redirect(&format!("/console/events?{}", pages::event_query_string(&q, q.limit)));
-    }
+    events_page(&console, &session, &q, unreadable).await
+}
+
+async fn events_page(console: &Console, session: &Session, q: &EventQuery, error: Option<String>) -> Response {
     let tenants = console.tenant_ids().await;
-    let found = find_events(&console, &q, OffsetDateTime::now_utc()).await;
-    let (records, error) = match found {
-        Ok(records) => (records, unreadable),
+    let (records, error) = match find_events(console, q, OffsetDateTime::now_utc()).await {
+        Ok(records) => (records, error),
         Err(e) => (Vec::new(), Some(e)),
     };
-    let more = records.len() == limit && limit < MAX_LIMIT;
-    console.page(&session, "Events", Section::Events, pages::events(&q, &tenants, &records, more, error.as_deref()))
+    let more = records.len() == q.limit && q.limit < MAX_LIMIT;
+    let csrf = console.gate.csrf(&session.cookie);
+    let body = pages::events(q, &tenants, &records, more, error.as_deref(), &csrf);
+    console.page(session, "Events", Section::Events, body)
+}
+
+/// The email search: a form post (so the address never sits in a URL, a history or an access log), answered
+/// with a redirect to the events of its hash.
+async fn search_by_email(State(console): State<Arc<Console>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = Form::parse(&body);
+    let Some(session) = console.form_session(&headers, &form) else { return sign_in_first() };
+    let mut q = EventQuery {
+        tenant: form.tenant(),
+        status: form.one("status").to_string(),
+        function: form.one("function").to_string(),
+        since: form.one("since").to_string(),
+        limit: 50,
+        ..EventQuery::default()
+    };
+    match hubrelay_core::store::email_search_hash(form.one("email")) {
+        Ok(hash) => {
+            q.email_hash = hash;
+            redirect(&format!("/console/events?{}", pages::event_query_string(&q, q.limit)))
+        }
+        Err(e) => events_page(&console, &session, &q, Some(format!("Email search: {e}."))).await,
+    }
 }
 
 async fn find_events(
@@ -493,10 +513,35 @@ async fn reveal(
 
 async fn portals(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let Some(session) = console.session(&headers) else { return sign_in_first() };
+    let csrf = console.gate.csrf(&session.cookie);
     let body = match console.backend.tenants().await {
-        Ok(tenants) => pages::portals(&tenants),
+        Ok(tenants) => pages::portals(&tenants, None, &csrf),
         Err(e) => error_body(&e),
     };
+    console.page(&session, "Portals", Section::Portals, body)
+}
+
+/// One tenant's portal checked (its properties, one HubSpot call; its calls today), shown in its row.
+async fn check_portal(State(console): State<Arc<Console>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = Form::parse(&body);
+    let Some(session) = console.form_session(&headers, &form) else { return sign_in_first() };
+    let tenant = form.tenant();
+    let csrf = console.gate.csrf(&session.cookie);
+    let mut tenants = match console.backend.tenants().await {
+        Ok(tenants) => tenants,
+        Err(e) => return console.page(&session, "Portals", Section::Portals, error_body(&e)),
+    };
+    let Some(row) = tenants.iter_mut().find(|t| t.id == tenant) else {
+        return console.page(&session, "Portals", Section::Portals, error_body(&format!("No tenant {tenant}.")));
+    };
+    let checked = console.backend.check_portal(&tenant).await;
+    if let Ok(check) = &checked {
+        row.missing_properties = check.missing_properties.clone().ok();
+        if let Some((used, limit)) = check.daily {
+            (row.calls_today, row.daily_budget) = (Some(u64::from(used)), Some(limit));
+        }
+    }
+    let body = pages::portals(&tenants, Some((&tenant, &checked)), &csrf);
     console.page(&session, "Portals", Section::Portals, body)
 }
 

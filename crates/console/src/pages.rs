@@ -9,7 +9,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use time::OffsetDateTime;
 
 use crate::audit::AuditEntry;
-use crate::backend::TenantHealth;
+use crate::backend::{PortalCheck, TenantHealth};
 
 const STYLE: &str = r#"
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
@@ -27,6 +27,7 @@ input,select,button{font:inherit;padding:.25rem .4rem}button{cursor:pointer}
 button.danger{background:#8a1c1c;color:#fff;border:0;border-radius:3px;padding:.35rem .8rem}
 button.primary{background:#1f5fbf;color:#fff;border:0;border-radius:3px;padding:.35rem .8rem}
 .note{color:#475066}.error{color:#8a1c1c;font-weight:600}pre{background:#fff;padding:.6rem;overflow:auto}
+form.inline{display:inline}
 "#;
 
 /// Where a page sits in the menu.
@@ -109,7 +110,14 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
-pub fn events(q: &EventQuery, tenants: &[String], records: &[EventRecord], more: bool, error: Option<&str>) -> Markup {
+pub fn events(
+    q: &EventQuery,
+    tenants: &[String],
+    records: &[EventRecord],
+    more: bool,
+    error: Option<&str>,
+    csrf: &str,
+) -> Markup {
     let options = |current: &str, values: &[&str]| {
         html! { option value="" { "any" } @for v in values { option value=(v) selected[*v == current] { (v) } } }
     };
@@ -117,16 +125,21 @@ pub fn events(q: &EventQuery, tenants: &[String], records: &[EventRecord], more:
         form.filters method="get" action="/console/events" {
             (tenant_select(tenants, &q.tenant))
             label { "Event id" input name="event_id" value=(q.event_id) size="30"; }
-            @if q.email_hash.is_empty() {
-                label { "Email" input type="email" name="email" size="24" placeholder="matched by its hash"; }
-            } @else {
-                label { "Email" input type="email" name="email" size="24" placeholder="one email (by its hash)"; }
-                input type="hidden" name="email_hash" value=(q.email_hash);
-            }
+            @if !q.email_hash.is_empty() { input type="hidden" name="email_hash" value=(q.email_hash); }
             label { "Status" select name="status" { (options(&q.status, &["delivered", "retrying", "dead_lettered", "superseded"])) } }
             label { "Function" select name="function" { (options(&q.function, &["lead-captured", "status-update", "activity", "referral-event"])) } }
             label { "Received within" input name="since" value=(q.since) placeholder="e.g. 2h, 3d" size="8"; }
             button type="submit" { "Search" }
+        }
+        // Posted, not in a URL: the address stays out of histories and access logs.
+        form.filters id="email-search" method="post" action="/console/events/search" novalidate {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="tenant" value=(q.tenant);
+            input type="hidden" name="status" value=(q.status);
+            input type="hidden" name="function" value=(q.function);
+            input type="hidden" name="since" value=(q.since);
+            label { "Email" input type="email" name="email" size="28" autocomplete="off" placeholder="matched by its hash, never stored"; }
+            button type="submit" { "Find its events" }
         }
         @if let Some(e) = error { p.error { (e) } }
         @if !q.email_hash.is_empty() {
@@ -357,8 +370,24 @@ pub fn reveal_form(tenant: &str, event_id: &str, csrf: &str) -> Markup {
     }
 }
 
-pub fn portals(tenants: &[TenantHealth]) -> Markup {
+/// The tenants' health; `check`: the tenant just checked and what came of it.
+pub fn portals(tenants: &[TenantHealth], check: Option<(&str, &Result<PortalCheck, String>)>, csrf: &str) -> Markup {
     html! {
+        @if let Some((tenant, result)) = check {
+            @match result.as_ref().map(|c| (c, &c.missing_properties)) {
+                Ok((c, Ok(missing))) if missing.is_empty() => {
+                    p.note id="check" { "Portal of " code { (tenant) } " checked: all " (c.required) " custom properties it needs exist." }
+                }
+                Ok((c, Ok(missing))) => {
+                    p.error id="check" {
+                        "Portal of " code { (tenant) } " lacks " (missing.len()) " of the " (c.required)
+                        " custom properties it needs: " code { (missing.join(", ")) }
+                        ". Events carrying them are parked: create them (" code { "hubrelay properties sync" } "), then redrive."
+                    }
+                }
+                Ok((_, Err(e))) | Err(e) => { p.error id="check" { "Portal of " code { (tenant) } " not checked: " (e) } }
+            }
+        }
         table id="portals" {
             thead { tr { th { "Tenant" } th { "Enabled" } th { "Portal" } th { "Connection" } th { "Needs reauth" } th { "Calls today" } th { "Queued" } th { "Dead letters" } th { "Missing properties" } } }
             tbody {
@@ -376,16 +405,23 @@ pub fn portals(tenants: &[TenantHealth]) -> Markup {
                         } }
                         td { @if let Some(n) = t.queued { (n) } @else { "–" } }
                         td { @if let Some(n) = t.dead_letters { (n) } @else { "–" } }
-                        td { @match &t.missing_properties {
-                            None => { "–" }
-                            Some(names) if names.is_empty() => { "none" }
-                            Some(names) => { code { (names.join(", ")) } }
-                        } }
+                        td {
+                            @match &t.missing_properties {
+                                None => {}
+                                Some(names) if names.is_empty() => { "none " }
+                                Some(names) => { code { (names.join(", ")) } " " }
+                            }
+                            form.inline method="post" action="/console/portals/check" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="tenant" value=(t.id);
+                                button type="submit" { "Check" }
+                            }
+                        }
                     }
                 }
             }
         }
-        p.note { "Missing properties: `hubrelay doctor --tenant <id>` checks every property a tenant's mapping needs against its portal." }
+        p.note { "Check asks the tenant's portal for its properties (one HubSpot call, as " code { "hubrelay doctor --tenant <id>" } " does) and reads its calls today against its daily cap." }
     }
 }
 

@@ -113,6 +113,8 @@ pub fn budget_key(token: &str) -> String {
 pub trait DailyCalls: Send + Sync + std::fmt::Debug {
     /// One call of `day`, or `false` when that day's are spent. `Err`: the count could not be kept.
     async fn take(&self, day: i64) -> Result<bool, String>;
+    /// The calls taken on `day` so far (nothing taken: 0), without taking one.
+    async fn taken(&self, day: i64) -> Result<u32, String>;
     fn limit(&self) -> u32;
 }
 
@@ -150,6 +152,11 @@ impl DailyCalls for MemoryDailyCalls {
         Ok(true)
     }
 
+    async fn taken(&self, day: i64) -> Result<u32, String> {
+        let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(if taken.0 == day { taken.1 } else { 0 })
+    }
+
     fn limit(&self) -> u32 {
         self.limit.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -168,6 +175,7 @@ mod tests {
         assert!(daily.take(20_001).await.unwrap());
         daily.set_limit(1);
         assert!(!daily.take(20_001).await.unwrap(), "the day's calls count against a lowered limit");
+        assert_eq!((daily.taken(20_001).await.unwrap(), daily.taken(20_000).await.unwrap()), (1, 0));
     }
 
     #[test]

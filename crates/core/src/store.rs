@@ -193,18 +193,30 @@ pub fn sender_key(function: crate::domain::FunctionName, kind: &str, id: &str) -
 
 /// The key under which [`ContactVersions`] stores an email: `contact:` + hex SHA-256 of the lower-cased email.
 pub fn contact_key(email: &str) -> String {
-    format!("contact:{}", email_hash(email))
+    use sha2::{Digest, Sha256};
+    format!("contact:{}", hex::encode(Sha256::digest(email.trim().to_lowercase().as_bytes())))
 }
 
-/// The hex SHA-256 of an email, trimmed and lower-cased: how records name a person's email without holding it.
+/// The hex SHA-256 of an email as senders mean it ([`crate::email::normalize_email`]: NFC, lower-case, ASCII
+/// domain; an address it refuses, trimmed and lower-cased): how records name a person's email without holding
+/// it, and what a search by email matches.
 pub fn email_hash(email: &str) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(email.trim().to_lowercase().as_bytes()))
+    let normal = crate::email::normalize_email(email).unwrap_or_else(|_| email.trim().to_lowercase());
+    hex::encode(Sha256::digest(normal.as_bytes()))
 }
 
-/// The email an event names (its `email` field), if any.
+/// The [`email_hash`] an operator's search for `email` matches; an input that is not an email is refused
+/// (hashing it would only find nothing).
+pub fn email_search_hash(email: &str) -> Result<String, crate::email::EmailError> {
+    crate::email::normalize_email(email).map(|normal| email_hash(&normal))
+}
+
+/// The email an event names (`email`, or a referral deal's `contact_email`), if any.
 pub fn event_email(event: &serde_json::Value) -> Option<&str> {
-    event.get("email").and_then(|e| e.as_str()).filter(|e| !e.trim().is_empty())
+    ["email", "contact_email"]
+        .iter()
+        .find_map(|k| event.get(*k).and_then(|e| e.as_str()).filter(|e| !e.trim().is_empty()))
 }
 
 /// The version of one applied value group (see [`UpdateLedger`]): when the change happened at the sender,
@@ -279,3 +291,26 @@ pub trait LeadLinks: Send + Sync {
 
 /// Lead links and applied versions must outlive a lead's life at the dealer (months), not the retry window.
 pub const UPDATE_STATE_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_finds_an_email_however_it_was_spelled() {
+        let stored = email_hash("Ana@Bücher.de");
+        for spelling in [" ana@bücher.de", "ANA@XN--BCHER-KVA.DE", "ana@bu\u{308}cher.de"] {
+            assert_eq!(email_search_hash(spelling).unwrap(), stored, "{spelling}");
+        }
+        assert_ne!(email_search_hash("ana@bucher.de").unwrap(), stored);
+        assert!(email_search_hash("not an email").is_err());
+        assert!(email_search_hash("ana\u{200b}@bücher.de").is_err(), "an invisible character is refused");
+    }
+
+    #[test]
+    fn an_event_names_its_email_or_a_deals_contact_email() {
+        assert_eq!(event_email(&serde_json::json!({"email": "a@b.co"})), Some("a@b.co"));
+        assert_eq!(event_email(&serde_json::json!({"contact_email": "c@d.co"})), Some("c@d.co"));
+        assert_eq!(event_email(&serde_json::json!({"email": " ", "contact_id": "1"})), None);
+    }
+}

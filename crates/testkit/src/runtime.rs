@@ -270,7 +270,18 @@ pub fn http_request_event(req: &HttpRequest<'_>) -> Value {
     if !req.cookies.is_empty() {
         event["cookies"] = req.cookies.iter().map(|c| Value::from(c.as_str())).collect();
     }
-    event["body"] = req.body.into();
+    // API Gateway passes a form's body base64-encoded (bodies other than JSON and text/* are, to it).
+    let form = req
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        use base64::Engine;
+        event["body"] = base64::engine::general_purpose::STANDARD.encode(req.body).into();
+        event["isBase64Encoded"] = true.into();
+    } else {
+        event["body"] = req.body.into();
+    }
     event
 }
 

@@ -247,7 +247,23 @@ pub struct MotoMessage {
 /// All messages whose body contains `needle` (moto's `/moto-api/data.json`; moto does not say which queue).
 pub async fn moto_messages(needle: &str) -> Vec<MotoMessage> {
     let url = format!("{}/moto-api/data.json", moto::shared().endpoint());
-    let dump: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    // moto renders the dump from live state: a test writing meanwhile can make one rendering fail; ask again.
+    let mut dump = Value::Null;
+    for attempt in 1..=5 {
+        match reqwest::get(&url).await.and_then(|r| r.error_for_status()) {
+            Ok(resp) => match resp.json::<Value>().await {
+                Ok(v) => {
+                    dump = v;
+                    break;
+                }
+                Err(e) if attempt == 5 => panic!("moto's data dump: {e}"),
+                Err(_) => {}
+            },
+            Err(e) if attempt == 5 => panic!("moto's data dump: {e}"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     dump["sqs"]["Message"]
         .as_array()
         .cloned()

@@ -2,18 +2,22 @@
 //! events as its own `$default`-stage API sends them (cookies apart, forms url-encoded), against moto server:
 //! the operators' tokens come from an SSM SecureString; a sender's token does not sign in; an operator finds a
 //! lead the retry-worker dead-lettered (another tenant's is not shown), redrives it after the preview, and finds
-//! it back on the retry queue; the audit trail, kept in the DynamoDB table, names the operator.
+//! it back on the retry queue; the audit trail, kept in the DynamoDB table, names the operator; the portals page
+//! lists the registry's tenant and checks each portal's properties with its own credential.
 
 use hubrelay_testkit::runtime::{self, HttpAnswer, HttpRequest};
 
 use std::path::Path;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use hubrelay_core::domain::{AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, TenantId};
 use hubrelay_core::store::RetryQueue;
+use hubrelay_core::tenant::{HubSpotAuth, MappingProfile, Tenant, TenantSecrets};
 use serde_json::json;
 
 const OPERATOR_TOKEN: &str = "alice-console-token-0123456789";
+const TENANT_KEY_HEX: &str = "5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5";
 
 fn dead_lettered(email: &str, tenant: Option<TenantId>) -> RetryMessage {
     let now = time::OffsetDateTime::now_utc();
@@ -65,10 +69,46 @@ async fn an_operator_signs_in_and_redrives_a_dead_letter_on_aws() {
     let theirs = dead_lettered("dealer-lead@example.com", Some(dealer.clone()));
     queue.for_tenant(&dealer).dead_letter(&theirs, &reason).await.unwrap();
 
-    // As template.yaml sets it: the operators' tokens from SSM, its own API on the `$default` stage.
+    // The stack's portal has every custom property its mapping and referral partners need.
+    let stack = hubrelay_core::config::RelaySettings::from_layer(&Default::default()).unwrap();
+    let wanted = hubrelay_core::properties::required(&stack.mapping, &stack.referral.config);
+    let hs = hubrelay_clients::HubSpotClient::new(&stage.sandbox.url(), runtime::SANDBOX_TOKEN, Duration::from_secs(5));
+    hubrelay_core::properties::sync(&hs.unwrap(), &wanted).await.unwrap();
+
+    // A tenant in the registry, on a portal of its own that has none of its mapping's custom properties yet.
+    let key = hubrelay_core::sealed::SealingKey::from_hex(TENANT_KEY_HEX).unwrap();
+    let registry = hubrelay_aws::dynamodb_tenants::DynamoTenants::new(stage.dynamo.clone(), &stage.table, key.into());
+    let bare =
+        hubrelay_sandbox::hubspot::SandboxOptions { token: Some("dealer-portal-token".into()), ..Default::default() };
+    let dealer_portal = hubrelay_sandbox::hubspot::spawn(bare, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    registry
+        .add(&Tenant {
+            id: dealer.clone(),
+            hub_id: None,
+            hubspot_base_url: Some(dealer_portal.url()),
+            mapping: MappingProfile::Builtin { name: "chat-widget".into() },
+            rate_limit_per_10s: 100,
+            daily_budget: Some(500),
+            enabled: true,
+            needs_reauth: false,
+            partners: Default::default(),
+            secrets: TenantSecrets {
+                hubspot: HubSpotAuth::ServiceKey { token: "dealer-portal-token".into() },
+                api_tokens: vec!["dealer-sender-token".into()],
+                webhook_secrets: Vec::new(),
+                partners: Default::default(),
+            },
+        })
+        .await
+        .unwrap();
+    let tenant_key = hubrelay_testkit::moto::secure_parameter(&ssm, TENANT_KEY_HEX).await;
+
+    // As template.yaml sets it: the operators' tokens and the tenant key from SSM, the stack's HubSpot token (for
+    // checking its portal), its own API on the `$default` stage; no sender's token.
     let mut env = stage.env.clone();
-    env.retain(|(k, _)| !matches!(*k, "HUBRELAY_API_TOKENS" | "HUBSPOT_TOKEN_SSM_PARAMETER" | "HUBRELAY_STAGE"));
+    env.retain(|(k, _)| !matches!(*k, "HUBRELAY_API_TOKENS" | "HUBRELAY_STAGE"));
     env.push(("HUBRELAY_CONSOLE_OPERATORS_SSM_PARAMETER", operators));
+    env.push(("HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER", tenant_key));
     env.push(("HUBRELAY_STAGE", "$default".into()));
     let f = runtime::start(Path::new(env!("CARGO_BIN_EXE_operator-console")), "operator-console", &env).await;
     let form = [("content-type", "application/x-www-form-urlencoded")];
@@ -176,7 +216,20 @@ async fn an_operator_signs_in_and_redrives_a_dead_letter_on_aws() {
         assert!(actions.contains(&format!("\"{action}\"")), "{actions:?}");
     }
 
-    // The portals page lists the stack's own portal.
+    // The portals page lists the stack's own portal and the tenant; checking each asks its own portal.
     let portals = runtime::invoke_request(&f, &get("/console/portals", "")).await;
     assert!(portals.status == 200 && portals.body.contains("default"), "{portals:?}");
+    assert!(portals.body.contains("<td>dealer</td>") && portals.body.contains("Service Key"), "{}", portals.body);
+    let checked = post_form(&f, "/console/portals/check", &cookies, &format!("csrf={token}&tenant=default")).await;
+    assert!(checked.body.contains("custom properties it needs exist"), "{}", checked.body);
+    let checked = post_form(&f, "/console/portals/check", &cookies, &format!("csrf={token}&tenant=dealer")).await;
+    assert!(checked.body.contains("lacks") && checked.body.contains("lead_priority"), "{}", checked.body);
+    assert!(checked.body.contains("0 of 500"), "its calls today against its cap, read before the check's call");
+}
+
+/// A form posted as a browser posts it.
+async fn post_form(f: &runtime::Function, path: &str, cookies: &[String], body: &str) -> HttpAnswer {
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    let request = HttpRequest { method: "POST", path, headers: &headers, cookies, body, ..Default::default() };
+    runtime::invoke_request(f, &request).await
 }

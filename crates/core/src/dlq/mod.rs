@@ -250,6 +250,11 @@ pub(crate) fn retrying_record(previous: Option<&EventRecord>, m: &RetryMessage, 
             next_attempt_at: Some(m.not_before),
             attempts: m.attempts.clone(),
             reason: None,
+            // A record from before records kept the hash gets it now.
+            email_hash: p
+                .email_hash
+                .clone()
+                .or_else(|| crate::store::event_email(&m.event).map(crate::store::email_hash)),
             ..p.clone()
         },
         None => EventRecord {

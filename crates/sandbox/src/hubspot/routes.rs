@@ -105,7 +105,7 @@ fn api_routes(objects: &str, props: &str) -> Router<Sandbox> {
         .route(&format!("{objects}/deals"), post(deals::create))
         .route(&format!("{objects}/deals/{{id}}"), get(deals::get).patch(deals::patch))
         .route(&format!("{props}/contacts"), get(list_properties).post(create_property))
-        .route(&format!("{props}/contacts/{{name}}"), get(get_property))
+        .route(&format!("{props}/contacts/{{name}}"), get(get_property).delete(archive_property))
 }
 
 /// `Authorization: Bearer <token>` (scheme case-insensitive), non-empty.
@@ -225,6 +225,14 @@ async fn get_property(State(sb): State<Sandbox>, params: PathParams) -> Result<J
     let out =
         sb.with_store(move |st| st.property(&name).map(to_json).ok_or_else(|| properties::not_found(&name))).await?;
     Ok(Json(out))
+}
+
+/// `DELETE /crm/v3/properties/contacts/{name}` → 204: a custom property archived; 404 when there is none; 400 for
+/// a HubSpot-defined one.
+async fn archive_property(State(sb): State<Sandbox>, params: PathParams) -> Result<StatusCode, ApiError> {
+    let name = path_param(params, "name")?;
+    sb.with_store(move |st| st.archive_property(&name)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /crm/v3/properties/contacts` → 201; 409 `OBJECT_ALREADY_EXISTS`; 400 on a bad definition.

@@ -220,6 +220,19 @@ impl Store {
         Ok(())
     }
 
+    /// Archives a custom property (HubSpot moves it to the recycling bin: gone from listings and writes).
+    pub fn archive_property(&mut self, name: &str) -> Result<(), ApiError> {
+        if properties::find_builtin(name).is_some() {
+            return Err(ApiError::validation(format!("{name} is a HubSpot-defined property and cannot be archived")));
+        }
+        if !self.custom.iter().any(|p| p.def.name == name) {
+            return Err(properties::not_found(name));
+        }
+        self.conn.execute("DELETE FROM properties WHERE name = ?1", params![name])?;
+        self.custom.retain(|p| p.def.name != name);
+        Ok(())
+    }
+
     pub fn contact_count(&self) -> rusqlite::Result<u64> {
         let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get(0))?;
         Ok(n as u64)
