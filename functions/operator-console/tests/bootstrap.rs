@@ -6,47 +6,19 @@
 //! lists the registry's tenant and checks each portal's properties with its own credential.
 
 use hubrelay_testkit::runtime::{self, HttpAnswer, HttpRequest};
+use hubrelay_testkit::worker::retry_message;
 
 use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use hubrelay_core::domain::{AttemptOutcome, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, TenantId};
+use hubrelay_core::domain::{DeadLetterReason, RetryMessage, TenantId};
 use hubrelay_core::store::RetryQueue;
 use hubrelay_core::tenant::{HubSpotAuth, MappingProfile, Tenant, TenantSecrets};
 use serde_json::json;
 
 const OPERATOR_TOKEN: &str = "alice-console-token-0123456789";
 const TENANT_KEY_HEX: &str = "5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5";
-
-fn dead_lettered(email: &str, tenant: Option<TenantId>) -> RetryMessage {
-    let now = time::OffsetDateTime::now_utc();
-    let attempts = (1..=3)
-        .map(|attempt| DeliveryAttempt {
-            attempt,
-            at: now,
-            outcome: AttemptOutcome::Retryable,
-            system: None,
-            status: Some(503),
-            correlation_id: None,
-            error_code: Some("hubspot_unavailable".into()),
-            error: Some("Service Unavailable".into()),
-        })
-        .collect();
-    RetryMessage {
-        version: RetryMessage::UNSCOPED_VERSION,
-        event_id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
-        function: FunctionName::LeadCaptured,
-        idempotency_key: format!("lead-captured:body:{email}"),
-        received_at: now,
-        event: json!({"email": email, "first_name": "Parked"}),
-        attempts,
-        not_before: now,
-        dead_letter_reason: None,
-        schedule_offset: 0,
-        tenant,
-    }
-}
 
 /// The value of the page's first hidden `csrf` input.
 fn csrf(page: &HttpAnswer) -> String {
@@ -63,10 +35,12 @@ async fn an_operator_signs_in_and_redrives_a_dead_letter_on_aws() {
     // Two leads the retry-worker gave up on: the stack's, and a tenant's.
     let queue = hubrelay_aws::sqs::SqsRetryQueue::new(stage.sqs.clone(), &stage.queue_url, &stage.dlq_url);
     let reason = DeadLetterReason { code: "retries_exhausted".into(), message: "HubSpot kept answering 503".into() };
-    let ours = dead_lettered("parked@example.com", None);
+    let now = time::OffsetDateTime::now_utc();
+    let dead_lettered = |email: &str| retry_message(&json!({"email": email, "first_name": "Parked"}), now, 3, now);
+    let ours = dead_lettered("parked@example.com");
     queue.dead_letter(&ours, &reason).await.unwrap();
     let dealer: TenantId = "dealer".parse().unwrap();
-    let theirs = dead_lettered("dealer-lead@example.com", Some(dealer.clone()));
+    let theirs = dead_lettered("dealer-lead@example.com").for_tenant(Some(dealer.clone()));
     queue.for_tenant(&dealer).dead_letter(&theirs, &reason).await.unwrap();
 
     // The stack's portal has every custom property its mapping and referral partners need.
@@ -111,25 +85,15 @@ async fn an_operator_signs_in_and_redrives_a_dead_letter_on_aws() {
     env.push(("HUBRELAY_TENANT_SECRETS_KEY_SSM_PARAMETER", tenant_key));
     env.push(("HUBRELAY_STAGE", "$default".into()));
     let f = runtime::start(Path::new(env!("CARGO_BIN_EXE_operator-console")), "operator-console", &env).await;
-    let form = [("content-type", "application/x-www-form-urlencoded")];
 
     // Signed out: sent to the sign-in page. A sender's token is not an operator's.
     let page =
         runtime::invoke_request(&f, &HttpRequest { method: "GET", path: "/console/events", ..Default::default() })
             .await;
     assert_eq!((page.status, page.headers["location"].as_str()), (303, Some("/console/login")), "{page:?}");
-    let refused = HttpRequest {
-        method: "POST",
-        path: "/console/login",
-        headers: &form,
-        body: &format!("token={}", runtime::API_TOKEN),
-        ..Default::default()
-    };
-    assert_eq!(runtime::invoke_request(&f, &refused).await.status, 401);
-    let body = format!("token={OPERATOR_TOKEN}");
-    let signed_in =
-        HttpRequest { method: "POST", path: "/console/login", headers: &form, body: &body, ..Default::default() };
-    let signed_in = runtime::invoke_request(&f, &signed_in).await;
+    let refused = post_form(&f, "/console/login", &[], &format!("token={}", runtime::API_TOKEN)).await;
+    assert_eq!(refused.status, 401);
+    let signed_in = post_form(&f, "/console/login", &[], &format!("token={OPERATOR_TOKEN}")).await;
     assert_eq!(signed_in.status, 303, "{signed_in:?}");
     let cookie = signed_in.cookies.first().expect("a session cookie").clone();
     assert!(cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
@@ -154,27 +118,11 @@ async fn an_operator_signs_in_and_redrives_a_dead_letter_on_aws() {
     // The preview moves nothing; the confirmed redrive puts the lead back on the retry queue.
     let token = csrf(&page);
     let body = format!("csrf={token}&tenant=default&action=redrive&id={}", ours.event_id);
-    let preview = HttpRequest {
-        method: "POST",
-        path: "/console/dead-letters/preview",
-        headers: &form,
-        cookies: &cookies,
-        body: &body,
-        ..Default::default()
-    };
-    let preview = runtime::invoke_request(&f, &preview).await;
+    let preview = post_form(&f, "/console/dead-letters/preview", &cookies, &body).await;
     assert!(preview.body.contains("1 back on the retry queue"), "{}", preview.body);
     assert!(stage.receive_queued().await.is_empty(), "the preview moved nothing");
     let body = format!("csrf={token}&tenant=default&id={}&confirm=yes", ours.event_id);
-    let redrive = HttpRequest {
-        method: "POST",
-        path: "/console/dead-letters/redrive",
-        headers: &form,
-        cookies: &cookies,
-        body: &body,
-        ..Default::default()
-    };
-    let done = runtime::invoke_request(&f, &redrive).await;
+    let done = post_form(&f, "/console/dead-letters/redrive", &cookies, &body).await;
     assert!(done.body.contains("1 redriven"), "{}", done.body);
     let queued = stage.receive_queued().await;
     assert_eq!(queued.len(), 1);
@@ -183,15 +131,7 @@ async fn an_operator_signs_in_and_redrives_a_dead_letter_on_aws() {
 
     // A form without the session's CSRF token does nothing.
     let body = format!("csrf=forged&tenant=dealer&id={}&confirm=yes", theirs.event_id);
-    let forged = HttpRequest {
-        method: "POST",
-        path: "/console/dead-letters/purge",
-        headers: &form,
-        cookies: &cookies,
-        body: &body,
-        ..Default::default()
-    };
-    assert_eq!(runtime::invoke_request(&f, &forged).await.status, 303);
+    assert_eq!(post_form(&f, "/console/dead-letters/purge", &cookies, &body).await.status, 303);
     let tenant_page = runtime::invoke_request(&f, &get("/console/dead-letters", "tenant=dealer")).await;
     assert!(tenant_page.body.contains(&theirs.event_id), "not purged");
 
