@@ -142,6 +142,7 @@ async fn seed(store: &SqliteStore, args: &Args) {
             not_before: now,
             dead_letter_reason: None,
             schedule_offset: 0,
+            redrives: 0,
         }));
     }
     store.settle(changes).await.expect("seed the queue");

@@ -38,6 +38,7 @@ pub fn dead_letter(id: &str, age: Duration, attempts: u32, code: &str) -> (Retry
         not_before: received + Duration::from_secs(5),
         dead_letter_reason: None,
         schedule_offset: 0,
+        redrives: 0,
         tenant: None,
     };
     let reason = DeadLetterReason { code: code.to_string(), message: format!("Property refused for {EMAIL}") };

@@ -349,6 +349,7 @@ fn retry_message(not_before: OffsetDateTime) -> RetryMessage {
         not_before,
         dead_letter_reason: None,
         schedule_offset: 0,
+        redrives: 0,
     }
 }
 

@@ -123,6 +123,10 @@ pub struct RetryMessage {
     /// (and sets this to `attempts.len()`) while keeping the history.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub schedule_offset: u32,
+    /// How many times an operator redrove it from the dead-letter queue (a message dead-lettered before any
+    /// attempt has no `schedule_offset` to tell it by).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redrives: u32,
     /// The tenant the event came in for, on a queue that tenants share (AWS); `None`: the default tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<TenantId>,
@@ -167,6 +171,7 @@ impl RetryMessage {
             not_before: now,
             dead_letter_reason: None,
             schedule_offset: 0,
+            redrives: 0,
             tenant: None,
         }
     }
@@ -180,8 +185,19 @@ impl RetryMessage {
         (self.attempts.len() as u32).saturating_sub(self.schedule_offset)
     }
 
+    /// Redriven by an operator and not attempted since: the next attempt is its first after the redrive.
+    pub fn awaits_first_attempt_since_redrive(&self) -> bool {
+        self.was_redriven() && self.attempts_in_schedule() == 0
+    }
+
+    /// Redriven by an operator at least once (messages from before `redrives` existed: a restarted schedule).
+    pub fn was_redriven(&self) -> bool {
+        self.redrives > 0 || self.schedule_offset > 0
+    }
+
     /// Prepare a dead-lettered message for another run: schedule restarted, due now, reason cleared.
     pub fn redrive(&mut self, now: OffsetDateTime) {
+        self.redrives += 1;
         self.schedule_offset = self.attempts.len() as u32;
         self.not_before = now;
         self.dead_letter_reason = None;

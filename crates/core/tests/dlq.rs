@@ -42,6 +42,7 @@ fn message(id: &str, received: OffsetDateTime, code: &str) -> RetryMessage {
         not_before: received + Duration::from_secs(5),
         dead_letter_reason: None,
         schedule_offset: 0,
+        redrives: 0,
     }
 }
 

@@ -97,6 +97,7 @@ fn queued(lead: Value, received_at: OffsetDateTime) -> RetryMessage {
         not_before: received_at + Duration::from_secs(5),
         dead_letter_reason: None,
         schedule_offset: 0,
+        redrives: 0,
     }
 }
 
@@ -285,6 +286,41 @@ async fn ten_secondly_rate_limit_waits_at_least_ten_seconds() {
     assert_eq!(next.not_before, now + Duration::from_secs(10), "not the 100 ms step");
     assert_eq!(next.attempts[1].error_code.as_deref(), Some("rate_limited"));
     assert_eq!(next.attempts[1].status, Some(429));
+}
+
+/// Keeps the notices the worker sends.
+#[derive(Default)]
+struct KeptNotices(std::sync::Mutex<Vec<hubrelay_core::notify::Notice>>);
+
+#[async_trait::async_trait]
+impl hubrelay_core::notify::NoticeSender for KeptNotices {
+    async fn send(&self, notices: Vec<hubrelay_core::notify::Notice>) {
+        self.0.lock().unwrap().extend(notices);
+    }
+}
+
+#[tokio::test]
+async fn a_message_dead_lettered_before_any_attempt_is_told_apart_once_redriven() {
+    use hubrelay_core::metrics::{EventKey, EventOutcome, Metrics};
+    use hubrelay_core::notify::{NoticeKind, Notifications};
+    let f = fixture(RetrySchedule::default()).await;
+    let (metrics, kept) = (Metrics::new(), Arc::new(KeptNotices::default()));
+    let worker = f.worker.with_metrics(metrics.clone()).with_notifications(Notifications::new(kept.clone()));
+    // Parked before any call (a daily budget spent, a partner not configured, ...), then redriven.
+    let now = OffsetDateTime::now_utc();
+    let mut m = queued(lead("never-tried@example.com", "fixed"), now - secs(60));
+    m.attempts.clear();
+    m.redrive(now);
+    assert_eq!((m.redrives, m.schedule_offset), (1, 0), "no attempt to restart the schedule from");
+    let outcomes = worker.process(vec![m.clone()], now).await.unwrap();
+    assert!(matches!(outcomes[0].disposition, Disposition::Delivered { .. }), "{outcomes:?}");
+    let count = |outcome| {
+        let key = EventKey { tenant: "default".into(), function: FunctionName::LeadCaptured, outcome };
+        metrics.snapshot().events.get(&key).copied().unwrap_or(0)
+    };
+    assert_eq!((count(EventOutcome::Delivered), count(EventOutcome::Redriven)), (1, 1));
+    let kinds: Vec<NoticeKind> = kept.0.lock().unwrap().iter().map(|n| n.kind).collect();
+    assert_eq!(kinds, [NoticeKind::Recovered]);
 }
 
 #[tokio::test]

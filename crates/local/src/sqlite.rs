@@ -674,6 +674,7 @@ mod tests {
             not_before,
             dead_letter_reason: None,
             schedule_offset: 0,
+            redrives: 0,
         }
     }
 

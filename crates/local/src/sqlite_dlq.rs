@@ -114,6 +114,7 @@ mod tests {
             not_before: datetime!(2026-01-01 0:00 UTC),
             dead_letter_reason: None,
             schedule_offset: 0,
+            redrives: 0,
         }
     }
 

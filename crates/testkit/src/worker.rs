@@ -102,6 +102,7 @@ pub fn retry_message(
         not_before,
         dead_letter_reason: None,
         schedule_offset: 0,
+        redrives: 0,
     }
 }
 

@@ -37,6 +37,7 @@ fn message(email: &str, failed_attempts: u32) -> RetryMessage {
         not_before: now,
         dead_letter_reason: None,
         schedule_offset: 0,
+        redrives: 0,
         tenant: None,
     }
 }

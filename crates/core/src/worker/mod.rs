@@ -167,8 +167,8 @@ impl RetryWorker {
                 pass.outcomes.push(Outcome { event_id: message.event_id.clone(), disposition: Disposition::NotYetDue });
                 continue;
             }
-            if message.schedule_offset > 0 {
-                redriven.insert(message.event_id.clone(), message.attempts_in_schedule() == 0);
+            if message.was_redriven() {
+                redriven.insert(message.event_id.clone(), message.awaits_first_attempt_since_redrive());
             }
             if message.function != FunctionName::LeadCaptured {
                 updates.push(message);
@@ -348,7 +348,7 @@ impl RetryWorker {
     fn park_missing(&self, groups: Vec<Group>, pass: &mut Pass) -> Vec<Group> {
         let mut rest = Vec::with_capacity(groups.len());
         for group in groups {
-            let redriven = group.messages.iter().any(|m| m.schedule_offset > 0 && m.attempts_in_schedule() == 0);
+            let redriven = group.messages.iter().any(RetryMessage::awaits_first_attempt_since_redrive);
             match self.missing.carried_by(&group.upsert).filter(|_| !redriven) {
                 Some(property) => {
                     let failure = MissingProperties::failure(&property);
