@@ -42,6 +42,12 @@ enum Action {
         /// Only events received within this long (30m, 2h, 1d, 1w)
         #[arg(long, value_parser = parse_duration, value_name = "AGE")]
         since: Option<std::time::Duration>,
+        /// Only events received at or after this time (2026-12-07T01:00, UTC, or RFC 3339)
+        #[arg(long, value_parser = hubrelay_core::dlq::parse_instant, value_name = "TIME")]
+        from: Option<time::OffsetDateTime>,
+        /// Only events received before this time (2026-12-07T02:00, UTC, or RFC 3339)
+        #[arg(long, value_parser = hubrelay_core::dlq::parse_instant, value_name = "TIME")]
+        until: Option<time::OffsetDateTime>,
         /// Only the events of this email (matched by its hash: records keep no email, only a masked one)
         #[arg(long)]
         email: Option<String>,
@@ -104,14 +110,15 @@ pub async fn run(args: EventsArgs) -> Result<(), String> {
             }
             Ok(())
         }
-        Action::List { status, function, since, email, limit, json } => {
+        Action::List { status, function, since, from, until, email, limit, json } => {
             let (log, source) = event_log(&args.store).await?;
             let email_hash = email
                 .as_deref()
                 .map(hubrelay_core::store::email_search_hash)
                 .transpose()
                 .map_err(|e| format!("--email: {e}"))?;
-            let filter = EventFilter { status, function, received_after: since.map(|d| now - d), email_hash, limit };
+            let received_after = since.map(|d| now - d).max(from);
+            let filter = EventFilter { status, function, received_after, received_before: until, email_hash, limit };
             let records = log.list_events(&filter).await.map_err(|e| e.to_string())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?);

@@ -184,6 +184,15 @@ async fn an_operator_finds_parked_leads_and_redrives_them_in_the_browser() {
     let delivered = rows(&client, &format!("{console}/events?status=delivered"), "events", 3).await;
     assert!(delivered.iter().all(|r| r.contains("delivered")), "{delivered:?}");
     shot(&client, "8-events-delivered").await;
+    // A time range (UTC): the three were received after 2000 and before 3000, not before 2000.
+    rows(
+        &client,
+        &format!("{console}/events?status=delivered&from=2000-01-01T00:00&until=3000-01-01T00:00"),
+        "events",
+        3,
+    )
+    .await;
+    rows(&client, &format!("{console}/events?status=delivered&until=2000-01-01T00:00"), "events", 0).await;
     client.goto(&format!("{console}/events/{}", ids[0])).await.unwrap();
     assert_eq!(client.find_all(Locator::Css("#attempts tbody tr")).await.unwrap().len(), 4);
 

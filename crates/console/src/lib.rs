@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use hubrelay_core::dlq::{parse_duration, parse_function, parse_status, Redriver, Selection};
+use hubrelay_core::dlq::{parse_duration, parse_function, parse_instant, parse_status, Redriver, Selection};
 use hubrelay_core::domain::DEFAULT_TENANT;
 use hubrelay_core::store::{EventFilter, EventStatus};
 use maud::Markup;
@@ -211,6 +211,8 @@ struct EventParams {
     status: String,
     function: String,
     since: String,
+    from: String,
+    until: String,
     limit: Option<usize>,
 }
 
@@ -234,6 +236,8 @@ async fn events(
         status: p.status,
         function: p.function,
         since: p.since,
+        from: p.from,
+        until: p.until,
         limit,
     };
     events_page(&console, &session, &q, unreadable).await
@@ -261,6 +265,8 @@ async fn search_by_email(State(console): State<Arc<Console>>, headers: HeaderMap
         status: form.one("status").to_string(),
         function: form.one("function").to_string(),
         since: form.one("since").to_string(),
+        from: form.one("from").to_string(),
+        until: form.one("until").to_string(),
         limit: 50,
         ..EventQuery::default()
     };
@@ -286,12 +292,15 @@ async fn find_events(
         Some(q.status.as_str()).filter(|s| !s.is_empty()).map(parse_status).transpose()?;
     let function = Some(q.function.as_str()).filter(|s| !s.is_empty()).map(parse_function).transpose()?;
     let since = Some(q.since.trim()).filter(|s| !s.is_empty()).map(parse_duration).transpose()?;
-    let received_after = since.map(|d| now - d);
+    let from = Some(q.from.trim()).filter(|s| !s.is_empty()).map(parse_instant).transpose()?;
+    let received_before = Some(q.until.trim()).filter(|s| !s.is_empty()).map(parse_instant).transpose()?;
+    // Both bounds from below: the later one holds.
+    let received_after = since.map(|d| now - d).max(from);
     let email_hash = Some(q.email_hash.as_str()).filter(|h| !h.is_empty()).map(String::from);
     if email_hash.as_ref().is_some_and(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit())) {
         return Err("email_hash: 64 hex digits (search by email to make one)".into());
     }
-    let filter = EventFilter { status, function, received_after, email_hash, limit: q.limit };
+    let filter = EventFilter { status, function, received_after, received_before, email_hash, limit: q.limit };
     log.list_events(&filter).await.map_err(|e| e.to_string())
 }
 

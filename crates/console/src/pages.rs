@@ -107,6 +107,9 @@ pub struct EventQuery {
     pub status: String,
     pub function: String,
     pub since: String,
+    /// A time range (UTC, as a `datetime-local` input sends it, or RFC 3339): from, inclusive; until, exclusive.
+    pub from: String,
+    pub until: String,
     pub limit: usize,
 }
 
@@ -129,6 +132,8 @@ pub fn events(
             label { "Status" select name="status" { (options(&q.status, &["delivered", "retrying", "dead_lettered", "superseded"])) } }
             label { "Function" select name="function" { (options(&q.function, &["lead-captured", "status-update", "activity", "referral-event"])) } }
             label { "Received within" input name="since" value=(q.since) placeholder="e.g. 2h, 3d" size="8"; }
+            label { "From (UTC)" input type="datetime-local" name="from" value=(q.from); }
+            label { "Until (UTC)" input type="datetime-local" name="until" value=(q.until); }
             button type="submit" { "Search" }
         }
         // Posted, not in a URL: the address stays out of histories and access logs.
@@ -138,7 +143,9 @@ pub fn events(
             input type="hidden" name="status" value=(q.status);
             input type="hidden" name="function" value=(q.function);
             input type="hidden" name="since" value=(q.since);
-            label { "Email" input type="email" name="email" size="28" autocomplete="off" placeholder="matched by its hash, never stored"; }
+            input type="hidden" name="from" value=(q.from);
+            input type="hidden" name="until" value=(q.until);
+            label { "Email" input type="email" name="email" size="34" autocomplete="off" placeholder="matched by its hash, never stored"; }
             button type="submit" { "Find its events" }
         }
         @if let Some(e) = error { p.error { (e) } }
@@ -190,6 +197,8 @@ pub fn event_query_string(q: &EventQuery, limit: usize) -> String {
         .append_pair("status", &q.status)
         .append_pair("function", &q.function)
         .append_pair("since", &q.since)
+        .append_pair("from", &q.from)
+        .append_pair("until", &q.until)
         .append_pair("limit", &limit.to_string())
         .finish()
 }

@@ -137,6 +137,8 @@ pub struct EventFilter {
     pub function: Option<crate::domain::FunctionName>,
     /// Only events received at or after this time.
     pub received_after: Option<OffsetDateTime>,
+    /// Only events received before this time.
+    pub received_before: Option<OffsetDateTime>,
     /// Only the events of one email, given as its [`email_hash`].
     pub email_hash: Option<String>,
     pub limit: usize,
@@ -148,6 +150,7 @@ impl EventFilter {
         self.status.is_none_or(|s| s == record.status)
             && self.function.is_none_or(|f| f == record.function)
             && self.received_after.is_none_or(|after| record.received_at >= after)
+            && self.received_before.is_none_or(|before| record.received_at < before)
             && self.email_hash.as_ref().is_none_or(|h| record.email_hash.as_ref() == Some(h))
     }
 }

@@ -101,17 +101,19 @@ impl EventLog for SqliteStore {
         let function = filter.function.map(|f| f.as_str().to_string());
         let after = filter.received_after.map(epoch_millis).unwrap_or(i64::MIN);
         let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
+        let before = filter.received_before.map(epoch_millis);
         let email_hash = filter.email_hash.clone();
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT record FROM events WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR function = ?2) \
                      AND received_at >= ?3 AND (?5 IS NULL OR json_extract(record, '$.email_hash') = ?5) \
+                     AND (?6 IS NULL OR received_at < ?6) \
                      ORDER BY received_at DESC, event_id LIMIT ?4",
                 )
                 .map_err(sql_err)?;
             let rows = stmt
-                .query_map(params![status, function, after, limit, email_hash], |r| r.get::<_, String>(0))
+                .query_map(params![status, function, after, limit, email_hash, before], |r| r.get::<_, String>(0))
                 .map_err(sql_err)?;
             rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
         })
@@ -201,6 +203,9 @@ mod tests {
         assert_eq!(store.list_events(&dead).await.unwrap().len(), 1);
         let recent = EventFilter { received_after: Some(t0 + time::Duration::minutes(30)), ..Default::default() };
         assert_eq!(store.list_events(&recent).await.unwrap()[0].event_id, "b");
+        let earlier = EventFilter { received_before: Some(t0 + time::Duration::minutes(30)), ..Default::default() };
+        let found = store.list_events(&earlier).await.unwrap();
+        assert_eq!(found.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>(), ["a"]);
         let by_email = |email: &str| EventFilter {
             email_hash: Some(hubrelay_core::store::email_hash(email)),
             ..Default::default()

@@ -293,6 +293,26 @@ pub(crate) fn missing_ids<'a>(selection: &Selection, present: impl Iterator<Item
 
 /// An age (`--older-than`, `--since`) in the one duration grammar of [`crate::config::parse_duration`]:
 /// `90s`, `45m`, `2h`, `1d`, `1w`, `1h30m`.
+/// A point in time as an operator types it: RFC 3339 (`2026-12-07T01:00:00Z`), or a UTC date and time as a
+/// browser's `datetime-local` input sends it (`2026-12-07T01:00`, also with a space, or with seconds).
+pub fn parse_instant(text: &str) -> Result<OffsetDateTime, String> {
+    use time::format_description::well_known::Rfc3339;
+    let text = text.trim();
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(t);
+    }
+    let local = text.replacen(' ', "T", 1);
+    let formats = [
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]"),
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+    ];
+    formats
+        .iter()
+        .find_map(|f| time::PrimitiveDateTime::parse(&local, f).ok())
+        .map(|t| t.assume_utc())
+        .ok_or_else(|| format!("invalid time {text:?}: 2026-12-07T01:00 (UTC) or RFC 3339"))
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::config::parse_duration(text).map_err(|e| format!("invalid duration {:?}: {e}", text.trim()))
 }
@@ -313,3 +333,17 @@ pub fn parse_status(text: &str) -> Result<EventStatus, String> {
 
 /// A shared event log for the backends.
 pub type SharedEventLog = Arc<dyn EventLog>;
+
+#[cfg(test)]
+mod instant_tests {
+    use super::parse_instant;
+    use time::macros::datetime;
+
+    #[test]
+    fn times_are_read_as_browsers_and_rfc_3339_write_them() {
+        for text in ["2026-12-07T01:00", "2026-12-07 01:00", "2026-12-07T01:00:00", "2026-12-07T02:00:00+01:00"] {
+            assert_eq!(parse_instant(text).unwrap(), datetime!(2026-12-07 01:00 UTC), "{text}");
+        }
+        assert!(parse_instant("yesterday").unwrap_err().contains("2026-12-07T01:00"));
+    }
+}
