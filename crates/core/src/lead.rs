@@ -247,6 +247,12 @@ pub fn parse_json(body: &[u8]) -> Result<ParsedLead, LeadError> {
     }
 }
 
+/// Parses a lead given as named text values, with the rules of a form body ([`parse_form`]): a CSV row of an
+/// import, its header naming each column.
+pub fn parse_pairs(pairs: Vec<(String, String)>) -> Result<ParsedLead, LeadError> {
+    parse::from_object(&parse::pairs_to_object(pairs)?)
+}
+
 /// Parses an `application/x-www-form-urlencoded` lead as Zapier's "Form" payload sends it: nested keys as
 /// `product__year`, `product.year` or `product[year]`, `properties__x` for free properties; all values are
 /// strings, booleans as `true/false/yes/no/1/0/on/off` in any case. Empty values are absent; a key given

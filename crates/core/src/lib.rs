@@ -13,6 +13,7 @@ pub mod dlq;
 pub mod domain;
 pub mod email;
 pub mod hubspot;
+pub mod import;
 pub mod json;
 pub mod lead;
 pub mod lifecycle;

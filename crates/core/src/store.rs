@@ -194,6 +194,12 @@ pub fn sender_key(function: crate::domain::FunctionName, kind: &str, id: &str) -
     format!("{}:{kind}:{id}", function.as_str())
 }
 
+/// The key of an event known by nothing but its content: `<function>:body:` + hex SHA-256 of its canonical form.
+pub fn body_key(function: crate::domain::FunctionName, canonical: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{}:body:{}", function.as_str(), hex::encode(Sha256::digest(canonical.as_bytes())))
+}
+
 /// The key under which [`ContactVersions`] stores an email: `contact:` + hex SHA-256 of the lower-cased email.
 pub fn contact_key(email: &str) -> String {
     use sha2::{Digest, Sha256};

@@ -384,7 +384,7 @@ pub fn idempotency_key(
     if let Some(key) = header {
         return Ok(format!("{prefix}:key:{key}"));
     }
-    Ok(format!("{prefix}:body:{}", sha256_hex(canonical)))
+    Ok(hubrelay_core::store::body_key(function, canonical))
 }
 
 pub fn sha256_hex(s: &str) -> String {

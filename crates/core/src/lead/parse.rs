@@ -280,7 +280,11 @@ fn boolean(value: &Value, field: &str) -> Result<Option<bool>, LeadError> {
 /// rest of the key is kept whole: `properties__my__prop` is the property `my__prop`); empty values are
 /// dropped; a path given twice is refused.
 pub(super) fn form_to_object(body: &[u8]) -> Result<Map<String, Value>, LeadError> {
-    let pairs = form_pairs(body)?;
+    pairs_to_object(form_pairs(body)?)
+}
+
+/// Key-value pairs with a form's rules (nested keys, empty values absent, a key twice refused).
+pub(super) fn pairs_to_object(pairs: Vec<(String, String)>) -> Result<Map<String, Value>, LeadError> {
     let mut root = Map::new();
     for (key, value) in pairs {
         if value.trim().is_empty() {

@@ -1,0 +1,241 @@
+//! Backfill imports: a file of leads (CSV with a header row, or JSON lines) read and validated row by row exactly as
+//! live leads are (the same parser and the same mapping), every valid row given the idempotency key a live lead
+//! would get, and every bad row reported by its line and field. Nothing here sends or stores anything: the
+//! importer hands the valid rows to the same delivery path as live leads.
+//!
+//! - CSV: the header names each column with a lead field path (`email`, `first_name`, `product.year`,
+//!   `dealer.name`, `properties.budget` …), with a form body's rules: values are text, empty cells are absent.
+//!   A UTF-8 byte-order mark is skipped; quoted cells may hold commas and line breaks.
+//! - JSON lines: one lead body per line, as `POST /v1/leads` takes it; blank lines are skipped.
+//!
+//! An error names the line (1-based, the file's own line numbers: a CSV record spanning lines is named by its
+//! first), the field and a stable code; its message is masked, so a report never repeats an email or a phone.
+
+use std::collections::HashSet;
+
+use crate::domain::{ContactUpsert, FunctionName};
+use crate::lead::{self, LeadError, ParsedLead};
+use crate::mapping::Mapping;
+use crate::pii::mask_message;
+use crate::store::{body_key, sender_key};
+
+/// How the rows of a file are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    JsonLines,
+}
+
+impl Format {
+    /// The format a file's name says (`.csv`; `.jsonl`, `.ndjson`), if it says one.
+    pub fn from_path(path: &str) -> Option<Format> {
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".csv") {
+            Some(Format::Csv)
+        } else if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") {
+            Some(Format::JsonLines)
+        } else {
+            None
+        }
+    }
+}
+
+/// A valid row: its line, the key it is delivered under, the lead and what the mapping makes of it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub line: u64,
+    pub key: String,
+    pub parsed: ParsedLead,
+    pub upsert: ContactUpsert,
+}
+
+/// A row that cannot be imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub line: u64,
+    pub field: Option<String>,
+    pub code: String,
+    /// Masked: never an email or a phone.
+    pub message: String,
+}
+
+/// What a whole file holds.
+#[derive(Debug, Default)]
+pub struct Validated {
+    /// The valid rows, in file order, each key once (the first row with a key wins).
+    pub rows: Vec<Row>,
+    pub errors: Vec<RowError>,
+    /// Valid rows whose key an earlier row already had (the same lead twice in the file).
+    pub duplicates: Vec<u64>,
+}
+
+impl Validated {
+    /// How many different contacts the valid rows write.
+    pub fn emails(&self) -> usize {
+        self.rows.iter().map(|r| r.upsert.email.as_str()).collect::<HashSet<_>>().len()
+    }
+}
+
+/// The file as a whole cannot be read (no header, not UTF-8 where the format needs it, …).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FileError(pub String);
+
+/// Reads and validates every row of `bytes` against `mapping`. `key_column`: a column (CSV) or top-level key
+/// (JSON lines) holding each row's own id, used as the lead's id (`lead-captured:lead:<id>`, as a live lead with
+/// `lead_id`); without it a row's `lead_id`, else its content, makes its key.
+pub fn validate(
+    format: Format,
+    bytes: &[u8],
+    mapping: &Mapping,
+    key_column: Option<&str>,
+) -> Result<Validated, FileError> {
+    let records = match format {
+        Format::Csv => csv_records(bytes, key_column)?,
+        Format::JsonLines => json_records(bytes, key_column),
+    };
+    let mut out = Validated::default();
+    let mut seen = HashSet::new();
+    for record in records {
+        match record.and_then(|(line, parsed, own_key)| row(line, parsed, own_key, mapping)) {
+            Ok(row) if !seen.insert(row.key.clone()) => out.duplicates.push(row.line),
+            Ok(row) => out.rows.push(row),
+            Err(e) => out.errors.push(e),
+        }
+    }
+    Ok(out)
+}
+
+type Record = Result<(u64, ParsedLead, Option<String>), RowError>;
+
+fn row(line: u64, parsed: ParsedLead, own_key: Option<String>, mapping: &Mapping) -> Result<Row, RowError> {
+    let upsert = mapping.apply(&parsed.lead).map_err(|e| RowError {
+        line,
+        field: Some(e.field.clone()),
+        code: e.code.to_string(),
+        message: mask_message(&e.message),
+    })?;
+    let key = match own_key.or_else(|| parsed.lead.lead_id.clone()) {
+        Some(id) => sender_key(FunctionName::LeadCaptured, "lead", &id),
+        None => body_key(FunctionName::LeadCaptured, &parsed.lead.canonical_json()),
+    };
+    Ok(Row { line, key, parsed, upsert })
+}
+
+fn lead_error(line: u64, e: &LeadError) -> RowError {
+    RowError {
+        line,
+        field: e.field().map(str::to_string),
+        code: e.code().to_string(),
+        message: mask_message(&e.to_string()),
+    }
+}
+
+fn csv_records(bytes: &[u8], key_column: Option<&str>) -> Result<Vec<Record>, FileError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(bytes);
+    let headers = reader.headers().map_err(|e| FileError(format!("the header row cannot be read: {e}")))?.clone();
+    let names: Vec<String> = headers.iter().map(|h| h.trim().to_string()).collect();
+    if names.iter().all(String::is_empty) {
+        return Err(FileError("the file has no header row naming its columns".into()));
+    }
+    let key_index = match key_column {
+        Some(column) => Some(
+            names
+                .iter()
+                .position(|n| n == column)
+                .ok_or_else(|| FileError(format!("no column `{column}` in the header row")))?,
+        ),
+        None => None,
+    };
+    let mut records = Vec::new();
+    for result in reader.records() {
+        let record = match result {
+            Ok(record) => record,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                let message = match e.kind() {
+                    csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                        format!("{len} cells where the header names {expected_len}")
+                    }
+                    csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_string(),
+                    _ => "the row cannot be read as CSV".to_string(),
+                };
+                let code =
+                    if matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) { "invalid_encoding" } else { "malformed_row" };
+                records.push(Err(RowError { line, field: None, code: code.into(), message }));
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.line());
+        let own_key = key_index.and_then(|i| record.get(i)).map(str::trim).filter(|k| !k.is_empty());
+        if key_index.is_some() && own_key.is_none() {
+            let column = key_column.unwrap_or_default();
+            records.push(Err(RowError {
+                line,
+                field: Some(column.to_string()),
+                code: "missing_key".into(),
+                message: format!("the key column `{column}` is empty"),
+            }));
+            continue;
+        }
+        let pairs: Vec<(String, String)> = names
+            .iter()
+            .zip(record.iter())
+            .enumerate()
+            .filter(|(i, (name, _))| Some(*i) != key_index && !name.is_empty())
+            .map(|(_, (name, value))| (name.clone(), value.to_string()))
+            .collect();
+        records.push(
+            lead::parse_pairs(pairs)
+                .map(|parsed| (line, parsed, own_key.map(str::to_string)))
+                .map_err(|e| lead_error(line, &e)),
+        );
+    }
+    Ok(records)
+}
+
+fn json_records(bytes: &[u8], key_column: Option<&str>) -> Vec<Record> {
+    let mut records = Vec::new();
+    for (i, text) in bytes.split(|b| *b == b'\n').enumerate() {
+        let line = i as u64 + 1;
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let text = if line == 1 { text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text) } else { text };
+        if text.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        // The key is read off the line and taken out of the lead, which would refuse an unknown key.
+        let (body, own_key) = match key_column {
+            None => (text.to_vec(), None),
+            Some(column) => match take_key(text, column) {
+                Ok(taken) => taken,
+                Err(e) => {
+                    records.push(Err(RowError { line, ..e }));
+                    continue;
+                }
+            },
+        };
+        records.push(lead::parse_json(&body).map(|parsed| (line, parsed, own_key)).map_err(|e| lead_error(line, &e)));
+    }
+    records
+}
+
+/// The line without its `column` key, and that key's value (text or a number).
+fn take_key(text: &[u8], column: &str) -> Result<(Vec<u8>, Option<String>), RowError> {
+    let missing =
+        |code: &str, message: String| RowError { line: 0, field: Some(column.into()), code: code.into(), message };
+    let Ok(serde_json::Value::Object(mut map)) = crate::json::parse_strict(text) else {
+        // Not an object: the lead parser says what is wrong with it.
+        return Ok((text.to_vec(), None));
+    };
+    let key = match map.remove(column) {
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => return Err(missing("missing_key", format!("the key `{column}` is missing or empty"))),
+    };
+    let body = serde_json::to_vec(&map).map_err(|e| missing("malformed_json", e.to_string()))?;
+    Ok((body, Some(key)))
+}
+
+#[cfg(test)]
+mod tests;
