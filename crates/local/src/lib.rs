@@ -10,6 +10,7 @@ mod group_commit;
 pub mod sqlite;
 mod sqlite_dlq;
 mod sqlite_events;
+pub mod sqlite_imports;
 mod sqlite_updates;
 pub mod tenants;
 pub mod turn;

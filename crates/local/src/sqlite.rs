@@ -45,7 +45,7 @@ const STATUS_COMPLETED: &str = "COMPLETED";
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE idempotency (
@@ -275,6 +275,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 4 {
         tx.execute_batch(crate::sqlite_updates::SCHEMA_V4).map_err(sql_err)?;
     }
+    if version < 5 {
+        tx.execute_batch(crate::sqlite_imports::SCHEMA_V5).map_err(sql_err)?;
+    }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(sql_err)?;
     }
@@ -315,7 +318,12 @@ fn read_record(conn: &Connection, key: &str) -> Result<Option<Record>, StoreErro
 
 /// Past its retention: the record counts as gone.
 fn expired(record: &Record, now: OffsetDateTime) -> bool {
-    record.expires_at < epoch_seconds(now)
+    expired_at(record.expires_at, now)
+}
+
+/// Whether an idempotency record expiring at `expires_at` (Unix s) is gone by `now`.
+pub(crate) fn expired_at(expires_at: i64, now: OffsetDateTime) -> bool {
+    expires_at < epoch_seconds(now)
 }
 
 /// What the stored `record` means for a request claiming its key with `payload_hash`: `Started` when the
@@ -356,7 +364,7 @@ fn decide(record: Option<Record>, payload_hash: &str, now: OffsetDateTime) -> Re
 /// Mark `key` COMPLETED, with the payload hash of the claim that held it. Unconditional, like the DynamoDB
 /// adapter: the caller owns the key. Without a claim (its lease ran out) a record already there keeps its
 /// hash, and a new one gets none (it matches any payload).
-fn complete_row(
+pub(crate) fn complete_row(
     conn: &Connection,
     key: &str,
     payload_hash: Option<&str>,
@@ -572,7 +580,7 @@ impl SqliteStore {
 }
 
 /// A retry-queue row, encoded outside the lock.
-struct QueuedRow {
+pub(crate) struct QueuedRow {
     event_id: String,
     function: &'static str,
     not_before: i64,
@@ -581,7 +589,7 @@ struct QueuedRow {
 }
 
 impl QueuedRow {
-    fn new(message: &RetryMessage, now: OffsetDateTime) -> Result<QueuedRow, StoreError> {
+    pub(crate) fn new(message: &RetryMessage, now: OffsetDateTime) -> Result<QueuedRow, StoreError> {
         Ok(QueuedRow {
             event_id: message.event_id.clone(),
             function: message.function.as_str(),
@@ -591,7 +599,7 @@ impl QueuedRow {
         })
     }
 
-    fn write(&self, conn: &Connection) -> Result<(), StoreError> {
+    pub(crate) fn write(&self, conn: &Connection) -> Result<(), StoreError> {
         conn.prepare_cached(
             "INSERT OR REPLACE INTO retry_queue (event_id, function, not_before, enqueued_at, message) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
