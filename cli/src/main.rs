@@ -11,6 +11,7 @@ mod backend;
 mod dlq_cmd;
 mod doctor_cmd;
 mod events_cmd;
+mod import_cmd;
 mod output;
 mod portal;
 mod properties_cmd;
@@ -45,6 +46,8 @@ enum Command {
     Events(events_cmd::EventsArgs),
     /// On-call: list, inspect, redrive or purge dead-lettered events (local store or the stack's SQS DLQ).
     Dlq(dlq_cmd::DlqArgs),
+    /// Backfill leads from a CSV or JSON-lines file: every row checked first, then queued for serve to deliver.
+    Import(import_cmd::ImportArgs),
     /// The portals one deployment relays to, each under /t/{tenant}/: add, list, show, update, remove, connect.
     Tenants(Box<tenants_cmd::TenantsArgs>),
 }
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
             Command::Properties(args) => return properties_cmd::run(args).await,
             Command::Events(args) => events_cmd::run(args).await,
             Command::Dlq(args) => dlq_cmd::run(args).await,
+            Command::Import(args) => return import_cmd::run(args).await,
             Command::Tenants(args) => tenants_cmd::run(*args).await,
         };
         result.map_err(CommandError::from)

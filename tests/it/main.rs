@@ -9,6 +9,7 @@ mod conformance;
 mod console;
 mod hardening;
 mod harness;
+mod import;
 mod leads;
 mod malformed;
 mod notifications;

@@ -129,6 +129,56 @@ impl SqliteStore {
     }
 }
 
+/// What came of an import's queued rows so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportFates {
+    /// Still on the retry queue (not yet attempted, or retrying).
+    pub waiting: u64,
+    pub delivered: u64,
+    pub superseded: u64,
+    /// Parked or dead-lettered: in the dead-letter queue, each with its reason.
+    pub dead_lettered: u64,
+}
+
+/// The event ids of import `import_key` (16 hex digits) are `evt_<import_key><row, 16 hex digits>`: one range of
+/// the queue's and the event log's keys.
+pub fn import_event_id(import_key: &str, row: u64) -> String {
+    format!("evt_{import_key}{row:016x}")
+}
+
+impl SqliteStore {
+    /// The fates of import `import_key`'s rows, read off the queue and the event log by their event ids' range.
+    pub fn import_fates(&self, import_key: &str) -> Result<ImportFates, StoreError> {
+        let (low, high) = (format!("evt_{import_key}"), format!("evt_{import_key}~"));
+        self.read(move |conn| {
+            let waiting: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM retry_queue WHERE event_id >= ?1 AND event_id < ?2",
+                    params![low, high],
+                    |r| r.get(0),
+                )
+                .map_err(sql_err)?;
+            let mut fates = ImportFates { waiting: waiting as u64, ..ImportFates::default() };
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT status, COUNT(*) FROM events WHERE event_id >= ?1 AND event_id < ?2 GROUP BY status",
+                )
+                .map_err(sql_err)?;
+            let rows = stmt.query_map(params![low, high], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)));
+            for row in rows.map_err(sql_err)? {
+                let (status, n) = row.map_err(sql_err)?;
+                match status.as_str() {
+                    "delivered" => fates.delivered = n as u64,
+                    "superseded" => fates.superseded = n as u64,
+                    "dead_lettered" => fates.dead_lettered = n as u64,
+                    _ => {}
+                }
+            }
+            Ok(fates)
+        })
+    }
+}
+
 fn read_progress(conn: &rusqlite::Connection, id: &str) -> Result<Option<ImportProgress>, StoreError> {
     conn.prepare_cached(
         "SELECT import_id, kind, rows, cursor, queued, already, started_at FROM imports WHERE import_id = ?1",
@@ -177,6 +227,8 @@ mod tests {
         assert_eq!((started.cursor, started.queued), (0, 0));
         let progress = store.queue_import_chunk("imp_1", 0, vec![item(1), item(2)], NOW).await.unwrap();
         assert_eq!((progress.cursor, progress.queued, progress.already), (2, 1, 1));
+        let fates = store.import_fates("row").unwrap();
+        assert_eq!((fates.waiting, fates.delivered), (1, 0), "event ids evt_row… are this test's import's range");
         assert_eq!(store.queued_count().unwrap(), 1);
         assert_eq!(store.get_event("evt_row1").await.unwrap().unwrap().status, EventStatus::Retrying);
         assert!(store.get_event("evt_row2").await.unwrap().is_none(), "the live lead's row is not queued");
