@@ -116,11 +116,7 @@ pub async fn run(args: ImportArgs) -> Result<(), CommandError> {
 
 /// The tenant's settings (the mapping its rows are checked against), its store's folder and its id.
 fn settings(args: &ImportArgs, data_dir: &Path) -> Result<(RelaySettings, PathBuf, String), CommandError> {
-    let mut layer = Layer::default();
-    if let Some(path) = &args.config.config {
-        layer = layer.merge(Layer::from_file(path).map_err(|e| e.to_string())?);
-    }
-    layer = layer.merge(Layer::from_env(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?);
+    let mut layer = args.config.layers()?;
     match args.tenant.as_ref().filter(|t| !t.is_default()) {
         None => {
             layer = layer.merge(Layer { mapping: args.mapping.clone(), ..Layer::default() });

@@ -60,6 +60,18 @@ pub struct ConfigArg {
     pub config: Option<PathBuf>,
 }
 
+impl ConfigArg {
+    /// The settings layers under a command's flags: the defaults, then this file, then the environment.
+    pub fn layers(&self) -> Result<hubrelay_core::config::Layer, String> {
+        use hubrelay_core::config::Layer;
+        let mut layer = Layer::default();
+        if let Some(path) = &self.config {
+            layer = layer.merge(Layer::from_file(path).map_err(|e| e.to_string())?);
+        }
+        Ok(layer.merge(Layer::from_env(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

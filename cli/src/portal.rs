@@ -39,11 +39,7 @@ pub struct PortalArgs {
 
 /// The validated settings and a client for their portal (no rate limiter: these commands make few calls).
 pub async fn connect(args: &PortalArgs) -> Result<(RelaySettings, HubSpotClient), CommandError> {
-    let mut layer = Layer::default();
-    if let Some(path) = &args.config.config {
-        layer = layer.merge(Layer::from_file(path).map_err(|e| e.to_string())?);
-    }
-    layer = layer.merge(Layer::from_env(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?);
+    let mut layer = args.config.layers()?;
     layer = layer.merge(Layer {
         mapping: args.mapping.clone(),
         hubspot_base_url: args.hubspot_url.clone(),

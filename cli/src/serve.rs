@@ -71,11 +71,7 @@ Settings (environment variables; the --config TOML file takes them too, see docs
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     crate::init_logs();
-    let mut layer = Layer::default();
-    if let Some(path) = &args.config.config {
-        layer = layer.merge(Layer::from_file(path).map_err(|e| e.to_string())?);
-    }
-    layer = layer.merge(Layer::from_env(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?);
+    let mut layer = args.config.layers()?;
     layer = layer.merge(Layer {
         listen: args.listen,
         data_dir: args.data_dir,

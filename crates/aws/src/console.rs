@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hubrelay_console::audit::{AuditEntry, AuditLog};
 use hubrelay_console::backend::{ConsoleBackend, PortalCheck, TenantHealth};
@@ -20,6 +19,7 @@ use hubrelay_core::store::EventLog;
 use hubrelay_core::tenant::OAuthAppSettings;
 
 use crate::dynamodb::DynamoIdempotencyStore;
+use crate::dynamodb_events::scan_all;
 use crate::dynamodb_tenants::DynamoTenants;
 use crate::lambda::HubSpotWiring;
 use crate::lambda_tenants::{tenant_portal, TenantPortal};
@@ -161,13 +161,12 @@ impl ConsoleBackend for AwsConsole {
 /// The audit trail in the stack's table: one item per entry, written once (never overwritten), kept until an
 /// operator deletes it (no `expiration`).
 pub struct DynamoAudit {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
+    store: DynamoIdempotencyStore,
 }
 
 impl DynamoAudit {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        DynamoAudit { client, table: table.into() }
+    pub fn new(store: DynamoIdempotencyStore) -> Self {
+        DynamoAudit { store }
     }
 }
 
@@ -177,44 +176,31 @@ impl AuditLog for DynamoAudit {
         let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
         let id = format!("{AUDIT_ITEM_PREFIX}{nanos:020}:{}", entry.operator);
         let json = serde_json::to_string(entry).map_err(|e| e.to_string())?;
-        self.client
+        self.store
+            .client()
             .put_item()
-            .table_name(&self.table)
+            .table_name(self.store.table())
             .item("id", AttributeValue::S(id))
             .item("entry", AttributeValue::S(json))
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| format!("DynamoDB PutItem on table {}: {}", self.table, DisplayErrorContext(&e)))
+            .map_err(|e| self.store.unavailable("PutItem", &e).to_string())
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<AuditEntry>, String> {
-        let mut items: Vec<(String, AuditEntry)> = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(id, :prefix)")
-                .expression_attribute_values(":prefix", AttributeValue::S(AUDIT_ITEM_PREFIX.into()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| format!("DynamoDB Scan on table {}: {}", self.table, DisplayErrorContext(&e)))?;
-            for item in out.items.unwrap_or_default() {
-                let id = item.get("id").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-                let entry = item.get("entry").and_then(|v| v.as_s().ok()).and_then(|j| serde_json::from_str(j).ok());
-                if let Some(entry) = entry {
-                    items.push((id, entry));
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+        let values = HashMap::from([(":prefix".to_string(), AttributeValue::S(AUDIT_ITEM_PREFIX.into()))]);
+        let scanned = scan_all(&self.store, "begins_with(id, :prefix)", values, false).await;
+        let mut items: Vec<(String, AuditEntry)> = scanned
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(|item| {
+                let id = item.get("id").and_then(|v| v.as_s().ok()).cloned()?;
+                let entry = item.get("entry").and_then(|v| v.as_s().ok()).and_then(|j| serde_json::from_str(j).ok())?;
+                Some((id, entry))
+            })
+            .collect();
         items.sort_by(|a, b| b.0.cmp(&a.0));
         Ok(items.into_iter().take(limit).map(|(_, entry)| entry).collect())
     }

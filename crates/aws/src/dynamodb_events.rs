@@ -54,7 +54,7 @@ fn listed(item: &HashMap<String, AttributeValue>, record: &EventRecord, now: Off
 }
 
 /// Every item a filter expression selects, all pages (or up to the first, with `first_only`).
-async fn scan_all(
+pub(crate) async fn scan_all(
     store: &DynamoIdempotencyStore,
     filter: &str,
     values: HashMap<String, AttributeValue>,

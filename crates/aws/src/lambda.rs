@@ -489,14 +489,14 @@ pub async fn console_app() -> Result<Router, InitError> {
         oauth: OAuthAppSettings::from_layer(&layer)?,
     };
     let backend = crate::console::AwsConsole::new(
-        table,
+        table.clone(),
         aws_sdk_sqs::Client::new(&sdk),
         &resources.dlq_url,
         &resources.retry_queue_url,
         tenants,
     )
     .with_portals(portals);
-    let audit = crate::console::DynamoAudit::new(dynamodb, resources.idempotency_table.clone());
+    let audit = crate::console::DynamoAudit::new(table.clone());
     // Sessions are signed with a key derived from the operators' tokens: every instance of the function shares
     // it with no other secret to keep, and changing the tokens ends every session.
     let gate = hubrelay_console::auth::Gate::new(operators, hubrelay_console::auth::derived_key(&spec));
