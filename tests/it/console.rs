@@ -257,6 +257,8 @@ async fn an_operator_finds_parked_leads_and_redrives_them_in_the_browser() {
         .await
         .unwrap();
     assert_eq!(archived.status(), 204);
+    // From a page without a result, so the result found next is the new check's (not the old page's, going stale).
+    client.goto(&format!("{console}/portals")).await.unwrap();
     find(&client, check_default).await.click().await.unwrap();
     let checked = find(&client, "#check").await.text().await.unwrap();
     assert!(checked.contains("lacks 1 of the") && checked.contains("lead_priority"), "{checked}");
