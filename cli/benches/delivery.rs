@@ -143,6 +143,7 @@ async fn seed(store: &SqliteStore, args: &Args) {
             dead_letter_reason: None,
             schedule_offset: 0,
             redrives: 0,
+            write_intent: None,
         }));
     }
     store.settle(changes).await.expect("seed the queue");

@@ -14,6 +14,7 @@ mod events_cmd;
 mod import_cmd;
 mod output;
 mod portal;
+mod privacy_cmd;
 mod properties_cmd;
 mod sandbox_cmd;
 mod serve;
@@ -50,6 +51,8 @@ enum Command {
     Import(import_cmd::ImportArgs),
     /// The portals one deployment relays to, each under /t/{tenant}/: add, list, show, update, remove, connect.
     Tenants(Box<tenants_cmd::TenantsArgs>),
+    /// Erase a person from a data dir (GDPR), and list the receipts.
+    Privacy(privacy_cmd::PrivacyArgs),
 }
 
 /// Settings file shared by the commands that read configuration.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
             Command::Events(args) => events_cmd::run(args).await,
             Command::Dlq(args) => dlq_cmd::run(args).await,
             Command::Import(args) => return import_cmd::run(args).await,
+            Command::Privacy(args) => return privacy_cmd::run(args).await,
             Command::Tenants(args) => tenants_cmd::run(*args).await,
         };
         result.map_err(CommandError::from)

@@ -160,6 +160,7 @@ pub async fn run(args: SandboxArgs) -> Result<(), String> {
                 failure_status: args.failure_status,
                 requests_per_10s: None,
                 latency_ms: args.latency_ms,
+                ..Faults::default()
             },
             ..SandboxOptions::default()
         };

@@ -331,11 +331,13 @@ pub(crate) fn local_relay(
         .with_metrics(metrics)
         .with_notifications(notifications)
         .with_contact_locks(locks)
+        .with_personal_data(store.clone())
         .with_inline_batching(inline_call_interval(settings.hubspot_rate_limit_per_10s));
     let extole = partners.0.map(|e| Arc::new(ExtoleOutsideTurn(e, turn.clone())) as Arc<dyn Extole>);
     let impact = partners.1.map(|i| Arc::new(ImpactOutsideTurn(i, turn.clone())) as Arc<dyn Impact>);
-    let worker = relay.retry_worker(worker_client, extole, impact);
-    let worker = LocalWorker::new((*store).clone(), worker).with_turn(turn);
+    let worker = relay.retry_worker(worker_client, extole, impact).with_write_intents(store.clone());
+    let worker =
+        LocalWorker::new((*store).clone(), worker).with_turn(turn).with_retention(settings.personal_data_retention);
     let relay = relay.with_queue(Arc::new(WakingQueue::new(store, worker.waker())));
     let config_error = |e| format!("configuration error: {e}");
     let app = lead_routes(Arc::new(relay.lead_service(inline.clone()).map_err(config_error)?))

@@ -14,7 +14,8 @@ use hubrelay_console::backend::{ConsoleBackend, PortalCheck, TenantHealth};
 use hubrelay_console::Console;
 use hubrelay_core::dlq::DeadLetters;
 use hubrelay_core::domain::{TenantId, DEFAULT_TENANT};
-use hubrelay_core::hubspot::PropertyDefinition;
+use hubrelay_core::hubspot::{HubSpot, PropertyDefinition};
+use hubrelay_core::privacy::Eraser;
 use hubrelay_core::store::EventLog;
 use hubrelay_local::sqlite::SqliteStore;
 use hubrelay_local::tenants::{tenant_dir, TenantRegistry};
@@ -143,6 +144,12 @@ impl ConsoleBackend for LocalConsole {
 
     fn dead_letters(&self, tenant: &str) -> Result<Arc<dyn DeadLetters>, String> {
         Ok(Arc::new(LocalDeadLetters::new(self.store(tenant)?)))
+    }
+
+    fn eraser(&self, tenant: &str) -> Result<Arc<Eraser>, String> {
+        let store = Arc::new(self.store(tenant)?);
+        let hubspot = self.probes.get(tenant).map(|p| Arc::new(p.client) as Arc<dyn HubSpot>);
+        Ok(Arc::new(Eraser::new(store, hubspot)))
     }
 
     async fn check_portal(&self, tenant: &str) -> Result<PortalCheck, String> {

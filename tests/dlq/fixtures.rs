@@ -40,6 +40,7 @@ pub fn dead_letter(id: &str, age: Duration, attempts: u32, code: &str) -> (Retry
         schedule_offset: 0,
         redrives: 0,
         tenant: None,
+        write_intent: None,
     };
     let reason = DeadLetterReason { code: code.to_string(), message: format!("Property refused for {EMAIL}") };
     (message, reason)

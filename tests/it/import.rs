@@ -62,6 +62,11 @@ async fn an_import_is_checked_whole_then_delivered_once() {
         assert_eq!(contact["properties"]["firstname"], format!("Row{}", n + 80), "{contact}");
     }
     assert!(!out.contains("@example.com"), "no email in the output: {out}");
+    // Each write carried its write id, and none was sent twice.
+    let url = format!("{}/__sandbox/writes", serve.sandbox_url);
+    let journal: serde_json::Value = serve.http.get(url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(journal["marked"], journal["writes"], "{journal}");
+    assert_eq!(journal["repeated_markers"], 0, "{journal}");
 
     // Run again: queued before. The same rows in another file: their leads are known, nothing is queued.
     let (ok, out) = import(dir, &[file, "--skip-invalid"]);

@@ -15,6 +15,7 @@ mod malformed;
 mod notifications;
 mod openapi;
 mod platform;
+mod privacy;
 mod referrals;
 mod retries;
 mod smoke;

@@ -350,6 +350,7 @@ fn retry_message(not_before: OffsetDateTime) -> RetryMessage {
         dead_letter_reason: None,
         schedule_offset: 0,
         redrives: 0,
+        write_intent: None,
     }
 }
 

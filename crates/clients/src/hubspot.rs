@@ -671,6 +671,39 @@ impl HubSpot for HubSpotClient {
         }
     }
 
+    async fn read_contacts_by_email(
+        &self,
+        emails: &[String],
+        properties: &[&str],
+    ) -> Result<Vec<CrmObject>, HubSpotError> {
+        if emails.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut wanted = vec!["email"];
+        wanted.extend(properties.iter().filter(|p| **p != "email"));
+        let body = json!({
+            "idProperty": "email",
+            "properties": wanted,
+            "inputs": emails.iter().map(|e| json!({ "id": e })).collect::<Vec<_>>(),
+        });
+        // 207 names the emails without a contact: they are simply not in the results.
+        let (_, value) = self.call(Method::POST, &self.version.objects("contacts/batch/read"), Some(&body)).await?;
+        let results = value.get("results").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(results.iter().map(crm_object).collect())
+    }
+
+    async fn gdpr_delete_contact(&self, id: &str, by_email: bool) -> Result<bool, HubSpotError> {
+        let mut body = json!({ "objectId": id });
+        if by_email {
+            body["idProperty"] = json!("email");
+        }
+        match self.call(Method::POST, &self.version.objects("contacts/gdpr-delete"), Some(&body)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn associated_ids(&self, from: &str, id: &str, to: &str) -> Result<Vec<String>, HubSpotError> {
         let (from, to) = (encode_segment(from), encode_segment(to));
         let read = self.version.association_read(&from, &encode_segment(id), &to);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hubrelay_core::dlq::DeadLetters;
+use hubrelay_core::privacy::Eraser;
 use hubrelay_core::store::EventLog;
 use hubrelay_core::tenant::{HubSpotAuth, Tenant};
 
@@ -73,6 +74,10 @@ pub trait ConsoleBackend: Send + Sync {
     fn event_log(&self, tenant: &str) -> Result<Arc<dyn EventLog>, String>;
     /// The tenant's dead-letter queue.
     fn dead_letters(&self, tenant: &str) -> Result<Arc<dyn DeadLetters>, String>;
+    /// The tenant's erasures (its store, and its portal for HubSpot's GDPR delete).
+    fn eraser(&self, tenant: &str) -> Result<Arc<Eraser>, String> {
+        Err(format!("erasing personal data is not available here for tenant {tenant}"))
+    }
     /// Checks the tenant's portal (one HubSpot call: its properties) and reads its calls today.
     async fn check_portal(&self, tenant: &str) -> Result<PortalCheck, String> {
         Err(format!("checking portals is not available here: run `hubrelay doctor --tenant {tenant}`"))

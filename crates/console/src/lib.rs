@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod pages;
+pub mod privacy;
 
 use std::sync::Arc;
 
@@ -70,6 +71,7 @@ impl Console {
             .route("/console/portals", get(portals))
             .route("/console/portals/check", post(check_portal))
             .route("/console/audit", get(audit_page))
+            .merge(privacy::routes())
             .with_state(self)
     }
 

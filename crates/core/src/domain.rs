@@ -130,6 +130,11 @@ pub struct RetryMessage {
     /// The tenant the event came in for, on a queue that tenants share (AWS); `None`: the default tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<TenantId>,
+    /// The write id of a HubSpot write sent for this message whose answer never came back (a timeout, a 5xx, a
+    /// crash in flight): before sending it again the worker reads the contact's marker property and, when the
+    /// write landed, settles the message without writing twice (see [`crate::worker::WriteIntents`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_intent: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -173,6 +178,7 @@ impl RetryMessage {
             schedule_offset: 0,
             redrives: 0,
             tenant: None,
+            write_intent: None,
         }
     }
 

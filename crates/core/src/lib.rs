@@ -23,6 +23,7 @@ pub mod missing_properties;
 pub mod notify;
 pub mod partners;
 pub mod pii;
+pub mod privacy;
 pub mod properties;
 pub mod referral;
 pub mod sealed;

@@ -45,6 +45,13 @@ impl MissingProperties {
         upsert.properties.keys().find(|k| seen.contains_key(k.as_str())).cloned()
     }
 
+    /// Whether HubSpot said within the TTL that the portal lacks `name`.
+    pub fn is_missing(&self, name: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, at| at.elapsed() < Self::TTL);
+        seen.contains_key(name)
+    }
+
     /// HubSpot took `upsert`: whatever it carries exists now (created since the refusal).
     pub fn forget(&self, upsert: &ContactUpsert) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());

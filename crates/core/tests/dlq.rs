@@ -43,6 +43,7 @@ fn message(id: &str, received: OffsetDateTime, code: &str) -> RetryMessage {
         dead_letter_reason: None,
         schedule_offset: 0,
         redrives: 0,
+        write_intent: None,
     }
 }
 

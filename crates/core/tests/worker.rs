@@ -98,6 +98,7 @@ fn queued(lead: Value, received_at: OffsetDateTime) -> RetryMessage {
         dead_letter_reason: None,
         schedule_offset: 0,
         redrives: 0,
+        write_intent: None,
     }
 }
 

@@ -13,6 +13,7 @@ use hubrelay_core::metrics::Metrics;
 use hubrelay_core::missing_properties::MissingProperties;
 use hubrelay_core::notify::Notifications;
 use hubrelay_core::partners::{Extole, Impact};
+use hubrelay_core::privacy::PersonalData;
 use hubrelay_core::referral::deliver::ReferralDelivery;
 use hubrelay_core::store::{ContactVersions, EventLog, IdempotencyStore, LeadLinks, RetryQueue, UpdateLedger};
 use hubrelay_core::updates::UpdateDelivery;
@@ -65,6 +66,8 @@ pub struct Relay {
     metrics: Metrics,
     /// Told of events dead-lettered and of dead-lettered events delivered (scoped to the relay's tenant).
     notifications: Notifications,
+    /// Where HubSpot's GDPR deletions erase the person (`serve`'s store); `None`: they are parked.
+    personal: Option<Arc<dyn PersonalData>>,
 }
 
 impl Relay {
@@ -77,7 +80,14 @@ impl Relay {
             inline_batching: None,
             metrics: Metrics::default(),
             notifications: Notifications::default(),
+            personal: None,
         }
+    }
+
+    /// Let the worker erase a person HubSpot GDPR-deleted (`contact.privacyDeletion`) from `personal`.
+    pub fn with_personal_data(mut self, personal: Arc<dyn PersonalData>) -> Self {
+        self.personal = Some(personal);
+        self
     }
 
     /// Send notices of events dead-lettered, and of dead-lettered events delivered, through `notifications`.
@@ -198,8 +208,11 @@ impl Relay {
         impact: Option<Arc<dyn Impact>>,
     ) -> RetryWorker {
         let s = &self.settings;
-        let referrals = ReferralDelivery::new(hubspot.clone(), extole, impact, s.referral.config.clone())
+        let mut referrals = ReferralDelivery::new(hubspot.clone(), extole, impact, s.referral.config.clone())
             .with_links(self.stores.links.clone());
+        if let Some(personal) = &self.personal {
+            referrals = referrals.with_personal_data(personal.clone());
+        }
         let worker = RetryWorker::new(
             hubspot.clone(),
             s.mapping.clone(),

@@ -11,6 +11,8 @@ pub mod sqlite;
 mod sqlite_dlq;
 mod sqlite_events;
 pub mod sqlite_imports;
+mod sqlite_intents;
+mod sqlite_privacy;
 mod sqlite_updates;
 pub mod tenants;
 pub mod turn;

@@ -45,7 +45,7 @@ const STATUS_COMPLETED: &str = "COMPLETED";
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE idempotency (
@@ -133,7 +133,8 @@ impl SqliteStore {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
         // `journal_mode` answers with the mode in force ("memory" for in-memory databases).
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(sql_err)?;
-        conn.execute_batch("PRAGMA synchronous = FULL;").map_err(sql_err)?;
+        // Deleted content is zeroed in the file, so an erased person's data does not linger in free pages.
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;").map_err(sql_err)?;
         migrate(&mut conn)?;
         let readers = path.clone().map(ReadPool::new);
         let inner = Inner { writer: GroupCommit::start(conn)?, claims: Claims::default(), readers, path };
@@ -219,12 +220,25 @@ impl SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT message FROM retry_queue WHERE not_before <= ?1 \
+                    "SELECT message, write_intent FROM retry_queue WHERE not_before <= ?1 \
                      ORDER BY not_before, seq LIMIT ?2",
                 )
                 .map_err(sql_err)?;
-            let rows = stmt.query_map(params![epoch_millis(now), limit], |r| r.get::<_, String>(0)).map_err(sql_err)?;
-            rows.map(|r| decode(&r.map_err(sql_err)?)).collect()
+            let rows = stmt
+                .query_map(params![epoch_millis(now), limit], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                })
+                .map_err(sql_err)?;
+            rows.map(|r| {
+                let (message, intent) = r.map_err(sql_err)?;
+                let mut message = decode(&message)?;
+                // Recorded before a HubSpot call whose fate was never stored (see `sqlite_intents`).
+                if intent.is_some() {
+                    message.write_intent = intent;
+                }
+                Ok(message)
+            })
+            .collect()
         })
     }
 
@@ -277,6 +291,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if version < 5 {
         tx.execute_batch(crate::sqlite_imports::SCHEMA_V5).map_err(sql_err)?;
+    }
+    if version < 6 {
+        tx.execute_batch(crate::sqlite_intents::SCHEMA_V6).map_err(sql_err)?;
+        tx.execute_batch(crate::sqlite_privacy::SCHEMA_V6).map_err(sql_err)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(sql_err)?;
@@ -601,8 +619,9 @@ impl QueuedRow {
 
     pub(crate) fn write(&self, conn: &Connection) -> Result<(), StoreError> {
         conn.prepare_cached(
+            // An erased event is never queued again (a worker pass that held it finishes after the erasure).
             "INSERT OR REPLACE INTO retry_queue (event_id, function, not_before, enqueued_at, message) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM erased_events WHERE event_id = ?1)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![self.event_id, self.function, self.not_before, self.enqueued_at, self.json])
@@ -639,7 +658,8 @@ impl DeadRow {
         conn.execute("DELETE FROM retry_queue WHERE event_id = ?1", params![self.event_id]).map_err(sql_err)?;
         conn.execute(
             "INSERT OR REPLACE INTO dead_letters \
-             (event_id, function, reason_code, dead_lettered_at, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+             (event_id, function, reason_code, dead_lettered_at, message) SELECT ?1, ?2, ?3, ?4, ?5 \
+             WHERE NOT EXISTS (SELECT 1 FROM erased_events WHERE event_id = ?1)",
             params![self.event_id, self.function, self.code, self.at, self.json],
         )
         .map_err(sql_err)?;
@@ -683,6 +703,7 @@ mod tests {
             dead_letter_reason: None,
             schedule_offset: 0,
             redrives: 0,
+            write_intent: None,
         }
     }
 

@@ -115,6 +115,7 @@ mod tests {
             dead_letter_reason: None,
             schedule_offset: 0,
             redrives: 0,
+            write_intent: None,
         }
     }
 

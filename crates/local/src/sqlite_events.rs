@@ -54,7 +54,9 @@ impl EventRow {
 
     pub(crate) fn write(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
         conn.prepare_cached(
-            "INSERT INTO events (event_id, function, status, received_at, record) VALUES (?1, ?2, ?3, ?4, ?5) \
+            // An erased event's record is never written back (see `sqlite_privacy`).
+            "INSERT INTO events (event_id, function, status, received_at, record) SELECT ?1, ?2, ?3, ?4, ?5 \
+             WHERE NOT EXISTS (SELECT 1 FROM erased_events WHERE event_id = ?1) \
              ON CONFLICT (event_id) DO UPDATE SET status = excluded.status, record = excluded.record",
         )
         .and_then(|mut stmt| stmt.execute(params![self.id, self.function, self.status, self.received, self.json]))

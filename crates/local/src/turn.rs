@@ -127,6 +127,18 @@ impl HubSpot for OutsideTurn {
         self.turn.outside(self.inner.create_property(property)).await
     }
 
+    async fn gdpr_delete_contact(&self, id: &str, by_email: bool) -> Result<bool, HubSpotError> {
+        self.turn.outside(self.inner.gdpr_delete_contact(id, by_email)).await
+    }
+
+    async fn read_contacts_by_email(
+        &self,
+        emails: &[String],
+        properties: &[&str],
+    ) -> Result<Vec<CrmObject>, HubSpotError> {
+        self.turn.outside(self.inner.read_contacts_by_email(emails, properties)).await
+    }
+
     async fn update_contact(&self, id: &str, properties: &BTreeMap<String, String>) -> Result<(), HubSpotError> {
         self.turn.outside(self.inner.update_contact(id, properties)).await
     }

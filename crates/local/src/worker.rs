@@ -4,9 +4,8 @@
 //! Crash safety: a message leaves the retry queue only in the transaction that stores its fate (removed
 //! after delivery, replaced by its updated copy on retry, moved to the dead-letter table), and only after
 //! the worker has written the event's record. A `kill -9` at any point leaves every message either still
-//! queued — it is processed again after the restart; at worst one contact upsert is repeated, which is
-//! harmless (upserts by email, and a newer lead applied meanwhile makes the old one `Superseded`) — or
-//! settled.
+//! queued — it is processed again after the restart, and a write it was in flight with is reconciled by its
+//! write id rather than sent twice (`hubrelay_core::worker::intents`) — or settled.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use tokio::sync::Notify;
 use crate::sqlite::{QueueChange, SqliteStore};
 use crate::turn::Turn;
 use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
+use hubrelay_core::privacy::PersonalData;
 use hubrelay_core::store::{RetryQueue, StoreError};
 use hubrelay_core::worker::{Disposition, RetryWorker};
 
@@ -38,7 +38,12 @@ pub struct LocalWorker {
     idle_interval: Duration,
     /// Its place among the process's other workers: one tick's store work at a time ([`LocalWorker::with_turn`]).
     turn: Option<Arc<Turn>>,
+    /// How long event records keep what they hold of a person ([`LocalWorker::with_retention`]).
+    retention: Option<Duration>,
 }
+
+/// How often the worker clears personal data older than the retention from event records.
+const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// What one tick did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,7 +73,21 @@ impl LocalWorker {
             batch_limit: DEFAULT_BATCH_LIMIT,
             idle_interval: DEFAULT_IDLE_INTERVAL,
             turn: None,
+            retention: None,
         }
+    }
+
+    /// Clear the masked email and its hash from event records older than `retention`, at start and hourly
+    /// (`HUBRELAY_PERSONAL_DATA_RETENTION`).
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
+    /// One retention sweep; returns how many records it cleared.
+    pub async fn sweep_personal_data(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let Some(retention) = self.retention else { return Ok(0) };
+        self.store.scrub_events_before(now - retention).await
     }
 
     pub fn with_batch_limit(mut self, limit: usize) -> Self {
@@ -141,7 +160,16 @@ impl LocalWorker {
         F: Future<Output = ()> + Send,
     {
         tokio::pin!(shutdown);
+        let mut swept: Option<std::time::Instant> = None;
         loop {
+            if self.retention.is_some() && swept.is_none_or(|at| at.elapsed() >= RETENTION_SWEEP_EVERY) {
+                swept = Some(std::time::Instant::now());
+                match self.sweep_personal_data(OffsetDateTime::now_utc()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(records = n, "personal data past its retention cleared from event records"),
+                    Err(e) => tracing::warn!(error = %e, "retention sweep failed; tried again in an hour"),
+                }
+            }
             if let Some(turn) = &self.turn {
                 tokio::select! {
                     biased;

@@ -103,6 +103,7 @@ pub fn retry_message(
         dead_letter_reason: None,
         schedule_offset: 0,
         redrives: 0,
+        write_intent: None,
     }
 }
 

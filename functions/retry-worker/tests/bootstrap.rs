@@ -39,6 +39,7 @@ fn message(email: &str, failed_attempts: u32) -> RetryMessage {
         schedule_offset: 0,
         redrives: 0,
         tenant: None,
+        write_intent: None,
     }
 }
 

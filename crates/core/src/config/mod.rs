@@ -85,6 +85,8 @@ pub struct Layer {
     /// `HUBRELAY_NOTIFY_SECRET` (a Standard Webhooks `whsec_…` secret).
     pub notify_url: Option<String>,
     pub notify_secret: Option<String>,
+    /// How long event records keep what they hold of a person (`15d`, `36h`, …).
+    pub personal_data_retention: Option<String>,
 }
 
 impl Layer {
@@ -120,7 +122,8 @@ impl Layer {
             dlq_url,
             stage,
             notify_url,
-            notify_secret
+            notify_secret,
+            personal_data_retention
         );
         if let Some(r) = other.referral {
             self.referral = Some(self.referral.take().unwrap_or_default().merge(r));
@@ -162,6 +165,7 @@ impl Layer {
             public_url: get("HUBRELAY_PUBLIC_URL"),
             notify_url: get("HUBRELAY_NOTIFY_URL").filter(|v| !v.trim().is_empty()),
             notify_secret: get("HUBRELAY_NOTIFY_SECRET").filter(|v| !v.trim().is_empty()),
+            personal_data_retention: get("HUBRELAY_PERSONAL_DATA_RETENTION").filter(|v| !v.trim().is_empty()),
             mapping: get("HUBRELAY_MAPPING"),
             max_body_bytes: number("HUBRELAY_MAX_BODY_BYTES")?.map(|n| n as usize),
             hubspot_timeout_secs: number("HUBSPOT_TIMEOUT_SECS")?,
@@ -240,6 +244,9 @@ pub struct RelaySettings {
     pub referral: ReferralSettings,
     /// Notices of dead-lettered and recovered events (`HUBRELAY_NOTIFY_URL`), or none.
     pub notify: Option<NotifyTarget>,
+    /// `HUBRELAY_PERSONAL_DATA_RETENTION`: how long event records keep a masked email and its hash (default 15
+    /// days, the event records' lifetime on AWS).
+    pub personal_data_retention: Duration,
 }
 
 /// Where notices go and the secret that signs them.
@@ -398,6 +405,12 @@ impl RelaySettings {
             hubspot_rate_limit_per_10s: rate as u32,
             referral: ReferralSettings::from_layer(layer.referral.as_ref())?,
             notify: NotifyTarget::from_layer(layer)?,
+            personal_data_retention: match layer.personal_data_retention.as_deref() {
+                Some(v) => parse_duration(v.trim()).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+                    invalid("HUBRELAY_PERSONAL_DATA_RETENTION", format!("`{v}` is not a duration like 15d or 36h"))
+                })?,
+                None => crate::privacy::DEFAULT_RETENTION,
+            },
         })
     }
 

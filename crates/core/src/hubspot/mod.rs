@@ -128,6 +128,22 @@ pub trait HubSpot: Send + Sync {
     async fn create_engagement(&self, engagement: &Engagement) -> Result<String, HubSpotError>;
     /// `GET …/objects/…/contacts/{email}?idProperty=email`: the contact's id, `None` when there is none.
     async fn contact_id_by_email(&self, email: &str) -> Result<Option<String>, HubSpotError>;
+    /// `POST …/objects/…/contacts/batch/read` by email (≤ 100): the contacts found, each with `email` and the
+    /// asked-for properties that are set. Emails without a contact are left out.
+    async fn read_contacts_by_email(
+        &self,
+        emails: &[String],
+        properties: &[&str],
+    ) -> Result<Vec<CrmObject>, HubSpotError> {
+        let _ = (emails, properties);
+        Err(HubSpotError::new(None, "unsupported", "this HubSpot client cannot read contacts by email in a batch"))
+    }
+    /// `POST …/objects/…/contacts/gdpr-delete`: HubSpot permanently deletes the contact (by email when `by_email`,
+    /// else by id) and blocks its email from being tracked. `Ok(false)` when HubSpot has no such contact.
+    async fn gdpr_delete_contact(&self, id: &str, by_email: bool) -> Result<bool, HubSpotError> {
+        let _ = (id, by_email);
+        Err(HubSpotError::new(None, "unsupported", "this HubSpot client cannot GDPR-delete contacts"))
+    }
     /// Every id of `to` objects associated with one `from` record (all pages; see [`AssociationRead`]).
     async fn associated_ids(&self, from: &str, id: &str, to: &str) -> Result<Vec<String>, HubSpotError>;
     /// The ids of a contact's engagements of one kind.

@@ -23,10 +23,13 @@ pub enum ReferralAction {
     UpsertContact(ContactUpsert),
     /// Record a HubSpot merge, so links and contact ids naming the merged-away contacts lead to the survivor.
     RecordMerge { survivor: String, merged: Vec<String> },
+    /// Erase what hubrelay holds of a contact HubSpot GDPR-deleted. The id is `object_id`, not `contact_id`, so
+    /// the erasure does not match (and erase) its own message.
+    EraseContact { object_id: String },
 }
 
 impl ReferralAction {
-    /// `extole_signup`, `extole_converted`, `impact_conversion`, `upsert_contact`, `record_merge`.
+    /// `extole_signup`, `extole_converted`, `impact_conversion`, `upsert_contact`, `record_merge`, `erase_contact`.
     pub fn kind(&self) -> &'static str {
         match self {
             ReferralAction::ExtoleSignup(_) => "extole_signup",
@@ -34,6 +37,7 @@ impl ReferralAction {
             ReferralAction::ImpactConversion(_) => "impact_conversion",
             ReferralAction::UpsertContact(_) => "upsert_contact",
             ReferralAction::RecordMerge { .. } => "record_merge",
+            ReferralAction::EraseContact { .. } => "erase_contact",
         }
     }
 
@@ -51,6 +55,7 @@ impl ReferralAction {
             ReferralAction::ImpactConversion(d) => impact_order_id(&d.deal_id, &d.stage),
             ReferralAction::UpsertContact(_) => return None,
             ReferralAction::RecordMerge { survivor, merged } => format!("{survivor}<-{}", merged.join(",")),
+            ReferralAction::EraseContact { object_id } => object_id.clone(),
         };
         Some(format!("{}:{key}", self.kind()))
     }
@@ -78,6 +83,9 @@ pub fn plan(triggers: Vec<ReferralTrigger>, config: &ReferralConfig) -> (Vec<Ref
             }
             ReferralTrigger::ContactMerge { survivor, merged } => {
                 actions.push(ReferralAction::RecordMerge { survivor, merged })
+            }
+            ReferralTrigger::PrivacyDeletion { contact_id } => {
+                actions.push(ReferralAction::EraseContact { object_id: contact_id })
             }
             ReferralTrigger::Ignored { reason } => ignored.push(reason),
         }

@@ -14,6 +14,7 @@ use crate::delivery::Failure;
 use crate::hubspot::HubSpot;
 use crate::partners::{Extole, Impact};
 use crate::pii::mask_email;
+use crate::privacy::{Eraser, ErasureSource, PersonalData, Subject};
 use crate::store::LeadLinks;
 
 /// What became of a delivered action.
@@ -32,6 +33,8 @@ pub struct ReferralDelivery {
     config: ReferralConfig,
     /// Where HubSpot's merges are recorded (`None`: merge events are parked `not_configured`).
     links: Option<Arc<dyn LeadLinks>>,
+    /// Where HubSpot's GDPR deletions erase the person (`None`: they are parked `not_configured`).
+    personal: Option<Arc<dyn PersonalData>>,
 }
 
 /// Data that cannot be mapped: parked (a fix in HubSpot, then a redrive).
@@ -52,7 +55,13 @@ impl ReferralDelivery {
         impact: Option<Arc<dyn Impact>>,
         config: ReferralConfig,
     ) -> Self {
-        ReferralDelivery { hubspot, extole, impact, config, links: None }
+        ReferralDelivery { hubspot, extole, impact, config, links: None, personal: None }
+    }
+
+    /// Erase the person from `personal` when HubSpot says it GDPR-deleted their contact.
+    pub fn with_personal_data(mut self, personal: Arc<dyn PersonalData>) -> Self {
+        self.personal = Some(personal);
+        self
     }
 
     /// Record HubSpot's `contact.merge` events in `links`.
@@ -125,6 +134,24 @@ impl ReferralDelivery {
                 }
                 tracing::info!(survivor = %survivor, merged = merged.len(), "HubSpot merge recorded");
                 Ok(ReferralOutcome::Sent { reference: survivor.clone() })
+            }
+            ReferralAction::EraseContact { object_id } => {
+                let store = self.personal.clone().ok_or_else(|| {
+                    Failure::park("not_configured", "this worker cannot erase personal data (a serve store does)")
+                })?;
+                // The webhook is signed, and HubSpot must also show the contact gone before anything is erased.
+                if self.hubspot.read_object("contacts", object_id, &[], &[]).await?.is_some() {
+                    return Err(Failure::park(
+                        "erasure_not_confirmed",
+                        format!("HubSpot still has contact {object_id}: nothing erased"),
+                    ));
+                }
+                let eraser = Eraser::new(store, None);
+                let receipt = eraser
+                    .erase(&Subject::contact(object_id), ErasureSource::HubSpotPrivacyDeletion, None, false)
+                    .await
+                    .map_err(|e| Failure::retry("store_unavailable", e.to_string()))?;
+                Ok(ReferralOutcome::Sent { reference: receipt.receipt_id })
             }
             ReferralAction::UpsertContact(upsert) => {
                 let contact = self.hubspot.upsert_contact(upsert).await?;

@@ -238,6 +238,7 @@ fn app_event(i: usize, event: &Value, config: &ReferralConfig) -> Result<Referra
             None => ignored("deal stage was cleared".into()),
         },
         "contact.propertyChange" | "deal.propertyChange" => ignored(format!("`{property}` is not a referral property")),
+        "contact.privacyDeletion" => Ok(ReferralTrigger::PrivacyDeletion { contact_id: object_id }),
         // A merge also deletes the merged-away records; `contact.merge` carries what the links need.
         "contact.deletion" => ignored(format!(
             "contact {object_id} deleted: nothing to relay (later updates for it are parked contact_not_found)"

@@ -108,6 +108,10 @@ pub enum ReferralTrigger {
         survivor: String,
         merged: Vec<String>,
     },
+    /// HubSpot GDPR-deleted a contact (`contact.privacyDeletion`): hubrelay erases what it holds of the person.
+    PrivacyDeletion {
+        contact_id: String,
+    },
     /// Nothing to send (another property changed, a stage that is not configured, ...).
     Ignored {
         reason: String,

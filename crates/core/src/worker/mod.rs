@@ -24,10 +24,12 @@ use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, LeadLink
 use crate::updates::{UpdateDelivery, UpdateOutcome};
 
 pub mod delay;
+pub mod intents;
 pub mod locks;
 mod referrals;
 
 pub use delay::{retry_delay, Jitter};
+pub use intents::{WriteIntents, WRITE_MARKER_PROPERTY};
 pub use locks::{ContactGuard, ContactLocks};
 
 /// HubSpot's batch limit.
@@ -69,6 +71,7 @@ pub struct RetryWorker {
     links: Option<Arc<dyn LeadLinks>>,
     updates: Option<Arc<UpdateDelivery>>,
     referrals: Option<Arc<crate::referral::deliver::ReferralDelivery>>,
+    intents: Option<Arc<dyn WriteIntents>>,
     missing: Arc<MissingProperties>,
     metrics: Metrics,
     notifications: Notifications,
@@ -101,6 +104,7 @@ impl RetryWorker {
             links: None,
             updates: None,
             referrals: None,
+            intents: None,
             missing: MissingProperties::new(),
             metrics: Metrics::default(),
             notifications: Notifications::default(),
@@ -129,6 +133,14 @@ impl RetryWorker {
     /// check-write-record of a contact then never interleaves with an inline delivery to it.
     pub fn with_contact_locks(mut self, locks: Arc<ContactLocks>) -> Self {
         self.locks = Some(locks);
+        self
+    }
+
+    /// Send each contact write with a write id ([`WRITE_MARKER_PROPERTY`]) recorded in `intents` before the call,
+    /// and reconcile a write whose answer never came before sending it again: no contact is written twice for
+    /// one message, even across a crash (see [`intents`]).
+    pub fn with_write_intents(mut self, intents: Arc<dyn WriteIntents>) -> Self {
+        self.intents = Some(intents);
         self
     }
 
@@ -187,7 +199,7 @@ impl RetryWorker {
                 Some(locks) => Some(locks.lock(chunk.iter().map(|(email, _)| email.as_str())).await),
                 None => None,
             };
-            let mut groups = Vec::with_capacity(chunk.len());
+            let mut contacts = Vec::with_capacity(chunk.len());
             for (email, members) in chunk {
                 let applied = self.versions.last_applied(&email).await?;
                 let mut live = Vec::with_capacity(members.len());
@@ -198,10 +210,10 @@ impl RetryWorker {
                         live.push((message, upsert));
                     }
                 }
-                if let Some(group) = Group::merge(live) {
-                    groups.push(group);
-                }
+                contacts.push((email, live));
             }
+            self.reconcile(&mut contacts, &mut pass).await?;
+            let groups: Vec<Group> = contacts.into_iter().filter_map(|(_, live)| Group::merge(live)).collect();
             if !groups.is_empty() {
                 self.deliver_chunk(groups, &mut pass).await?;
             }
@@ -268,6 +280,66 @@ impl RetryWorker {
         }
     }
 
+    /// Settle the messages whose last write may have landed ([`RetryMessage::write_intent`]) by one batch read
+    /// of the contacts' markers: a marker equal to a message's write id means HubSpot stored that write, so the
+    /// message is delivered without a second one. A failed read retries those contacts' messages unsent.
+    async fn reconcile(
+        &self,
+        contacts: &mut [(String, Vec<(RetryMessage, ContactUpsert)>)],
+        pass: &mut Pass,
+    ) -> Result<(), StoreError> {
+        let uncertain: Vec<String> = contacts
+            .iter()
+            .filter(|(_, live)| live.iter().any(|(m, _)| m.write_intent.is_some()))
+            .map(|(email, _)| email.clone())
+            .collect();
+        if uncertain.is_empty() {
+            return Ok(());
+        }
+        let found = match self.hubspot.read_contacts_by_email(&uncertain, &[WRITE_MARKER_PROPERTY]).await {
+            Ok(found) => found,
+            Err(e) => {
+                let e = Failure::from(e);
+                for (email, live) in contacts.iter_mut().filter(|(email, _)| uncertain.contains(email)) {
+                    tracing::warn!(email = %mask_email(email), code = %e.code, "cannot read the write marker; retrying unsent");
+                    for (m, _) in live.drain(..) {
+                        self.failed(m, &e, pass);
+                    }
+                }
+                return Ok(());
+            }
+        };
+        let markers: HashMap<String, (String, String)> = found
+            .into_iter()
+            .filter_map(|c| {
+                let email = c.properties.get("email")?.to_lowercase();
+                let marker = c.properties.get(WRITE_MARKER_PROPERTY)?.clone();
+                Some((email, (c.id, marker)))
+            })
+            .collect();
+        let mut applied = Vec::new();
+        let mut landed_all = Vec::new();
+        for (email, live) in contacts.iter_mut() {
+            let Some((contact_id, marker)) = markers.get(email.as_str()) else { continue };
+            let (landed, rest): (Vec<_>, Vec<_>) =
+                std::mem::take(live).into_iter().partition(|(m, _)| m.write_intent.as_deref() == Some(marker.as_str()));
+            *live = rest;
+            if let Some(newest) = landed.iter().map(|(m, _)| m.received_at).max() {
+                applied.push((email.clone(), newest));
+                landed_all.extend(landed.into_iter().map(|(m, _)| (m, contact_id.clone())));
+            }
+        }
+        self.versions.record_applied_all(&applied).await?;
+        for (m, contact_id) in landed_all {
+            if let (Some(links), Some(lead_id)) = (&self.links, m.event.get("lead_id").and_then(|v| v.as_str())) {
+                links.link(lead_id, &contact_id, pass.now).await?;
+            }
+            tracing::info!(event_id = %m.event_id, "an earlier write landed; settled without writing again");
+            pass.delivered(m, &contact_id);
+        }
+        Ok(())
+    }
+
     /// Map the stored lead with today's mapping (a redrive after a mapping fix takes effect).
     fn upsert_for(&self, message: &RetryMessage) -> Result<ContactUpsert, DeadLetterReason> {
         let lead: Lead = serde_json::from_value(message.event.clone())
@@ -286,10 +358,12 @@ impl RetryWorker {
             if groups.is_empty() {
                 continue;
             }
-            let inputs: Vec<ContactUpsert> = groups.iter().map(|g| g.upsert.clone()).collect();
+            let (mut groups, marked) = self.mark_writes(groups).await?;
+            let inputs: Vec<ContactUpsert> = groups.iter().map(|g| g.input(marked)).collect();
             match self.hubspot.upsert_contacts(&inputs).await {
                 Ok(results) => {
                     let mut done = Vec::with_capacity(groups.len());
+                    let mut unmarked = Vec::new();
                     // One result per input is the trait's promise; a group without one is retried, never dropped.
                     let mut results = results.into_iter();
                     for group in groups {
@@ -299,7 +373,16 @@ impl RetryWorker {
                         });
                         match result {
                             Ok(contact) => done.push((group, contact)),
+                            // The portal lacks the marker property: sent again without it (see `mark_writes`).
+                            Err(e)
+                                if marked
+                                    && self.missing.learn(&e)
+                                    && self.missing.is_missing(WRITE_MARKER_PROPERTY) =>
+                            {
+                                unmarked.push(group.answered(e.status));
+                            }
                             Err(e) => {
+                                let group = group.answered(e.status);
                                 let e = Failure::from(e);
                                 for m in group.messages {
                                     self.failed(m, &e, pass);
@@ -316,24 +399,30 @@ impl RetryWorker {
                             pass.delivered(m, &contact.id);
                         }
                     }
+                    if !unmarked.is_empty() {
+                        pending.push(unmarked);
+                    }
                 }
                 Err(e)
                     if self.missing.learn(&e)
-                        && groups.iter().any(|g| self.missing.carried_by(&g.upsert).is_some()) =>
+                        && (groups.iter().any(|g| self.missing.carried_by(&g.upsert).is_some())
+                            || (marked && self.missing.is_missing(WRITE_MARKER_PROPERTY))) =>
                 {
-                    // Parked by `park_missing` on the next turn, which sends the rest.
+                    // Parked by `park_missing` on the next turn, which sends the rest (without the marker when
+                    // the portal lacks it: `hubrelay properties sync` creates it).
+                    groups.iter_mut().for_each(|g| g.messages.iter_mut().for_each(|m| m.write_intent = None));
                     pending.push(groups);
                 }
                 Err(e) if e.outcome() == AttemptOutcome::Rejected && groups.len() > 1 => {
-                    let mut groups = groups;
                     let right = groups.split_off(groups.len() / 2);
                     pending.push(groups);
                     pending.push(right);
                 }
                 Err(e) => {
+                    let status = e.status;
                     let e = Failure::from(e);
                     for group in groups {
-                        for m in group.messages {
+                        for m in group.answered(status).messages {
                             self.failed(m, &e, pass);
                         }
                     }
@@ -341,6 +430,26 @@ impl RetryWorker {
             }
         }
         Ok(())
+    }
+
+    /// With write intents (and the marker property not known missing): give each group its write id (its newest
+    /// message's event id), set it on the messages and record it before the call. Returns whether the inputs
+    /// carry the marker.
+    async fn mark_writes(&self, mut groups: Vec<Group>) -> Result<(Vec<Group>, bool), StoreError> {
+        let Some(intents) = &self.intents else { return Ok((groups, false)) };
+        if self.missing.is_missing(WRITE_MARKER_PROPERTY) {
+            return Ok((groups, false));
+        }
+        let mut recorded = Vec::new();
+        for group in &mut groups {
+            let write_id = group.write_id();
+            for m in &mut group.messages {
+                m.write_intent = Some(write_id.clone());
+                recorded.push((m.event_id.clone(), write_id.clone()));
+            }
+        }
+        intents.record_intents(&recorded).await?;
+        Ok((groups, true))
     }
 
     /// Park the groups carrying a property the portal is known to lack; the others go on. A group with a
@@ -482,6 +591,32 @@ impl Group {
             messages.push(message);
         }
         Some(Group { upsert: upsert?, newest, messages })
+    }
+}
+
+impl Group {
+    /// The id a write of this group is sent with: its newest message's event id (unique, and the same when the
+    /// same messages are sent again).
+    fn write_id(&self) -> String {
+        self.messages.iter().max_by_key(|m| m.received_at).map(|m| m.event_id.clone()).unwrap_or_default()
+    }
+
+    /// What is sent for the group: the merged upsert, with the marker when `marked`.
+    fn input(&self, marked: bool) -> ContactUpsert {
+        let mut input = self.upsert.clone();
+        if marked {
+            input.properties.insert(WRITE_MARKER_PROPERTY.into(), self.write_id());
+        }
+        input
+    }
+
+    /// The group after a failed answer with `status`: its messages keep their write id only when the write may
+    /// have landed anyway.
+    fn answered(mut self, status: Option<u16>) -> Group {
+        if !intents::uncertain(status) {
+            self.messages.iter_mut().for_each(|m| m.write_intent = None);
+        }
+        self
     }
 }
 

@@ -176,21 +176,23 @@ pub(crate) async fn batch_upsert(
             let written = st.write(|conn| {
                 let mut out = Vec::with_capacity(writes.len());
                 for (input, values) in &writes {
-                    match store::by_email(conn, &input.email)? {
+                    let written = match store::by_email(conn, &input.email)? {
                         Some(mut c) => {
                             c.merge(values);
                             c.updated_ms = now;
                             store::update(conn, &c)?;
-                            out.push((c, false, input.trace_id.clone()));
+                            (c, false, input.trace_id.clone())
                         }
                         None => {
                             let mut props = BTreeMap::new();
                             for (k, v) in values.iter().filter(|(_, v)| !v.is_empty()) {
                                 props.insert(k.clone(), v.clone());
                             }
-                            out.push((store::insert(conn, props, now)?, true, input.trace_id.clone()));
+                            (store::insert(conn, props, now)?, true, input.trace_id.clone())
                         }
-                    }
+                    };
+                    store::journal(conn, written.0.id, values.get(store::WRITE_MARKER).map(String::as_str))?;
+                    out.push(written);
                 }
                 Ok(out)
             })?;

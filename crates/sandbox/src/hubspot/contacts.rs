@@ -287,3 +287,32 @@ pub(crate) async fn list(State(sb): State<Sandbox>, RawQuery(query): RawQuery) -
         .await?;
     Ok(Json(out))
 }
+
+/// `POST /crm/v3/objects/contacts/gdpr-delete` `{"objectId", "idProperty"?}` → 204: the contact is deleted for
+/// good, with its engagement and deal associations and its write journal rows (HubSpot then notifies apps with
+/// `contact.privacyDeletion`, which the sandbox does not send). 404 when there is no such contact.
+pub(crate) async fn gdpr_delete(State(sb): State<Sandbox>, body: Bytes) -> Result<StatusCode, ApiError> {
+    let v = parse_object(&body)?;
+    let raw = v.get("objectId").and_then(|id| match id {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    let raw = raw.ok_or_else(|| {
+        ApiError::invalid_json("Cannot build PublicGdprDeleteInput, some of required attributes are not set [objectId]")
+    })?;
+    let t = target(&raw, v.get("idProperty").and_then(Value::as_str))?;
+    sb.with_store(move |st| {
+        st.write(|conn| {
+            let c = find(conn, &t)?.ok_or_else(|| ApiError::contact_not_found(&raw))?;
+            let id = c.id as i64;
+            conn.execute("DELETE FROM engagement_contacts WHERE contact_id = ?1", [id])?;
+            conn.execute("DELETE FROM deal_contacts WHERE contact_id = ?1", [id])?;
+            conn.execute("DELETE FROM write_journal WHERE contact_id = ?1", [id])?;
+            conn.execute("DELETE FROM contacts WHERE id = ?1", [id])?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

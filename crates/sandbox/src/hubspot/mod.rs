@@ -66,6 +66,9 @@ pub struct Faults {
     pub requests_per_10s: Option<u32>,
     /// Latency added to every API request that passed auth and the rate limit.
     pub latency_ms: u64,
+    /// Share (0.0..=1.0) of successful writes (any method but GET, batch reads excepted) answered 504 after
+    /// they were stored: the caller cannot tell whether they landed.
+    pub apply_then_fail_rate: f64,
 }
 
 impl Faults {

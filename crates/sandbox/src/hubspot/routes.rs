@@ -58,6 +58,7 @@ pub(crate) fn router(sb: Sandbox) -> Router {
         .route("/__sandbox/scopes", get(get_scopes).post(set_scopes))
         .route("/__sandbox/merge", post(merge_contacts))
         .route("/__sandbox/stats", get(stats))
+        .route("/__sandbox/writes", get(writes))
         .route("/__sandbox/reset", post(reset))
         .route("/__sandbox/oauth/revoke", post(revoke_oauth));
     let api = if sb.inner.oauth.is_some() { api.merge(oauth::routes()) } else { api };
@@ -101,6 +102,7 @@ fn api_routes(objects: &str, props: &str) -> Router<Sandbox> {
     r.route(&format!("{objects}/contacts"), get(contacts::list).post(contacts::create))
         .route(&format!("{objects}/contacts/batch/upsert"), post(batch::batch_upsert))
         .route(&format!("{objects}/contacts/batch/read"), post(batch::batch_read))
+        .route(&format!("{objects}/contacts/gdpr-delete"), post(contacts::gdpr_delete))
         .route(&format!("{objects}/contacts/{{id}}"), get(contacts::get).patch(contacts::patch))
         .route(&format!("{objects}/deals"), post(deals::create))
         .route(&format!("{objects}/deals/{{id}}"), get(deals::get).patch(deals::patch))
@@ -197,9 +199,19 @@ async fn gate(State(sb): State<Sandbox>, mut req: Request, next: Next) -> Respon
         if faults.latency_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
         }
+        let writes = req.method() != axum::http::Method::GET && !path.ends_with("/batch/read");
         if roll(faults.failure_rate) {
             lock(&inner.stats).faults_injected += 1;
             fault_error(faults.effective_status()).into_response()
+        } else if writes && faults.apply_then_fail_rate > 0.0 {
+            let res = next.run(req).await;
+            // Stored, then the answer is lost: what a gateway timeout after the write looks like to the caller.
+            if res.status().is_success() && roll(faults.apply_then_fail_rate) {
+                lock(&inner.stats).faults_injected += 1;
+                fault_error(504).into_response()
+            } else {
+                res
+            }
         } else {
             next.run(req).await
         }
@@ -247,7 +259,8 @@ async fn get_faults(State(sb): State<Sandbox>) -> Json<Faults> {
     Json(sb.faults())
 }
 
-const FAULT_FIELDS: [&str; 4] = ["failure_rate", "failure_status", "requests_per_10s", "latency_ms"];
+const FAULT_FIELDS: [&str; 5] =
+    ["failure_rate", "failure_status", "requests_per_10s", "latency_ms", "apply_then_fail_rate"];
 
 /// `DELETE /__sandbox/faults`: no faults at all.
 async fn clear_faults(State(sb): State<Sandbox>) -> Json<Faults> {
@@ -277,6 +290,12 @@ async fn set_faults(State(sb): State<Sandbox>, body: Bytes) -> Result<Json<Fault
         return Err(ApiError::validation(format!(
             "failure_rate must be within 0.0..=1.0, got {}",
             faults.failure_rate
+        )));
+    }
+    if !(0.0..=1.0).contains(&faults.apply_then_fail_rate) {
+        return Err(ApiError::validation(format!(
+            "apply_then_fail_rate must be within 0.0..=1.0, got {}",
+            faults.apply_then_fail_rate
         )));
     }
     if faults.failure_status != 0 && !(400..=599).contains(&faults.failure_status) {
@@ -344,6 +363,19 @@ async fn stats(State(sb): State<Sandbox>) -> Result<Json<Value>, ApiError> {
         map.insert("oauth".into(), oauth);
     }
     Ok(Json(out))
+}
+
+/// `GET /__sandbox/writes`: the write journal of batch upserts — how many writes, how many carried hubrelay's
+/// write marker, and the markers written more than once (one write sent twice). Never a value or an email.
+async fn writes(State(sb): State<Sandbox>) -> Result<Json<Value>, ApiError> {
+    let journal = sb.with_store(|st| st.write_journal().map_err(|e| ApiError::internal(e.to_string()))).await?;
+    let repeated: Vec<Value> = journal.repeated.iter().map(|(m, n)| json!({"marker": m, "writes": n})).collect();
+    Ok(Json(json!({
+        "writes": journal.writes,
+        "marked": journal.marked,
+        "repeated_markers": repeated.len(),
+        "repeated": repeated,
+    })))
 }
 
 /// `POST /__sandbox/oauth/revoke`: every refresh token stops working (the user uninstalled the app).

@@ -98,7 +98,33 @@ CREATE TABLE IF NOT EXISTS deal_contacts (
     contact_id INTEGER NOT NULL,
     PRIMARY KEY (deal_id, contact_id)
 );
+CREATE TABLE IF NOT EXISTS write_journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    contact_id INTEGER NOT NULL,
+    marker TEXT
+);
+CREATE INDEX IF NOT EXISTS write_journal_by_marker ON write_journal (marker) WHERE marker IS NOT NULL;
 ";
+
+/// The write journal's totals (`GET /__sandbox/writes`).
+pub(crate) struct WriteJournal {
+    pub writes: u64,
+    pub marked: u64,
+    /// Markers written more than once, with how often.
+    pub repeated: Vec<(String, i64)>,
+}
+
+/// The contact property hubrelay's retry worker marks each write with (its write id): the journal keeps it, so
+/// a test can tell one write sent twice from two writes.
+pub(crate) const WRITE_MARKER: &str = "hubrelay_write_id";
+
+/// One batch-upsert write in the journal: the contact and the write's marker, never its values.
+pub(crate) fn journal(conn: &Connection, contact_id: u64, marker: Option<&str>) -> Result<(), ApiError> {
+    conn.prepare_cached("INSERT INTO write_journal (contact_id, marker) VALUES (?1, ?2)")
+        .and_then(|mut stmt| stmt.execute(params![contact_id as i64, marker]))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(())
+}
 
 pub(crate) struct Store {
     conn: Connection,
@@ -251,6 +277,21 @@ impl Store {
         Ok(n as u64)
     }
 
+    /// What the write journal holds: every batch-upsert write, and the markers written more than once.
+    pub fn write_journal(&self) -> rusqlite::Result<WriteJournal> {
+        let (writes, marked): (i64, i64) =
+            self.conn
+                .query_row("SELECT COUNT(*), COUNT(marker) FROM write_journal", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut stmt = self.conn.prepare(
+            "SELECT marker, COUNT(*) FROM write_journal WHERE marker IS NOT NULL \
+             GROUP BY marker HAVING COUNT(*) > 1 ORDER BY marker",
+        )?;
+        let repeated = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(WriteJournal { writes: writes as u64, marked: marked as u64, repeated })
+    }
+
     /// Deletes contacts, custom properties and engagements (the id sequences keep counting).
     pub fn reset(&mut self) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
@@ -261,6 +302,7 @@ impl Store {
         tx.execute("DELETE FROM contacts", [])?;
         tx.execute("DELETE FROM merged_contacts", [])?;
         tx.execute("DELETE FROM properties", [])?;
+        tx.execute("DELETE FROM write_journal", [])?;
         tx.commit()?;
         self.custom.clear();
         Ok(())
