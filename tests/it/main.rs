@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod conformance;
 mod console;
+mod followups;
 mod hardening;
 mod harness;
 mod import;

@@ -2,7 +2,8 @@
 //! invocation, one JSON line per tenant and function for what changed, written to stdout, which Lambda sends to
 //! CloudWatch Logs; CloudWatch makes the metrics from it (no `PutMetricData` call, no permission).
 //!
-//! - Events, by the event's function (`lead-captured`, `status-update`, `activity`, `referral-event`):
+//! - Events, by the event's function (`lead-captured`, `status-update`, `activity`, `referral-event`,
+//!   `lead-follow-up`):
 //!   `Delivered`, `Queued`, `Parked`, `DeadLettered`, `Superseded`, `Redriven` (Count).
 //! - HubSpot calls, by the Lambda that made them: `HubSpotRequests`, `HubSpot429` (Count) and `HubSpotLatency`
 //!   (Milliseconds, every call's value, so CloudWatch's percentiles are exact).

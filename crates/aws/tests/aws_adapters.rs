@@ -192,6 +192,7 @@ async fn dynamo_a_delivered_lead_is_one_completing_write_that_events_versions_an
         event: delivered_record("evt_inline", now),
         applied: Some(("Ann@Example.com".into(), now)),
         link: Some(("L-9".into(), "501".into())),
+        follow_ups: Vec::new(),
     };
     store.complete_delivered(&key, &response(), &delivered, now).await.unwrap();
     // Nothing but the key's item was written.

@@ -692,6 +692,23 @@ impl HubSpot for HubSpotClient {
         Ok(results.iter().map(crm_object).collect())
     }
 
+    async fn create_deal(
+        &self,
+        properties: &BTreeMap<String, String>,
+        contact_id: &str,
+    ) -> Result<String, HubSpotError> {
+        let body = json!({
+            "properties": properties,
+            "associations": [{
+                "to": {"id": contact_id},
+                "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3}],
+            }],
+        });
+        let (_, value) = self.call(Method::POST, &self.version.objects("deals"), Some(&body)).await?;
+        value_id(&value)
+            .ok_or_else(|| HubSpotError::new(Some(201), "unexpected_response", "deal create answered without an id"))
+    }
+
     async fn gdpr_delete_contact(&self, id: &str, by_email: bool) -> Result<bool, HubSpotError> {
         let mut body = json!({ "objectId": id });
         if by_email {

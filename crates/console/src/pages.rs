@@ -130,7 +130,7 @@ pub fn events(
             label { "Event id" input name="event_id" value=(q.event_id) size="30"; }
             @if !q.email_hash.is_empty() { input type="hidden" name="email_hash" value=(q.email_hash); }
             label { "Status" select name="status" { (options(&q.status, &["delivered", "retrying", "dead_lettered", "superseded"])) } }
-            label { "Function" select name="function" { (options(&q.function, &["lead-captured", "status-update", "activity", "referral-event"])) } }
+            label { "Function" select name="function" { (options(&q.function, &["lead-captured", "status-update", "activity", "referral-event", "lead-follow-up"])) } }
             label { "Received within" input name="since" value=(q.since) placeholder="e.g. 2h, 3d" size="8"; }
             label { "From (UTC)" input type="datetime-local" name="from" value=(q.from); }
             label { "Until (UTC)" input type="datetime-local" name="until" value=(q.until); }

@@ -32,11 +32,18 @@ pub enum FunctionName {
     StatusUpdate,
     Activity,
     ReferralEvent,
+    /// What follows a delivered lead (a deal, a history note), queued by hubrelay itself.
+    LeadFollowUp,
 }
 
 impl FunctionName {
-    pub const ALL: [FunctionName; 4] =
-        [FunctionName::LeadCaptured, FunctionName::StatusUpdate, FunctionName::Activity, FunctionName::ReferralEvent];
+    pub const ALL: [FunctionName; 5] = [
+        FunctionName::LeadCaptured,
+        FunctionName::StatusUpdate,
+        FunctionName::Activity,
+        FunctionName::ReferralEvent,
+        FunctionName::LeadFollowUp,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,6 +51,7 @@ impl FunctionName {
             FunctionName::StatusUpdate => "status-update",
             FunctionName::Activity => "activity",
             FunctionName::ReferralEvent => "referral-event",
+            FunctionName::LeadFollowUp => "lead-follow-up",
         }
     }
 

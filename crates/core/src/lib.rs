@@ -12,6 +12,7 @@ pub mod display;
 pub mod dlq;
 pub mod domain;
 pub mod email;
+pub mod followups;
 pub mod hubspot;
 pub mod import;
 pub mod json;

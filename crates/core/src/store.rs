@@ -63,6 +63,11 @@ pub trait IdempotencyStore: Send + Sync {
         delivered: &Delivered,
         now: OffsetDateTime,
     ) -> Result<(), StoreError>;
+    /// Whether [`IdempotencyStore::complete_delivered`] also queues [`Delivered::follow_ups`] (in its transaction);
+    /// otherwise the caller queues them after it.
+    fn queues_follow_ups(&self) -> bool {
+        false
+    }
 }
 
 /// What a request delivered on its first attempt leaves behind besides its answer.
@@ -73,6 +78,8 @@ pub struct Delivered {
     pub applied: Option<(String, OffsetDateTime)>,
     /// The sender's lead id and its contact, for [`LeadLinks`] (leads with an id).
     pub link: Option<(String, String)>,
+    /// What the lead's mapping asks to follow it (a deal, a history note: [`crate::followups`]).
+    pub follow_ups: Vec<crate::domain::RetryMessage>,
 }
 
 /// The retry queue and its dead-letter queue.

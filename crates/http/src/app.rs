@@ -222,6 +222,7 @@ impl Relay {
             self.stores.events.clone(),
         )
         .with_lead_links(self.stores.links.clone())
+        .with_follow_ups(self.stores.queue.clone())
         .with_missing_properties(self.missing.clone())
         .with_updates(Arc::new(self.update_delivery(hubspot)))
         .with_referrals(Arc::new(referrals))

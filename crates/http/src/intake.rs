@@ -223,6 +223,15 @@ impl Intake {
         let stored = StoredResponse { status: reply.status, body: reply.body.clone() };
         match self.idempotency.complete_delivered(key, &stored, &delivered, OffsetDateTime::now_utc()).await {
             Ok(()) => {
+                if !self.idempotency.queues_follow_ups() {
+                    // After the answer is stored (a store that cannot take them in its transaction): a failure
+                    // here leaves the lead delivered without its deal or note, so it is logged for on-call.
+                    for follow_up in &delivered.follow_ups {
+                        if let Err(e) = self.queue.enqueue(follow_up).await {
+                            tracing::error!(event_id = %follow_up.event_id, error = %e, "a lead's follow-up could not be queued");
+                        }
+                    }
+                }
                 let outcome = match delivered.event.status {
                     EventStatus::Superseded => EventOutcome::Superseded,
                     _ => EventOutcome::Delivered,

@@ -13,6 +13,7 @@ use crate::intake::{content_type, EventKind, Intake, Parsed, Reply};
 use hubrelay_core::batching::UpsertBatcher;
 use hubrelay_core::delivery::Failure;
 use hubrelay_core::domain::{new_event_id, ContactUpsert, FunctionName, UpsertedContact};
+use hubrelay_core::followups::follow_ups;
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::lead::{self, ParsedLead};
 use hubrelay_core::mapping::Mapping;
@@ -160,6 +161,7 @@ impl EventKind for LeadService {
                 self.missing.forget(&upsert);
                 // The contact's newest applied lead (so an older retried one cannot overwrite it), the lead
                 // id's contact and the event's fate, stored with the answer while the contact is still held.
+                let follow_ups = follow_ups(&self.mapping, &event_id, &event, now, &contact.id, now);
                 let record = Intake::settled_record(
                     FunctionName::LeadCaptured,
                     &event_id,
@@ -169,6 +171,7 @@ impl EventKind for LeadService {
                     now,
                 );
                 let delivered = Delivered {
+                    follow_ups,
                     event: record,
                     applied: Some((upsert.email.clone(), now)),
                     link: match &parsed.lead.lead_id {

@@ -112,7 +112,7 @@ mod tests {
         has(r#"hubrelay_hubspot_request_duration_seconds_count{tenant="acme"} 2"#);
         has(r#"hubrelay_hubspot_request_duration_seconds_sum{tenant="acme"} 0.033"#);
         let series = text.lines().filter(|l| l.starts_with("hubrelay_events_total{")).count();
-        assert_eq!(series, 2 * 4 * 6, "two tenants × four functions × six outcomes");
+        assert_eq!(series, 2 * FunctionName::ALL.len() * 6, "two tenants × every function × six outcomes");
     }
 
     #[test]

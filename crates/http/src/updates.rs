@@ -78,7 +78,7 @@ impl EventKind for UpdateService {
                     Some(result.contact_id.clone()),
                     now,
                 );
-                let delivered = Delivered { event: record, applied: None, link: None };
+                let delivered = Delivered { event: record, applied: None, link: None, follow_ups: Vec::new() };
                 let reply = Reply::json(200, settled_body(&event_id, &result));
                 let reply = self.intake.complete_delivered(key, reply, delivered).await?;
                 tracing::info!(event_id, function = self.function.as_str(), contact_id = %result.contact_id,

@@ -465,8 +465,14 @@ impl IdempotencyStore for SqliteStore {
         let event = crate::sqlite_events::EventRow::new(&delivered.event)?;
         let applied = delivered.applied.as_ref().map(|(email, at)| (contact_key(email), epoch_millis(*at)));
         let link = delivered.link.clone();
+        let now_queued = OffsetDateTime::now_utc();
+        let follow_ups =
+            delivered.follow_ups.iter().map(|m| QueuedRow::new(m, now_queued)).collect::<Result<Vec<_>, _>>()?;
         self.write(move |conn| {
             event.write(conn)?;
+            for row in &follow_ups {
+                row.write(conn)?;
+            }
             if let Some((contact, at)) = &applied {
                 crate::sqlite_events::write_version(conn, contact, *at)?;
             }
@@ -478,6 +484,10 @@ impl IdempotencyStore for SqliteStore {
         .await?;
         self.inner.claims.end(key);
         Ok(())
+    }
+
+    fn queues_follow_ups(&self) -> bool {
+        true
     }
 
     /// Frees the claim; nothing is written (claims are not, see [`crate::claims`]).

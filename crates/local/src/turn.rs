@@ -127,6 +127,14 @@ impl HubSpot for OutsideTurn {
         self.turn.outside(self.inner.create_property(property)).await
     }
 
+    async fn create_deal(
+        &self,
+        properties: &BTreeMap<String, String>,
+        contact_id: &str,
+    ) -> Result<String, HubSpotError> {
+        self.turn.outside(self.inner.create_deal(properties, contact_id)).await
+    }
+
     async fn gdpr_delete_contact(&self, id: &str, by_email: bool) -> Result<bool, HubSpotError> {
         self.turn.outside(self.inner.gdpr_delete_contact(id, by_email)).await
     }

@@ -138,6 +138,16 @@ pub trait HubSpot: Send + Sync {
         let _ = (emails, properties);
         Err(HubSpotError::new(None, "unsupported", "this HubSpot client cannot read contacts by email in a batch"))
     }
+    /// `POST …/objects/…/deals` with `properties` and the inline association to `contact_id` (deal → contact,
+    /// type 3); returns the new deal's id.
+    async fn create_deal(
+        &self,
+        properties: &BTreeMap<String, String>,
+        contact_id: &str,
+    ) -> Result<String, HubSpotError> {
+        let _ = (properties, contact_id);
+        Err(HubSpotError::new(None, "unsupported", "this HubSpot client cannot create deals"))
+    }
     /// `POST …/objects/…/contacts/gdpr-delete`: HubSpot permanently deletes the contact (by email when `by_email`,
     /// else by id) and blocks its email from being tracked. `Ok(false)` when HubSpot has no such contact.
     async fn gdpr_delete_contact(&self, id: &str, by_email: bool) -> Result<bool, HubSpotError> {

@@ -13,6 +13,7 @@ use crate::hubspot::{PropertyDefinition, PropertyOption};
 use crate::lead::{Lead, ParsedLead};
 
 mod apply;
+mod followups;
 #[cfg(test)]
 mod load_tests;
 mod parse;
@@ -21,6 +22,7 @@ mod tests;
 mod updates;
 
 pub use apply::FieldError;
+pub use followups::{DealMapping, HistoryMapping};
 pub use updates::{allowed_objects, ActivityMapping, StatusMapping};
 
 /// A loaded, validated mapping profile.
@@ -38,6 +40,10 @@ pub struct Mapping {
     pub status: StatusMapping,
     /// What `activity` creates and updates (the `[activity]` section).
     pub activity: ActivityMapping,
+    /// A deal per delivered lead (the `[deal]` section), or none.
+    pub deal: Option<DealMapping>,
+    /// A note per delivered lead on its contact (the `[history]` section).
+    pub history: HistoryMapping,
 }
 
 /// One lead field written to one HubSpot property.

@@ -22,6 +22,8 @@ struct RawMapping {
     constants: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     status: Option<super::updates::RawStatus>,
     activity: Option<super::updates::RawActivity>,
+    deal: Option<super::followups::RawDeal>,
+    history: Option<super::followups::RawHistory>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +133,8 @@ pub(super) fn from_toml(text: &str, origin: &str) -> Result<Mapping, MappingErro
 
     let status = super::updates::status(&src, raw.status.as_ref())?;
     let activity = super::updates::activity(&src, raw.activity.as_ref())?;
+    let deal = super::followups::deal(&src, raw.deal.as_ref())?;
+    let history = super::followups::history(raw.history.as_ref());
     Ok(Mapping {
         name: name.to_string(),
         description: raw.description,
@@ -140,6 +144,8 @@ pub(super) fn from_toml(text: &str, origin: &str) -> Result<Mapping, MappingErro
         constants,
         status,
         activity,
+        deal,
+        history,
     })
 }
 

@@ -396,18 +396,24 @@ impl UpdateDelivery {
 
     /// An engagement an earlier attempt created (same type, time and body), if any.
     async fn find_existing(&self, wanted: &Engagement) -> Result<Option<String>, Failure> {
-        let ids = self.hubspot.contact_engagements(&wanted.contact_id, wanted.kind).await?;
-        let body = body_property(wanted.kind);
-        let want_ts = wanted.properties.get("hs_timestamp").and_then(|t| instant_ms(t));
-        for id in ids.iter().rev().take(DEDUPE_WINDOW) {
-            let props = self.hubspot.engagement_properties(wanted.kind, id, &["hs_timestamp", body]).await?;
-            let same_time = props.get("hs_timestamp").and_then(|t| instant_ms(t)) == want_ts;
-            if same_time && props.get(body) == wanted.properties.get(body) {
-                return Ok(Some(id.clone()));
-            }
-        }
-        Ok(None)
+        find_engagement(self.hubspot.as_ref(), wanted).await
     }
+}
+
+/// An engagement of the contact's with the same type, time and body as `wanted` (what an earlier attempt created
+/// before its answer was lost), among the newest ones; `None` when there is none.
+pub async fn find_engagement(hubspot: &dyn HubSpot, wanted: &Engagement) -> Result<Option<String>, Failure> {
+    let ids = hubspot.contact_engagements(&wanted.contact_id, wanted.kind).await?;
+    let body = body_property(wanted.kind);
+    let want_ts = wanted.properties.get("hs_timestamp").and_then(|t| instant_ms(t));
+    for id in ids.iter().rev().take(DEDUPE_WINDOW) {
+        let props = hubspot.engagement_properties(wanted.kind, id, &["hs_timestamp", body]).await?;
+        let same_time = props.get("hs_timestamp").and_then(|t| instant_ms(t)) == want_ts;
+        if same_time && props.get(body) == wanted.properties.get(body) {
+            return Ok(Some(id.clone()));
+        }
+    }
+    Ok(None)
 }
 
 fn body_property(kind: EngagementKind) -> &'static str {

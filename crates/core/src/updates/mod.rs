@@ -16,7 +16,7 @@ mod tests;
 pub use crate::lifecycle::{ActivityKind, LeadStatus};
 pub use activity::{parse_activity, Activity, Direction, MAX_BODY_CHARS};
 pub use changes::{activity_changes, engagement, status_changes, Change};
-pub use deliver::{UpdateDelivery, UpdateOutcome, UpdateResult};
+pub use deliver::{find_engagement, UpdateDelivery, UpdateOutcome, UpdateResult};
 pub use status::{parse_status_update, StatusUpdate};
 
 /// How an update names its contact. Resolution order: HubSpot contact id, then email, then the source

@@ -13,6 +13,7 @@ use crate::domain::{
     AttemptOutcome, ContactUpsert, DeadLetterReason, DeliveryAttempt, FunctionName, RetryMessage, RetrySchedule,
     UpsertedContact,
 };
+use crate::followups::{follow_ups, FollowUpDelivery};
 use crate::hubspot::HubSpot;
 use crate::lead::Lead;
 use crate::mapping::Mapping;
@@ -20,7 +21,7 @@ use crate::metrics::{EventOutcome, Metrics};
 use crate::missing_properties::MissingProperties;
 use crate::notify::{NoticeKind, Notifications};
 use crate::pii::{mask_email, mask_message};
-use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, LeadLinks, StoreError};
+use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, LeadLinks, RetryQueue, StoreError};
 use crate::updates::{UpdateDelivery, UpdateOutcome};
 
 pub mod delay;
@@ -72,6 +73,8 @@ pub struct RetryWorker {
     updates: Option<Arc<UpdateDelivery>>,
     referrals: Option<Arc<crate::referral::deliver::ReferralDelivery>>,
     intents: Option<Arc<dyn WriteIntents>>,
+    /// Where a delivered lead's follow-ups are queued, and how they are delivered ([`RetryWorker::with_follow_ups`]).
+    follow_ups: Option<(Arc<dyn RetryQueue>, Arc<FollowUpDelivery>)>,
     missing: Arc<MissingProperties>,
     metrics: Metrics,
     notifications: Notifications,
@@ -105,6 +108,7 @@ impl RetryWorker {
             updates: None,
             referrals: None,
             intents: None,
+            follow_ups: None,
             missing: MissingProperties::new(),
             metrics: Metrics::default(),
             notifications: Notifications::default(),
@@ -144,6 +148,14 @@ impl RetryWorker {
         self
     }
 
+    /// Queue the follow-ups the mapping asks for (a deal, a history note) on `queue` when a lead is delivered,
+    /// and deliver `lead-follow-up` messages (without it they are dead-lettered as `unsupported_function`).
+    pub fn with_follow_ups(mut self, queue: Arc<dyn RetryQueue>) -> Self {
+        let delivery = FollowUpDelivery::new(self.hubspot.clone(), self.mapping.clone());
+        self.follow_ups = Some((queue, Arc::new(delivery)));
+        self
+    }
+
     /// Record each delivered lead's id → contact id (what status updates and activities resolve by).
     pub fn with_lead_links(mut self, links: Arc<dyn LeadLinks>) -> Self {
         self.links = Some(links);
@@ -169,7 +181,12 @@ impl RetryWorker {
     /// then leave the messages where they are, to be processed again. The event records of the whole
     /// pass are written at the end, in one go where the store allows ([`EventLog::put_events`]).
     pub async fn process(&self, messages: Vec<RetryMessage>, now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError> {
-        let mut pass = Pass { now, outcomes: Vec::with_capacity(messages.len()), log: Vec::new() };
+        let mut pass = Pass {
+            now,
+            outcomes: Vec::with_capacity(messages.len()),
+            log: Vec::new(),
+            leads: self.has_follow_ups().then(Vec::new),
+        };
         let mut by_email: BTreeMap<String, Vec<(RetryMessage, ContactUpsert)>> = BTreeMap::new();
         let mut updates = Vec::new();
         // Events dead-lettered once and redriven: event id → whether this pass makes their first attempt since.
@@ -219,12 +236,13 @@ impl RetryWorker {
             }
         }
         for message in updates {
-            if message.function == FunctionName::ReferralEvent {
-                self.deliver_referral(message, &mut pass).await;
-            } else {
-                self.deliver_update(message, &mut pass).await;
+            match message.function {
+                FunctionName::ReferralEvent => self.deliver_referral(message, &mut pass).await,
+                FunctionName::LeadFollowUp => self.deliver_follow_up(message, &mut pass).await,
+                _ => self.deliver_update(message, &mut pass).await,
             }
         }
+        self.queue_follow_ups(&pass).await?;
         self.events.put_events(&pass.log).await?;
         let notices = self.count(&pass.log, &redriven);
         self.notifications.send(notices).await;
@@ -262,6 +280,40 @@ impl RetryWorker {
             }
         }
         notices
+    }
+
+    fn has_follow_ups(&self) -> bool {
+        self.follow_ups.is_some() && (self.mapping.deal.is_some() || self.mapping.history.note)
+    }
+
+    /// The follow-ups of the leads this pass delivered, queued before their fates are stored: a crash in
+    /// between delivers the lead again (settled by its write id) and queues the same follow-ups again (same ids).
+    async fn queue_follow_ups(&self, pass: &Pass) -> Result<(), StoreError> {
+        let (Some((queue, _)), Some(leads)) = (&self.follow_ups, &pass.leads) else { return Ok(()) };
+        for (m, contact_id) in leads {
+            for follow_up in follow_ups(&self.mapping, &m.event_id, &m.event, m.received_at, contact_id, pass.now) {
+                queue.enqueue(&follow_up).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A deal or a history note of a delivered lead.
+    async fn deliver_follow_up(&self, m: RetryMessage, pass: &mut Pass) {
+        let Some((_, delivery)) = &self.follow_ups else {
+            let reason = DeadLetterReason {
+                code: "unsupported_function".into(),
+                message: "this worker does not deliver lead-follow-up events".into(),
+            };
+            return pass.dead_letter(m, reason);
+        };
+        match delivery.deliver_event(&m.event).await {
+            Ok(_) => {
+                let contact_id = m.event.get("contact_id").and_then(|c| c.as_str()).unwrap_or_default().to_string();
+                pass.delivered(m, &contact_id)
+            }
+            Err(e) => self.failed(m, &e, pass),
+        }
     }
 
     /// A status update or activity, one at a time (each takes its contact's lease).
@@ -516,6 +568,8 @@ struct Pass {
     now: OffsetDateTime,
     outcomes: Vec<Outcome>,
     log: Vec<EventRecord>,
+    /// The leads delivered, with their contacts, when they have follow-ups.
+    leads: Option<Vec<(RetryMessage, String)>>,
 }
 
 impl Pass {
@@ -528,6 +582,9 @@ impl Pass {
 
     /// The event's record gains the successful attempt (the queue message is removed, so it keeps none).
     fn delivered(&mut self, mut m: RetryMessage, contact_id: &str) {
+        if let Some(leads) = self.leads.as_mut().filter(|_| m.function == FunctionName::LeadCaptured) {
+            leads.push((m.clone(), contact_id.to_string()));
+        }
         m.attempts.push(DeliveryAttempt::delivered(m.attempts.len() as u32 + 1, self.now));
         self.log.push(event_record(&m, EventStatus::Delivered, None, Some(contact_id.to_string()), None, self.now));
         self.outcomes.push(Outcome {
