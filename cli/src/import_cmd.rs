@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hubrelay_core::config::{Layer, RelaySettings};
-use hubrelay_core::domain::{FunctionName, RetryMessage};
-use hubrelay_core::import::{self, Format, Validated};
+use hubrelay_core::domain::RetryMessage;
+use hubrelay_core::import::{self, Format, Kind, Validated};
 use hubrelay_core::store::EventStatus;
 use hubrelay_core::tenant::TenantId;
 use hubrelay_local::sqlite::SqliteStore;
@@ -35,6 +35,10 @@ pub struct ImportArgs {
     /// csv or jsonl [default: from the file's extension]
     #[arg(long, value_parser = ["csv", "jsonl"])]
     format: Option<String>,
+    /// What the rows are: `leads`, or `extole-share-links` (Extole's export: email, share_code, share_link,
+    /// company, partner_user_id, extole_app_type), each row set on its contact as a live share-link webhook is
+    #[arg(long, default_value = "leads", value_parser = ["leads", "extole-share-links"])]
+    kind: String,
     /// A column (CSV) or key (JSON lines) holding each row's own id: the row is then delivered once per id, as a
     /// live lead with that `lead_id` [default: a row's lead_id, else its content]
     #[arg(long, value_name = "COLUMN")]
@@ -75,9 +79,16 @@ pub async fn run(args: ImportArgs) -> Result<(), CommandError> {
             .ok_or("the file's format is not in its name (.csv, .jsonl): give --format csv or --format jsonl")?,
     };
     let (settings, store_dir, tenant) = settings(&args, &data_dir)?;
-    let validated =
-        import::validate(format, &bytes, &settings.mapping, args.key_column.as_deref()).map_err(|e| e.to_string())?;
-    report(&validated, &settings);
+    let kind = Kind::parse(&args.kind).unwrap_or(Kind::Leads);
+    let validated = match kind {
+        Kind::Leads => import::validate(format, &bytes, &settings.mapping, args.key_column.as_deref()),
+        Kind::ExtoleShareLinks if args.key_column.is_some() => {
+            return Err("--key-column is for leads: a share link is keyed by its content".into())
+        }
+        Kind::ExtoleShareLinks => import::validate_share_links(format, &bytes),
+    }
+    .map_err(|e| e.to_string())?;
+    report(&validated, &settings, kind);
     if !validated.errors.is_empty() && !args.skip_invalid {
         return Err(CommandError::check_failed(format!(
             "{} bad rows: nothing queued (fix them, or pass --skip-invalid to queue the {} valid ones)",
@@ -97,9 +108,9 @@ pub async fn run(args: ImportArgs) -> Result<(), CommandError> {
         .into());
     }
     let store = SqliteStore::open(&store_dir.join("hubrelay.db")).map_err(|e| e.to_string())?;
-    let import_key = import_key(&tenant, &bytes, args.key_column.as_deref());
+    let import_key = import_key(&tenant, kind, &bytes, args.key_column.as_deref());
     let import_id = format!("imp_{import_key}");
-    queue(&store, &import_id, &import_key, &validated).await?;
+    queue(&store, &import_id, &import_key, kind, &validated).await?;
     if args.no_wait {
         println!("queued; `hubrelay serve` delivers them (follow with: hubrelay events list --status retrying)");
         return Ok(());
@@ -137,22 +148,30 @@ fn settings(args: &ImportArgs, data_dir: &Path) -> Result<(RelaySettings, PathBu
 
 /// The import's identity: the tenant, the file's bytes and the key column. The same command resumes; an edited
 /// file is another import (its rows already delivered are then counted as such, not queued again).
-fn import_key(tenant: &str, bytes: &[u8], key_column: Option<&str>) -> String {
+fn import_key(tenant: &str, kind: Kind, bytes: &[u8], key_column: Option<&str>) -> String {
     let mut hash = Sha256::new();
     hash.update(tenant.as_bytes());
     hash.update([0]);
+    // Leads keep their earlier keys (an import started before kinds existed resumes).
+    if kind != Kind::Leads {
+        hash.update(kind.as_str().as_bytes());
+        hash.update([0]);
+    }
     hash.update(key_column.unwrap_or("").as_bytes());
     hash.update([0]);
     hash.update(bytes);
     hash.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn report(v: &Validated, settings: &RelaySettings) {
+fn report(v: &Validated, settings: &RelaySettings, kind: Kind) {
+    let what = match kind {
+        Kind::Leads => format!("mapping `{}`", settings.mapping.name),
+        Kind::ExtoleShareLinks => "Extole share links".to_string(),
+    };
     println!(
-        "{} valid rows for {} contacts (mapping `{}`), {} bad, {} repeated in the file (imported once)",
+        "{} valid rows for {} contacts ({what}), {} bad, {} repeated in the file (imported once)",
         v.rows.len(),
         v.emails(),
-        settings.mapping.name,
         v.errors.len(),
         v.duplicates.len()
     );
@@ -175,10 +194,16 @@ fn report(v: &Validated, settings: &RelaySettings) {
     );
 }
 
-async fn queue(store: &SqliteStore, import_id: &str, import_key: &str, v: &Validated) -> Result<(), CommandError> {
+async fn queue(
+    store: &SqliteStore,
+    import_id: &str,
+    import_key: &str,
+    kind: Kind,
+    v: &Validated,
+) -> Result<(), CommandError> {
     let now = OffsetDateTime::now_utc();
     let total = v.rows.len() as u64;
-    let progress = store.start_import(import_id, "leads", total, now).await.map_err(|e| e.to_string())?;
+    let progress = store.start_import(import_id, kind.as_str(), total, now).await.map_err(|e| e.to_string())?;
     if progress.rows != total {
         return Err(format!("import {import_id} was started with {} rows, this file has {total}", progress.rows).into());
     }
@@ -196,8 +221,7 @@ async fn queue(store: &SqliteStore, import_id: &str, import_key: &str, v: &Valid
             .enumerate()
             .map(|(i, row)| {
                 let event_id = import_event_id(import_key, cursor + i as u64);
-                let lead = serde_json::to_value(&row.parsed.lead).map_err(|e| e.to_string())?;
-                let mut message = RetryMessage::new(FunctionName::LeadCaptured, &event_id, &row.key, lead, now);
+                let mut message = RetryMessage::new(row.function(), &event_id, &row.key, row.event(), now);
                 // File order within a contact: a later row is a newer lead (live leads after the import are newer).
                 message.received_at = now + time::Duration::microseconds(row.line as i64);
                 let record = hubrelay_core::worker::event_record(

@@ -78,3 +78,43 @@ async fn an_import_is_checked_whole_then_delivered_once() {
     assert!(ok && out.contains("0 rows queued, 120 already"), "{out}");
     assert_eq!(serve.sandbox_stats().await["requests"].as_u64().unwrap(), calls, "nothing sent twice");
 }
+
+/// Extole's export of existing advocates' share links: every row set on its contact, 100 contacts a call (as
+/// the worker batches leads), a lead for the same email kept whole, a second run queuing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extole_share_links_are_imported_onto_their_contacts_in_batches() {
+    const LINKS: usize = 1_000;
+    let serve = Serve::start(&[("RUST_LOG", "error")]);
+    let dir = serve.data_dir.path();
+    // A contact that exists already, with a lead's values.
+    let lead = serde_json::json!({"email": "adv0@example.com", "first_name": "Ada", "vehicle_of_interest": "Model S"});
+    let (status, _, body) = serve.post_lead(&lead, crate::harness::headers(&[])).await;
+    assert_eq!(status, 200, "{body}");
+    let mut file = String::from("email,share_code,share_link,company\n");
+    for i in 0..LINKS {
+        file.push_str(&format!("adv{i}@example.com,CODE{i},https://refer.example.com/r/{i},Acme\n"));
+    }
+    file.push_str("not-an-email,BAD,https://refer.example.com/r/bad,\n");
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("extole-share-links.csv");
+    std::fs::write(&path, file).unwrap();
+    let file = path.to_str().unwrap();
+
+    let upserts = serve.sandbox_calls(crate::harness::UPSERT).await;
+    let (ok, out) = import(dir, &[file, "--kind", "extole-share-links", "--skip-invalid"]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("{LINKS} valid rows for {LINKS} contacts (Extole share links), 1 bad")), "{out}");
+    assert!(out.contains(&format!("line {} `email`", LINKS + 2)), "{out}");
+    assert!(out.contains(&format!("{LINKS} rows queued")) && out.contains("0 parked"), "{out}");
+    let calls = serve.sandbox_calls(crate::harness::UPSERT).await - upserts;
+    assert!(calls <= (LINKS / 100 + 2) as u64, "{calls} batch calls for {LINKS} links");
+    let contact = serve.contact("adv0@example.com").await.unwrap();
+    assert_eq!(contact["properties"]["share_code"], "CODE0", "{contact}");
+    assert_eq!(contact["properties"]["extole_app_type"], "hubspot", "{contact}");
+    assert_eq!(contact["properties"]["firstname"], "Ada", "the lead's values stay: {contact}");
+    let last = serve.contact(&format!("adv{}@example.com", LINKS - 1)).await.unwrap();
+    assert_eq!(last["properties"]["share_link"], format!("https://refer.example.com/r/{}", LINKS - 1));
+
+    let (ok, out) = import(dir, &[file, "--kind", "extole-share-links", "--skip-invalid"]);
+    assert!(ok && out.contains("queued by an earlier run"), "{out}");
+}

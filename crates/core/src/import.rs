@@ -10,13 +10,18 @@
 //!
 //! An error names the line (1-based, the file's own line numbers: a CSV record spanning lines is named by its
 //! first), the field and a stable code; its message is masked, so a report never repeats an email or a phone.
+//!
+//! [`Kind::ExtoleShareLinks`]: Extole's one-time export of existing advocates' share links (`email`,
+//! `share_code`, `share_link`, `company`, …), each row the upsert a live `created_share_link` webhook makes.
 
 use std::collections::HashSet;
 
-use crate::domain::{ContactUpsert, FunctionName};
+use crate::domain::FunctionName;
 use crate::lead::{self, LeadError, ParsedLead};
 use crate::mapping::Mapping;
 use crate::pii::mask_message;
+use crate::referral::actions::ReferralAction;
+use crate::referral::ShareLink;
 use crate::store::{body_key, sender_key};
 
 /// How the rows of a file are written.
@@ -40,13 +45,78 @@ impl Format {
     }
 }
 
-/// A valid row: its line, the key it is delivered under, the lead and what the mapping makes of it.
+/// What a file's rows are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Leads, as `POST /v1/leads` takes them.
+    Leads,
+    /// Extole's export of share links: each row sets `share_code`, `share_link` (and `company`) on its contact.
+    ExtoleShareLinks,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "leads" => Some(Kind::Leads),
+            "extole-share-links" => Some(Kind::ExtoleShareLinks),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Leads => "leads",
+            Kind::ExtoleShareLinks => "extole-share-links",
+        }
+    }
+}
+
+/// The columns (CSV) or keys (JSON lines) of a share-link row.
+pub const SHARE_LINK_FIELDS: [&str; 6] =
+    ["email", "share_code", "share_link", "company", "partner_user_id", "extole_app_type"];
+
+/// A valid row: its line, the key it is delivered under, its contact's email and what it carries.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub line: u64,
     pub key: String,
-    pub parsed: ParsedLead,
-    pub upsert: ContactUpsert,
+    /// The contact it writes (normalised).
+    pub email: String,
+    pub item: Item,
+}
+
+#[derive(Debug, Clone)]
+pub enum Item {
+    Lead(Box<ParsedLead>),
+    ShareLink(ShareLink),
+}
+
+impl Row {
+    /// The function its message is delivered as.
+    pub fn function(&self) -> FunctionName {
+        match self.item {
+            Item::Lead(_) => FunctionName::LeadCaptured,
+            Item::ShareLink(_) => FunctionName::ReferralEvent,
+        }
+    }
+
+    /// Its message's event: the lead, or the referral action a live share-link webhook queues.
+    pub fn event(&self) -> serde_json::Value {
+        match &self.item {
+            Item::Lead(parsed) => serde_json::to_value(&parsed.lead).unwrap_or_default(),
+            Item::ShareLink(link) => {
+                serde_json::to_value(ReferralAction::UpsertContact(link.to_upsert())).unwrap_or_default()
+            }
+        }
+    }
+
+    /// The lead, for a lead row.
+    pub fn lead(&self) -> Option<&ParsedLead> {
+        match &self.item {
+            Item::Lead(parsed) => Some(parsed),
+            Item::ShareLink(_) => None,
+        }
+    }
 }
 
 /// A row that cannot be imported.
@@ -72,7 +142,7 @@ pub struct Validated {
 impl Validated {
     /// How many different contacts the valid rows write.
     pub fn emails(&self) -> usize {
-        self.rows.iter().map(|r| r.upsert.email.as_str()).collect::<HashSet<_>>().len()
+        self.rows.iter().map(|r| r.email.as_str()).collect::<HashSet<_>>().len()
     }
 }
 
@@ -119,7 +189,123 @@ fn row(line: u64, parsed: ParsedLead, own_key: Option<String>, mapping: &Mapping
         Some(id) => sender_key(FunctionName::LeadCaptured, "lead", &id),
         None => body_key(FunctionName::LeadCaptured, &parsed.lead.canonical_json()),
     };
-    Ok(Row { line, key, parsed, upsert })
+    Ok(Row { line, key, email: upsert.email, item: Item::Lead(Box::new(parsed)) })
+}
+
+/// Reads and validates every row of a share-link export. Columns other than [`SHARE_LINK_FIELDS`] are refused
+/// with the file (they would be dropped otherwise); `extole_app_type` defaults to `hubspot`, as the guide's.
+pub fn validate_share_links(format: Format, bytes: &[u8]) -> Result<Validated, FileError> {
+    let records = match format {
+        Format::Csv => share_link_csv(bytes)?,
+        Format::JsonLines => share_link_json(bytes),
+    };
+    let mut out = Validated::default();
+    let mut seen = HashSet::new();
+    for record in records {
+        match record.and_then(|(line, fields)| share_link_row(line, fields)) {
+            Ok(row) if !seen.insert(row.key.clone()) => out.duplicates.push(row.line),
+            Ok(row) => out.rows.push(row),
+            Err(e) => out.errors.push(e),
+        }
+    }
+    Ok(out)
+}
+
+type LinkRecord = Result<(u64, Vec<(String, String)>), RowError>;
+
+fn share_link_row(line: u64, fields: Vec<(String, String)>) -> Result<Row, RowError> {
+    let get = |name: &str| {
+        fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string()).filter(|v| !v.is_empty())
+    };
+    let err = |field: &str, code: &str, message: &str| RowError {
+        line,
+        field: Some(field.into()),
+        code: code.into(),
+        message: message.into(),
+    };
+    let raw = get("email").ok_or_else(|| err("email", "missing_required_field", "a share link needs `email`"))?;
+    let email = crate::email::normalize_email(&raw)
+        .map_err(|_| err("email", "invalid_email", "`email` is not an email address"))?;
+    let (share_code, share_link) = (get("share_code"), get("share_link"));
+    if share_code.is_none() && share_link.is_none() {
+        return Err(err("share_link", "missing_required_field", "a share link needs `share_link` or `share_code`"));
+    }
+    let link = ShareLink {
+        email: email.clone(),
+        share_code,
+        share_link,
+        company: get("company"),
+        partner_user_id: get("partner_user_id"),
+        extole_app_type: get("extole_app_type").or_else(|| Some("hubspot".into())),
+    };
+    let canonical = serde_json::to_string(&link.to_upsert()).unwrap_or_default();
+    let key = body_key(FunctionName::ReferralEvent, &format!("extole-share-link\n{canonical}"));
+    Ok(Row { line, key, email, item: Item::ShareLink(link) })
+}
+
+fn share_link_csv(bytes: &[u8]) -> Result<Vec<LinkRecord>, FileError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(bytes);
+    let headers = reader.headers().map_err(|e| FileError(format!("the header row cannot be read: {e}")))?.clone();
+    let names: Vec<String> = headers.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    if let Some(unknown) = names.iter().find(|n| !n.is_empty() && !SHARE_LINK_FIELDS.contains(&n.as_str())) {
+        return Err(FileError(format!(
+            "column `{unknown}` is not a share-link field (the columns: {})",
+            SHARE_LINK_FIELDS.join(", ")
+        )));
+    }
+    if !names.iter().any(|n| n == "email") {
+        return Err(FileError("the header row has no `email` column".into()));
+    }
+    let mut records = Vec::new();
+    for result in reader.records() {
+        match result {
+            Ok(record) => {
+                let line = record.position().map_or(0, |p| p.line());
+                let pairs = names.iter().cloned().zip(record.iter().map(str::to_string)).collect();
+                records.push(Ok((line, pairs)));
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                let message = "the row cannot be read as CSV (cells and header differ, or not UTF-8)".to_string();
+                records.push(Err(RowError { line, field: None, code: "malformed_row".into(), message }));
+            }
+        }
+    }
+    Ok(records)
+}
+
+fn share_link_json(bytes: &[u8]) -> Vec<LinkRecord> {
+    let mut records = Vec::new();
+    for (i, text) in bytes.split(|b| *b == b'\n').enumerate() {
+        let line = i as u64 + 1;
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let text = if line == 1 { text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text) } else { text };
+        if text.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let malformed = |message: String| RowError { line, field: None, code: "malformed_json".into(), message };
+        let record = match crate::json::parse_strict(text) {
+            Ok(serde_json::Value::Object(map)) => match map.keys().find(|k| !SHARE_LINK_FIELDS.contains(&k.as_str())) {
+                Some(unknown) => Err(RowError {
+                    line,
+                    field: Some(unknown.clone()),
+                    code: "unknown_field".into(),
+                    message: format!("`{unknown}` is not a share-link field ({})", SHARE_LINK_FIELDS.join(", ")),
+                }),
+                None => Ok((
+                    line,
+                    map.into_iter()
+                        .map(|(k, v)| (k, v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
+                        .collect(),
+                )),
+            },
+            Ok(_) => Err(malformed("a line must be a JSON object".into())),
+            Err(e) => Err(malformed(mask_message(&e.to_string()))),
+        };
+        records.push(record);
+    }
+    records
 }
 
 fn lead_error(line: u64, e: &LeadError) -> RowError {

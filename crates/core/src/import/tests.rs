@@ -16,10 +16,10 @@ fn csv_rows_are_leads_as_a_form_posts_them() {
     let v = validate(Format::Csv, file.as_bytes(), &mapping(), None).unwrap();
     assert!(v.errors.is_empty(), "{:?}", v.errors);
     assert_eq!(v.rows.len(), 2);
-    assert_eq!(v.rows[0].upsert.email, "ann@example.com");
-    assert_eq!(v.rows[0].parsed.lead.product.year.as_deref(), Some("2026"));
+    assert_eq!(v.rows[0].email, "ann@example.com");
+    assert_eq!(v.rows[0].lead().unwrap().lead.product.year.as_deref(), Some("2026"));
     assert_eq!(v.rows[1].line, 3, "a record is named by its first line");
-    assert_eq!(v.rows[1].parsed.lead.first_name.as_deref(), Some("Bob\nSmith"));
+    assert_eq!(v.rows[1].lead().unwrap().lead.first_name.as_deref(), Some("Bob\nSmith"));
     assert_eq!(v.emails(), 2);
 }
 
@@ -35,7 +35,7 @@ fn a_rows_key_is_the_one_a_live_lead_gets() {
     let own = "crm_id,email\n991,ann@example.com\n";
     let v = validate(Format::Csv, own.as_bytes(), &mapping(), Some("crm_id")).unwrap();
     assert_eq!(v.rows[0].key, "lead-captured:lead:991");
-    assert!(v.rows[0].parsed.ignored.is_empty(), "the key column is not a lead field");
+    assert!(v.rows[0].lead().unwrap().ignored.is_empty(), "the key column is not a lead field");
 }
 
 #[test]
@@ -88,4 +88,39 @@ fn a_file_without_a_header_or_the_key_column_is_refused_whole() {
     assert_eq!(Format::from_path("leads.CSV"), Some(Format::Csv));
     assert_eq!(Format::from_path("leads.ndjson"), Some(Format::JsonLines));
     assert_eq!(Format::from_path("leads.txt"), None);
+}
+
+#[test]
+fn share_link_rows_are_the_upserts_a_live_share_link_makes() {
+    let file = "email,share_code,share_link,company\n\
+                Ann@Example.com,ANN1,https://refer.example.com/ann,Acme\n\
+                bob@example.com,,https://refer.example.com/bob,\n\
+                not-an-email,X1,,\n\
+                carl@example.com,,,\n\
+                ann@example.com,ANN1,https://refer.example.com/ann,Acme\n";
+    let v = validate_share_links(Format::Csv, file.as_bytes()).unwrap();
+    assert_eq!(v.rows.len(), 2, "{:?}", v.errors);
+    assert_eq!(v.duplicates, [6], "the same link twice is imported once");
+    assert_eq!(codes(&v), [(4, Some("email"), "invalid_email"), (5, Some("share_link"), "missing_required_field")]);
+    assert_eq!(v.rows[0].function(), FunctionName::ReferralEvent);
+    let event = v.rows[0].event();
+    assert_eq!(event["action"], "upsert_contact");
+    assert_eq!(event["email"], "ann@example.com");
+    assert_eq!(event["properties"]["share_code"], "ANN1");
+    assert_eq!(event["properties"]["extole_app_type"], "hubspot", "the guide's app type by default");
+    assert!(v.rows[1].event()["properties"].get("share_code").is_none(), "absent cells are not written");
+    for e in &v.errors {
+        assert!(!e.message.contains("not-an-email"), "{e:?}");
+    }
+}
+
+#[test]
+fn a_share_link_file_with_a_column_it_does_not_use_is_refused_whole() {
+    let file = "email,share_link,favourite_colour\nann@example.com,https://x.example/a,blue\n";
+    let e = validate_share_links(Format::Csv, file.as_bytes()).unwrap_err();
+    assert!(e.0.contains("favourite_colour"), "{e}");
+    let lines =
+        "{\"email\":\"ann@example.com\",\"share_code\":\"A\"}\n{\"email\":\"bob@example.com\",\"colour\":\"x\"}\n";
+    let v = validate_share_links(Format::JsonLines, lines.as_bytes()).unwrap();
+    assert_eq!((v.rows.len(), codes(&v)), (1, vec![(2, Some("colour"), "unknown_field")]));
 }

@@ -21,6 +21,7 @@ use crate::metrics::{EventOutcome, Metrics};
 use crate::missing_properties::MissingProperties;
 use crate::notify::{NoticeKind, Notifications};
 use crate::pii::{mask_email, mask_message};
+use crate::referral::actions::ReferralAction;
 use crate::store::{ContactVersions, EventLog, EventRecord, EventStatus, LeadLinks, RetryQueue, StoreError};
 use crate::updates::{UpdateDelivery, UpdateOutcome};
 
@@ -83,8 +84,15 @@ pub struct RetryWorker {
 /// One contact's share of a batch: the merged upsert and the messages behind it.
 struct Group {
     upsert: ContactUpsert,
-    newest: OffsetDateTime,
+    /// The newest lead's `received_at` (the contact's version once written); `None`: only referral upserts.
+    newest_lead: Option<OffsetDateTime>,
     messages: Vec<RetryMessage>,
+}
+
+/// A referral action that only writes contact properties by email (Extole share links, Advocate properties).
+fn is_contact_upsert(m: &RetryMessage) -> bool {
+    m.function == FunctionName::ReferralEvent
+        && m.event.get("action").and_then(|a| a.as_str()) == Some("upsert_contact")
 }
 
 impl RetryWorker {
@@ -199,7 +207,8 @@ impl RetryWorker {
             if message.was_redriven() {
                 redriven.insert(message.event_id.clone(), message.awaits_first_attempt_since_redrive());
             }
-            if message.function != FunctionName::LeadCaptured {
+            // Leads, and referral contact upserts (share links, Advocate properties): batched per email alike.
+            if message.function != FunctionName::LeadCaptured && !is_contact_upsert(&message) {
                 updates.push(message);
                 continue;
             }
@@ -221,7 +230,10 @@ impl RetryWorker {
                 let applied = self.versions.last_applied(&email).await?;
                 let mut live = Vec::with_capacity(members.len());
                 for (message, upsert) in members {
-                    if applied.is_some_and(|a| a > message.received_at) {
+                    // Only leads are versioned: a share link never supersedes a lead, nor is superseded.
+                    if message.function == FunctionName::LeadCaptured
+                        && applied.is_some_and(|a| a > message.received_at)
+                    {
                         pass.superseded(message);
                     } else {
                         live.push((message, upsert));
@@ -376,8 +388,11 @@ impl RetryWorker {
             let (landed, rest): (Vec<_>, Vec<_>) =
                 std::mem::take(live).into_iter().partition(|(m, _)| m.write_intent.as_deref() == Some(marker.as_str()));
             *live = rest;
-            if let Some(newest) = landed.iter().map(|(m, _)| m.received_at).max() {
+            let leads = landed.iter().filter(|(m, _)| m.function == FunctionName::LeadCaptured);
+            if let Some(newest) = leads.map(|(m, _)| m.received_at).max() {
                 applied.push((email.clone(), newest));
+            }
+            if !landed.is_empty() {
                 landed_all.extend(landed.into_iter().map(|(m, _)| (m, contact_id.clone())));
             }
         }
@@ -392,8 +407,19 @@ impl RetryWorker {
         Ok(())
     }
 
-    /// Map the stored lead with today's mapping (a redrive after a mapping fix takes effect).
+    /// Map the stored lead with today's mapping (a redrive after a mapping fix takes effect); a referral contact
+    /// upsert as it was queued.
     fn upsert_for(&self, message: &RetryMessage) -> Result<ContactUpsert, DeadLetterReason> {
+        if message.function == FunctionName::ReferralEvent {
+            return match serde_json::from_value(message.event.clone()) {
+                Ok(ReferralAction::UpsertContact(upsert)) => Ok(upsert),
+                Ok(other) => Err(DeadLetterReason {
+                    code: "unreadable_event".into(),
+                    message: format!("a {} action is not a contact upsert", other.kind()),
+                }),
+                Err(e) => Err(DeadLetterReason { code: "unreadable_event".into(), message: e.to_string() }),
+            };
+        }
         let lead: Lead = serde_json::from_value(message.event.clone())
             .map_err(|e| DeadLetterReason { code: "unreadable_event".into(), message: e.to_string() })?;
         self.mapping.apply(&lead).map_err(|e| DeadLetterReason { code: e.code.into(), message: e.message })
@@ -443,7 +469,8 @@ impl RetryWorker {
                         }
                     }
                     done.iter().for_each(|(g, _)| self.missing.forget(&g.upsert));
-                    let applied: Vec<_> = done.iter().map(|(g, _)| (g.upsert.email.clone(), g.newest)).collect();
+                    let applied: Vec<_> =
+                        done.iter().filter_map(|(g, _)| Some((g.upsert.email.clone(), g.newest_lead?))).collect();
                     self.versions.record_applied_all(&applied).await?;
                     self.link_leads(&done, pass.now).await?;
                     for (group, contact) in done {
@@ -634,7 +661,8 @@ impl Group {
     /// arrival order). `None` when there is nothing left to write.
     fn merge(mut members: Vec<(RetryMessage, ContactUpsert)>) -> Option<Group> {
         members.sort_by_key(|(m, _)| m.received_at);
-        let newest = members.last()?.0.received_at;
+        let newest_lead =
+            members.iter().filter(|(m, _)| m.function == FunctionName::LeadCaptured).map(|(m, _)| m.received_at).max();
         let mut upsert: Option<ContactUpsert> = None;
         let mut messages = Vec::with_capacity(members.len());
         for (message, u) in members {
@@ -647,7 +675,7 @@ impl Group {
             }
             messages.push(message);
         }
-        Some(Group { upsert: upsert?, newest, messages })
+        Some(Group { upsert: upsert?, newest_lead, messages })
     }
 }
 
@@ -679,7 +707,7 @@ impl Group {
 
 impl Clone for Group {
     fn clone(&self) -> Self {
-        Group { upsert: self.upsert.clone(), newest: self.newest, messages: self.messages.clone() }
+        Group { upsert: self.upsert.clone(), newest_lead: self.newest_lead, messages: self.messages.clone() }
     }
 }
 
