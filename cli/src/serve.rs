@@ -194,7 +194,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let LocalRelay { app, worker: local, portal } = local_relay(
         &settings.relay,
         store.clone(),
-        Portal { client: hubspot, limiter, metrics: metrics.clone() },
+        Portal { tenant: DEFAULT_TENANT.into(), client: hubspot, limiter, metrics: metrics.clone() },
         notifications(settings.relay.notify.as_ref(), DEFAULT_TENANT, Sending::Background)?,
         ContactLocks::new(),
         (Some(partners.extole.clone()), Some(partners.impact.clone())),
@@ -291,6 +291,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
 /// A relay's portal: its HubSpot client, the budget its inline path and worker share, and its tenant's counters.
 pub(crate) struct Portal {
+    /// The tenant whose portal it is.
+    pub tenant: String,
     pub client: HubSpotClient,
     pub limiter: Arc<RateLimiter>,
     pub metrics: Metrics,
@@ -319,7 +321,7 @@ pub(crate) fn local_relay(
     partners: PartnerClients,
     lane: Arc<tokio::sync::Semaphore>,
 ) -> Result<LocalRelay, String> {
-    let Portal { client: hubspot, limiter, metrics } = portal;
+    let Portal { tenant, client: hubspot, limiter, metrics } = portal;
     let hubspot = hubspot.with_metrics(metrics.clone());
     let inline: Arc<dyn HubSpot> = Arc::new(hubspot.clone().with_rate_limiter(limiter.clone(), Some(INLINE_SLOT_WAIT)));
     // The worker's store work takes turns with the process's other workers; its HubSpot and partner calls do not.
@@ -327,7 +329,12 @@ pub(crate) fn local_relay(
     let portal = hubspot.clone().with_rate_limiter(limiter.clone(), None);
     let worker_client: Arc<dyn HubSpot> = Arc::new(hubspot.with_rate_limiter(limiter, None));
     let worker_client: Arc<dyn HubSpot> = Arc::new(OutsideTurn::new(worker_client, turn.clone()));
-    let relay = Relay::new(settings, Stores::new(store.clone(), store.clone()))
+    let mut relay = Relay::new(settings, Stores::new(store.clone(), store.clone()));
+    if let Some(target) = &settings.outbound {
+        let sender = hubrelay_clients::outbound::WebhookOutbound::new(target.clone(), &tenant)?;
+        relay = relay.with_outbound(Arc::new(sender));
+    }
+    let relay = relay
         .with_metrics(metrics)
         .with_notifications(notifications)
         .with_contact_locks(locks)

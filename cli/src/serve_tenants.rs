@@ -406,7 +406,7 @@ impl TenantHost {
         let LocalRelay { app, worker: local, portal: probe } = local_relay(
             &settings,
             kept.store.clone(),
-            Portal { client, limiter, metrics: self.shared.metrics.for_tenant(id.as_str()) },
+            Portal { tenant: id.to_string(), client, limiter, metrics: self.shared.metrics.for_tenant(id.as_str()) },
             hubrelay_clients::notify::notifications(settings.notify.as_ref(), id.as_str(), Sending::Background)?,
             kept.locks.clone(),
             partners,

@@ -15,6 +15,7 @@ mod leads;
 mod malformed;
 mod notifications;
 mod openapi;
+mod outbound;
 mod platform;
 mod privacy;
 mod referrals;

@@ -140,7 +140,18 @@ async fn init(lambda: &'static str) -> Result<Init, InitError> {
     let relay = Relay::new(&settings, Stores::new(Arc::new(table.clone()), Arc::new(queue.clone())))
         .with_metrics(metrics)
         .with_notifications(notifications);
+    let relay = with_outbound(relay, &settings, hubrelay_core::domain::DEFAULT_TENANT).map_err(InitError::Aws)?;
     Ok(Init { layer, settings, resources, table, queue, relay, tenants, install_key, emf })
+}
+
+/// Outbound contact sync, when `HUBRELAY_OUTBOUND_URL` is set: its sender, naming `tenant` in the bodies.
+pub(crate) fn with_outbound(relay: Relay, settings: &RelaySettings, tenant: &str) -> Result<Relay, String> {
+    Ok(match &settings.outbound {
+        Some(target) => {
+            relay.with_outbound(Arc::new(hubrelay_clients::outbound::WebhookOutbound::new(target.clone(), tenant)?))
+        }
+        None => relay,
+    })
 }
 
 /// How a function's notices leave: awaited (a Lambda is frozen once it answers), within what its timeout leaves.

@@ -149,10 +149,11 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
             .client(&target, settings.hubspot_rate_limit_per_10s, tenant.daily_budget, oauth)
             .map_err(|e| e.to_string())?;
         let stores = Stores::new(Arc::new(self.table.for_tenant(id)), Arc::new(self.queue.for_tenant(id)));
+        let relay = Relay::new(&settings, stores).with_metrics(wiring.metrics().clone()).with_notifications(
+            notifications(settings.notify.as_ref(), id.as_str(), crate::lambda::sending(wiring.lane()))?,
+        );
         Ok(TenantParts {
-            relay: Relay::new(&settings, stores).with_metrics(wiring.metrics().clone()).with_notifications(
-                notifications(settings.notify.as_ref(), id.as_str(), crate::lambda::sending(wiring.lane()))?,
-            ),
+            relay: crate::lambda::with_outbound(relay, &settings, id.as_str())?,
             hubspot,
             settings,
             waiting_for_install: waiting,

@@ -7,6 +7,7 @@ pub mod hubspot;
 pub mod impact;
 pub mod notify;
 pub mod oauth;
+pub mod outbound;
 mod partner_http;
 pub mod ratelimit;
 

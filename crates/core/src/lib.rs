@@ -22,6 +22,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod missing_properties;
 pub mod notify;
+pub mod outbound;
 pub mod partners;
 pub mod pii;
 pub mod privacy;

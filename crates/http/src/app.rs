@@ -12,6 +12,7 @@ use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::metrics::Metrics;
 use hubrelay_core::missing_properties::MissingProperties;
 use hubrelay_core::notify::Notifications;
+use hubrelay_core::outbound::OutboundSender;
 use hubrelay_core::partners::{Extole, Impact};
 use hubrelay_core::privacy::PersonalData;
 use hubrelay_core::referral::deliver::ReferralDelivery;
@@ -68,6 +69,8 @@ pub struct Relay {
     notifications: Notifications,
     /// Where HubSpot's GDPR deletions erase the person (`serve`'s store); `None`: they are parked.
     personal: Option<Arc<dyn PersonalData>>,
+    /// Where HubSpot's contact changes are sent (outbound contact sync), when configured.
+    outbound: Option<Arc<dyn OutboundSender>>,
 }
 
 impl Relay {
@@ -81,7 +84,14 @@ impl Relay {
             metrics: Metrics::default(),
             notifications: Notifications::default(),
             personal: None,
+            outbound: None,
         }
+    }
+
+    /// Send HubSpot's contact changes (app webhooks on the HubSpot referral route) through `sender`.
+    pub fn with_outbound(mut self, sender: Arc<dyn OutboundSender>) -> Self {
+        self.outbound = Some(sender);
+        self
     }
 
     /// Let the worker erase a person HubSpot GDPR-deleted (`contact.privacyDeletion`) from `personal`.
@@ -185,7 +195,11 @@ impl Relay {
         let (extole, impact) = self.settings.referral.verifiers()?;
         let config = &self.settings.referral.config;
         let service = |source, verifier| -> Result<_, ConfigError> {
-            Ok(Arc::new(ReferralService::new(source, self.intake()?, verifier, config.clone())))
+            let service = ReferralService::new(source, self.intake()?, verifier, config.clone());
+            Ok(Arc::new(match (&self.settings.outbound, source) {
+                (Some(target), ReferralSource::HubSpot) => service.with_outbound(target.own_source_ids.clone()),
+                _ => service,
+            }))
         };
         Ok(referral_routes(service(ReferralSource::HubSpot, None)?)
             .merge(referral_routes(service(ReferralSource::Extole, extole)?))
@@ -212,6 +226,9 @@ impl Relay {
             .with_links(self.stores.links.clone());
         if let Some(personal) = &self.personal {
             referrals = referrals.with_personal_data(personal.clone());
+        }
+        if let Some(outbound) = &self.outbound {
+            referrals = referrals.with_outbound(outbound.clone());
         }
         let worker = RetryWorker::new(
             hubspot.clone(),

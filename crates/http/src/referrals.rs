@@ -5,6 +5,7 @@
 //! from an earlier webhook (same deal and stage, same sign-up) is not queued again: nothing is sent twice.
 
 use axum::http::{HeaderMap, StatusCode};
+use hubrelay_core::outbound::contact_changes;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -58,6 +59,8 @@ pub struct ReferralService {
     /// The partner's signature scheme (Extole, impact routes); bearer tokens are accepted besides it.
     verifier: Option<PartnerVerifier>,
     config: ReferralConfig,
+    /// Outbound contact sync on (the HubSpot route): hubrelay's own `sourceId`s, whose changes are not sent back.
+    outbound: Option<Vec<String>>,
 }
 
 /// A read webhook: the actions, why the rest was ignored, the sender's id for it, and the text to hash.
@@ -81,7 +84,14 @@ impl ReferralService {
         verifier: Option<PartnerVerifier>,
         config: ReferralConfig,
     ) -> Self {
-        ReferralService { source, intake, verifier, config }
+        ReferralService { source, intake, verifier, config, outbound: None }
+    }
+
+    /// Send HubSpot's contact changes (app webhooks) outbound, except those whose `sourceId` is in
+    /// `own_source_ids` (see `hubrelay_core::outbound`).
+    pub fn with_outbound(mut self, own_source_ids: Vec<String>) -> Self {
+        self.outbound = Some(own_source_ids);
+        self
     }
 
     pub fn source(&self) -> ReferralSource {
@@ -154,7 +164,14 @@ impl ReferralService {
         let canonical = format!("{}\n{}", self.source.as_str(), String::from_utf8_lossy(body));
         match self.source {
             ReferralSource::HubSpot => {
-                let (actions, ignored) = plan(parse_hubspot(body, &self.config)?, &self.config);
+                let (mut actions, mut ignored) = plan(parse_hubspot(body, &self.config)?, &self.config);
+                if let Some(own) = &self.outbound {
+                    // An app-webhook batch (a workflow's single object carries no change events).
+                    if let Ok(serde_json::Value::Array(events)) = serde_json::from_slice::<serde_json::Value>(body) {
+                        let changes = contact_changes(&events, own, &mut ignored);
+                        actions.extend(changes.into_iter().map(ReferralAction::SendContactChange));
+                    }
+                }
                 Ok(Webhook { actions, ignored, sender_id: None, canonical: hubspot_canonical(body, canonical) })
             }
             ReferralSource::Extole => match parse_extole(body)? {

@@ -42,11 +42,15 @@ fn names_subject(
     if events.contains(&m.event_id) {
         return true;
     }
-    if event_email(&m.event).is_some_and(|e| hashes.contains(&email_hash(e))) {
+    let emails = [event_email(&m.event), m.event.pointer("/properties/email").and_then(|e| e.as_str())];
+    if emails.into_iter().flatten().any(|e| hashes.contains(&email_hash(e))) {
         return true;
     }
-    ["contact_id", "hs_object_id", "objectId"]
-        .iter()
+    // `object_id` names the contact of an outbound change; an erasure's own action uses it too, and is not erased.
+    let erasing = m.event.get("action").and_then(|a| a.as_str()) == Some("erase_contact");
+    let keys: &[&str] =
+        if erasing { &["contact_id"] } else { &["contact_id", "hs_object_id", "objectId", "object_id"] };
+    keys.iter()
         .filter_map(|k| m.event.get(*k))
         .filter_map(|v| v.as_str().map(String::from).or_else(|| v.as_u64().map(|n| n.to_string())))
         .any(|id| contacts.contains(&id))

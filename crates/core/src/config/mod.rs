@@ -87,6 +87,13 @@ pub struct Layer {
     pub notify_secret: Option<String>,
     /// How long event records keep what they hold of a person (`15d`, `36h`, …).
     pub personal_data_retention: Option<String>,
+    /// Where HubSpot contact changes are sent (`HUBRELAY_OUTBOUND_URL`), signed with `HUBRELAY_OUTBOUND_SECRET`.
+    pub outbound_url: Option<String>,
+    pub outbound_secret: Option<String>,
+    /// The properties a created contact is sent with (`HUBRELAY_OUTBOUND_PROPERTIES`, comma-separated).
+    pub outbound_properties: Option<Vec<String>>,
+    /// HubSpot `sourceId`s of hubrelay's own writes (its app's id): their changes are not sent back.
+    pub outbound_own_source_ids: Option<Vec<String>>,
 }
 
 impl Layer {
@@ -123,7 +130,11 @@ impl Layer {
             stage,
             notify_url,
             notify_secret,
-            personal_data_retention
+            personal_data_retention,
+            outbound_url,
+            outbound_secret,
+            outbound_properties,
+            outbound_own_source_ids
         );
         if let Some(r) = other.referral {
             self.referral = Some(self.referral.take().unwrap_or_default().merge(r));
@@ -166,6 +177,12 @@ impl Layer {
             notify_url: get("HUBRELAY_NOTIFY_URL").filter(|v| !v.trim().is_empty()),
             notify_secret: get("HUBRELAY_NOTIFY_SECRET").filter(|v| !v.trim().is_empty()),
             personal_data_retention: get("HUBRELAY_PERSONAL_DATA_RETENTION").filter(|v| !v.trim().is_empty()),
+            outbound_url: get("HUBRELAY_OUTBOUND_URL").filter(|v| !v.trim().is_empty()),
+            outbound_secret: get("HUBRELAY_OUTBOUND_SECRET").filter(|v| !v.trim().is_empty()),
+            outbound_properties: get("HUBRELAY_OUTBOUND_PROPERTIES").filter(|v| !v.is_empty()).map(|v| split_list(&v)),
+            outbound_own_source_ids: get("HUBRELAY_OUTBOUND_OWN_SOURCE_IDS")
+                .filter(|v| !v.is_empty())
+                .map(|v| split_list(&v)),
             mapping: get("HUBRELAY_MAPPING"),
             max_body_bytes: number("HUBRELAY_MAX_BODY_BYTES")?.map(|n| n as usize),
             hubspot_timeout_secs: number("HUBSPOT_TIMEOUT_SECS")?,
@@ -247,6 +264,64 @@ pub struct RelaySettings {
     /// `HUBRELAY_PERSONAL_DATA_RETENTION`: how long event records keep a masked email and its hash (default 15
     /// days, the event records' lifetime on AWS).
     pub personal_data_retention: Duration,
+    /// Where HubSpot contact changes go (`HUBRELAY_OUTBOUND_URL`), or nowhere.
+    pub outbound: Option<OutboundTarget>,
+}
+
+/// Where HubSpot contact changes are sent, signed (Standard Webhooks), and what a change carries.
+#[derive(Clone, PartialEq)]
+pub struct OutboundTarget {
+    pub url: String,
+    pub secret: String,
+    /// Read from HubSpot for a created contact (a property change carries its own value).
+    pub properties: Vec<String>,
+    /// `sourceId`s whose changes are hubrelay's own writes: never sent back.
+    pub own_source_ids: Vec<String>,
+}
+
+impl std::fmt::Debug for OutboundTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundTarget")
+            .field("url", &self.url)
+            .field("properties", &self.properties)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a created contact is sent with when `HUBRELAY_OUTBOUND_PROPERTIES` is not set.
+pub const DEFAULT_OUTBOUND_PROPERTIES: [&str; 6] =
+    ["email", "firstname", "lastname", "phone", "lifecyclestage", "hs_lead_status"];
+
+impl OutboundTarget {
+    fn from_layer(layer: &Layer) -> Result<Option<OutboundTarget>, ConfigError> {
+        let (url, secret) = match (&layer.outbound_url, &layer.outbound_secret) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "HUBRELAY_OUTBOUND_SECRET",
+                    "HUBRELAY_OUTBOUND_URL needs a secret to sign changes with",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid("HUBRELAY_OUTBOUND_URL", "HUBRELAY_OUTBOUND_SECRET is set without a URL"))
+            }
+            (Some(url), Some(secret)) => (url.trim(), secret.trim()),
+        };
+        check_url("HUBRELAY_OUTBOUND_URL", url)?;
+        crate::auth::sign_standard_webhook(secret, "check", 0, b"").map_err(|_| {
+            invalid("HUBRELAY_OUTBOUND_SECRET", "not a Standard Webhooks secret (`whsec_` followed by base64)")
+        })?;
+        let properties = match &layer.outbound_properties {
+            Some(list) if !list.is_empty() => list.clone(),
+            _ => DEFAULT_OUTBOUND_PROPERTIES.iter().map(|p| p.to_string()).collect(),
+        };
+        Ok(Some(OutboundTarget {
+            url: url.to_string(),
+            secret: secret.to_string(),
+            properties,
+            own_source_ids: layer.outbound_own_source_ids.clone().unwrap_or_default(),
+        }))
+    }
 }
 
 /// Where notices go and the secret that signs them.
@@ -405,6 +480,7 @@ impl RelaySettings {
             hubspot_rate_limit_per_10s: rate as u32,
             referral: ReferralSettings::from_layer(layer.referral.as_ref())?,
             notify: NotifyTarget::from_layer(layer)?,
+            outbound: OutboundTarget::from_layer(layer)?,
             personal_data_retention: match layer.personal_data_retention.as_deref() {
                 Some(v) => parse_duration(v.trim()).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
                     invalid("HUBRELAY_PERSONAL_DATA_RETENTION", format!("`{v}` is not a duration like 15d or 36h"))
@@ -577,6 +653,33 @@ mod tests {
         refused(
             &[("HUBRELAY_NOTIFY_URL", "ops.example.com"), ("HUBRELAY_NOTIFY_SECRET", secret)],
             "HUBRELAY_NOTIFY_URL",
+        );
+    }
+
+    #[test]
+    fn outbound_sync_needs_a_url_and_a_secret_together_and_has_default_properties() {
+        let relay = |pairs: &[(&str, &str)]| RelaySettings::from_layer(&Layer::from_env(&env(pairs)).unwrap());
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let on = relay(&[
+            ("HUBRELAY_OUTBOUND_URL", "https://crm.example.com/hubspot"),
+            ("HUBRELAY_OUTBOUND_SECRET", secret),
+            ("HUBRELAY_OUTBOUND_OWN_SOURCE_IDS", "4242, 99"),
+        ])
+        .unwrap()
+        .outbound
+        .unwrap();
+        assert_eq!(on.properties, DEFAULT_OUTBOUND_PROPERTIES.map(String::from));
+        assert_eq!(on.own_source_ids, ["4242", "99"]);
+        assert!(relay(&[]).unwrap().outbound.is_none());
+        let refused = |pairs: &[(&str, &str)], setting: &str| {
+            let e = relay(pairs).unwrap_err().to_string();
+            assert!(e.starts_with(setting), "{e}");
+        };
+        refused(&[("HUBRELAY_OUTBOUND_URL", "https://x")], "HUBRELAY_OUTBOUND_SECRET");
+        refused(&[("HUBRELAY_OUTBOUND_SECRET", secret)], "HUBRELAY_OUTBOUND_URL");
+        refused(
+            &[("HUBRELAY_OUTBOUND_URL", "https://x"), ("HUBRELAY_OUTBOUND_SECRET", "x")],
+            "HUBRELAY_OUTBOUND_SECRET",
         );
     }
 

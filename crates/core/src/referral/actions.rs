@@ -26,10 +26,13 @@ pub enum ReferralAction {
     /// Erase what hubrelay holds of a contact HubSpot GDPR-deleted. The id is `object_id`, not `contact_id`, so
     /// the erasure does not match (and erase) its own message.
     EraseContact { object_id: String },
+    /// A HubSpot contact change sent to the operator's endpoint (outbound contact sync).
+    SendContactChange(crate::outbound::ContactChange),
 }
 
 impl ReferralAction {
-    /// `extole_signup`, `extole_converted`, `impact_conversion`, `upsert_contact`, `record_merge`, `erase_contact`.
+    /// `extole_signup`, `extole_converted`, `impact_conversion`, `upsert_contact`, `record_merge`, `erase_contact`,
+    /// `send_contact_change`.
     pub fn kind(&self) -> &'static str {
         match self {
             ReferralAction::ExtoleSignup(_) => "extole_signup",
@@ -38,6 +41,7 @@ impl ReferralAction {
             ReferralAction::UpsertContact(_) => "upsert_contact",
             ReferralAction::RecordMerge { .. } => "record_merge",
             ReferralAction::EraseContact { .. } => "erase_contact",
+            ReferralAction::SendContactChange(_) => "send_contact_change",
         }
     }
 
@@ -56,6 +60,7 @@ impl ReferralAction {
             ReferralAction::UpsertContact(_) => return None,
             ReferralAction::RecordMerge { survivor, merged } => format!("{survivor}<-{}", merged.join(",")),
             ReferralAction::EraseContact { object_id } => object_id.clone(),
+            ReferralAction::SendContactChange(change) => change.change_id.clone(),
         };
         Some(format!("{}:{key}", self.kind()))
     }

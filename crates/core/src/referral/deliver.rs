@@ -12,6 +12,7 @@ use super::{extole_converted, extole_signup, impact_conversion, ContactSignup, D
 use super::{ReferralError, DEAL_PROPERTIES};
 use crate::delivery::Failure;
 use crate::hubspot::HubSpot;
+use crate::outbound::OutboundSender;
 use crate::partners::{Extole, Impact};
 use crate::pii::mask_email;
 use crate::privacy::{Eraser, ErasureSource, PersonalData, Subject};
@@ -35,6 +36,8 @@ pub struct ReferralDelivery {
     links: Option<Arc<dyn LeadLinks>>,
     /// Where HubSpot's GDPR deletions erase the person (`None`: they are parked `not_configured`).
     personal: Option<Arc<dyn PersonalData>>,
+    /// Where HubSpot's contact changes are sent (`None`: they are parked `not_configured`).
+    outbound: Option<Arc<dyn OutboundSender>>,
 }
 
 /// Data that cannot be mapped: parked (a fix in HubSpot, then a redrive).
@@ -55,7 +58,13 @@ impl ReferralDelivery {
         impact: Option<Arc<dyn Impact>>,
         config: ReferralConfig,
     ) -> Self {
-        ReferralDelivery { hubspot, extole, impact, config, links: None, personal: None }
+        ReferralDelivery { hubspot, extole, impact, config, links: None, personal: None, outbound: None }
+    }
+
+    /// Send HubSpot's contact changes through `outbound`.
+    pub fn with_outbound(mut self, outbound: Arc<dyn OutboundSender>) -> Self {
+        self.outbound = Some(outbound);
+        self
     }
 
     /// Erase the person from `personal` when HubSpot says it GDPR-deleted their contact.
@@ -152,6 +161,30 @@ impl ReferralDelivery {
                     .await
                     .map_err(|e| Failure::retry("store_unavailable", e.to_string()))?;
                 Ok(ReferralOutcome::Sent { reference: receipt.receipt_id })
+            }
+            ReferralAction::SendContactChange(change) => {
+                let outbound = self.outbound.as_ref().ok_or_else(|| {
+                    Failure::park("not_configured", "no outbound endpoint (HUBRELAY_OUTBOUND_URL) in this worker")
+                })?;
+                let properties = if change.created {
+                    // A creation carries no values: the contact as HubSpot has it now.
+                    let wanted: Vec<&str> = outbound.properties().iter().map(String::as_str).collect();
+                    match self.hubspot.read_object("contacts", &change.object_id, &wanted, &[]).await? {
+                        Some(contact) => {
+                            let mut read = contact.properties;
+                            read.extend(change.properties.clone());
+                            read
+                        }
+                        None => {
+                            let reason = format!("contact {} is gone from HubSpot: nothing to send", change.object_id);
+                            return Ok(ReferralOutcome::Skipped { reason });
+                        }
+                    }
+                } else {
+                    change.properties.clone()
+                };
+                outbound.send(&change.change_id, &change.body(outbound.tenant(), &properties)).await?;
+                Ok(ReferralOutcome::Sent { reference: change.object_id.clone() })
             }
             ReferralAction::UpsertContact(upsert) => {
                 let contact = self.hubspot.upsert_contact(upsert).await?;
