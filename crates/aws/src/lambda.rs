@@ -70,7 +70,7 @@ pub fn check_inline_timeout(timeout: std::time::Duration) -> Result<(), InitErro
 
 /// Settings that may live in SSM (secrets, and the public URL the stack writes there); each may name an SSM parameter through
 /// `<NAME>_SSM_PARAMETER`.
-const SECRETS: [&str; 12] = [
+const SECRETS: [&str; 13] = [
     "HUBSPOT_TOKEN",
     "HUBSPOT_REFRESH_TOKEN",
     "HUBRELAY_API_TOKENS",
@@ -82,6 +82,7 @@ const SECRETS: [&str; 12] = [
     "IMPACT_AUTH_TOKEN",
     "IMPACT_WEBHOOK_SECRETS",
     "HUBRELAY_NOTIFY_SECRET",
+    "HUBRELAY_OUTBOUND_SECRET",
     TENANT_SECRETS_KEY,
 ];
 
