@@ -61,8 +61,26 @@ pub struct ImportArgs {
     /// Mapping profile of the default tenant: a built-in name or a TOML file [default: chat-widget]
     #[arg(long, env = "HUBRELAY_MAPPING", hide_env_values = true)]
     mapping: Option<String>,
+    /// AWS: a CloudFormation stack whose outputs name the table and the retry queue; the rows go onto its retry
+    /// queue (the retry-worker delivers them) with the checkpoint in its table. Check against the stack's
+    /// mapping: pass the same --mapping
+    #[arg(long, value_name = "NAME", conflicts_with = "data_dir")]
+    stack: Option<String>,
+    /// AWS: the DynamoDB table holding the checkpoint [env: HUBRELAY_IDEMPOTENCY_TABLE with --queue-url]
+    #[arg(long, value_name = "NAME", conflicts_with = "data_dir", requires = "queue_url")]
+    table: Option<String>,
+    /// AWS: the retry queue's URL
+    #[arg(long, value_name = "URL", conflicts_with = "data_dir", requires = "table")]
+    queue_url: Option<String>,
     #[command(flatten)]
     config: ConfigArg,
+}
+
+impl ImportArgs {
+    /// Into an AWS stack rather than a `serve` data dir.
+    fn to_aws(&self) -> bool {
+        self.stack.is_some() || self.table.is_some() || self.queue_url.is_some()
+    }
 }
 
 pub async fn run(args: ImportArgs) -> Result<(), CommandError> {
@@ -78,7 +96,15 @@ pub async fn run(args: ImportArgs) -> Result<(), CommandError> {
         None => Format::from_path(&args.file.to_string_lossy())
             .ok_or("the file's format is not in its name (.csv, .jsonl): give --format csv or --format jsonl")?,
     };
-    let (settings, store_dir, tenant) = settings(&args, &data_dir)?;
+    let (settings, store_dir, tenant) = if args.to_aws() {
+        // The stack's tenants and settings live in AWS: rows are checked against --mapping.
+        let layer = args.config.layers()?.merge(Layer { mapping: args.mapping.clone(), ..Layer::default() });
+        let settings = RelaySettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?;
+        let tenant = args.tenant.as_ref().map_or(hubrelay_core::domain::DEFAULT_TENANT.to_string(), |t| t.to_string());
+        (settings, data_dir.clone(), tenant)
+    } else {
+        settings(&args, &data_dir)?
+    };
     let kind = Kind::parse(&args.kind).unwrap_or(Kind::Leads);
     let validated = match kind {
         Kind::Leads => import::validate(format, &bytes, &settings.mapping, args.key_column.as_deref()),
@@ -99,6 +125,16 @@ pub async fn run(args: ImportArgs) -> Result<(), CommandError> {
     if args.dry_run {
         println!("dry run: nothing queued");
         return Ok(());
+    }
+    if args.to_aws() {
+        let import_key = import_key(&tenant, kind, &bytes, args.key_column.as_deref());
+        let target = crate::import_aws::Target {
+            stack: args.stack.clone(),
+            table: args.table.clone(),
+            queue_url: args.queue_url.clone(),
+            tenant: args.tenant.clone().filter(|t| !t.is_default()),
+        };
+        return crate::import_aws::queue(target, &format!("imp_{import_key}"), &import_key, kind, &validated).await;
     }
     if !store_dir.join("hubrelay.db").exists() {
         return Err(format!(
@@ -285,7 +321,7 @@ async fn follow(
     }
 }
 
-fn bar(what: &str, len: u64) -> indicatif::ProgressBar {
+pub(crate) fn bar(what: &str, len: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(

@@ -11,6 +11,7 @@ mod backend;
 mod dlq_cmd;
 mod doctor_cmd;
 mod events_cmd;
+mod import_aws;
 mod import_cmd;
 mod output;
 mod portal;

@@ -411,3 +411,63 @@ async fn tenants_on_a_stack_and_their_own_dead_letters_and_events() {
     assert!(removed.contains("removed tenant oem"), "{removed}");
     assert!(!run(with(&["tenants", "list"])).contains("oem"));
 }
+
+/// `hubrelay import --table --queue-url`: the checked rows onto the stack's retry queue (a tenant's carrying the
+/// tenant), the checkpoint in its table, a second run queuing nothing; the checkpoint moves only from where it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_into_a_stack_queues_its_rows_once_with_a_checkpoint() {
+    let server = moto::shared();
+    let sqs = moto::sqs(server);
+    let dynamo = moto::dynamodb(server);
+    let table = moto::idempotency_table(&dynamo).await;
+    let (queue_url, _) = moto::retry_queues(&sqs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("leads.csv");
+    let mut csv = String::from("email,first_name\n");
+    for i in 0..35 {
+        csv.push_str(&format!("stack{i}@example.com,Row{i}\n"));
+    }
+    csv.push_str("not-an-email,Bad\n");
+    std::fs::write(&file, csv).unwrap();
+    let file = file.to_str().unwrap();
+    let env = aws_env();
+    let import = |extra: &[&str]| {
+        let mut args =
+            vec!["import", file, "--skip-invalid", "--table", table.as_str(), "--queue-url", queue_url.as_str()];
+        args.extend_from_slice(extra);
+        hubrelay(&args, &env)
+    };
+
+    let out = import(&[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("35 rows queued"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("line 37 `email`"), "the bad row named: {}", stdout(&out));
+    let queued = drain(&sqs, &queue_url).await;
+    assert_eq!(queued.len(), 35);
+    assert!(queued
+        .iter()
+        .all(|m| m.function == hubrelay_core::domain::FunctionName::LeadCaptured && m.tenant.is_none()));
+    let mut firsts: Vec<String> = queued.iter().map(|m| m.event["first_name"].as_str().unwrap().to_string()).collect();
+    firsts.sort();
+    firsts.dedup();
+    assert_eq!(firsts.len(), 35, "each row once");
+
+    let again = import(&[]);
+    assert!(stdout(&again).contains("queued by an earlier run"), "{}", stdout(&again));
+    assert!(drain(&sqs, &queue_url).await.is_empty());
+
+    // A tenant's import: its own checkpoint, its messages carry the tenant.
+    let out = import(&["--tenant", "acme"]);
+    assert!(out.status.success() && stdout(&out).contains("35 rows queued"), "{}{}", stdout(&out), stderr(&out));
+    let queued = drain(&sqs, &queue_url).await;
+    assert!(queued.len() == 35 && queued.iter().all(|m| m.tenant.as_ref().map(|t| t.as_str()) == Some("acme")));
+
+    // The checkpoint: a resumed import starts from the cursor; an importer behind the cursor cannot move it.
+    let store = DynamoIdempotencyStore::new(dynamo.clone(), &table);
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(store.start_import("imp_x", "leads", 50, now).await.unwrap().cursor, 0);
+    store.advance_import("imp_x", 0, 10).await.unwrap();
+    assert!(store.advance_import("imp_x", 0, 10).await.is_err(), "a second importer at the old cursor");
+    let resumed = store.start_import("imp_x", "leads", 50, now).await.unwrap();
+    assert_eq!((resumed.rows, resumed.cursor), (50, 10));
+}

@@ -5,6 +5,7 @@ pub mod console;
 pub mod dynamodb;
 pub mod dynamodb_budget;
 mod dynamodb_events;
+pub mod dynamodb_imports;
 pub mod dynamodb_oauth;
 pub mod dynamodb_tenants;
 mod dynamodb_updates;

@@ -184,6 +184,17 @@ impl SqsRetryQueue {
         self.send(&PreparedMessage::retry(&self.stamped(message), now)?).await
     }
 
+    /// Many messages onto the retry queue with `SendMessageBatch` (≤ 10 a request), each stamped with the
+    /// queue's tenant (a backfill import). `Err` when any of them was not sent.
+    pub async fn enqueue_many(&self, messages: &[RetryMessage], now: OffsetDateTime) -> Result<(), StoreError> {
+        let prepared =
+            messages.iter().map(|m| PreparedMessage::retry(&self.stamped(m), now)).collect::<Result<Vec<_>, _>>()?;
+        for result in self.send_many(&prepared).await {
+            result?;
+        }
+        Ok(())
+    }
+
     /// One `SendMessage` (the inline path: one message, lowest latency).
     pub async fn send(&self, message: &PreparedMessage) -> Result<(), StoreError> {
         let queue = self.url(message.destination);
