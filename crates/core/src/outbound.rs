@@ -40,7 +40,7 @@ pub struct ContactChange {
 }
 
 /// hubrelay's bookkeeping property: never sent.
-const OWN_PROPERTIES: [&str; 1] = [crate::worker::WRITE_MARKER_PROPERTY];
+const OWN_PROPERTIES: [&str; 1] = [crate::hubspot::WRITE_MARKER_PROPERTY];
 
 /// The contact changes of an app-webhook batch (other events, and hubrelay's own writes, left out), one per
 /// contact; `why_not` lists what was left out and why.

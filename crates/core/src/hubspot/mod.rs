@@ -100,6 +100,10 @@ pub struct CrmObject {
     pub associations: BTreeMap<String, Vec<String>>,
 }
 
+/// The contact property carrying the id of hubrelay's last worker write to the contact (see
+/// `crate::worker::intents`): hubrelay's own bookkeeping, never sent anywhere else.
+pub const WRITE_MARKER_PROPERTY: &str = "hubrelay_write_id";
+
 /// One result per input of a batch upsert, in input order: HubSpot answers 207 with the inputs that
 /// failed when each input carries an `objectWriteTraceId`, and stores the others.
 pub type UpsertResults = Vec<Result<UpsertedContact, HubSpotError>>;

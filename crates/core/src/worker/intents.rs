@@ -9,8 +9,7 @@ use async_trait::async_trait;
 use crate::hubspot::PropertyDefinition;
 use crate::store::StoreError;
 
-/// The contact property carrying the id of hubrelay's last worker write to the contact.
-pub const WRITE_MARKER_PROPERTY: &str = "hubrelay_write_id";
+pub use crate::hubspot::WRITE_MARKER_PROPERTY;
 
 /// Where the worker records, before a HubSpot call, which write each message's contact is being sent with.
 #[async_trait]
