@@ -37,7 +37,9 @@ pub struct ImportArgs {
     format: Option<String>,
     /// What the rows are: `leads`, or `extole-share-links` (Extole's export: email, share_code, share_link,
     /// company, partner_user_id, extole_app_type), each row set on its contact as a live share-link webhook is
-    #[arg(long, default_value = "leads", value_parser = ["leads", "extole-share-links"])]
+    /// or `advocate-participants` (a HubSpot contacts export: Record ID and Email), each contact synced to its
+    /// impact.com Advocate participant
+    #[arg(long, default_value = "leads", value_parser = ["leads", "extole-share-links", "advocate-participants"])]
     kind: String,
     /// A column (CSV) or key (JSON lines) holding each row's own id: the row is then delivered once per id, as a
     /// live lead with that `lead_id` [default: a row's lead_id, else its content]
@@ -108,10 +110,14 @@ pub async fn run(args: ImportArgs) -> Result<(), CommandError> {
     let kind = Kind::parse(&args.kind).unwrap_or(Kind::Leads);
     let validated = match kind {
         Kind::Leads => import::validate(format, &bytes, &settings.mapping, args.key_column.as_deref()),
-        Kind::ExtoleShareLinks if args.key_column.is_some() => {
-            return Err("--key-column is for leads: a share link is keyed by its content".into())
+        Kind::ExtoleShareLinks | Kind::AdvocateParticipants if args.key_column.is_some() => {
+            return Err("--key-column is for leads: share links and participants are keyed by their content".into())
         }
         Kind::ExtoleShareLinks => import::validate_share_links(format, &bytes),
+        Kind::AdvocateParticipants if format != Format::Csv => {
+            return Err("a HubSpot contacts export is CSV: --kind advocate-participants takes --format csv".into())
+        }
+        Kind::AdvocateParticipants => import::validate_participants(&bytes),
     }
     .map_err(|e| e.to_string())?;
     report(&validated, &settings, kind);
@@ -203,6 +209,7 @@ fn report(v: &Validated, settings: &RelaySettings, kind: Kind) {
     let what = match kind {
         Kind::Leads => format!("mapping `{}`", settings.mapping.name),
         Kind::ExtoleShareLinks => "Extole share links".to_string(),
+        Kind::AdvocateParticipants => "Advocate participants".to_string(),
     };
     println!(
         "{} valid rows for {} contacts ({what}), {} bad, {} repeated in the file (imported once)",
@@ -211,6 +218,9 @@ fn report(v: &Validated, settings: &RelaySettings, kind: Kind) {
         v.errors.len(),
         v.duplicates.len()
     );
+    if !v.ignored_columns.is_empty() {
+        println!("columns not used: {}", v.ignored_columns.join(", "));
+    }
     for e in v.errors.iter().take(SHOWN_ERRORS) {
         let field = e.field.as_deref().map(|f| format!(" `{f}`")).unwrap_or_default();
         // The parser's messages may name the field again.

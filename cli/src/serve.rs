@@ -334,6 +334,16 @@ pub(crate) fn local_relay(
         let sender = hubrelay_clients::outbound::WebhookOutbound::new(target.clone(), &tenant)?;
         relay = relay.with_outbound(Arc::new(sender));
     }
+    if let Some(a) = &settings.referral.advocate {
+        let client = hubrelay_clients::advocate::AdvocateClient::new(
+            &a.base_url,
+            &a.tenant_alias,
+            &a.api_key,
+            settings.hubspot_timeout,
+        )
+        .map_err(|e| format!("impact.com Advocate: {}", e.message))?;
+        relay = relay.with_advocate(Arc::new(client));
+    }
     let relay = relay
         .with_metrics(metrics)
         .with_notifications(notifications)

@@ -2,6 +2,7 @@
 //! to it; the AWS path runs against moto server started by the harness.
 
 mod activities;
+mod advocate;
 mod app_webhooks;
 mod auth;
 mod cli;

@@ -70,7 +70,7 @@ pub fn check_inline_timeout(timeout: std::time::Duration) -> Result<(), InitErro
 
 /// Settings that may live in SSM (secrets, and the public URL the stack writes there); each may name an SSM parameter through
 /// `<NAME>_SSM_PARAMETER`.
-const SECRETS: [&str; 13] = [
+const SECRETS: [&str; 14] = [
     "HUBSPOT_TOKEN",
     "HUBSPOT_REFRESH_TOKEN",
     "HUBRELAY_API_TOKENS",
@@ -83,6 +83,7 @@ const SECRETS: [&str; 13] = [
     "IMPACT_WEBHOOK_SECRETS",
     "HUBRELAY_NOTIFY_SECRET",
     "HUBRELAY_OUTBOUND_SECRET",
+    "IMPACT_ADVOCATE_API_KEY",
     TENANT_SECRETS_KEY,
 ];
 
@@ -146,10 +147,24 @@ async fn init(lambda: &'static str) -> Result<Init, InitError> {
 }
 
 /// Outbound contact sync, when `HUBRELAY_OUTBOUND_URL` is set: its sender, naming `tenant` in the bodies.
+/// …and the impact.com Advocate participant sync, when `IMPACT_ADVOCATE_*` are set.
 pub(crate) fn with_outbound(relay: Relay, settings: &RelaySettings, tenant: &str) -> Result<Relay, String> {
-    Ok(match &settings.outbound {
+    let relay = match &settings.outbound {
         Some(target) => {
             relay.with_outbound(Arc::new(hubrelay_clients::outbound::WebhookOutbound::new(target.clone(), tenant)?))
+        }
+        None => relay,
+    };
+    Ok(match &settings.referral.advocate {
+        Some(a) => {
+            let client = hubrelay_clients::advocate::AdvocateClient::new(
+                &a.base_url,
+                &a.tenant_alias,
+                &a.api_key,
+                settings.hubspot_timeout,
+            )
+            .map_err(|e| e.message)?;
+            relay.with_advocate(Arc::new(client))
         }
         None => relay,
     })

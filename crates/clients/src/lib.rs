@@ -2,6 +2,7 @@
 //! Extole ([`ExtoleClient`]) and impact.com ([`ImpactClient`]), and the notices' webhook ([`notify::WebhookNotices`]).
 //! All on reqwest with rustls.
 
+pub mod advocate;
 pub mod extole;
 pub mod hubspot;
 pub mod impact;

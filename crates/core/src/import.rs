@@ -52,6 +52,9 @@ pub enum Kind {
     Leads,
     /// Extole's export of share links: each row sets `share_code`, `share_link` (and `company`) on its contact.
     ExtoleShareLinks,
+    /// A HubSpot contacts export (`Record ID`/`hs_object_id`, `Email`): each contact synced to an impact.com
+    /// Advocate participant, the initial sync the Advocate guide leaves to a bulk import.
+    AdvocateParticipants,
 }
 
 impl Kind {
@@ -59,6 +62,7 @@ impl Kind {
         match s {
             "leads" => Some(Kind::Leads),
             "extole-share-links" => Some(Kind::ExtoleShareLinks),
+            "advocate-participants" => Some(Kind::AdvocateParticipants),
             _ => None,
         }
     }
@@ -67,6 +71,7 @@ impl Kind {
         match self {
             Kind::Leads => "leads",
             Kind::ExtoleShareLinks => "extole-share-links",
+            Kind::AdvocateParticipants => "advocate-participants",
         }
     }
 }
@@ -89,6 +94,10 @@ pub struct Row {
 pub enum Item {
     Lead(Box<ParsedLead>),
     ShareLink(ShareLink),
+    /// A HubSpot contact (its id) to sync to its Advocate participant.
+    Participant {
+        object_id: String,
+    },
 }
 
 impl Row {
@@ -96,7 +105,7 @@ impl Row {
     pub fn function(&self) -> FunctionName {
         match self.item {
             Item::Lead(_) => FunctionName::LeadCaptured,
-            Item::ShareLink(_) => FunctionName::ReferralEvent,
+            Item::ShareLink(_) | Item::Participant { .. } => FunctionName::ReferralEvent,
         }
     }
 
@@ -107,6 +116,12 @@ impl Row {
             Item::ShareLink(link) => {
                 serde_json::to_value(ReferralAction::UpsertContact(link.to_upsert())).unwrap_or_default()
             }
+            Item::Participant { object_id } => serde_json::to_value(ReferralAction::SyncParticipant {
+                object_id: object_id.clone(),
+                created: true,
+                occurred_at: 0,
+            })
+            .unwrap_or_default(),
         }
     }
 
@@ -114,7 +129,7 @@ impl Row {
     pub fn lead(&self) -> Option<&ParsedLead> {
         match &self.item {
             Item::Lead(parsed) => Some(parsed),
-            Item::ShareLink(_) => None,
+            Item::ShareLink(_) | Item::Participant { .. } => None,
         }
     }
 }
@@ -137,6 +152,8 @@ pub struct Validated {
     pub errors: Vec<RowError>,
     /// Valid rows whose key an earlier row already had (the same lead twice in the file).
     pub duplicates: Vec<u64>,
+    /// Columns the import does not use (a HubSpot export carries many), reported rather than dropped silently.
+    pub ignored_columns: Vec<String>,
 }
 
 impl Validated {
@@ -241,6 +258,67 @@ fn share_link_row(line: u64, fields: Vec<(String, String)>) -> Result<Row, RowEr
     let canonical = serde_json::to_string(&link.to_upsert()).unwrap_or_default();
     let key = body_key(FunctionName::ReferralEvent, &format!("extole-share-link\n{canonical}"));
     Ok(Row { line, key, email, item: Item::ShareLink(link) })
+}
+
+/// Reads a HubSpot contacts export for the Advocate participant sync: each row's contact id (`Record ID` or
+/// `hs_object_id`) and email are required; other columns are listed in [`Validated::ignored_columns`].
+pub fn validate_participants(bytes: &[u8]) -> Result<Validated, FileError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(bytes);
+    let headers = reader.headers().map_err(|e| FileError(format!("the header row cannot be read: {e}")))?.clone();
+    let names: Vec<String> = headers.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let find = |wanted: &[&str]| names.iter().position(|n| wanted.contains(&n.as_str()));
+    let id_col = find(&["record id", "hs_object_id", "record_id"])
+        .ok_or_else(|| FileError("no contact id column (`Record ID` or `hs_object_id`)".into()))?;
+    let email_col =
+        find(&["email"]).ok_or_else(|| FileError("no `email` column: participants are matched by email".into()))?;
+    let mut out = Validated {
+        ignored_columns: headers
+            .iter()
+            .enumerate()
+            .filter(|(i, h)| *i != id_col && *i != email_col && !h.trim().is_empty())
+            .map(|(_, h)| h.trim().to_string())
+            .collect(),
+        ..Validated::default()
+    };
+    let mut seen = HashSet::new();
+    for result in reader.records() {
+        let record = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                let message = "the row cannot be read as CSV".to_string();
+                out.errors.push(RowError { line, field: None, code: "malformed_row".into(), message });
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.line());
+        let err = |field: &str, code: &str, message: &str| RowError {
+            line,
+            field: Some(field.into()),
+            code: code.into(),
+            message: message.into(),
+        };
+        let id = record.get(id_col).unwrap_or_default().trim();
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            out.errors.push(err("hs_object_id", "invalid_id", "the contact id must be HubSpot's numeric id"));
+            continue;
+        }
+        let email = match crate::email::normalize_email(record.get(email_col).unwrap_or_default()) {
+            Ok(e) => e,
+            Err(_) => {
+                out.errors.push(err("email", "invalid_email", "`email` is not an email address"));
+                continue;
+            }
+        };
+        let key = body_key(FunctionName::ReferralEvent, &format!("advocate-participant\n{id}"));
+        if !seen.insert(key.clone()) {
+            out.duplicates.push(line);
+            continue;
+        }
+        out.rows.push(Row { line, key, email, item: Item::Participant { object_id: id.to_string() } });
+    }
+    Ok(out)
 }
 
 fn share_link_csv(bytes: &[u8]) -> Result<Vec<LinkRecord>, FileError> {

@@ -13,6 +13,7 @@ use hubrelay_core::metrics::Metrics;
 use hubrelay_core::missing_properties::MissingProperties;
 use hubrelay_core::notify::Notifications;
 use hubrelay_core::outbound::OutboundSender;
+use hubrelay_core::partners::advocate::AdvocateParticipants;
 use hubrelay_core::partners::{Extole, Impact};
 use hubrelay_core::privacy::PersonalData;
 use hubrelay_core::referral::deliver::ReferralDelivery;
@@ -71,6 +72,8 @@ pub struct Relay {
     personal: Option<Arc<dyn PersonalData>>,
     /// Where HubSpot's contact changes are sent (outbound contact sync), when configured.
     outbound: Option<Arc<dyn OutboundSender>>,
+    /// impact.com Advocate participants (the participant sync), when configured.
+    advocate: Option<Arc<dyn AdvocateParticipants>>,
 }
 
 impl Relay {
@@ -85,7 +88,14 @@ impl Relay {
             notifications: Notifications::default(),
             personal: None,
             outbound: None,
+            advocate: None,
         }
+    }
+
+    /// Sync HubSpot contacts to impact.com Advocate participants through `advocate`.
+    pub fn with_advocate(mut self, advocate: Arc<dyn AdvocateParticipants>) -> Self {
+        self.advocate = Some(advocate);
+        self
     }
 
     /// Send HubSpot's contact changes (app webhooks on the HubSpot referral route) through `sender`.
@@ -229,6 +239,9 @@ impl Relay {
         }
         if let Some(outbound) = &self.outbound {
             referrals = referrals.with_outbound(outbound.clone());
+        }
+        if let Some(advocate) = &self.advocate {
+            referrals = referrals.with_advocate(advocate.clone());
         }
         let worker = RetryWorker::new(
             hubspot.clone(),

@@ -6,6 +6,7 @@
 
 use axum::http::{HeaderMap, StatusCode};
 use hubrelay_core::outbound::contact_changes;
+use hubrelay_core::referral::participants::participant_actions;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -165,11 +166,16 @@ impl ReferralService {
         match self.source {
             ReferralSource::HubSpot => {
                 let (mut actions, mut ignored) = plan(parse_hubspot(body, &self.config)?, &self.config);
-                if let Some(own) = &self.outbound {
-                    // An app-webhook batch (a workflow's single object carries no change events).
+                // An app-webhook batch (a workflow's single object carries no change events).
+                if self.outbound.is_some() || self.config.participant_sync {
                     if let Ok(serde_json::Value::Array(events)) = serde_json::from_slice::<serde_json::Value>(body) {
-                        let changes = contact_changes(&events, own, &mut ignored);
-                        actions.extend(changes.into_iter().map(ReferralAction::SendContactChange));
+                        if let Some(own) = &self.outbound {
+                            let changes = contact_changes(&events, own, &mut ignored);
+                            actions.extend(changes.into_iter().map(ReferralAction::SendContactChange));
+                        }
+                        if self.config.participant_sync {
+                            actions.extend(participant_actions(&events));
+                        }
                     }
                 }
                 Ok(Webhook { actions, ignored, sender_id: None, canonical: hubspot_canonical(body, canonical) })

@@ -26,6 +26,12 @@ pub struct ReferralLayer {
     pub advocate_code_property: Option<String>,
     pub extole_enabled: Option<bool>,
     pub impact_enabled: Option<bool>,
+    /// impact.com Advocate (SaaSquatch) participant sync: the tenant alias, API key and base URL.
+    pub advocate_tenant_alias: Option<String>,
+    pub advocate_api_key: Option<String>,
+    pub advocate_base_url: Option<String>,
+    /// The guide's switchable rule: a HubSpot contact created (or an unmapped one updated) creates a participant.
+    pub advocate_create_participants: Option<bool>,
 }
 
 impl ReferralLayer {
@@ -48,7 +54,11 @@ impl ReferralLayer {
             stages,
             advocate_code_property,
             extole_enabled,
-            impact_enabled
+            impact_enabled,
+            advocate_tenant_alias,
+            advocate_api_key,
+            advocate_base_url,
+            advocate_create_participants
         );
         self
     }
@@ -81,6 +91,10 @@ impl ReferralLayer {
             advocate_code_property: text("HUBRELAY_REFERRAL_CODE_PROPERTY"),
             extole_enabled: switch("HUBRELAY_REFERRAL_EXTOLE")?,
             impact_enabled: switch("HUBRELAY_REFERRAL_IMPACT")?,
+            advocate_tenant_alias: text("IMPACT_ADVOCATE_TENANT_ALIAS"),
+            advocate_api_key: text("IMPACT_ADVOCATE_API_KEY"),
+            advocate_base_url: text("IMPACT_ADVOCATE_BASE_URL"),
+            advocate_create_participants: switch("IMPACT_ADVOCATE_CREATE_PARTICIPANTS")?,
         };
         Ok((layer != ReferralLayer::default()).then_some(layer))
     }
@@ -109,12 +123,25 @@ pub enum ImpactTarget {
     Sandbox,
 }
 
+/// Where the Advocate participant sync goes (`IMPACT_ADVOCATE_TENANT_ALIAS` and `_API_KEY`; off without them).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdvocateTarget {
+    pub base_url: String,
+    pub tenant_alias: String,
+    pub api_key: String,
+}
+
+/// SaaSquatch's API.
+pub const ADVOCATE_DEFAULT_BASE_URL: &str = "https://app.referralsaasquatch.com";
+
 /// Validated referral settings.
 #[derive(Clone)]
 pub struct ReferralSettings {
     pub config: ReferralConfig,
     pub extole: ExtoleTarget,
     pub impact: ImpactTarget,
+    /// The Advocate participant sync, when configured.
+    pub advocate: Option<AdvocateTarget>,
     pub extole_webhook_secrets: Vec<String>,
     pub impact_webhook_secrets: Vec<String>,
 }
@@ -222,10 +249,30 @@ impl ReferralSettings {
                 ImpactTarget::Sandbox
             }
         };
+        let advocate = match (&l.advocate_tenant_alias, &l.advocate_api_key) {
+            (Some(alias), Some(key)) => {
+                check_name("IMPACT_ADVOCATE_TENANT_ALIAS", alias)?;
+                Some(AdvocateTarget {
+                    base_url: url("IMPACT_ADVOCATE_BASE_URL", l.advocate_base_url.as_ref(), ADVOCATE_DEFAULT_BASE_URL)?,
+                    tenant_alias: alias.clone(),
+                    api_key: key.clone(),
+                })
+            }
+            (Some(_), None) => {
+                return Err(invalid("IMPACT_ADVOCATE_API_KEY", "required with IMPACT_ADVOCATE_TENANT_ALIAS"))
+            }
+            (None, Some(_)) => {
+                return Err(invalid("IMPACT_ADVOCATE_TENANT_ALIAS", "required with IMPACT_ADVOCATE_API_KEY"))
+            }
+            (None, None) => None,
+        };
+        config.participant_sync = advocate.is_some();
+        config.create_participants = l.advocate_create_participants.unwrap_or(true);
         let settings = ReferralSettings {
             config,
             extole,
             impact,
+            advocate,
             extole_webhook_secrets: l.extole_webhook_secrets.clone().unwrap_or_default(),
             impact_webhook_secrets: l.impact_webhook_secrets.clone().unwrap_or_default(),
         };

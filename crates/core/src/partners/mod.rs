@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::AttemptOutcome;
 
+pub mod advocate;
 pub mod extole;
 pub mod impact;
 

@@ -28,6 +28,10 @@ pub enum ReferralAction {
     EraseContact { object_id: String },
     /// A HubSpot contact change sent to the operator's endpoint (outbound contact sync).
     SendContactChange(crate::outbound::ContactChange),
+    /// A HubSpot contact created or changed: its impact.com Advocate participant upserted ([`super::participants`]).
+    SyncParticipant { object_id: String, created: bool, occurred_at: i64 },
+    /// A HubSpot contact deleted: its Advocate participant deleted.
+    DeleteParticipant { object_id: String },
 }
 
 impl ReferralAction {
@@ -42,6 +46,8 @@ impl ReferralAction {
             ReferralAction::RecordMerge { .. } => "record_merge",
             ReferralAction::EraseContact { .. } => "erase_contact",
             ReferralAction::SendContactChange(_) => "send_contact_change",
+            ReferralAction::SyncParticipant { .. } => "sync_participant",
+            ReferralAction::DeleteParticipant { .. } => "delete_participant",
         }
     }
 
@@ -61,6 +67,8 @@ impl ReferralAction {
             ReferralAction::RecordMerge { survivor, merged } => format!("{survivor}<-{}", merged.join(",")),
             ReferralAction::EraseContact { object_id } => object_id.clone(),
             ReferralAction::SendContactChange(change) => change.change_id.clone(),
+            ReferralAction::SyncParticipant { object_id, occurred_at, .. } => format!("{object_id}@{occurred_at}"),
+            ReferralAction::DeleteParticipant { object_id } => object_id.clone(),
         };
         Some(format!("{}:{key}", self.kind()))
     }

@@ -10,9 +10,11 @@ use time::OffsetDateTime;
 use super::actions::ReferralAction;
 use super::{extole_converted, extole_signup, impact_conversion, ContactSignup, DealStage, ReferralConfig};
 use super::{ReferralError, DEAL_PROPERTIES};
+use super::{ADVOCATE_ACCOUNT_ID, ADVOCATE_REFERRAL_CODE, ADVOCATE_SHARE_LINK, ADVOCATE_USER_ID};
 use crate::delivery::Failure;
 use crate::hubspot::HubSpot;
 use crate::outbound::OutboundSender;
+use crate::partners::advocate::{AdvocateParticipants, Participant};
 use crate::partners::{Extole, Impact};
 use crate::pii::mask_email;
 use crate::privacy::{Eraser, ErasureSource, PersonalData, Subject};
@@ -38,6 +40,8 @@ pub struct ReferralDelivery {
     personal: Option<Arc<dyn PersonalData>>,
     /// Where HubSpot's contact changes are sent (`None`: they are parked `not_configured`).
     outbound: Option<Arc<dyn OutboundSender>>,
+    /// impact.com Advocate participants (`None`: participant actions are parked `not_configured`).
+    advocate: Option<Arc<dyn AdvocateParticipants>>,
 }
 
 /// Data that cannot be mapped: parked (a fix in HubSpot, then a redrive).
@@ -58,7 +62,22 @@ impl ReferralDelivery {
         impact: Option<Arc<dyn Impact>>,
         config: ReferralConfig,
     ) -> Self {
-        ReferralDelivery { hubspot, extole, impact, config, links: None, personal: None, outbound: None }
+        ReferralDelivery {
+            hubspot,
+            extole,
+            impact,
+            config,
+            links: None,
+            personal: None,
+            outbound: None,
+            advocate: None,
+        }
+    }
+
+    /// Sync HubSpot contacts to impact.com Advocate participants through `advocate`.
+    pub fn with_advocate(mut self, advocate: Arc<dyn AdvocateParticipants>) -> Self {
+        self.advocate = Some(advocate);
+        self
     }
 
     /// Send HubSpot's contact changes through `outbound`.
@@ -186,6 +205,16 @@ impl ReferralDelivery {
                 outbound.send(&change.change_id, &change.body(outbound.tenant(), &properties)).await?;
                 Ok(ReferralOutcome::Sent { reference: change.object_id.clone() })
             }
+            ReferralAction::SyncParticipant { object_id, created, .. } => {
+                self.sync_participant(object_id, *created).await
+            }
+            ReferralAction::DeleteParticipant { object_id } => {
+                let advocate = self.advocate()?;
+                match advocate.delete_participant(object_id, object_id).await? {
+                    true => Ok(ReferralOutcome::Sent { reference: object_id.clone() }),
+                    false => Ok(ReferralOutcome::Skipped { reason: format!("no participant for contact {object_id}") }),
+                }
+            }
             ReferralAction::UpsertContact(upsert) => {
                 let contact = self.hubspot.upsert_contact(upsert).await?;
                 tracing::info!(contact_id = %contact.id, created = contact.created, email = %mask_email(&upsert.email),
@@ -193,6 +222,72 @@ impl ReferralDelivery {
                 Ok(ReferralOutcome::Sent { reference: contact.id })
             }
         }
+    }
+
+    fn advocate(&self) -> Result<&Arc<dyn AdvocateParticipants>, Failure> {
+        self.advocate.as_ref().ok_or_else(|| {
+            Failure::park(
+                "not_configured",
+                "no impact.com Advocate account (IMPACT_ADVOCATE_TENANT_ALIAS) in this worker",
+            )
+        })
+    }
+
+    /// The contact as HubSpot has it now → its participant upserted, and the participant's ids, code and share
+    /// link written back when they differ (which maps the contact).
+    async fn sync_participant(&self, object_id: &str, created: bool) -> Result<ReferralOutcome, Failure> {
+        let advocate = self.advocate()?;
+        let wanted = [
+            "email",
+            "firstname",
+            "lastname",
+            ADVOCATE_USER_ID,
+            ADVOCATE_ACCOUNT_ID,
+            ADVOCATE_REFERRAL_CODE,
+            ADVOCATE_SHARE_LINK,
+        ];
+        let Some(contact) = self.hubspot.read_object("contacts", object_id, &wanted, &[]).await? else {
+            return Ok(ReferralOutcome::Skipped { reason: format!("contact {object_id} is gone from HubSpot") });
+        };
+        let p = &contact.properties;
+        let Some(email) = p.get("email").filter(|e| !e.is_empty()) else {
+            return Ok(ReferralOutcome::Skipped { reason: "no email: participants are matched by email".into() });
+        };
+        let mapped = match (p.get(ADVOCATE_USER_ID), p.get(ADVOCATE_ACCOUNT_ID)) {
+            (Some(user), Some(account)) if !user.is_empty() && !account.is_empty() => {
+                Some((account.clone(), user.clone()))
+            }
+            _ => None,
+        };
+        if mapped.is_none() && !self.config.create_participants {
+            let why = if created { "a created contact" } else { "an unmapped contact" };
+            return Ok(ReferralOutcome::Skipped { reason: format!("creating participants for {why} is switched off") });
+        }
+        let (account_id, user_id) = mapped.clone().unwrap_or_else(|| (object_id.to_string(), object_id.to_string()));
+        let participant = Participant {
+            account_id: account_id.clone(),
+            user_id: user_id.clone(),
+            email: email.clone(),
+            first_name: p.get("firstname").cloned().filter(|v| !v.is_empty()),
+            last_name: p.get("lastname").cloned().filter(|v| !v.is_empty()),
+        };
+        let answer = advocate.upsert_participant(&participant).await?;
+        let mut back = std::collections::BTreeMap::new();
+        let mut keep = |property: &str, value: Option<String>| {
+            if let Some(v) = value.filter(|v| p.get(property) != Some(v)) {
+                back.insert(property.to_string(), v);
+            }
+        };
+        keep(ADVOCATE_USER_ID, Some(user_id.clone()));
+        keep(ADVOCATE_ACCOUNT_ID, Some(account_id));
+        keep(ADVOCATE_REFERRAL_CODE, answer.referral_code);
+        keep(ADVOCATE_SHARE_LINK, answer.share_link);
+        if !back.is_empty() {
+            // Writes only what changed: an unchanged contact raises no propertyChange, so the sync settles.
+            self.hubspot.update_contact(object_id, &back).await?;
+        }
+        tracing::info!(contact_id = %object_id, created = mapped.is_none(), "Advocate participant synced");
+        Ok(ReferralOutcome::Sent { reference: user_id })
     }
 
     /// A read of the merged-away id answers the survivor, or the survivor lists it in `hs_merged_object_ids`.

@@ -20,6 +20,7 @@ pub mod deliver;
 mod hubspot;
 mod inbound;
 mod outbound;
+pub mod participants;
 pub mod properties;
 
 #[cfg(test)]
@@ -68,6 +69,10 @@ pub struct ReferralConfig {
     pub impact_event_type_template: String,
     /// `CurrencyCode` when the deal has no `deal_currency_code`.
     pub currency_code: String,
+    /// HubSpot contacts are synced to impact.com Advocate participants (`IMPACT_ADVOCATE_*` configured).
+    pub participant_sync: bool,
+    /// The guide's switchable rule: a created (or unmapped, updated) contact creates a participant.
+    pub create_participants: bool,
 }
 
 impl Default for ReferralConfig {
@@ -83,6 +88,8 @@ impl Default for ReferralConfig {
             impact_campaign_id: None,
             impact_event_type_template: "deal_{stage}".into(),
             currency_code: "USD".into(),
+            participant_sync: false,
+            create_participants: true,
         }
     }
 }

@@ -19,12 +19,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+mod advocate;
 mod extole;
 mod impact;
 
 #[cfg(test)]
 mod tests;
 
+pub use advocate::{AdvocateSandbox, AdvocateSandboxOptions};
 pub use extole::{ExtoleSandbox, ExtoleSandboxOptions};
 pub use impact::{ImpactSandbox, ImpactSandboxOptions};
 

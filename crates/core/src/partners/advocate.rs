@@ -1,0 +1,62 @@
+//! impact.com Advocate (SaaSquatch) participants, for the HubSpot → Advocate participant sync (work in
+//! progress, issue 16). The guide's rules: a HubSpot contact created (switchable), or an unmapped one updated,
+//! creates a participant; a mapped contact updated updates its participant; a deleted contact deletes it. Contacts
+//! and participants are matched by email; hubrelay creates participants with the contact id as user and account
+//! id, and writes their referral code and share link back onto the contact.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::PartnerError;
+
+/// A participant as hubrelay writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    pub account_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// What Advocate answered for an upserted participant: its program's referral code and share link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParticipantAnswer {
+    pub referral_code: Option<String>,
+    pub share_link: Option<String>,
+}
+
+#[async_trait]
+pub trait AdvocateParticipants: Send + Sync {
+    /// `PUT /api/v1/{tenant}/open/account/{accountId}/user/{userId}`: create or update.
+    async fn upsert_participant(&self, participant: &Participant) -> Result<ParticipantAnswer, PartnerError>;
+    /// Delete; `Ok(false)` when Advocate has no such participant.
+    async fn delete_participant(&self, account_id: &str, user_id: &str) -> Result<bool, PartnerError>;
+}
+
+/// The referral code and share link of a SaaSquatch user object (`referralCodes` / `shareLinks` keyed by
+/// program; the first program's, as a HubSpot portal pairs with one program).
+pub fn answer_of(user: &serde_json::Value) -> ParticipantAnswer {
+    let first = |key: &str| {
+        user.get(key).and_then(|v| v.as_object()).and_then(|m| m.values().next()).and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => other.as_object().and_then(|o| o.values().find_map(|x| x.as_str().map(String::from))),
+        })
+    };
+    ParticipantAnswer { referral_code: first("referralCodes"), share_link: first("shareLinks") }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_first_programs_code_and_link_are_read_from_a_user_object() {
+        let user = serde_json::json!({"id": "1", "referralCodes": {"p": "ANN12"}, "shareLinks": {"p": "https://ssqt.co/mann12"}});
+        let a = super::answer_of(&user);
+        assert_eq!(
+            (a.referral_code.as_deref(), a.share_link.as_deref()),
+            (Some("ANN12"), Some("https://ssqt.co/mann12"))
+        );
+        let nested = serde_json::json!({"shareLinks": {"p": {"SHARE": "https://x.example/s"}}});
+        assert_eq!(super::answer_of(&nested).share_link.as_deref(), Some("https://x.example/s"));
+    }
+}

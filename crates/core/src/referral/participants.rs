@@ -1,0 +1,102 @@
+//! HubSpot → impact.com Advocate participant sync (the Advocate guide's data sharing rules):
+//! - a contact created → a participant created (switchable: `IMPACT_ADVOCATE_CREATE_PARTICIPANTS`);
+//! - a contact updated (email or name) → its participant updated when mapped, created when not (same switch);
+//! - a contact deleted → its participant deleted (a deletion that is a merge keeps it: the contact lives on).
+//!
+//! A participant hubrelay creates has the contact id as its user and account id; its referral code and share link,
+//! and those ids, are written back onto the contact (`advocate_*` properties), which maps it. One action per
+//! contact per webhook batch, delivered by the retry worker (`ReferralDelivery`).
+
+use serde_json::Value;
+
+use super::actions::ReferralAction;
+
+/// The contact properties whose change is sent to the participant.
+pub const SYNCED_PROPERTIES: [&str; 3] = ["email", "firstname", "lastname"];
+
+/// The participant actions of an app-webhook batch.
+pub fn participant_actions(events: &[Value]) -> Vec<ReferralAction> {
+    let mut out: Vec<ReferralAction> = Vec::new();
+    for event in events {
+        let kind = ["subscriptionType", "eventType"].iter().find_map(|k| event.get(*k).and_then(Value::as_str));
+        let kind = match (kind, event.get("objectTypeId").and_then(Value::as_str)) {
+            (Some(k), Some("0-1")) if k.starts_with("object.") => k.replacen("object.", "contact.", 1),
+            (Some(k), _) => k.to_string(),
+            (None, _) => continue,
+        };
+        let Some(object_id) = event
+            .get("objectId")
+            .and_then(|v| v.as_u64().map(|n| n.to_string()).or_else(|| v.as_str().map(String::from)))
+        else {
+            continue;
+        };
+        let occurred_at = event.get("occurredAt").and_then(Value::as_i64).unwrap_or_default();
+        let action = match kind.as_str() {
+            "contact.creation" => ReferralAction::SyncParticipant { object_id, created: true, occurred_at },
+            "contact.propertyChange"
+                if event
+                    .get("propertyName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| SYNCED_PROPERTIES.contains(&p)) =>
+            {
+                ReferralAction::SyncParticipant { object_id, created: false, occurred_at }
+            }
+            "contact.deletion" if event.get("changeFlag").and_then(Value::as_str) != Some("MERGED") => {
+                ReferralAction::DeleteParticipant { object_id }
+            }
+            _ => continue,
+        };
+        // One sync per contact per batch (the newest), one delete.
+        match (&action, out.iter_mut().find(|a| same_contact(a, &action))) {
+            (
+                ReferralAction::SyncParticipant { created, occurred_at, .. },
+                Some(ReferralAction::SyncParticipant { created: c, occurred_at: at, .. }),
+            ) => {
+                *c |= *created;
+                *at = (*at).max(*occurred_at);
+            }
+            (_, Some(_)) => {}
+            (_, None) => out.push(action),
+        }
+    }
+    out
+}
+
+fn same_contact(a: &ReferralAction, b: &ReferralAction) -> bool {
+    match (a, b) {
+        (
+            ReferralAction::SyncParticipant { object_id: x, .. },
+            ReferralAction::SyncParticipant { object_id: y, .. },
+        ) => x == y,
+        (ReferralAction::DeleteParticipant { object_id: x }, ReferralAction::DeleteParticipant { object_id: y }) => {
+            x == y
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creations_name_changes_and_deletions_make_one_action_per_contact() {
+        let events = serde_json::json!([
+            {"subscriptionType": "contact.creation", "objectId": 1, "occurredAt": 10},
+            {"subscriptionType": "contact.propertyChange", "objectId": 1, "occurredAt": 11, "propertyName": "firstname", "propertyValue": "A"},
+            {"subscriptionType": "contact.propertyChange", "objectId": 2, "occurredAt": 12, "propertyName": "phone", "propertyValue": "1"},
+            {"subscriptionType": "contact.propertyChange", "objectId": 3, "occurredAt": 13, "propertyName": "email", "propertyValue": "c@x.co"},
+            {"subscriptionType": "contact.deletion", "objectId": 4, "occurredAt": 14},
+            {"subscriptionType": "contact.deletion", "objectId": 5, "occurredAt": 15, "changeFlag": "MERGED"}
+        ]);
+        let actions = participant_actions(events.as_array().unwrap());
+        assert_eq!(
+            actions,
+            vec![
+                ReferralAction::SyncParticipant { object_id: "1".into(), created: true, occurred_at: 11 },
+                ReferralAction::SyncParticipant { object_id: "3".into(), created: false, occurred_at: 13 },
+                ReferralAction::DeleteParticipant { object_id: "4".into() },
+            ]
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! HubSpot → impact.com Advocate participant sync against a running `serve` and the Advocate sandbox: a contact
+//! created in HubSpot becomes a participant (its ids, referral code and share link written back onto the contact),
+//! a name change updates the same participant, and a deletion deletes it.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::{headers, Serve};
+use hubrelay_sandbox::partners::{AdvocateSandbox, AdvocateSandboxOptions};
+
+async fn app_webhook(serve: &Serve, event: Value) {
+    let body = json!([event]).to_string().into_bytes();
+    let (status, _, answer) = serve.post_to("/v1/referrals/hubspot", "application/json", body, headers(&[])).await;
+    assert_eq!(status, 202, "{answer}");
+}
+
+async fn until<F: Fn(&[Value]) -> bool>(sb: &AdvocateSandbox, what: &str, done: F) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let participants = sb.participants();
+        if done(&participants) {
+            return participants;
+        }
+        assert!(Instant::now() < deadline, "{what}: {participants:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_become_participants_are_updated_and_deleted() {
+    let sb = AdvocateSandbox::new(AdvocateSandboxOptions {
+        tenant_alias: Some("acme-program".into()),
+        api_key: Some("advocate-key".into()),
+    });
+    let handle = sb.serve_local().await.unwrap();
+    let url = handle.url();
+    let serve = Serve::start(&[
+        ("IMPACT_ADVOCATE_TENANT_ALIAS", "acme-program"),
+        ("IMPACT_ADVOCATE_API_KEY", "advocate-key"),
+        ("IMPACT_ADVOCATE_BASE_URL", url.as_str()),
+        ("RUST_LOG", "error"),
+    ]);
+    let (status, _, body) = serve
+        .post_lead(&json!({"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace"}), headers(&[]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let contact = body["contact_id"].as_str().unwrap().to_string();
+    let id = contact.parse::<u64>().unwrap();
+    let event = |kind: &str, at: i64, extra: Value| {
+        let mut e = json!({"eventId": at, "subscriptionId": 5, "portalId": 62515, "occurredAt": at, "attemptNumber": 0,
+                           "subscriptionType": kind, "objectId": id});
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        e
+    };
+
+    // Created in HubSpot: a participant with the contact's id as user and account, its code written back.
+    app_webhook(&serve, event("contact.creation", 1_765_000_000_000, json!({}))).await;
+    let participants = until(&sb, "a participant for the contact", |p| p.len() == 1).await;
+    assert_eq!(participants[0]["email"], "ada@example.com");
+    assert_eq!(
+        (participants[0]["id"].as_str(), participants[0]["accountId"].as_str()),
+        (Some(contact.as_str()), Some(contact.as_str()))
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let written = loop {
+        let c = serve.contact("ada@example.com").await.unwrap();
+        if c["properties"]["advocate_referral_code"].is_string() || Instant::now() > deadline {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let props = &written["properties"];
+    assert_eq!(props["advocate_user_id"], contact.as_str(), "{written}");
+    assert!(props["advocate_referral_code"].as_str().unwrap().starts_with("ADA"), "{written}");
+    assert!(props["advocate_share_link"].as_str().unwrap().starts_with("https://"), "{written}");
+
+    // A name changed in HubSpot: the same participant, updated.
+    let patch = json!({"properties": {"firstname": "Augusta"}});
+    let resp = serve
+        .http
+        .patch(format!("{}/crm/v3/objects/contacts/{contact}", serve.sandbox_url))
+        .bearer_auth(crate::harness::SANDBOX_TOKEN)
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    app_webhook(
+        &serve,
+        event(
+            "contact.propertyChange",
+            1_765_000_001_000,
+            json!({"propertyName": "firstname", "propertyValue": "Augusta"}),
+        ),
+    )
+    .await;
+    until(&sb, "the participant renamed", |p| p.len() == 1 && p[0]["firstName"] == "Augusta").await;
+
+    // Deleted in HubSpot: the participant goes too.
+    app_webhook(&serve, event("contact.deletion", 1_765_000_002_000, json!({}))).await;
+    until(&sb, "the participant deleted", |p| p.is_empty()).await;
+
+    // The initial sync: a HubSpot contacts export imported, each contact a participant; other columns reported.
+    let mut ids = Vec::new();
+    for email in ["grace@example.com", "alan@example.com"] {
+        let (_, _, body) = serve.post_lead(&json!({"email": email, "first_name": "Init"}), headers(&[])).await;
+        ids.push((body["contact_id"].as_str().unwrap().to_string(), email));
+    }
+    let mut export = String::from("Record ID,First Name,Email,Lifecycle Stage\n");
+    for (id, email) in &ids {
+        export.push_str(&format!("{id},Init,{email},lead\n"));
+    }
+    export.push_str("abc,Bad,bad@example.com,lead\n");
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("hubspot-contacts.csv");
+    std::fs::write(&path, export).unwrap();
+    let (ok, out) = crate::harness::hubrelay_in(
+        serve.data_dir.path(),
+        &["import", path.to_str().unwrap(), "--kind", "advocate-participants", "--skip-invalid"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("columns not used: First Name, Lifecycle Stage") && out.contains("line 4 `hs_object_id`"),
+        "{out}"
+    );
+    let participants = until(&sb, "two participants from the export", |p| p.len() == 2).await;
+    let mut emails: Vec<&str> = participants.iter().filter_map(|p| p["email"].as_str()).collect();
+    emails.sort();
+    assert_eq!(emails, ["alan@example.com", "grace@example.com"]);
+}
