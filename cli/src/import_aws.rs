@@ -8,7 +8,6 @@ use hubrelay_aws::sqs::SqsRetryQueue;
 use hubrelay_core::domain::RetryMessage;
 use hubrelay_core::import::{Kind, Validated};
 use hubrelay_core::tenant::TenantId;
-use hubrelay_local::sqlite_imports::import_event_id;
 use time::OffsetDateTime;
 
 use crate::backend::{QueueArgs, StoreArgs};
@@ -62,13 +61,7 @@ pub async fn queue(
         let messages: Vec<RetryMessage> = chunk
             .iter()
             .enumerate()
-            .map(|(i, row)| {
-                let event_id = import_event_id(import_key, cursor + i as u64);
-                let mut message = RetryMessage::new(row.function(), &event_id, &row.key, row.event(), now);
-                // File order within a contact, as on serve: a later row is a newer lead.
-                message.received_at = now + time::Duration::microseconds(row.line as i64);
-                message
-            })
+            .map(|(i, row)| crate::import_cmd::row_message(row, import_key, cursor + i as u64, now))
             .collect();
         queue.enqueue_many(&messages, now).await.map_err(|e| format!("{e} (run the same command again to resume)"))?;
         let next = cursor + chunk.len() as u64;

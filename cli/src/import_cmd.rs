@@ -266,10 +266,7 @@ async fn queue(
             .iter()
             .enumerate()
             .map(|(i, row)| {
-                let event_id = import_event_id(import_key, cursor + i as u64);
-                let mut message = RetryMessage::new(row.function(), &event_id, &row.key, row.event(), now);
-                // File order within a contact: a later row is a newer lead (live leads after the import are newer).
-                message.received_at = now + time::Duration::microseconds(row.line as i64);
+                let message = row_message(row, import_key, cursor + i as u64, now);
                 let record = hubrelay_core::worker::event_record(
                     &message,
                     EventStatus::Retrying,
@@ -291,6 +288,15 @@ async fn queue(
         last.queued, last.already
     );
     Ok(())
+}
+
+/// Row `index`'s message: its event id derived from the import, received in file order (within a contact a later
+/// row is a newer lead, and leads arriving live after the import are newer still).
+pub(crate) fn row_message(row: &import::Row, import_key: &str, index: u64, now: OffsetDateTime) -> RetryMessage {
+    let event_id = import_event_id(import_key, index);
+    let mut message = RetryMessage::new(row.function(), &event_id, &row.key, row.event(), now);
+    message.received_at = now + time::Duration::microseconds(row.line as i64);
+    message
 }
 
 /// Follows the queued rows until none waits (Ctrl-C stops following; `serve` goes on delivering).

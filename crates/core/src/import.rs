@@ -355,13 +355,7 @@ fn share_link_csv(bytes: &[u8]) -> Result<Vec<LinkRecord>, FileError> {
 
 fn share_link_json(bytes: &[u8]) -> Vec<LinkRecord> {
     let mut records = Vec::new();
-    for (i, text) in bytes.split(|b| *b == b'\n').enumerate() {
-        let line = i as u64 + 1;
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
-        let text = if line == 1 { text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text) } else { text };
-        if text.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
+    for (line, text) in json_lines(bytes) {
         let malformed = |message: String| RowError { line, field: None, code: "malformed_json".into(), message };
         let record = match crate::json::parse_strict(text) {
             Ok(serde_json::Value::Object(map)) => match map.keys().find(|k| !SHARE_LINK_FIELDS.contains(&k.as_str())) {
@@ -459,15 +453,20 @@ fn csv_records(bytes: &[u8], key_column: Option<&str>) -> Result<Vec<Record>, Fi
     Ok(records)
 }
 
-fn json_records(bytes: &[u8], key_column: Option<&str>) -> Vec<Record> {
-    let mut records = Vec::new();
-    for (i, text) in bytes.split(|b| *b == b'\n').enumerate() {
+/// The non-blank lines of a JSON-lines file with their 1-based numbers (`\r\n` endings and a byte-order mark
+/// taken off).
+fn json_lines(bytes: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    bytes.split(|b| *b == b'\n').enumerate().filter_map(|(i, text)| {
         let line = i as u64 + 1;
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         let text = if line == 1 { text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text) } else { text };
-        if text.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
+        (!text.iter().all(u8::is_ascii_whitespace)).then_some((line, text))
+    })
+}
+
+fn json_records(bytes: &[u8], key_column: Option<&str>) -> Vec<Record> {
+    let mut records = Vec::new();
+    for (line, text) in json_lines(bytes) {
         // The key is read off the line and taken out of the lead, which would refuse an unknown key.
         let (body, own_key) = match key_column {
             None => (text.to_vec(), None),
