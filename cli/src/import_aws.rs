@@ -72,7 +72,7 @@ pub async fn queue(
     bar.finish_and_clear();
     println!(
         "import {import_id}: {} rows queued on {}; the retry-worker delivers them \
-         (follow with: hubrelay events list --stack … --status retrying)",
+         (each row is listed by `hubrelay events list --stack …` once the worker has tried it)",
         total - checkpoint.cursor,
         aws.queue_url()?
     );

@@ -108,6 +108,11 @@ pub async fn run(args: ImportArgs) -> Result<(), CommandError> {
         settings(&args, &data_dir)?
     };
     let kind = Kind::parse(&args.kind).unwrap_or(Kind::Leads);
+    if kind == Kind::AdvocateParticipants && !settings.referral.config.create_participants {
+        return Err("IMPACT_ADVOCATE_CREATE_PARTICIPANTS is off: the sync would create no participant for these \
+                    contacts (switch it on for the import)"
+            .into());
+    }
     let validated = match kind {
         Kind::Leads => import::validate(format, &bytes, &settings.mapping, args.key_column.as_deref()),
         Kind::ExtoleShareLinks | Kind::AdvocateParticipants if args.key_column.is_some() => {

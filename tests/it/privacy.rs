@@ -86,6 +86,11 @@ async fn an_erased_person_leaves_no_trace_and_their_next_lead_is_delivered() {
     let (status, body) =
         serve.post_status(&json!({"email": A_EMAIL, "status": "Working", "changed_at": "2026-12-01T12:00:00Z"})).await;
     assert_eq!(status, 202, "{body}");
+    // One that names only A's lead id (linked to A's contact).
+    let (status, body) = serve
+        .post_status(&json!({"lead_id": format!("{A_EMAIL}-1"), "status": "Sold", "changed_at": "2026-12-01T13:00:00Z"}))
+        .await;
+    assert_eq!(status, 202, "{body}");
     let file = dir.join("backfill.csv");
     std::fs::write(&file, format!("email,first_name,phone\n{A_EMAIL},Imported,{A_PHONE}\n")).unwrap();
     let (ok, out) = hubrelay_in(dir, &["import", file.to_str().unwrap(), "--no-wait"]);
@@ -106,7 +111,7 @@ async fn an_erased_person_leaves_no_trace_and_their_next_lead_is_delivered() {
     let receipt = &body["receipt"];
     assert_eq!(receipt["hubspot"]["outcome"], "deleted", "{body}");
     let counts = &receipt["counts"];
-    assert!(counts["queued_messages"].as_u64().unwrap() >= 3, "lead, status update, imported row: {body}");
+    assert!(counts["queued_messages"].as_u64().unwrap() >= 4, "lead, two status updates, imported row: {body}");
     assert_eq!(counts["dead_letters"], 1, "{body}");
     assert!(counts["event_records"].as_u64().unwrap() >= 5, "{body}");
     assert!(!body.to_string().contains("erase.me"), "the receipt names no one: {body}");

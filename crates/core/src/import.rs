@@ -365,9 +365,11 @@ fn share_link_json(bytes: &[u8]) -> Vec<LinkRecord> {
                     code: "unknown_field".into(),
                     message: format!("`{unknown}` is not a share-link field ({})", SHARE_LINK_FIELDS.join(", ")),
                 }),
+                // A null is an absent value, not the text "null".
                 None => Ok((
                     line,
                     map.into_iter()
+                        .filter(|(_, v)| !v.is_null())
                         .map(|(k, v)| (k, v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
                         .collect(),
                 )),

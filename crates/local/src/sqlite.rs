@@ -610,6 +610,8 @@ impl SqliteStore {
 /// A retry-queue row, encoded outside the lock.
 pub(crate) struct QueuedRow {
     event_id: String,
+    /// The event whose erasure also forbids this one: a lead's, for its follow-ups; else the event itself.
+    origin: String,
     function: &'static str,
     not_before: i64,
     enqueued_at: i64,
@@ -618,7 +620,14 @@ pub(crate) struct QueuedRow {
 
 impl QueuedRow {
     pub(crate) fn new(message: &RetryMessage, now: OffsetDateTime) -> Result<QueuedRow, StoreError> {
+        let origin = match message.function {
+            hubrelay_core::domain::FunctionName::LeadFollowUp => {
+                message.event.get("lead_event_id").and_then(|v| v.as_str())
+            }
+            _ => None,
+        };
         Ok(QueuedRow {
+            origin: origin.unwrap_or(&message.event_id).to_string(),
             event_id: message.event_id.clone(),
             function: message.function.as_str(),
             not_before: epoch_millis(message.not_before),
@@ -629,12 +638,20 @@ impl QueuedRow {
 
     pub(crate) fn write(&self, conn: &Connection) -> Result<(), StoreError> {
         conn.prepare_cached(
-            // An erased event is never queued again (a worker pass that held it finishes after the erasure).
+            // An erased event is never queued again (a worker pass that held it finishes after the erasure), nor is
+            // the follow-up of an erased lead.
             "INSERT OR REPLACE INTO retry_queue (event_id, function, not_before, enqueued_at, message) \
-             SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM erased_events WHERE event_id = ?1)",
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM erased_events WHERE event_id IN (?1, ?6))",
         )
         .and_then(|mut stmt| {
-            stmt.execute(params![self.event_id, self.function, self.not_before, self.enqueued_at, self.json])
+            stmt.execute(params![
+                self.event_id,
+                self.function,
+                self.not_before,
+                self.enqueued_at,
+                self.json,
+                self.origin
+            ])
         })
         .map_err(sql_err)?;
         Ok(())

@@ -32,14 +32,19 @@ CREATE TABLE erasures (
 );
 ";
 
-/// A message of the person's: by its event id, its event's email, or the contact it names.
-fn names_subject(
-    m: &RetryMessage,
-    events: &BTreeSet<String>,
-    hashes: &BTreeSet<String>,
-    contacts: &BTreeSet<String>,
-) -> bool {
+/// A message of the person's: by its event id, its event's email, the contact it names, or a lead id linked to
+/// that contact (status updates and activities may name only the lead).
+fn names_subject(m: &RetryMessage, subject: &SubjectSets) -> bool {
+    let SubjectSets { events, hashes, contacts, lead_ids } = subject;
     if events.contains(&m.event_id) {
+        return true;
+    }
+    let leads = m
+        .event
+        .get("lead_id")
+        .into_iter()
+        .chain(m.event.get("lead_ids").and_then(|v| v.as_array()).into_iter().flatten());
+    if leads.filter_map(|v| v.as_str()).any(|id| lead_ids.contains(id)) {
         return true;
     }
     let emails = [event_email(&m.event), m.event.pointer("/properties/email").and_then(|e| e.as_str())];
@@ -56,15 +61,17 @@ fn names_subject(
         .any(|id| contacts.contains(&id))
 }
 
+/// What names the person: event ids, email hashes, contact ids and the lead ids linked to them.
+struct SubjectSets {
+    events: BTreeSet<String>,
+    hashes: BTreeSet<String>,
+    contacts: BTreeSet<String>,
+    lead_ids: BTreeSet<String>,
+}
+
 /// Deletes the person's rows of one message table (`retry_queue` or `dead_letters`); returns how many, with
-/// what they imply (event ids, idempotency keys, lead ids).
-fn erase_messages(
-    conn: &Connection,
-    table: &str,
-    subject: (&BTreeSet<String>, &BTreeSet<String>, &BTreeSet<String>),
-    found: &mut Found,
-) -> Result<u64, StoreError> {
-    let (events, hashes, contacts) = subject;
+/// what they imply (event ids, idempotency keys, lead ids, emails).
+fn erase_messages(conn: &Connection, table: &str, subject: &SubjectSets, found: &mut Found) -> Result<u64, StoreError> {
     let rows: Vec<(String, String)> = {
         let mut stmt = conn.prepare(&format!("SELECT event_id, message FROM {table}")).map_err(sql_err)?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql_err)?;
@@ -74,8 +81,11 @@ fn erase_messages(
     for (event_id, json) in rows {
         // A message that cannot be read is left alone (the DLQ tools show it); it cannot be matched either.
         let Ok(m) = serde_json::from_str::<RetryMessage>(&json) else { continue };
-        if !names_subject(&m, events, hashes, contacts) {
+        if !names_subject(&m, subject) {
             continue;
+        }
+        if let Some(email) = event_email(&m.event) {
+            found.emails.insert(email.to_string());
         }
         conn.execute(&format!("DELETE FROM {table} WHERE event_id = ?1"), params![event_id]).map_err(sql_err)?;
         erased += 1;
@@ -93,6 +103,8 @@ struct Found {
     events: BTreeSet<String>,
     keys: BTreeSet<String>,
     lead_ids: BTreeSet<String>,
+    /// The emails the erased messages held (their contact versions go too).
+    emails: BTreeSet<String>,
 }
 
 /// The event records naming the person, growing the hashes and contact ids from what they hold (a record by
@@ -113,8 +125,9 @@ fn matching_events(
         rows.collect::<Result<_, _>>().map_err(sql_err)?
     };
     let mut matched = BTreeSet::new();
-    // Twice: the first round may learn a hash or a contact id that finds more records.
-    for _ in 0..2 {
+    // Until nothing new: a record may name a hash or a contact id that finds more records.
+    loop {
+        let before = matched.len();
         for (id, hash, contact) in &rows {
             let hit = hash.as_ref().is_some_and(|h| hashes.contains(h))
                 || contact.as_ref().is_some_and(|c| contacts.contains(c));
@@ -123,8 +136,10 @@ fn matching_events(
                 contacts.extend(contact.clone());
             }
         }
+        if matched.len() == before {
+            return Ok(matched);
+        }
     }
-    Ok(matched)
 }
 
 fn delete_in(conn: &Connection, sql: &str, values: &BTreeSet<String>) -> Result<u64, StoreError> {
@@ -140,11 +155,21 @@ fn erase_in(conn: &Connection, subject: &Subject, receipt: &ErasureReceipt) -> R
     let mut hashes: BTreeSet<String> = subject.email.as_deref().map(email_hash).into_iter().collect();
     let mut contacts: BTreeSet<String> = subject.contact_id.clone().into_iter().collect();
     let records = matching_events(conn, &mut hashes, &mut contacts)?;
+    let mut lead_ids = BTreeSet::new();
+    {
+        let mut stmt = conn.prepare_cached("SELECT lead_id FROM lead_links WHERE contact_id = ?1").map_err(sql_err)?;
+        for contact in &contacts {
+            let rows = stmt.query_map(params![contact], |r| r.get::<_, String>(0)).map_err(sql_err)?;
+            lead_ids.extend(rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)?);
+        }
+    }
     let mut found = Found::default();
-    let subject_sets = (&records, &hashes, &contacts);
-    let queued_messages = erase_messages(conn, "retry_queue", subject_sets, &mut found)?;
-    let dead_letters = erase_messages(conn, "dead_letters", subject_sets, &mut found)?;
+    let sets = SubjectSets { events: records, hashes, contacts, lead_ids };
+    let queued_messages = erase_messages(conn, "retry_queue", &sets, &mut found)?;
+    let dead_letters = erase_messages(conn, "dead_letters", &sets, &mut found)?;
+    let SubjectSets { events: records, contacts, lead_ids, .. } = sets;
     found.events.extend(records);
+    found.lead_ids.extend(lead_ids);
 
     let event_records = delete_in(conn, "DELETE FROM events WHERE event_id = ?1", &found.events)?;
     let at = epoch_millis(receipt.at);
@@ -173,7 +198,7 @@ fn erase_in(conn: &Connection, subject: &Subject, receipt: &ErasureReceipt) -> R
         }
     }
     let idempotency_records = delete_in(conn, "DELETE FROM idempotency WHERE key = ?1", &found.keys)?;
-    let versions: BTreeSet<String> = subject.email.as_deref().map(contact_key).into_iter().collect();
+    let versions: BTreeSet<String> = subject.email.iter().chain(found.emails.iter()).map(|e| contact_key(e)).collect();
     let contact_versions = delete_in(conn, "DELETE FROM contact_versions WHERE contact_key = ?1", &versions)?;
     let lead_links = delete_in(conn, "DELETE FROM lead_links WHERE contact_id = ?1", &contacts)?
         + delete_in(conn, "DELETE FROM lead_links WHERE lead_id = ?1", &found.lead_ids)?;

@@ -190,8 +190,11 @@ impl ReferralDelivery {
                     let wanted: Vec<&str> = outbound.properties().iter().map(String::as_str).collect();
                     match self.hubspot.read_object("contacts", &change.object_id, &wanted, &[]).await? {
                         Some(contact) => {
+                            // HubSpot's values now win over the batch's (older) ones.
                             let mut read = contact.properties;
-                            read.extend(change.properties.clone());
+                            for (k, v) in &change.properties {
+                                read.entry(k.clone()).or_insert_with(|| v.clone());
+                            }
                             read
                         }
                         None => {
@@ -212,7 +215,12 @@ impl ReferralDelivery {
                 let advocate = self.advocate()?;
                 match advocate.delete_participant(object_id, object_id).await? {
                     true => Ok(ReferralOutcome::Sent { reference: object_id.clone() }),
-                    false => Ok(ReferralOutcome::Skipped { reason: format!("no participant for contact {object_id}") }),
+                    false => Ok(ReferralOutcome::Skipped {
+                        reason: format!(
+                            "no participant {object_id}/{object_id}: only participants hubrelay created (ids = the \
+                             contact id) are deleted"
+                        ),
+                    }),
                 }
             }
             ReferralAction::UpsertContact(upsert) => {

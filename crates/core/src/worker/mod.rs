@@ -511,8 +511,8 @@ impl RetryWorker {
         Ok(())
     }
 
-    /// With write intents (and the marker property not known missing): give each group its write id (its newest
-    /// message's event id), set it on the messages and record it before the call. Returns whether the inputs
+    /// With write intents (and the marker property not known missing): give each group a write id of its own (one
+    /// per send, never reused), set it on the messages and record it before the call. Returns whether the inputs
     /// carry the marker.
     async fn mark_writes(&self, mut groups: Vec<Group>) -> Result<(Vec<Group>, bool), StoreError> {
         let Some(intents) = &self.intents else { return Ok((groups, false)) };
@@ -521,7 +521,8 @@ impl RetryWorker {
         }
         let mut recorded = Vec::new();
         for group in &mut groups {
-            let write_id = group.write_id();
+            // A fresh id per send: the same messages sent again (or some of them) are another write.
+            let write_id = format!("wr_{}", uuid::Uuid::now_v7().simple());
             for m in &mut group.messages {
                 m.write_intent = Some(write_id.clone());
                 recorded.push((m.event_id.clone(), write_id.clone()));
@@ -680,17 +681,12 @@ impl Group {
 }
 
 impl Group {
-    /// The id a write of this group is sent with: its newest message's event id (unique, and the same when the
-    /// same messages are sent again).
-    fn write_id(&self) -> String {
-        self.messages.iter().max_by_key(|m| m.received_at).map(|m| m.event_id.clone()).unwrap_or_default()
-    }
-
-    /// What is sent for the group: the merged upsert, with the marker when `marked`.
+    /// What is sent for the group: the merged upsert, with the marker (the write id [`RetryWorker::mark_writes`] set
+    /// on its messages) when `marked`.
     fn input(&self, marked: bool) -> ContactUpsert {
         let mut input = self.upsert.clone();
-        if marked {
-            input.properties.insert(WRITE_MARKER_PROPERTY.into(), self.write_id());
+        if let Some(id) = self.messages.first().and_then(|m| m.write_intent.clone()).filter(|_| marked) {
+            input.properties.insert(WRITE_MARKER_PROPERTY.into(), id);
         }
         input
     }
