@@ -88,7 +88,9 @@ async fn an_erased_person_leaves_no_trace_and_their_next_lead_is_delivered() {
     assert_eq!(status, 202, "{body}");
     // One that names only A's lead id (linked to A's contact).
     let (status, body) = serve
-        .post_status(&json!({"lead_id": format!("{A_EMAIL}-1"), "status": "Sold", "changed_at": "2026-12-01T13:00:00Z"}))
+        .post_status(
+            &json!({"lead_id": format!("{A_EMAIL}-1"), "status": "Sold", "changed_at": "2026-12-01T13:00:00Z"}),
+        )
         .await;
     assert_eq!(status, 202, "{body}");
     let file = dir.join("backfill.csv");

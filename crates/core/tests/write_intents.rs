@@ -127,7 +127,7 @@ async fn a_write_stored_but_answered_504_is_settled_by_its_marker_not_sent_again
     let record = f.store.get_event(&m.event_id).await.unwrap().unwrap();
     assert!(record.contact_id.is_some(), "the contact id comes from the read");
 
-    // Every send has a write id of its own: a later write to the contact never carries the earlier one's.
+    // A write of other events carries another id: a later write never settles on the earlier marker.
     let next = message("uncertain@example.com", "Model Y", queued[0].not_before);
     f.store.enqueue(&next).await.unwrap();
     assert_eq!(f.local.tick(queued[0].not_before).await.unwrap().delivered, 1);

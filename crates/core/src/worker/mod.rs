@@ -511,8 +511,8 @@ impl RetryWorker {
         Ok(())
     }
 
-    /// With write intents (and the marker property not known missing): give each group a write id of its own (one
-    /// per send, never reused), set it on the messages and record it before the call. Returns whether the inputs
+    /// With write intents (and the marker property not known missing): give each group its write id
+    /// ([`Group::write_id`]), set it on the messages and record it before the call. Returns whether the inputs
     /// carry the marker.
     async fn mark_writes(&self, mut groups: Vec<Group>) -> Result<(Vec<Group>, bool), StoreError> {
         let Some(intents) = &self.intents else { return Ok((groups, false)) };
@@ -521,8 +521,7 @@ impl RetryWorker {
         }
         let mut recorded = Vec::new();
         for group in &mut groups {
-            // A fresh id per send: the same messages sent again (or some of them) are another write.
-            let write_id = format!("wr_{}", uuid::Uuid::now_v7().simple());
+            let write_id = group.write_id();
             for m in &mut group.messages {
                 m.write_intent = Some(write_id.clone());
                 recorded.push((m.event_id.clone(), write_id.clone()));
@@ -681,6 +680,16 @@ impl Group {
 }
 
 impl Group {
+    /// The id of a write of exactly these messages: a hash of their event ids. Another set of messages (some of
+    /// them sent again alone) is another write with another id, so a marker settles only the messages that were in
+    /// the write that landed; the same set sent twice carries the same id, which is how a write sent twice shows.
+    fn write_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut ids: Vec<&str> = self.messages.iter().map(|m| m.event_id.as_str()).collect();
+        ids.sort_unstable();
+        format!("wr_{}", hex::encode(&Sha256::digest(ids.join("\n").as_bytes())[..16]))
+    }
+
     /// What is sent for the group: the merged upsert, with the marker (the write id [`RetryWorker::mark_writes`] set
     /// on its messages) when `marked`.
     fn input(&self, marked: bool) -> ContactUpsert {
