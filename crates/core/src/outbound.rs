@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::delivery::Failure;
+use crate::hubspot::app_event_target;
 
 /// One contact's changes from one app-webhook batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,21 +48,10 @@ const OWN_PROPERTIES: [&str; 1] = [crate::hubspot::WRITE_MARKER_PROPERTY];
 pub fn contact_changes(events: &[Value], own_source_ids: &[String], why_not: &mut Vec<String>) -> Vec<ContactChange> {
     let mut by_contact: BTreeMap<String, (ContactChange, Vec<String>)> = BTreeMap::new();
     for event in events {
-        let kind = ["subscriptionType", "eventType"].iter().find_map(|k| event.get(*k).and_then(Value::as_str));
-        let kind = match (kind, event.get("objectTypeId").and_then(Value::as_str)) {
-            (Some(k), Some("0-1")) if k.starts_with("object.") => k.replacen("object.", "contact.", 1),
-            (Some(k), _) => k.to_string(),
-            (None, _) => continue,
-        };
+        let Some((kind, object_id)) = app_event_target(event) else { continue };
         if kind != "contact.creation" && kind != "contact.propertyChange" {
             continue;
         }
-        let Some(object_id) = event
-            .get("objectId")
-            .and_then(|v| v.as_u64().map(|n| n.to_string()).or_else(|| v.as_str().map(String::from)))
-        else {
-            continue;
-        };
         let source_id = event
             .get("sourceId")
             .and_then(|v| v.as_str().map(String::from).or_else(|| v.as_u64().map(|n| n.to_string())));

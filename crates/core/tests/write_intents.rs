@@ -164,7 +164,6 @@ async fn an_intent_recorded_before_a_crash_is_reconciled_and_a_write_that_never_
     ]});
     let url = format!("{}/crm/v3/objects/contacts/batch/upsert", f.sandbox.url());
     assert!(http.post(url).bearer_auth(TOKEN).json(&seed).send().await.unwrap().status().is_success());
-    assert!(f.store.queued().unwrap().iter().all(|m| m.write_intent.is_none()), "listings show the message as queued");
 
     let report = f.local.tick(now).await.unwrap();
     assert_eq!(report, TickReport { fetched: 3, delivered: 3, ..TickReport::default() });

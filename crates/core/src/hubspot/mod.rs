@@ -104,6 +104,20 @@ pub struct CrmObject {
 /// `crate::worker::intents`): hubrelay's own bookkeeping, never sent anywhere else.
 pub const WRITE_MARKER_PROPERTY: &str = "hubrelay_write_id";
 
+/// An app-webhook event's type and object id: `contact.creation`, `contact.propertyChange`, … (the generic
+/// `object.*` types of contacts, `objectTypeId` `0-1`, named as `contact.*`), and `objectId` as text. `None` when
+/// the event names no type or no object.
+pub fn app_event_target(event: &serde_json::Value) -> Option<(String, String)> {
+    let kind = ["subscriptionType", "eventType"].iter().find_map(|k| event.get(*k).and_then(|v| v.as_str()))?;
+    let kind = match event.get("objectTypeId").and_then(|v| v.as_str()) {
+        Some("0-1") if kind.starts_with("object.") => kind.replacen("object.", "contact.", 1),
+        _ => kind.to_string(),
+    };
+    let id = event.get("objectId")?;
+    let id = id.as_u64().map(|n| n.to_string()).or_else(|| id.as_str().map(String::from))?;
+    Some((kind, id))
+}
+
 /// One result per input of a batch upsert, in input order: HubSpot answers 207 with the inputs that
 /// failed when each input carries an `objectWriteTraceId`, and stores the others.
 pub type UpsertResults = Vec<Result<UpsertedContact, HubSpotError>>;

@@ -10,6 +10,7 @@
 use serde_json::Value;
 
 use super::actions::ReferralAction;
+use crate::hubspot::app_event_target;
 
 /// The contact properties whose change is sent to the participant.
 pub const SYNCED_PROPERTIES: [&str; 3] = ["email", "firstname", "lastname"];
@@ -18,18 +19,7 @@ pub const SYNCED_PROPERTIES: [&str; 3] = ["email", "firstname", "lastname"];
 pub fn participant_actions(events: &[Value]) -> Vec<ReferralAction> {
     let mut out: Vec<ReferralAction> = Vec::new();
     for event in events {
-        let kind = ["subscriptionType", "eventType"].iter().find_map(|k| event.get(*k).and_then(Value::as_str));
-        let kind = match (kind, event.get("objectTypeId").and_then(Value::as_str)) {
-            (Some(k), Some("0-1")) if k.starts_with("object.") => k.replacen("object.", "contact.", 1),
-            (Some(k), _) => k.to_string(),
-            (None, _) => continue,
-        };
-        let Some(object_id) = event
-            .get("objectId")
-            .and_then(|v| v.as_u64().map(|n| n.to_string()).or_else(|| v.as_str().map(String::from)))
-        else {
-            continue;
-        };
+        let Some((kind, object_id)) = app_event_target(event) else { continue };
         let occurred_at = event.get("occurredAt").and_then(Value::as_i64).unwrap_or_default();
         let action = match kind.as_str() {
             "contact.creation" => ReferralAction::SyncParticipant { object_id, created: true, occurred_at },
