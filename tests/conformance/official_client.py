@@ -14,6 +14,7 @@ Paths. hubspot-api-client 12.0.0 knows no date-based versions: it calls the lega
 sandbox serves beside the dated ones:
   POST  /crm/v3/objects/contacts/batch/upsert        batch upsert by email (200; 207 with errors)
   POST  /crm/v3/objects/contacts/batch/read          (not called by hubrelay; 207 with errors)
+  POST  /crm/v3/objects/contacts/search              by property, by query, paged; lagging writes
   GET   /crm/v3/objects/contacts/{id}                by email (idProperty=email) and by id
   GET   /crm/v3/objects/contacts?limit=1             hubrelay's contacts-read probe
   PATCH /crm/v3/objects/contacts/{id}
@@ -445,6 +446,46 @@ class Conformance:
         need(err.category == "OBJECT_NOT_FOUND", f"errors[0].category {err.category}")
         return "BatchResponseSimplePublicObjectWithErrors; errors[0] StandardError OBJECT_NOT_FOUND"
 
+    # ----- contacts: search -----------------------------------------------------------------------------
+
+    def search(self, filters=None, query=None, limit=10, after=None):
+        time.sleep(0.21)  # HubSpot takes five searches a second per token
+        groups = [hs_contacts.FilterGroup(filters=[hs_contacts.Filter(**f) for f in filters])] if filters else None
+        body = hs_contacts.PublicObjectSearchRequest(
+            filter_groups=groups, query=query, properties=["email", "firstname"], limit=limit, after=after,
+            sorts=["hs_object_id"],
+        )
+        res, status, headers = self.client.crm.contacts.search_api.do_search_with_http_info(body)
+        need(status == 200, f"expected 200, got {status}")
+        return typed(res, hs_contacts.CollectionResponseWithTotalSimplePublicObjectForwardPaging), headers
+
+    def check_search(self):
+        fresh = self.email("search")
+        self.upsert([(fresh, "0", {"firstname": "Sol"})])
+        by_email = [{"property_name": "email", "operator": "EQ", "value": fresh}]
+        if self.faults:
+            res, headers = self.search(by_email)
+            need(res.total == 0, f"a contact written just now is found ({res.total}): the index lags writes")
+            need(not any(h.lower().startswith("x-hubspot-ratelimit") for h in headers),
+                 "search answers carry no rate-limit headers")
+        deadline = time.time() + 10
+        while True:
+            res, _ = self.search(by_email)
+            if res.total == 1 or time.time() > deadline:
+                break
+        need(res.total == 1, f"not found within 10 s: total {res.total}")
+        hit = typed(res.results[0], hs_contacts.SimplePublicObject, "results[0]")
+        need(hit.properties.get("firstname") == "Sol", f"properties {hit.properties}")
+        page, _ = self.search(query=self.run_id, limit=1)
+        need(page.total >= 2, f"query {self.run_id!r} found {page.total}")
+        nxt = typed(page.paging, hs_contacts.ForwardPaging, "paging")
+        need(nxt.next.after == "1", f"paging.next.after {nxt.next.after!r}")
+        second, _ = self.search(query=self.run_id, limit=1, after=nxt.next.after)
+        need(second.results[0].id != page.results[0].id, "the second page repeats the first")
+        expect_error(self.client.crm.contacts.search_api, lambda: self.search(
+            [{"property_name": "email", "operator": "LIKE", "value": "x"}]), 400, "VALIDATION_ERROR")
+        return f"CollectionResponseWithTotalSimplePublicObjectForwardPaging; found after the index lag; paged; 400"
+
     # ----- properties ------------------------------------------------------------------------------------
 
     def check_list_properties(self):
@@ -788,6 +829,7 @@ class Conformance:
         self.run("contacts.update.404", self.check_update_404)
         self.run("contacts.update.400_unknown_property", self.check_update_400)
         self.run("contacts.batch_read.207", self.check_batch_read)
+        self.run("contacts.search.200_400", self.check_search)
         self.run("properties.list.200", self.check_list_properties)
         self.run("properties.create.201", self.check_create_property)
         self.run("properties.create.409", self.check_create_property_409)

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::harness::{headers, Serve};
@@ -130,4 +131,37 @@ async fn contacts_become_participants_are_updated_and_deleted() {
     let mut emails: Vec<&str> = participants.iter().filter_map(|p| p["email"].as_str()).collect();
     emails.sort();
     assert_eq!(emails, ["alan@example.com", "grace@example.com"]);
+
+    // A contact whose form captured the `_saasquatch` cookie: its participant is attributed to the referrer, and
+    // the code that referred it comes back onto the contact with the message links.
+    let (_, _, body) = serve.post_lead(&json!({"email": "cy@example.com", "first_name": "Cy"}), headers(&[])).await;
+    let cy = body["contact_id"].as_str().unwrap().to_string();
+    let cookie =
+        json!({"app.referralsaasquatch.com": {"acme-program_CODE": {"codes": {"referral-program": "ADA0042"}}}});
+    let cookie = base64::engine::general_purpose::STANDARD.encode(cookie.to_string());
+    let resp = serve
+        .http
+        .patch(format!("{}/crm/v3/objects/contacts/{cy}", serve.sandbox_url))
+        .bearer_auth(crate::harness::SANDBOX_TOKEN)
+        .json(&json!({"properties": {"advocate_referral_cookie": cookie}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let mut creation = event("contact.creation", 1_765_000_003_000, json!({}));
+    creation["objectId"] = json!(cy.parse::<u64>().unwrap());
+    app_webhook(&serve, creation).await;
+    let participants = until(&sb, "Cy's participant", |p| p.len() == 3).await;
+    let participant = participants.iter().find(|p| p["email"] == "cy@example.com").unwrap();
+    assert_eq!(participant["referredBy"]["code"], "ADA0042");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let written = loop {
+        let c = serve.contact("cy@example.com").await.unwrap();
+        if c["properties"]["advocate_referred_by_code"].is_string() || Instant::now() > deadline {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(written["properties"]["advocate_referred_by_code"], "ADA0042", "{written}");
+    assert!(written["properties"]["advocate_message_links"].as_str().unwrap().contains("SMS: https://"), "{written}");
 }

@@ -299,3 +299,53 @@ async fn an_extole_outage_is_retried_on_the_schedule_and_an_impact_refusal_is_pa
     let shown = dlq(&["show", &ids[1]]);
     assert!(shown.contains("forced by the sandbox") && shown.contains("referral-event"), "{shown}");
 }
+
+#[tokio::test]
+async fn advocate_referral_events_find_their_contacts_by_user_id_once_search_has_them() {
+    let serve = Serve::start(&[("IMPACT_WEBHOOK_SECRETS", HOOK_KEY)]);
+    // HubSpot's index lags writes by seconds: longer than the first attempt, shorter than the 5-s retry.
+    let faults = serve.http.post(format!("{}/__sandbox/faults", serve.sandbox_url));
+    assert!(faults.json(&json!({"search_lag_ms": 3_000})).send().await.unwrap().status().is_success());
+    let signed = |v: &Value| hook_signature(HOOK_KEY, v.to_string().as_bytes());
+    let users =
+        [("usr-0", "acc-0", "referrer@example.com", "REFR0"), ("usr-5", "acc-5", "friend@example.com", "FRND5")];
+    for (i, (id, account, email, code)) in users.iter().enumerate() {
+        let user = json!({"id": format!("wh-u{i}"), "type": "user.created", "tenantAlias": "t1", "live": true,
+            "created": 1, "data": {"id": id, "accountId": account, "email": email, "referralCode": code,
+                "messageLinks": {"referral-program": {"SMS": format!("https://ssqt.co/{code}/s"),
+                                                      "EMAIL": format!("https://ssqt.co/{code}/e")}}}});
+        let (status, _, body) = post(&serve, "impact", &user, &[("x-hook-signature", &signed(&user))]).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    // Sent at once: the friend's contact is being written and is not searchable yet.
+    let converted = json!({"id": "wh-r1", "type": "referral.converted", "tenantAlias": "t1", "live": true,
+        "created": 2, "data": {"id": "ref-1", "referredUser": "usr-5", "referredAccount": "acc-5",
+            "referrerUser": "usr-0", "referrerAccount": "acc-0", "dateConverted": 2}});
+    let (status, _, body) = post(&serve, "impact", &converted, &[("x-hook-signature", &signed(&converted))]).await;
+    assert_eq!((status, body["actions"][0]["action"].as_str()), (202, Some("update_advocate_user")), "{body}");
+    let event_id = body["event_ids"][0].as_str().unwrap().to_string();
+    let store = drained(&serve).await;
+
+    let record = store.get_event(&event_id).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::Delivered, "{:?}", record.attempts);
+    assert_eq!(record.attempts[0].error_code.as_deref(), Some("contact_not_indexed"), "{:?}", record.attempts);
+    let friend = serve.contact("friend@example.com").await.unwrap();
+    let p = &friend["properties"];
+    assert_eq!(p["advocate_referral_status"], "converted", "{friend}");
+    assert_eq!(p["advocate_referred_by_code"], "REFR0", "the referrer's code, from their contact");
+    let referrer = serve.contact("referrer@example.com").await.unwrap();
+    assert_eq!(
+        referrer["properties"]["advocate_message_links"],
+        "EMAIL: https://ssqt.co/REFR0/e\nSMS: https://ssqt.co/REFR0/s"
+    );
+    assert!(referrer["properties"]["advocate_referral_status"].is_null(), "only the referred contact changes");
+    let stats: Value =
+        serve.http.get(format!("{}/__sandbox/stats", serve.sandbox_url)).send().await.unwrap().json().await.unwrap();
+    let creates = stats["by_endpoint"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("POST") && k.contains("/objects/") && k.ends_with("/contacts"))
+        .count();
+    assert_eq!(creates, 0, "no contact created by id: {stats}");
+}

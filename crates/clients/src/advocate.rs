@@ -79,6 +79,9 @@ impl AdvocateParticipants for AdvocateClient {
         if let Some(l) = &p.last_name {
             body["lastName"] = json!(l);
         }
+        if let Some(c) = &p.referral_cookie {
+            body["cookies"] = json!(c);
+        }
         let request = self.http.put(&url).basic_auth(&self.api_key, Some("")).json(&body);
         let Answer { status, retry_after, body } = send(PARTNER, request).await?;
         if !(200..300).contains(&status) {
@@ -124,6 +127,7 @@ mod tests {
             email: "ann@example.com".into(),
             first_name: Some("Ann".into()),
             last_name: None,
+            referral_cookie: None,
         };
         let first = client.upsert_participant(&p).await.unwrap();
         assert!(first.referral_code.as_deref().is_some_and(|c| c.starts_with("ANN")), "{first:?}");
@@ -137,5 +141,31 @@ mod tests {
         let wrong = AdvocateClient::new(&handle.url(), "t1", "nope", Duration::from_secs(5)).unwrap();
         let e = wrong.upsert_participant(&p).await.unwrap_err();
         assert_eq!((e.status, e.code.as_str()), (Some(401), "advocate_unauthorized"));
+    }
+
+    #[tokio::test]
+    async fn a_referral_cookie_attributes_the_new_participant() {
+        use base64::Engine;
+        let sb = AdvocateSandbox::new(AdvocateSandboxOptions { tenant_alias: Some("t1".into()), api_key: None });
+        let handle = sb.serve_local().await.unwrap();
+        let client = AdvocateClient::new(&handle.url(), "t1", "KEY", Duration::from_secs(5)).unwrap();
+        let cookie = serde_json::json!({"app.referralsaasquatch.com": {"t1_CODE": {"codes": {"p": "BOB1234"}}}});
+        let cookie = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(cookie.to_string());
+        let p = Participant {
+            account_id: "7".into(),
+            user_id: "7".into(),
+            email: "cy@example.com".into(),
+            first_name: Some("Cy".into()),
+            last_name: None,
+            referral_cookie: Some(cookie),
+        };
+        let answer = client.upsert_participant(&p).await.unwrap();
+        assert_eq!(answer.referred_by_code.as_deref(), Some("BOB1234"));
+        assert!(answer.message_links.as_deref().is_some_and(|l| l.starts_with("EMAIL: https://")), "{answer:?}");
+        let unreadable = Participant { user_id: "8".into(), referral_cookie: Some("%%%".into()), ..p };
+        assert_eq!(client.upsert_participant(&unreadable).await.unwrap().referred_by_code, None);
+        let stored = &sb.participants();
+        let sent = stored.iter().find(|u| u["id"] == "7").unwrap();
+        assert_eq!(sent["referredBy"]["code"], "BOB1234");
     }
 }

@@ -192,19 +192,13 @@ impl ReferralService {
             ReferralSource::Impact => match parse_advocate(body)? {
                 AdvocateEvent::Update(update) => {
                     let sender_id = Some(("advocate", update.webhook_id.clone()));
-                    let Some(upsert) = update.to_upsert() else {
-                        let reason = format!(
-                            "`{}` names the user by id only (no email): contacts are matched by email",
-                            update.event_type
-                        );
-                        return Ok(Webhook { actions: vec![], ignored: vec![reason], sender_id, canonical });
+                    // Events naming the user by id only update the contacts carrying that id; never an upsert,
+                    // which needs the email.
+                    let action = match update.to_upsert() {
+                        Some(upsert) => ReferralAction::UpsertContact(upsert),
+                        None => ReferralAction::UpdateAdvocateUser(update),
                     };
-                    Ok(Webhook {
-                        actions: vec![ReferralAction::UpsertContact(upsert)],
-                        ignored: vec![],
-                        sender_id,
-                        canonical,
-                    })
+                    Ok(Webhook { actions: vec![action], ignored: vec![], sender_id, canonical })
                 }
                 AdvocateEvent::Ignored { event_type, reason, .. } => Ok(Webhook {
                     actions: vec![],

@@ -147,6 +147,15 @@ impl HubSpot for OutsideTurn {
         self.turn.outside(self.inner.read_contacts_by_email(emails, properties)).await
     }
 
+    async fn search_contacts(
+        &self,
+        property: &str,
+        value: &str,
+        properties: &[&str],
+    ) -> Result<Vec<CrmObject>, HubSpotError> {
+        self.turn.outside(self.inner.search_contacts(property, value, properties)).await
+    }
+
     async fn update_contact(&self, id: &str, properties: &BTreeMap<String, String>) -> Result<(), HubSpotError> {
         self.turn.outside(self.inner.update_contact(id, properties)).await
     }

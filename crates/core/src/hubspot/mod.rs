@@ -156,6 +156,18 @@ pub trait HubSpot: Send + Sync {
         let _ = (emails, properties);
         Err(HubSpotError::new(None, "unsupported", "this HubSpot client cannot read contacts by email in a batch"))
     }
+    /// `POST …/objects/…/contacts/search` for contacts whose `property` equals `value` (at most 100), each with the
+    /// asked-for properties that are set. HubSpot's search index lags writes by seconds: a contact written just
+    /// now may be missing, so callers treat "none found" as "not yet" for a while, and never create on it.
+    async fn search_contacts(
+        &self,
+        property: &str,
+        value: &str,
+        properties: &[&str],
+    ) -> Result<Vec<CrmObject>, HubSpotError> {
+        let _ = (property, value, properties);
+        Err(HubSpotError::new(None, "unsupported", "this HubSpot client cannot search contacts"))
+    }
     /// `POST …/objects/…/deals` with `properties` and the inline association to `contact_id` (deal → contact,
     /// type 3); returns the new deal's id.
     async fn create_deal(

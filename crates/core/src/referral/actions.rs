@@ -21,6 +21,9 @@ pub enum ReferralAction {
     ImpactConversion(DealStage),
     /// A HubSpot contact upsert by email (Extole share links, Advocate properties).
     UpsertContact(ContactUpsert),
+    /// An Advocate event that names its user by id only: the contacts carrying that [`super::ADVOCATE_USER_ID`]
+    /// updated (found through HubSpot's search, whose lag is waited out; never a contact created).
+    UpdateAdvocateUser(super::AdvocateUpdate),
     /// Record a HubSpot merge, so links and contact ids naming the merged-away contacts lead to the survivor.
     RecordMerge { survivor: String, merged: Vec<String> },
     /// Erase what hubrelay holds of a contact HubSpot GDPR-deleted. The id is `object_id`, not `contact_id`, so
@@ -35,14 +38,15 @@ pub enum ReferralAction {
 }
 
 impl ReferralAction {
-    /// `extole_signup`, `extole_converted`, `impact_conversion`, `upsert_contact`, `record_merge`, `erase_contact`,
-    /// `send_contact_change`.
+    /// `extole_signup`, `extole_converted`, `impact_conversion`, `upsert_contact`, `update_advocate_user`,
+    /// `record_merge`, `erase_contact`, `send_contact_change`, `sync_participant`, `delete_participant`.
     pub fn kind(&self) -> &'static str {
         match self {
             ReferralAction::ExtoleSignup(_) => "extole_signup",
             ReferralAction::ExtoleConverted(_) => "extole_converted",
             ReferralAction::ImpactConversion(_) => "impact_conversion",
             ReferralAction::UpsertContact(_) => "upsert_contact",
+            ReferralAction::UpdateAdvocateUser(_) => "update_advocate_user",
             ReferralAction::RecordMerge { .. } => "record_merge",
             ReferralAction::EraseContact { .. } => "erase_contact",
             ReferralAction::SendContactChange(_) => "send_contact_change",
@@ -64,6 +68,7 @@ impl ReferralAction {
             ReferralAction::ExtoleConverted(d) => partner_conversion_id(&d.deal_id, &d.stage),
             ReferralAction::ImpactConversion(d) => impact_order_id(&d.deal_id, &d.stage),
             ReferralAction::UpsertContact(_) => return None,
+            ReferralAction::UpdateAdvocateUser(u) => u.webhook_id.clone(),
             ReferralAction::RecordMerge { survivor, merged } => format!("{survivor}<-{}", merged.join(",")),
             ReferralAction::EraseContact { object_id } => object_id.clone(),
             ReferralAction::SendContactChange(change) => change.change_id.clone(),

@@ -9,8 +9,9 @@ use time::OffsetDateTime;
 
 use super::actions::ReferralAction;
 use super::{extole_converted, extole_signup, impact_conversion, ContactSignup, DealStage, ReferralConfig};
+use super::{AdvocateUpdate, ADVOCATE_ACCOUNT_ID, ADVOCATE_REFERRAL_CODE, ADVOCATE_SHARE_LINK, ADVOCATE_USER_ID};
 use super::{ReferralError, DEAL_PROPERTIES};
-use super::{ADVOCATE_ACCOUNT_ID, ADVOCATE_REFERRAL_CODE, ADVOCATE_SHARE_LINK, ADVOCATE_USER_ID};
+use super::{ADVOCATE_MESSAGE_LINKS, ADVOCATE_REFERRAL_COOKIE, ADVOCATE_REFERRAL_STATUS, ADVOCATE_REFERRED_BY_CODE};
 use crate::delivery::Failure;
 use crate::hubspot::HubSpot;
 use crate::outbound::OutboundSender;
@@ -53,6 +54,10 @@ fn unusable(e: ReferralError) -> Failure {
 fn not_found(code: &str, message: String) -> Failure {
     Failure::park(code, message)
 }
+
+/// How long "no contact carries this Advocate user id" is taken for HubSpot's search index lagging (seconds, by
+/// its documentation) or the user's own `user.created` still on its way, and retried; after that it is parked.
+pub const ADVOCATE_USER_WAIT: time::Duration = time::Duration::hours(1);
 
 impl ReferralDelivery {
     /// `extole` / `impact` are `None` when not configured: their actions are then parked as `not_configured`.
@@ -223,6 +228,7 @@ impl ReferralDelivery {
                     }),
                 }
             }
+            ReferralAction::UpdateAdvocateUser(update) => self.update_advocate_user(update, received_at).await,
             ReferralAction::UpsertContact(upsert) => {
                 let contact = self.hubspot.upsert_contact(upsert).await?;
                 tracing::info!(contact_id = %contact.id, created = contact.created, email = %mask_email(&upsert.email),
@@ -241,6 +247,69 @@ impl ReferralDelivery {
         })
     }
 
+    /// An Advocate event naming its user by id → the contacts carrying that user id updated with what changed.
+    /// None found yet is retried for [`ADVOCATE_USER_WAIT`] (HubSpot's search lags writes), then parked: a contact
+    /// is never created from an id, so a retry can never make a duplicate.
+    async fn update_advocate_user(
+        &self,
+        update: &AdvocateUpdate,
+        received_at: OffsetDateTime,
+    ) -> Result<ReferralOutcome, Failure> {
+        let user_id = update.user_id.as_deref().ok_or_else(|| {
+            Failure::park("missing_field", format!("`{}` names no Advocate user id", update.event_type))
+        })?;
+        let none_yet = || {
+            let waited = OffsetDateTime::now_utc() - received_at;
+            let message = format!("no HubSpot contact has {ADVOCATE_USER_ID} = {user_id}");
+            if waited < ADVOCATE_USER_WAIT {
+                Failure::retry("contact_not_indexed", format!("{message} yet (HubSpot's search lags writes): retried"))
+            } else {
+                Failure::park("contact_not_found", format!("{message} {} minutes on", waited.whole_minutes()))
+            }
+        };
+        let found = self.hubspot.search_contacts(ADVOCATE_USER_ID, user_id, &[ADVOCATE_USER_ID]).await?;
+        if found.is_empty() {
+            return Err(none_yet());
+        }
+        let mut properties = update.properties.clone();
+        if !properties.contains_key(ADVOCATE_REFERRED_BY_CODE) {
+            // The code used is the referrer's: read it off their contact, if they have one (never waited for).
+            if let Some(referrer) = &update.referrer_user_id {
+                let referrers =
+                    self.hubspot.search_contacts(ADVOCATE_USER_ID, referrer, &[ADVOCATE_REFERRAL_CODE]).await?;
+                let code = referrers.iter().find_map(|c| c.properties.get(ADVOCATE_REFERRAL_CODE).cloned());
+                if let Some(code) = code.filter(|c| !c.is_empty()) {
+                    properties.insert(ADVOCATE_REFERRED_BY_CODE.to_string(), code);
+                }
+            }
+        }
+        let wanted = [ADVOCATE_USER_ID, ADVOCATE_ACCOUNT_ID, ADVOCATE_REFERRED_BY_CODE, ADVOCATE_REFERRAL_STATUS];
+        let (mut matched, mut written) = (Vec::new(), 0);
+        for hit in &found {
+            // The index may be stale: the contact as it is now decides what changes.
+            let Some(contact) = self.hubspot.read_object("contacts", &hit.id, &wanted, &[]).await? else { continue };
+            let now = &contact.properties;
+            if now.get(ADVOCATE_USER_ID).map(String::as_str) != Some(user_id) {
+                continue;
+            }
+            matched.push(contact.id.clone());
+            let mut changes = properties.clone();
+            // A late `referral.started` never undoes a conversion.
+            if now.get(ADVOCATE_REFERRAL_STATUS).is_some_and(|s| s == "converted") {
+                changes.remove(ADVOCATE_REFERRAL_STATUS);
+            }
+            changes.retain(|k, v| now.get(k) != Some(v));
+            if !changes.is_empty() {
+                self.hubspot.update_contact(&contact.id, &changes).await?;
+                written += 1;
+            }
+        }
+        let Some(first) = matched.first() else { return Err(none_yet()) };
+        tracing::info!(event_type = %update.event_type, contacts = matched.len(), written,
+            "Advocate user's contacts updated");
+        Ok(ReferralOutcome::Sent { reference: first.clone() })
+    }
+
     /// The contact as HubSpot has it now → its participant upserted, and the participant's ids, code and share
     /// link written back when they differ (which maps the contact).
     async fn sync_participant(&self, object_id: &str, created: bool) -> Result<ReferralOutcome, Failure> {
@@ -253,6 +322,9 @@ impl ReferralDelivery {
             ADVOCATE_ACCOUNT_ID,
             ADVOCATE_REFERRAL_CODE,
             ADVOCATE_SHARE_LINK,
+            ADVOCATE_MESSAGE_LINKS,
+            ADVOCATE_REFERRED_BY_CODE,
+            ADVOCATE_REFERRAL_COOKIE,
         ];
         let Some(contact) = self.hubspot.read_object("contacts", object_id, &wanted, &[]).await? else {
             return Ok(ReferralOutcome::Skipped { reason: format!("contact {object_id} is gone from HubSpot") });
@@ -278,6 +350,7 @@ impl ReferralDelivery {
             email: email.clone(),
             first_name: p.get("firstname").cloned().filter(|v| !v.is_empty()),
             last_name: p.get("lastname").cloned().filter(|v| !v.is_empty()),
+            referral_cookie: p.get(ADVOCATE_REFERRAL_COOKIE).cloned().filter(|v| !v.is_empty()),
         };
         let answer = advocate.upsert_participant(&participant).await?;
         let mut back = std::collections::BTreeMap::new();
@@ -290,6 +363,8 @@ impl ReferralDelivery {
         keep(ADVOCATE_ACCOUNT_ID, Some(account_id));
         keep(ADVOCATE_REFERRAL_CODE, answer.referral_code);
         keep(ADVOCATE_SHARE_LINK, answer.share_link);
+        keep(ADVOCATE_MESSAGE_LINKS, answer.message_links);
+        keep(ADVOCATE_REFERRED_BY_CODE, answer.referred_by_code);
         if !back.is_empty() {
             // Writes only what changed: an unchanged contact raises no propertyChange, so the sync settles.
             self.hubspot.update_contact(object_id, &back).await?;

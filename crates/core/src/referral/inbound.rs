@@ -1,5 +1,6 @@
-//! Partners → us: Extole share-link webhooks and impact.com Advocate (SaaSquatch) webhooks, both ending as a
-//! contact upsert by email (never HubSpot's create endpoint, which answers 409 for every existing contact).
+//! Partners → us: Extole share-link webhooks and impact.com Advocate (SaaSquatch) webhooks, ending as a contact
+//! upsert by email (never HubSpot's create endpoint, which answers 409 for every existing contact), or, for
+//! Advocate events that name users by id only, an update of the contacts carrying that Advocate user id.
 
 use std::collections::BTreeMap;
 
@@ -8,14 +9,22 @@ use serde_json::{Map, Value};
 
 use super::{normalise_email, ReferralError};
 use crate::domain::ContactUpsert;
+use crate::partners::advocate::message_links;
 
-/// HubSpot contact properties for Advocate data (the impact.com Advocate guide: referral code, share link, referred-by code,
-/// advocate user and account id).
+/// HubSpot contact properties for Advocate data (the impact.com Advocate guide: referral code, share link, message
+/// links, referred-by code, advocate user and account id, referral cookie), and where a referral stands.
 pub const ADVOCATE_REFERRAL_CODE: &str = "advocate_referral_code";
 pub const ADVOCATE_SHARE_LINK: &str = "advocate_share_link";
+/// The participant's message links, one `MEDIUM: link` line each, by medium.
+pub const ADVOCATE_MESSAGE_LINKS: &str = "advocate_message_links";
 pub const ADVOCATE_REFERRED_BY_CODE: &str = "advocate_referred_by_code";
 pub const ADVOCATE_USER_ID: &str = "advocate_user_id";
 pub const ADVOCATE_ACCOUNT_ID: &str = "advocate_account_id";
+/// The `_saasquatch` referral cookie a HubSpot form captured (a hidden field): sent with the participant upsert so
+/// Advocate attributes the referral.
+pub const ADVOCATE_REFERRAL_COOKIE: &str = "advocate_referral_cookie";
+/// `started` or `converted`: the referral that brought this contact in, as the Advocate referral events report it.
+pub const ADVOCATE_REFERRAL_STATUS: &str = "advocate_referral_status";
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ReferralError> {
     match super::parse_json(body)? {
@@ -126,6 +135,10 @@ pub struct AdvocateUpdate {
     pub email: Option<String>,
     pub user_id: Option<String>,
     pub account_id: Option<String>,
+    /// A referral event's referrer: their contact's referral code is the referred contact's referred-by code
+    /// when the event does not carry the code used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer_user_id: Option<String>,
     /// HubSpot property → value, only non-empty values ([`ADVOCATE_REFERRAL_CODE`], ...).
     pub properties: BTreeMap<String, String>,
 }
@@ -135,6 +148,16 @@ impl AdvocateUpdate {
     pub fn to_upsert(&self) -> Option<ContactUpsert> {
         let email = self.email.clone()?;
         Some(ContactUpsert { email, properties: self.properties.clone() })
+    }
+}
+
+/// A user id given as a string, or as an object's `id` (`{"referredUser": "u2"}`, `{"referred": {"id": "u2"}}`).
+fn user_ref(data: &Map<String, Value>, flat: &str, nested: &str) -> (Option<String>, Option<String>) {
+    let account_key = flat.replace("User", "Account");
+    match (data.get(flat), data.get(nested).and_then(Value::as_object)) {
+        (Some(Value::String(id)), _) if !id.trim().is_empty() => (Some(id.trim().to_owned()), text(data, &account_key)),
+        (Some(Value::Object(o)), _) | (_, Some(o)) => (text(o, "id"), text(o, "accountId")),
+        _ => (None, None),
     }
 }
 
@@ -150,7 +173,8 @@ fn first_string(v: &Value) -> Option<String> {
 
 /// Reads a SaaSquatch envelope `{id, type, tenantAlias, live, created, data}`.
 /// `user.created` → the user's codes and links; `referral.started` / `referral.converted` → the referred user's
-/// referred-by code; anything else → ignored.
+/// referral status and referred-by code (the referral's users as ids: `referredUser`/`referrerUser`, or
+/// `referred`/`referrer` objects); anything else → ignored.
 pub fn parse_advocate(body: &[u8]) -> Result<AdvocateEvent, ReferralError> {
     let obj = parse_object(body)?;
     let webhook_id = text(&obj, "id").ok_or_else(|| ReferralError::missing("id", "the envelope needs `id`"))?;
@@ -176,11 +200,7 @@ pub fn parse_advocate(body: &[u8]) -> Result<AdvocateEvent, ReferralError> {
             props.insert(k.to_owned(), v);
         }
     };
-    let (email, user_id, account_id);
-    if event_type == "user.created" {
-        email = text(data, "email").map(|e| normalise_email("data.email", &e)).transpose()?;
-        user_id = text(data, "id");
-        account_id = text(data, "accountId");
+    let (email, user_id, account_id, referrer_user_id) = if event_type == "user.created" {
         put(
             ADVOCATE_REFERRAL_CODE,
             text(data, "referralCode").or_else(|| data.get("referralCodes").and_then(first_string)),
@@ -192,17 +212,31 @@ pub fn parse_advocate(body: &[u8]) -> Result<AdvocateEvent, ReferralError> {
             .or_else(|| data.get("referredBy").and_then(|r| r.get("code")).and_then(first_string))
             .or_else(|| data.get("referredByCodes").and_then(first_string));
         put(ADVOCATE_REFERRED_BY_CODE, referred_by);
+        put(ADVOCATE_MESSAGE_LINKS, data.get("messageLinks").and_then(message_links));
+        let email = text(data, "email").map(|e| normalise_email("data.email", &e)).transpose()?;
+        (email, text(data, "id"), text(data, "accountId"), None)
     } else {
-        let referred = data.get("referred").and_then(Value::as_object);
-        email = None;
-        user_id = referred.and_then(|r| text(r, "id"));
-        account_id = referred.and_then(|r| text(r, "accountId"));
         put(ADVOCATE_REFERRED_BY_CODE, text(data, "referralCodeUsed"));
+        put(ADVOCATE_REFERRAL_STATUS, event_type.strip_prefix("referral.").map(String::from));
+        let (user_id, account_id) = user_ref(data, "referredUser", "referred");
+        (None, user_id, account_id, user_ref(data, "referrerUser", "referrer").0)
+    };
+    if event_type != "user.created" && user_id.is_none() {
+        let message = "a referral event names its referred user (`referredUser`, or `referred.id`)";
+        return Err(ReferralError::missing("data.referredUser", message));
     }
     if email.is_none() && user_id.is_none() {
         return Err(ReferralError::missing("data.email", "the webhook names no user (no email and no user id)"));
     }
     put(ADVOCATE_USER_ID, user_id.clone());
     put(ADVOCATE_ACCOUNT_ID, account_id.clone());
-    Ok(AdvocateEvent::Update(AdvocateUpdate { webhook_id, event_type, email, user_id, account_id, properties: props }))
+    Ok(AdvocateEvent::Update(AdvocateUpdate {
+        webhook_id,
+        event_type,
+        email,
+        user_id,
+        account_id,
+        referrer_user_id,
+        properties: props,
+    }))
 }

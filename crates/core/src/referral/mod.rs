@@ -29,7 +29,8 @@ mod tests;
 pub use hubspot::parse_hubspot;
 pub use inbound::{
     parse_advocate, parse_extole, AdvocateEvent, AdvocateUpdate, ExtoleInbound, ShareLink, ADVOCATE_ACCOUNT_ID,
-    ADVOCATE_REFERRAL_CODE, ADVOCATE_REFERRED_BY_CODE, ADVOCATE_SHARE_LINK, ADVOCATE_USER_ID,
+    ADVOCATE_MESSAGE_LINKS, ADVOCATE_REFERRAL_CODE, ADVOCATE_REFERRAL_COOKIE, ADVOCATE_REFERRAL_STATUS,
+    ADVOCATE_REFERRED_BY_CODE, ADVOCATE_SHARE_LINK, ADVOCATE_USER_ID,
 };
 pub use outbound::{extole_converted, extole_signup, impact_conversion, iso_datetime};
 

@@ -3,8 +3,8 @@
 //! the mapping profile's: [`crate::properties::required`] lists both.
 
 use super::{
-    ReferralConfig, ADVOCATE_ACCOUNT_ID, ADVOCATE_REFERRAL_CODE, ADVOCATE_REFERRED_BY_CODE, ADVOCATE_SHARE_LINK,
-    ADVOCATE_USER_ID,
+    ReferralConfig, ADVOCATE_ACCOUNT_ID, ADVOCATE_MESSAGE_LINKS, ADVOCATE_REFERRAL_CODE, ADVOCATE_REFERRAL_COOKIE,
+    ADVOCATE_REFERRAL_STATUS, ADVOCATE_REFERRED_BY_CODE, ADVOCATE_SHARE_LINK, ADVOCATE_USER_ID,
 };
 use crate::hubspot::PropertyDefinition;
 
@@ -38,6 +38,12 @@ pub fn definitions(config: &ReferralConfig) -> Vec<PropertyDefinition> {
             text(ADVOCATE_REFERRED_BY_CODE, "Advocate referred-by code"),
             text(ADVOCATE_USER_ID, "Advocate user id"),
             text(ADVOCATE_ACCOUNT_ID, "Advocate account id"),
+            PropertyDefinition {
+                field_type: "textarea".into(),
+                ..text(ADVOCATE_MESSAGE_LINKS, "Advocate message links")
+            },
+            text(ADVOCATE_REFERRAL_COOKIE, "Advocate referral cookie"),
+            text(ADVOCATE_REFERRAL_STATUS, "Advocate referral status"),
         ]);
     }
     out

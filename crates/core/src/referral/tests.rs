@@ -250,7 +250,8 @@ fn advocate_user_created_gives_contact_properties() {
     let body = json!({"id":"wh_1","type":"user.created","tenantAlias":"test_abc","live":false,"created":1772359200000i64,
         "data":{"id":"u1","accountId":"a1","email":"Jane@Example.com","firstName":"Jane","referralCode":"JANEDOE",
             "shareLinks":{"cleanShareLink":"https://ssqt.co/jane","EMBED":{"EMAIL":"https://ssqt.co/e"}},
-            "referredBy":{"code":"BOBSMITH","isConverted":false}}});
+            "referredBy":{"code":"BOBSMITH","isConverted":false},
+            "messageLinks":{"referral-program":{"SMS":"https://ssqt.co/s","EMAIL":"https://ssqt.co/e"}}}});
     let AdvocateEvent::Update(u) = parse_advocate(body.to_string().as_bytes()).unwrap() else { panic!() };
     assert_eq!((u.webhook_id.as_str(), u.email.as_deref()), ("wh_1", Some("jane@example.com")));
     let p = |k: &str| u.properties.get(k).map(String::as_str);
@@ -258,7 +259,8 @@ fn advocate_user_created_gives_contact_properties() {
     assert_eq!(p(ADVOCATE_SHARE_LINK), Some("https://ssqt.co/jane"));
     assert_eq!(p(ADVOCATE_REFERRED_BY_CODE), Some("BOBSMITH"));
     assert_eq!((p(ADVOCATE_USER_ID), p(ADVOCATE_ACCOUNT_ID)), (Some("u1"), Some("a1")));
-    assert_eq!(u.to_upsert().unwrap().properties.len(), 5);
+    assert_eq!(p(ADVOCATE_MESSAGE_LINKS), Some("EMAIL: https://ssqt.co/e\nSMS: https://ssqt.co/s"));
+    assert_eq!(u.to_upsert().unwrap().properties.len(), 6);
 }
 
 #[test]
@@ -267,8 +269,19 @@ fn advocate_referrals_unknown_types_and_bad_envelopes() {
         "data":{"id":"r1","referrer":{"id":"u1","accountId":"a1"},"referred":{"id":"u2","accountId":"a2"},
             "referralCodeUsed":"JANEDOE"}});
     let AdvocateEvent::Update(u) = parse_advocate(body.to_string().as_bytes()).unwrap() else { panic!() };
-    assert_eq!((u.email, u.user_id.as_deref()), (None, Some("u2")));
+    assert_eq!((u.email, u.user_id.as_deref(), u.referrer_user_id.as_deref()), (None, Some("u2"), Some("u1")));
     assert_eq!(u.properties.get(ADVOCATE_REFERRED_BY_CODE).map(String::as_str), Some("JANEDOE"));
+    assert_eq!(u.properties.get(ADVOCATE_REFERRAL_STATUS).map(String::as_str), Some("converted"));
+    // The REST shape: users as ids.
+    let flat = json!({"id":"wh_4","type":"referral.started","data":{"id":"r2","referredUser":"u7","referredAccount":"a7",
+        "referrerUser":"u1","referrerAccount":"a1"}});
+    let AdvocateEvent::Update(u) = parse_advocate(flat.to_string().as_bytes()).unwrap() else { panic!() };
+    assert_eq!((u.user_id.as_deref(), u.account_id.as_deref()), (Some("u7"), Some("a7")));
+    assert_eq!((u.referrer_user_id.as_deref(), u.to_upsert()), (Some("u1"), None));
+    assert_eq!(u.properties.get(ADVOCATE_REFERRAL_STATUS).map(String::as_str), Some("started"));
+    let nobody = json!({"id":"wh_5","type":"referral.started","data":{"id":"r3","referrerUser":"u1"}});
+    let e = parse_advocate(nobody.to_string().as_bytes()).unwrap_err();
+    assert_eq!((e.code, e.field.as_deref()), ("missing_field", Some("data.referredUser")));
     let unknown = json!({"id":"wh_3","type":"reward.created","tenantAlias":"t","live":true,"created":1,"data":{}});
     let AdvocateEvent::Ignored { event_type, .. } = parse_advocate(unknown.to_string().as_bytes()).unwrap() else {
         panic!()

@@ -8,7 +8,8 @@
 //! `/crm/properties/{version}/...`):
 //! - `POST /crm/v3/objects/contacts`, `GET /crm/v3/objects/contacts`, `GET|PATCH /crm/v3/objects/contacts/{id}`
 //!   (`?idProperty=email` to address a contact by email), `POST /crm/v3/objects/contacts/batch/upsert`,
-//!   `POST /crm/v3/objects/contacts/batch/read`
+//!   `POST /crm/v3/objects/contacts/batch/read`, `POST /crm/v3/objects/contacts/search` (lagging writes by
+//!   [`Faults::search_lag_ms`], five a second per token, see `search.rs`)
 //! - engagements (`engagements.rs`): `POST /crm/v3/objects/{notes|calls|emails|meetings|tasks|communications}`
 //!   with inline contact associations, `GET /crm/v3/objects/{type}/{id}`,
 //!   `GET /crm/v3/objects/contacts/{id}/associations/{type}` (v4 association shape)
@@ -40,6 +41,7 @@ mod ratelimit;
 mod routes;
 mod rules;
 mod scopes;
+mod search;
 mod store;
 mod validate;
 
@@ -54,8 +56,11 @@ use ratelimit::RateLimiter;
 pub use rules::{Condition, RuleScope, ValidationRule};
 use store::Store;
 
-/// Faults injected into API (`/crm/...`) requests.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// How long a write takes to reach the search index by default: HubSpot documents a lag of "a few seconds".
+pub const DEFAULT_SEARCH_LAG_MS: u64 = 2_000;
+
+/// Faults injected into API (`/crm/...`) requests, and the search index's lag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
     /// Share (0.0..=1.0) of API requests that fail with `failure_status`.
@@ -69,6 +74,22 @@ pub struct Faults {
     /// Share (0.0..=1.0) of successful writes (any method but GET, batch reads excepted) answered 504 after
     /// they were stored: the caller cannot tell whether they landed.
     pub apply_then_fail_rate: f64,
+    /// How far the search index lags writes (HubSpot's behaviour, not a fault: [`DEFAULT_SEARCH_LAG_MS`] unless
+    /// set; at most 60 s).
+    pub search_lag_ms: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            failure_rate: 0.0,
+            failure_status: 0,
+            requests_per_10s: None,
+            latency_ms: 0,
+            apply_then_fail_rate: 0.0,
+            search_lag_ms: DEFAULT_SEARCH_LAG_MS,
+        }
+    }
 }
 
 impl Faults {
@@ -155,6 +176,7 @@ struct Inner {
     scopes: RwLock<Option<Vec<String>>>,
     stats: Mutex<SandboxStats>,
     limiter: Mutex<RateLimiter>,
+    search_limiter: Mutex<search::SearchLimiter>,
     oauth: Option<Mutex<OAuthState>>,
 }
 
@@ -178,6 +200,7 @@ impl Sandbox {
                 store: Mutex::new(store),
                 stats: Mutex::new(SandboxStats::default()),
                 limiter: Mutex::new(RateLimiter::default()),
+                search_limiter: Mutex::new(search::SearchLimiter::default()),
             }),
         })
     }

@@ -103,6 +103,7 @@ fn api_routes(objects: &str, props: &str) -> Router<Sandbox> {
         .route(&format!("{objects}/contacts/batch/upsert"), post(batch::batch_upsert))
         .route(&format!("{objects}/contacts/batch/read"), post(batch::batch_read))
         .route(&format!("{objects}/contacts/gdpr-delete"), post(contacts::gdpr_delete))
+        .route(&format!("{objects}/contacts/search"), post(super::search::search))
         .route(&format!("{objects}/contacts/{{id}}"), get(contacts::get).patch(contacts::patch))
         .route(&format!("{objects}/deals"), post(deals::create))
         .route(&format!("{objects}/deals/{{id}}"), get(deals::get).patch(deals::patch))
@@ -189,6 +190,9 @@ async fn gate(State(sb): State<Sandbox>, mut req: Request, next: Next) -> Respon
         }
     }
     let faults = sb.faults();
+    if path.ends_with("/contacts/search") {
+        return search_gate(&sb, &token, &faults, req, next).await;
+    }
     let max = faults.requests_per_10s.unwrap_or(inner.options.rate_limit_per_10s);
     let (quota, refused) =
         lock(&inner.limiter).check(&token, max, inner.options.daily_limit, Instant::now(), portal_day(&inner.options));
@@ -221,6 +225,27 @@ async fn gate(State(sb): State<Sandbox>, mut req: Request, next: Next) -> Respon
         if let Ok(v) = HeaderValue::from_str(&correlation_id()) {
             res.headers_mut().insert(CORRELATION_HEADER, v);
         }
+    }
+    res
+}
+
+/// A search: its own limit (five a second per token, outside the 10-second budget), latency and failures, and
+/// no rate-limit headers (HubSpot sends none on search answers).
+async fn search_gate(sb: &Sandbox, token: &str, faults: &Faults, req: Request, next: Next) -> Response {
+    if !lock(&sb.inner.search_limiter).allow(token, Instant::now()) {
+        lock(&sb.inner.stats).rate_limited += 1;
+        return super::search::secondly_limited().into_response();
+    }
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
+    }
+    if roll(faults.failure_rate) {
+        lock(&sb.inner.stats).faults_injected += 1;
+        return fault_error(faults.effective_status()).into_response();
+    }
+    let mut res = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&correlation_id()) {
+        res.headers_mut().entry(CORRELATION_HEADER).or_insert(v);
     }
     res
 }
@@ -259,10 +284,10 @@ async fn get_faults(State(sb): State<Sandbox>) -> Json<Faults> {
     Json(sb.faults())
 }
 
-const FAULT_FIELDS: [&str; 5] =
-    ["failure_rate", "failure_status", "requests_per_10s", "latency_ms", "apply_then_fail_rate"];
+const FAULT_FIELDS: [&str; 6] =
+    ["failure_rate", "failure_status", "requests_per_10s", "latency_ms", "apply_then_fail_rate", "search_lag_ms"];
 
-/// `DELETE /__sandbox/faults`: no faults at all.
+/// `DELETE /__sandbox/faults`: no faults at all (and the search index's default lag).
 async fn clear_faults(State(sb): State<Sandbox>) -> Json<Faults> {
     sb.set_faults(Faults::default());
     Json(Faults::default())
@@ -297,6 +322,9 @@ async fn set_faults(State(sb): State<Sandbox>, body: Bytes) -> Result<Json<Fault
             "apply_then_fail_rate must be within 0.0..=1.0, got {}",
             faults.apply_then_fail_rate
         )));
+    }
+    if faults.search_lag_ms > 60_000 {
+        return Err(ApiError::validation(format!("search_lag_ms must be at most 60000, got {}", faults.search_lag_ms)));
     }
     if faults.failure_status != 0 && !(400..=599).contains(&faults.failure_status) {
         return Err(ApiError::validation(format!(

@@ -21,7 +21,7 @@ pub const ALL: [&str; 6] = [
 
 /// The scope a call needs, from its path (with or without a version) and method; `None`: any token.
 pub(crate) fn required(method: &Method, path: &str) -> Option<&'static str> {
-    let read = matches!(*method, Method::GET) || path.ends_with("/batch/read");
+    let read = matches!(*method, Method::GET) || path.ends_with("/batch/read") || path.ends_with("/search");
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if segments.first() == Some(&"account-info") {
         return None;

@@ -3,7 +3,9 @@
 //! One connection behind the sandbox's mutex; every write runs in an immediate transaction, so a request
 //! either stores everything it validated or nothing. File databases use WAL. Contact ids come from an
 //! AUTOINCREMENT sequence seeded at 1000 (first id 1001) and are never reused, not even after a reset;
-//! engagement ids likewise start at 50000001, deal ids at 9000001.
+//! engagement ids likewise start at 50000001, deal ids at 9000001. Triggers copy each contact version into
+//! `search_index`, from which searches answer as of a moment in the past (HubSpot's index lag, `search.rs`); a
+//! contact's versions older than a minute are pruned but its newest.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -104,6 +106,33 @@ CREATE TABLE IF NOT EXISTS write_journal (
     marker TEXT
 );
 CREATE INDEX IF NOT EXISTS write_journal_by_marker ON write_journal (marker) WHERE marker IS NOT NULL;
+CREATE TABLE IF NOT EXISTS search_index (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    contact_id INTEGER NOT NULL,
+    properties TEXT,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    indexed_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS search_index_by_contact ON search_index (contact_id, indexed_ms, seq);
+INSERT INTO search_index (contact_id, properties, created_ms, updated_ms, indexed_ms)
+    SELECT id, properties, created_ms, updated_ms, 0 FROM contacts c
+    WHERE NOT EXISTS (SELECT 1 FROM search_index s WHERE s.contact_id = c.id);
+CREATE TRIGGER IF NOT EXISTS contacts_indexed_on_insert AFTER INSERT ON contacts BEGIN
+    INSERT INTO search_index (contact_id, properties, created_ms, updated_ms, indexed_ms)
+        VALUES (new.id, new.properties, new.created_ms, new.updated_ms, new.updated_ms);
+END;
+CREATE TRIGGER IF NOT EXISTS contacts_indexed_on_update AFTER UPDATE ON contacts
+    WHEN old.properties IS NOT new.properties BEGIN
+    INSERT INTO search_index (contact_id, properties, created_ms, updated_ms, indexed_ms)
+        VALUES (new.id, new.properties, new.created_ms, new.updated_ms, new.updated_ms);
+    DELETE FROM search_index WHERE contact_id = new.id AND indexed_ms < new.updated_ms - 60000
+        AND seq < (SELECT MAX(seq) FROM search_index WHERE contact_id = new.id AND indexed_ms < new.updated_ms - 60000);
+END;
+CREATE TRIGGER IF NOT EXISTS contacts_indexed_on_delete AFTER DELETE ON contacts BEGIN
+    INSERT INTO search_index (contact_id, properties, created_ms, updated_ms, indexed_ms)
+        VALUES (old.id, NULL, old.created_ms, old.updated_ms, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
+END;
 ";
 
 /// The write journal's totals (`GET /__sandbox/writes`).
@@ -303,6 +332,7 @@ impl Store {
         tx.execute("DELETE FROM merged_contacts", [])?;
         tx.execute("DELETE FROM properties", [])?;
         tx.execute("DELETE FROM write_journal", [])?;
+        tx.execute("DELETE FROM search_index", [])?;
         tx.commit()?;
         self.custom.clear();
         Ok(())

@@ -2,7 +2,9 @@
 //! issue 16): `PUT /api/v1/{tenantAlias}/open/account/{accountId}/user/{userId}` upserts a participant (created
 //! with a referral code and a share link, or updated), `GET` the same path reads it, `DELETE
 //! /api/v1/{tenantAlias}/account/{accountId}/user/{userId}` deletes it (404 when there is none). HTTP Basic with
-//! the tenant's API key as the user name (SaaSquatch's `-u API_KEY:`).
+//! the tenant's API key as the user name (SaaSquatch's `-u API_KEY:`). An upsert's `cookies` (the base64
+//! `_saasquatch` cookie, `{"app.referralsaasquatch.com": {"<tenant>_CODE": code | {"codes": {program: code}}}}`)
+//! sets who referred a new participant (`referredBy.code`); an unreadable cookie attributes nothing.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -106,12 +108,20 @@ async fn upsert(
             given.get("firstName").and_then(Value::as_str).unwrap_or("USER").to_uppercase(),
             code_suffix(&user)
         );
+        let link = format!("https://ssqt.co/m{}", code.to_lowercase());
         json!({
             "id": user, "accountId": account,
             "referralCodes": {"referral-program": code},
-            "shareLinks": {"referral-program": format!("https://ssqt.co/m{}", code.to_lowercase())},
+            "shareLinks": {"referral-program": link},
+            "messageLinks": {"referral-program": {"EMAIL": format!("{link}?m=email"), "SMS": format!("{link}?m=sms")}},
         })
     });
+    if created {
+        let referred_by = given.get("cookies").and_then(Value::as_str).and_then(|c| cookie_code(c, &alias));
+        if let Some(code) = referred_by {
+            entry["referredBy"] = json!({"code": code, "isConverted": false});
+        }
+    }
     for key in ["email", "firstName", "lastName", "locale", "customFields"] {
         if let Some(v) = given.get(key) {
             entry[key] = v.clone();
@@ -119,6 +129,22 @@ async fn upsert(
     }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     (status, Json(entry.clone())).into_response()
+}
+
+/// The referral code in a `_saasquatch` cookie for tenant `alias` (else any tenant's code it holds).
+fn cookie_code(cookie: &str, alias: &str) -> Option<String> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let cookie = cookie.trim();
+    let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|e| e.decode(cookie).ok())?;
+    let value: Value = serde_json::from_slice(&bytes).ok()?;
+    let tenants = value.get("app.referralsaasquatch.com")?.as_object()?;
+    let entry = tenants
+        .get(&format!("{alias}_CODE"))
+        .or_else(|| tenants.iter().find(|(k, _)| k.ends_with("_CODE")).map(|(_, v)| v))?;
+    match entry {
+        Value::String(code) => Some(code.clone()),
+        other => other.get("codes")?.as_object()?.values().find_map(|c| c.as_str().map(String::from)),
+    }
 }
 
 /// A short, stable suffix for a generated referral code.

@@ -16,6 +16,7 @@ mod limits;
 mod oauth;
 mod platform;
 mod properties;
+mod search;
 
 pub(super) const TOKEN: &str = "pat-test-token";
 
