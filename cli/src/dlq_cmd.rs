@@ -90,6 +90,11 @@ async fn backend(args: &DlqArgs, redrive: bool, dry_run: bool) -> Result<Box<dyn
         Target::Aws(aws) => {
             let sqs = aws_sdk_sqs::Client::new(&aws.config);
             let mut dlq = SqsDeadLetters::new(sqs, aws.dlq_url()?);
+            // Letters are sealed with their people's keys, in the idempotency table.
+            if let Ok(table) = aws.table() {
+                let keys = DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&aws.config), table);
+                dlq = dlq.with_sealer(hubrelay_aws::sqs_seal::MessageSealer::new(keys));
+            }
             if let Some(tenant) = &aws.tenant {
                 dlq = dlq.for_tenant(tenant.clone());
             }

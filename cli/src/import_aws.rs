@@ -37,7 +37,9 @@ pub async fn queue(
         return Err("an import into AWS needs --stack, or --table and --queue-url".into());
     };
     let mut table = DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(&aws.config), aws.table()?.to_string());
-    let mut queue = SqsRetryQueue::new(aws_sdk_sqs::Client::new(&aws.config), aws.queue_url()?, "");
+    // Rows are sealed with their people's keys, like every message the stack queues.
+    let sealer = hubrelay_aws::sqs_seal::MessageSealer::new(table.clone());
+    let mut queue = SqsRetryQueue::new(aws_sdk_sqs::Client::new(&aws.config), aws.queue_url()?, "").with_sealer(sealer);
     if let Some(tenant) = &target.tenant {
         table = table.for_tenant(tenant);
         queue = queue.for_tenant(tenant);

@@ -442,7 +442,22 @@ async fn an_import_into_a_stack_queues_its_rows_once_with_a_checkpoint() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("35 rows queued"), "{}", stdout(&out));
     assert!(stdout(&out).contains("line 37 `email`"), "the bad row named: {}", stdout(&out));
-    let queued = drain(&sqs, &queue_url).await;
+    let sealer = hubrelay_aws::sqs_seal::MessageSealer::new(DynamoIdempotencyStore::new(dynamo.clone(), &table));
+    let open = |queued: Vec<RetryMessage>| {
+        let sealer = sealer.clone();
+        async move {
+            let mut opened = Vec::new();
+            for m in queued {
+                assert!(!m.event.to_string().contains("@example.com"), "rows are sealed on the queue: {}", m.event);
+                match sealer.open(&m).await.unwrap() {
+                    hubrelay_aws::sqs_seal::Opened::Opened(m) => opened.push(m),
+                    other => panic!("{other:?}"),
+                }
+            }
+            opened
+        }
+    };
+    let queued = open(drain(&sqs, &queue_url).await).await;
     assert_eq!(queued.len(), 35);
     assert!(queued
         .iter()
@@ -459,7 +474,7 @@ async fn an_import_into_a_stack_queues_its_rows_once_with_a_checkpoint() {
     // A tenant's import: its own checkpoint, its messages carry the tenant.
     let out = import(&["--tenant", "acme"]);
     assert!(out.status.success() && stdout(&out).contains("35 rows queued"), "{}{}", stdout(&out), stderr(&out));
-    let queued = drain(&sqs, &queue_url).await;
+    let queued = open(drain(&sqs, &queue_url).await).await;
     assert!(queued.len() == 35 && queued.iter().all(|m| m.tenant.as_ref().map(|t| t.as_str()) == Some("acme")));
 
     // The checkpoint: a resumed import starts from the cursor; an importer behind the cursor cannot move it.

@@ -15,6 +15,7 @@ use hubrelay_console::backend::{ConsoleBackend, PortalCheck, TenantHealth};
 use hubrelay_core::config::{Layer, RelaySettings};
 use hubrelay_core::dlq::DeadLetters;
 use hubrelay_core::domain::{TenantId, DEFAULT_TENANT};
+use hubrelay_core::privacy::Eraser;
 use hubrelay_core::store::EventLog;
 use hubrelay_core::tenant::OAuthAppSettings;
 
@@ -121,11 +122,18 @@ impl ConsoleBackend for AwsConsole {
         let events = Arc::new(self.scoped(tenant)?);
         let mut letters = SqsDeadLetters::new(self.sqs.clone(), &self.dlq_url)
             .with_retry_queue(&self.retry_queue_url)
-            .with_event_log(events);
+            .with_event_log(events)
+            .with_sealer(crate::sqs_seal::MessageSealer::new(self.table.clone()));
         if tenant != DEFAULT_TENANT {
             letters = letters.for_tenant(tenant.parse()?);
         }
         Ok(Arc::new(letters))
+    }
+
+    /// The tenant's records and message keys. HubSpot's GDPR delete is not offered here: the console holds no
+    /// tenant's HubSpot client outside a portal check (ask HubSpot in the portal, or through `serve`).
+    fn eraser(&self, tenant: &str) -> Result<Arc<Eraser>, String> {
+        Ok(Arc::new(Eraser::new(Arc::new(self.scoped(tenant)?), None)))
     }
 
     async fn check_portal(&self, tenant: &str) -> Result<PortalCheck, String> {

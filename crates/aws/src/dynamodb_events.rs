@@ -89,7 +89,8 @@ impl EventLog for DynamoIdempotencyStore {
     async fn put_event(&self, record: &EventRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let expiration = (record.updated_at + time::Duration::days(EVENT_TTL_DAYS)).unix_timestamp();
-        self.client()
+        let result = self
+            .client()
             .put_item()
             .table_name(self.table())
             .item("id", self.id(&format!("event:{}", record.event_id)))
@@ -98,10 +99,18 @@ impl EventLog for DynamoIdempotencyStore {
             .item("received_at", n(millis(record.received_at)))
             .item("record", AttributeValue::S(json))
             .item("expiration", n(expiration))
+            // An erased event's tombstone stays: a pass that was in flight during the erasure writes nothing back.
+            .condition_expression("attribute_not_exists(erased)")
             .send()
-            .await
-            .map_err(|e| self.unavailable("PutItem", &e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                tracing::info!(event_id = %record.event_id, "event erased meanwhile: its record is not written back");
+                Ok(())
+            }
+            Err(e) => Err(self.unavailable("PutItem", &e)),
+        }
     }
 
     async fn get_event(&self, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
@@ -115,6 +124,9 @@ impl EventLog for DynamoIdempotencyStore {
             .await
             .map_err(|e| self.unavailable("GetItem", &e))?;
         if let Some(item) = &out.item {
+            if item.contains_key("erased") {
+                return Ok(None);
+            }
             return decode(item).map(Some);
         }
         // Delivered on its first attempt: on its key's item.
@@ -142,7 +154,7 @@ impl EventLog for DynamoIdempotencyStore {
         let items = scan_all(self, &condition, values, false).await?;
         let now = OffsetDateTime::now_utc();
         let mut records = Vec::new();
-        for item in &items {
+        for item in items.iter().filter(|i| !i.contains_key("erased")) {
             let record = decode(item)?;
             if listed(item, &record, now) && filter.matches(&record) {
                 records.push(record);

@@ -121,11 +121,13 @@ async fn init(lambda: &'static str) -> Result<Init, InitError> {
     let resources = AwsResources::from_layer(&layer).map_err(InitError::Missing)?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = DynamoIdempotencyStore::new(dynamodb.clone(), resources.idempotency_table.clone());
+    // Every message is sealed with its person's key (an erasure destroys the key: `crate::sqs_seal`).
     let queue = SqsRetryQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
         resources.retry_queue_url.clone(),
         resources.dlq_url.clone(),
-    );
+    )
+    .with_sealer(crate::sqs_seal::MessageSealer::new(table.clone()));
     let (tenants, install_key) = match env(TENANT_SECRETS_KEY).filter(|k| !k.trim().is_empty()) {
         Some(hex) => {
             let key = SealingKey::from_hex(&hex).ok_or(InitError::TenantKey)?;
@@ -139,9 +141,11 @@ async fn init(lambda: &'static str) -> Result<Init, InitError> {
     let lane = if lambda == "retry-worker" { Lane::Worker } else { Lane::Inline };
     let notifications = notifications(settings.notify.as_ref(), hubrelay_core::domain::DEFAULT_TENANT, sending(lane))
         .map_err(InitError::Aws)?;
+    // HubSpot's `contact.privacyDeletion` erases the person from the table (and their messages' keys).
     let relay = Relay::new(&settings, Stores::new(Arc::new(table.clone()), Arc::new(queue.clone())))
         .with_metrics(metrics)
-        .with_notifications(notifications);
+        .with_notifications(notifications)
+        .with_personal_data(Arc::new(table.clone()));
     let relay = with_outbound(relay, &settings, hubrelay_core::domain::DEFAULT_TENANT).map_err(InitError::Aws)?;
     Ok(Init { layer, settings, resources, table, queue, relay, tenants, install_key, emf })
 }

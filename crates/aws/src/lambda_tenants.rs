@@ -149,9 +149,14 @@ impl<T: Clone + Send + Sync + 'static> TenantCache<T> {
             .client(&target, settings.hubspot_rate_limit_per_10s, tenant.daily_budget, oauth)
             .map_err(|e| e.to_string())?;
         let stores = Stores::new(Arc::new(self.table.for_tenant(id)), Arc::new(self.queue.for_tenant(id)));
-        let relay = Relay::new(&settings, stores).with_metrics(wiring.metrics().clone()).with_notifications(
-            notifications(settings.notify.as_ref(), id.as_str(), crate::lambda::sending(wiring.lane()))?,
-        );
+        let relay = Relay::new(&settings, stores)
+            .with_metrics(wiring.metrics().clone())
+            .with_notifications(notifications(
+                settings.notify.as_ref(),
+                id.as_str(),
+                crate::lambda::sending(wiring.lane()),
+            )?)
+            .with_personal_data(Arc::new(self.table.for_tenant(id)));
         Ok(TenantParts {
             relay: crate::lambda::with_outbound(relay, &settings, id.as_str())?,
             hubspot,

@@ -7,6 +7,7 @@ pub mod dynamodb_budget;
 mod dynamodb_events;
 pub mod dynamodb_imports;
 pub mod dynamodb_oauth;
+mod dynamodb_privacy;
 pub mod dynamodb_tenants;
 mod dynamodb_updates;
 pub mod emf;
@@ -16,6 +17,7 @@ pub mod lambda_tenants;
 pub mod sdk;
 pub mod sqs;
 mod sqs_dlq;
+pub mod sqs_seal;
 pub mod sqs_worker;
 
 pub use sqs_dlq::SqsDeadLetters;

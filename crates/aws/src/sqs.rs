@@ -3,6 +3,9 @@
 //! The body is the JSON of the [`RetryMessage`]; message attributes (`event_id`, `function`, `attempt`,
 //! `tenant` for a tenant's event, and `error_code` on the DLQ) let an operator filter without parsing bodies. Delays longer than SQS's 15 minutes
 //! are chained: the message carries `not_before` and the worker re-sends it until that time has come.
+//!
+//! With a [`MessageSealer`] (every Lambda of a stack has one) each message's event is sealed with its person's key
+//! before it is sent, so an erasure that destroys the key leaves no readable copy on either queue.
 
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
@@ -12,6 +15,8 @@ use time::OffsetDateTime;
 use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
 use hubrelay_core::store::{RetryQueue, StoreError};
 use hubrelay_core::tenant::TenantId;
+
+use crate::sqs_seal::MessageSealer;
 
 /// SQS's largest per-message delay (15 minutes).
 pub const MAX_DELAY_SECONDS: i32 = 900;
@@ -29,6 +34,8 @@ pub struct SqsRetryQueue {
     dlq_url: String,
     /// The tenant whose events this queue takes (they share the stack's queues): stamped on each message.
     tenant: Option<TenantId>,
+    /// Seals each message's event with its person's key (`None`: sent as they are).
+    sealer: Option<MessageSealer>,
 }
 
 /// Which of the two queues a [`PreparedMessage`] goes to.
@@ -148,13 +155,37 @@ impl PreparedMessage {
 
 impl SqsRetryQueue {
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
-        SqsRetryQueue { client, queue_url: queue_url.into(), dlq_url: dlq_url.into(), tenant: None }
+        SqsRetryQueue { client, queue_url: queue_url.into(), dlq_url: dlq_url.into(), tenant: None, sealer: None }
+    }
+
+    /// Seal every message's event with its person's key before it is sent.
+    pub fn with_sealer(mut self, sealer: MessageSealer) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    pub fn sealer(&self) -> Option<&MessageSealer> {
+        self.sealer.as_ref()
+    }
+
+    /// `message` as it goes on a queue: stamped with the queue's tenant, its event sealed.
+    pub async fn outgoing(&self, message: &RetryMessage) -> Result<RetryMessage, StoreError> {
+        let stamped = self.stamped(message);
+        match &self.sealer {
+            Some(sealer) => sealer.seal(&stamped).await,
+            None => Ok(stamped),
+        }
     }
 
     /// The same queues taking `tenant`'s events: each message carries the tenant, so the worker delivers it
     /// to that tenant's portal (and a redrive keeps it).
     pub fn for_tenant(&self, tenant: &TenantId) -> Self {
         SqsRetryQueue { tenant: Some(tenant.clone()), ..self.clone() }
+    }
+
+    /// `message` stamped with this queue's tenant (when it has one).
+    pub fn stamp(&self, message: &RetryMessage) -> RetryMessage {
+        self.stamped(message)
     }
 
     fn stamped(&self, message: &RetryMessage) -> RetryMessage {
@@ -181,14 +212,18 @@ impl SqsRetryQueue {
 
     /// [`RetryQueue::enqueue`] with the delay computed at `now` rather than the wall clock.
     pub async fn enqueue_at(&self, message: &RetryMessage, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.send(&PreparedMessage::retry(&self.stamped(message), now)?).await
+        self.send(&PreparedMessage::retry(&self.outgoing(message).await?, now)?).await
     }
 
     /// Many messages onto the retry queue with `SendMessageBatch` (≤ 10 a request), each stamped with the
     /// queue's tenant (a backfill import). `Err` when any of them was not sent.
     pub async fn enqueue_many(&self, messages: &[RetryMessage], now: OffsetDateTime) -> Result<(), StoreError> {
-        let prepared =
-            messages.iter().map(|m| PreparedMessage::retry(&self.stamped(m), now)).collect::<Result<Vec<_>, _>>()?;
+        let stamped: Vec<RetryMessage> = messages.iter().map(|m| self.stamped(m)).collect();
+        let sealed = match &self.sealer {
+            Some(sealer) => sealer.seal_many(&stamped).await?,
+            None => stamped,
+        };
+        let prepared = sealed.iter().map(|m| PreparedMessage::retry(m, now)).collect::<Result<Vec<_>, _>>()?;
         for result in self.send_many(&prepared).await {
             result?;
         }
@@ -341,7 +376,7 @@ impl RetryQueue for SqsRetryQueue {
     }
 
     async fn dead_letter(&self, message: &RetryMessage, reason: &DeadLetterReason) -> Result<(), StoreError> {
-        self.send(&PreparedMessage::dead_letter(&self.stamped(message), reason)?).await
+        self.send(&PreparedMessage::dead_letter(&self.outgoing(message).await?, reason)?).await
     }
 }
 

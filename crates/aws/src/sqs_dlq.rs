@@ -16,6 +16,7 @@ use hubrelay_core::tenant::TenantId;
 use time::OffsetDateTime;
 
 use crate::sqs::SqsRetryQueue;
+use crate::sqs_seal::{MessageSealer, Opened};
 use hubrelay_core::dlq::{DeadLetter, DeadLetters, Held, SharedEventLog, TakeError};
 use hubrelay_core::domain::RetryMessage;
 use hubrelay_core::store::{EventLog, RetryQueue, StoreError};
@@ -34,6 +35,8 @@ pub struct SqsDeadLetters {
     receive_wait_seconds: i32,
     /// Whose letters: a tenant's, or (`None`) the default tenant's.
     tenant: Option<TenantId>,
+    /// Opens sealed letters (and seals redriven ones); letters of erased people are deleted on sight.
+    sealer: Option<MessageSealer>,
 }
 
 /// One message received from the DLQ.
@@ -76,7 +79,15 @@ impl SqsDeadLetters {
             events: None,
             receive_wait_seconds: 1,
             tenant: None,
+            sealer: None,
         }
+    }
+
+    /// Open sealed letters with their people's keys, and seal redriven ones again. A letter whose key is gone
+    /// (its person was erased) can never be read or delivered: it is deleted when met.
+    pub fn with_sealer(mut self, sealer: MessageSealer) -> Self {
+        self.sealer = Some(sealer);
+        self
     }
 
     /// Only `tenant`'s dead letters (the queue is the stack's): listed, shown, purged and redriven.
@@ -164,12 +175,44 @@ impl SqsDeadLetters {
         }
         let (received, others): (Vec<Received>, Vec<Received>) = received.into_iter().partition(|r| self.in_scope(r));
         self.release_all(&others).await;
+        let received = self.opened(received).await;
         for r in &received {
             if let Err(e) = &r.letter {
                 tracing::warn!(message_id = %r.message_id, error = %e, "unreadable message in the dead-letter queue");
             }
         }
         Ok(received)
+    }
+
+    /// The letters opened with their people's keys; those of erased people deleted and left out.
+    async fn opened(&self, received: Vec<Received>) -> Vec<Received> {
+        let Some(sealer) = &self.sealer else { return received };
+        let mut kept = Vec::with_capacity(received.len());
+        for mut r in received {
+            let Ok(letter) = &mut r.letter else {
+                kept.push(r);
+                continue;
+            };
+            match sealer.open(&letter.message).await {
+                Ok(Opened::Plain(m)) | Ok(Opened::Opened(m)) => {
+                    letter.message = m;
+                    kept.push(r);
+                }
+                Ok(Opened::Erased) => {
+                    let event_id = letter.event_id().to_string();
+                    match self.delete(&r.receipt).await {
+                        Ok(()) => tracing::info!(event_id, "dead letter of an erased person deleted"),
+                        Err(e) => tracing::warn!(event_id, error = %e, "could not delete an erased person's letter"),
+                    }
+                }
+                Err(e) => {
+                    // Shown as unreadable for now; it opens once the table answers again.
+                    r.letter = Err(format!("its key could not be read: {e}"));
+                    kept.push(r);
+                }
+            }
+        }
+        kept
     }
 
     /// Makes messages visible again at once (best effort: they reappear after their timeout anyway).
@@ -320,7 +363,10 @@ impl DeadLetters for SqsDeadLetters {
         let url = self.retry_queue_url.as_ref().ok_or_else(|| {
             TakeError::NotRequeued(StoreError::Unavailable("a redrive needs the retry queue URL".into()))
         })?;
-        let retry = SqsRetryQueue::new(self.client.clone(), url.clone(), self.dlq_url.clone());
+        let mut retry = SqsRetryQueue::new(self.client.clone(), url.clone(), self.dlq_url.clone());
+        if let Some(sealer) = &self.sealer {
+            retry = retry.with_sealer(sealer.clone());
+        }
         retry.enqueue(message).await.map_err(TakeError::NotRequeued)?;
         self.delete(&held.handle).await.map_err(TakeError::NotRemoved)?;
         Ok(true)

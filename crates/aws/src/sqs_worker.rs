@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 
 use crate::lambda_tenants::{Resolved, TenantWorker, Tenants};
 use crate::sqs::{PreparedMessage, SqsRetryQueue};
+use crate::sqs_seal::Opened;
 use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
 use hubrelay_core::metrics::EventOutcome;
 use hubrelay_core::tenant::TenantId;
@@ -77,6 +78,9 @@ impl SqsWorker {
     pub async fn handle(&self, event: SqsEvent, now: OffsetDateTime) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         let mut pending: Vec<Pending> = Vec::new();
+        let mut counts = Counts::default();
+        // The key each opened message was sealed with, by event id: its successor is sealed under that key only.
+        let mut keys: HashMap<String, String> = HashMap::new();
         // (messageId, message) of every readable record, in batch order.
         let mut readable: Vec<(String, RetryMessage)> = Vec::new();
 
@@ -104,7 +108,6 @@ impl SqsWorker {
         }
 
         let count = readable.len();
-        let mut counts = Counts::default();
         // A tenant's messages go to its worker; the default tenant's (no tenant) to this one.
         let mut groups: BTreeMap<Option<TenantId>, Vec<(String, RetryMessage)>> = BTreeMap::new();
         for (message_id, message) in readable {
@@ -112,7 +115,8 @@ impl SqsWorker {
         }
         for (tenant, group) in groups {
             let Some(tenant) = tenant else {
-                self.process(&self.worker, group, now, &mut pending, &mut response, &mut counts).await;
+                let group = self.opened(group, &mut keys, &mut response, &mut counts).await;
+                self.process(&self.worker, group, now, &keys, &mut pending, &mut response, &mut counts).await;
                 continue;
             };
             let resolved = match &self.tenants {
@@ -121,18 +125,19 @@ impl SqsWorker {
             };
             match resolved {
                 Resolved::Ready(TenantWorker { worker, connected, updated_at }) => {
-                    let mut group = group;
+                    let mut group = self.opened(group, &mut keys, &mut response, &mut counts).await;
                     if connected {
                         hasten_reconnected(&mut group, updated_at, now);
                     }
-                    self.process(&worker, group, now, &mut pending, &mut response, &mut counts).await
+                    self.process(&worker, group, now, &keys, &mut pending, &mut response, &mut counts).await
                 }
                 // Waits, unchanged (no attempt counted), until the tenant is enabled or removed.
                 Resolved::Disabled => {
                     for (message_id, mut message) in group {
                         counts.not_yet_due += 1;
                         message.not_before = message.not_before.max(now + DISABLED_TENANT_DELAY);
-                        push(&mut pending, &mut response, message_id, PreparedMessage::retry(&message, now), &message);
+                        let send = self.successor(&message, now, None, &keys).await;
+                        push(&mut pending, &mut response, &mut counts, message_id, send, &message);
                     }
                 }
                 // Parked with its history: a redrive delivers it once the tenant is back.
@@ -147,13 +152,8 @@ impl SqsWorker {
                         if let Some(emf) = &self.emf {
                             emf.metrics().for_tenant(tenant.as_str()).event(message.function, EventOutcome::Parked);
                         }
-                        push(
-                            &mut pending,
-                            &mut response,
-                            message_id,
-                            PreparedMessage::dead_letter(&message, &reason),
-                            &message,
-                        );
+                        let send = self.successor(&message, now, Some(&reason), &keys).await;
+                        push(&mut pending, &mut response, &mut counts, message_id, send, &message);
                     }
                 }
                 // SQS hands them over again after the visibility timeout.
@@ -185,6 +185,7 @@ impl SqsWorker {
             not_yet_due = counts.not_yet_due,
             retry = counts.retry,
             dead_letter = counts.dead_letter,
+            erased = counts.erased,
             failures = response.batch_item_failures.len(),
             "retry batch handled"
         );
@@ -194,12 +195,69 @@ impl SqsWorker {
         response
     }
 
+    /// The records opened with their people's keys, to be delivered. A record whose key is gone (its person was
+    /// erased) is dropped unread: SQS deletes it. One whose key cannot be read now comes back later. (Records
+    /// that are only passed on — a disabled or unknown tenant's — stay sealed as they came.)
+    async fn opened(
+        &self,
+        group: Vec<(String, RetryMessage)>,
+        keys: &mut HashMap<String, String>,
+        response: &mut SqsBatchResponse,
+        counts: &mut Counts,
+    ) -> Vec<(String, RetryMessage)> {
+        let Some(sealer) = self.queue.sealer() else { return group };
+        let mut opened = Vec::with_capacity(group.len());
+        for (message_id, message) in group {
+            if let Some((_, key_id, _)) = hubrelay_core::message_seal::sealed_parts(&message) {
+                keys.insert(message.event_id.clone(), key_id);
+            }
+            match sealer.open(&message).await {
+                Ok(Opened::Plain(m) | Opened::Opened(m)) => opened.push((message_id, m)),
+                Ok(Opened::Erased) => {
+                    counts.erased += 1;
+                    tracing::info!(event_id = %message.event_id, "message of an erased person dropped");
+                }
+                Err(e) => {
+                    tracing::error!(message_id, error = %e, "cannot open the message: it stays on the queue");
+                    response.add_failure(message_id);
+                }
+            }
+        }
+        opened
+    }
+
+    /// What goes back on a queue for `message`: sealed again, to the retry queue or (with a reason) the DLQ. A
+    /// message that came sealed is sealed under the same key only: `None` when its person was erased meanwhile.
+    async fn successor(
+        &self,
+        message: &RetryMessage,
+        now: OffsetDateTime,
+        dead_letter: Option<&DeadLetterReason>,
+        keys: &HashMap<String, String>,
+    ) -> Result<Option<PreparedMessage>, hubrelay_core::store::StoreError> {
+        let key_id =
+            keys.get(&message.event_id).filter(|_| hubrelay_core::message_seal::sealed_parts(message).is_none());
+        let sealed = match (self.queue.sealer(), key_id) {
+            (Some(sealer), Some(key_id)) => match sealer.reseal(&self.queue.stamp(message), key_id).await? {
+                Some(sealed) => sealed,
+                None => return Ok(None),
+            },
+            _ => self.queue.outgoing(message).await?,
+        };
+        match dead_letter {
+            Some(reason) => PreparedMessage::dead_letter(&sealed, reason).map(Some),
+            None => PreparedMessage::retry(&sealed, now).map(Some),
+        }
+    }
+
     /// One worker's pass over its records; what each needs sent goes to `pending`.
+    #[allow(clippy::too_many_arguments)]
     async fn process(
         &self,
         worker: &RetryWorker,
         readable: Vec<(String, RetryMessage)>,
         now: OffsetDateTime,
+        keys: &HashMap<String, String>,
         pending: &mut Vec<Pending>,
         response: &mut SqsBatchResponse,
         counts: &mut Counts,
@@ -244,18 +302,18 @@ impl SqsWorker {
                         // 900 s; a fresh message, so a fresh retention clock and receive count.
                         Disposition::NotYetDue => {
                             counts.not_yet_due += 1;
-                            PreparedMessage::retry(original, now)
+                            self.successor(original, now, None, keys).await
                         }
                         Disposition::Retry(m) => {
                             counts.retry += 1;
-                            PreparedMessage::retry(&m, now)
+                            self.successor(&m, now, None, keys).await
                         }
                         Disposition::DeadLetter(m, reason) => {
                             counts.dead_letter += 1;
-                            PreparedMessage::dead_letter(&m, &reason)
+                            self.successor(&m, now, Some(&reason), keys).await
                         }
                     };
-                    push(pending, response, message_id.clone(), send, original);
+                    push(pending, response, counts, message_id.clone(), send, original);
                 }
                 for (i, (message_id, m)) in readable.iter().enumerate() {
                     if !matched[i] {
@@ -286,16 +344,22 @@ fn hasten_reconnected(group: &mut [(String, RetryMessage)], tenant_changed_ms: i
 /// The failure of a call held back because the portal's refresh token was refused.
 const NEEDS_REAUTH: &str = "needs_reauth";
 
-/// `send` for the record `message_id`, or, when it could not be built, the record back to SQS.
+/// `send` for the record `message_id`; nothing when its person was erased meanwhile (`None`: SQS deletes the
+/// record); or, when it could not be built, the record back to SQS.
 fn push(
     pending: &mut Vec<Pending>,
     response: &mut SqsBatchResponse,
+    counts: &mut Counts,
     message_id: String,
-    send: Result<PreparedMessage, hubrelay_core::store::StoreError>,
+    send: Result<Option<PreparedMessage>, hubrelay_core::store::StoreError>,
     original: &RetryMessage,
 ) {
     match send {
-        Ok(send) => pending.push(Pending { message_id, send, event_id: Some(original.event_id.clone()) }),
+        Ok(Some(send)) => pending.push(Pending { message_id, send, event_id: Some(original.event_id.clone()) }),
+        Ok(None) => {
+            counts.erased += 1;
+            tracing::info!(event_id = %original.event_id, "its person was erased meanwhile: nothing goes back");
+        }
         Err(e) => {
             tracing::error!(event_id = %original.event_id, error = %e, "cannot build the successor message");
             response.add_failure(message_id);
@@ -310,6 +374,8 @@ struct Counts {
     not_yet_due: usize,
     retry: usize,
     dead_letter: usize,
+    /// Records of erased people, dropped.
+    erased: usize,
 }
 
 /// A record's body as a [`RetryMessage`] of a format version this worker knows.

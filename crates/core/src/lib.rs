@@ -19,6 +19,7 @@ pub mod json;
 pub mod lead;
 pub mod lifecycle;
 pub mod mapping;
+pub mod message_seal;
 pub mod metrics;
 pub mod missing_properties;
 pub mod notify;

@@ -55,6 +55,9 @@ pub struct ErasureCounts {
     pub contact_versions: u64,
     pub lead_links: u64,
     pub ledger_entries: u64,
+    /// Message keys destroyed (AWS): the person's messages on SQS, wherever they are, can no longer be read.
+    #[serde(default)]
+    pub message_keys: u64,
 }
 
 /// What HubSpot's GDPR delete answered, when one was asked for.

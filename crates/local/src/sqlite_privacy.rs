@@ -212,6 +212,8 @@ fn erase_in(conn: &Connection, subject: &Subject, receipt: &ErasureReceipt) -> R
         contact_versions,
         lead_links,
         ledger_entries,
+        // Locally messages are rows, deleted above: no keys to destroy.
+        message_keys: 0,
     };
     let stored = ErasureReceipt { counts: counts.clone(), ..receipt.clone() };
     let json = serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -160,7 +160,9 @@ pub async fn worker_env(options: Options) -> WorkerEnv {
 
     let store = Arc::new(DynamoIdempotencyStore::new(dynamo.clone(), table.clone()));
     let worker = RetryWorker::new(Arc::new(hubspot), mapping, options.schedule, Jitter::NONE, store.clone(), store);
-    let queue = SqsRetryQueue::new(sqs.clone(), queue_url.clone(), dlq_url.clone());
+    // As in the stack: every message the worker sends is sealed with its person's key.
+    let sealer = hubrelay_aws::sqs_seal::MessageSealer::new(DynamoIdempotencyStore::new(dynamo.clone(), table.clone()));
+    let queue = SqsRetryQueue::new(sqs.clone(), queue_url.clone(), dlq_url.clone()).with_sealer(sealer);
     WorkerEnv { sqs, dynamo, table, queue_url, queue_arn, dlq_url, sandbox, worker: SqsWorker::new(worker, queue) }
 }
 
@@ -192,6 +194,15 @@ impl WorkerEnv {
             .item
             .and_then(|i| i.get("record").and_then(|s| s.as_s().ok()).cloned())
             .map(|s| serde_json::from_str(&s).unwrap())
+    }
+
+    /// A message body from one of the queues, its event opened with its person's key.
+    pub async fn opened(&self, body: &str) -> RetryMessage {
+        let sealed: RetryMessage = serde_json::from_str(body).expect("a retry message");
+        match self.worker.queue().sealer().expect("a sealing queue").open(&sealed).await.expect("the key table") {
+            hubrelay_aws::sqs_seal::Opened::Plain(m) | hubrelay_aws::sqs_seal::Opened::Opened(m) => m,
+            hubrelay_aws::sqs_seal::Opened::Erased => panic!("the message's key is gone"),
+        }
     }
 
     /// `(visible, delayed)` counts of a queue.

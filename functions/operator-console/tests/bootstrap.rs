@@ -33,7 +33,10 @@ async fn an_operator_signs_in_and_redrives_a_dead_letter_on_aws() {
     let operators = hubrelay_testkit::moto::secure_parameter(&ssm, &format!("alice:{OPERATOR_TOKEN}")).await;
 
     // Two leads the retry-worker gave up on: the stack's, and a tenant's.
-    let queue = hubrelay_aws::sqs::SqsRetryQueue::new(stage.sqs.clone(), &stage.queue_url, &stage.dlq_url);
+    // Sealed with their people's keys, as the stack's functions send them.
+    let keys = hubrelay_aws::dynamodb::DynamoIdempotencyStore::new(stage.dynamo.clone(), &stage.table);
+    let queue = hubrelay_aws::sqs::SqsRetryQueue::new(stage.sqs.clone(), &stage.queue_url, &stage.dlq_url)
+        .with_sealer(hubrelay_aws::sqs_seal::MessageSealer::new(keys));
     let reason = DeadLetterReason { code: "retries_exhausted".into(), message: "HubSpot kept answering 503".into() };
     let now = time::OffsetDateTime::now_utc();
     let dead_lettered = |email: &str| retry_message(&json!({"email": email, "first_name": "Parked"}), now, 3, now);
@@ -134,6 +137,33 @@ async fn an_operator_signs_in_and_redrives_a_dead_letter_on_aws() {
     assert_eq!(post_form(&f, "/console/dead-letters/purge", &cookies, &body).await.status, 303);
     let tenant_page = runtime::invoke_request(&f, &get("/console/dead-letters", "tenant=dealer")).await;
     assert!(tenant_page.body.contains(&theirs.event_id), "not purged");
+
+    // The privacy API (an operator's bearer token): the tenant's person erased; their letter can no longer be read,
+    // so it is gone from the tenant's view, and the receipt names no one.
+    let bearer = [("authorization", format!("Bearer {OPERATOR_TOKEN}")), ("content-type", "application/json".into())];
+    let headers: Vec<(&str, &str)> = bearer.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let erasure = json!({"email": "dealer-lead@example.com", "tenant": "dealer"}).to_string();
+    let request = HttpRequest {
+        method: "POST",
+        path: "/v1/privacy/erasure",
+        headers: &headers,
+        body: &erasure,
+        ..Default::default()
+    };
+    let erased = runtime::invoke_request(&f, &request).await;
+    assert_eq!(erased.status, 200, "{erased:?}");
+    assert!(erased.body.contains("\"message_keys\":1") && !erased.body.contains("dealer-lead"), "{}", erased.body);
+    let tenant_page = runtime::invoke_request(&f, &get("/console/dead-letters", "tenant=dealer")).await;
+    assert!(!tenant_page.body.contains(&theirs.event_id), "{}", tenant_page.body);
+    let listing = HttpRequest {
+        method: "GET",
+        path: "/v1/privacy/erasures",
+        query: "tenant=dealer",
+        headers: &headers,
+        ..Default::default()
+    };
+    let receipts = runtime::invoke_request(&f, &listing).await;
+    assert!(receipts.status == 200 && receipts.body.contains("\"source\":\"api\""), "{receipts:?}");
 
     // The audit trail, in the table: who signed in and redrove what.
     let audit = runtime::invoke_request(&f, &get("/console/audit", "")).await;

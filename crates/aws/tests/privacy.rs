@@ -1,0 +1,171 @@
+//! Erasure on AWS, against moto and the HubSpot sandbox: a person's queued and dead-lettered messages are sealed
+//! with their key, which the erasure destroys, so no copy can be read and the worker and the DLQ tools drop them;
+//! their records in the table go; the table's raw contents hold nothing of them; another person is untouched; and
+//! their next lead is delivered, sealed under a new key.
+
+use std::sync::Arc;
+
+use hubrelay_aws::dynamodb::DynamoIdempotencyStore;
+use hubrelay_core::dlq::DeadLetters;
+use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
+use hubrelay_core::privacy::{Eraser, ErasureSource, PersonalData, Subject};
+use hubrelay_core::store::{email_hash, ContactVersions, EventLog, EventRecord, EventStatus, RetryQueue};
+use hubrelay_testkit::worker::{message_id, retry_message, worker_env, Options};
+use serde_json::json;
+use time::OffsetDateTime;
+
+const ANN: &str = "ann.erased@example.com";
+const ANN_PHONE: &str = "+44 20 7946 0123";
+const BOB: &str = "bob.kept@example.com";
+
+fn lead(email: &str, phone: &str) -> serde_json::Value {
+    json!({"email": email, "first_name": "Ann", "phone": phone, "vehicle_of_interest": "Boat"})
+}
+
+/// Every item of the table, as text (attribute names, strings, numbers and bytes' lengths).
+async fn raw_table(client: &aws_sdk_dynamodb::Client, table: &str) -> String {
+    let out = client.scan().table_name(table).send().await.unwrap();
+    format!("{:?}", out.items.unwrap_or_default())
+}
+
+fn event_record(m: &RetryMessage, status: EventStatus, email: &str) -> EventRecord {
+    EventRecord {
+        event_id: m.event_id.clone(),
+        function: m.function,
+        status,
+        received_at: m.received_at,
+        updated_at: m.received_at,
+        next_attempt_at: None,
+        attempts: m.attempts.clone(),
+        contact_id: None,
+        email_masked: Some(hubrelay_core::pii::mask_email(email)),
+        email_hash: Some(email_hash(email)),
+        reason: None,
+    }
+}
+
+async fn record(store: &DynamoIdempotencyStore, m: &RetryMessage, email: &str) {
+    store.put_event(&event_record(m, EventStatus::Retrying, email)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erased_persons_messages_cannot_be_read_and_their_next_lead_is_delivered() {
+    let env = worker_env(Options::default()).await;
+    let store = DynamoIdempotencyStore::new(env.dynamo.clone(), env.table.clone());
+    let queue = env.worker.queue().clone();
+    let now = OffsetDateTime::now_utc();
+
+    // Ann: one lead waiting on the retry queue, one parked in the DLQ; Bob: one waiting. All recorded.
+    let ann_queued = retry_message(&lead(ANN, ANN_PHONE), now, 1, now);
+    let ann_parked = retry_message(&lead(ANN, ANN_PHONE), now, 8, now);
+    let bob_queued = retry_message(&lead(BOB, "+1 555 0100"), now, 1, now);
+    queue.enqueue(&ann_queued).await.unwrap();
+    queue.enqueue(&bob_queued).await.unwrap();
+    let reason = DeadLetterReason { code: "retries_exhausted".into(), message: "gave up".into() };
+    queue.dead_letter(&ann_parked, &reason).await.unwrap();
+    for (m, email) in [(&ann_queued, ANN), (&ann_parked, ANN), (&bob_queued, BOB)] {
+        record(&store, m, email).await;
+    }
+    store.record_applied(ANN, now).await.unwrap();
+    assert_eq!(env.depth(&env.dlq_url).await, (1, 0), "Ann's letter is parked");
+
+    // On the queues every event is sealed: neither email nor phone is there to read, even before any erasure.
+    let queued = env.receive(&env.queue_url).await;
+    assert_eq!(queued.len(), 2);
+    for (body, _) in &queued {
+        assert!(!body.contains("ann.erased") && !body.contains("7946") && !body.contains("bob.kept"), "{body}");
+        assert!(body.contains("\"sealed\""), "{body}");
+    }
+
+    // The key Ann's queued lead was sealed with (a worker pass that opened it holds the id).
+    let sealed_ann = queued
+        .iter()
+        .map(|(body, _)| serde_json::from_str::<RetryMessage>(body).unwrap())
+        .find(|m| m.event_id == ann_queued.event_id)
+        .unwrap();
+    let (_, ann_key, _) = hubrelay_core::message_seal::sealed_parts(&sealed_ann).unwrap();
+    let sealer = queue.sealer().unwrap();
+    assert!(sealer.reseal(&ann_queued, &ann_key).await.unwrap().is_some(), "before the erasure");
+
+    let eraser = Eraser::new(Arc::new(store.clone()), None);
+    let receipt = eraser.erase(&Subject::email(ANN), ErasureSource::Api, Some("ops"), false).await.unwrap();
+    assert_eq!(receipt.counts.message_keys, 1, "{:?}", receipt.counts);
+    assert_eq!((receipt.counts.event_records, receipt.counts.contact_versions), (2, 1), "{:?}", receipt.counts);
+
+    // A pass that opened her message before the erasure cannot put it back on a queue.
+    assert!(sealer.reseal(&ann_queued, &ann_key).await.unwrap().is_none(), "after the erasure");
+
+    // The worker meets both queued messages: Ann's is dropped unread, Bob's delivered.
+    let records: Vec<(String, String)> = queued.iter().map(|(body, _)| (message_id(), body.clone())).collect();
+    let response = env.worker.handle(env.event(&records), now).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(env.sandbox.sandbox.contact_count().unwrap(), 1, "Bob's lead only");
+    assert_eq!(env.event_status(&bob_queued.event_id).await.as_deref(), Some("delivered"));
+    assert_eq!(env.depth(&env.queue_url).await, (0, 0), "nothing of Ann's goes back on the queue");
+
+    // The DLQ tools delete Ann's letter when they meet it: it can never be read or redriven.
+    let letters =
+        hubrelay_aws::SqsDeadLetters::new(env.sqs.clone(), &env.dlq_url).with_sealer(queue.sealer().unwrap().clone());
+    assert!(letters.list().await.unwrap().is_empty());
+    assert_eq!(env.depth(&env.dlq_url).await, (0, 0));
+
+    // Nothing left in the table names her: no hash, no masked email, no key; Bob's key stays.
+    let raw = raw_table(&env.dynamo, &env.table).await;
+    assert!(!raw.contains(&email_hash(ANN)) && !raw.contains("ann.erased") && !raw.contains("a***"), "{raw}");
+    assert!(raw.contains(&format!("subject_key:email:{}", email_hash(BOB))), "{raw}");
+    // A pass that was in flight cannot write her record back.
+    record(&store, &ann_queued, ANN).await;
+    assert!(store.get_event(&ann_queued.event_id).await.unwrap().is_none());
+    assert!(store.is_erased(&ann_queued.event_id).await.unwrap());
+    // The receipt names no one.
+    let receipts = store.receipts(10).await.unwrap();
+    assert_eq!(receipts.len(), 1);
+    let text = serde_json::to_string(&receipts[0]).unwrap();
+    assert!(!text.contains("ann.erased") && !text.contains(&email_hash(ANN)), "{text}");
+
+    // Her next lead: sealed under a new key, delivered.
+    let again = retry_message(&lead(ANN, ANN_PHONE), now, 1, now);
+    queue.enqueue(&again).await.unwrap();
+    let queued = env.receive(&env.queue_url).await;
+    let records: Vec<(String, String)> = queued.iter().map(|(body, _)| (message_id(), body.clone())).collect();
+    let response = env.worker.handle(env.event(&records), now).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(env.sandbox.sandbox.contact_count().unwrap(), 2, "Ann's new lead is delivered");
+    assert_eq!(env.event_status(&again.event_id).await.as_deref(), Some("delivered"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erasure_by_contact_id_finds_the_email_through_the_records() {
+    let env = worker_env(Options::default()).await;
+    let store = DynamoIdempotencyStore::new(env.dynamo.clone(), env.table.clone());
+    let now = OffsetDateTime::now_utc();
+    let delivered = retry_message(&lead(ANN, ANN_PHONE), now, 1, now);
+    let mut r = event_record(&delivered, EventStatus::Delivered, ANN);
+    r.contact_id = Some("7001".into());
+    store.put_event(&r).await.unwrap();
+    let waiting = retry_message(&lead(ANN, ANN_PHONE), now, 1, now);
+    env.worker.queue().enqueue(&waiting).await.unwrap();
+    record(&store, &waiting, ANN).await;
+
+    let counts = store
+        .erase(
+            &Subject::contact("7001"),
+            &hubrelay_core::privacy::ErasureReceipt {
+                receipt_id: "era_test".into(),
+                at: now,
+                source: ErasureSource::HubSpotPrivacyDeletion,
+                operator: None,
+                counts: Default::default(),
+                hubspot: hubrelay_core::privacy::HubSpotErasure::NotRequested,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((counts.event_records, counts.message_keys), (2, 1), "{counts:?}");
+    let raw = raw_table(&env.dynamo, &env.table).await;
+    assert!(!raw.contains(&email_hash(ANN)), "{raw}");
+    let queued = env.receive(&env.queue_url).await;
+    let records: Vec<(String, String)> = queued.iter().map(|(body, _)| (message_id(), body.clone())).collect();
+    env.worker.handle(env.event(&records), now).await;
+    assert_eq!(env.sandbox.sandbox.contact_count().unwrap(), 0, "the waiting lead was dropped unread");
+}
