@@ -1,6 +1,6 @@
-//! `hubrelay tenants add|update`'s referral-partner flags: the tenant's own Extole and impact.com accounts
-//! (a tenant never uses the deployment's) and the secrets its partners sign their webhooks with. Secrets come
-//! from files, never from the command line.
+//! `hubrelay tenants add|update`'s referral-partner flags: the tenant's own Extole, impact.com and impact.com
+//! Advocate accounts (a tenant never uses the deployment's), the secrets its partners sign their webhooks with,
+//! and its own outbound endpoint. Secrets come from files, never from the command line.
 
 use std::path::PathBuf;
 
@@ -48,6 +48,30 @@ pub struct PartnerArgs {
     /// Keep only the newest impact.com webhook secret (after a rotation); runs before one is added
     #[arg(long)]
     retire_old_impact_webhook_secret: bool,
+    /// The tenant's impact.com Advocate program (tenant alias): its HubSpot contacts become participants there
+    #[arg(long, value_name = "ALIAS", requires = "advocate_api_key_file")]
+    advocate_tenant_alias: Option<String>,
+    /// File holding the Advocate program's API key
+    #[arg(long, value_name = "FILE")]
+    advocate_api_key_file: Option<PathBuf>,
+    /// Another Advocate-compatible base URL [default: SaaSquatch's API]
+    #[arg(long, value_name = "URL")]
+    advocate_base_url: Option<String>,
+    /// Whether a created or unmapped contact creates a participant (true or false) [default: true]
+    #[arg(long, value_name = "BOOL")]
+    advocate_create_participants: Option<bool>,
+    /// Forget the tenant's Advocate program (its participant sync stops)
+    #[arg(long, conflicts_with_all = ["advocate_tenant_alias", "advocate_api_key_file", "advocate_base_url", "advocate_create_participants"])]
+    no_advocate: bool,
+    /// Send the tenant's HubSpot contact changes here instead of the deployment's endpoint
+    #[arg(long, value_name = "URL", requires = "outbound_secret_file")]
+    outbound_url: Option<String>,
+    /// File holding the secret the tenant's outbound changes are signed with (Standard Webhooks)
+    #[arg(long, value_name = "FILE")]
+    outbound_secret_file: Option<PathBuf>,
+    /// Forget the tenant's own endpoint (its changes go to the deployment's again)
+    #[arg(long, conflicts_with_all = ["outbound_url", "outbound_secret_file"])]
+    no_outbound: bool,
 }
 
 impl PartnerArgs {
@@ -80,6 +104,34 @@ impl PartnerArgs {
         }
         if let Some(campaign) = self.impact_campaign_id {
             settings.impact_campaign_id = Some(campaign);
+        }
+        if self.no_advocate {
+            settings.advocate_tenant_alias = None;
+            settings.advocate_base_url = None;
+            settings.advocate_create_participants = None;
+            secrets.advocate_api_key = None;
+        }
+        if let Some(alias) = self.advocate_tenant_alias {
+            settings.advocate_tenant_alias = Some(alias);
+        }
+        if let Some(file) = &self.advocate_api_key_file {
+            secrets.advocate_api_key = Some(read_secret(file)?);
+        }
+        if let Some(url) = self.advocate_base_url {
+            settings.advocate_base_url = Some(url);
+        }
+        if let Some(on) = self.advocate_create_participants {
+            settings.advocate_create_participants = Some(on);
+        }
+        if self.no_outbound {
+            settings.outbound_url = None;
+            secrets.outbound_secret = None;
+        }
+        if let Some(url) = self.outbound_url {
+            settings.outbound_url = Some(url);
+        }
+        if let Some(file) = &self.outbound_secret_file {
+            secrets.outbound_secret = Some(read_secret(file)?);
         }
         if self.retire_old_extole_webhook_secret {
             keep_newest(&mut secrets.extole_webhook_secrets);
@@ -114,9 +166,23 @@ pub fn describe(tenant: &Tenant, reveal: bool) -> serde_json::Value {
             "base_url": settings.impact_base_url.as_deref().unwrap_or("impact.com's API"),
         })
     });
+    let advocate = settings.advocate_tenant_alias.as_ref().map(|alias| {
+        json!({
+            "tenant_alias": alias,
+            "api_key": secrets.advocate_api_key.as_ref().map(shown),
+            "base_url": settings.advocate_base_url.as_deref().unwrap_or("SaaSquatch's API"),
+            "create_participants": settings.advocate_create_participants.unwrap_or(true),
+        })
+    });
+    let outbound = settings
+        .outbound_url
+        .as_ref()
+        .map(|url| json!({"url": url, "secret": secrets.outbound_secret.as_ref().map(shown)}));
     json!({
         "extole": extole,
         "impact": impact,
+        "advocate": advocate,
+        "outbound": outbound,
         "extole_webhook_secrets": secrets.extole_webhook_secrets.iter().map(shown).collect::<Vec<_>>(),
         "impact_webhook_secrets": secrets.impact_webhook_secrets.iter().map(shown).collect::<Vec<_>>(),
     })
@@ -138,6 +204,20 @@ pub fn print(described: &serde_json::Value) {
             text(&i["campaign_id"])
         ),
         None => println!("  impact.com:   - (no account: its impact actions are not planned)"),
+    }
+    match described["advocate"].as_object() {
+        Some(a) => println!(
+            "  Advocate:     {} (program {}, key {}, create participants {})",
+            text(&a["base_url"]),
+            text(&a["tenant_alias"]),
+            text(&a["api_key"]),
+            a["create_participants"]
+        ),
+        None => println!("  Advocate:     - (no program: no participant sync)"),
+    }
+    match described["outbound"].as_object() {
+        Some(o) => println!("  Outbound:     {} (secret {})", text(&o["url"]), text(&o["secret"])),
+        None => println!("  Outbound:     the deployment's endpoint, if it has one"),
     }
     for (key, what) in [("extole_webhook_secrets", "Extole"), ("impact_webhook_secrets", "impact.com")] {
         for secret in described[key].as_array().into_iter().flatten() {

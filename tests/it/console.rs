@@ -265,11 +265,32 @@ async fn an_operator_finds_parked_leads_and_redrives_them_in_the_browser() {
     let row = client.find(Locator::Css("#portals tbody tr")).await.unwrap().text().await.unwrap();
     assert!(row.contains("lead_priority"), "{row}");
     shot(&client, "10-portals").await;
+
+    // The privacy page: an erasure needs its confirmation; then the person's events are gone from the lists, and
+    // the receipt names the operator, never the person.
+    client.goto(&format!("{console}/privacy")).await.unwrap();
+    find(&client, "#erase input[name=email]").await.send_keys("console-1@example.com").await.unwrap();
+    find(&client, "#erase button").await.click().await.unwrap();
+    assert!(find(&client, "#erase-error").await.text().await.unwrap().contains("confirmation"));
+    find(&client, "#erase input[name=email]").await.send_keys("Console-1@Example.com").await.unwrap();
+    find(&client, "#erase input[name=confirm]").await.click().await.unwrap();
+    find(&client, "#erase button").await.click().await.unwrap();
+    let erased = find(&client, "#erased").await.text().await.unwrap();
+    assert!(erased.contains("Erased: receipt era_") && !erased.contains(" 0 event records"), "{erased}");
+    let receipts = client.find(Locator::Css("#receipts")).await.unwrap().text().await.unwrap();
+    assert!(receipts.contains("alice") && !receipts.to_lowercase().contains("console-1"), "{receipts}");
+    shot(&client, "13-privacy").await;
+    client.goto(&format!("{console}/events")).await.unwrap();
+    find(&client, "table#events").await;
+    let listed = client.source().await.unwrap();
+    assert!(!listed.contains(&ids[1]) && listed.contains(&ids[0]), "console-1's events are gone, the others stay");
+
     client.goto(&format!("{console}/audit")).await.unwrap();
     let audit = client.find(Locator::Css("#audit")).await.unwrap().text().await.unwrap();
     assert!(audit.contains("alice") && audit.contains("redrive") && audit.contains(&ids[0]), "{audit}");
     assert!(audit.contains("sign_in"), "{audit}");
     assert!(audit.contains("reveal") && audit.contains("purge") && audit.contains(&parked_id), "{audit}");
+    assert!(audit.contains("erasure") && !audit.to_lowercase().contains("console-1@"), "{audit}");
     shot(&client, "11-audit").await;
     client.close().await.unwrap();
 }

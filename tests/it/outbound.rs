@@ -144,3 +144,49 @@ async fn contact_changes_go_out_signed_once_and_hubrelays_own_writes_do_not() {
     assert_eq!(created["properties"]["email"], "sync.me@example.com", "{created}");
     assert_eq!(created["properties"]["firstname"], "Sam", "{created}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_with_its_own_endpoint_gets_its_changes_there_and_the_others_go_to_the_deployments() {
+    let (deployment_url, deployment) = receiver(0).await;
+    let (acme_url, acme) = receiver(0).await;
+    let data = tempfile::tempdir().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let file = |name: &str, value: &str| {
+        let path = secrets.path().join(name);
+        std::fs::write(&path, value).unwrap();
+        path.display().to_string()
+    };
+    let (token, secret) = (file("token", "acme-sender-token-0001"), file("secret", SECRET));
+    for (id, own) in [("acme", true), ("lakeside", false)] {
+        let mut args = vec!["tenants", "add", id, "--mapping", "chat-widget", "--api-token-file", token.as_str()];
+        if own {
+            args.extend(["--outbound-url", acme_url.as_str(), "--outbound-secret-file", secret.as_str()]);
+        }
+        let (ok, out) = crate::harness::hubrelay_in(data.path(), &args);
+        assert!(ok, "{out}");
+    }
+    let (ok, shown) = crate::harness::hubrelay_in(data.path(), &["tenants", "show", "acme"]);
+    assert!(ok && shown.contains(&acme_url) && !shown.contains(SECRET), "{shown}");
+    let serve = Serve::start_in(
+        data,
+        &[
+            ("HUBRELAY_OUTBOUND_URL", deployment_url.as_str()),
+            ("HUBRELAY_OUTBOUND_SECRET", SECRET),
+            ("RUST_LOG", "error"),
+        ],
+    );
+    serve.wait_for_line("tenant lakeside: POST");
+    let bearer = headers(&[("authorization", "Bearer acme-sender-token-0001")]);
+    for (tenant, at) in [("acme", 1_765_000_000_000_i64), ("lakeside", 1_765_000_000_100)] {
+        let body = json!([change("501", "lastname", tenant, at, ("CRM_UI", "userId:7"))]).to_string().into_bytes();
+        let path = format!("/t/{tenant}/v1/referrals/hubspot");
+        let (status, _, answer) = serve.post_to(&path, "application/json", body, bearer.clone()).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let to_acme = wait_for(&acme, 1).await;
+    let to_deployment = wait_for(&deployment, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((acme.lock().unwrap().len(), deployment.lock().unwrap().len()), (1, 1));
+    assert_eq!(to_acme[0].1["tenant"], "acme", "{to_acme:?}");
+    assert_eq!(to_deployment[0].1["tenant"], "lakeside", "{to_deployment:?}");
+}

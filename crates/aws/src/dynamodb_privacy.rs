@@ -23,6 +23,10 @@ use hubrelay_core::store::{contact_key, email_hash, EventRecord, EventStatus, St
 
 type Item = HashMap<String, AttributeValue>;
 
+/// How long an erased key's mark stays: longer than any message sealed under it can live (retries end within 3
+/// days, the DLQ keeps a letter 14, and every pass over a message pushes its key's expiry on by 30).
+const ERASED_KEY_TTL: time::Duration = time::Duration::days(30);
+
 /// The prefix of a lead's key item (`sender_key(LeadCaptured, "lead", id)`), which holds its inline lead link.
 const LEAD_KEY_PREFIX: &str = "lead-captured:lead:";
 
@@ -54,12 +58,21 @@ impl Person {
 impl DynamoIdempotencyStore {
     /// This scope's item id without the scope (`None` for another scope's item).
     fn local_id<'a>(&self, item: &'a Item) -> Option<&'a str> {
-        let id = text(item, "id")?;
+        self.unscoped(text(item, "id")?)
+    }
+
+    /// An id of this scope (an item's, or one an item refers to, as a key item's `contact`) without the scope.
+    fn unscoped<'a>(&self, id: &'a str) -> Option<&'a str> {
         let scope = match self.id("") {
             AttributeValue::S(s) => s,
             _ => String::new(),
         };
         id.strip_prefix(scope.as_str())
+    }
+
+    /// The contact version a key item carries (`contact`, a scoped `contact:<sha256>` id), unscoped.
+    fn contact_of<'a>(&self, item: &'a Item) -> Option<&'a str> {
+        self.unscoped(text(item, "contact")?)
     }
 
     async fn delete_item(&self, local: &str) -> Result<bool, StoreError> {
@@ -114,7 +127,7 @@ impl PersonalData for DynamoIdempotencyStore {
                 if person.names(&record) {
                     person.hashes.extend(record.email_hash.clone());
                     person.contacts.extend(record.contact_id.clone());
-                    person.contact_keys.extend(text(item, "contact").map(String::from));
+                    person.contact_keys.extend(self.contact_of(item).map(String::from));
                 }
             }
         }
@@ -131,7 +144,7 @@ impl PersonalData for DynamoIdempotencyStore {
                 }
             } else if item.contains_key("event_record") || item.contains_key("status") {
                 // A key item: its answer, its event's record, the contact version and lead link it carries.
-                let versioned = text(item, "contact").is_some_and(|c| person.contact_keys.contains(c));
+                let versioned = self.contact_of(item).is_some_and(|c| person.contact_keys.contains(c));
                 if named || linked || versioned {
                     if let Some(lead) = local.strip_prefix(LEAD_KEY_PREFIX).filter(|_| linked) {
                         person.lead_ids.insert(lead.to_string());
@@ -152,19 +165,34 @@ impl PersonalData for DynamoIdempotencyStore {
                 counts.ledger_entries += u64::from(self.delete_item(local).await?);
             }
         }
-        // Their messages on SQS: the keys go, and with them every readable copy.
+        // Their messages on SQS: each key is replaced by the erasure's mark, which leaves every copy sealed under it
+        // unreadable, and tells the workers and DLQ tools that meet one that it was erased (a key merely missing
+        // is an error that keeps the message). The events' own keys too (what names the person by none of these).
+        tombstones.sort();
+        tombstones.dedup();
         let subjects = person
             .hashes
             .iter()
             .map(|h| format!("email:{h}"))
             .chain(person.contacts.iter().map(|c| format!("contact:{c}")))
-            .chain(person.lead_ids.iter().map(|l| format!("lead:{l}")));
+            .chain(person.lead_ids.iter().map(|l| format!("lead:{l}")))
+            .chain(tombstones.iter().map(|e| format!("event:{e}")));
+        let marked_until = (OffsetDateTime::now_utc() + ERASED_KEY_TTL).unix_timestamp();
         for subject in subjects.collect::<Vec<_>>() {
-            counts.message_keys += u64::from(self.delete_item(&key_item(&subject)).await?);
+            let out = self
+                .client()
+                .put_item()
+                .table_name(self.table())
+                .item("id", self.id(&key_item(&subject)))
+                .item("erased", AttributeValue::S(receipt.receipt_id.clone()))
+                .item("expiration", AttributeValue::N(marked_until.to_string()))
+                .return_values(ReturnValue::AllOld)
+                .send()
+                .await
+                .map_err(|e| self.unavailable("PutItem", &e))?;
+            counts.message_keys += u64::from(out.attributes.is_some_and(|old| old.contains_key("key")));
         }
         let expiration = (OffsetDateTime::now_utc() + EVENT_TTL).unix_timestamp();
-        tombstones.sort();
-        tombstones.dedup();
         for event_id in &tombstones {
             self.client()
                 .put_item()

@@ -37,6 +37,8 @@ pub struct SqsDeadLetters {
     tenant: Option<TenantId>,
     /// Opens sealed letters (and seals redriven ones); letters of erased people are deleted on sight.
     sealer: Option<MessageSealer>,
+    /// The key each opened letter was sealed with, by event id: a redrive seals it under that key only.
+    opened_keys: std::sync::Arc<std::sync::Mutex<HashMap<String, String>>>,
 }
 
 /// One message received from the DLQ.
@@ -80,6 +82,7 @@ impl SqsDeadLetters {
             receive_wait_seconds: 1,
             tenant: None,
             sealer: None,
+            opened_keys: Default::default(),
         }
     }
 
@@ -193,6 +196,10 @@ impl SqsDeadLetters {
                 kept.push(r);
                 continue;
             };
+            if let Some((_, key_id, _)) = hubrelay_core::message_seal::sealed_parts(&letter.message) {
+                let mut keys = self.opened_keys.lock().unwrap_or_else(|e| e.into_inner());
+                keys.insert(letter.event_id().to_string(), key_id);
+            }
             match sealer.open(&letter.message).await {
                 Ok(Opened::Plain(m)) | Ok(Opened::Opened(m)) => {
                     letter.message = m;
@@ -364,10 +371,26 @@ impl DeadLetters for SqsDeadLetters {
             TakeError::NotRequeued(StoreError::Unavailable("a redrive needs the retry queue URL".into()))
         })?;
         let mut retry = SqsRetryQueue::new(self.client.clone(), url.clone(), self.dlq_url.clone());
-        if let Some(sealer) = &self.sealer {
-            retry = retry.with_sealer(sealer.clone());
-        }
-        retry.enqueue(message).await.map_err(TakeError::NotRequeued)?;
+        let key_id = self.opened_keys.lock().unwrap_or_else(|e| e.into_inner()).get(&message.event_id).cloned();
+        let message = match (&self.sealer, key_id) {
+            // Opened from a sealed letter: sealed again under its own key only. Gone (its person was erased since
+            // it was opened): nothing goes back, and the letter goes.
+            (Some(sealer), Some(key_id)) => {
+                match sealer.reseal(message, &key_id).await.map_err(TakeError::NotRequeued)? {
+                    Some(sealed) => sealed,
+                    None => {
+                        self.delete(&held.handle).await.map_err(TakeError::NotRemoved)?;
+                        return Ok(true);
+                    }
+                }
+            }
+            (Some(sealer), None) => {
+                retry = retry.with_sealer(sealer.clone());
+                message.clone()
+            }
+            (None, _) => message.clone(),
+        };
+        retry.enqueue(&message).await.map_err(TakeError::NotRequeued)?;
         self.delete(&held.handle).await.map_err(TakeError::NotRemoved)?;
         Ok(true)
     }

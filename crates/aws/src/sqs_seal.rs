@@ -3,12 +3,16 @@
 //!
 //! | item | attributes |
 //! |---|---|
-//! | `subject_key:<subject>` | `key` B (32 random bytes), `key_id` S, `expiration` N (30 days after the last seal) |
+//! | `subject_key:<key name>` | `key` B (32 random bytes), `key_id` S, `expiration` N (30 days after the last use) |
+//! | the same, after an erasure | `erased` S (the receipt id), `expiration` N: no key |
 //!
-//! Sealing is one `UpdateItem` (the key created if missing, its expiry pushed on); opening is one consistent
-//! `GetItem`. No key is cached across calls: a Lambda holding a key an erasure destroyed would seal a later lead
-//! under it, and that lead would be dropped as erased. A message's key outlives it: retries end within 3 days
-//! and the DLQ keeps a message 14 days, a redrive sealing it again. The table is encrypted at rest (KMS).
+//! Sealing is one `UpdateItem` (the key created if missing or erased, its expiry pushed on); opening is one
+//! consistent `GetItem`; sealing again what was opened (a retry, a dead letter, a redrive) and passing a sealed
+//! message on (a disabled tenant's) is one conditional `UpdateItem` on the same key id, which pushes its expiry
+//! on. So a message's key lives as long as the message: a message is **erased** only when its key carries the
+//! erasure's mark or was replaced after it; a key simply missing (another table, a key that expired unused) is an
+//! error that keeps the message, never a reason to drop it. No key is cached across calls: a Lambda holding a key
+//! an erasure destroyed would seal a later lead under it. The table is encrypted at rest (KMS).
 
 use std::collections::HashMap;
 
@@ -44,7 +48,7 @@ pub struct MessageSealer {
 
 /// The key item id of `subject` (scoped by the store).
 pub(crate) fn key_item(subject: &str) -> String {
-    format!("subject_key:{subject}")
+    format!("subject_key:{}", message_seal::key_name(subject))
 }
 
 fn subject_key(item: &HashMap<String, AttributeValue>) -> Option<SubjectKey> {
@@ -78,8 +82,9 @@ impl MessageSealer {
             .update_item()
             .table_name(store.table())
             .key("id", store.id(&key_item(subject)))
+            // A key an erasure marked is replaced: what was sealed under the old one stays unreadable.
             .update_expression(
-                "SET #k = if_not_exists(#k, :k), key_id = if_not_exists(key_id, :kid), expiration = :exp",
+                "SET #k = if_not_exists(#k, :k), key_id = if_not_exists(key_id, :kid), expiration = :exp REMOVE erased",
             )
             .expression_attribute_names("#k", "key")
             .expression_attribute_values(":k", AttributeValue::B(fresh.to_vec().into()))
@@ -136,21 +141,57 @@ impl MessageSealer {
             .collect()
     }
 
+    /// `subject`'s key `key_id`, its expiry pushed on; `None` when an erasure marked or replaced it.
+    async fn live_key(
+        store: &DynamoIdempotencyStore,
+        subject: &str,
+        key_id: &str,
+    ) -> Result<Option<SubjectKey>, StoreError> {
+        let expiration = (OffsetDateTime::now_utc() + KEY_TTL).unix_timestamp();
+        let result = store
+            .client()
+            .update_item()
+            .table_name(store.table())
+            .key("id", store.id(&key_item(subject)))
+            .update_expression("SET expiration = :exp")
+            .condition_expression("key_id = :kid AND attribute_not_exists(erased)")
+            .expression_attribute_values(":kid", AttributeValue::S(key_id.to_string()))
+            .expression_attribute_values(":exp", AttributeValue::N(expiration.to_string()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.attributes.as_ref().and_then(subject_key)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                // Marked or replaced by an erasure: gone. Not there at all: not ours to call erased.
+                let out = store
+                    .client()
+                    .get_item()
+                    .table_name(store.table())
+                    .key("id", store.id(&key_item(subject)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| store.unavailable("GetItem", &e))?;
+                match out.item {
+                    Some(_) => Ok(None),
+                    None => Err(StoreError::Unavailable(format!(
+                        "no key {} in table {} (another table, or a key that expired unused)",
+                        key_item(subject),
+                        store.table()
+                    ))),
+                }
+            }
+            Err(e) => Err(store.unavailable("UpdateItem", &e)),
+        }
+    }
+
     /// `m` (opened) sealed again under the key it was sealed with, `key_id`; `None` when that key is gone — its
     /// person was erased while the message was being worked on, and nothing of it may go back on a queue.
     pub async fn reseal(&self, m: &RetryMessage, key_id: &str) -> Result<Option<RetryMessage>, StoreError> {
         let subject = message_seal::subject_of(m);
         let store = self.scoped(m.tenant.as_ref());
-        let out = store
-            .client()
-            .get_item()
-            .table_name(store.table())
-            .key("id", store.id(&key_item(&subject)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store.unavailable("GetItem", &e))?;
-        match out.item.as_ref().and_then(subject_key).filter(|k| k.id == key_id) {
+        match Self::live_key(&store, &subject, key_id).await? {
             Some(key) => message_seal::seal(m, &subject, &key)
                 .map(Some)
                 .ok_or_else(|| StoreError::Unavailable("no randomness to seal a message".into())),
@@ -158,9 +199,18 @@ impl MessageSealer {
         }
     }
 
-    /// `m` opened with its subject's key; [`Opened::Erased`] when the key is gone or replaced.
+    /// A sealed message passed on as it is (a disabled tenant's): its key's expiry pushed on. `false` when its
+    /// person was erased meanwhile.
+    pub async fn keep_alive(&self, m: &RetryMessage) -> Result<bool, StoreError> {
+        let Some((subject, key_id, _)) = message_seal::sealed_parts(m) else { return Ok(true) };
+        let store = self.scoped(m.tenant.as_ref());
+        Ok(Self::live_key(&store, &subject, &key_id).await?.is_some())
+    }
+
+    /// `m` opened with its subject's key; [`Opened::Erased`] when an erasure marked the key or replaced it. A key
+    /// that is simply not there is an error (the message is kept): erasures leave their mark.
     pub async fn open(&self, m: &RetryMessage) -> Result<Opened, StoreError> {
-        let Some((subject, _, _)) = message_seal::sealed_parts(m) else {
+        let Some((subject, key_id, _)) = message_seal::sealed_parts(m) else {
             return Ok(Opened::Plain(m.clone()));
         };
         let store = self.scoped(m.tenant.as_ref());
@@ -173,12 +223,25 @@ impl MessageSealer {
             .send()
             .await
             .map_err(|e| store.unavailable("GetItem", &e))?;
-        let Some(key) = out.item.as_ref().and_then(subject_key) else {
-            return Ok(Opened::Erased);
+        let Some(item) = out.item else {
+            return Err(StoreError::Unavailable(format!(
+                "no key {} for event {} in table {} (another table, or a key that expired unused)",
+                key_item(&subject),
+                m.event_id,
+                store.table()
+            )));
         };
-        Ok(match message_seal::open(m, &key) {
-            Some(opened) => Opened::Opened(opened),
-            None => Opened::Erased,
-        })
+        if item.contains_key("erased") {
+            return Ok(Opened::Erased);
+        }
+        let key = subject_key(&item)
+            .ok_or_else(|| StoreError::Corrupt(format!("key {} is unreadable", key_item(&subject))))?;
+        if key.id != key_id {
+            // Replaced after an erasure (a key is only made where there is none, or an erased one).
+            return Ok(Opened::Erased);
+        }
+        message_seal::open(m, &key)
+            .map(Opened::Opened)
+            .ok_or_else(|| StoreError::Corrupt(format!("event {} does not open with its key (altered?)", m.event_id)))
     }
 }

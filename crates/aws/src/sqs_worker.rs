@@ -136,7 +136,15 @@ impl SqsWorker {
                     for (message_id, mut message) in group {
                         counts.not_yet_due += 1;
                         message.not_before = message.not_before.max(now + DISABLED_TENANT_DELAY);
-                        let send = self.successor(&message, now, None, &keys).await;
+                        // Passed on sealed, as it came: its key must outlive it, however long the tenant waits.
+                        let send = match self.queue.sealer().map(|s| s.keep_alive(&message)) {
+                            Some(alive) => match alive.await {
+                                Ok(true) => self.successor(&message, now, None, &keys).await,
+                                Ok(false) => Ok(None),
+                                Err(e) => Err(e),
+                            },
+                            None => self.successor(&message, now, None, &keys).await,
+                        };
                         push(&mut pending, &mut response, &mut counts, message_id, send, &message);
                     }
                 }

@@ -7,9 +7,14 @@ use std::sync::Arc;
 
 use hubrelay_aws::dynamodb::DynamoIdempotencyStore;
 use hubrelay_core::dlq::DeadLetters;
+use hubrelay_core::domain::FunctionName;
 use hubrelay_core::domain::{DeadLetterReason, RetryMessage};
+use hubrelay_core::message_seal::key_name;
 use hubrelay_core::privacy::{Eraser, ErasureSource, PersonalData, Subject};
-use hubrelay_core::store::{email_hash, ContactVersions, EventLog, EventRecord, EventStatus, RetryQueue};
+use hubrelay_core::store::{
+    email_hash, sender_key, ContactVersions, Delivered, EventLog, EventRecord, EventStatus, IdempotencyStore,
+    RetryQueue, StoredResponse,
+};
 use hubrelay_testkit::worker::{message_id, retry_message, worker_env, Options};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -112,7 +117,8 @@ async fn an_erased_persons_messages_cannot_be_read_and_their_next_lead_is_delive
     // Nothing left in the table names her: no hash, no masked email, no key; Bob's key stays.
     let raw = raw_table(&env.dynamo, &env.table).await;
     assert!(!raw.contains(&email_hash(ANN)) && !raw.contains("ann.erased") && !raw.contains("a***"), "{raw}");
-    assert!(raw.contains(&format!("subject_key:email:{}", email_hash(BOB))), "{raw}");
+    let key_of = |email: &str| format!("subject_key:{}", key_name(&format!("email:{}", email_hash(email))));
+    assert!(raw.contains(&key_of(BOB)) && raw.contains(&key_of(ANN)), "Bob's key, and the mark of Ann's: {raw}");
     // A pass that was in flight cannot write her record back.
     record(&store, &ann_queued, ANN).await;
     assert!(store.get_event(&ann_queued.event_id).await.unwrap().is_none());
@@ -135,21 +141,40 @@ async fn an_erased_persons_messages_cannot_be_read_and_their_next_lead_is_delive
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_erasure_by_contact_id_finds_the_email_through_the_records() {
+async fn a_tenants_erasure_by_contact_id_finds_the_email_through_the_records() {
     let env = worker_env(Options::default()).await;
-    let store = DynamoIdempotencyStore::new(env.dynamo.clone(), env.table.clone());
+    let acme: hubrelay_core::domain::TenantId = "acme".parse().unwrap();
+    let table = DynamoIdempotencyStore::new(env.dynamo.clone(), env.table.clone());
+    let store = table.for_tenant(&acme);
+    let queue = env.worker.queue().for_tenant(&acme);
     let now = OffsetDateTime::now_utc();
-    let delivered = retry_message(&lead(ANN, ANN_PHONE), now, 1, now);
-    let mut r = event_record(&delivered, EventStatus::Delivered, ANN);
-    r.contact_id = Some("7001".into());
-    store.put_event(&r).await.unwrap();
+    // Delivered inline: its key item carries the answer, the event record, the contact version and the lead link.
+    let key = sender_key(FunctionName::LeadCaptured, "lead", "L-77");
+    store.begin(&key, "h", now).await.unwrap();
+    let inline = retry_message(&lead(ANN, ANN_PHONE), now, 1, now);
+    let mut r = event_record(&inline, EventStatus::Delivered, ANN);
+    r.contact_id = Some("98765432123".into());
+    let delivered = Delivered {
+        event: r,
+        applied: Some((ANN.to_string(), now)),
+        link: Some(("L-77".into(), "98765432123".into())),
+        follow_ups: Vec::new(),
+    };
+    let answer = StoredResponse { status: 200, body: r#"{"status":"delivered"}"#.into() };
+    store.complete_delivered(&key, &answer, &delivered, now).await.unwrap();
+    // Then a lead waiting on the queue, and a status update naming only the lead id.
     let waiting = retry_message(&lead(ANN, ANN_PHONE), now, 1, now);
-    env.worker.queue().enqueue(&waiting).await.unwrap();
+    queue.enqueue(&waiting).await.unwrap();
     record(&store, &waiting, ANN).await;
+    let mut status = retry_message(&lead(BOB, "+1 555 0100"), now, 1, now);
+    status.function = FunctionName::StatusUpdate;
+    status.event = json!({"lead_id": "L-77", "status": "Sold"});
+    queue.enqueue(&status).await.unwrap();
 
+    // HubSpot's contact.privacyDeletion names the contact only.
     let counts = store
         .erase(
-            &Subject::contact("7001"),
+            &Subject::contact("98765432123"),
             &hubrelay_core::privacy::ErasureReceipt {
                 receipt_id: "era_test".into(),
                 at: now,
@@ -161,11 +186,42 @@ async fn an_erasure_by_contact_id_finds_the_email_through_the_records() {
         )
         .await
         .unwrap();
-    assert_eq!((counts.event_records, counts.message_keys), (2, 1), "{counts:?}");
+    assert_eq!(counts.idempotency_records, 1, "{counts:?}");
+    assert_eq!(counts.message_keys, 2, "the email's key and the lead's: {counts:?}");
     let raw = raw_table(&env.dynamo, &env.table).await;
-    assert!(!raw.contains(&email_hash(ANN)), "{raw}");
+    assert!(!raw.contains(&email_hash(ANN)) && !raw.contains("a***"), "{raw}");
+    assert!(!raw.contains("98765432123") && !raw.contains("L-77"), "no record of the contact or the lead: {raw}");
+
+    // Neither waiting message can be opened: both keys carry the erasure's mark.
     let queued = env.receive(&env.queue_url).await;
-    let records: Vec<(String, String)> = queued.iter().map(|(body, _)| (message_id(), body.clone())).collect();
-    env.worker.handle(env.event(&records), now).await;
-    assert_eq!(env.sandbox.sandbox.contact_count().unwrap(), 0, "the waiting lead was dropped unread");
+    assert_eq!(queued.len(), 2);
+    let sealer = env.worker.queue().sealer().unwrap();
+    for (body, _) in &queued {
+        let m: RetryMessage = serde_json::from_str(body).unwrap();
+        assert!(matches!(sealer.open(&m).await.unwrap(), hubrelay_aws::sqs_seal::Opened::Erased), "{body}");
+    }
+    // A new lead of hers is sealed under a new key and opens.
+    let again = retry_message(&lead(ANN, ANN_PHONE), now, 1, now);
+    queue.enqueue(&again).await.unwrap();
+    let (body, _) = env.receive(&env.queue_url).await.pop().unwrap();
+    let m: RetryMessage = serde_json::from_str(&body).unwrap();
+    assert!(matches!(sealer.open(&m).await.unwrap(), hubrelay_aws::sqs_seal::Opened::Opened(_)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_key_keeps_the_message_instead_of_calling_it_erased() {
+    let env = worker_env(Options::default()).await;
+    let now = OffsetDateTime::now_utc();
+    let m = retry_message(&lead(BOB, "+1 555 0100"), now, 1, now);
+    env.worker.queue().enqueue(&m).await.unwrap();
+    let queued = env.receive(&env.queue_url).await;
+    // Another table (a wrong --table, or a key that expired unused): an error, and the record comes back.
+    let elsewhere = hubrelay_testkit::moto::idempotency_table(&env.dynamo).await;
+    let other = hubrelay_aws::sqs_seal::MessageSealer::new(DynamoIdempotencyStore::new(env.dynamo.clone(), elsewhere));
+    let sealed: RetryMessage = serde_json::from_str(&queued[0].0).unwrap();
+    assert!(other.open(&sealed).await.is_err());
+    let letters = hubrelay_aws::SqsDeadLetters::new(env.sqs.clone(), &env.dlq_url).with_sealer(other);
+    env.worker.queue().dead_letter(&m, &DeadLetterReason { code: "x".into(), message: "y".into() }).await.unwrap();
+    assert!(letters.list().await.unwrap().is_empty(), "unreadable here, not listed as a letter");
+    assert_eq!(env.depth(&env.dlq_url).await.0, 1, "and not deleted");
 }

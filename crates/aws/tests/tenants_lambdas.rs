@@ -247,6 +247,8 @@ async fn each_tenant_has_its_portal_mapping_credentials_and_events() {
     let mut waiting: Value = serde_json::from_str(message.body().unwrap()).unwrap();
     waiting["tenant"] = json!("dealer");
     waiting["event_id"] = json!("evt_000000000000000000000000000dealer");
+    // The dealer's own lead (the OEM's sealed event opens only under the OEM's key).
+    waiting["event"] = json!({"email": "dealer-waiting@example.com", "first_name": "Dee"});
     let cold_worker = retry_worker_app().await.unwrap();
     let response = cold_worker.handle(sqs_event(arn, &[("m-dealer".into(), waiting.to_string())]), due).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");

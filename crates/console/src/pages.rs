@@ -4,6 +4,7 @@
 use hubrelay_core::display::{age, time};
 use hubrelay_core::dlq::{DeadLetter, RedriveReport};
 use hubrelay_core::domain::DeliveryAttempt;
+use hubrelay_core::privacy::{ErasureCounts, ErasureReceipt, ErasureSource, HubSpotErasure};
 use hubrelay_core::store::EventRecord;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use time::OffsetDateTime;
@@ -36,6 +37,7 @@ pub enum Section {
     Events,
     DeadLetters,
     Portals,
+    Privacy,
     Audit,
 }
 
@@ -59,6 +61,7 @@ pub fn layout(title: &str, section: Option<Section>, operator: Option<&str>, csr
                         (link(Section::Events, "/console/events", "Events"))
                         (link(Section::DeadLetters, "/console/dead-letters", "Dead letters"))
                         (link(Section::Portals, "/console/portals", "Portals"))
+                        (link(Section::Privacy, "/console/privacy", "Privacy"))
                         (link(Section::Audit, "/console/audit", "Audit"))
                         form method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(csrf);
@@ -431,6 +434,85 @@ pub fn portals(tenants: &[TenantHealth], check: Option<(&str, &Result<PortalChec
             }
         }
         p.note { "Check asks the tenant's portal for its properties (one HubSpot call, as " code { "hubrelay doctor --tenant <id>" } " does) and reads its calls today against its daily cap." }
+    }
+}
+
+/// The privacy page: the tenant menu, the erasure form (an email or a contact id, and a confirmation), what was
+/// just erased, and the tenant's receipts — which name no one.
+pub fn privacy(
+    tenants: &[String],
+    tenant: &str,
+    receipts: &Result<Vec<ErasureReceipt>, String>,
+    done: Option<&ErasureReceipt>,
+    error: Option<&str>,
+    csrf: &str,
+) -> Markup {
+    let counts = |c: &ErasureCounts| {
+        format!(
+            "{} queued, {} dead letters, {} event records, {} answers, {} versions, {} links, {} ledger entries, {} message keys",
+            c.queued_messages,
+            c.dead_letters,
+            c.event_records,
+            c.idempotency_records,
+            c.contact_versions,
+            c.lead_links,
+            c.ledger_entries,
+            c.message_keys
+        )
+    };
+    let hubspot = |h: &HubSpotErasure| match h {
+        HubSpotErasure::NotRequested => "not asked".to_string(),
+        HubSpotErasure::Deleted => "deleted".to_string(),
+        HubSpotErasure::NotFound => "no such contact".to_string(),
+        HubSpotErasure::Failed { code } => format!("failed ({code})"),
+    };
+    html! {
+        form.filters method="get" action="/console/privacy" {
+            (tenant_select(tenants, tenant))
+            button type="submit" { "Show" }
+        }
+        @if let Some(e) = error { p.error id="erase-error" { (e) } }
+        @if let Some(r) = done {
+            p id="erased" { "Erased: receipt " code { (r.receipt_id) } " — " (counts(&r.counts)) "." }
+        }
+        h2 { "Erase a person" }
+        form method="post" action="/console/privacy/erase" id="erase" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="tenant" value=(tenant);
+            div.filters {
+                label { "Email" input type="email" name="email" autocomplete="off"; }
+                label { "or HubSpot contact id" input type="text" name="contact_id" inputmode="numeric" autocomplete="off"; }
+            }
+            p { label { span { input type="checkbox" name="confirm" value="yes";
+                " Erase every record of this person from tenant " (tenant) ": it cannot be undone" } } }
+            p { button.danger type="submit" { "Erase" } }
+        }
+        p.note {
+            "Their queued and dead-lettered messages, event records, answers, contact version, links and ledgers go; "
+            "HubSpot's own GDPR delete is not asked from here (use the API's hubspot_gdpr_delete, or the portal). "
+            "The receipt and the audit trail name no one."
+        }
+        h2 { "Receipts" }
+        @match receipts {
+            Err(e) => p.error { (e) },
+            Ok(list) => {
+                table id="receipts" {
+                    thead { tr { th { "Receipt" } th { "When" } th { "Asked by" } th { "Erased" } th { "HubSpot" } } }
+                    tbody { @for r in list { tr {
+                        td { code { (r.receipt_id) } }
+                        td { (r.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()) }
+                        td { (r.operator.as_deref().unwrap_or(match r.source {
+                            ErasureSource::HubSpotPrivacyDeletion => "HubSpot (privacy deletion)",
+                            ErasureSource::Cli => "hubrelay privacy erase",
+                            _ => "-",
+                        })) }
+                        td { (counts(&r.counts)) }
+                        td { (hubspot(&r.hubspot)) }
+                    } } }
+                }
+                @if list.is_empty() { p.note { "No erasure yet." } }
+            }
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use hubrelay_core::privacy::{ErasureError, ErasureSource, Subject};
+use hubrelay_core::privacy::{ErasureError, ErasureReceipt, ErasureSource, Subject};
 
 use crate::{tenant_or_default, Console};
 
@@ -36,6 +36,76 @@ pub(crate) fn routes() -> Router<Arc<Console>> {
     Router::new()
         .route(ERASURE_PATH, post(erase).fallback(method_not_allowed))
         .route(RECEIPTS_PATH, get(receipts).fallback(method_not_allowed))
+        .route("/console/privacy", get(page))
+        .route("/console/privacy/erase", post(erase_from_page))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    tenant: String,
+}
+
+/// The privacy page (a signed-in operator): the erasure form and the tenant's receipts.
+async fn page(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(session) = console.session(&headers) else { return crate::sign_in_first() };
+    let Query(q) = query.unwrap_or_default();
+    let tenant = tenant_or_default(&q.tenant);
+    render(&console, &session, &tenant, None, None).await
+}
+
+async fn render(
+    console: &Console,
+    session: &crate::Session,
+    tenant: &str,
+    done: Option<&ErasureReceipt>,
+    error: Option<&str>,
+) -> Response {
+    let tenants = console.tenant_ids().await;
+    let receipts = match console.backend.eraser(tenant) {
+        Ok(eraser) => eraser.store().receipts(50).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    let csrf = console.gate.csrf(&session.cookie);
+    let body = crate::pages::privacy(&tenants, tenant, &receipts, done, error, &csrf);
+    console.page(session, "Privacy", crate::pages::Section::Privacy, body)
+}
+
+/// The form's erasure: confirmed, recorded in the audit trail before and after (by receipt id, never the person).
+async fn erase_from_page(State(console): State<Arc<Console>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = crate::Form::parse(&body);
+    let Some(session) = console.form_session(&headers, &form) else { return crate::sign_in_first() };
+    let tenant = form.tenant();
+    let given = |key: &str| Some(form.one(key).trim().to_string()).filter(|v| !v.is_empty());
+    let subject = Subject { email: given("email"), contact_id: given("contact_id") };
+    if form.one("confirm") != "yes" {
+        let message = "Tick the confirmation: an erasure cannot be undone.";
+        return render(&console, &session, &tenant, None, Some(message)).await;
+    }
+    let eraser = match console.backend.eraser(&tenant) {
+        Ok(eraser) => eraser,
+        Err(e) => return render(&console, &session, &tenant, None, Some(&e)).await,
+    };
+    if let Err(e) = console.record(&session.operator, "erasure_requested", &tenant, String::new()).await {
+        return render(&console, &session, &tenant, None, Some(&format!("Not erased: {e}"))).await;
+    }
+    match eraser.erase(&subject, ErasureSource::Console, Some(&session.operator), false).await {
+        Ok(receipt) => {
+            let detail = format!("{} {:?}", receipt.receipt_id, receipt.counts);
+            if let Err(e) = console.record(&session.operator, "erasure", &tenant, detail).await {
+                tracing::error!(error = %e, "the audit trail could not record an erasure");
+            }
+            render(&console, &session, &tenant, Some(&receipt), None).await
+        }
+        Err(ErasureError::Invalid(message)) => render(&console, &session, &tenant, None, Some(&message)).await,
+        Err(ErasureError::Store(e)) => {
+            render(&console, &session, &tenant, None, Some(&format!("Not erased: {e}"))).await
+        }
+    }
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {

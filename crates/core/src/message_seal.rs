@@ -47,6 +47,13 @@ pub fn subject_of(m: &RetryMessage) -> String {
     format!("event:{}", m.event_id)
 }
 
+/// Where a subject's key is kept: a hash of the subject, so the key's record does not carry the email's hash
+/// that event records are searched by.
+pub fn key_name(subject: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("hubrelay message key|{subject}").as_bytes()))
+}
+
 /// The envelope's parts when `m`'s event is sealed: (subject, key id, sealed bytes).
 pub fn sealed_parts(m: &RetryMessage) -> Option<(String, String, Vec<u8>)> {
     let sealed = m.event.get("sealed")?;

@@ -40,6 +40,8 @@ pub enum ErasureSource {
     Api,
     /// `hubrelay privacy erase`.
     Cli,
+    /// The console's privacy page (an operator signed in).
+    Console,
     /// HubSpot's `contact.privacyDeletion` app webhook.
     #[serde(rename = "hubspot_privacy_deletion")]
     HubSpotPrivacyDeletion,

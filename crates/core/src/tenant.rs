@@ -316,6 +316,20 @@ impl Tenant {
         let referral = partners::referral_layer(&self.partners, &s.partners, None);
         crate::config::referral::ReferralSettings::from_layer(Some(&referral))
             .map_err(|e| format!("referral partners: {e}"))?;
+        if let Some(url) = &self.partners.outbound_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("the outbound URL must start with http:// or https://, got `{url}`"));
+            }
+            if s.partners.outbound_secret.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                return Err("an outbound URL needs the secret its changes are signed with".into());
+            }
+            let layer = Layer {
+                outbound_url: Some(url.clone()),
+                outbound_secret: s.partners.outbound_secret.clone(),
+                ..Layer::default()
+            };
+            crate::config::OutboundTarget::from_layer(&layer).map_err(|e| format!("outbound sync: {e}"))?;
+        }
         self.mapping.load().map(|_| ())
     }
 
@@ -335,6 +349,12 @@ impl Tenant {
             mapping: None,
             hubspot_rate_limit_per_10s: Some(u64::from(self.rate_limit_per_10s)),
             referral: Some(partners::referral_layer(&self.partners, &self.secrets.partners, base.referral.as_ref())),
+            // Its own endpoint when it has one; else the deployment's (each change names its tenant).
+            outbound_url: self.partners.outbound_url.clone().or_else(|| base.outbound_url.clone()),
+            outbound_secret: match &self.partners.outbound_url {
+                Some(_) => self.secrets.partners.outbound_secret.clone(),
+                None => base.outbound_secret.clone(),
+            },
             ..base.clone()
         };
         let mut settings = RelaySettings::from_layer(&layer)?;
@@ -388,6 +408,34 @@ mod tests {
                 partners: PartnerSecrets::default(),
             },
         }
+    }
+
+    #[test]
+    fn a_tenant_has_its_own_outbound_endpoint_or_the_deployments() {
+        let base = Layer {
+            outbound_url: Some("https://ops.example.com/hooks".into()),
+            outbound_secret: Some("whsec_ZGVwbG95bWVudC1zZWNyZXQ=".into()),
+            ..Layer::default()
+        };
+        let mut t = tenant("acme");
+        let shared = t.relay_settings(&base).unwrap().outbound.expect("the deployment's endpoint");
+        assert_eq!(
+            (shared.url.as_str(), shared.secret.as_str()),
+            ("https://ops.example.com/hooks", "whsec_ZGVwbG95bWVudC1zZWNyZXQ=")
+        );
+        t.partners.outbound_url = Some("https://acme.example.com/hubspot".into());
+        assert!(t.check().unwrap_err().contains("secret"), "a URL without its secret is refused");
+        t.secrets.partners.outbound_secret = Some("not a secret".into());
+        assert!(t.check().unwrap_err().contains("Standard Webhooks"), "a malformed secret is refused");
+        t.secrets.partners.outbound_secret = Some("whsec_YWNtZS1zZWNyZXQ=".into());
+        t.check().unwrap();
+        let own = t.relay_settings(&base).unwrap().outbound.expect("its own endpoint");
+        assert_eq!(
+            (own.url.as_str(), own.secret.as_str()),
+            ("https://acme.example.com/hubspot", "whsec_YWNtZS1zZWNyZXQ=")
+        );
+        t.partners.outbound_url = Some("ftp://acme.example.com".into());
+        assert!(t.check().is_err());
     }
 
     #[test]

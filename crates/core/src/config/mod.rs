@@ -293,7 +293,7 @@ pub const DEFAULT_OUTBOUND_PROPERTIES: [&str; 6] =
     ["email", "firstname", "lastname", "phone", "lifecyclestage", "hs_lead_status"];
 
 impl OutboundTarget {
-    fn from_layer(layer: &Layer) -> Result<Option<OutboundTarget>, ConfigError> {
+    pub(crate) fn from_layer(layer: &Layer) -> Result<Option<OutboundTarget>, ConfigError> {
         let (url, secret) = match (&layer.outbound_url, &layer.outbound_secret) {
             (None, None) => return Ok(None),
             (Some(_), None) => {

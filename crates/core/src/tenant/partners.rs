@@ -1,7 +1,9 @@
-//! A tenant's referral partners: its own Extole and impact.com accounts and the secrets their webhooks are
-//! signed with. A tenant never uses the deployment's partner accounts (a brand's referral events are not
-//! another brand's); it takes only the deployment's program settings (event names, stages, the advocate-code
-//! property), which name no account. A partner is on for a tenant when the tenant has an account with it.
+//! A tenant's referral partners: its own Extole, impact.com and impact.com Advocate accounts and the secrets their
+//! webhooks are signed with, and its own outbound endpoint. A tenant never uses the deployment's partner accounts
+//! (a brand's referral events and participants are not another brand's); it takes only the deployment's program
+//! settings (event names, stages, the advocate-code property), which name no account. A partner is on for a
+//! tenant when the tenant has an account with it. The outbound endpoint is the operator's own system: a tenant
+//! without one of its own sends its contact changes to the deployment's, each naming the tenant.
 
 use std::fmt;
 
@@ -20,6 +22,15 @@ pub struct PartnerSettings {
     pub impact_base_url: Option<String>,
     /// The impact.com program (campaign) its conversions are recorded in.
     pub impact_campaign_id: Option<String>,
+    /// The tenant's impact.com Advocate (SaaSquatch) program, for the participant sync (its API key is a secret).
+    pub advocate_tenant_alias: Option<String>,
+    /// Another Advocate-compatible base URL [default: SaaSquatch's API].
+    pub advocate_base_url: Option<String>,
+    /// Whether a created or unmapped contact creates a participant [default: on].
+    pub advocate_create_participants: Option<bool>,
+    /// Where the tenant's HubSpot contact changes are sent (its signing secret is a secret) [default: the
+    /// deployment's endpoint].
+    pub outbound_url: Option<String>,
 }
 
 /// Sealed with the tenant's other secrets.
@@ -32,6 +43,9 @@ pub struct PartnerSecrets {
     pub extole_webhook_secrets: Vec<String>,
     /// Secrets impact.com (Advocate) signs its webhooks with, newest last.
     pub impact_webhook_secrets: Vec<String>,
+    pub advocate_api_key: Option<String>,
+    /// What the tenant's outbound changes are signed with (Standard Webhooks).
+    pub outbound_secret: Option<String>,
 }
 
 impl fmt::Debug for PartnerSecrets {
@@ -41,6 +55,8 @@ impl fmt::Debug for PartnerSecrets {
             .field("impact_auth_token", &self.impact_auth_token.is_some())
             .field("extole_webhook_secrets", &self.extole_webhook_secrets.len())
             .field("impact_webhook_secrets", &self.impact_webhook_secrets.len())
+            .field("advocate_api_key", &self.advocate_api_key.is_some())
+            .field("outbound_secret", &self.outbound_secret.is_some())
             .finish()
     }
 }
@@ -63,6 +79,11 @@ pub fn referral_layer(
         impact_webhook_secrets: Some(secrets.impact_webhook_secrets.clone()),
         extole_enabled: Some(secrets.extole_token.is_some()),
         impact_enabled: Some(settings.impact_account_sid.is_some()),
+        // Its own Advocate program or none: never the deployment's (`..program` would lend it).
+        advocate_tenant_alias: settings.advocate_tenant_alias.clone(),
+        advocate_api_key: secrets.advocate_api_key.clone(),
+        advocate_base_url: settings.advocate_base_url.clone(),
+        advocate_create_participants: settings.advocate_create_participants,
         ..program
     }
 }
@@ -75,6 +96,12 @@ pub fn describe(settings: &PartnerSettings, secrets: &PartnerSecrets) -> String 
     }
     if settings.impact_account_sid.is_some() {
         on.push("impact");
+    }
+    if settings.advocate_tenant_alias.is_some() {
+        on.push("advocate");
+    }
+    if settings.outbound_url.is_some() {
+        on.push("outbound");
     }
     if on.is_empty() {
         "-".into()
@@ -124,5 +151,25 @@ mod tests {
         assert!(s.config.extole_enabled && s.config.impact_enabled);
         assert_eq!(describe(&settings, &secrets), "extole+impact");
         assert!(!format!("{secrets:?}").contains("acme-"));
+    }
+
+    #[test]
+    fn a_tenant_syncs_participants_to_its_own_advocate_program_only() {
+        let base = ReferralLayer {
+            advocate_tenant_alias: Some("deployment-program".into()),
+            advocate_api_key: Some("deployment-key".into()),
+            advocate_create_participants: Some(false),
+            ..ReferralLayer::default()
+        };
+        let none = referral_layer(&PartnerSettings::default(), &PartnerSecrets::default(), Some(&base));
+        assert!(ReferralSettings::from_layer(Some(&none)).unwrap().advocate.is_none(), "never the deployment's");
+        let settings = PartnerSettings { advocate_tenant_alias: Some("acme-program".into()), ..Default::default() };
+        let secrets = PartnerSecrets { advocate_api_key: Some("acme-key".into()), ..Default::default() };
+        let own = ReferralSettings::from_layer(Some(&referral_layer(&settings, &secrets, Some(&base)))).unwrap();
+        let advocate = own.advocate.expect("its own program");
+        assert_eq!((advocate.tenant_alias.as_str(), advocate.api_key.as_str()), ("acme-program", "acme-key"));
+        assert!(own.config.create_participants, "its own switch (default on), not the deployment's");
+        assert_eq!(describe(&settings, &secrets), "advocate");
+        assert!(!format!("{secrets:?}").contains("acme-key"));
     }
 }
