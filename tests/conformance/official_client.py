@@ -15,7 +15,8 @@ sandbox serves beside the dated ones:
   POST  /crm/v3/objects/contacts/batch/upsert        batch upsert by email (200; 207 with errors)
   POST  /crm/v3/objects/contacts/batch/read          (not called by hubrelay; 207 with errors)
   POST  /crm/v3/objects/contacts/search              by property, by query, paged; lagging writes
-  GET   /crm/v3/objects/contacts/{id}                by email (idProperty=email) and by id
+  GET   /crm/v3/objects/contacts/{id}                by email (idProperty=email) and by id; archived=true
+  DELETE /crm/v3/objects/contacts/{id}               archive (HubSpot keeps it 90 days)
   GET   /crm/v3/objects/contacts?limit=1             hubrelay's contacts-read probe
   PATCH /crm/v3/objects/contacts/{id}
   GET   /crm/v3/properties/contacts, POST /crm/v3/properties/contacts
@@ -393,6 +394,21 @@ class Conformance:
         typed(c, hs_contacts.SimplePublicObjectWithAssociations)
         need(c.properties.get("lastname") == "Lovelace", f"properties {c.properties}")
         return f"id {c.id} with properties"
+
+    def check_archive(self):
+        api = self.client.crm.contacts.basic_api
+        email = self.email("archived")
+        res, _, _ = self.upsert([(email, "0", {"firstname": "Arch"})])
+        cid = res.results[0].id
+        _, status, _ = api.archive_with_http_info(cid)
+        need(status == 204, f"archive answered {status}")
+        expect_error(api, lambda: api.get_by_id(cid), 404, "OBJECT_NOT_FOUND")
+        c = api.get_by_id(cid, properties=["firstname"], archived=True)
+        typed(c, hs_contacts.SimplePublicObjectWithAssociations)
+        need(c.archived is True and c.archived_at is not None, f"archived {c.archived} at {c.archived_at}")
+        need(c.properties.get("firstname") == "Arch", f"properties {c.properties}")
+        expect_error(api, lambda: api.archive(cid), 404, "OBJECT_NOT_FOUND")
+        return "204, then 404 unless archived=true (SimplePublicObjectWithAssociations, archivedAt)"
 
     def check_list_contacts(self):
         page = self.client.crm.contacts.basic_api.get_page(limit=1)
@@ -824,6 +840,7 @@ class Conformance:
         self.run("contacts.get_by_email.200", self.check_get_by_email)
         self.run("contacts.get_by_email.404", self.check_get_by_email_404)
         self.run("contacts.get_by_id.200", self.check_get_by_id)
+        self.run("contacts.archive.204", self.check_archive)
         self.run("contacts.list.200", self.check_list_contacts)
         self.run("contacts.update.200", self.check_update)
         self.run("contacts.update.404", self.check_update_404)

@@ -1,6 +1,7 @@
 //! HubSpot → impact.com Advocate participant sync against a running `serve` and the Advocate sandbox: a contact
 //! created in HubSpot becomes a participant (its ids, referral code and share link written back onto the contact),
-//! a name change updates the same participant, and a deletion deletes it.
+//! a name change updates the same participant, and a deletion deletes it — also a participant Advocate made, found
+//! through the deleted contact HubSpot keeps archived.
 
 use std::time::{Duration, Instant};
 
@@ -164,4 +165,36 @@ async fn contacts_become_participants_are_updated_and_deleted() {
     };
     assert_eq!(written["properties"]["advocate_referred_by_code"], "ADA0042", "{written}");
     assert!(written["properties"]["advocate_message_links"].as_str().unwrap().contains("SMS: https://"), "{written}");
+
+    // A participant Advocate made (its own ids), mapped onto a contact: when the contact is deleted in HubSpot, which
+    // keeps it archived with its Advocate ids, that participant is deleted.
+    let (_, _, body) = serve.post_lead(&json!({"email": "dee@example.com", "first_name": "Dee"}), headers(&[])).await;
+    let dee = body["contact_id"].as_str().unwrap().to_string();
+    let made = serve
+        .http
+        .put(format!("{url}/api/v1/acme-program/open/account/adv-acct-9/user/adv-user-9"))
+        .basic_auth("advocate-key", Some(""))
+        .json(&json!({"id": "adv-user-9", "accountId": "adv-acct-9", "email": "dee@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(made.status().is_success());
+    let hubspot = |method: reqwest::Method, body: Option<Value>| {
+        let request = serve
+            .http
+            .request(method, format!("{}/crm/v3/objects/contacts/{dee}", serve.sandbox_url))
+            .bearer_auth(crate::harness::SANDBOX_TOKEN);
+        match body {
+            Some(b) => request.json(&b),
+            None => request,
+        }
+    };
+    let mapped = json!({"properties": {"advocate_user_id": "adv-user-9", "advocate_account_id": "adv-acct-9"}});
+    assert!(hubspot(reqwest::Method::PATCH, Some(mapped)).send().await.unwrap().status().is_success());
+    assert_eq!(hubspot(reqwest::Method::DELETE, None).send().await.unwrap().status(), 204);
+    let mut deletion = event("contact.deletion", 1_765_000_004_000, json!({}));
+    deletion["objectId"] = json!(dee.parse::<u64>().unwrap());
+    app_webhook(&serve, deletion).await;
+    let left = until(&sb, "Advocate's own participant deleted", |p| p.iter().all(|u| u["id"] != "adv-user-9")).await;
+    assert_eq!(left.len(), 3, "the others stay: {left:?}");
 }

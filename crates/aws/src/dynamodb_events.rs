@@ -84,6 +84,61 @@ pub(crate) async fn scan_all(
     }
 }
 
+impl DynamoIdempotencyStore {
+    /// Which of `event_ids` are settled already (delivered or superseded, by their `event:` items): one consistent
+    /// `BatchGetItem` per 100. SQS delivers a message at least once, and an import's resumed chunk is sent again;
+    /// the worker drops the copies of settled events instead of writing them again.
+    pub async fn settled_events(&self, event_ids: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut settled = std::collections::HashSet::new();
+        for chunk in event_ids.chunks(100) {
+            let mut wanted = KeysAndAttributes::builder()
+                .consistent_read(true)
+                .projection_expression("id, #s")
+                .expression_attribute_names("#s", "status");
+            let unique: std::collections::BTreeSet<&String> = chunk.iter().collect();
+            for id in unique {
+                wanted = wanted.keys(HashMap::from([("id".to_string(), self.id(&format!("event:{id}")))]));
+            }
+            let wanted = wanted.build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut request = HashMap::from([(self.table().to_string(), wanted)]);
+            // Keys DynamoDB left unprocessed (throttling) are asked again after a pause, a few times.
+            for round in 0..4u32 {
+                if round > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << round)).await;
+                }
+                let out = self
+                    .client()
+                    .batch_get_item()
+                    .set_request_items(Some(request))
+                    .send()
+                    .await
+                    .map_err(|e| self.unavailable("BatchGetItem", &e))?;
+                for item in out.responses.and_then(|mut r| r.remove(self.table())).unwrap_or_default() {
+                    let status = item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str);
+                    if matches!(status, Some("delivered" | "superseded")) {
+                        let id = item.get("id").and_then(|v| v.as_s().ok());
+                        if let Some(event_id) = id.and_then(|i| i.rsplit_once("event:")).map(|(_, e)| e) {
+                            settled.insert(event_id.to_string());
+                        }
+                    }
+                }
+                match out.unprocessed_keys {
+                    Some(rest) if !rest.is_empty() => request = rest,
+                    _ => break,
+                }
+                if round == 3 {
+                    return Err(StoreError::Unavailable(format!(
+                        "DynamoDB BatchGetItem on table {}: event records stayed unprocessed",
+                        self.table()
+                    )));
+                }
+            }
+        }
+        Ok(settled)
+    }
+}
+
 #[async_trait]
 impl EventLog for DynamoIdempotencyStore {
     async fn put_event(&self, record: &EventRecord) -> Result<(), StoreError> {

@@ -424,7 +424,8 @@ pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
         let worker = Arc::new(parts.relay.retry_worker(parts.hubspot, extole, impact));
         Ok(TenantWorker { worker, connected: !parts.waiting_for_install, updated_at: parts.updated_at })
     });
-    let sqs_worker = SqsWorker::new(worker, init.queue.clone()).with_emf(init.emf.clone());
+    let sqs_worker =
+        SqsWorker::new(worker, init.queue.clone()).with_emf(init.emf.clone()).with_settled_check(init.table.clone());
     Ok(match init.tenants(Lane::Worker, build)? {
         Some(tenants) => sqs_worker.with_tenants(Arc::new(tenants)),
         None => sqs_worker,

@@ -31,6 +31,8 @@ pub struct SqsWorker {
     tenants: Option<Arc<dyn Tenants<TenantWorker>>>,
     /// Writes the batch's metrics when it is handled.
     emf: Option<Arc<crate::emf::Emf>>,
+    /// The table whose event records say which events are settled: their copies are dropped, not sent again.
+    events: Option<crate::dynamodb::DynamoIdempotencyStore>,
 }
 
 /// How long a disabled tenant's message waits before it is looked at again (SQS's longest delay).
@@ -51,7 +53,14 @@ struct Pending {
 
 impl SqsWorker {
     pub fn new(worker: RetryWorker, queue: SqsRetryQueue) -> Self {
-        SqsWorker { worker, queue, tenants: None, emf: None }
+        SqsWorker { worker, queue, tenants: None, emf: None, events: None }
+    }
+
+    /// Drop a record whose event is delivered or superseded already (by its record in `table`): SQS delivers at
+    /// least once, and an import resumed after a crash sends its last chunk again.
+    pub fn with_settled_check(mut self, table: crate::dynamodb::DynamoIdempotencyStore) -> Self {
+        self.events = Some(table);
+        self
     }
 
     /// Write the metrics counted while handling a batch (the workers', and parks of unknown tenants) after it.
@@ -116,6 +125,7 @@ impl SqsWorker {
         for (tenant, group) in groups {
             let Some(tenant) = tenant else {
                 let group = self.opened(group, &mut keys, &mut response, &mut counts).await;
+                let group = self.unsettled(group, None, &mut response, &mut counts).await;
                 self.process(&self.worker, group, now, &keys, &mut pending, &mut response, &mut counts).await;
                 continue;
             };
@@ -125,7 +135,8 @@ impl SqsWorker {
             };
             match resolved {
                 Resolved::Ready(TenantWorker { worker, connected, updated_at }) => {
-                    let mut group = self.opened(group, &mut keys, &mut response, &mut counts).await;
+                    let group = self.opened(group, &mut keys, &mut response, &mut counts).await;
+                    let mut group = self.unsettled(group, Some(&tenant), &mut response, &mut counts).await;
                     if connected {
                         hasten_reconnected(&mut group, updated_at, now);
                     }
@@ -194,6 +205,7 @@ impl SqsWorker {
             retry = counts.retry,
             dead_letter = counts.dead_letter,
             erased = counts.erased,
+            settled_copies = counts.settled_copies,
             failures = response.batch_item_failures.len(),
             "retry batch handled"
         );
@@ -232,6 +244,43 @@ impl SqsWorker {
             }
         }
         opened
+    }
+
+    /// The records whose events are not settled yet; the copies of settled ones are dropped (SQS deletes them).
+    /// When the table cannot answer, every record comes back later.
+    async fn unsettled(
+        &self,
+        group: Vec<(String, RetryMessage)>,
+        tenant: Option<&TenantId>,
+        response: &mut SqsBatchResponse,
+        counts: &mut Counts,
+    ) -> Vec<(String, RetryMessage)> {
+        let Some(table) = &self.events else { return group };
+        let table = match tenant {
+            Some(t) => table.for_tenant(t),
+            None => table.clone(),
+        };
+        let ids: Vec<String> = group.iter().map(|(_, m)| m.event_id.clone()).collect();
+        match table.settled_events(&ids).await {
+            Ok(settled) => group
+                .into_iter()
+                .filter(|(_, m)| {
+                    let copy = settled.contains(&m.event_id);
+                    if copy {
+                        counts.settled_copies += 1;
+                        tracing::info!(event_id = %m.event_id, "a copy of a settled event dropped");
+                    }
+                    !copy
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, records = group.len(), "cannot tell settled events: the records come back");
+                for (message_id, _) in group {
+                    response.add_failure(message_id);
+                }
+                Vec::new()
+            }
+        }
     }
 
     /// What goes back on a queue for `message`: sealed again, to the retry queue or (with a reason) the DLQ. A
@@ -384,6 +433,8 @@ struct Counts {
     dead_letter: usize,
     /// Records of erased people, dropped.
     erased: usize,
+    /// Copies of events already delivered or superseded, dropped.
+    settled_copies: usize,
 }
 
 /// A record's body as a [`RetryMessage`] of a format version this worker knows.

@@ -48,6 +48,13 @@ async fn a_due_message_is_delivered_and_its_event_recorded() {
     // Success sends nothing anywhere: Lambda deletes the record.
     assert_eq!(env.depth(&env.queue_url).await, (0, 0));
     assert_eq!(env.depth(&env.dlq_url).await, (0, 0));
+
+    // SQS hands the same message over again (at least once), or an import resumed after a crash sent it twice:
+    // the copy of a delivered event is dropped, with no second write.
+    let response = env.worker.handle(env.event(&[(message_id(), body(&m))]), now).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(env.upsert_calls(), 1, "no second write");
+    assert_eq!(env.depth(&env.queue_url).await, (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread")]

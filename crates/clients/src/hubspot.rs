@@ -826,6 +826,15 @@ impl HubSpot for HubSpotClient {
         Ok(props.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_string()))).collect())
     }
 
+    async fn read_archived_contact(&self, id: &str, properties: &[&str]) -> Result<Option<CrmObject>, HubSpotError> {
+        let rest = format!("contacts/{}?archived=true&properties={}", encode_segment(id), properties.join(","));
+        match self.call(Method::GET, &self.version.objects(&rest), None).await {
+            Ok((_, value)) => Ok(Some(crm_object(&value))),
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn read_object(
         &self,
         object: &str,

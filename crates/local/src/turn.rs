@@ -185,6 +185,10 @@ impl HubSpot for OutsideTurn {
         self.turn.outside(self.inner.engagement_properties(kind, id, properties)).await
     }
 
+    async fn read_archived_contact(&self, id: &str, properties: &[&str]) -> Result<Option<CrmObject>, HubSpotError> {
+        self.turn.outside(self.inner.read_archived_contact(id, properties)).await
+    }
+
     async fn read_object(
         &self,
         object: &str,

@@ -163,7 +163,9 @@ pub async fn worker_env(options: Options) -> WorkerEnv {
     // As in the stack: every message the worker sends is sealed with its person's key.
     let sealer = hubrelay_aws::sqs_seal::MessageSealer::new(DynamoIdempotencyStore::new(dynamo.clone(), table.clone()));
     let queue = SqsRetryQueue::new(sqs.clone(), queue_url.clone(), dlq_url.clone()).with_sealer(sealer);
-    WorkerEnv { sqs, dynamo, table, queue_url, queue_arn, dlq_url, sandbox, worker: SqsWorker::new(worker, queue) }
+    let settled = DynamoIdempotencyStore::new(dynamo.clone(), table.clone());
+    let worker = SqsWorker::new(worker, queue).with_settled_check(settled);
+    WorkerEnv { sqs, dynamo, table, queue_url, queue_arn, dlq_url, sandbox, worker }
 }
 
 impl WorkerEnv {

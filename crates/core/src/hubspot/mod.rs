@@ -168,6 +168,12 @@ pub trait HubSpot: Send + Sync {
         let _ = (property, value, properties);
         Err(HubSpotError::new(None, "unsupported", "this HubSpot client cannot search contacts"))
     }
+    /// `GET …/objects/…/contacts/{id}?archived=true`: a contact deleted in HubSpot, which keeps it archived (and
+    /// restorable) for 90 days; `None` when there is no such archived contact.
+    async fn read_archived_contact(&self, id: &str, properties: &[&str]) -> Result<Option<CrmObject>, HubSpotError> {
+        let _ = (id, properties);
+        Err(HubSpotError::new(None, "unsupported", "this HubSpot client cannot read archived contacts"))
+    }
     /// `POST …/objects/…/deals` with `properties` and the inline association to `contact_id` (deal → contact,
     /// type 3); returns the new deal's id.
     async fn create_deal(

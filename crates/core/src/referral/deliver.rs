@@ -218,13 +218,23 @@ impl ReferralDelivery {
             }
             ReferralAction::DeleteParticipant { object_id } => {
                 let advocate = self.advocate()?;
-                match advocate.delete_participant(object_id, object_id).await? {
-                    true => Ok(ReferralOutcome::Sent { reference: object_id.clone() }),
+                // HubSpot keeps a deleted contact archived for 90 days: its Advocate ids name its participant,
+                // whoever created it. Without them, the participant hubrelay would have created (the contact id).
+                let wanted = [ADVOCATE_ACCOUNT_ID, ADVOCATE_USER_ID];
+                let archived = match self.hubspot.read_archived_contact(object_id, &wanted).await {
+                    Ok(found) => found,
+                    Err(e) if e.code == "unsupported" => None,
+                    Err(e) => return Err(e.into()),
+                };
+                let ids = archived.as_ref().and_then(|c| {
+                    let get = |k: &str| c.properties.get(k).filter(|v| !v.is_empty()).cloned();
+                    Some((get(ADVOCATE_ACCOUNT_ID)?, get(ADVOCATE_USER_ID)?))
+                });
+                let (account, user) = ids.unwrap_or_else(|| (object_id.clone(), object_id.clone()));
+                match advocate.delete_participant(&account, &user).await? {
+                    true => Ok(ReferralOutcome::Sent { reference: user }),
                     false => Ok(ReferralOutcome::Skipped {
-                        reason: format!(
-                            "no participant {object_id}/{object_id}: only participants hubrelay created (ids = the \
-                             contact id) are deleted"
-                        ),
+                        reason: format!("Advocate has no participant {account}/{user}: nothing to delete"),
                     }),
                 }
             }

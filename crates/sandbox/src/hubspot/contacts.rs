@@ -197,6 +197,21 @@ pub(crate) async fn get(
     let raw = path_param(params, "id")?;
     let t = target(&raw, q.get("idProperty"))?;
     let sel = q.selection();
+    if q.get("archived").is_some_and(|a| a.eq_ignore_ascii_case("true")) {
+        // Only archived contacts, by id (HubSpot reads archived records by id).
+        let Target::Id(Some(id)) = t else { return Err(ApiError::contact_not_found(&raw)) };
+        let out = sb
+            .with_store(move |st| {
+                let (c, archived_ms) =
+                    store::archived_by_id(st.conn(), id, now_ms())?.ok_or_else(|| ApiError::contact_not_found(&raw))?;
+                let mut out = render(&c, &sel, st);
+                out["archived"] = json!(true);
+                out["archivedAt"] = json!(iso_ms(archived_ms));
+                Ok(out)
+            })
+            .await?;
+        return Ok(Json(out));
+    }
     let out = sb
         .with_store(move |st| {
             // A merged-away id reads as its survivor (which has its own id), as on HubSpot.
@@ -215,6 +230,18 @@ pub(crate) async fn get(
         })
         .await?;
     Ok(Json(out))
+}
+
+/// `DELETE /crm/v3/objects/contacts/{id}` → 204: the contact archived (readable with `?archived=true`); 404 when
+/// there is none.
+pub(crate) async fn archive(State(sb): State<Sandbox>, params: PathParams) -> Result<StatusCode, ApiError> {
+    let raw = path_param(params, "id")?;
+    let Target::Id(Some(id)) = target(&raw, None)? else { return Err(ApiError::contact_not_found(&raw)) };
+    let archived = sb.with_store(move |st| st.write(|conn| Ok(store::archive(conn, id, now_ms())?))).await?;
+    match archived {
+        Some(_) => Ok(StatusCode::NO_CONTENT),
+        None => Err(ApiError::contact_not_found(&raw)),
+    }
 }
 
 /// `PATCH /crm/v3/objects/contacts/{id}` (`?idProperty=email`): merge properties; 404; 409 on an email taken.

@@ -104,7 +104,10 @@ fn api_routes(objects: &str, props: &str) -> Router<Sandbox> {
         .route(&format!("{objects}/contacts/batch/read"), post(batch::batch_read))
         .route(&format!("{objects}/contacts/gdpr-delete"), post(contacts::gdpr_delete))
         .route(&format!("{objects}/contacts/search"), post(super::search::search))
-        .route(&format!("{objects}/contacts/{{id}}"), get(contacts::get).patch(contacts::patch))
+        .route(
+            &format!("{objects}/contacts/{{id}}"),
+            get(contacts::get).patch(contacts::patch).delete(contacts::archive),
+        )
         .route(&format!("{objects}/deals"), post(deals::create))
         .route(&format!("{objects}/deals/{{id}}"), get(deals::get).patch(deals::patch))
         .route(&format!("{props}/contacts"), get(list_properties).post(create_property))

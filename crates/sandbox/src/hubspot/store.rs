@@ -106,6 +106,13 @@ CREATE TABLE IF NOT EXISTS write_journal (
     marker TEXT
 );
 CREATE INDEX IF NOT EXISTS write_journal_by_marker ON write_journal (marker) WHERE marker IS NOT NULL;
+CREATE TABLE IF NOT EXISTS archived_contacts (
+    id INTEGER PRIMARY KEY,
+    properties TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    archived_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS search_index (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     contact_id INTEGER NOT NULL,
@@ -194,6 +201,34 @@ pub(crate) fn insert(conn: &Connection, props: BTreeMap<String, String>, now_ms:
     )?;
     c.id = conn.last_insert_rowid() as u64;
     Ok(c)
+}
+
+/// Archives a contact (HubSpot's delete: gone from reads, writes and searches, its email free again, readable with
+/// `archived=true` for 90 days). Returns the contact archived.
+pub(crate) fn archive(conn: &Connection, id: u64, now_ms: i64) -> rusqlite::Result<Option<Contact>> {
+    let Some(c) = by_id(conn, id)? else { return Ok(None) };
+    conn.execute(
+        "INSERT OR REPLACE INTO archived_contacts (id, properties, created_ms, updated_ms, archived_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![c.id as i64, props_json(&c), c.created_ms, c.updated_ms, now_ms],
+    )?;
+    conn.execute("DELETE FROM engagement_contacts WHERE contact_id = ?1", [c.id as i64])?;
+    conn.execute("DELETE FROM deal_contacts WHERE contact_id = ?1", [c.id as i64])?;
+    conn.execute("DELETE FROM contacts WHERE id = ?1", [c.id as i64])?;
+    Ok(Some(c))
+}
+
+/// An archived contact and when it was archived (ms), while HubSpot keeps it (90 days).
+pub(crate) fn archived_by_id(conn: &Connection, id: u64, now_ms: i64) -> rusqlite::Result<Option<(Contact, i64)>> {
+    let Ok(id) = i64::try_from(id) else { return Ok(None) };
+    const KEPT_MS: i64 = 90 * 24 * 3600 * 1000;
+    conn.query_row(
+        "SELECT id, properties, created_ms, updated_ms, archived_ms FROM archived_contacts \
+         WHERE id = ?1 AND archived_ms > ?2",
+        params![id, now_ms - KEPT_MS],
+        |r| Ok((contact_from_row(r)?, r.get::<_, i64>(4)?)),
+    )
+    .optional()
 }
 
 pub(crate) fn update(conn: &Connection, c: &Contact) -> rusqlite::Result<()> {
@@ -333,6 +368,7 @@ impl Store {
         tx.execute("DELETE FROM properties", [])?;
         tx.execute("DELETE FROM write_journal", [])?;
         tx.execute("DELETE FROM search_index", [])?;
+        tx.execute("DELETE FROM archived_contacts", [])?;
         tx.commit()?;
         self.custom.clear();
         Ok(())

@@ -200,3 +200,30 @@ async fn non_string_values_are_stringified_and_read_only_is_refused() {
     assert_eq!(r.status, 400);
     assert_eq!(r.codes(), ["INVALID_EMAIL"]);
 }
+
+#[tokio::test]
+async fn an_archived_contact_is_read_only_with_archived_true_and_frees_its_email() {
+    let (sb, app) = super::sandbox();
+    let r = call(
+        &app,
+        "POST",
+        super::UPSERT,
+        Some(super::upsert_body(&[("gone@example.com", json!({"firstname": "Gil"}))])),
+    )
+    .await;
+    let id = r.body["results"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(call(&app, "DELETE", &format!("{CONTACTS}/{id}"), None).await.status, 204);
+    assert_eq!(call(&app, "GET", &format!("{CONTACTS}/{id}"), None).await.status, 404);
+    let archived = call(&app, "GET", &format!("{CONTACTS}/{id}?archived=true&properties=firstname"), None).await;
+    assert_eq!(archived.status, 200, "{:?}", archived.body);
+    assert_eq!(
+        (archived.body["archived"].as_bool(), archived.body["properties"]["firstname"].as_str()),
+        (Some(true), Some("Gil"))
+    );
+    assert!(archived.body["archivedAt"].is_string());
+    assert_eq!(call(&app, "DELETE", &format!("{CONTACTS}/{id}"), None).await.status, 404, "archived already");
+    // Its email is free: an upsert makes a new contact.
+    let r = call(&app, "POST", super::UPSERT, Some(super::upsert_body(&[("gone@example.com", json!({}))]))).await;
+    assert_ne!(r.body["results"][0]["id"].as_str().unwrap(), id);
+    assert_eq!(sb.contact_count().unwrap(), 1);
+}
