@@ -17,9 +17,10 @@ use time::OffsetDateTime;
 
 use crate::dynamodb::{DynamoIdempotencyStore, EVENT_TTL};
 use crate::dynamodb_events::scan_all;
+use crate::dynamodb_retention::record_attribute;
 use crate::sqs_seal::key_item;
 use hubrelay_core::privacy::{ErasureCounts, ErasureReceipt, PersonalData, Subject};
-use hubrelay_core::store::{contact_key, email_hash, EventRecord, EventStatus, StoreError};
+use hubrelay_core::store::{contact_key, email_hash, EventRecord, StoreError};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -228,31 +229,13 @@ impl PersonalData for DynamoIdempotencyStore {
     async fn scrub_events_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
         let mut scrubbed = 0;
         for item in self.scope_items().await? {
-            let Some(local) = self.local_id(&item) else { continue };
-            let attribute = if item.contains_key("record") { "record" } else { "event_record" };
-            let Some(mut record) = record_of(&item) else { continue };
-            if record.received_at >= cutoff || record.status == EventStatus::Retrying {
+            let (Some(local), Some((attribute, record))) = (self.local_id(&item), record_attribute(&item)) else {
                 continue;
+            };
+            let Some(record) = crate::dynamodb_retention::scrubbed(record, cutoff) else { continue };
+            if self.write_scrubbed(self.id(local), attribute, &record).await? {
+                scrubbed += 1;
             }
-            if record.email_masked.is_none() && record.email_hash.is_none() {
-                continue;
-            }
-            record.email_masked = None;
-            record.email_hash = None;
-            let json = serde_json::to_string(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let local = local.to_string();
-            self.client()
-                .update_item()
-                .table_name(self.table())
-                .key("id", self.id(&local))
-                .update_expression("SET #r = :r")
-                .condition_expression("attribute_exists(#r)")
-                .expression_attribute_names("#r", attribute)
-                .expression_attribute_values(":r", AttributeValue::S(json))
-                .send()
-                .await
-                .map_err(|e| self.unavailable("UpdateItem", &e))?;
-            scrubbed += 1;
         }
         Ok(scrubbed)
     }

@@ -30,6 +30,7 @@ use hubrelay_http::{common_routes, lead_routes, update_routes, Relay, Stores, AC
 use crate::dynamodb::DynamoIdempotencyStore;
 use crate::dynamodb_budget::{DynamoCallBudget, DynamoDailyCalls};
 use crate::dynamodb_oauth::DynamoSharedToken;
+use crate::dynamodb_retention::RetentionSweep;
 use crate::dynamodb_tenants::DynamoTenants;
 use crate::lambda_tenants::{
     AwsInstallRegistry, AwsPortals, Build, TenantApps, TenantCache, TenantParts, TenantWorker,
@@ -366,14 +367,23 @@ pub async fn run_http(app: Router) -> Result<(), Error> {
 }
 
 /// Hands each batch from the retry queue to `worker` (`ReportBatchItemFailures`: the failed messages are
-/// reported, the rest deleted).
+/// reported, the rest deleted), and each hourly scheduled event to its retention sweep.
 pub async fn run_retry_worker(worker: SqsWorker) -> Result<(), Error> {
-    use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
     use lambda_runtime::{service_fn, LambdaEvent};
     let worker = Arc::new(worker);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let worker = Arc::clone(&worker);
-        async move { Ok::<SqsBatchResponse, Error>(worker.handle(event.payload, time::OffsetDateTime::now_utc()).await) }
+        async move {
+            // Stop sweeping 10 s before Lambda's deadline: time to save the cursor and answer.
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default();
+            let left = std::time::Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
+            let deadline = std::time::Instant::now() + left.saturating_sub(std::time::Duration::from_secs(10));
+            let now = time::OffsetDateTime::now_utc();
+            worker.handle_invocation(event.payload, now, deadline).await.map_err(Error::from)
+        }
     }))
     .await
 }
@@ -424,8 +434,10 @@ pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
         let worker = Arc::new(parts.relay.retry_worker(parts.hubspot, extole, impact));
         Ok(TenantWorker { worker, connected: !parts.waiting_for_install, updated_at: parts.updated_at })
     });
-    let sqs_worker =
-        SqsWorker::new(worker, init.queue.clone()).with_emf(init.emf.clone()).with_settled_check(init.table.clone());
+    let sqs_worker = SqsWorker::new(worker, init.queue.clone())
+        .with_emf(init.emf.clone())
+        .with_settled_check(init.table.clone())
+        .with_retention_sweep(RetentionSweep::new(init.table.clone(), init.settings.personal_data_retention));
     Ok(match init.tenants(Lane::Worker, build)? {
         Some(tenants) => sqs_worker.with_tenants(Arc::new(tenants)),
         None => sqs_worker,

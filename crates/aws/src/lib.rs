@@ -8,6 +8,7 @@ mod dynamodb_events;
 pub mod dynamodb_imports;
 pub mod dynamodb_oauth;
 mod dynamodb_privacy;
+pub mod dynamodb_retention;
 pub mod dynamodb_tenants;
 mod dynamodb_updates;
 pub mod emf;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use time::OffsetDateTime;
 
+use crate::dynamodb_retention::RetentionSweep;
 use crate::lambda_tenants::{Resolved, TenantWorker, Tenants};
 use crate::sqs::{PreparedMessage, SqsRetryQueue};
 use crate::sqs_seal::Opened;
@@ -33,6 +34,17 @@ pub struct SqsWorker {
     emf: Option<Arc<crate::emf::Emf>>,
     /// The table whose event records say which events are settled: their copies are dropped, not sent again.
     events: Option<crate::dynamodb::DynamoIdempotencyStore>,
+    /// Clears old event records of personal data when the hourly schedule invokes the function.
+    retention: Option<RetentionSweep>,
+}
+
+/// Why an invocation failed as a whole (Lambda records it; the schedule comes again in an hour).
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error("not an SQS batch or a scheduled event: {0}")]
+    Unrecognised(String),
+    #[error("retention sweep: {0}")]
+    Sweep(#[from] hubrelay_core::store::StoreError),
 }
 
 /// How long a disabled tenant's message waits before it is looked at again (SQS's longest delay).
@@ -53,7 +65,7 @@ struct Pending {
 
 impl SqsWorker {
     pub fn new(worker: RetryWorker, queue: SqsRetryQueue) -> Self {
-        SqsWorker { worker, queue, tenants: None, emf: None, events: None }
+        SqsWorker { worker, queue, tenants: None, emf: None, events: None, retention: None }
     }
 
     /// Drop a record whose event is delivered or superseded already (by its record in `table`): SQS delivers at
@@ -61,6 +73,42 @@ impl SqsWorker {
     pub fn with_settled_check(mut self, table: crate::dynamodb::DynamoIdempotencyStore) -> Self {
         self.events = Some(table);
         self
+    }
+
+    /// Run `sweep` when EventBridge's schedule invokes the function (`None`: the records' TTL is the retention).
+    pub fn with_retention_sweep(mut self, sweep: Option<RetentionSweep>) -> Self {
+        self.retention = sweep;
+        self
+    }
+
+    /// One invocation: a batch from the retry queue (`Records`), answered with its failures, or the hourly
+    /// `Scheduled Event`, which runs the retention sweep until `deadline`.
+    pub async fn handle_invocation(
+        &self,
+        payload: serde_json::Value,
+        now: OffsetDateTime,
+        deadline: std::time::Instant,
+    ) -> Result<serde_json::Value, InvocationError> {
+        let unrecognised = |e: String| InvocationError::Unrecognised(e);
+        if payload.get("Records").is_some() {
+            let event: SqsEvent = serde_json::from_value(payload).map_err(|e| unrecognised(e.to_string()))?;
+            let response = self.handle(event, now).await;
+            return serde_json::to_value(response).map_err(|e| unrecognised(e.to_string()));
+        }
+        if payload.get("detail-type").and_then(|v| v.as_str()) != Some("Scheduled Event") {
+            return Err(unrecognised("no `Records` and no `detail-type: Scheduled Event`".into()));
+        }
+        let Some(sweep) = &self.retention else {
+            return Ok(serde_json::json!({"retentionSweep": null}));
+        };
+        let report = sweep.run(now, deadline).await?;
+        tracing::info!(
+            scanned = report.scanned,
+            scrubbed = report.scrubbed,
+            finished = report.finished,
+            "retention sweep"
+        );
+        Ok(serde_json::json!({ "retentionSweep": report.to_json() }))
     }
 
     /// Write the metrics counted while handling a batch (the workers', and parks of unknown tenants) after it.

@@ -225,3 +225,100 @@ async fn a_missing_key_keeps_the_message_instead_of_calling_it_erased() {
     assert!(letters.list().await.unwrap().is_empty(), "unreadable here, not listed as a letter");
     assert_eq!(env.depth(&env.dlq_url).await.0, 1, "and not deleted");
 }
+
+fn delivered_record(email: &str, received_at: OffsetDateTime, status: EventStatus) -> EventRecord {
+    EventRecord {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        function: FunctionName::LeadCaptured,
+        status,
+        received_at,
+        updated_at: received_at,
+        next_attempt_at: None,
+        attempts: Vec::new(),
+        contact_id: Some("101".into()),
+        email_masked: Some(hubrelay_core::pii::mask_email(email)),
+        email_hash: Some(email_hash(email)),
+        reason: None,
+    }
+}
+
+/// `HUBRELAY_PERSONAL_DATA_RETENTION` on AWS: the hourly scheduled invocation clears old records of every tenant,
+/// a page at a time across invocations (a cursor item between them), and leaves recent and retrying ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_retention_sweep_clears_old_records_of_every_tenant_across_invocations() {
+    use hubrelay_aws::dynamodb_retention::{RetentionSweep, CURSOR_ID};
+    use std::time::{Duration, Instant};
+    let env = worker_env(Options::default()).await;
+    let table = DynamoIdempotencyStore::new(env.dynamo.clone(), env.table.clone());
+    let acme = table.for_tenant(&"acme".parse().unwrap());
+    let now = OffsetDateTime::now_utc();
+    let days = |n: i64| now - time::Duration::days(n);
+    const CARL: &str = "carl.retrying@example.com";
+    const DORA: &str = "dora.tenant@example.com";
+    // Old: Ann's (default tenant), Dora's (acme), Carl's still retrying; recent: Bob's.
+    let ann = delivered_record(ANN, days(10), EventStatus::Delivered);
+    table.put_event(&ann).await.unwrap();
+    acme.put_event(&delivered_record(DORA, days(9), EventStatus::Delivered)).await.unwrap();
+    table.put_event(&delivered_record(CARL, days(10), EventStatus::Retrying)).await.unwrap();
+    table.put_event(&delivered_record(BOB, days(2), EventStatus::Delivered)).await.unwrap();
+    let raw = raw_table(&env.dynamo, &env.table).await;
+    for email in [ANN, DORA, CARL, BOB] {
+        assert!(raw.contains(&email_hash(email)), "{email} recorded");
+    }
+
+    // As long as the records' TTL or longer: nothing to sweep.
+    assert!(RetentionSweep::new(table.clone(), Duration::from_secs(15 * 86400)).is_none());
+    let week = Duration::from_secs(7 * 86400);
+    let sweep = RetentionSweep::new(table.clone(), week).unwrap().with_page_size(1);
+
+    // Past its deadline from the start, each invocation reads one page and leaves a cursor for the next.
+    let (mut runs, mut scrubbed) = (0, 0);
+    loop {
+        let report = sweep.run(now, Instant::now()).await.unwrap();
+        assert!(report.scanned <= 1, "{report:?}");
+        runs += 1;
+        scrubbed += report.scrubbed;
+        if report.finished {
+            break;
+        }
+        assert!(raw_table(&env.dynamo, &env.table).await.contains(CURSOR_ID), "a cursor between invocations");
+        assert!(runs < 50, "the sweep ends");
+    }
+    assert!(runs >= 4, "one page per invocation: {runs}");
+    assert_eq!(scrubbed, 2, "Ann's and Dora's records");
+    let raw = raw_table(&env.dynamo, &env.table).await;
+    for email in [ANN, DORA] {
+        assert!(!raw.contains(&email_hash(email)), "{email}'s hash cleared");
+        assert!(!raw.contains(&hubrelay_core::pii::mask_email(email)), "{email}'s masked email cleared");
+    }
+    for email in [CARL, BOB] {
+        assert!(raw.contains(&email_hash(email)), "{email} kept (retrying, or recent)");
+    }
+    assert!(!raw.contains(CURSOR_ID), "a finished pass leaves no cursor");
+
+    // The records are still listed, without the person; a second pass has nothing to do.
+    let listed = table.list_events(&Default::default()).await.unwrap();
+    let listed_ann = listed.iter().find(|r| r.event_id == ann.event_id).expect("Ann's record listed");
+    assert!(listed_ann.email_hash.is_none() && listed_ann.email_masked.is_none() && listed_ann.contact_id.is_some());
+    assert_eq!(sweep.run(now, Instant::now() + Duration::from_secs(30)).await.unwrap().scrubbed, 0);
+
+    // Through the function's entry point: EventBridge's scheduled event runs the sweep; an SQS batch is handled as
+    // ever; anything else is refused.
+    table.put_event(&delivered_record(ANN, days(8), EventStatus::Delivered)).await.unwrap();
+    let worker = env.worker.with_retention_sweep(RetentionSweep::new(table.clone(), week));
+    let scheduled = json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-12-07T15:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/hubrelay-RetentionSweep"], "detail": {}
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = worker.handle_invocation(scheduled, now, deadline).await.unwrap();
+    assert_eq!(
+        answer,
+        json!({"retentionSweep": {"scanned": answer["retentionSweep"]["scanned"], "scrubbed": 1, "finished": true}})
+    );
+    assert!(!raw_table(&env.dynamo, &env.table).await.contains(&email_hash(ANN)));
+    let batch = worker.handle_invocation(json!({"Records": []}), now, deadline).await.unwrap();
+    assert_eq!(batch, json!({"batchItemFailures": []}));
+    assert!(worker.handle_invocation(json!({"hello": 1}), now, deadline).await.is_err());
+}

@@ -99,3 +99,45 @@ async fn the_bootstrap_delivers_queued_leads_and_dead_letters_spent_ones() {
     assert!(total("retry-worker", "HubSpotRequests") >= 2.0, "{documents:?}");
     assert_eq!(total("retry-worker", "HubSpotLatency"), total("retry-worker", "HubSpotRequests"));
 }
+
+/// EventBridge's hourly schedule (`RetentionSweep` in template.yaml) with `HUBRELAY_PERSONAL_DATA_RETENTION=7d`: the
+/// bootstrap clears a 10-day-old record of its masked email and hash, and keeps a 2-day-old one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bootstrap_runs_the_retention_sweep_when_the_schedule_invokes_it() {
+    use hubrelay_core::store::{email_hash, EventLog, EventRecord, EventStatus};
+    let stage = runtime::aws_stage().await;
+    let table = hubrelay_aws::dynamodb::DynamoIdempotencyStore::new(stage.dynamo.clone(), stage.table.clone());
+    let now = time::OffsetDateTime::now_utc();
+    let record = |email: &str, days: i64| EventRecord {
+        event_id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        function: FunctionName::LeadCaptured,
+        status: EventStatus::Delivered,
+        received_at: now - time::Duration::days(days),
+        updated_at: now - time::Duration::days(days),
+        next_attempt_at: None,
+        attempts: Vec::new(),
+        contact_id: Some("201".into()),
+        email_masked: Some(hubrelay_core::pii::mask_email(email)),
+        email_hash: Some(email_hash(email)),
+        reason: None,
+    };
+    table.put_event(&record("old.lead@example.com", 10)).await.unwrap();
+    table.put_event(&record("recent.lead@example.com", 2)).await.unwrap();
+
+    let mut env = stage.env.clone();
+    env.push(("HUBRELAY_PERSONAL_DATA_RETENTION", "7d".into()));
+    let f = runtime::start(Path::new(env!("CARGO_BIN_EXE_retry-worker")), "retry-worker", &env).await;
+    // AWS's example of a scheduled event (EventBridge "Scheduled Event").
+    let id = f.emulator.push(json!({
+        "version": "0", "id": "89d1a02d-5ec7-412e-82f5-13505f849b41", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-12-07T16:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/hubrelay-RetentionSweep"], "detail": {}
+    }));
+    let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response");
+    assert_eq!(answer["retentionSweep"]["scrubbed"], json!(1), "{answer}");
+    assert_eq!(answer["retentionSweep"]["finished"], json!(true), "{answer}");
+    let items = stage.dynamo.scan().table_name(&stage.table).send().await.unwrap();
+    let raw = format!("{:?}", items.items());
+    assert!(!raw.contains(&email_hash("old.lead@example.com")), "the old record cleared");
+    assert!(raw.contains(&email_hash("recent.lead@example.com")), "the recent one kept");
+}
