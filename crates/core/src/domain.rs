@@ -209,6 +209,16 @@ impl RetryMessage {
         self.redrives > 0 || self.schedule_offset > 0
     }
 
+    /// When the current run of its schedule began: its arrival, or its last redrive (the first attempt since, or
+    /// the redrive itself before that attempt). Waits that give up after a while count from here, so a redrive
+    /// gives them their whole wait again.
+    pub fn run_started_at(&self) -> OffsetDateTime {
+        if !self.was_redriven() {
+            return self.received_at;
+        }
+        self.attempts.get(self.schedule_offset as usize).map(|a| a.at).unwrap_or(self.not_before)
+    }
+
     /// Prepare a dead-lettered message for another run: schedule restarted, due now, reason cleared.
     pub fn redrive(&mut self, now: OffsetDateTime) {
         self.redrives += 1;
@@ -337,6 +347,31 @@ impl fmt::Display for TenantId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redrive_starts_a_new_run_of_the_schedule() {
+        let arrived = OffsetDateTime::from_unix_timestamp(1_796_000_000).unwrap();
+        let mut m = RetryMessage::new(FunctionName::ReferralEvent, "evt_1", "k", serde_json::json!({}), arrived);
+        let attempt = |n: u32, at: OffsetDateTime| DeliveryAttempt {
+            attempt: n,
+            at,
+            outcome: AttemptOutcome::Retryable,
+            system: None,
+            status: None,
+            correlation_id: None,
+            error_code: None,
+            error: None,
+        };
+        m.attempts.push(attempt(1, arrived));
+        m.attempts.push(attempt(2, arrived + Duration::from_secs(5)));
+        assert_eq!(m.run_started_at(), arrived, "the first run began on arrival");
+        let redriven = arrived + Duration::from_secs(7200);
+        m.redrive(redriven);
+        assert_eq!(m.run_started_at(), redriven, "redriven, not attempted since: the redrive");
+        m.attempts.push(attempt(3, redriven + Duration::from_secs(1)));
+        m.attempts.push(attempt(4, redriven + Duration::from_secs(6)));
+        assert_eq!(m.run_started_at(), redriven + Duration::from_secs(1), "the first attempt since");
+    }
 
     #[test]
     fn event_ids_are_distinct_and_sort_by_creation() {

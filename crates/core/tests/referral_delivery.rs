@@ -59,7 +59,7 @@ async fn partner_answers_decide_retry_or_park_and_contacts_without_code_are_skip
 
     let e = d.deliver(&ReferralAction::ImpactConversion(deal), now).await.unwrap_err();
     assert_eq!((e.code.as_str(), e.outcome()), ("not_configured", AttemptOutcome::Rejected));
-    let e = d.deliver_event(&serde_json::json!({"action": "nope"}), now).await.unwrap_err();
+    let e = d.deliver_event(&serde_json::json!({"action": "nope"}), now, now).await.unwrap_err();
     assert_eq!(e.code, "unreadable_event");
 }
 
@@ -115,6 +115,9 @@ async fn advocate_user_events_wait_out_the_search_lag_and_never_create_a_contact
     // An hour on, no lag explains it: parked for a look.
     let e = d.deliver(&started, now - time::Duration::hours(2)).await.unwrap_err();
     assert_eq!((e.code.as_str(), e.outcome()), ("contact_not_found", AttemptOutcome::Rejected));
+    // Redriven just now, two hours after it arrived: the wait starts again from the redrive.
+    let e = d.deliver_since(&started, now - time::Duration::hours(2), now).await.unwrap_err();
+    assert_eq!((e.code.as_str(), e.outcome()), ("contact_not_indexed", AttemptOutcome::Retryable), "{e:?}");
 
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let sent = d.deliver(&started, now).await.unwrap();

@@ -108,21 +108,33 @@ impl ReferralDelivery {
     }
 
     /// Deliver a stored action. `received_at` is when it was first accepted: it dates events the webhook did
-    /// not date, so every retry sends the same thing.
+    /// not date, so every retry sends the same thing. `waiting_since` is when the current run of its schedule
+    /// began (arrival, or the last redrive): a wait for HubSpot's search index counts from there.
     pub async fn deliver_event(
         &self,
         event: &serde_json::Value,
         received_at: OffsetDateTime,
+        waiting_since: OffsetDateTime,
     ) -> Result<ReferralOutcome, Failure> {
         let action: ReferralAction =
             serde_json::from_value(event.clone()).map_err(|e| Failure::park("unreadable_event", e.to_string()))?;
-        self.deliver(&action, received_at).await
+        self.deliver_since(&action, received_at, waiting_since).await
     }
 
+    /// [`Self::deliver_since`] of an action on its first run (waiting since it arrived).
     pub async fn deliver(
         &self,
         action: &ReferralAction,
         received_at: OffsetDateTime,
+    ) -> Result<ReferralOutcome, Failure> {
+        self.deliver_since(action, received_at, received_at).await
+    }
+
+    pub async fn deliver_since(
+        &self,
+        action: &ReferralAction,
+        received_at: OffsetDateTime,
+        waiting_since: OffsetDateTime,
     ) -> Result<ReferralOutcome, Failure> {
         match action {
             ReferralAction::ExtoleSignup(s) => {
@@ -238,7 +250,7 @@ impl ReferralDelivery {
                     }),
                 }
             }
-            ReferralAction::UpdateAdvocateUser(update) => self.update_advocate_user(update, received_at).await,
+            ReferralAction::UpdateAdvocateUser(update) => self.update_advocate_user(update, waiting_since).await,
             ReferralAction::UpsertContact(upsert) => {
                 let contact = self.hubspot.upsert_contact(upsert).await?;
                 tracing::info!(contact_id = %contact.id, created = contact.created, email = %mask_email(&upsert.email),
@@ -258,18 +270,18 @@ impl ReferralDelivery {
     }
 
     /// An Advocate event naming its user by id → the contacts carrying that user id updated with what changed.
-    /// None found yet is retried for [`ADVOCATE_USER_WAIT`] (HubSpot's search lags writes), then parked: a contact
-    /// is never created from an id, so a retry can never make a duplicate.
+    /// None found yet is retried for [`ADVOCATE_USER_WAIT`] from `waiting_since` (HubSpot's search lags writes),
+    /// then parked: a contact is never created from an id, so a retry can never make a duplicate.
     async fn update_advocate_user(
         &self,
         update: &AdvocateUpdate,
-        received_at: OffsetDateTime,
+        waiting_since: OffsetDateTime,
     ) -> Result<ReferralOutcome, Failure> {
         let user_id = update.user_id.as_deref().ok_or_else(|| {
             Failure::park("missing_field", format!("`{}` names no Advocate user id", update.event_type))
         })?;
         let none_yet = || {
-            let waited = OffsetDateTime::now_utc() - received_at;
+            let waited = OffsetDateTime::now_utc() - waiting_since;
             let message = format!("no HubSpot contact has {ADVOCATE_USER_ID} = {user_id}");
             if waited < ADVOCATE_USER_WAIT {
                 Failure::retry("contact_not_indexed", format!("{message} yet (HubSpot's search lags writes): retried"))

@@ -23,7 +23,7 @@ impl RetryWorker {
             };
             return pass.dead_letter(m, reason);
         };
-        match referrals.deliver_event(&m.event, m.received_at).await {
+        match referrals.deliver_event(&m.event, m.received_at, m.run_started_at()).await {
             Ok(ReferralOutcome::Sent { reference }) => {
                 tracing::info!(event_id = %m.event_id, action = ?m.event.get("action"), "referral action delivered");
                 pass.delivered(m, &reference)
