@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Address of the embedded HubSpot sandbox [env: HUBRELAY_SANDBOX_LISTEN] [default: 127.0.0.1:0, any free port]
     #[arg(long)]
     sandbox_listen: Option<String>,
+    /// Sync HubSpot contacts to an impact.com Advocate sandbox started on 127.0.0.1 (instead of
+    /// IMPACT_ADVOCATE_TENANT_ALIAS and _API_KEY)
+    #[arg(long, env = "HUBRELAY_ADVOCATE_SANDBOX", hide_env_values = true)]
+    advocate_sandbox: bool,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -67,6 +71,13 @@ Settings (environment variables; the --config TOML file takes them too, see docs
   Referral programs (none set: the built-in Extole and impact sandboxes)
     EXTOLE_API_TOKEN, EXTOLE_BASE_URL, EXTOLE_WEBHOOK_SECRETS,
     IMPACT_ACCOUNT_SID, IMPACT_AUTH_TOKEN, IMPACT_CAMPAIGN_ID, IMPACT_BASE_URL, IMPACT_WEBHOOK_SECRETS
+  impact.com Advocate participant sync (off unless set, or --advocate-sandbox)
+    IMPACT_ADVOCATE_TENANT_ALIAS, IMPACT_ADVOCATE_API_KEY, IMPACT_ADVOCATE_BASE_URL,
+    IMPACT_ADVOCATE_CREATE_PARTICIPANTS
+  Outbound contact sync and notices
+    HUBRELAY_OUTBOUND_URL, HUBRELAY_OUTBOUND_SECRET, HUBRELAY_NOTIFY_URL, HUBRELAY_NOTIFY_SECRET
+  Privacy
+    HUBRELAY_PERSONAL_DATA_RETENTION (default 15d)
 ";
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
@@ -93,6 +104,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut settings = ServeSettings::from_layer(&layer).map_err(|e| format!("configuration error: {e}"))?;
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", settings.data_dir.display()))?;
+    // Before HubSpot's properties are created: the sync's contact properties are created with the rest.
+    let advocate_sandbox = match args.advocate_sandbox {
+        true => Some(crate::serve_referrals::start_advocate_sandbox(&mut settings.relay.referral).await?),
+        false => None,
+    };
 
     // A newcomer has configured nothing: give the local relay a token of its own rather than no auth.
     let auth = &mut settings.relay.auth;
@@ -251,6 +267,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let worker_task = tokio::spawn(local.run(async move { worker_stop.notified().await }));
 
     let mut referral_lines = crate::serve_referrals::banner_lines(addr, &partners.lines);
+    referral_lines.extend(advocate_sandbox.as_ref().map(|(_, line)| line.clone()));
     referral_lines.push(console_line);
     print_banner(&settings, addr, &referral_lines, &tenant_lines, &hubspot_line, &modes, own_token.as_ref());
     let stopping = Arc::new(tokio::sync::Notify::new());

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use hubrelay_clients::ExtoleClient;
 use hubrelay_clients::ImpactClient;
-use hubrelay_core::config::referral::{ExtoleTarget, ImpactTarget, ReferralSettings};
+use hubrelay_core::config::referral::{AdvocateTarget, ExtoleTarget, ImpactTarget, ReferralSettings};
 use hubrelay_core::partners::{Extole, Impact};
 use hubrelay_core::pii::mask_token;
-use hubrelay_sandbox::partners::{ExtoleSandbox, ExtoleSandboxOptions, ImpactSandbox, ImpactSandboxOptions};
+use hubrelay_sandbox::partners::{
+    AdvocateSandbox, AdvocateSandboxOptions, ExtoleSandbox, ExtoleSandboxOptions, ImpactSandbox, ImpactSandboxOptions,
+};
 use hubrelay_sandbox::ServerHandle;
 
 pub struct Partners {
@@ -75,6 +77,36 @@ pub async fn start(settings: &ReferralSettings, timeout: Duration) -> Result<Par
         }
     };
     Ok(Partners { extole, impact, lines, _sandboxes: sandboxes })
+}
+
+/// The tenant alias of `serve --advocate-sandbox`'s program.
+pub const ADVOCATE_SANDBOX_ALIAS: &str = "sandbox";
+
+/// `serve --advocate-sandbox`: an impact.com Advocate sandbox on 127.0.0.1, and the participant sync (HubSpot
+/// contacts → participants) pointed at it. Opt-in, unlike the other partners': it makes every HubSpot contact
+/// change a participant upsert. Returns the sandbox (it stops when dropped) and its banner line.
+pub async fn start_advocate_sandbox(settings: &mut ReferralSettings) -> Result<(ServerHandle, String), String> {
+    if let Some(a) = &settings.advocate {
+        return Err(format!(
+            "--advocate-sandbox: an Advocate program is configured already (IMPACT_ADVOCATE_TENANT_ALIAS={}); drop one",
+            a.tenant_alias
+        ));
+    }
+    let api_key = secret();
+    let sandbox = AdvocateSandbox::new(AdvocateSandboxOptions {
+        tenant_alias: Some(ADVOCATE_SANDBOX_ALIAS.into()),
+        api_key: Some(api_key.clone()),
+    });
+    let handle = sandbox.serve_local().await.map_err(|e| format!("Advocate sandbox: {e}"))?;
+    let url = handle.url();
+    settings.advocate =
+        Some(AdvocateTarget { base_url: url.clone(), tenant_alias: ADVOCATE_SANDBOX_ALIAS.into(), api_key });
+    settings.config.participant_sync = true;
+    let creates = if settings.config.create_participants { "" } else { "; IMPACT_ADVOCATE_CREATE_PARTICIPANTS off" };
+    let line = format!(
+        "impact.com Advocate sandbox {url} (--advocate-sandbox; program `{ADVOCATE_SANDBOX_ALIAS}`; participants: GET {url}/__sandbox/participants){creates}"
+    );
+    Ok((handle, line))
 }
 
 /// The banner's referral lines: the routes, then one line per partner.

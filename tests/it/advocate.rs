@@ -198,3 +198,47 @@ async fn contacts_become_participants_are_updated_and_deleted() {
     let left = until(&sb, "Advocate's own participant deleted", |p| p.iter().all(|u| u["id"] != "adv-user-9")).await;
     assert_eq!(left.len(), 3, "the others stay: {left:?}");
 }
+
+/// `serve --advocate-sandbox` (here `HUBRELAY_ADVOCATE_SANDBOX=true`): the Advocate sandbox it starts gets a
+/// participant for a contact created in HubSpot, listed at the URL the banner prints, and the contact its code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_an_advocate_sandbox_when_asked() {
+    let serve = Serve::start(&[("HUBRELAY_ADVOCATE_SANDBOX", "true"), ("RUST_LOG", "error")]);
+    let line = serve.wait_for_line("impact.com Advocate sandbox ");
+    let url = line.split("Advocate sandbox ").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    assert!(line.contains(&format!("GET {url}/__sandbox/participants")), "{line}");
+
+    let lead = json!({"email": "newcomer@example.com", "first_name": "Nia"});
+    let (status, _, body) = serve.post_lead(&lead, headers(&[])).await;
+    assert_eq!(status, 200, "{body}");
+    let contact = body["contact_id"].as_str().unwrap().to_string();
+    let id = contact.parse::<u64>().unwrap();
+    app_webhook(
+        &serve,
+        json!({"eventId": 1, "subscriptionId": 5, "portalId": 62515, "occurredAt": 1_765_000_000_000_i64,
+               "attemptNumber": 0, "subscriptionType": "contact.creation", "objectId": id}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let participants = loop {
+        let listed: Vec<Value> =
+            serve.http.get(format!("{url}/__sandbox/participants")).send().await.unwrap().json().await.unwrap();
+        if !listed.is_empty() || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(participants.len(), 1, "{participants:?}");
+    assert_eq!(participants[0]["email"], "newcomer@example.com");
+    assert_eq!(participants[0]["id"], contact.as_str());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = serve.contact("newcomer@example.com").await.unwrap();
+        if c["properties"]["advocate_referral_code"].as_str().is_some_and(|code| code.starts_with("NIA")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the code written back: {c}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

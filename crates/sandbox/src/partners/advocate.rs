@@ -1,10 +1,10 @@
-//! The impact.com Advocate (SaaSquatch) participant API double, for the participant sync (work in progress,
-//! issue 16): `PUT /api/v1/{tenantAlias}/open/account/{accountId}/user/{userId}` upserts a participant (created
+//! The impact.com Advocate (SaaSquatch) participant API double, for the participant sync: `PUT /api/v1/{tenantAlias}/open/account/{accountId}/user/{userId}` upserts a participant (created
 //! with a referral code and a share link, or updated), `GET` the same path reads it, `DELETE
 //! /api/v1/{tenantAlias}/account/{accountId}/user/{userId}` deletes it (404 when there is none). HTTP Basic with
 //! the tenant's API key as the user name (SaaSquatch's `-u API_KEY:`). An upsert's `cookies` (the base64
 //! `_saasquatch` cookie, `{"app.referralsaasquatch.com": {"<tenant>_CODE": code | {"codes": {program: code}}}}`)
 //! sets who referred a new participant (`referredBy.code`); an unreadable cookie attributes nothing.
+//! `GET /__sandbox/participants` lists every participant (`hubrelay serve --advocate-sandbox` prints its URL).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, put};
+use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -48,6 +48,7 @@ impl AdvocateSandbox {
         Router::new()
             .route("/api/v1/{alias}/open/account/{account}/user/{user}", put(upsert).get(read))
             .route("/api/v1/{alias}/account/{account}/user/{user}", delete(remove))
+            .route("/__sandbox/participants", get(list_participants))
             .with_state(self.clone())
     }
 
@@ -59,9 +60,12 @@ impl AdvocateSandbox {
         serve(self.router(), addr).await
     }
 
-    /// Every participant, as the API answers it.
+    /// Every participant, as the API answers it, by account and user id.
     pub fn participants(&self) -> Vec<Value> {
-        self.users.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let mut keys: Vec<_> = users.keys().collect();
+        keys.sort();
+        keys.into_iter().map(|k| users[k].clone()).collect()
     }
 
     fn refused(&self, alias: &str, headers: &HeaderMap) -> Option<Response> {
@@ -81,6 +85,11 @@ impl AdvocateSandbox {
             _ => Some(error(StatusCode::UNAUTHORIZED, "API key is invalid")),
         }
     }
+}
+
+/// `GET /__sandbox/participants`: what a newcomer looks at (no API key: the sandbox listens on 127.0.0.1 only).
+async fn list_participants(State(sb): State<AdvocateSandbox>) -> Json<Vec<Value>> {
+    Json(sb.participants())
 }
 
 async fn upsert(
