@@ -200,7 +200,8 @@ async fn contacts_become_participants_are_updated_and_deleted() {
 }
 
 /// `serve --advocate-sandbox` (here `HUBRELAY_ADVOCATE_SANDBOX=true`): the Advocate sandbox it starts gets a
-/// participant for a contact created in HubSpot, listed at the URL the banner prints, and the contact its code.
+/// participant for a contact created in HubSpot, listed at the URL the banner prints, and the contact its code; a
+/// contact workflow's webhook after a rename updates it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_starts_an_advocate_sandbox_when_asked() {
     let serve = Serve::start(&[("HUBRELAY_ADVOCATE_SANDBOX", "true"), ("RUST_LOG", "error")]);
@@ -239,6 +240,34 @@ async fn serve_starts_an_advocate_sandbox_when_asked() {
             break;
         }
         assert!(Instant::now() < deadline, "the code written back: {c}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Renamed in HubSpot, and a contact workflow's "Send a webhook" (all properties, the legacy shape) says so:
+    // the same participant, renamed.
+    let resp = serve
+        .http
+        .patch(format!("{}/crm/v3/objects/contacts/{contact}", serve.sandbox_url))
+        .bearer_auth(crate::harness::SANDBOX_TOKEN)
+        .json(&json!({"properties": {"firstname": "Niamh"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let workflow = json!({"vid": id, "canonical-vid": id, "properties": {
+        "email": {"value": "newcomer@example.com"}, "firstname": {"value": "Niamh"}}});
+    let body = workflow.to_string().into_bytes();
+    let (status, _, answer) = serve.post_to("/v1/referrals/hubspot", "application/json", body, headers(&[])).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["actions"][0]["action"], "sync_participant", "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed: Vec<Value> =
+            serve.http.get(format!("{url}/__sandbox/participants")).send().await.unwrap().json().await.unwrap();
+        if listed.len() == 1 && listed[0]["firstName"] == "Niamh" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the participant renamed: {listed:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -6,7 +6,7 @@
 
 use axum::http::{HeaderMap, StatusCode};
 use hubrelay_core::outbound::contact_changes;
-use hubrelay_core::referral::participants::participant_actions;
+use hubrelay_core::referral::participants::{participant_actions, workflow_participant_action};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -166,16 +166,23 @@ impl ReferralService {
         match self.source {
             ReferralSource::HubSpot => {
                 let (mut actions, mut ignored) = plan(parse_hubspot(body, &self.config)?, &self.config);
-                // An app-webhook batch (a workflow's single object carries no change events).
+                // An app-webhook batch's change events; a contact workflow's single object syncs its participant.
                 if self.outbound.is_some() || self.config.participant_sync {
-                    if let Ok(serde_json::Value::Array(events)) = serde_json::from_slice::<serde_json::Value>(body) {
-                        if let Some(own) = &self.outbound {
-                            let changes = contact_changes(&events, own, &mut ignored);
-                            actions.extend(changes.into_iter().map(ReferralAction::SendContactChange));
+                    match serde_json::from_slice::<serde_json::Value>(body) {
+                        Ok(serde_json::Value::Array(events)) => {
+                            if let Some(own) = &self.outbound {
+                                let changes = contact_changes(&events, own, &mut ignored);
+                                actions.extend(changes.into_iter().map(ReferralAction::SendContactChange));
+                            }
+                            if self.config.participant_sync {
+                                actions.extend(participant_actions(&events));
+                            }
                         }
-                        if self.config.participant_sync {
-                            actions.extend(participant_actions(&events));
+                        Ok(serde_json::Value::Object(_)) if self.config.participant_sync => {
+                            let now = OffsetDateTime::now_utc();
+                            actions.extend(workflow_participant_action(body, now));
                         }
+                        _ => {}
                     }
                 }
                 Ok(Webhook { actions, ignored, sender_id: None, canonical: hubspot_canonical(body, canonical) })

@@ -66,7 +66,21 @@ fn object_id(field: &str, v: &str) -> Result<String, ReferralError> {
     }
 }
 
-fn workflow(obj: &Map<String, Value>, config: &ReferralConfig) -> Result<ReferralTrigger, ReferralError> {
+/// A contact workflow body's contact: its id and, when the body says, when it last changed. `None` for a deal,
+/// an app-webhook batch, or a body without a usable contact id.
+pub fn workflow_contact(body: &[u8]) -> Option<(String, Option<OffsetDateTime>)> {
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else { return None };
+    let props = workflow_properties(&obj).ok()?;
+    if props.contains_key("dealstage") || obj.contains_key("dealId") {
+        return None;
+    }
+    let id = first(&props, &["hs_object_id", "contact_id", "vid"]).filter(|v| object_id("", v).is_ok())?;
+    let changed = first(&props, &["lastmodifieddate", "hs_lastmodifieddate"]).and_then(|d| parse_time(d));
+    Some((id.clone(), changed))
+}
+
+/// A workflow body's properties, flat, with the ids HubSpot puts beside `properties` as `hs_object_id`.
+fn workflow_properties(obj: &Map<String, Value>) -> Result<BTreeMap<String, String>, ReferralError> {
     let top = flatten(obj);
     let mut props = match (obj.get("properties"), obj.get("data")) {
         (Some(Value::Object(p)), _) => flatten(p),
@@ -80,6 +94,12 @@ fn workflow(obj: &Map<String, Value>, config: &ReferralConfig) -> Result<Referra
             props.insert("hs_object_id".into(), id.clone());
         }
     }
+    Ok(props)
+}
+
+fn workflow(obj: &Map<String, Value>, config: &ReferralConfig) -> Result<ReferralTrigger, ReferralError> {
+    let top = flatten(obj);
+    let props = workflow_properties(obj)?;
     if props.contains_key("dealstage") || top.contains_key("dealId") {
         deal(obj, props, config)
     } else {

@@ -26,7 +26,7 @@ pub mod properties;
 #[cfg(test)]
 mod tests;
 
-pub use hubspot::parse_hubspot;
+pub use hubspot::{parse_hubspot, workflow_contact};
 pub use inbound::{
     parse_advocate, parse_extole, AdvocateEvent, AdvocateUpdate, ExtoleInbound, ShareLink, ADVOCATE_ACCOUNT_ID,
     ADVOCATE_MESSAGE_LINKS, ADVOCATE_REFERRAL_CODE, ADVOCATE_REFERRAL_COOKIE, ADVOCATE_REFERRAL_STATUS,
