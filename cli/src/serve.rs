@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hubrelay_clients::HubSpotClient;
 use hubrelay_clients::RateLimiter;
-use hubrelay_core::config::{format_schedule, Layer, RelaySettings, ServeSettings};
+use hubrelay_core::config::{format_schedule, HubSpotTarget, Layer, RelaySettings, ServeSettings};
 use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::partners::{Extole, Impact};
 use hubrelay_core::pii::mask_token;
@@ -44,7 +44,13 @@ pub struct ServeArgs {
     sandbox_listen: Option<String>,
     /// Sync HubSpot contacts to an impact.com Advocate sandbox started on 127.0.0.1 (instead of
     /// IMPACT_ADVOCATE_TENANT_ALIAS and _API_KEY)
-    #[arg(long, env = "HUBRELAY_ADVOCATE_SANDBOX", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "HUBRELAY_ADVOCATE_SANDBOX",
+        hide_env_values = true,
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     advocate_sandbox: bool,
     #[command(flatten)]
     config: ConfigArg,
@@ -105,6 +111,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", settings.data_dir.display()))?;
     // Before HubSpot's properties are created: the sync's contact properties are created with the rest.
+    // Only beside the HubSpot sandbox: a real portal's contacts would point at participants that vanish with it.
+    if args.advocate_sandbox && !matches!(settings.relay.hubspot, HubSpotTarget::Sandbox) {
+        return Err(
+            "--advocate-sandbox runs only with the HubSpot sandbox (no HUBSPOT_TOKEN or HUBSPOT_REFRESH_TOKEN): \
+                    a real portal's contacts would point at participants that vanish when serve stops"
+                .into(),
+        );
+    }
     let advocate_sandbox = match args.advocate_sandbox {
         true => Some(crate::serve_referrals::start_advocate_sandbox(&mut settings.relay.referral).await?),
         false => None,

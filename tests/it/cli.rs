@@ -78,6 +78,19 @@ fn serve_refuses_a_broken_configuration_with_a_precise_message() {
         Command::new(env!("CARGO_BIN_EXE_hubrelay")).args(["serve", "--listen", "not-an-address"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HUBRELAY_LISTEN"));
+
+    // The Advocate sandbox beside a real portal (`1` reads as on, as `true` does).
+    let out = Command::new(env!("CARGO_BIN_EXE_hubrelay"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("HUBRELAY_MAPPING")
+        .env("HUBRELAY_ADVOCATE_SANDBOX", "1")
+        .env("HUBSPOT_TOKEN", "pat-na1-real-portal")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--advocate-sandbox runs only with the HubSpot sandbox"), "{err}");
 }
 
 /// With no auth configured, `serve` makes a local token, keeps it in the data dir (its ready-to-paste curl reads the

@@ -206,6 +206,15 @@ impl PersonalData for DynamoIdempotencyStore {
                 .map_err(|e| self.unavailable("PutItem", &e))?;
         }
         counts.event_records += tombstones.len() as u64;
+        // The retention sweep's cursor names the item it stopped at, which may be one of the person's (an id
+        // made of their email's hash): the next pass starts from the beginning instead.
+        self.client()
+            .delete_item()
+            .table_name(self.table())
+            .key("id", AttributeValue::S(crate::dynamodb_retention::CURSOR_ID.to_string()))
+            .send()
+            .await
+            .map_err(|e| self.unavailable("DeleteItem", &e))?;
         let mut stored = receipt.clone();
         stored.counts = counts.clone();
         self.put_receipt(&stored).await?;
@@ -229,11 +238,9 @@ impl PersonalData for DynamoIdempotencyStore {
     async fn scrub_events_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
         let mut scrubbed = 0;
         for item in self.scope_items().await? {
-            let (Some(local), Some((attribute, record))) = (self.local_id(&item), record_attribute(&item)) else {
-                continue;
-            };
-            let Some(record) = crate::dynamodb_retention::scrubbed(record, cutoff) else { continue };
-            if self.write_scrubbed(self.id(local), attribute, &record).await? {
+            let (Some(local), Some(stored)) = (self.local_id(&item), record_attribute(&item)) else { continue };
+            let Some(record) = crate::dynamodb_retention::scrubbed(stored.record.clone(), cutoff) else { continue };
+            if self.write_scrubbed(self.id(local), &stored, &record).await? {
                 scrubbed += 1;
             }
         }

@@ -437,7 +437,7 @@ pub async fn retry_worker_app() -> Result<SqsWorker, InitError> {
     let sqs_worker = SqsWorker::new(worker, init.queue.clone())
         .with_emf(init.emf.clone())
         .with_settled_check(init.table.clone())
-        .with_retention_sweep(RetentionSweep::new(init.table.clone(), init.settings.personal_data_retention));
+        .with_retention_sweep(Some(RetentionSweep::new(init.table.clone(), init.settings.personal_data_retention)));
     Ok(match init.tenants(Lane::Worker, build)? {
         Some(tenants) => sqs_worker.with_tenants(Arc::new(tenants)),
         None => sqs_worker,

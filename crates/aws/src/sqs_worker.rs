@@ -75,7 +75,7 @@ impl SqsWorker {
         self
     }
 
-    /// Run `sweep` when EventBridge's schedule invokes the function (`None`: the records' TTL is the retention).
+    /// Run `sweep` when EventBridge's schedule invokes the function (`None`: no sweep; the event is acknowledged).
     pub fn with_retention_sweep(mut self, sweep: Option<RetentionSweep>) -> Self {
         self.retention = sweep;
         self

@@ -266,25 +266,22 @@ async fn the_retention_sweep_clears_old_records_of_every_tenant_across_invocatio
         assert!(raw.contains(&email_hash(email)), "{email} recorded");
     }
 
-    // As long as the records' TTL or longer: nothing to sweep.
-    assert!(RetentionSweep::new(table.clone(), Duration::from_secs(15 * 86400)).is_none());
     let week = Duration::from_secs(7 * 86400);
-    let sweep = RetentionSweep::new(table.clone(), week).unwrap().with_page_size(1);
-
-    // Past its deadline from the start, each invocation reads one page and leaves a cursor for the next.
+    let sweep = RetentionSweep::new(table.clone(), week).with_page_size(1);
+    // Past its deadline from the start, each invocation reads one item and leaves a cursor for the next.
     let (mut runs, mut scrubbed) = (0, 0);
     loop {
         let report = sweep.run(now, Instant::now()).await.unwrap();
-        assert!(report.scanned <= 1, "{report:?}");
+        assert!(report.scanned <= 1 && !report.idle, "{report:?}");
         runs += 1;
         scrubbed += report.scrubbed;
         if report.finished {
             break;
         }
-        assert!(raw_table(&env.dynamo, &env.table).await.contains(CURSOR_ID), "a cursor between invocations");
+        assert!(raw_table(&env.dynamo, &env.table).await.contains("next"), "a cursor between invocations");
         assert!(runs < 50, "the sweep ends");
     }
-    assert!(runs >= 4, "one page per invocation: {runs}");
+    assert!(runs >= 4, "one item per invocation: {runs}");
     assert_eq!(scrubbed, 2, "Ann's and Dora's records");
     let raw = raw_table(&env.dynamo, &env.table).await;
     for email in [ANN, DORA] {
@@ -294,28 +291,79 @@ async fn the_retention_sweep_clears_old_records_of_every_tenant_across_invocatio
     for email in [CARL, BOB] {
         assert!(raw.contains(&email_hash(email)), "{email} kept (retrying, or recent)");
     }
-    assert!(!raw.contains(CURSOR_ID), "a finished pass leaves no cursor");
 
-    // The records are still listed, without the person; a second pass has nothing to do.
+    // The records are still listed, without the person. The finished pass is remembered: the next one starts an
+    // hour on, and finds nothing more to clear.
     let listed = table.list_events(&Default::default()).await.unwrap();
     let listed_ann = listed.iter().find(|r| r.event_id == ann.event_id).expect("Ann's record listed");
     assert!(listed_ann.email_hash.is_none() && listed_ann.email_masked.is_none() && listed_ann.contact_id.is_some());
-    assert_eq!(sweep.run(now, Instant::now() + Duration::from_secs(30)).await.unwrap().scrubbed, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    assert!(sweep.run(now, deadline).await.unwrap().idle, "a pass finished just now");
+    let next_hour = now + time::Duration::minutes(61);
+    let again = sweep.run(next_hour, deadline).await.unwrap();
+    assert!(!again.idle && again.finished && again.scrubbed == 0, "{again:?}");
+
+    // At the default 15 days, `event:` items go by their TTL, but a lead delivered inline keeps its record on its
+    // key item as long as its lead link: a daily pass clears it once it is 15 days old.
+    let key = sender_key(FunctionName::LeadCaptured, "lead", "L-500");
+    table.begin(&key, "h", days(20)).await.unwrap();
+    let delivered = Delivered {
+        event: delivered_record("eve.inline@example.com", days(20), EventStatus::Delivered),
+        applied: Some(("eve.inline@example.com".to_string(), days(20))),
+        link: Some(("L-500".into(), "555".into())),
+        follow_ups: Vec::new(),
+    };
+    let answer = StoredResponse { status: 200, body: r#"{"status":"delivered"}"#.into() };
+    table.complete_delivered(&key, &answer, &delivered, days(20)).await.unwrap();
+    let default = RetentionSweep::new(table.clone(), Duration::from_secs(15 * 86400));
+    let eve = email_hash("eve.inline@example.com");
+    assert!(raw_table(&env.dynamo, &env.table).await.contains(&eve));
+    // (The hourly pass finished a moment ago; the daily one is due a day after that.)
+    let day_on = next_hour + time::Duration::hours(25);
+    assert!(default.run(next_hour, deadline).await.unwrap().idle);
+    let first = default.run(day_on, deadline).await.unwrap();
+    assert_eq!((first.scrubbed, first.finished), (1, true), "{first:?}");
+    // (The key item's contact version stays: it orders the contact's later leads, as on `serve`.)
+    let item =
+        env.dynamo.get_item().table_name(&env.table).key("id", aws_sdk_dynamodb::types::AttributeValue::S(key.clone()));
+    let item = item.send().await.unwrap().item.unwrap();
+    let record = item["event_record"].as_s().unwrap();
+    let masked = hubrelay_core::pii::mask_email("eve.inline@example.com");
+    assert!(!record.contains(&eve) && !record.contains(&masked), "the inline record cleared: {record}");
+    let raw = raw_table(&env.dynamo, &env.table).await;
+    assert!(raw.contains(&email_hash(BOB)), "Bob's is 2 days old");
+    assert!(default.run(day_on + time::Duration::hours(2), deadline).await.unwrap().idle, "daily");
+    assert!(!default.run(day_on + time::Duration::hours(25), deadline).await.unwrap().idle, "a day on");
+
+    // An erasure drops the cursor (it may name an item of the person's): the next pass starts from the beginning.
+    let mid = RetentionSweep::new(table.clone(), week).with_page_size(1);
+    mid.run(next_hour + time::Duration::days(3), Instant::now()).await.unwrap();
+    assert!(raw_table(&env.dynamo, &env.table).await.contains("next"), "a pass stopped mid-table");
+    let receipt = hubrelay_core::privacy::ErasureReceipt {
+        receipt_id: "era_cursor".into(),
+        at: now,
+        source: ErasureSource::Api,
+        operator: Some("ops".into()),
+        counts: Default::default(),
+        hubspot: hubrelay_core::privacy::HubSpotErasure::NotRequested,
+    };
+    table.erase(&Subject { email: Some(BOB.into()), contact_id: None }, &receipt).await.unwrap();
+    assert!(!raw_table(&env.dynamo, &env.table).await.contains(CURSOR_ID), "the cursor is gone");
 
     // Through the function's entry point: EventBridge's scheduled event runs the sweep; an SQS batch is handled as
     // ever; anything else is refused.
     table.put_event(&delivered_record(ANN, days(8), EventStatus::Delivered)).await.unwrap();
-    let worker = env.worker.with_retention_sweep(RetentionSweep::new(table.clone(), week));
+    let worker = env.worker.with_retention_sweep(Some(RetentionSweep::new(table.clone(), week)));
     let scheduled = json!({
         "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
         "source": "aws.events", "account": "123456789012", "time": "2026-12-07T15:00:00Z", "region": "us-east-1",
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/hubrelay-RetentionSweep"], "detail": {}
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
     let answer = worker.handle_invocation(scheduled, now, deadline).await.unwrap();
+    let sweep_answer = &answer["retentionSweep"];
     assert_eq!(
         answer,
-        json!({"retentionSweep": {"scanned": answer["retentionSweep"]["scanned"], "scrubbed": 1, "finished": true}})
+        json!({"retentionSweep": {"idle": false, "scanned": sweep_answer["scanned"], "scrubbed": 1, "finished": true}})
     );
     assert!(!raw_table(&env.dynamo, &env.table).await.contains(&email_hash(ANN)));
     let batch = worker.handle_invocation(json!({"Records": []}), now, deadline).await.unwrap();

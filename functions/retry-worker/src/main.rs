@@ -1,5 +1,6 @@
-//! `retry-worker`: consumes the SQS retry queue (event source mapping with `ReportBatchItemFailures`).
-//! Everything is built once at init; each batch is one `SqsWorker::handle` call.
+//! `retry-worker`: consumes the SQS retry queue (event source mapping with `ReportBatchItemFailures`), and runs
+//! the retention sweep when the hourly schedule invokes it. Everything is built once at init; each invocation is
+//! one `SqsWorker::handle_invocation` call.
 
 use hubrelay_aws::lambda;
 

@@ -136,6 +136,7 @@ async fn the_bootstrap_runs_the_retention_sweep_when_the_schedule_invokes_it() {
     let answer = f.emulator.answer(&id, Duration::from_secs(30)).await.expect("a response");
     assert_eq!(answer["retentionSweep"]["scrubbed"], json!(1), "{answer}");
     assert_eq!(answer["retentionSweep"]["finished"], json!(true), "{answer}");
+    assert_eq!(answer["retentionSweep"]["idle"], json!(false), "{answer}");
     let items = stage.dynamo.scan().table_name(&stage.table).send().await.unwrap();
     let raw = format!("{:?}", items.items());
     assert!(!raw.contains(&email_hash("old.lead@example.com")), "the old record cleared");
