@@ -1,7 +1,8 @@
 //! A profile's follow-ups against a running `serve`: a deal per lead (pipeline, stage, name, amount, owner,
 //! associated with the contact) and a history note per lead on the contact. A replayed lead adds nothing; two
 //! leads for one email make one contact, two deals and two notes; writes that land but are answered 504 (the
-//! lead's, the deal's, the note's) are retried without a second deal or note.
+//! lead's, the deal's, the note's) are retried without a second deal or note; a lead older than the contact's
+//! newest writes nothing over it but still gets its deal and note.
 
 use std::time::Duration;
 
@@ -109,4 +110,25 @@ async fn each_lead_gets_one_deal_and_one_note_even_when_answers_are_lost() {
     let events = hubrelay_core::store::EventLog::list_events(&store, &filter).await.unwrap();
     assert_eq!(events.len(), 6, "{events:?}");
     assert!(events.iter().all(|e| e.status == hubrelay_core::store::EventStatus::Delivered), "{events:?}");
+
+    // A lead older than the contact's newest comes due (a retry that lost the race to a newer lead, an old row
+    // imported late): its values are not written over the newer ones, but it arrived, so it gets its deal and note.
+    let yesterday = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let old = hubrelay_testkit::worker::retry_message(
+        &json!({"email": "deal.buyer@example.com", "first_name": "Dana", "last_name": "Lead0",
+                "vehicle_of_interest": "2026 Model X"}),
+        yesterday,
+        1,
+        yesterday,
+    );
+    hubrelay_core::store::RetryQueue::enqueue(&store, &old).await.unwrap();
+    let (deals, notes) = settled(&serve, &contact, 4, 4).await;
+    assert_eq!((deals.len(), notes.len()), (4, 4), "{deals:?}");
+    let names: Vec<&str> = deals.iter().filter_map(|d| d["properties"]["dealname"].as_str()).collect();
+    assert!(names.contains(&"Dana Lead0 – 2026 Model X"), "{names:?}");
+    assert!(notes.iter().any(|n| n["properties"]["hs_note_body"].as_str().unwrap().contains("last_name: Lead0")));
+    let record = hubrelay_core::store::EventLog::get_event(&store, &old.event_id).await.unwrap().unwrap();
+    assert_eq!(record.status, hubrelay_core::store::EventStatus::Superseded);
+    let now = serve.contact("deal.buyer@example.com").await.unwrap();
+    assert_eq!(now["properties"]["lastname"], "Lead3", "the newer lead's values stay: {now}");
 }

@@ -46,6 +46,7 @@ pub struct FollowUp {
     pub lead_event_id: String,
     /// The contact's email (on top, where erasure and listings look for a message's person).
     pub email: String,
+    /// The contact the lead was written to; empty for a lead superseded by a newer one (found by email).
     pub contact_id: String,
     /// When the lead was accepted: the note's time.
     #[serde(with = "time::serde::rfc3339")]
@@ -55,7 +56,8 @@ pub struct FollowUp {
 }
 
 /// The follow-up messages `mapping` asks for once the lead `lead` (event `event_id`, accepted at `received_at`)
-/// was delivered to `contact_id`; none when the profile asks for none.
+/// was delivered to `contact_id` (empty: superseded, its contact found by email later); none when the profile asks
+/// for none.
 pub fn follow_ups(
     mapping: &Mapping,
     event_id: &str,
@@ -122,10 +124,28 @@ impl FollowUpDelivery {
             serde_json::from_value(event.clone()).map_err(|e| Failure::park("unreadable_event", e.to_string()))?;
         let lead: Lead = serde_json::from_value(follow_up.lead.clone())
             .map_err(|e| Failure::park("unreadable_event", format!("the lead: {e}")))?;
+        let follow_up = self.with_contact(follow_up).await?;
         match follow_up.kind {
             FollowUpKind::Deal => self.deal(&follow_up, &lead).await,
             FollowUpKind::Note => self.note(&follow_up, &lead).await,
         }
+    }
+
+    /// A superseded lead's follow-up names no contact (the lead wrote none): the contact with its email, which its
+    /// newer lead made or updated.
+    async fn with_contact(&self, mut f: FollowUp) -> Result<FollowUp, Failure> {
+        if !f.contact_id.is_empty() {
+            return Ok(f);
+        }
+        let found = self.hubspot.read_contacts_by_email(std::slice::from_ref(&f.email), &[]).await?;
+        let Some(contact) = found.into_iter().next() else {
+            return Err(Failure::park(
+                "contact_not_found",
+                "no HubSpot contact has the lead's email (deleted or merged since?): redrive once it has",
+            ));
+        };
+        f.contact_id = contact.id;
+        Ok(f)
     }
 
     async fn deal(&self, f: &FollowUp, lead: &Lead) -> Result<String, Failure> {

@@ -234,7 +234,7 @@ impl RetryWorker {
                     if message.function == FunctionName::LeadCaptured
                         && applied.is_some_and(|a| a > message.received_at)
                     {
-                        pass.superseded(message);
+                        pass.superseded_lead(message);
                     } else {
                         live.push((message, upsert));
                     }
@@ -618,6 +618,15 @@ impl Pass {
             event_id: m.event_id,
             disposition: Disposition::Delivered { contact_id: contact_id.to_string() },
         });
+    }
+
+    /// A lead older than its contact's newest: its values are not written, but it still arrived, so it gets its
+    /// deal and note (their contact found by email when they are delivered).
+    fn superseded_lead(&mut self, m: RetryMessage) {
+        if let Some(leads) = self.leads.as_mut() {
+            leads.push((m.clone(), String::new()));
+        }
+        self.superseded(m);
     }
 
     fn superseded(&mut self, m: RetryMessage) {
