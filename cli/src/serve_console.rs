@@ -146,7 +146,7 @@ impl ConsoleBackend for LocalConsole {
         Ok(Arc::new(LocalDeadLetters::new(self.store(tenant)?)))
     }
 
-    fn eraser(&self, tenant: &str) -> Result<Arc<Eraser>, String> {
+    async fn eraser(&self, tenant: &str) -> Result<Arc<Eraser>, String> {
         let store = Arc::new(self.store(tenant)?);
         let hubspot = self.probes.get(tenant).map(|p| Arc::new(p.client) as Arc<dyn HubSpot>);
         Ok(Arc::new(Eraser::new(store, hubspot)))

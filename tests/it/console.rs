@@ -273,12 +273,16 @@ async fn an_operator_finds_parked_leads_and_redrives_them_in_the_browser() {
     find(&client, "#erase button").await.click().await.unwrap();
     assert!(find(&client, "#erase-error").await.text().await.unwrap().contains("confirmation"));
     find(&client, "#erase input[name=email]").await.send_keys("Console-1@Example.com").await.unwrap();
+    find(&client, "#erase input[name=hubspot_gdpr_delete]").await.click().await.unwrap();
     find(&client, "#erase input[name=confirm]").await.click().await.unwrap();
     find(&client, "#erase button").await.click().await.unwrap();
     let erased = find(&client, "#erased").await.text().await.unwrap();
     assert!(erased.contains("Erased: receipt era_") && !erased.contains(" 0 event records"), "{erased}");
     let receipts = client.find(Locator::Css("#receipts")).await.unwrap().text().await.unwrap();
     assert!(receipts.contains("alice") && !receipts.to_lowercase().contains("console-1"), "{receipts}");
+    // The box ticked: HubSpot GDPR-deleted the contact too.
+    assert!(receipts.contains("deleted"), "{receipts}");
+    assert!(serve.contact("console-1@example.com").await.is_none(), "HubSpot no longer has the contact");
     shot(&client, "13-privacy").await;
     client.goto(&format!("{console}/events")).await.unwrap();
     find(&client, "table#events").await;

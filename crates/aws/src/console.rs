@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
+use hubrelay_clients::HubSpotClient;
 use hubrelay_console::audit::{AuditEntry, AuditLog};
 use hubrelay_console::backend::{ConsoleBackend, PortalCheck, TenantHealth};
 use hubrelay_core::config::{Layer, RelaySettings};
 use hubrelay_core::dlq::DeadLetters;
 use hubrelay_core::domain::{TenantId, DEFAULT_TENANT};
+use hubrelay_core::hubspot::HubSpot;
 use hubrelay_core::privacy::Eraser;
 use hubrelay_core::store::EventLog;
 use hubrelay_core::tenant::OAuthAppSettings;
@@ -53,6 +55,29 @@ pub struct PortalAccess {
 }
 
 impl AwsConsole {
+    /// The tenant's HubSpot client as the functions make it (within the portal's shared budget), and its settings.
+    async fn portal_client(&self, tenant: &str) -> Result<(HubSpotClient, RelaySettings), String> {
+        let access = self.portals.as_ref().ok_or("checking portals is not configured")?;
+        if tenant == DEFAULT_TENANT {
+            let stack = access.stack.as_ref().ok_or(
+                "the console has no HubSpot credential of the stack's own portal: run `hubrelay doctor --stack`",
+            )?;
+            let client = access.wiring.hubspot_client(&stack.hubspot, stack.hubspot_rate_limit_per_10s, None, |t| t);
+            return Ok((client.map_err(|e| e.to_string())?, stack.clone()));
+        }
+        let registry = self.tenants.as_ref().ok_or("this stack has no tenants")?;
+        let id: TenantId = tenant.parse()?;
+        let stored = registry.get(&id).await.map_err(|e| e.to_string())?.ok_or(format!("no tenant {tenant}"))?;
+        let settings = stored.tenant.relay_settings(&access.base).map_err(|e| e.to_string())?;
+        let TenantPortal { target, waiting, .. } = tenant_portal(&stored.tenant, &settings, access.oauth.as_ref())?;
+        let rate = settings.hubspot_rate_limit_per_10s;
+        let wiring = access.wiring.for_tenant(tenant);
+        let needing_reauth =
+            move |t: hubrelay_clients::oauth::OAuthTokens| if waiting { t.needing_reauth() } else { t };
+        let client = wiring.hubspot_client(&target, rate, stored.tenant.daily_budget, needing_reauth);
+        Ok((client.map_err(|e| e.to_string())?, settings))
+    }
+
     pub fn new(
         table: DynamoIdempotencyStore,
         sqs: aws_sdk_sqs::Client,
@@ -130,33 +155,22 @@ impl ConsoleBackend for AwsConsole {
         Ok(Arc::new(letters))
     }
 
-    /// The tenant's records and message keys. HubSpot's GDPR delete is not offered here: the console holds no
-    /// tenant's HubSpot client outside a portal check (ask HubSpot in the portal, or through `serve`).
-    fn eraser(&self, tenant: &str) -> Result<Arc<Eraser>, String> {
-        Ok(Arc::new(Eraser::new(Arc::new(self.scoped(tenant)?), None)))
+    /// The tenant's records and message keys, and its portal for HubSpot's GDPR delete when the console can
+    /// reach it (its credential, as for checking the portal; without one an erasure asking HubSpot is refused).
+    async fn eraser(&self, tenant: &str) -> Result<Arc<Eraser>, String> {
+        let store = Arc::new(self.scoped(tenant)?);
+        let hubspot = match self.portal_client(tenant).await {
+            Ok((client, _)) => Some(Arc::new(client) as Arc<dyn HubSpot>),
+            Err(e) => {
+                tracing::info!(tenant, reason = %e, "no HubSpot client for erasures: HubSpot's GDPR delete is refused");
+                None
+            }
+        };
+        Ok(Arc::new(Eraser::new(store, hubspot)))
     }
 
     async fn check_portal(&self, tenant: &str) -> Result<PortalCheck, String> {
-        let access = self.portals.as_ref().ok_or("checking portals is not configured")?;
-        let (client, settings) = if tenant == DEFAULT_TENANT {
-            let stack = access.stack.as_ref().ok_or(
-                "the console has no HubSpot credential of the stack's own portal: run `hubrelay doctor --stack`",
-            )?;
-            let client = access.wiring.hubspot_client(&stack.hubspot, stack.hubspot_rate_limit_per_10s, None, |t| t);
-            (client.map_err(|e| e.to_string())?, stack.clone())
-        } else {
-            let registry = self.tenants.as_ref().ok_or("this stack has no tenants")?;
-            let id: TenantId = tenant.parse()?;
-            let stored = registry.get(&id).await.map_err(|e| e.to_string())?.ok_or(format!("no tenant {tenant}"))?;
-            let settings = stored.tenant.relay_settings(&access.base).map_err(|e| e.to_string())?;
-            let TenantPortal { target, waiting, .. } = tenant_portal(&stored.tenant, &settings, access.oauth.as_ref())?;
-            let rate = settings.hubspot_rate_limit_per_10s;
-            let wiring = access.wiring.for_tenant(tenant);
-            let needing_reauth =
-                move |t: hubrelay_clients::oauth::OAuthTokens| if waiting { t.needing_reauth() } else { t };
-            let client = wiring.hubspot_client(&target, rate, stored.tenant.daily_budget, needing_reauth);
-            (client.map_err(|e| e.to_string())?, settings)
-        };
+        let (client, settings) = self.portal_client(tenant).await?;
         let wanted = hubrelay_core::properties::required(&settings.mapping, &settings.referral.config);
         // The day's count first: the check's own call counts against the cap, and may find it spent.
         let daily = client.daily_use().await.transpose()?;

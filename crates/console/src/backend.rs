@@ -75,7 +75,7 @@ pub trait ConsoleBackend: Send + Sync {
     /// The tenant's dead-letter queue.
     fn dead_letters(&self, tenant: &str) -> Result<Arc<dyn DeadLetters>, String>;
     /// The tenant's erasures (its store, and its portal for HubSpot's GDPR delete).
-    fn eraser(&self, tenant: &str) -> Result<Arc<Eraser>, String> {
+    async fn eraser(&self, tenant: &str) -> Result<Arc<Eraser>, String> {
         Err(format!("erasing personal data is not available here for tenant {tenant}"))
     }
     /// Checks the tenant's portal (one HubSpot call: its properties) and reads its calls today.

@@ -483,13 +483,15 @@ pub fn privacy(
                 label { "Email" input type="email" name="email" autocomplete="off"; }
                 label { "or HubSpot contact id" input type="text" name="contact_id" inputmode="numeric" autocomplete="off"; }
             }
+            p { label { span { input type="checkbox" name="hubspot_gdpr_delete" value="yes";
+                " Also have HubSpot GDPR-delete the contact from the tenant's portal" } } }
             p { label { span { input type="checkbox" name="confirm" value="yes";
                 " Erase every record of this person from tenant " (tenant) ": it cannot be undone" } } }
             p { button.danger type="submit" { "Erase" } }
         }
         p.note {
             "Their queued and dead-lettered messages, event records, answers, contact version, links and ledgers go; "
-            "HubSpot's own GDPR delete is not asked from here (use the API's hubspot_gdpr_delete, or the portal). "
+            "with the box ticked, HubSpot deletes the contact for good too (its GDPR delete, by email or id). "
             "The receipt and the audit trail name no one."
         }
         h2 { "Receipts" }

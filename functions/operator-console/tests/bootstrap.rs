@@ -142,7 +142,18 @@ async fn an_operator_signs_in_and_redrives_a_dead_letter_on_aws() {
     // so it is gone from the tenant's view, and the receipt names no one.
     let bearer = [("authorization", format!("Bearer {OPERATOR_TOKEN}")), ("content-type", "application/json".into())];
     let headers: Vec<(&str, &str)> = bearer.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let erasure = json!({"email": "dealer-lead@example.com", "tenant": "dealer"}).to_string();
+    // The person is a contact in the tenant's portal too: HubSpot's GDPR delete is asked through the tenant's own
+    // credential.
+    let dealer_hs =
+        hubrelay_clients::HubSpotClient::new(&dealer_portal.url(), "dealer-portal-token", Duration::from_secs(5))
+            .unwrap();
+    let person = hubrelay_core::domain::ContactUpsert {
+        email: "dealer-lead@example.com".into(),
+        properties: Default::default(),
+    };
+    hubrelay_core::hubspot::HubSpot::upsert_contact(&dealer_hs, &person).await.unwrap();
+    let erasure =
+        json!({"email": "dealer-lead@example.com", "tenant": "dealer", "hubspot_gdpr_delete": true}).to_string();
     let request = HttpRequest {
         method: "POST",
         path: "/v1/privacy/erasure",
@@ -153,6 +164,15 @@ async fn an_operator_signs_in_and_redrives_a_dead_letter_on_aws() {
     let erased = runtime::invoke_request(&f, &request).await;
     assert_eq!(erased.status, 200, "{erased:?}");
     assert!(erased.body.contains("\"message_keys\":1") && !erased.body.contains("dealer-lead"), "{}", erased.body);
+    assert!(erased.body.contains("\"outcome\":\"deleted\""), "HubSpot GDPR-deleted the contact: {}", erased.body);
+    let left = hubrelay_core::hubspot::HubSpot::read_contacts_by_email(
+        &dealer_hs,
+        &["dealer-lead@example.com".to_string()],
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "{left:?}");
     let tenant_page = runtime::invoke_request(&f, &get("/console/dead-letters", "tenant=dealer")).await;
     assert!(!tenant_page.body.contains(&theirs.event_id), "{}", tenant_page.body);
     let listing = HttpRequest {
@@ -194,7 +214,8 @@ async fn an_operator_signs_in_and_redrives_a_dead_letter_on_aws() {
     assert!(checked.body.contains("custom properties it needs exist"), "{}", checked.body);
     let checked = post_form(&f, "/console/portals/check", &cookies, &format!("csrf={token}&tenant=dealer")).await;
     assert!(checked.body.contains("lacks") && checked.body.contains("lead_priority"), "{}", checked.body);
-    assert!(checked.body.contains("0 of 500"), "its calls today against its cap, read before the check's call");
+    // Its calls today against its cap, read before the check's own call: the erasure's GDPR delete counted.
+    assert!(checked.body.contains("1 of 500"), "{}", checked.body);
 }
 
 /// A form posted as a browser posts it.
