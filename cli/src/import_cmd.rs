@@ -37,8 +37,8 @@ pub struct ImportArgs {
     format: Option<String>,
     /// What the rows are: `leads`, or `extole-share-links` (Extole's export: email, share_code, share_link,
     /// company, partner_user_id, extole_app_type), each row set on its contact as a live share-link webhook is
-    /// or `advocate-participants` (a HubSpot contacts export: Record ID and Email), each contact synced to its
-    /// impact.com Advocate participant
+    /// or `advocate-participants` (a HubSpot contacts export: Record ID and Email; or Advocate's import format:
+    /// an email column), each contact synced to its impact.com Advocate participant
     #[arg(long, default_value = "leads", value_parser = ["leads", "extole-share-links", "advocate-participants"])]
     kind: String,
     /// A column (CSV) or key (JSON lines) holding each row's own id: the row is then delivered once per id, as a

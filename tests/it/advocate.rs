@@ -270,4 +270,53 @@ async fn serve_starts_an_advocate_sandbox_when_asked() {
         assert!(Instant::now() < deadline, "the participant renamed: {listed:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // The guide's own import format, an `email` column only: each row's contact found by email; a row whose email
+    // no contact has makes nothing.
+    let (status, _, _) =
+        serve.post_lead(&json!({"email": "imported@example.com", "first_name": "Ima"}), headers(&[])).await;
+    assert_eq!(status, 200);
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("advocate-users.csv");
+    std::fs::write(
+        &path,
+        "email,referralCode
+Imported@Example.com,
+nobody@example.com,
+",
+    )
+    .unwrap();
+    let (ok, out) = crate::harness::hubrelay_in(
+        serve.data_dir.path(),
+        &["import", path.to_str().unwrap(), "--kind", "advocate-participants"],
+    );
+    assert!(ok && out.contains("columns not used: referralCode"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let listed: Vec<Value> =
+            serve.http.get(format!("{url}/__sandbox/participants")).send().await.unwrap().json().await.unwrap();
+        if listed.len() >= 2 || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut emails: Vec<&str> = listed.iter().filter_map(|p| p["email"].as_str()).collect();
+    emails.sort();
+    assert_eq!(emails, ["imported@example.com", "newcomer@example.com"], "{listed:?}");
+    let store = hubrelay_local::sqlite::SqliteStore::open(&serve.db_path()).unwrap();
+    let filter = hubrelay_core::store::EventFilter {
+        function: Some(hubrelay_core::domain::FunctionName::ReferralEvent),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = hubrelay_core::store::EventLog::list_events(&store, &filter).await.unwrap();
+        let settled = events.iter().filter(|e| e.status != hubrelay_core::store::EventStatus::Retrying).count();
+        if settled == events.len() {
+            assert!(events.iter().any(|e| e.status == hubrelay_core::store::EventStatus::Superseded), "{events:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{events:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

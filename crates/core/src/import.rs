@@ -94,9 +94,10 @@ pub struct Row {
 pub enum Item {
     Lead(Box<ParsedLead>),
     ShareLink(ShareLink),
-    /// A HubSpot contact (its id) to sync to its Advocate participant.
+    /// A HubSpot contact to sync to its Advocate participant: by its id (a HubSpot contacts export), or by the
+    /// row's email (Advocate's own import format, an `email` column).
     Participant {
-        object_id: String,
+        object_id: Option<String>,
     },
 }
 
@@ -116,12 +117,16 @@ impl Row {
             Item::ShareLink(link) => {
                 serde_json::to_value(ReferralAction::UpsertContact(link.to_upsert())).unwrap_or_default()
             }
-            Item::Participant { object_id } => serde_json::to_value(ReferralAction::SyncParticipant {
+            Item::Participant { object_id: Some(object_id) } => serde_json::to_value(ReferralAction::SyncParticipant {
                 object_id: object_id.clone(),
                 created: true,
                 occurred_at: 0,
             })
             .unwrap_or_default(),
+            Item::Participant { object_id: None } => {
+                serde_json::to_value(ReferralAction::SyncParticipantByEmail { email: self.email.clone() })
+                    .unwrap_or_default()
+            }
         }
     }
 
@@ -260,23 +265,24 @@ fn share_link_row(line: u64, fields: Vec<(String, String)>) -> Result<Row, RowEr
     Ok(Row { line, key, email, item: Item::ShareLink(link) })
 }
 
-/// Reads a HubSpot contacts export for the Advocate participant sync: each row's contact id (`Record ID` or
-/// `hs_object_id`) and email are required; other columns are listed in [`Validated::ignored_columns`].
+/// Reads a file for the Advocate participant sync: a HubSpot contacts export (each row's contact id, `Record ID`
+/// or `hs_object_id`, and email), or Advocate's own import format (an `email` column; each row's contact found by
+/// email when it is delivered). Other columns are listed in [`Validated::ignored_columns`].
 pub fn validate_participants(bytes: &[u8]) -> Result<Validated, FileError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(bytes);
     let headers = reader.headers().map_err(|e| FileError(format!("the header row cannot be read: {e}")))?.clone();
     let names: Vec<String> = headers.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
     let find = |wanted: &[&str]| names.iter().position(|n| wanted.contains(&n.as_str()));
-    let id_col = find(&["record id", "hs_object_id", "record_id"])
-        .ok_or_else(|| FileError("no contact id column (`Record ID` or `hs_object_id`)".into()))?;
+    // A HubSpot export names each contact by id; Advocate's own import format by its `email` only.
+    let id_col = find(&["record id", "hs_object_id", "record_id"]);
     let email_col =
         find(&["email"]).ok_or_else(|| FileError("no `email` column: participants are matched by email".into()))?;
     let mut out = Validated {
         ignored_columns: headers
             .iter()
             .enumerate()
-            .filter(|(i, h)| *i != id_col && *i != email_col && !h.trim().is_empty())
+            .filter(|(i, h)| Some(*i) != id_col && *i != email_col && !h.trim().is_empty())
             .map(|(_, h)| h.trim().to_string())
             .collect(),
         ..Validated::default()
@@ -299,8 +305,8 @@ pub fn validate_participants(bytes: &[u8]) -> Result<Validated, FileError> {
             code: code.into(),
             message: message.into(),
         };
-        let id = record.get(id_col).unwrap_or_default().trim();
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        let id = id_col.map(|col| record.get(col).unwrap_or_default().trim());
+        if id.is_some_and(|id| id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit())) {
             out.errors.push(err("hs_object_id", "invalid_id", "the contact id must be HubSpot's numeric id"));
             continue;
         }
@@ -311,12 +317,16 @@ pub fn validate_participants(bytes: &[u8]) -> Result<Validated, FileError> {
                 continue;
             }
         };
-        let key = body_key(FunctionName::ReferralEvent, &format!("advocate-participant\n{id}"));
+        let names = match id {
+            Some(id) => id.to_string(),
+            None => format!("email:{}", crate::store::email_hash(&email)),
+        };
+        let key = body_key(FunctionName::ReferralEvent, &format!("advocate-participant\n{names}"));
         if !seen.insert(key.clone()) {
             out.duplicates.push(line);
             continue;
         }
-        out.rows.push(Row { line, key, email, item: Item::Participant { object_id: id.to_string() } });
+        out.rows.push(Row { line, key, email, item: Item::Participant { object_id: id.map(String::from) } });
     }
     Ok(out)
 }

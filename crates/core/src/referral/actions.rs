@@ -35,11 +35,15 @@ pub enum ReferralAction {
     SyncParticipant { object_id: String, created: bool, occurred_at: i64 },
     /// A HubSpot contact deleted: its Advocate participant deleted.
     DeleteParticipant { object_id: String },
+    /// The HubSpot contact with this email synced to its participant (an import row in Advocate's own format,
+    /// which names contacts by email only).
+    SyncParticipantByEmail { email: String },
 }
 
 impl ReferralAction {
     /// `extole_signup`, `extole_converted`, `impact_conversion`, `upsert_contact`, `update_advocate_user`,
-    /// `record_merge`, `erase_contact`, `send_contact_change`, `sync_participant`, `delete_participant`.
+    /// `record_merge`, `erase_contact`, `send_contact_change`, `sync_participant`, `delete_participant`,
+    /// `sync_participant_by_email`.
     pub fn kind(&self) -> &'static str {
         match self {
             ReferralAction::ExtoleSignup(_) => "extole_signup",
@@ -52,6 +56,7 @@ impl ReferralAction {
             ReferralAction::SendContactChange(_) => "send_contact_change",
             ReferralAction::SyncParticipant { .. } => "sync_participant",
             ReferralAction::DeleteParticipant { .. } => "delete_participant",
+            ReferralAction::SyncParticipantByEmail { .. } => "sync_participant_by_email",
         }
     }
 
@@ -74,6 +79,7 @@ impl ReferralAction {
             ReferralAction::SendContactChange(change) => change.change_id.clone(),
             ReferralAction::SyncParticipant { object_id, occurred_at, .. } => format!("{object_id}@{occurred_at}"),
             ReferralAction::DeleteParticipant { object_id } => object_id.clone(),
+            ReferralAction::SyncParticipantByEmail { email } => crate::store::email_hash(email),
         };
         Some(format!("{}:{key}", self.kind()))
     }

@@ -228,6 +228,14 @@ impl ReferralDelivery {
             ReferralAction::SyncParticipant { object_id, created, .. } => {
                 self.sync_participant(object_id, *created).await
             }
+            ReferralAction::SyncParticipantByEmail { email } => {
+                self.advocate()?;
+                let found = self.hubspot.read_contacts_by_email(std::slice::from_ref(email), &[]).await?;
+                match found.into_iter().next() {
+                    Some(contact) => self.sync_participant(&contact.id, true).await,
+                    None => Ok(ReferralOutcome::Skipped { reason: "no HubSpot contact has the row's email".into() }),
+                }
+            }
             ReferralAction::DeleteParticipant { object_id } => {
                 let advocate = self.advocate()?;
                 // HubSpot keeps a deleted contact archived for 90 days: its Advocate ids name its participant,
