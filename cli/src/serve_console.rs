@@ -146,9 +146,9 @@ impl ConsoleBackend for LocalConsole {
         Ok(Arc::new(LocalDeadLetters::new(self.store(tenant)?)))
     }
 
-    async fn eraser(&self, tenant: &str) -> Result<Arc<Eraser>, String> {
+    async fn eraser(&self, tenant: &str, hubspot: bool) -> Result<Arc<Eraser>, String> {
         let store = Arc::new(self.store(tenant)?);
-        let hubspot = self.probes.get(tenant).map(|p| Arc::new(p.client) as Arc<dyn HubSpot>);
+        let hubspot = self.probes.get(tenant).filter(|_| hubspot).map(|p| Arc::new(p.client) as Arc<dyn HubSpot>);
         Ok(Arc::new(Eraser::new(store, hubspot)))
     }
 

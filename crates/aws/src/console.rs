@@ -155,10 +155,13 @@ impl ConsoleBackend for AwsConsole {
         Ok(Arc::new(letters))
     }
 
-    /// The tenant's records and message keys, and its portal for HubSpot's GDPR delete when the console can
-    /// reach it (its credential, as for checking the portal; without one an erasure asking HubSpot is refused).
-    async fn eraser(&self, tenant: &str) -> Result<Arc<Eraser>, String> {
+    /// The tenant's records and message keys, and (asked for) its portal for HubSpot's GDPR delete when the
+    /// console can reach it (its credential, as for checking the portal; without one the erasure is refused).
+    async fn eraser(&self, tenant: &str, hubspot: bool) -> Result<Arc<Eraser>, String> {
         let store = Arc::new(self.scoped(tenant)?);
+        if !hubspot {
+            return Ok(Arc::new(Eraser::new(store, None)));
+        }
         let hubspot = match self.portal_client(tenant).await {
             Ok((client, _)) => Some(Arc::new(client) as Arc<dyn HubSpot>),
             Err(e) => {

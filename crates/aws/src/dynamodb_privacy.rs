@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::dynamodb::{DynamoIdempotencyStore, EVENT_TTL};
 use crate::dynamodb_events::scan_all;
-use crate::dynamodb_retention::record_attribute;
+use crate::dynamodb_retention::stored_record;
 use crate::sqs_seal::key_item;
 use hubrelay_core::privacy::{ErasureCounts, ErasureReceipt, PersonalData, Subject};
 use hubrelay_core::store::{contact_key, email_hash, EventRecord, StoreError};
@@ -36,7 +36,7 @@ fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 }
 
 fn record_of(item: &Item) -> Option<EventRecord> {
-    serde_json::from_str(text(item, "record").or_else(|| text(item, "event_record"))?).ok()
+    stored_record(item).map(|stored| stored.record)
 }
 
 /// What names the person, grown from the records that name them.
@@ -238,7 +238,7 @@ impl PersonalData for DynamoIdempotencyStore {
     async fn scrub_events_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
         let mut scrubbed = 0;
         for item in self.scope_items().await? {
-            let (Some(local), Some(stored)) = (self.local_id(&item), record_attribute(&item)) else { continue };
+            let (Some(local), Some(stored)) = (self.local_id(&item), stored_record(&item)) else { continue };
             let Some(record) = crate::dynamodb_retention::scrubbed(stored.record.clone(), cutoff) else { continue };
             if self.write_scrubbed(self.id(local), &stored, &record).await? {
                 scrubbed += 1;

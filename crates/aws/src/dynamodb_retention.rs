@@ -52,7 +52,7 @@ pub(crate) struct StoredRecord<'a> {
     pub record: EventRecord,
 }
 
-pub(crate) fn record_attribute(item: &Item) -> Option<StoredRecord<'_>> {
+pub(crate) fn stored_record(item: &Item) -> Option<StoredRecord<'_>> {
     for attribute in ["record", "event_record"] {
         if let Some(json) = item.get(attribute).and_then(|v| v.as_s().ok()) {
             let record = serde_json::from_str(json).ok()?;
@@ -177,7 +177,7 @@ impl RetentionSweep {
             let last = items.len().saturating_sub(1);
             for (i, item) in items.iter().enumerate() {
                 report.scanned += 1;
-                if let (Some(id), Some(stored)) = (item.get("id"), record_attribute(item)) {
+                if let (Some(id), Some(stored)) = (item.get("id"), stored_record(item)) {
                     if let Some(record) = scrubbed(stored.record.clone(), cutoff) {
                         if self.table.write_scrubbed(id.clone(), &stored, &record).await? {
                             report.scrubbed += 1;

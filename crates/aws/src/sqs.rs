@@ -184,11 +184,7 @@ impl SqsRetryQueue {
     }
 
     /// `message` stamped with this queue's tenant (when it has one).
-    pub fn stamp(&self, message: &RetryMessage) -> RetryMessage {
-        self.stamped(message)
-    }
-
-    fn stamped(&self, message: &RetryMessage) -> RetryMessage {
+    pub fn stamped(&self, message: &RetryMessage) -> RetryMessage {
         match &self.tenant {
             Some(_) => message.clone().for_tenant(self.tenant.clone()),
             None => message.clone(),

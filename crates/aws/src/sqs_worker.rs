@@ -196,13 +196,14 @@ impl SqsWorker {
                         counts.not_yet_due += 1;
                         message.not_before = message.not_before.max(now + DISABLED_TENANT_DELAY);
                         // Passed on sealed, as it came: its key must outlive it, however long the tenant waits.
-                        let send = match self.queue.sealer().map(|s| s.keep_alive(&message)) {
-                            Some(alive) => match alive.await {
-                                Ok(true) => self.successor(&message, now, None, &keys).await,
-                                Ok(false) => Ok(None),
-                                Err(e) => Err(e),
-                            },
-                            None => self.successor(&message, now, None, &keys).await,
+                        let alive = match self.queue.sealer() {
+                            Some(sealer) => sealer.keep_alive(&message).await,
+                            None => Ok(true),
+                        };
+                        let send = match alive {
+                            Ok(true) => self.successor(&message, now, None, &keys).await,
+                            Ok(false) => Ok(None),
+                            Err(e) => Err(e),
                         };
                         push(&mut pending, &mut response, &mut counts, message_id, send, &message);
                     }
@@ -343,7 +344,7 @@ impl SqsWorker {
         let key_id =
             keys.get(&message.event_id).filter(|_| hubrelay_core::message_seal::sealed_parts(message).is_none());
         let sealed = match (self.queue.sealer(), key_id) {
-            (Some(sealer), Some(key_id)) => match sealer.reseal(&self.queue.stamp(message), key_id).await? {
+            (Some(sealer), Some(key_id)) => match sealer.reseal(&self.queue.stamped(message), key_id).await? {
                 Some(sealed) => sealed,
                 None => return Ok(None),
             },

@@ -74,8 +74,9 @@ pub trait ConsoleBackend: Send + Sync {
     fn event_log(&self, tenant: &str) -> Result<Arc<dyn EventLog>, String>;
     /// The tenant's dead-letter queue.
     fn dead_letters(&self, tenant: &str) -> Result<Arc<dyn DeadLetters>, String>;
-    /// The tenant's erasures (its store, and its portal for HubSpot's GDPR delete).
-    async fn eraser(&self, tenant: &str) -> Result<Arc<Eraser>, String> {
+    /// The tenant's erasures: its store, and with `hubspot` its portal too, for HubSpot's GDPR delete (only
+    /// then is a HubSpot client made: listing receipts needs none).
+    async fn eraser(&self, tenant: &str, _hubspot: bool) -> Result<Arc<Eraser>, String> {
         Err(format!("erasing personal data is not available here for tenant {tenant}"))
     }
     /// Checks the tenant's portal (one HubSpot call: its properties) and reads its calls today.

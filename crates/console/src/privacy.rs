@@ -66,7 +66,7 @@ async fn render(
     error: Option<&str>,
 ) -> Response {
     let tenants = console.tenant_ids().await;
-    let receipts = match console.backend.eraser(tenant).await {
+    let receipts = match console.backend.eraser(tenant, false).await {
         Ok(eraser) => eraser.store().receipts(50).await.map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
@@ -86,14 +86,14 @@ async fn erase_from_page(State(console): State<Arc<Console>>, headers: HeaderMap
         let message = "Tick the confirmation: an erasure cannot be undone.";
         return render(&console, &session, &tenant, None, Some(message)).await;
     }
-    let eraser = match console.backend.eraser(&tenant).await {
+    let hubspot_gdpr_delete = form.one("hubspot_gdpr_delete") == "yes";
+    let eraser = match console.backend.eraser(&tenant, hubspot_gdpr_delete).await {
         Ok(eraser) => eraser,
         Err(e) => return render(&console, &session, &tenant, None, Some(&e)).await,
     };
     if let Err(e) = console.record(&session.operator, "erasure_requested", &tenant, String::new()).await {
         return render(&console, &session, &tenant, None, Some(&format!("Not erased: {e}"))).await;
     }
-    let hubspot_gdpr_delete = form.one("hubspot_gdpr_delete") == "yes";
     match eraser.erase(&subject, ErasureSource::Console, Some(&session.operator), hubspot_gdpr_delete).await {
         Ok(receipt) => {
             let detail = format!("{} {:?}", receipt.receipt_id, receipt.counts);
@@ -151,7 +151,7 @@ async fn erase(State(console): State<Arc<Console>>, headers: HeaderMap, body: By
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", format!("not an erasure request: {e}")),
     };
     let tenant = tenant_or_default(request.tenant.as_deref().unwrap_or_default());
-    let eraser = match console.backend.eraser(&tenant).await {
+    let eraser = match console.backend.eraser(&tenant, request.hubspot_gdpr_delete).await {
         Ok(eraser) => eraser,
         Err(e) => return error(StatusCode::NOT_FOUND, "tenant_not_found", e),
     };
@@ -192,7 +192,7 @@ async fn receipts(
         return error(StatusCode::BAD_REQUEST, "invalid_query", "the query takes `tenant` and `limit`");
     };
     let tenant = tenant_or_default(query.tenant.as_deref().unwrap_or_default());
-    let eraser = match console.backend.eraser(&tenant).await {
+    let eraser = match console.backend.eraser(&tenant, false).await {
         Ok(eraser) => eraser,
         Err(e) => return error(StatusCode::NOT_FOUND, "tenant_not_found", e),
     };
